@@ -1,0 +1,506 @@
+//! The gateway's configuration: a TOML file with one `[[app]]` table per protected app.
+//!
+//! Every value is parsed into a validated newtype on load, so the rest of the engine never sees
+//! a raw string it has to re-check. Unknown keys are errors (a typo must not silently turn a
+//! setting off), and every error carries the line and column `toml` reports.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Errors reading or validating the configuration file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// `message` is `toml`'s own report, which names the line and column and quotes the line.
+    #[error("invalid config file {path}:\n{message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid config file {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error("cannot write the config file {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The whole configuration, as read from `config.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The URL path prefix owned by the gateway on every protected host (default `/_simpleotp/`).
+    #[serde(default)]
+    pub route_prefix: RoutePrefix,
+    #[serde(default)]
+    pub session: SessionSettings,
+    #[serde(default)]
+    pub nginx: NginxSettings,
+    /// Protected apps; one nginx `server` each.
+    #[serde(default, rename = "app")]
+    pub apps: Vec<AppConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            route_prefix: RoutePrefix::default(),
+            session: SessionSettings::default(),
+            nginx: NginxSettings::default(),
+            apps: Vec::new(),
+        }
+    }
+}
+
+/// Session lifetimes. Defaults: 7 days absolute, 12 hours idle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionSettings {
+    /// A session ends this long after login, however active it is.
+    #[serde(default = "SessionSettings::default_lifetime", with = "duration_secs", rename = "lifetime_seconds")]
+    pub lifetime: Duration,
+    /// A session ends when no request used it for this long.
+    #[serde(default = "SessionSettings::default_idle", with = "duration_secs", rename = "idle_timeout_seconds")]
+    pub idle_timeout: Duration,
+}
+
+impl SessionSettings {
+    pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
+    pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(12 * 3600);
+    fn default_lifetime() -> Duration {
+        Self::DEFAULT_LIFETIME
+    }
+    fn default_idle() -> Duration {
+        Self::DEFAULT_IDLE_TIMEOUT
+    }
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        SessionSettings { lifetime: Self::DEFAULT_LIFETIME, idle_timeout: Self::DEFAULT_IDLE_TIMEOUT }
+    }
+}
+
+/// How to find and run nginx.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NginxSettings {
+    /// Use this nginx binary instead of searching for one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+}
+
+/// One protected app: nginx listens on `listen` and proxies to `upstream` once a session is valid.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    pub name: AppName,
+    pub upstream: UpstreamUrl,
+    pub listen: ListenAddr,
+}
+
+impl AppConfig {
+    /// The URL a person opens to reach this app through the gateway.
+    pub fn protected_url(&self) -> String {
+        let addr = self.listen.0;
+        let host = if addr.ip().is_unspecified() {
+            "localhost".to_string()
+        } else if addr.is_ipv6() {
+            format!("[{}]", addr.ip())
+        } else {
+            addr.ip().to_string()
+        };
+        format!("http://{host}:{}/", addr.port())
+    }
+}
+
+impl Config {
+    /// The default location: `config.toml` in the OS config directory
+    /// (`~/.config/simpleotp` on Linux, `~/Library/Application Support/...` on macOS,
+    /// `%APPDATA%\SimpleOTP\...` on Windows).
+    pub fn default_path() -> Option<PathBuf> {
+        project_dirs().map(|d| d.config_dir().join("config.toml"))
+    }
+
+    /// Parses and validates a configuration. `path` is only used in error messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text)
+            .map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
+        config.validate().map_err(|message| ConfigError::Invalid { path: path.to_path_buf(), message })?;
+        Ok(config)
+    }
+
+    /// Reads `path`. A missing file is not an error: it is an empty configuration, so that a
+    /// fresh install starts (and the tray app can add the first app).
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Config::parse(&text, path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
+            Err(source) => Err(ConfigError::Read { path: path.to_path_buf(), source }),
+        }
+    }
+
+    /// Writes the configuration atomically (the config never holds a secret, but a crash must
+    /// not leave half a file behind).
+    pub fn save(&self, path: &Path) -> Result<(), ConfigError> {
+        let text = toml::to_string_pretty(self).expect("config always serializes");
+        crate::fsutil::write_atomic(path, text.as_bytes())
+            .map_err(|source| ConfigError::Write { path: path.to_path_buf(), source })
+    }
+
+    /// Checks what serde cannot: rules that span several values.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.session.lifetime.is_zero() || self.session.idle_timeout.is_zero() {
+            return Err("session lifetime_seconds and idle_timeout_seconds must be greater than 0".into());
+        }
+        for (i, app) in self.apps.iter().enumerate() {
+            for other in &self.apps[..i] {
+                if other.name == app.name {
+                    return Err(format!("two apps are named {:?}; names must be unique", app.name.as_str()));
+                }
+                if other.listen.0.port() == app.listen.0.port() && addrs_overlap(other.listen.0, app.listen.0) {
+                    return Err(format!(
+                        "apps {:?} and {:?} both listen on {}; each app needs its own port",
+                        other.name.as_str(),
+                        app.name.as_str(),
+                        app.listen
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The app with this name.
+    pub fn app(&self, name: &AppName) -> Option<&AppConfig> {
+        self.apps.iter().find(|a| &a.name == name)
+    }
+}
+
+fn addrs_overlap(a: SocketAddr, b: SocketAddr) -> bool {
+    a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified()
+}
+
+/// The per-user directories SimpleOTP uses (shared with the tray app).
+pub fn project_dirs() -> Option<directories::ProjectDirs> {
+    directories::ProjectDirs::from("org", "SimpleOTP", "simpleotp")
+}
+
+/// The default data directory (sessions, nginx prefix, control file).
+pub fn default_data_dir() -> Option<PathBuf> {
+    project_dirs().map(|d| d.data_local_dir().to_path_buf())
+}
+
+mod duration_secs {
+    use super::*;
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_secs())
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_secs(u64::deserialize(d)?))
+    }
+}
+
+/// Implements `Display`, `Serialize` and `Deserialize` (through `FromStr`) for a newtype, so
+/// that a bad value becomes a toml error with its line and column.
+macro_rules! string_newtype {
+    ($ty:ident) => {
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(&self.as_string(), f)
+            }
+        }
+        impl Serialize for $ty {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.as_string())
+            }
+        }
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let raw = String::deserialize(d)?;
+                raw.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+/// An app's display name: 1–40 characters of letters, digits, space, `-`, `_`, `.`.
+/// It is written into nginx.conf comments and shown in the UI, so nothing else is allowed.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AppName(String);
+
+impl AppName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    fn as_string(&self) -> String {
+        self.0.clone()
+    }
+}
+
+impl FromStr for AppName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if s.is_empty() || s.chars().count() > 40 {
+            return Err("app name must be 1 to 40 characters".into());
+        }
+        if !s.chars().all(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_' | '.')) {
+            return Err(format!("app name {s:?} may only contain letters, digits, spaces, '-', '_' and '.'"));
+        }
+        Ok(AppName(s.to_string()))
+    }
+}
+string_newtype!(AppName);
+
+/// Where nginx forwards requests for an app: `http://host:port` with an optional path.
+/// Only `http` and `https` are accepted; no credentials, query or fragment, no whitespace,
+/// and nothing that could break out of an nginx directive.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct UpstreamUrl {
+    scheme: String,
+    host: String,
+    port: u16,
+    path: String,
+}
+
+impl UpstreamUrl {
+    pub fn scheme(&self) -> &str {
+        &self.scheme
+    }
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+    /// The path part, `""` when none was given.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+    /// `host:port`, as used to connect.
+    pub fn authority(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+    fn as_string(&self) -> String {
+        format!("{}://{}:{}{}", self.scheme, self.host, self.port, self.path)
+    }
+}
+
+impl FromStr for UpstreamUrl {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = |why: &str| format!("upstream {s:?} is not a valid URL like http://127.0.0.1:8888 ({why})");
+        let (scheme, rest) = s.split_once("://").ok_or_else(|| bad("missing http://"))?;
+        let scheme = scheme.to_ascii_lowercase();
+        if scheme != "http" && scheme != "https" {
+            return Err(bad("only http and https are supported"));
+        }
+        if rest.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, ';' | '{' | '}' | '"' | '\'' | '\\' | '$' | '#' | '?' | '@')) {
+            return Err(bad("it contains a character that is not allowed"));
+        }
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, ""),
+        };
+        let path = if path == "/" { "" } else { path };
+        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+            let (h, after) = v6.split_once(']').ok_or_else(|| bad("unclosed ["))?;
+            let port = after.strip_prefix(':');
+            (format!("[{h}]"), port)
+        } else {
+            match authority.rsplit_once(':') {
+                Some((h, p)) => (h.to_string(), Some(p)),
+                None => (authority.to_string(), None),
+            }
+        };
+        if host.is_empty() || host == "[]" {
+            return Err(bad("missing host"));
+        }
+        let port = match port {
+            Some(p) => p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| bad("port must be 1-65535"))?,
+            None if scheme == "https" => 443,
+            None => 80,
+        };
+        Ok(UpstreamUrl { scheme, host: host.to_ascii_lowercase(), port, path: path.to_string() })
+    }
+}
+string_newtype!(UpstreamUrl);
+
+/// The address and port nginx listens on for an app, e.g. `127.0.0.1:8081`
+/// (this computer only) or `0.0.0.0:8081` (the local network).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ListenAddr(pub SocketAddr);
+
+impl ListenAddr {
+    pub fn socket_addr(&self) -> SocketAddr {
+        self.0
+    }
+    fn as_string(&self) -> String {
+        self.0.to_string()
+    }
+}
+
+impl FromStr for ListenAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let addr: SocketAddr = s
+            .parse()
+            .map_err(|_| format!("listen {s:?} must be an address and port like 127.0.0.1:8081"))?;
+        if addr.port() == 0 {
+            return Err(format!("listen {s:?} needs a fixed port, not 0"));
+        }
+        Ok(ListenAddr(addr))
+    }
+}
+string_newtype!(ListenAddr);
+
+/// The URL path prefix that belongs to the gateway on every protected host, e.g. `/_simpleotp/`.
+/// Always starts and ends with `/`, and has at least one segment: apps own the rest of the path
+/// space (Jupyter owns `/login`, many apps own `/auth`), so the default is deliberately unusual.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RoutePrefix(String);
+
+impl RoutePrefix {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    /// The full path of one of the gateway's routes, e.g. `route("login")` → `/_simpleotp/login`.
+    pub fn route(&self, name: &str) -> String {
+        format!("{}{}", self.0, name)
+    }
+    fn as_string(&self) -> String {
+        self.0.clone()
+    }
+}
+
+impl Default for RoutePrefix {
+    fn default() -> Self {
+        RoutePrefix("/_simpleotp/".into())
+    }
+}
+
+impl FromStr for RoutePrefix {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let trimmed = s.trim_matches('/');
+        if trimmed.is_empty()
+            || !trimmed.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/'))
+            || trimmed.contains("//")
+            || trimmed.split('/').any(|seg| seg == "." || seg == "..")
+        {
+            return Err(format!("route_prefix {s:?} must be a path like /_simpleotp/ (letters, digits, '_', '-', '.')"));
+        }
+        Ok(RoutePrefix(format!("/{trimmed}/")))
+    }
+}
+string_newtype!(RoutePrefix);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("config.toml"))
+    }
+
+    #[test]
+    fn parses_a_full_config() {
+        let c = parse(
+            r#"
+route_prefix = "/_gate/"
+[session]
+lifetime_seconds = 3600
+idle_timeout_seconds = 600
+[nginx]
+path = "/opt/nginx/sbin/nginx"
+[[app]]
+name = "Jupyter"
+upstream = "http://127.0.0.1:8888"
+listen = "127.0.0.1:8081"
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.route_prefix.as_str(), "/_gate/");
+        assert_eq!(c.session.lifetime, Duration::from_secs(3600));
+        assert_eq!(c.apps[0].upstream.port(), 8888);
+        assert_eq!(c.apps[0].protected_url(), "http://127.0.0.1:8081/");
+        assert_eq!(c.nginx.path.as_deref(), Some(Path::new("/opt/nginx/sbin/nginx")));
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.route_prefix.as_str(), "/_simpleotp/");
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_with_line_and_column() {
+        let err = parse("[[app]]\nname = \"a\"\nupstream = \"http://127.0.0.1:1\"\nlisten = \"127.0.0.1:2\"\nlisen = \"x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 5"), "{err}");
+        assert!(err.contains("lisen"), "{err}");
+    }
+
+    #[test]
+    fn bad_value_is_an_error_with_line_and_column() {
+        let err = parse("[[app]]\nname = \"a\"\nupstream = \"ftp://x\"\nlisten = \"127.0.0.1:2\"\n").unwrap_err().to_string();
+        assert!(err.contains("line 3"), "{err}");
+        assert!(err.contains("only http and https"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_ports_are_rejected() {
+        let err = parse(
+            "[[app]]\nname = \"a\"\nupstream = \"http://127.0.0.1:1\"\nlisten = \"127.0.0.1:2\"\n\
+             [[app]]\nname = \"b\"\nupstream = \"http://127.0.0.1:1\"\nlisten = \"0.0.0.0:2\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("each app needs its own port"), "{err}");
+    }
+
+    #[test]
+    fn upstream_rejects_nginx_injection() {
+        for bad in ["http://127.0.0.1:1;evil", "http://a b", "http://h:1/x{", "http://user@h:1", "http://h:0", "http://h:99999", "http://", "127.0.0.1:1"] {
+            assert!(bad.parse::<UpstreamUrl>().is_err(), "{bad} accepted");
+        }
+        let u: UpstreamUrl = "http://LOCALHOST:8888/lab".parse().unwrap();
+        assert_eq!(u.to_string(), "http://localhost:8888/lab");
+        let u: UpstreamUrl = "http://[::1]:9000".parse().unwrap();
+        assert_eq!(u.authority(), "[::1]:9000");
+    }
+
+    #[test]
+    fn route_prefix_is_normalised() {
+        assert_eq!("_x".parse::<RoutePrefix>().unwrap().as_str(), "/_x/");
+        assert!("/".parse::<RoutePrefix>().is_err());
+        assert!("/a/../b".parse::<RoutePrefix>().is_err());
+        assert!("/a b/".parse::<RoutePrefix>().is_err());
+    }
+
+    #[test]
+    fn app_names_are_restricted() {
+        assert!("Jupyter Lab".parse::<AppName>().is_ok());
+        assert!("a;b".parse::<AppName>().is_err());
+        assert!("".parse::<AppName>().is_err());
+    }
+
+    #[test]
+    fn config_round_trips() {
+        let c = parse("[[app]]\nname = \"a\"\nupstream = \"http://127.0.0.1:1\"\nlisten = \"127.0.0.1:2\"\n").unwrap();
+        let text = toml::to_string_pretty(&c).unwrap();
+        assert_eq!(parse(&text).unwrap(), c);
+    }
+}

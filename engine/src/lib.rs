@@ -1,0 +1,38 @@
+//! SimpleOTP's engine: a second factor (TOTP) in front of any local web app, through nginx's
+//! `auth_request`.
+//!
+//! nginx asks the auth server on every request whether the browser holds a valid session; if
+//! not, the browser is sent to a login page that takes a code from the user's authenticator app.
+//! This crate is everything but the GUI; the `simpleotp` command and the tray app are thin
+//! shells over it.
+//!
+//! How the modules fit together:
+//!
+//! * [`config`]: the TOML configuration and the validated newtypes in it (app name, upstream
+//!   URL, listen address, route prefix).
+//! * [`totp`]: the secret, code verification (RFC 6238, ±1 step, no replay) and `otpauth://` URIs.
+//! * [`secret`]: where the secret lives: the OS keychain through `keyring`, or a 0600 file.
+//! * [`session`]: random session tokens, stored only as hashes, with lifetimes, and their
+//!   persistence in the data directory.
+//! * [`limiter`]: the brute-force bound: per-IP escalating lockouts and a global budget.
+//! * [`redirect`]: validation of the "where to go after login" URL (no open redirect).
+//! * [`server`]: the hyper HTTP server nginx talks to: `check`, `login`, `logout`, `health`.
+//! * [`nginx`]: finding nginx, generating its config, and supervising it as a child process.
+//! * [`state`]: the persisted state file (sessions and the replay counter).
+//! * [`control`]: how a local command reaches a running gateway (e.g. `simpleotp unlock`).
+//! * [`qr`]: QR codes for the terminal, PNG and SVG.
+//! * [`app`]: [`app::Application`], which wires everything together and runs until stopped.
+
+pub mod app;
+pub mod config;
+pub mod control;
+pub mod fsutil;
+pub mod limiter;
+pub mod nginx;
+pub mod qr;
+pub mod redirect;
+pub mod secret;
+pub mod server;
+pub mod session;
+pub mod state;
+pub mod totp;
