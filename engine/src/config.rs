@@ -41,6 +41,11 @@ pub struct Config {
     /// The URL path prefix owned by the gateway on every protected host (default `/_simpleotp/`).
     #[serde(default)]
     pub route_prefix: RoutePrefix,
+    /// A fixed loopback address for the auth server. Only needed when you run nginx yourself
+    /// (`simpleotp serve --external-nginx` with `simpleotp nginx-snippet`); otherwise the
+    /// gateway picks a free port and tells its own nginx.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_listen: Option<SocketAddr>,
     #[serde(default)]
     pub session: SessionSettings,
     #[serde(default)]
@@ -54,6 +59,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             route_prefix: RoutePrefix::default(),
+            auth_listen: None,
             session: SessionSettings::default(),
             nginx: NginxSettings::default(),
             apps: Vec::new(),
@@ -161,6 +167,11 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         if self.session.lifetime.is_zero() || self.session.idle_timeout.is_zero() {
             return Err("session lifetime_seconds and idle_timeout_seconds must be greater than 0".into());
+        }
+        if let Some(addr) = self.auth_listen {
+            if !addr.ip().is_loopback() {
+                return Err(format!("auth_listen {addr} must be a loopback address (127.0.0.1 or ::1): the auth server must only be reachable through nginx"));
+            }
         }
         for (i, app) in self.apps.iter().enumerate() {
             for other in &self.apps[..i] {

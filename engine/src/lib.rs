@@ -16,6 +16,8 @@
 //!   persistence in the data directory.
 //! * [`limiter`]: the brute-force bound: per-IP escalating lockouts and a global budget.
 //! * [`redirect`]: validation of the "where to go after login" URL (no open redirect).
+//! * [`gateway`]: the shared state behind the server and the operations on it (log in, check,
+//!   revoke, unlock) that the server, the CLI and the tray app use.
 //! * [`server`]: the hyper HTTP server nginx talks to: `check`, `login`, `logout`, `health`.
 //! * [`nginx`]: finding nginx, generating its config, and supervising it as a child process.
 //! * [`state`]: the persisted state file (sessions and the replay counter).
@@ -27,6 +29,7 @@ pub mod app;
 pub mod config;
 pub mod control;
 pub mod fsutil;
+pub mod gateway;
 pub mod limiter;
 pub mod nginx;
 pub mod qr;

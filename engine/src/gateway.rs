@@ -1,0 +1,319 @@
+//! The gateway's shared state and every operation on it.
+//!
+//! The HTTP server ([`crate::server`]) maps requests onto these methods, and the tray app and
+//! CLI call the same methods directly (list and revoke sessions, unlock, replace the secret), so
+//! each rule exists in one place.
+//!
+//! Locks: each piece of state has its own `std::sync::Mutex`, held for microseconds and never
+//! across an `.await`. Writing the state file is the only slow thing, and it happens on a
+//! blocking thread, serialised by an async mutex so writes never interleave.
+
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
+
+use subtle::ConstantTimeEq;
+use tokio::sync::broadcast;
+use tracing::{error, info, warn};
+
+use crate::config::{RoutePrefix, SessionSettings};
+use crate::limiter::{Limiter, LimiterSettings, LimiterStatus, Locked};
+use crate::session::{Lookup, SessionId, SessionInfo, SessionStore, SessionToken};
+use crate::state::{PersistedState, StateFile, StateWriteError};
+use crate::totp::{unix_now, CodeRejected, Totp};
+
+/// Something the tray app (or a log) may want to react to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GatewayEvent {
+    /// Someone is guessing codes: a lockout just began.
+    LockoutStarted(Locked),
+    /// Sessions were created or ended.
+    SessionsChanged,
+    /// The state file could not be written (the message says why and what to do).
+    PersistFailed(String),
+}
+
+/// The answer to a login attempt.
+#[derive(Debug)]
+pub enum LoginOutcome {
+    /// The code was right; here is the new session's token for the cookie.
+    Success(SessionToken),
+    /// The code was wrong, malformed or already used. `lockout` is set when this failure
+    /// started a lockout.
+    Rejected { reason: CodeRejected, lockout: Option<Locked> },
+    /// Refused before the code was looked at.
+    Locked(Locked),
+}
+
+/// What [`Gateway::new`] needs.
+pub struct GatewayParts {
+    pub route_prefix: RoutePrefix,
+    pub totp: Totp,
+    pub session_settings: SessionSettings,
+    pub limiter_settings: LimiterSettings,
+    pub state_file: StateFile,
+    pub persisted: PersistedState,
+    /// The secret a local client must present to the control routes.
+    pub control_token: String,
+}
+
+/// A cheap, clonable handle to the gateway's state.
+#[derive(Clone)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    route_prefix: RoutePrefix,
+    totp: RwLock<Totp>,
+    sessions: Mutex<SessionStore>,
+    /// The newest TOTP step used by a login. Held while a code is verified, so two requests
+    /// carrying the same code cannot both get in.
+    last_step: Mutex<Option<u64>>,
+    limiter: Mutex<Limiter>,
+    state_file: StateFile,
+    write_lock: tokio::sync::Mutex<()>,
+    control_token: String,
+    events: broadcast::Sender<GatewayEvent>,
+    persist_error: Mutex<Option<String>>,
+}
+
+/// A poisoned lock means a panic happened while it was held; the data inside is still the best
+/// we have (all updates are single assignments), so keep serving rather than cascade panics.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Gateway {
+    pub fn new(parts: GatewayParts) -> Gateway {
+        let now = unix_now();
+        let sessions = SessionStore::from_sessions(parts.session_settings, parts.persisted.sessions, now);
+        let (events, _) = broadcast::channel(64);
+        Gateway {
+            inner: Arc::new(Inner {
+                route_prefix: parts.route_prefix,
+                totp: RwLock::new(parts.totp),
+                sessions: Mutex::new(sessions),
+                last_step: Mutex::new(parts.persisted.last_totp_step),
+                limiter: Mutex::new(Limiter::new(parts.limiter_settings, Instant::now())),
+                state_file: parts.state_file,
+                write_lock: tokio::sync::Mutex::new(()),
+                control_token: parts.control_token,
+                events,
+                persist_error: Mutex::new(None),
+            }),
+        }
+    }
+
+    pub fn route_prefix(&self) -> &RoutePrefix {
+        &self.inner.route_prefix
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<GatewayEvent> {
+        self.inner.events.subscribe()
+    }
+
+    fn emit(&self, event: GatewayEvent) {
+        // No subscriber is fine: the CLI has none.
+        let _ = self.inner.events.send(event);
+    }
+
+    /// `check`: is any of these tokens a live session? Records the use.
+    pub fn touch_any(&self, tokens: &[SessionToken]) -> bool {
+        if tokens.is_empty() {
+            return false;
+        }
+        let now = unix_now();
+        let mut sessions = lock(&self.inner.sessions);
+        tokens.iter().any(|t| sessions.touch(t, now) == Lookup::Valid)
+    }
+
+    /// Like [`Gateway::touch_any`] without recording a use.
+    pub fn is_valid_any(&self, tokens: &[SessionToken]) -> bool {
+        let now = unix_now();
+        let sessions = lock(&self.inner.sessions);
+        tokens.iter().any(|t| sessions.is_valid(t, now))
+    }
+
+    /// Whether a login from `ip` would be refused right now.
+    pub fn peek_lockout(&self, ip: IpAddr) -> Option<Locked> {
+        lock(&self.inner.limiter).peek(ip, Instant::now())
+    }
+
+    /// Verifies a code from `ip` and, if right, starts a session.
+    pub async fn login(&self, ip: IpAddr, code: &str, user_agent: &str) -> LoginOutcome {
+        let attempt = match lock(&self.inner.limiter).begin(ip, Instant::now(), unix_now()) {
+            Ok(attempt) => attempt,
+            Err(locked) => {
+                info!(client = %ip, retry_after_secs = locked.retry_after.as_secs(), scope = ?locked.scope, "login refused: locked out");
+                return LoginOutcome::Locked(locked);
+            }
+        };
+        let now = unix_now();
+        let verified = {
+            let totp = self.inner.totp.read().unwrap_or_else(|p| p.into_inner());
+            let mut last_step = lock(&self.inner.last_step);
+            let result = totp.verify(code, now, *last_step);
+            if let Ok(step) = result {
+                *last_step = Some(step);
+            }
+            result
+        };
+        match verified {
+            Ok(_) => {
+                lock(&self.inner.limiter).succeeded(attempt, Instant::now());
+                let (token, _) = lock(&self.inner.sessions).create(Some(ip), user_agent, now);
+                // The replay counter must be on disk before the browser gets in; a failure is
+                // logged and reported, but does not lock the owner out.
+                let _ = self.persist().await;
+                info!(client = %ip, "signed in");
+                self.emit(GatewayEvent::SessionsChanged);
+                LoginOutcome::Success(token)
+            }
+            Err(reason) => {
+                warn!(client = %ip, reason = ?reason, "login failed");
+                if let Some(locked) = attempt.lockout_started {
+                    warn!(client = %ip, scope = ?locked.scope, lockout_secs = locked.retry_after.as_secs(), "lockout started: someone may be guessing codes");
+                    self.emit(GatewayEvent::LockoutStarted(locked));
+                }
+                LoginOutcome::Rejected { reason, lockout: attempt.lockout_started }
+            }
+        }
+    }
+
+    /// Checks a code without starting a session and without consuming it (for the tray app's
+    /// "show the QR code again" gate). It still goes through the limiter.
+    pub fn verify_code(&self, ip: IpAddr, code: &str) -> Result<(), LoginOutcome> {
+        let attempt = lock(&self.inner.limiter).begin(ip, Instant::now(), unix_now()).map_err(LoginOutcome::Locked)?;
+        let last = *lock(&self.inner.last_step);
+        let result = self.inner.totp.read().unwrap_or_else(|p| p.into_inner()).verify(code, unix_now(), last);
+        match result {
+            Ok(_) => {
+                lock(&self.inner.limiter).succeeded(attempt, Instant::now());
+                Ok(())
+            }
+            Err(reason) => Err(LoginOutcome::Rejected { reason, lockout: attempt.lockout_started }),
+        }
+    }
+
+    pub fn sessions(&self) -> Vec<SessionInfo> {
+        lock(&self.inner.sessions).list(unix_now())
+    }
+
+    /// Ends the session holding this token (logout).
+    pub async fn revoke_token(&self, token: &SessionToken) -> bool {
+        let removed = lock(&self.inner.sessions).revoke_token(token);
+        self.after_revoke(removed).await
+    }
+
+    /// Ends one session by its public id (the UI's "Revoke").
+    pub async fn revoke(&self, id: &SessionId) -> bool {
+        let removed = lock(&self.inner.sessions).revoke(id);
+        self.after_revoke(removed).await
+    }
+
+    /// Signs everyone out.
+    pub async fn revoke_all(&self) -> usize {
+        let count = lock(&self.inner.sessions).revoke_all();
+        self.after_revoke(count > 0).await;
+        count
+    }
+
+    async fn after_revoke(&self, removed: bool) -> bool {
+        if removed {
+            // A revoked session must not come back after a crash: write now, not lazily.
+            let _ = self.persist().await;
+            self.emit(GatewayEvent::SessionsChanged);
+        }
+        removed
+    }
+
+    /// Uses a new secret from now on: everyone is signed out and the replay counter restarts.
+    pub async fn replace_totp(&self, totp: Totp) {
+        *self.inner.totp.write().unwrap_or_else(|p| p.into_inner()) = totp;
+        *lock(&self.inner.last_step) = None;
+        self.revoke_all().await;
+        let _ = self.persist().await;
+    }
+
+    /// The `otpauth://` URI of the current secret (only for screens that already verified a code).
+    pub fn otpauth_uri(&self) -> String {
+        self.inner.totp.read().unwrap_or_else(|p| p.into_inner()).otpauth_uri()
+    }
+
+    /// The owner lifts every lockout.
+    pub fn unlock(&self) {
+        lock(&self.inner.limiter).unlock(Instant::now());
+        info!("lockouts lifted by the owner");
+    }
+
+    pub fn limiter_status(&self) -> LimiterStatus {
+        lock(&self.inner.limiter).status(Instant::now())
+    }
+
+    pub fn session_settings(&self) -> SessionSettings {
+        lock(&self.inner.sessions).settings()
+    }
+
+    pub fn session_lifetime(&self) -> Duration {
+        self.session_settings().lifetime
+    }
+
+    pub fn set_session_settings(&self, settings: SessionSettings) {
+        lock(&self.inner.sessions).set_settings(settings);
+    }
+
+    pub fn control_token_matches(&self, presented: &str) -> bool {
+        !presented.is_empty() && bool::from(self.inner.control_token.as_bytes().ct_eq(presented.as_bytes()))
+    }
+
+    /// The last state-file write error, if the last write failed.
+    pub fn persist_error(&self) -> Option<String> {
+        lock(&self.inner.persist_error).clone()
+    }
+
+    /// Removes expired sessions and writes the state if anything changed. Called periodically.
+    pub async fn maintain(&self) {
+        let dirty = {
+            let mut sessions = lock(&self.inner.sessions);
+            sessions.purge_expired(unix_now());
+            sessions.take_dirty()
+        };
+        if dirty {
+            let _ = self.persist().await;
+        }
+    }
+
+    /// Writes the state file now.
+    pub async fn persist(&self) -> Result<(), StateWriteError> {
+        let _serialised = self.inner.write_lock.lock().await;
+        let state = PersistedState {
+            version: 1,
+            last_totp_step: *lock(&self.inner.last_step),
+            sessions: {
+                let mut sessions = lock(&self.inner.sessions);
+                sessions.take_dirty();
+                sessions.snapshot()
+            },
+        };
+        let file = self.inner.state_file.clone();
+        let result = tokio::task::spawn_blocking(move || file.save(&state))
+            .await
+            .unwrap_or_else(|e| Err(StateWriteError { path: Default::default(), source: std::io::Error::other(e.to_string()) }));
+        let mut last_error = lock(&self.inner.persist_error);
+        match &result {
+            Ok(()) => *last_error = None,
+            Err(e) => {
+                // Try again at the next maintenance tick.
+                lock(&self.inner.sessions).mark_dirty();
+                let message = e.to_string();
+                if last_error.as_deref() != Some(message.as_str()) {
+                    error!("{message}");
+                    self.emit(GatewayEvent::PersistFailed(message.clone()));
+                }
+                *last_error = Some(message);
+            }
+        }
+        result
+    }
+}

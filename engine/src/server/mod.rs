@@ -1,0 +1,424 @@
+//! The auth server nginx talks to, on hyper 1.x.
+//!
+//! It listens on loopback only, on a port nginx is told about, and owns every path under the
+//! route prefix (default `/_simpleotp/`):
+//!
+//! | route | method | who calls it | answer |
+//! |---|---|---|---|
+//! | `check` | GET | nginx `auth_request`, on every request | 200 valid session, 401 otherwise; empty body |
+//! | `unauthorized` | GET | nginx, after a 401 from `check` | 302 to `login?next=<the URL first asked for>` |
+//! | `login` | GET / POST | the browser | the login page / verify a code, start a session, 303 back |
+//! | `logout` | GET / POST | the browser | a confirm page / end the session (CSRF-checked) |
+//! | `health` | GET | monitoring | `{"status":"ok",...}`, nothing secret |
+//! | `control/unlock` | POST | `simpleotp unlock`, directly on loopback | lifts lockouts; needs the control token |
+//!
+//! The logic lives in [`Gateway`] (shared state and the operations the tray app and CLI use);
+//! this module only maps HTTP onto it.
+
+pub mod pages;
+
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::body::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use subtle::ConstantTimeEq;
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::gateway::{Gateway, LoginOutcome};
+use crate::redirect::safe_return_path;
+use crate::session::{tokens_from_cookie_headers, SessionToken, COOKIE_NAME};
+use pages::{LoginMessage, LoginView, LogoutView};
+
+/// Header nginx sets on the `unauthorized` subrequest: the URI the browser first asked for.
+pub const ORIGINAL_URI_HEADER: &str = "x-simpleotp-original-uri";
+/// Failed logins are answered no sooner than this after the request arrived, so that guessing
+/// is slow even before the limiter steps in, and timing says nothing about why a code failed.
+pub const FAILURE_FLOOR: Duration = Duration::from_millis(250);
+/// Largest login/logout form accepted.
+const MAX_FORM_BYTES: usize = 4 * 1024;
+
+type Body = Full<Bytes>;
+
+/// Serves HTTP on `listener` until `shutdown` is cancelled, then lets in-flight requests finish
+/// (for up to five seconds).
+pub async fn serve(listener: TcpListener, gateway: Gateway, shutdown: CancellationToken) {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    // A client that opens a connection and dribbles a header must not hold a task forever.
+    http.timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(10)).keep_alive(true);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        // Usually out of file descriptors: back off instead of spinning.
+                        warn!(error = %e, "accepting a connection failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let gateway = gateway.clone();
+                let service = service_fn(move |req| {
+                    let gateway = gateway.clone();
+                    async move { Ok::<_, Infallible>(route(&gateway, peer, req).await) }
+                });
+                let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+                tokio::spawn(async move {
+                    if let Err(e) = connection.await {
+                        debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            _ = shutdown.cancelled() => break,
+        }
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(Duration::from_secs(5)) => debug!("connections still open after 5 s; closing"),
+    }
+}
+
+/// Facts about a request that the handlers need, read once.
+struct Caller {
+    ip: IpAddr,
+    https: bool,
+    came_through_proxy: bool,
+}
+
+impl Caller {
+    /// nginx tells us the browser's address in `X-Real-IP`. We believe it only from loopback:
+    /// the server binds loopback only, but the rule should not depend on that.
+    fn from(peer: SocketAddr, headers: &HeaderMap) -> Caller {
+        let trusted = peer.ip().is_loopback();
+        let forwarded_ip = headers.get("x-real-ip").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<IpAddr>().ok());
+        let proto = headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok());
+        Caller {
+            ip: forwarded_ip.filter(|_| trusted).unwrap_or(peer.ip()),
+            https: trusted && proto.is_some_and(|p| p.eq_ignore_ascii_case("https")),
+            came_through_proxy: headers.contains_key("x-real-ip"),
+        }
+    }
+}
+
+async fn route(gateway: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+    let started = Instant::now();
+    let caller = Caller::from(peer, req.headers());
+    let prefix = gateway.route_prefix();
+    let Some(route) = req.uri().path().strip_prefix(prefix.as_str()) else {
+        return not_found();
+    };
+    match (req.method(), route) {
+        (&Method::GET | &Method::HEAD, "check") => check(gateway, req.headers()),
+        (&Method::GET | &Method::HEAD, "unauthorized") => unauthorized(gateway, req.headers()),
+        (&Method::GET | &Method::HEAD, "login") => login_page(gateway, &caller, &req),
+        (&Method::POST, "login") => login_submit(gateway, &caller, req, started).await,
+        (&Method::GET | &Method::HEAD, "logout") => logout_page(gateway, req.headers()),
+        (&Method::POST, "logout") => logout_submit(gateway, &caller, req).await,
+        (&Method::GET | &Method::HEAD, "health") => health(),
+        (&Method::POST, "control/unlock") => control_unlock(gateway, &caller, req.headers()),
+        (_, "check" | "unauthorized" | "login" | "logout" | "health" | "control/unlock") => {
+            let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+            response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, POST"));
+            response
+        }
+        _ => not_found(),
+    }
+}
+
+/// The hot path: one cookie parse, one SHA-256, one hash-map lookup under a short lock.
+fn check(gateway: &Gateway, headers: &HeaderMap) -> Response<Body> {
+    let tokens = session_tokens(headers);
+    let status = if gateway.touch_any(&tokens) { StatusCode::OK } else { StatusCode::UNAUTHORIZED };
+    let mut response = Response::new(Body::default());
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn unauthorized(gateway: &Gateway, headers: &HeaderMap) -> Response<Body> {
+    let original = headers.get(ORIGINAL_URI_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("/");
+    let next = safe_return_path(original);
+    // A browser that still sends a (now unknown) session cookie had a session that ended.
+    let expired = !session_tokens(headers).is_empty();
+    let mut location = format!("{}?next={}", gateway.route_prefix().route("login"), encode_query(next));
+    if expired {
+        location.push_str("&m=expired");
+    }
+    redirect(StatusCode::FOUND, &location)
+}
+
+fn login_page(gateway: &Gateway, caller: &Caller, req: &Request<Incoming>) -> Response<Body> {
+    let query = req.uri().query().unwrap_or("");
+    let mut next = "/".to_string();
+    let mut message = None;
+    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+        match &*key {
+            "next" => next = safe_return_path(&value).to_string(),
+            "m" if value == "signed-out" => message = Some(LoginMessage::SignedOut),
+            "m" if value == "expired" => message = Some(LoginMessage::Expired),
+            _ => {}
+        }
+    }
+    // Already signed in (e.g. a second tab): go straight on.
+    if gateway.is_valid_any(&session_tokens(req.headers())) {
+        return redirect(StatusCode::SEE_OTHER, &next);
+    }
+    if let Some(locked) = gateway.peek_lockout(caller.ip) {
+        message = Some(LoginMessage::LockedOut { retry_after: locked.retry_after });
+    }
+    let action = gateway.route_prefix().route("login");
+    html(StatusCode::OK, pages::login_page(&LoginView { action: &action, next: &next, message }))
+}
+
+async fn login_submit(gateway: &Gateway, caller: &Caller, req: Request<Incoming>, started: Instant) -> Response<Body> {
+    if let Err(response) = same_origin(req.headers()) {
+        return response;
+    }
+    let user_agent = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let form = match read_form(req).await {
+        Ok(form) => form,
+        Err(response) => return response,
+    };
+    let next = safe_return_path(form_value(&form, "next").unwrap_or("/")).to_string();
+    let code = form_value(&form, "code").unwrap_or("");
+    let action = gateway.route_prefix().route("login");
+
+    let outcome = gateway.login(caller.ip, code, &user_agent).await;
+    let (status, message) = match outcome {
+        LoginOutcome::Success(token) => {
+            let mut response = redirect(StatusCode::SEE_OTHER, &next);
+            let cookie = session_cookie(&token, gateway.session_lifetime(), caller.https);
+            response.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).expect("cookie is ASCII"));
+            return response;
+        }
+        LoginOutcome::Rejected { reason, lockout } => {
+            let message = match (lockout, reason) {
+                (Some(locked), _) => LoginMessage::LockedOut { retry_after: locked.retry_after },
+                (None, crate::totp::CodeRejected::Replayed) => LoginMessage::CodeAlreadyUsed,
+                (None, _) => LoginMessage::WrongCode,
+            };
+            (StatusCode::UNAUTHORIZED, message)
+        }
+        LoginOutcome::Locked(locked) => (StatusCode::TOO_MANY_REQUESTS, LoginMessage::LockedOut { retry_after: locked.retry_after }),
+    };
+    tokio::time::sleep_until(started + FAILURE_FLOOR).await;
+    let mut response = html(status, pages::login_page(&LoginView { action: &action, next: &next, message: Some(message) }));
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        if let LoginMessage::LockedOut { retry_after } = message {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after.as_secs().max(1)));
+        }
+    }
+    response
+}
+
+fn logout_page(gateway: &Gateway, headers: &HeaderMap) -> Response<Body> {
+    let tokens = session_tokens(headers);
+    let Some(token) = tokens.iter().find(|t| gateway.is_valid_any(std::slice::from_ref(*t))) else {
+        return redirect(StatusCode::SEE_OTHER, &gateway.route_prefix().route("login"));
+    };
+    let action = gateway.route_prefix().route("logout");
+    html(StatusCode::OK, pages::logout_page(&LogoutView { action: &action, csrf_token: &token.csrf_token(), back: "/" }))
+}
+
+async fn logout_submit(gateway: &Gateway, caller: &Caller, req: Request<Incoming>) -> Response<Body> {
+    if let Err(response) = same_origin(req.headers()) {
+        return response;
+    }
+    let tokens = session_tokens(req.headers());
+    let form = match read_form(req).await {
+        Ok(form) => form,
+        Err(response) => return response,
+    };
+    let presented = form_value(&form, "csrf").unwrap_or("");
+    // The form must carry the CSRF value of one of the sessions the browser holds.
+    let Some(token) = tokens.iter().find(|t| bool::from(t.csrf_token().as_bytes().ct_eq(presented.as_bytes()))) else {
+        return html(
+            StatusCode::FORBIDDEN,
+            pages::message_page("Sign-out refused", "This sign-out request did not come from your SimpleOTP page. Nothing was changed."),
+        );
+    };
+    gateway.revoke_token(token).await;
+    info!(client = %caller.ip, "signed out");
+    let mut response = redirect(StatusCode::SEE_OTHER, &format!("{}?m=signed-out", gateway.route_prefix().route("login")));
+    let cookie = format!("{COOKIE_NAME}=; HttpOnly; SameSite=Lax; Path=/; Max-Age=0{}", if caller.https { "; Secure" } else { "" });
+    response.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).expect("cookie is ASCII"));
+    response
+}
+
+fn health() -> Response<Body> {
+    let body = serde_json::json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }).to_string();
+    let mut response = Response::new(Body::from(body));
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// Local owner actions. Never reachable through nginx (nginx answers 404 for `control/`, and a
+/// request carrying nginx's `X-Real-IP` is refused here too), and only with the token from the
+/// 0600 control file in the data directory.
+fn control_unlock(gateway: &Gateway, caller: &Caller, headers: &HeaderMap) -> Response<Body> {
+    if caller.came_through_proxy || !caller.ip.is_loopback() {
+        return not_found();
+    }
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !gateway.control_token_matches(presented) {
+        return plain(StatusCode::UNAUTHORIZED, "bad control token");
+    }
+    gateway.unlock();
+    plain(StatusCode::OK, "unlocked")
+}
+
+fn session_tokens(headers: &HeaderMap) -> Vec<SessionToken> {
+    tokens_from_cookie_headers(headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()))
+}
+
+fn session_cookie(token: &SessionToken, lifetime: Duration, https: bool) -> String {
+    format!(
+        "{COOKIE_NAME}={}; HttpOnly; SameSite=Lax; Path=/; Max-Age={}{}",
+        token.expose(),
+        lifetime.as_secs(),
+        if https { "; Secure" } else { "" }
+    )
+}
+
+/// Refuses state-changing requests that a browser says came from another site. `Origin` must
+/// match `Host` when present; `Sec-Fetch-Site` must not be `cross-site`. (Clients that send
+/// neither, like curl, are not browsers and cannot be tricked into sending our cookie.)
+#[allow(clippy::result_large_err)]
+fn same_origin(headers: &HeaderMap) -> Result<(), Response<Body>> {
+    let forbidden = || {
+        html(
+            StatusCode::FORBIDDEN,
+            pages::message_page("Request refused", "This request came from another site. Open the page directly and try again."),
+        )
+    };
+    if headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) == Some("cross-site") {
+        return Err(forbidden());
+    }
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let origin_host = origin.to_str().ok().and_then(|o| o.split_once("://")).map(|(_, h)| h).unwrap_or("");
+        if host.is_empty() || !origin_host.eq_ignore_ascii_case(host) {
+            return Err(forbidden());
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::result_large_err)]
+async fn read_form(req: Request<Incoming>) -> Result<Vec<(String, String)>, Response<Body>> {
+    let is_form = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
+    if !is_form {
+        return Err(html(StatusCode::UNSUPPORTED_MEDIA_TYPE, pages::message_page("Bad request", "Expected a form submission.")));
+    }
+    let body = match Limited::new(req.into_body(), MAX_FORM_BYTES).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => return Err(html(StatusCode::PAYLOAD_TOO_LARGE, pages::message_page("Bad request", "The form was too large."))),
+    };
+    Ok(form_urlencoded::parse(&body).into_owned().collect())
+}
+
+fn form_value<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+fn encode_query(value: &str) -> String {
+    form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}
+
+fn html(status: StatusCode, body: String) -> Response<Body> {
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    for (name, value) in pages::security_headers() {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(name, value);
+        }
+    }
+    response
+}
+
+fn redirect(status: StatusCode, location: &str) -> Response<Body> {
+    let mut response = Response::new(Body::default());
+    *response.status_mut() = status;
+    // `location` is either a validated return path or one we built; both are plain ASCII.
+    response.headers_mut().insert(header::LOCATION, HeaderValue::from_str(location).unwrap_or(HeaderValue::from_static("/")));
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
+    let mut response = Response::new(Body::from(text));
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response
+}
+
+fn not_found() -> Response<Body> {
+    plain(StatusCode::NOT_FOUND, "not found")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.append(*k, HeaderValue::from_str(v).unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn forwarded_headers_are_trusted_only_from_loopback() {
+        let h = headers(&[("x-real-ip", "203.0.113.9"), ("x-forwarded-proto", "https")]);
+        let local = Caller::from("127.0.0.1:5000".parse().unwrap(), &h);
+        assert_eq!(local.ip, "203.0.113.9".parse::<IpAddr>().unwrap());
+        assert!(local.https);
+        let remote = Caller::from("192.0.2.1:5000".parse().unwrap(), &h);
+        assert_eq!(remote.ip, "192.0.2.1".parse::<IpAddr>().unwrap());
+        assert!(!remote.https);
+    }
+
+    #[test]
+    fn cross_site_posts_are_refused() {
+        assert!(same_origin(&headers(&[("host", "localhost:8081"), ("origin", "http://localhost:8081")])).is_ok());
+        assert!(same_origin(&headers(&[("host", "localhost:8081")])).is_ok());
+        assert!(same_origin(&headers(&[("host", "localhost:8081"), ("origin", "http://evil.example")])).is_err());
+        assert!(same_origin(&headers(&[("host", "localhost:8081"), ("origin", "null")])).is_err());
+        assert!(same_origin(&headers(&[("host", "localhost:8081"), ("sec-fetch-site", "cross-site")])).is_err());
+    }
+
+    #[test]
+    fn cookies_are_http_only_and_same_site() {
+        let token = SessionToken::generate();
+        let plain = session_cookie(&token, Duration::from_secs(60), false);
+        assert!(plain.contains("HttpOnly") && plain.contains("SameSite=Lax") && plain.contains("Path=/") && !plain.contains("Secure"));
+        assert!(session_cookie(&token, Duration::from_secs(60), true).ends_with("; Secure"));
+    }
+}

@@ -1,0 +1,150 @@
+//! The persisted state: sessions and the last accepted TOTP step, in `state.json` in the data
+//! directory.
+//!
+//! One file, written whole and atomically (see [`crate::fsutil::write_atomic`]) with 0600
+//! permissions. Losing it is not a disaster (people log in again), but refusing to start because
+//! of it would be: a file that cannot be read is renamed aside with a warning and the gateway
+//! starts empty. The last accepted step is written *before* a login is answered, so a code can
+//! never be replayed after a crash; session `last_seen` updates are written lazily by
+//! [`crate::app`], off the request path.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::session::Session;
+
+const FORMAT_VERSION: u32 = 1;
+pub const STATE_FILE_NAME: &str = "state.json";
+
+/// Everything that must survive a restart.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PersistedState {
+    pub version: u32,
+    /// The newest TOTP step a login used; codes of this step or older are refused.
+    pub last_totp_step: Option<u64>,
+    pub sessions: Vec<Session>,
+}
+
+/// Errors writing the state file. Reading never fails (see [`StateFile::load`]).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot save the gateway state to {path}: {source}. The gateway keeps running, but sessions started now will not survive a restart; check that the data directory is writable and the disk not full.")]
+pub struct StateWriteError {
+    pub path: PathBuf,
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// What loading found.
+#[derive(Debug)]
+pub struct Loaded {
+    pub state: PersistedState,
+    /// Set when an unreadable file was moved aside; the message says where.
+    pub warning: Option<String>,
+}
+
+/// The state file in one data directory.
+#[derive(Debug, Clone)]
+pub struct StateFile {
+    path: PathBuf,
+}
+
+impl StateFile {
+    pub fn in_dir(data_dir: &Path) -> StateFile {
+        StateFile { path: data_dir.join(STATE_FILE_NAME) }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads the state. Missing → empty. Unreadable or corrupt → moved aside to
+    /// `state.json.corrupt-<unix time>`, a warning, and empty state.
+    pub fn load(&self, now_unix: u64) -> Loaded {
+        let problem = match std::fs::read(&self.path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Loaded { state: PersistedState { version: FORMAT_VERSION, ..Default::default() }, warning: None }
+            }
+            Err(e) => e.to_string(),
+            Ok(bytes) => match serde_json::from_slice::<PersistedState>(&bytes) {
+                Ok(state) if state.version == FORMAT_VERSION => return Loaded { state, warning: None },
+                Ok(state) => format!("it has format version {}, this program reads version {FORMAT_VERSION}", state.version),
+                Err(e) => format!("it is not valid ({e})"),
+            },
+        };
+        let aside = self.path.with_file_name(format!("{STATE_FILE_NAME}.corrupt-{now_unix}"));
+        let warning = match std::fs::rename(&self.path, &aside) {
+            Ok(()) => format!(
+                "the state file {} could not be read: {problem}. It was moved to {} and the gateway starts with no sessions (everyone signs in again).",
+                self.path.display(),
+                aside.display()
+            ),
+            Err(e) => format!(
+                "the state file {} could not be read: {problem}, and could not be moved aside ({e}). The gateway starts with no sessions.",
+                self.path.display()
+            ),
+        };
+        Loaded { state: PersistedState { version: FORMAT_VERSION, ..Default::default() }, warning: Some(warning) }
+    }
+
+    /// Writes the state atomically with 0600 permissions. Blocking: call from a blocking task.
+    pub fn save(&self, state: &PersistedState) -> Result<(), StateWriteError> {
+        let mut state = state.clone();
+        state.version = FORMAT_VERSION;
+        let bytes = serde_json::to_vec(&state).expect("state always serializes");
+        crate::fsutil::write_atomic(&self.path, &bytes).map_err(|source| StateWriteError { path: self.path.clone(), source })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SessionSettings;
+    use crate::session::SessionStore;
+
+    #[test]
+    fn round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = StateFile::in_dir(dir.path());
+        let mut store = SessionStore::new(SessionSettings::default());
+        store.create("127.0.0.1".parse().ok(), "ua", 100);
+        let state = PersistedState { version: 1, last_totp_step: Some(42), sessions: store.snapshot() };
+        file.save(&state).unwrap();
+        let loaded = file.load(200);
+        assert!(loaded.warning.is_none());
+        assert_eq!(loaded.state, state);
+    }
+
+    #[test]
+    fn missing_file_is_empty_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let loaded = StateFile::in_dir(dir.path()).load(1);
+        assert!(loaded.warning.is_none());
+        assert!(loaded.state.sessions.is_empty() && loaded.state.last_totp_step.is_none());
+    }
+
+    #[test]
+    fn corrupt_file_is_moved_aside_with_a_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = StateFile::in_dir(dir.path());
+        std::fs::write(file.path(), b"{\"version\":1,\"sessions\":[{\"id\":").unwrap();
+        let loaded = file.load(77);
+        let warning = loaded.warning.expect("a warning");
+        assert!(warning.contains("state.json.corrupt-77"), "{warning}");
+        assert!(loaded.state.sessions.is_empty());
+        assert!(dir.path().join("state.json.corrupt-77").exists());
+        assert!(!file.path().exists());
+        // The next save works normally.
+        file.save(&PersistedState::default()).unwrap();
+        assert!(file.load(78).warning.is_none());
+    }
+
+    #[test]
+    fn unknown_version_is_set_aside_not_misread() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = StateFile::in_dir(dir.path());
+        std::fs::write(file.path(), br#"{"version":99,"last_totp_step":null,"sessions":[]}"#).unwrap();
+        assert!(file.load(5).warning.unwrap().contains("format version 99"));
+    }
+}
