@@ -233,11 +233,14 @@ fn render_server(out: &mut String, prefix: &RoutePrefix, app: &AppConfig) {
     out.push_str("    server_name _;\n\n");
 
     // The auth_request subrequest: no body (the auth server only looks at headers and cookies).
+    // nginx checks the main request's Content-Length against *this* location's body limit, so
+    // it must be unlimited here too, or every upload over 1 MB would fail the check with 413.
     let _ = writeln!(out, "    location = {check} {{");
     out.push_str("        internal;\n");
     auth_keepalive(out);
     out.push_str("        proxy_pass_request_body off;\n");
     out.push_str("        proxy_set_header Content-Length \"\";\n");
+    out.push_str("        client_max_body_size 0;\n");
     auth_headers(out, "\"\"");
     out.push_str("    }\n\n");
 
@@ -262,6 +265,7 @@ fn render_server(out: &mut String, prefix: &RoutePrefix, app: &AppConfig) {
     out.push_str("        proxy_method GET;\n");
     out.push_str("        proxy_pass_request_body off;\n");
     out.push_str("        proxy_set_header Content-Length \"\";\n");
+    out.push_str("        client_max_body_size 0;\n");
     auth_headers(out, "$request_uri");
     out.push_str("    }\n\n");
 
@@ -381,6 +385,7 @@ mod tests {
             "proxy_set_header X-Forwarded-Proto $scheme;",
             "proxy_set_header X-Forwarded-Host $http_host;",
             "proxy_set_header X-SimpleOTP-Original-URI \"\";",
+            "client_max_body_size 0;",
         ] {
             assert!(check.contains(needle), "check lacks {needle:?}:\n{check}");
         }
