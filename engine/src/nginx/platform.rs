@@ -312,26 +312,27 @@ fn signal(pid: u32, sig: libc::c_int) -> io::Result<()> {
     Ok(())
 }
 
-/// Whether a process with this pid exists (and, on Linux, is not a zombie waiting to be reaped).
-pub(crate) fn process_alive(pid: u32) -> bool {
+/// Whether a process with this pid exists (and, on Linux, is not a zombie waiting to be
+/// reaped). `None` where the platform gives us no cheap way to tell (Windows).
+pub(crate) fn process_alive(pid: u32) -> Option<bool> {
     #[cfg(target_os = "linux")]
     {
-        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Some(match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
             Ok(stat) => stat_fields(&stat).is_some_and(|(state, _)| state != 'Z' && state != 'X'),
             Err(_) => false,
-        }
+        })
     }
     #[cfg(all(unix, not(target_os = "linux")))]
     {
-        match signal(pid, 0) {
+        Some(match signal(pid, 0) {
             Ok(()) => true,
             Err(e) => e.raw_os_error() == Some(libc::EPERM),
-        }
+        })
     }
     #[cfg(not(unix))]
     {
         let _ = pid;
-        false
+        None
     }
 }
 
@@ -437,8 +438,8 @@ mod tests {
     #[test]
     fn we_are_alive_and_a_missing_pid_is_not() {
         if cfg!(unix) {
-            assert!(process_alive(std::process::id()));
-            assert!(!process_alive(u32::MAX / 2));
+            assert_eq!(process_alive(std::process::id()), Some(true));
+            assert_eq!(process_alive(u32::MAX / 2), Some(false));
         }
     }
 

@@ -352,39 +352,43 @@ async fn launch(binary: &Path, layout: &NginxLayout, timeout: Duration) -> Resul
 async fn cleanup_stale(binary: &Path, layout: &NginxLayout) {
     let pid_path = layout.pid_path();
     let Some(pid) = read_pid_file(&pid_path) else { return };
-    if platform::process_alive(pid) {
-        let prefix = layout.prefix_dir.to_string_lossy();
-        match platform::process_cmdline(pid) {
-            Some(cmdline) if cmdline.contains(prefix.as_ref()) => {
-                tracing::warn!(pid, "stopping an nginx left over from a previous run");
-                let leader = platform::is_group_leader(pid);
-                let _ = platform::send(binary, layout, pid, Request::Quit).await;
-                if !wait_gone(pid, Duration::from_secs(3)).await {
-                    tracing::warn!(pid, "the leftover nginx did not quit in time; killing it");
-                    let _ = platform::send(binary, layout, pid, Request::Kill).await;
-                    wait_gone(pid, Duration::from_secs(1)).await;
+    match platform::process_alive(pid) {
+        Some(true) => {
+            let prefix = layout.prefix_dir.to_string_lossy();
+            match platform::process_cmdline(pid) {
+                Some(cmdline) if cmdline.contains(prefix.as_ref()) => {
+                    tracing::warn!(pid, "stopping an nginx left over from a previous run");
+                    let leader = platform::is_group_leader(pid);
+                    let _ = platform::send(binary, layout, pid, Request::Quit).await;
+                    if !wait_gone(pid, Duration::from_secs(3)).await {
+                        tracing::warn!(pid, "the leftover nginx did not quit in time; killing it");
+                        let _ = platform::send(binary, layout, pid, Request::Kill).await;
+                        wait_gone(pid, Duration::from_secs(1)).await;
+                    }
+                    if leader {
+                        platform::kill_group(pid);
+                    }
                 }
-                if leader {
-                    platform::kill_group(pid);
-                }
-            }
-            Some(_) => tracing::info!(pid, "the old pid file names a process that is not our nginx; leaving it alone"),
-            None => {
-                // No way to read a command line (Windows): ask nginx itself, which uses the pid
-                // file in our prefix, to stop.
-                let _ = platform::send(binary, layout, pid, Request::Kill).await;
+                Some(_) => tracing::info!(pid, "the old pid file names a process that is not our nginx; leaving it alone"),
+                None => tracing::info!(pid, "cannot tell whether the process named by the old pid file is our nginx; leaving it alone"),
             }
         }
-    } else {
         // The master is gone, but its workers may not be (a master we started leads its group).
-        platform::kill_group(pid);
+        Some(false) => {
+            platform::kill_group(pid);
+        }
+        // No way to inspect processes (Windows): ask nginx itself to stop whatever master the
+        // pid file in our prefix names; if there is none, this fails harmlessly.
+        None => {
+            let _ = platform::send(binary, layout, pid, Request::Kill).await;
+        }
     }
     let _ = std::fs::remove_file(&pid_path);
 }
 
 async fn wait_gone(pid: u32, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
-    while platform::process_alive(pid) {
+    while platform::process_alive(pid) != Some(false) {
         if Instant::now() >= deadline {
             return false;
         }
@@ -525,7 +529,6 @@ impl Nginx {
         };
         std::fs::rename(&candidate, layout.conf_path())
             .map_err(|e| NginxError::io(format!("replace {}", layout.conf_path().display()), e))?;
-        *shared.apps.lock().unwrap_or_else(|p| p.into_inner()) = apps.to_vec();
 
         let status = shared.status.borrow().clone();
         match status {
@@ -558,6 +561,8 @@ impl Nginx {
             // A restart in progress picks up the new file.
             _ => {}
         }
+        // Only now are the new ports nginx's own; after a failure they are checked again.
+        *shared.apps.lock().unwrap_or_else(|p| p.into_inner()) = apps.to_vec();
         Ok(())
     }
 
@@ -570,6 +575,16 @@ impl Nginx {
         if let Some(task) = task {
             let _ = task.await;
         }
+    }
+}
+
+impl std::fmt::Debug for Nginx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Nginx")
+            .field("binary", &self.shared.binary)
+            .field("prefix", &self.shared.layout.prefix_dir)
+            .field("status", &*self.status.borrow())
+            .finish()
     }
 }
 
