@@ -600,3 +600,70 @@ fn layout_is_inside_the_prefix() {
         assert!(p.starts_with(Path::new("/x/y")), "{}", p.display());
     }
 }
+
+/// WebSockets pass through (Upgrade/Connection forwarded, HTTP/1.1 to the app), after auth.
+#[tokio::test]
+async fn websockets_pass_through_after_auth() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Message};
+
+    let mut f = Fixture::new().await;
+    // An echoing WebSocket app.
+    let ws_app = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ws_addr = ws_app.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = ws_app.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else { return };
+                while let Some(Ok(msg)) = ws.next().await {
+                    if msg.is_text() && ws.send(msg).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    f.apps = vec![app_config("Sockets", ws_addr, free_port())];
+    let nginx = f.start().await;
+    let url = format!("ws://127.0.0.1:{}/api/kernels/1/channels", f.apps[0].listen.socket_addr().port());
+
+    // Without a session the upgrade is refused with the login redirect.
+    let err = tokio_tungstenite::connect_async(url.as_str()).await.unwrap_err();
+    assert!(err.to_string().contains("302"), "{err}");
+
+    let mut req = url.as_str().into_client_request().unwrap();
+    req.headers_mut().insert("X-Allow", "yes".parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    ws.send(Message::text("ping")).await.unwrap();
+    let echoed = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!(echoed.into_text().unwrap().as_str(), "ping");
+    ws.close(None).await.unwrap();
+    nginx.stop().await;
+}
+
+/// An upstream with a path makes that path the start page; everything else passes through
+/// unchanged. Also: an app listening on IPv6 loopback.
+#[tokio::test]
+async fn upstream_path_is_the_start_page_and_ipv6_listen_works() {
+    let mut f = Fixture::new().await;
+    let port = free_port();
+    f.apps = vec![AppConfig {
+        name: "Lab".parse().unwrap(),
+        upstream: format!("http://{}/lab", f.app.addr).parse().unwrap(),
+        listen: format!("[::1]:{port}").parse().unwrap(),
+    }];
+    let nginx = f.start().await;
+    let base = format!("http://[::1]:{port}");
+
+    let r = get_allowed(&format!("{base}/")).await;
+    assert_eq!(r.status(), 302);
+    assert_eq!(r.headers()["location"], "/lab");
+    let r = get_allowed(&format!("{base}/lab/tree?x=1")).await;
+    assert_eq!(r.text().await.unwrap(), "app: GET /lab/tree?x=1 0");
+    let r = get_allowed(&format!("{base}/api/status")).await;
+    assert_eq!(r.text().await.unwrap(), "app: GET /api/status 0");
+    // Unauthenticated deep links still go to the login page.
+    let r = client().get(format!("{base}/lab/tree")).send().await.unwrap();
+    assert_eq!(r.headers()["location"], "/_simpleotp/login?next=/lab/tree");
+    nginx.stop().await;
+}

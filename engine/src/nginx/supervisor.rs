@@ -179,8 +179,15 @@ async fn spawn_contained(mut command: Command) -> io::Result<Child> {
             .spawn(move || {
                 // Ends only if every sender is dropped, which never happens: one lives in the static.
                 for mut req in rx {
-                    let _guard = req.handle.enter();
-                    let _ = req.reply.send(req.command.spawn());
+                    // This thread must never die (its exit would fire PDEATHSIG in every nginx
+                    // it started), so a panic in spawn, e.g. from a runtime that is shutting
+                    // down, becomes an error for that one caller.
+                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        let _guard = req.handle.enter();
+                        req.command.spawn()
+                    }))
+                    .unwrap_or_else(|_| Err(io::Error::other("spawning nginx panicked")));
+                    let _ = req.reply.send(result);
                 }
             })
             .expect("cannot start the nginx launcher thread");
