@@ -667,3 +667,21 @@ async fn upstream_path_is_the_start_page_and_ipv6_listen_works() {
     assert_eq!(r.headers()["location"], "/_simpleotp/login?next=/lab/tree");
     nginx.stop().await;
 }
+
+/// PR_SET_PDEATHSIG fires when the *thread* that forked nginx exits. Starting nginx from a
+/// short-lived thread must therefore not kill it when that thread ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_survives_the_thread_that_started_it() {
+    let f = Fixture::new().await;
+    let handle = tokio::runtime::Handle::current();
+    let (binary, layout, config, apps) = (f.binary.clone(), f.layout.clone(), f.config(&f.apps), f.apps.clone());
+    let nginx = std::thread::spawn(move || handle.block_on(Nginx::start(binary, layout, config, &apps)).unwrap())
+        .join()
+        .unwrap();
+    let pid = nginx.pid().unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(nginx.pid(), Some(pid), "nginx was killed (and restarted) when the starting thread exited");
+    assert!(alive(pid));
+    assert_eq!(get_allowed(&f.url(0, "/")).await.status(), 200);
+    nginx.stop().await;
+}

@@ -336,9 +336,9 @@ async fn launch(binary: &Path, layout: &NginxLayout, timeout: Duration) -> Resul
                 running.reaped = true;
                 // Give the stderr reader a moment to collect nginx's last words.
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                let reason = running.failure_text(layout);
-                tracing::warn!(pid, %status, "nginx exited while starting: {reason}");
-                return Err(NginxError::StartFailed { message: reason });
+                let message = format!("{} ({})", running.failure_text(layout), describe_exit(&status));
+                tracing::warn!(pid, "nginx exited while starting: {message}");
+                return Err(NginxError::StartFailed { message });
             }
             Ok(None) => {}
             Err(e) => return Err(NginxError::io("check on the starting nginx", e)),
@@ -622,9 +622,9 @@ async fn supervise(shared: Arc<Shared>, mut running: Running) {
         let uptime = running.started.elapsed();
         let how = match &exit {
             Ok(status) => describe_exit(status),
-            Err(e) => format!("could not be waited for ({e})"),
+            Err(e) => format!("cannot wait for it: {e}"),
         };
-        let mut last_error = format!("nginx (pid {}) {how}: {}", running.pid, running.failure_text(layout));
+        let mut last_error = format!("nginx (pid {}) stopped unexpectedly ({how}): {}", running.pid, running.failure_text(layout));
         drop(running);
         tracing::error!("{last_error}");
         if uptime >= policy.reset_after {
@@ -682,12 +682,12 @@ fn describe_exit(status: &ExitStatus) -> String {
     {
         use std::os::unix::process::ExitStatusExt;
         if let Some(sig) = status.signal() {
-            return format!("was killed by signal {sig}");
+            return format!("killed by signal {sig}");
         }
     }
     match status.code() {
-        Some(code) => format!("exited unexpectedly with code {code}"),
-        None => format!("exited unexpectedly ({status})"),
+        Some(code) => format!("exit code {code}"),
+        None => status.to_string(),
     }
 }
 
