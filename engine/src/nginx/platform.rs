@@ -1,0 +1,458 @@
+//! The operating-system specific parts of running nginx, kept together so the rest of the
+//! module reads the same everywhere.
+//!
+//! The hard requirement is *containment*: the nginx we start must never outlive the engine by
+//! more than a few seconds, even when the engine is killed with SIGKILL and gets no chance to
+//! clean up. Otherwise a stale nginx keeps serving (or blocking) the protected ports.
+//!
+//! * Linux: `prctl(PR_SET_PDEATHSIG, SIGTERM)` in the child. The kernel delivers the signal
+//!   when the *thread* that forked the child exits, so children are forked only from the
+//!   dedicated, never-ending launcher thread (see `supervisor.rs`).
+//! * Windows: the child is put in a Job Object with `JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE`; the job
+//!   handle is held until the process ends, at which point the kernel closes it and kills nginx.
+//! * macOS and other Unixes: a tiny `/bin/sh` watchdog polls the engine's pid every second and
+//!   sends SIGTERM to nginx once the engine is gone.
+//!
+//! On Unix nginx also runs in its own process group (its pid), so a Ctrl-C in a terminal reaches
+//! only the engine (which then stops nginx in order), and so the workers of a master that was
+//! killed outright can be found and killed too: nginx workers do not exit when their master
+//! dies, and would keep the ports.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use super::render::NginxLayout;
+
+/// The file names a bundled nginx can have next to our executable.
+pub(crate) const EXE_NAMES: &[&str] = if cfg!(windows) { &["nginx.exe"] } else { &["nginx"] };
+
+/// Where package managers and installers usually put nginx, for when it is not on PATH (a
+/// desktop app started from the Dock or Start menu does not see the shell's PATH).
+pub(crate) fn usual_locations() -> Vec<PathBuf> {
+    let list: &[&str] = if cfg!(windows) {
+        &[r"C:\nginx\nginx.exe"]
+    } else {
+        &["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx", "/opt/homebrew/bin/nginx", "/usr/local/bin/nginx"]
+    };
+    list.iter().map(PathBuf::from).collect()
+}
+
+/// Whether `path` is a file we may run; `Err` says why not, in words.
+pub(crate) fn check_executable(path: &Path) -> Result<(), String> {
+    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => "no such file".to_string(),
+        _ => e.to_string(),
+    })?;
+    if !meta.is_file() {
+        return Err("not a file".into());
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if meta.permissions().mode() & 0o111 == 0 {
+            return Err("not executable (chmod +x it)".into());
+        }
+    }
+    Ok(())
+}
+
+/// When we run as root, the user and group nginx's workers should run as: ourselves. Without a
+/// `user` line a root master drops workers to `nobody`, who cannot read our private prefix.
+#[cfg(unix)]
+pub(crate) fn worker_user() -> Option<(String, String)> {
+    // SAFETY: geteuid/getegid have no preconditions.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    if uid != 0 {
+        return None;
+    }
+    let user = user_name(uid);
+    let group = group_name(gid);
+    match (user, group) {
+        (Some(u), Some(g)) => Some((u, g)),
+        _ => {
+            tracing::warn!(uid, gid, "cannot look up our user or group name; nginx workers will run as its default user");
+            None
+        }
+    }
+}
+
+#[cfg(not(unix))]
+pub(crate) fn worker_user() -> Option<(String, String)> {
+    None
+}
+
+#[cfg(unix)]
+fn user_name(uid: libc::uid_t) -> Option<String> {
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    // SAFETY: all pointers are valid for the call; the result points into `buf`/`pwd`, which
+    // outlive its use below.
+    unsafe {
+        let mut pwd: libc::passwd = std::mem::zeroed();
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        if libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result) != 0 || result.is_null() {
+            return None;
+        }
+        Some(std::ffi::CStr::from_ptr(pwd.pw_name).to_string_lossy().into_owned())
+    }
+}
+
+#[cfg(unix)]
+fn group_name(gid: libc::gid_t) -> Option<String> {
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    // SAFETY: as in `user_name`.
+    unsafe {
+        let mut grp: libc::group = std::mem::zeroed();
+        let mut result: *mut libc::group = std::ptr::null_mut();
+        if libc::getgrgid_r(gid, &mut grp, buf.as_mut_ptr(), buf.len(), &mut result) != 0 || result.is_null() {
+            return None;
+        }
+        Some(std::ffi::CStr::from_ptr(grp.gr_name).to_string_lossy().into_owned())
+    }
+}
+
+/// Prepares the nginx command so the child is contained (see the module docs). Called on the
+/// launcher thread just before spawning.
+pub(crate) fn contain(cmd: &mut tokio::process::Command) {
+    #[cfg(target_os = "linux")]
+    {
+        let parent = std::process::id() as libc::pid_t;
+        // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
+        // system calls; it does not allocate.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setpgid(0, 0) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong, 0, 0, 0) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                // If the parent died between fork and prctl, the signal will never come.
+                if libc::getppid() != parent {
+                    return Err(io::Error::from_raw_os_error(libc::ESRCH));
+                }
+                Ok(())
+            });
+        }
+    }
+    #[cfg(all(unix, not(target_os = "linux")))]
+    {
+        cmd.process_group(0);
+    }
+    #[cfg(windows)]
+    {
+        // Our own console group, so a Ctrl-C in the engine's console is handled by the engine,
+        // which then stops nginx in order.
+        const CREATE_NEW_PROCESS_GROUP: u32 = 0x0000_0200;
+        cmd.creation_flags(CREATE_NEW_PROCESS_GROUP);
+    }
+}
+
+/// Whatever must live as long as one nginx child to keep it contained; dropping it releases
+/// per-child resources (the watchdog on macOS). Nothing on Linux and Windows.
+pub(crate) struct Containment {
+    #[cfg(all(unix, not(target_os = "linux")))]
+    watchdog: Option<std::process::Child>,
+}
+
+impl Drop for Containment {
+    fn drop(&mut self) {
+        #[cfg(all(unix, not(target_os = "linux")))]
+        if let Some(mut w) = self.watchdog.take() {
+            let _ = w.kill();
+            let _ = w.wait();
+        }
+    }
+}
+
+/// Finishes containment once the child exists (Job Object on Windows, watchdog on macOS).
+pub(crate) fn after_spawn(child: &tokio::process::Child) -> io::Result<Containment> {
+    #[cfg(target_os = "linux")]
+    {
+        let _ = child;
+        Ok(Containment {})
+    }
+    #[cfg(all(unix, not(target_os = "linux")))]
+    {
+        use std::os::unix::process::CommandExt;
+        let Some(pid) = child.id() else { return Ok(Containment { watchdog: None }) };
+        let watchdog = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg("while kill -0 \"$1\" 2>/dev/null; do sleep 1; done; kill -TERM \"$2\" 2>/dev/null")
+            .arg("simpleotp-nginx-watchdog")
+            .arg(std::process::id().to_string())
+            .arg(pid.to_string())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            // Not in our process group: a Ctrl-C that kills the engine must not kill the watchdog.
+            .process_group(0)
+            .spawn()?;
+        Ok(Containment { watchdog: Some(watchdog) })
+    }
+    #[cfg(windows)]
+    {
+        windows_job::assign(child)?;
+        Ok(Containment {})
+    }
+}
+
+#[cfg(windows)]
+mod windows_job {
+    use std::io;
+    use std::sync::OnceLock;
+
+    use windows_sys::Win32::Foundation::HANDLE;
+    use windows_sys::Win32::System::JobObjects::{
+        AssignProcessToJobObject, CreateJobObjectW, JobObjectExtendedLimitInformation, SetInformationJobObject,
+        JOBOBJECT_EXTENDED_LIMIT_INFORMATION, JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE,
+    };
+
+    /// One job for all our nginx processes, created once and never closed: the kernel closes it
+    /// when the engine exits for any reason, which kills everything in it (workers included,
+    /// since children of a job member join the job).
+    static JOB: OnceLock<Result<usize, i32>> = OnceLock::new();
+
+    fn job() -> io::Result<HANDLE> {
+        let job = JOB.get_or_init(|| {
+            // SAFETY: plain Win32 calls with valid (null or owned) arguments.
+            unsafe {
+                let job = CreateJobObjectW(std::ptr::null(), std::ptr::null());
+                if job.is_null() {
+                    return Err(io::Error::last_os_error().raw_os_error().unwrap_or(0));
+                }
+                let mut info: JOBOBJECT_EXTENDED_LIMIT_INFORMATION = std::mem::zeroed();
+                info.BasicLimitInformation.LimitFlags = JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE;
+                let ok = SetInformationJobObject(
+                    job,
+                    JobObjectExtendedLimitInformation,
+                    &info as *const _ as *const core::ffi::c_void,
+                    std::mem::size_of::<JOBOBJECT_EXTENDED_LIMIT_INFORMATION>() as u32,
+                );
+                if ok == 0 {
+                    return Err(io::Error::last_os_error().raw_os_error().unwrap_or(0));
+                }
+                Ok(job as usize)
+            }
+        });
+        match job {
+            Ok(h) => Ok(*h as HANDLE),
+            Err(code) => Err(io::Error::from_raw_os_error(*code)),
+        }
+    }
+
+    pub(super) fn assign(child: &tokio::process::Child) -> io::Result<()> {
+        let job = job()?;
+        let Some(process) = child.raw_handle() else { return Ok(()) };
+        // SAFETY: both handles are valid for the duration of the call.
+        if unsafe { AssignProcessToJobObject(job, process as HANDLE) } == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+/// What we ask of a running nginx master.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Request {
+    /// Graceful shutdown: finish current requests, then exit (SIGQUIT / `-s quit`).
+    Quit,
+    /// Re-read the configuration, replacing workers without dropping connections
+    /// (SIGHUP / `-s reload`).
+    Reload,
+    /// Immediate termination (SIGKILL; on Windows `-s stop`).
+    Kill,
+}
+
+/// Sends `request` to the nginx master `pid` that runs with `layout`.
+pub(crate) async fn send(binary: &Path, layout: &NginxLayout, pid: u32, request: Request) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        let _ = (binary, layout);
+        let sig = match request {
+            Request::Quit => libc::SIGQUIT,
+            Request::Reload => libc::SIGHUP,
+            Request::Kill => libc::SIGKILL,
+        };
+        signal(pid, sig)
+    }
+    #[cfg(not(unix))]
+    {
+        // nginx for Windows takes signals only through `nginx -s`, which finds the master
+        // through the pid file in the prefix.
+        let _ = pid;
+        let name = match request {
+            Request::Quit => "quit",
+            Request::Reload => "reload",
+            Request::Kill => "stop",
+        };
+        let out = tokio::process::Command::new(binary)
+            .arg("-s")
+            .arg(name)
+            .args(super::supervisor::prefix_args(layout, &layout.conf_path()))
+            .output()
+            .await?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(io::Error::other(String::from_utf8_lossy(&out.stderr).trim().to_string()))
+        }
+    }
+}
+
+#[cfg(unix)]
+fn signal(pid: u32, sig: libc::c_int) -> io::Result<()> {
+    let pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    if pid <= 0 {
+        return Err(io::ErrorKind::InvalidInput.into());
+    }
+    // SAFETY: kill has no memory-safety preconditions; pid > 0 targets exactly one process.
+    if unsafe { libc::kill(pid, sig) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Whether a process with this pid exists (and, on Linux, is not a zombie waiting to be
+/// reaped). `None` where the platform gives us no cheap way to tell (Windows).
+pub(crate) fn process_alive(pid: u32) -> Option<bool> {
+    #[cfg(target_os = "linux")]
+    {
+        Some(match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Ok(stat) => stat_fields(&stat).is_some_and(|(state, _)| state != 'Z' && state != 'X'),
+            Err(_) => false,
+        })
+    }
+    #[cfg(all(unix, not(target_os = "linux")))]
+    {
+        Some(match signal(pid, 0) {
+            Ok(()) => true,
+            Err(e) => e.raw_os_error() == Some(libc::EPERM),
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = pid;
+        None
+    }
+}
+
+/// `(state, process group)` from the text of `/proc/PID/stat`. The command name in parentheses
+/// may itself contain spaces and parentheses, so fields are counted from the last `)`.
+#[cfg(target_os = "linux")]
+fn stat_fields(stat: &str) -> Option<(char, i64)> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let _ppid = fields.next()?;
+    let pgrp = fields.next()?.parse().ok()?;
+    Some((state, pgrp))
+}
+
+/// The command line of a running process, to recognise an nginx of ours before signalling a pid
+/// read from a file (the pid may have been reused by an unrelated program). `None` when the
+/// platform gives us no way to ask.
+pub(crate) fn process_cmdline(pid: u32) -> Option<String> {
+    #[cfg(target_os = "linux")]
+    {
+        // nginx rewrites its argv to "nginx: master process <binary> -p <prefix> ...", which
+        // still contains the prefix.
+        let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        Some(String::from_utf8_lossy(&raw).replace('\0', " ").trim().to_string())
+    }
+    #[cfg(all(unix, not(target_os = "linux")))]
+    {
+        let out = std::process::Command::new("ps").args(["-o", "command=", "-p", &pid.to_string()]).output().ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        (out.status.success() && !text.is_empty()).then_some(text)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = pid;
+        None
+    }
+}
+
+/// Kills what is left of the nginx process group `pgid` (the pid of a master we started, which
+/// made itself a group leader): workers whose master died without telling them. Returns how
+/// many processes were signalled where the platform can tell.
+pub(crate) fn kill_group(pgid: u32) -> usize {
+    #[cfg(target_os = "linux")]
+    {
+        // Scan instead of killpg(): if the group is already empty, its id could in theory have
+        // been reused by an unrelated group, and only processes that really are nginx and in the
+        // group get the signal.
+        let Ok(entries) = std::fs::read_dir("/proc") else { return 0 };
+        let mut killed = 0;
+        for entry in entries.flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+            if stat_fields(&stat).map(|(_, g)| g) != Some(pgid as i64) {
+                continue;
+            }
+            if process_cmdline(pid).is_some_and(|c| c.starts_with("nginx")) && signal(pid, libc::SIGKILL).is_ok() {
+                killed += 1;
+            }
+        }
+        killed
+    }
+    #[cfg(all(unix, not(target_os = "linux")))]
+    {
+        let Ok(pgid) = libc::pid_t::try_from(pgid) else { return 0 };
+        // SAFETY: a negative pid addresses the process group; no memory is involved.
+        usize::from(pgid > 1 && unsafe { libc::kill(-pgid, libc::SIGKILL) } == 0)
+    }
+    #[cfg(not(unix))]
+    {
+        // The Job Object takes care of stray workers on Windows.
+        let _ = pgid;
+        0
+    }
+}
+
+/// Whether `pid` leads its own process group (i.e. it is a master started by us).
+pub(crate) fn is_group_leader(pid: u32) -> bool {
+    #[cfg(unix)]
+    {
+        let Ok(p) = libc::pid_t::try_from(pid) else { return false };
+        // SAFETY: getpgid has no memory-safety preconditions.
+        unsafe { libc::getpgid(p) == p }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = pid;
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn parses_stat_with_odd_command_names() {
+        assert_eq!(stat_fields("42 (a) b) (c) S 1 42 42 0"), Some(('S', 42)));
+        assert_eq!(stat_fields("garbage"), None);
+    }
+
+    #[test]
+    fn we_are_alive_and_a_missing_pid_is_not() {
+        if cfg!(unix) {
+            assert_eq!(process_alive(std::process::id()), Some(true));
+            assert_eq!(process_alive(u32::MAX / 2), Some(false));
+        }
+    }
+
+    #[test]
+    fn checks_executables() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(check_executable(&dir.path().join("nope")), Err("no such file".into()));
+        assert_eq!(check_executable(dir.path()), Err("not a file".into()));
+        #[cfg(unix)]
+        {
+            let f = dir.path().join("f");
+            std::fs::write(&f, "").unwrap();
+            assert!(check_executable(&f).unwrap_err().contains("not executable"));
+        }
+    }
+}

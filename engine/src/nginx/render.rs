@@ -1,0 +1,511 @@
+//! Generating nginx configuration text.
+//!
+//! Everything here is a pure function of its inputs (plus, for the `user` line, who we run as),
+//! so the exact text can be unit-tested and `nginx -t` can check it before it ever replaces a
+//! running configuration.
+//!
+//! There is exactly one function that renders the `upstream`, `map` and `server` blocks
+//! ([`render_http_blocks`]); the managed nginx.conf and the copy-paste snippet for people who
+//! run their own nginx both use it, so the two can never disagree about how an app is guarded.
+
+use std::fmt::Write as _;
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use crate::config::{AppConfig, RoutePrefix};
+use crate::fsutil::create_private_dir;
+
+/// Name of the nginx `upstream` that points at the auth server.
+const AUTH_UPSTREAM: &str = "simpleotp_auth";
+/// Name of the variable holding the `Connection` header for WebSocket upgrades.
+const UPGRADE_VAR: &str = "$simpleotp_connection_upgrade";
+/// The request header that carries the URL the browser originally asked for to the auth server.
+pub const ORIGINAL_URI_HEADER: &str = "X-SimpleOTP-Original-URI";
+
+/// The temporary-file areas nginx uses for buffering; all are placed inside the prefix so the
+/// managed nginx never writes outside its own directory (the distribution defaults such as
+/// `/var/lib/nginx/body` may not exist or may not be writable for us).
+const TEMP_KINDS: [(&str, &str); 5] = [
+    ("client_body_temp_path", "client_body"),
+    ("proxy_temp_path", "proxy"),
+    ("fastcgi_temp_path", "fastcgi"),
+    ("uwsgi_temp_path", "uwsgi"),
+    ("scgi_temp_path", "scgi"),
+];
+
+/// Where the managed nginx keeps its files: one private directory (the nginx "prefix") holding
+/// the config, pid file, logs and temp files. Nothing is written anywhere else, so several
+/// gateways (or a system nginx) can run side by side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NginxLayout {
+    /// Absolute path of the prefix directory.
+    pub prefix_dir: PathBuf,
+}
+
+impl NginxLayout {
+    /// A layout rooted at `prefix_dir`. A relative path is made absolute against the current
+    /// directory, because nginx resolves relative paths against its own prefix and the pid/log
+    /// paths must mean the same thing to us and to it.
+    pub fn new(prefix_dir: impl Into<PathBuf>) -> Self {
+        let prefix_dir = prefix_dir.into();
+        let prefix_dir = if prefix_dir.is_absolute() {
+            prefix_dir
+        } else {
+            std::env::current_dir().map(|d| d.join(&prefix_dir)).unwrap_or(prefix_dir)
+        };
+        NginxLayout { prefix_dir }
+    }
+
+    /// `<prefix>/nginx.conf`, the configuration nginx runs with.
+    pub fn conf_path(&self) -> PathBuf {
+        self.prefix_dir.join("nginx.conf")
+    }
+
+    /// `<prefix>/nginx.conf.candidate`: a new configuration is written here and tested before it
+    /// replaces `nginx.conf`, so a bad one never touches the running setup.
+    pub fn candidate_conf_path(&self) -> PathBuf {
+        self.prefix_dir.join("nginx.conf.candidate")
+    }
+
+    /// `<prefix>/nginx.pid`, written by the nginx master once it is listening.
+    pub fn pid_path(&self) -> PathBuf {
+        self.prefix_dir.join("nginx.pid")
+    }
+
+    /// `<prefix>/nginx.lock`, only used by nginx on platforms without atomic operations.
+    pub fn lock_path(&self) -> PathBuf {
+        self.prefix_dir.join("nginx.lock")
+    }
+
+    /// `<prefix>/logs`.
+    pub fn logs_dir(&self) -> PathBuf {
+        self.prefix_dir.join("logs")
+    }
+
+    /// `<prefix>/logs/error.log`, nginx's only log (access logging is off).
+    pub fn error_log(&self) -> PathBuf {
+        self.logs_dir().join("error.log")
+    }
+
+    /// `<prefix>/temp`, the parent of all of nginx's temporary-file directories.
+    pub fn temp_dir(&self) -> PathBuf {
+        self.prefix_dir.join("temp")
+    }
+
+    /// The temporary directories (`client_body`, `proxy`, ...) under [`temp_dir`](Self::temp_dir).
+    pub fn temp_dirs(&self) -> Vec<PathBuf> {
+        TEMP_KINDS.iter().map(|(_, dir)| self.temp_dir().join(dir)).collect()
+    }
+
+    /// Creates the prefix, logs and temp directories, readable by the owner only: the config
+    /// names the auth server's port and the temp files may hold request bodies.
+    pub fn prepare(&self) -> io::Result<()> {
+        create_private_dir(&self.prefix_dir)?;
+        create_private_dir(&self.logs_dir())?;
+        create_private_dir(&self.temp_dir())?;
+        for dir in self.temp_dirs() {
+            create_private_dir(&dir)?;
+        }
+        Ok(())
+    }
+}
+
+/// Quotes a value for nginx.conf. nginx un-escapes `\"` and `\\` inside double quotes, so
+/// every path or user-derived value goes through here and can never end a directive early.
+pub(crate) fn quote(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+fn quote_path(path: &Path) -> String {
+    quote(&path.to_string_lossy())
+}
+
+/// The whole nginx.conf for the managed nginx.
+///
+/// * `daemon off` + `master_process on`: nginx stays our direct child (so we notice when it
+///   dies and it can be tied to our lifetime) but still has a master that can reload gracefully.
+/// * pid, error log, lock and temp files all live in the prefix; access logging is off.
+/// * When we run as root, workers run as our own user (nginx's default, `nobody`, could not
+///   read the private prefix).
+/// * `auth` is the auth server's address; nginx reaches it through a keepalive `upstream`.
+pub fn render_config(layout: &NginxLayout, auth: SocketAddr, prefix: &RoutePrefix, apps: &[AppConfig]) -> String {
+    let mut out = String::new();
+    out.push_str("# Generated by SimpleOTP. Do not edit: it is rewritten whenever the configuration changes.\n");
+    out.push_str("daemon off;\nmaster_process on;\nworker_processes 1;\n");
+    if let Some((user, group)) = super::platform::worker_user() {
+        let _ = writeln!(out, "user {} {};", quote(&user), quote(&group));
+    }
+    let _ = writeln!(out, "pid {};", quote_path(&layout.pid_path()));
+    let _ = writeln!(out, "lock_file {};", quote_path(&layout.lock_path()));
+    let _ = writeln!(out, "error_log {} warn;", quote_path(&layout.error_log()));
+    out.push_str("\nevents {\n    worker_connections 1024;\n}\n\nhttp {\n");
+    out.push_str("    access_log off;\n    server_tokens off;\n    default_type application/octet-stream;\n");
+    for ((directive, _), dir) in TEMP_KINDS.iter().zip(layout.temp_dirs()) {
+        let _ = writeln!(out, "    {directive} {};", quote_path(&dir));
+    }
+    out.push('\n');
+    render_http_blocks(&mut out, &auth.to_string(), prefix, apps, "    ");
+    out.push_str("}\n");
+    out
+}
+
+/// The `upstream`, `map` and `server` blocks alone, for people who run their own nginx and want
+/// to paste SimpleOTP's protection into its `http {}` block. `auth` is the auth server's
+/// `host:port`, as printed by `simpleotp serve`.
+pub fn render_snippet(prefix: &RoutePrefix, auth: &str, apps: &[AppConfig]) -> String {
+    let mut out = String::new();
+    out.push_str(
+        "# SimpleOTP: paste this inside the http { } block of your own nginx configuration\n\
+         # (nginx must be built with the auth_request module; most packages are).\n\
+         # The auth server address below is the one printed by `simpleotp serve`;\n\
+         # keep it in sync if you change it. Each server block protects one app.\n\n",
+    );
+    render_http_blocks(&mut out, auth, prefix, apps, "");
+    out
+}
+
+/// The single renderer of everything inside `http {}` that SimpleOTP needs: the auth
+/// `upstream`, the WebSocket `map`, and one `server` per app. `indent` is prepended to every
+/// line so the blocks read well both inside the managed config and as a snippet.
+fn render_http_blocks(out: &mut String, auth: &str, prefix: &RoutePrefix, apps: &[AppConfig], indent: &str) {
+    let mut text = String::new();
+    // keepalive: every protected request causes an auth subrequest; reusing connections keeps
+    // that cheap. It needs HTTP/1.1 and an empty Connection header in each proxying location.
+    let _ = write!(
+        text,
+        "upstream {AUTH_UPSTREAM} {{\n    server {};\n    keepalive 32;\n}}\n\n",
+        quote(auth)
+    );
+    // WebSockets: forward the client's Upgrade and ask for an upgraded connection only when the
+    // client did; otherwise send no Connection header at all.
+    let _ = write!(text, "map $http_upgrade {UPGRADE_VAR} {{\n    default upgrade;\n    '' '';\n}}\n");
+    for app in apps {
+        text.push('\n');
+        render_server(&mut text, prefix, app);
+    }
+    for line in text.lines() {
+        if line.is_empty() {
+            out.push('\n');
+        } else {
+            let _ = writeln!(out, "{indent}{line}");
+        }
+    }
+}
+
+/// Headers every request to the auth server carries, so it sees the browser's host (cookies,
+/// redirects), address (rate limiting) and scheme (Secure cookies). The client's own copy of
+/// the original-URI header is blanked so it can never be forged on these paths.
+fn auth_headers(out: &mut String, original_uri: &str) {
+    out.push_str("        proxy_set_header Host $http_host;\n");
+    out.push_str("        proxy_set_header X-Real-IP $remote_addr;\n");
+    out.push_str("        proxy_set_header X-Forwarded-Proto $scheme;\n");
+    out.push_str("        proxy_set_header X-Forwarded-Host $http_host;\n");
+    let _ = writeln!(out, "        proxy_set_header {ORIGINAL_URI_HEADER} {original_uri};");
+}
+
+/// HTTP/1.1 with an empty Connection header: required for the keepalive upstream to reuse
+/// connections.
+fn auth_keepalive(out: &mut String) {
+    let _ = writeln!(out, "        proxy_pass http://{AUTH_UPSTREAM};");
+    out.push_str("        proxy_http_version 1.1;\n");
+    out.push_str("        proxy_set_header Connection \"\";\n");
+}
+
+fn render_server(out: &mut String, prefix: &RoutePrefix, app: &AppConfig) {
+    let p = prefix.as_str();
+    let check = prefix.route("check");
+    let up = &app.upstream;
+    // `AppName` only allows letters, digits, space, '-', '_' and '.', so it is safe in a comment.
+    let _ = writeln!(out, "# App {:?}: {} -> {}", app.name.as_str(), app.listen, up);
+    out.push_str("server {\n");
+    // SocketAddr's Display gives `[::1]:8081` for IPv6, which is nginx's syntax too.
+    let _ = writeln!(out, "    listen {};", app.listen.socket_addr());
+    out.push_str("    server_name _;\n\n");
+
+    // The auth_request subrequest: no body (the auth server only looks at headers and cookies).
+    // nginx checks the main request's Content-Length against *this* location's body limit, so
+    // it must be unlimited here too, or every upload over 1 MB would fail the check with 413.
+    let _ = writeln!(out, "    location = {check} {{");
+    out.push_str("        internal;\n");
+    auth_keepalive(out);
+    out.push_str("        proxy_pass_request_body off;\n");
+    out.push_str("        proxy_set_header Content-Length \"\";\n");
+    out.push_str("        client_max_body_size 0;\n");
+    auth_headers(out, "\"\"");
+    out.push_str("    }\n\n");
+
+    // The control API is for local clients talking to the auth server directly; it must never
+    // be reachable through a protected (possibly network-facing) port.
+    let _ = writeln!(out, "    location ^~ {p}control/ {{\n        return 404;\n    }}\n");
+
+    // Login, logout and health pages. Their forms are tiny, hence the small body limit.
+    let _ = writeln!(out, "    location ^~ {p} {{");
+    auth_keepalive(out);
+    auth_headers(out, "\"\"");
+    out.push_str("        client_max_body_size 16k;\n");
+    out.push_str("    }\n\n");
+
+    // A failed check (401 from auth_request) lands here; the auth server answers with a
+    // redirect to the login page that carries the URL the browser asked for. The original
+    // request's body and method are not forwarded: the auth server only needs the URL. The
+    // trailing `?` in the rewrite drops the original query string (it is in the header).
+    out.push_str("    location @simpleotp_unauthorized {\n");
+    let _ = writeln!(out, "        rewrite ^ {}? break;", prefix.route("unauthorized"));
+    auth_keepalive(out);
+    out.push_str("        proxy_method GET;\n");
+    out.push_str("        proxy_pass_request_body off;\n");
+    out.push_str("        proxy_set_header Content-Length \"\";\n");
+    out.push_str("        client_max_body_size 0;\n");
+    auth_headers(out, "$request_uri");
+    out.push_str("    }\n\n");
+
+    // The app itself, behind auth_request.
+    //
+    // proxy_pass is always given *without* a URI part, so nginx forwards the request URI
+    // exactly as the browser sent it (still percent-encoded; apps such as Jupyter rely on
+    // `%2F` surviving). If the upstream URL has a path (e.g. `http://127.0.0.1:8888/lab`), that
+    // path is treated as the app's start page: opening `/` on the protected port redirects
+    // there, and every other URL passes through unchanged. Putting the path into proxy_pass
+    // instead would make nginx *replace* the matched `/` with it (`/api` -> `/labapi`), which
+    // breaks every absolute link the app generates.
+    if !up.path().is_empty() {
+        // A relative Location, so it works whatever host name the browser used. `return` runs
+        // before the access phase, so this answers without auth; it reveals only the path.
+        out.push_str("    location = / {\n        absolute_redirect off;\n");
+        let _ = writeln!(out, "        return 302 {};\n    }}\n", quote(up.path()));
+    }
+    out.push_str("    location / {\n");
+    let _ = writeln!(out, "        auth_request {check};");
+    out.push_str("        error_page 401 = @simpleotp_unauthorized;\n");
+    let _ = writeln!(out, "        proxy_pass {}://{};", up.scheme(), up.authority());
+    if up.scheme() == "https" {
+        out.push_str("        proxy_ssl_server_name on;\n");
+    }
+    out.push_str("        proxy_http_version 1.1;\n");
+    out.push_str("        proxy_set_header Upgrade $http_upgrade;\n");
+    let _ = writeln!(out, "        proxy_set_header Connection {UPGRADE_VAR};");
+    out.push_str("        proxy_set_header Host $http_host;\n");
+    out.push_str("        proxy_set_header X-Real-IP $remote_addr;\n");
+    out.push_str("        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n");
+    out.push_str("        proxy_set_header X-Forwarded-Proto $scheme;\n");
+    out.push_str("        proxy_set_header X-Forwarded-Host $http_host;\n");
+    // Uploads of any size stream straight through; responses (server-sent events, notebooks'
+    // long polls) are not held back; WebSockets and slow requests may stay open for an hour.
+    // proxy_intercept_errors stays off: the app's own 401s must reach the browser untouched.
+    out.push_str("        client_max_body_size 0;\n");
+    out.push_str("        proxy_request_buffering off;\n");
+    out.push_str("        proxy_buffering off;\n");
+    out.push_str("        proxy_read_timeout 1h;\n");
+    out.push_str("        proxy_send_timeout 1h;\n");
+    out.push_str("    }\n");
+    out.push_str("}\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app(name: &str, upstream: &str, listen: &str) -> AppConfig {
+        AppConfig { name: name.parse().unwrap(), upstream: upstream.parse().unwrap(), listen: listen.parse().unwrap() }
+    }
+
+    fn layout() -> NginxLayout {
+        NginxLayout::new("/var/tmp/simpleotp \"test\"/nginx")
+    }
+
+    fn config(apps: &[AppConfig]) -> String {
+        render_config(&layout(), "127.0.0.1:9999".parse().unwrap(), &RoutePrefix::default(), apps)
+    }
+
+    /// The body of the `location` block that starts with `header`.
+    fn block<'a>(text: &'a str, header: &str) -> &'a str {
+        let start = text.find(header).unwrap_or_else(|| panic!("no {header:?} in\n{text}"));
+        let end = text[start..].find("\n    }").unwrap();
+        &text[start..start + end]
+    }
+
+    #[test]
+    fn global_part_keeps_everything_in_the_prefix() {
+        let text = config(&[]);
+        for needle in [
+            "daemon off;",
+            "master_process on;",
+            "worker_processes 1;",
+            "pid \"/var/tmp/simpleotp \\\"test\\\"/nginx/nginx.pid\";",
+            "error_log \"/var/tmp/simpleotp \\\"test\\\"/nginx/logs/error.log\" warn;",
+            "access_log off;",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in\n{text}");
+        }
+        // Every path-taking directive points inside the prefix.
+        for directive in ["pid", "lock_file", "error_log", "client_body_temp_path", "proxy_temp_path", "fastcgi_temp_path", "uwsgi_temp_path", "scgi_temp_path"] {
+            let line = text.lines().find(|l| l.trim_start().starts_with(&format!("{directive} "))).unwrap();
+            assert!(line.contains("\"/var/tmp/simpleotp \\\"test\\\"/nginx/"), "{line}");
+        }
+        assert!(text.contains("upstream simpleotp_auth {\n        server \"127.0.0.1:9999\";\n        keepalive 32;\n    }"), "{text}");
+        assert!(text.contains("map $http_upgrade $simpleotp_connection_upgrade {\n        default upgrade;\n        '' '';\n    }"), "{text}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn user_line_only_as_root() {
+        let text = config(&[]);
+        // SAFETY: geteuid has no preconditions.
+        let root = unsafe { libc::geteuid() } == 0;
+        assert_eq!(text.lines().any(|l| l.starts_with("user ")), root, "{text}");
+    }
+
+    #[test]
+    fn server_has_the_gateway_locations() {
+        let text = config(&[app("Jupyter", "http://127.0.0.1:8888", "127.0.0.1:8081")]);
+        assert!(text.contains("# App \"Jupyter\": 127.0.0.1:8081 -> http://127.0.0.1:8888"), "{text}");
+        assert!(text.contains("listen 127.0.0.1:8081;"));
+        assert!(text.contains("server_name _;"));
+
+        let check = block(&text, "location = /_simpleotp/check {");
+        for needle in [
+            "internal;",
+            "proxy_pass http://simpleotp_auth;",
+            "proxy_pass_request_body off;",
+            "proxy_set_header Content-Length \"\";",
+            "proxy_http_version 1.1;",
+            "proxy_set_header Connection \"\";",
+            "proxy_set_header Host $http_host;",
+            "proxy_set_header X-Real-IP $remote_addr;",
+            "proxy_set_header X-Forwarded-Proto $scheme;",
+            "proxy_set_header X-Forwarded-Host $http_host;",
+            "proxy_set_header X-SimpleOTP-Original-URI \"\";",
+            "client_max_body_size 0;",
+        ] {
+            assert!(check.contains(needle), "check lacks {needle:?}:\n{check}");
+        }
+
+        assert!(block(&text, "location ^~ /_simpleotp/control/ {").contains("return 404;"));
+
+        let pages = block(&text, "location ^~ /_simpleotp/ {");
+        for needle in ["proxy_pass http://simpleotp_auth;", "proxy_set_header Connection \"\";", "client_max_body_size 16k;", "X-SimpleOTP-Original-URI \"\";", "X-Real-IP $remote_addr;"] {
+            assert!(pages.contains(needle), "pages lack {needle:?}:\n{pages}");
+        }
+
+        let unauth = block(&text, "location @simpleotp_unauthorized {");
+        for needle in ["rewrite ^ /_simpleotp/unauthorized? break;", "proxy_pass http://simpleotp_auth;", "proxy_set_header X-SimpleOTP-Original-URI $request_uri;", "proxy_set_header Host $http_host;"] {
+            assert!(unauth.contains(needle), "unauthorized lacks {needle:?}:\n{unauth}");
+        }
+
+        let root = block(&text, "location / {");
+        for needle in [
+            "auth_request /_simpleotp/check;",
+            "error_page 401 = @simpleotp_unauthorized;",
+            "proxy_pass http://127.0.0.1:8888;",
+            "proxy_set_header Upgrade $http_upgrade;",
+            "proxy_set_header Connection $simpleotp_connection_upgrade;",
+            "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
+            "client_max_body_size 0;",
+            "proxy_request_buffering off;",
+            "proxy_buffering off;",
+            "proxy_read_timeout 1h;",
+            "proxy_send_timeout 1h;",
+        ] {
+            assert!(root.contains(needle), "app location lacks {needle:?}:\n{root}");
+        }
+        assert!(!text.contains("proxy_intercept_errors"));
+        // No start-page redirect without an upstream path.
+        assert!(!text.contains("location = / {"));
+    }
+
+    #[test]
+    fn custom_prefix_is_used_everywhere() {
+        let text = render_config(&layout(), "127.0.0.1:1".parse().unwrap(), &"/_gate/".parse().unwrap(), &[app("a", "http://127.0.0.1:2", "127.0.0.1:3")]);
+        assert!(text.contains("location = /_gate/check {"));
+        assert!(text.contains("location ^~ /_gate/control/ {"));
+        assert!(text.contains("rewrite ^ /_gate/unauthorized? break;"));
+        assert!(!text.contains("_simpleotp/"));
+    }
+
+    #[test]
+    fn ipv6_listen_and_upstream() {
+        let text = render_config(&layout(), "[::1]:9999".parse().unwrap(), &RoutePrefix::default(), &[app("v6", "http://[::1]:9000", "[::1]:8082")]);
+        assert!(text.contains("listen [::1]:8082;"), "{text}");
+        assert!(text.contains("proxy_pass http://[::1]:9000;"), "{text}");
+        assert!(text.contains("server \"[::1]:9999\";"), "{text}");
+    }
+
+    #[test]
+    fn upstream_path_becomes_the_start_page() {
+        let text = config(&[app("lab", "http://127.0.0.1:8888/lab", "127.0.0.1:8081")]);
+        // The URI is passed through unchanged...
+        assert!(text.contains("proxy_pass http://127.0.0.1:8888;"), "{text}");
+        assert!(!text.contains("proxy_pass http://127.0.0.1:8888/lab"), "{text}");
+        // ...and `/` redirects to the configured path.
+        let start = block(&text, "location = / {");
+        assert!(start.contains("return 302 \"/lab\";"), "{start}");
+        assert!(start.contains("absolute_redirect off;"), "{start}");
+    }
+
+    #[test]
+    fn https_upstream_sends_sni() {
+        let text = config(&[app("s", "https://localhost:8443", "127.0.0.1:8081")]);
+        assert!(text.contains("proxy_pass https://localhost:8443;"), "{text}");
+        assert!(text.contains("proxy_ssl_server_name on;"), "{text}");
+    }
+
+    #[test]
+    fn snippet_has_the_same_blocks_without_globals() {
+        let apps = [app("Jupyter", "http://127.0.0.1:8888", "127.0.0.1:8081"), app("Grafana", "http://127.0.0.1:3000", "0.0.0.0:8082")];
+        let snippet = render_snippet(&RoutePrefix::default(), "127.0.0.1:7000", &apps);
+        for absent in ["daemon", "pid ", "error_log", "events", "\nhttp {", "user ", "master_process"] {
+            assert!(!snippet.contains(absent), "snippet has {absent:?}:\n{snippet}");
+        }
+        assert!(snippet.starts_with("# SimpleOTP: paste this inside the http { } block"));
+        assert!(snippet.contains("simpleotp serve"));
+        assert!(snippet.contains("upstream simpleotp_auth {\n    server \"127.0.0.1:7000\";"), "{snippet}");
+        assert_eq!(snippet.matches("\nserver {\n").count(), 2, "{snippet}");
+        // Same server blocks as the managed config, modulo indentation.
+        let managed = render_config(&layout(), "127.0.0.1:7000".parse().unwrap(), &RoutePrefix::default(), &apps);
+        let managed_server: String = managed[managed.find("    # App \"Jupyter\"").unwrap()..]
+            .lines()
+            .map(|l| l.strip_prefix("    ").unwrap_or(l))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let snippet_server = &snippet[snippet.find("# App \"Jupyter\"").unwrap()..];
+        assert!(managed_server.starts_with(snippet_server.trim_end()), "managed:\n{managed_server}\nsnippet:\n{snippet_server}");
+    }
+
+    #[test]
+    fn quoting_escapes_quotes_and_backslashes() {
+        assert_eq!(quote(r#"C:\nginx "x""#), r#""C:\\nginx \"x\"""#);
+        assert_eq!(quote("a;b{c}"), "\"a;b{c}\"");
+    }
+
+    #[test]
+    fn layout_paths() {
+        let l = NginxLayout::new("/p");
+        assert_eq!(l.conf_path(), Path::new("/p/nginx.conf"));
+        assert_eq!(l.pid_path(), Path::new("/p/nginx.pid"));
+        assert_eq!(l.error_log(), Path::new("/p/logs/error.log"));
+        assert!(l.temp_dirs().iter().all(|d| d.starts_with("/p/temp")));
+        assert!(NginxLayout::new("rel").prefix_dir.is_absolute());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn prepare_creates_private_dirs() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let l = NginxLayout::new(dir.path().join("nginx"));
+        l.prepare().unwrap();
+        for d in [l.prefix_dir.clone(), l.logs_dir()].into_iter().chain(l.temp_dirs()) {
+            assert_eq!(std::fs::metadata(&d).unwrap().permissions().mode() & 0o777, 0o700, "{}", d.display());
+        }
+    }
+}
