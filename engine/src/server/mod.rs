@@ -1,0 +1,3 @@
+//! The HTTP server nginx talks to.
+
+pub mod pages;
