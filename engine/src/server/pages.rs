@@ -58,6 +58,7 @@ static SECURITY_HEADERS: LazyLock<Vec<(&'static str, String)>> = LazyLock::new(|
 
 /// The Content-Security-Policy for the pages in this module: nothing but the embedded
 /// stylesheet (by hash) and `data:` images; forms post only to the same origin; no framing.
+#[must_use]
 pub fn content_security_policy() -> &'static str {
     &CSP
 }
@@ -65,11 +66,13 @@ pub fn content_security_policy() -> &'static str {
 /// Headers to send with every HTML page from this module (name, value), including the CSP.
 ///
 /// `Content-Type: text/html; charset=utf-8` is not included; the caller sets it.
+#[must_use]
 pub fn security_headers() -> &'static [(&'static str, String)] {
     &SECURITY_HEADERS
 }
 
 /// Escapes `&`, `<`, `>`, `"` and `'` so `s` is safe as HTML text and in a quoted attribute.
+#[must_use]
 pub fn html_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + s.len() / 8);
     for c in s.chars() {
@@ -90,6 +93,7 @@ pub fn html_escape(s: &str) -> String {
 /// Rounds *up* (to whole seconds below an hour, to whole minutes from an hour on), so a
 /// lockout is never shown as shorter than it is and never as `"0 s"` while it still runs.
 /// Zero components are left out (`"4 min"`, `"2 h"`).
+#[must_use]
 pub fn format_duration(d: Duration) -> String {
     let mut secs = d.as_secs();
     if d.subsec_nanos() > 0 {
@@ -133,6 +137,7 @@ pub enum LoginMessage {
 impl LoginMessage {
     /// Whether this reports a failed attempt (shown as an alert, field marked invalid) rather
     /// than news (shown as a status).
+    #[must_use]
     pub fn is_error(&self) -> bool {
         matches!(
             self,
@@ -186,7 +191,7 @@ pub struct LogoutView<'a> {
 /// The SimpleOTP mark (a shield with a padlock) and name, at the top of every card.
 const BRAND: &str = concat!(
     r#"<header class="brand">"#,
-    r#"<svg class="mark" viewBox="0 0 32 32" aria-hidden="true" focusable="false">"#,
+    r#"<svg class="mark" viewBox="0 0 32 32" width="34" height="34" aria-hidden="true" focusable="false">"#,
     r#"<path class="shield" d="M16 2 4.5 6.4v8.3c0 7.4 4.9 13.2 11.5 15.3 6.6-2.1 11.5-7.9 11.5-15.3V6.4z"/>"#,
     r#"<path class="shade" d="M16 2v28c6.6-2.1 11.5-7.9 11.5-15.3V6.4z"/>"#,
     r#"<path class="shackle" d="M12.9 15v-2.4a3.1 3.1 0 0 1 6.2 0V15"/>"#,
@@ -219,6 +224,7 @@ fn document(title: &str, card: &str) -> String {
 
 /// The login page: one 6-digit code field and a "Sign in" button, posting `code` and `next`
 /// to `view.action`.
+#[must_use]
 pub fn login_page(view: &LoginView) -> String {
     let mut card = String::with_capacity(2048);
     card.push_str("<h1>Sign in</h1>\n");
@@ -247,7 +253,7 @@ pub fn login_page(view: &LoginView) -> String {
          <label for=\"code\">Code</label>\n\
          <input class=\"code\" id=\"code\" name=\"code\" type=\"text\" inputmode=\"numeric\" \
          autocomplete=\"one-time-code\" pattern=\"[0-9]{{6}}\" minlength=\"6\" maxlength=\"6\" \
-         placeholder=\"000000\" title=\"6 digits\" spellcheck=\"false\" autocapitalize=\"off\" \
+         placeholder=\"······\" title=\"6 digits\" spellcheck=\"false\" autocapitalize=\"off\" \
          enterkeyhint=\"go\" required autofocus aria-describedby=\"{described_by}\"{invalid}>\n\
          <input type=\"hidden\" name=\"next\" value=\"{next}\">\n\
          <button class=\"btn btn-primary\" id=\"submit\" type=\"submit\">Sign in</button>\n\
@@ -260,6 +266,7 @@ pub fn login_page(view: &LoginView) -> String {
 
 /// The sign-out confirmation: a "Sign out" button posting the hidden `csrf` field to
 /// `view.action`, and a "Cancel" link back to `view.back`.
+#[must_use]
 pub fn logout_page(view: &LogoutView) -> String {
     let card = format!(
         "<h1>Sign out?</h1>\n\
@@ -268,7 +275,7 @@ pub fn logout_page(view: &LogoutView) -> String {
          <form method=\"post\" action=\"{action}\" class=\"actions\">\n\
          <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\n\
          <a class=\"btn btn-secondary\" id=\"cancel\" href=\"{back}\">Cancel</a>\n\
-         <button class=\"btn btn-primary\" id=\"submit\" type=\"submit\" autofocus>Sign out</button>\n\
+         <button class=\"btn btn-primary\" id=\"submit\" type=\"submit\">Sign out</button>\n\
          </form>\n",
         action = html_escape(view.action),
         csrf = html_escape(view.csrf_token),
@@ -279,6 +286,7 @@ pub fn logout_page(view: &LogoutView) -> String {
 
 /// A plain page with a heading and one paragraph, for errors like "Bad request" or
 /// "Forbidden". Both strings are escaped.
+#[must_use]
 pub fn message_page(title: &str, body: &str) -> String {
     let card = format!(
         "<h1>{}</h1>\n<p class=\"help\">{}</p>\n",
@@ -331,10 +339,7 @@ mod tests {
     fn has_event_handler(html: &str) -> bool {
         html.match_indices(" on").any(|(i, _)| {
             let rest = &html[i + 3..];
-            let name_len = rest
-                .bytes()
-                .take_while(|b| b.is_ascii_alphabetic())
-                .count();
+            let name_len = rest.bytes().take_while(|b| b.is_ascii_alphabetic()).count();
             name_len > 0 && rest[name_len..].starts_with('=')
         })
     }
@@ -390,7 +395,7 @@ mod tests {
         assert!(page.contains(r#"<form method="post" action="/_simpleotp/logout""#));
         assert!(page.contains(r#"<input type="hidden" name="csrf" value="tok_123">"#));
         assert!(page.contains(r#"href="/lab">Cancel</a>"#));
-        assert!(page.contains(r#"id="submit" type="submit" autofocus>Sign out</button>"#));
+        assert!(page.contains(r#"id="submit" type="submit">Sign out</button>"#));
     }
 
     #[test]
@@ -426,7 +431,10 @@ mod tests {
             assert!(!lower.contains("src="), "nothing loaded by URL");
             assert!(!lower.contains("url("), "nothing loaded from CSS");
             assert!(!lower.contains("@import"), "nothing loaded from CSS");
-            assert!(!lower.contains(" style="), "style attributes need 'unsafe-hashes'");
+            assert!(
+                !lower.contains(" style="),
+                "style attributes need 'unsafe-hashes'"
+            );
             assert!(!has_event_handler(&lower), "no event handler attributes");
         }
     }
@@ -436,7 +444,9 @@ mod tests {
         for page in all_pages("/x") {
             assert!(page.starts_with("<!DOCTYPE html>\n<html lang=\"en\">"));
             assert!(page.contains("<meta charset=\"utf-8\">"));
-            assert!(page.contains("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"));
+            assert!(page.contains(
+                "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+            ));
             assert!(page.contains("<meta name=\"robots\" content=\"noindex, nofollow\">"));
             assert!(page.contains("<meta name=\"referrer\" content=\"no-referrer\">"));
             assert!(page.contains("<title>"));
@@ -496,7 +506,11 @@ mod tests {
                 "alert",
             ),
             (LoginMessage::SignedOut, "You are signed out.", "status"),
-            (LoginMessage::Expired, "Your session ended. Sign in again.", "status"),
+            (
+                LoginMessage::Expired,
+                "Your session ended. Sign in again.",
+                "status",
+            ),
         ];
         for (message, text, role) in cases {
             let error = message.is_error();
@@ -570,7 +584,10 @@ mod tests {
         assert_eq!(get("Cross-Origin-Opener-Policy"), "same-origin");
         assert!(get("Permissions-Policy").contains("camera=()"));
         for (name, value) in headers {
-            assert!(value.bytes().all(|b| (0x20..0x7f).contains(&b)), "{name}: {value}");
+            assert!(
+                value.bytes().all(|b| (0x20..0x7f).contains(&b)),
+                "{name}: {value}"
+            );
         }
     }
 
@@ -621,5 +638,10 @@ mod tests {
         for (name, html) in pages {
             std::fs::write(dir.join(format!("{name}.html")), html).unwrap();
         }
+        let headers: String = security_headers()
+            .iter()
+            .map(|(name, value)| format!("{name}: {value}\n"))
+            .collect();
+        std::fs::write(dir.join("headers.txt"), headers).unwrap();
     }
 }
