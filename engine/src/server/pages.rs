@@ -207,7 +207,7 @@ fn document(title: &str, card: &str) -> String {
     out.push_str(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <meta name=\"robots\" content=\"noindex, nofollow\">\n\
+         <meta name=\"robots\" content=\"noindex\">\n\
          <meta name=\"referrer\" content=\"no-referrer\">\n\
          <meta name=\"color-scheme\" content=\"light dark\">\n",
     );
@@ -447,7 +447,7 @@ mod tests {
             assert!(page.contains(
                 "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
             ));
-            assert!(page.contains("<meta name=\"robots\" content=\"noindex, nofollow\">"));
+            assert!(page.contains("<meta name=\"robots\" content=\"noindex\">"));
             assert!(page.contains("<meta name=\"referrer\" content=\"no-referrer\">"));
             assert!(page.contains("<title>"));
             assert!(page.contains("SimpleOTP"));
