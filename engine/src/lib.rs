@@ -23,16 +23,8 @@
 //! * [`qr`]: QR codes for the terminal, PNG and SVG.
 //! * [`app`]: [`app::Application`], which wires everything together and runs until stopped.
 
-pub mod app;
 pub mod config;
-pub mod control;
 pub mod fsutil;
-pub mod limiter;
-pub mod nginx;
 pub mod qr;
-pub mod redirect;
 pub mod secret;
-pub mod server;
-pub mod session;
-pub mod state;
 pub mod totp;
