@@ -40,6 +40,9 @@ pub const KEYCHAIN_SERVICE: &str = "org.simpleotp.SimpleOTP";
 pub const KEYCHAIN_ACCOUNT: &str = "totp-secret";
 
 /// Where the TOTP secret is kept.
+///
+/// All methods that touch the keychain block (D-Bus, possibly an unlock prompt): from async code,
+/// call them inside `tokio::task::spawn_blocking`. See the module docs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecretStore {
     /// An entry in the OS keychain.
