@@ -35,7 +35,7 @@ pub enum ConfigError {
 }
 
 /// The whole configuration, as read from `config.toml`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// The URL path prefix owned by the gateway on every protected host (default `/_simpleotp/`).
@@ -46,6 +46,12 @@ pub struct Config {
     /// gateway picks a free port and tells its own nginx.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_listen: Option<SocketAddr>,
+    /// The issuer and account name shown in the authenticator app (part of the QR code).
+    /// Defaults: `SimpleOTP` and `user@host`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
     #[serde(default)]
     pub session: SessionSettings,
     #[serde(default)]
@@ -53,18 +59,6 @@ pub struct Config {
     /// Protected apps; one nginx `server` each.
     #[serde(default, rename = "app")]
     pub apps: Vec<AppConfig>,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            route_prefix: RoutePrefix::default(),
-            auth_listen: None,
-            session: SessionSettings::default(),
-            nginx: NginxSettings::default(),
-            apps: Vec::new(),
-        }
-    }
 }
 
 /// Session lifetimes. Defaults: 7 days absolute, 12 hours idle.
@@ -191,6 +185,16 @@ impl Config {
         Ok(())
     }
 
+    /// The issuer shown in the authenticator app.
+    pub fn issuer(&self) -> String {
+        self.issuer.clone().unwrap_or_else(|| DEFAULT_ISSUER.to_string())
+    }
+
+    /// The account name shown in the authenticator app.
+    pub fn account(&self) -> String {
+        self.account.clone().unwrap_or_else(default_account)
+    }
+
     /// The app with this name.
     pub fn app(&self, name: &AppName) -> Option<&AppConfig> {
         self.apps.iter().find(|a| &a.name == name)
@@ -199,6 +203,21 @@ impl Config {
 
 fn addrs_overlap(a: SocketAddr, b: SocketAddr) -> bool {
     a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified()
+}
+
+pub const DEFAULT_ISSUER: &str = "SimpleOTP";
+
+/// `user@host`, so one authenticator app can tell several machines apart.
+pub fn default_account() -> String {
+    let user = std::env::var("USER").or_else(|_| std::env::var("USERNAME")).unwrap_or_else(|_| "me".into());
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("COMPUTERNAME").ok())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into());
+    format!("{user}@{host}")
 }
 
 /// The per-user directories SimpleOTP uses (shared with the tray app).

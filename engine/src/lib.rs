@@ -22,12 +22,14 @@
 //! * [`nginx`]: finding nginx, generating its config, and supervising it as a child process.
 //! * [`state`]: the persisted state file (sessions and the replay counter).
 //! * [`control`]: how a local command reaches a running gateway (e.g. `simpleotp unlock`).
+//! * [`demo`]: the little app `simpleotp demo` protects (also the tests' upstream).
 //! * [`qr`]: QR codes for the terminal, PNG and SVG.
 //! * [`app`]: [`app::Application`], which wires everything together and runs until stopped.
 
 pub mod app;
 pub mod config;
 pub mod control;
+pub mod demo;
 pub mod fsutil;
 pub mod gateway;
 pub mod limiter;

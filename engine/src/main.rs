@@ -1,1 +1,313 @@
-fn main() {}
+//! `simpleotp`: the gateway without a desktop. See `simpleotp --help`.
+
+use std::error::Error;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use simpleotp_engine::app::{Application, NginxMode, Settings};
+use simpleotp_engine::config::{AppConfig, Config, ListenAddr};
+use simpleotp_engine::secret::SecretStore;
+use simpleotp_engine::totp::{unix_now, Totp, TotpSecret};
+use simpleotp_engine::{config, control, demo, nginx, qr};
+
+/// A second factor (TOTP codes from an authenticator app) in front of any local web app,
+/// through nginx.
+#[derive(Debug, Parser)]
+#[command(name = "simpleotp", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a new TOTP secret, store it, and show the QR code to scan.
+    Init {
+        /// Keep the secret in this file (0600) instead of the OS keychain (for servers).
+        #[arg(long, value_name = "PATH")]
+        secret_file: Option<PathBuf>,
+        /// Account name shown in the authenticator app [default: from the config, else user@host].
+        #[arg(long)]
+        account: Option<String>,
+        /// Issuer shown in the authenticator app [default: from the config, else SimpleOTP].
+        #[arg(long)]
+        issuer: Option<String>,
+        /// Also write the QR code as a PNG image.
+        #[arg(long, value_name = "PATH")]
+        qr_png: Option<PathBuf>,
+        /// Replace an existing secret (the old one stops working in your authenticator app).
+        #[arg(long)]
+        force: bool,
+        /// Config file to read the issuer and account from.
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
+    /// Run the auth server and nginx in the foreground until Ctrl-C or SIGTERM.
+    Serve {
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+        /// Where sessions, nginx's files and the control file live [default: the OS data dir].
+        #[arg(long, value_name = "PATH")]
+        data_dir: Option<PathBuf>,
+        /// Read the secret from this file instead of the OS keychain.
+        #[arg(long, value_name = "PATH")]
+        secret_file: Option<PathBuf>,
+        /// Do not start nginx; you run it with the output of `simpleotp nginx-snippet`
+        /// (needs `auth_listen` in the config).
+        #[arg(long)]
+        external_nginx: bool,
+    },
+    /// Print the nginx configuration to paste into your own nginx.
+    NginxSnippet {
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
+    /// Try it now: a demo page protected on a local port, with a throw-away secret.
+    Demo {
+        /// Where the protected demo page listens.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: ListenAddr,
+        /// Also print the current code every 30 s (for trying it without a phone).
+        #[arg(long)]
+        print_codes: bool,
+    },
+    /// Lift a brute-force lockout in the running gateway that uses this data directory.
+    Unlock {
+        #[arg(long, value_name = "PATH")]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let result = match cli.command {
+        Command::Init { secret_file, account, issuer, qr_png, force, config } => {
+            init(secret_file, account, issuer, qr_png, force, config)
+        }
+        Command::Serve { config, data_dir, secret_file, external_nginx } => {
+            runtime().block_on(serve(config, data_dir, secret_file, external_nginx))
+        }
+        Command::NginxSnippet { config } => nginx_snippet(config),
+        Command::Demo { listen, print_codes } => runtime().block_on(run_demo(listen, print_codes)),
+        Command::Unlock { data_dir } => runtime().block_on(unlock(data_dir)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", error_chain(e.as_ref()));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type CliResult = Result<(), Box<dyn Error>>;
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SIMPLEOTP_LOG").unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("cannot start the tokio runtime")
+}
+
+/// `error: outer: inner: innermost`, skipping causes whose text the outer message repeats.
+fn error_chain(e: &dyn Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text = format!("{text}: {cause_text}");
+        }
+        source = cause.source();
+    }
+    text
+}
+
+fn secret_store(secret_file: Option<PathBuf>) -> SecretStore {
+    secret_file.map(SecretStore::file).unwrap_or_else(SecretStore::keychain)
+}
+
+fn config_path(path: Option<PathBuf>) -> Result<PathBuf, Box<dyn Error>> {
+    path.or_else(Config::default_path)
+        .ok_or_else(|| "cannot find the OS config directory (is $HOME set?); pass --config PATH".into())
+}
+
+fn load_config(path: Option<PathBuf>) -> Result<Config, Box<dyn Error>> {
+    let path = config_path(path)?;
+    let config = Config::load(&path)?;
+    config.validate().map_err(|message| format!("invalid config file {}: {message}", path.display()))?;
+    Ok(config)
+}
+
+fn init(
+    secret_file: Option<PathBuf>,
+    account: Option<String>,
+    issuer: Option<String>,
+    qr_png: Option<PathBuf>,
+    force: bool,
+    config: Option<PathBuf>,
+) -> CliResult {
+    let config = load_config(config)?;
+    let store = secret_store(secret_file);
+    let secret = TotpSecret::generate();
+    store.store(&secret, force)?;
+    let issuer = issuer.unwrap_or_else(|| config.issuer());
+    let account = account.unwrap_or_else(|| config.account());
+    let uri = Totp::new(&secret, &issuer, &account).otpauth_uri();
+    println!("A new TOTP secret is stored in {}.", store.describe());
+    println!();
+    println!("Scan this QR code with your authenticator app (Google Authenticator, Aegis, 1Password, ...):");
+    println!();
+    println!("{}", qr::terminal(&uri));
+    println!("Or enter this key by hand: {}", secret.to_grouped_base32());
+    println!("(issuer {issuer}, account {account}, 6 digits, every 30 seconds)");
+    println!();
+    println!("otpauth URI: {uri}");
+    if let Some(path) = qr_png {
+        qr::write_png(&uri, &path, 8)?;
+        println!("QR code written to {}", path.display());
+    }
+    println!();
+    println!("Keep the key private: whoever has it can make codes. Next: `simpleotp serve`.");
+    Ok(())
+}
+
+async fn serve(config: Option<PathBuf>, data_dir: Option<PathBuf>, secret_file: Option<PathBuf>, external_nginx: bool) -> CliResult {
+    let config = load_config(config)?;
+    let data_dir = match data_dir.or_else(config::default_data_dir) {
+        Some(dir) => dir,
+        None => return Err("cannot find the OS data directory (is $HOME set?); pass --data-dir PATH".into()),
+    };
+    if config.apps.is_empty() {
+        eprintln!("note: the config has no [[app]] yet, so nothing is protected. Add one, e.g.\n\n[[app]]\nname = \"Jupyter\"\nupstream = \"http://127.0.0.1:8888\"\nlisten = \"127.0.0.1:8081\"\n");
+    }
+    let mut settings = Settings::new(config, data_dir, secret_store(secret_file));
+    if external_nginx {
+        settings.nginx = NginxMode::External;
+    }
+    let app = Application::build(settings).await?;
+    for (name, url) in app.protected_urls() {
+        println!("{name}: {url}");
+    }
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    app.run_until_stopped(shutdown).await;
+    Ok(())
+}
+
+fn nginx_snippet(config: Option<PathBuf>) -> CliResult {
+    let config = load_config(config)?;
+    let auth = match config.auth_listen {
+        Some(addr) => addr.to_string(),
+        None => {
+            eprintln!("note: no `auth_listen` in the config; the snippet uses 127.0.0.1:9090. Set `auth_listen = \"127.0.0.1:9090\"` and run `simpleotp serve --external-nginx`.");
+            "127.0.0.1:9090".to_string()
+        }
+    };
+    print!("{}", nginx::render_snippet(&config.route_prefix, &auth, &config.apps));
+    Ok(())
+}
+
+async fn run_demo(listen: ListenAddr, print_codes: bool) -> CliResult {
+    let dir = tempfile::Builder::new().prefix("simpleotp-demo-").tempdir()?;
+    let secret_path = dir.path().join("secret");
+    let store = SecretStore::file(&secret_path);
+    let secret = TotpSecret::generate();
+    store.store(&secret, false)?;
+
+    let shutdown = CancellationToken::new();
+    let upstream = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+    let upstream_addr = upstream.local_addr()?;
+    let mut config = Config::default();
+    config.issuer = Some("SimpleOTP demo".into());
+    tokio::spawn(demo::serve_demo_app(upstream, config.route_prefix.clone(), shutdown.clone()));
+
+    let listen = free_or_fallback(listen);
+    config.apps.push(AppConfig {
+        name: "Demo".parse()?,
+        upstream: format!("http://{upstream_addr}/").parse()?,
+        listen,
+    });
+    let totp = Totp::new(&secret, &config.issuer(), &config.account());
+    let app = Application::build(Settings::new(config, dir.path().join("data"), store)).await?;
+    let url = app.protected_urls().remove(0).1;
+
+    println!("SimpleOTP demo: a throw-away secret (deleted when you stop the demo).\n");
+    println!("{}", qr::terminal(&totp.otpauth_uri()));
+    println!("Scan the QR code with your authenticator app, or enter the key {}.", secret.to_grouped_base32());
+    println!("Then open {url} and type the code the app shows. Ctrl-C stops the demo.");
+    drop(secret);
+    if print_codes {
+        tokio::spawn(print_codes_forever(totp, shutdown.clone()));
+    }
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    app.run_until_stopped(shutdown).await;
+    drop(dir);
+    Ok(())
+}
+
+/// The demo should start even when 8080 is taken: it then takes any free port (and says so).
+fn free_or_fallback(listen: ListenAddr) -> ListenAddr {
+    let wanted = listen.socket_addr();
+    if std::net::TcpListener::bind(wanted).is_ok() {
+        return listen;
+    }
+    let any = SocketAddr::new(wanted.ip(), 0);
+    match std::net::TcpListener::bind(any).and_then(|l| l.local_addr()) {
+        Ok(addr) => {
+            eprintln!("note: {wanted} is in use; the demo listens on {addr} instead");
+            ListenAddr(addr)
+        }
+        Err(_) => listen, // let the gateway report the port in use properly
+    }
+}
+
+async fn print_codes_forever(totp: Totp, shutdown: CancellationToken) {
+    let mut last_step = None;
+    loop {
+        let now = unix_now();
+        let step = Totp::step_at(now);
+        if last_step != Some(step) {
+            println!("current demo code: {}", totp.code_at(now));
+            last_step = Some(step);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
+async fn unlock(data_dir: Option<PathBuf>) -> CliResult {
+    let data_dir = data_dir
+        .or_else(config::default_data_dir)
+        .ok_or("cannot find the OS data directory (is $HOME set?); pass --data-dir PATH")?;
+    control::unlock(Path::new(&data_dir)).await?;
+    println!("Lockouts lifted. The next login attempt is accepted as usual.");
+    Ok(())
+}
+
+/// Ctrl-C everywhere; SIGTERM too on Unix (systemd, `kill`, a tray app quitting).
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("cannot listen for SIGTERM");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("stop requested");
+    shutdown.cancel();
+}

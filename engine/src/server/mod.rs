@@ -19,7 +19,6 @@ pub mod pages;
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::body::Bytes;
@@ -217,11 +216,13 @@ async fn login_submit(gateway: &Gateway, caller: &Caller, req: Request<Incoming>
         LoginOutcome::Locked(locked) => (StatusCode::TOO_MANY_REQUESTS, LoginMessage::LockedOut { retry_after: locked.retry_after }),
     };
     tokio::time::sleep_until(started + FAILURE_FLOOR).await;
+    let retry_after = match &message {
+        LoginMessage::LockedOut { retry_after } => Some(retry_after.as_secs().max(1)),
+        _ => None,
+    };
     let mut response = html(status, pages::login_page(&LoginView { action: &action, next: &next, message: Some(message) }));
-    if status == StatusCode::TOO_MANY_REQUESTS {
-        if let LoginMessage::LockedOut { retry_after } = message {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after.as_secs().max(1)));
-        }
+    if let Some(seconds) = retry_after {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     }
     response
 }
@@ -354,9 +355,9 @@ fn html(status: StatusCode, body: String) -> Response<Body> {
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
-    for (name, value) in pages::security_headers() {
-        if let Ok(value) = HeaderValue::from_str(&value) {
-            headers.insert(name, value);
+    for (name, value) in pages::security_headers().iter() {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.insert(*name, value);
         }
     }
     response
