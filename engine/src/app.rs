@@ -190,6 +190,16 @@ impl Application {
         &self.warnings
     }
 
+    /// A handle for changing the running gateway (the tray app keeps one).
+    pub fn handle(&self) -> GatewayHandle {
+        GatewayHandle {
+            gateway: self.gateway.clone(),
+            nginx: self.nginx.clone(),
+            data_dir: self.data_dir.clone(),
+            auth_addr: self.auth_addr,
+        }
+    }
+
     /// Each protected app and the URL to open it.
     pub fn protected_urls(&self) -> Vec<(String, String)> {
         self.config.apps.iter().map(|app| (app.name.to_string(), app.protected_url())).collect()
@@ -225,6 +235,41 @@ impl Application {
         }
         control.remove_if_ours(&data_dir);
         info!("stopped");
+    }
+}
+
+/// Changes a running gateway without restarting it: new apps, lifetimes or nginx settings.
+#[derive(Clone)]
+pub struct GatewayHandle {
+    gateway: Gateway,
+    nginx: Option<Arc<Nginx>>,
+    data_dir: PathBuf,
+    auth_addr: SocketAddr,
+}
+
+impl GatewayHandle {
+    pub fn gateway(&self) -> &Gateway {
+        &self.gateway
+    }
+
+    pub fn nginx(&self) -> Option<Arc<Nginx>> {
+        self.nginx.clone()
+    }
+
+    /// Applies `config`: session lifetimes at once; apps through an nginx reload that keeps open
+    /// connections. If nginx rejects the new configuration (or a new port is taken), nginx keeps
+    /// running with the old one and the error carries nginx's message. The route prefix and
+    /// `auth_listen` cannot change while running (they need a restart).
+    pub async fn apply_config(&self, config: &Config) -> Result<(), StartError> {
+        config.validate().map_err(StartError::Config)?;
+        if &config.route_prefix != self.gateway.route_prefix() {
+            return Err(StartError::Config("the route prefix can only change with a restart".into()));
+        }
+        if let Some(nginx) = &self.nginx {
+            nginx.reload(nginx_config(config, &self.data_dir, self.auth_addr), &config.apps).await?;
+        }
+        self.gateway.set_session_settings(config.session);
+        Ok(())
     }
 }
 

@@ -318,15 +318,21 @@ mod tests {
     fn unlock_lifts_everything() {
         let t0 = Instant::now();
         let mut limiter = Limiter::new(LimiterSettings::default(), t0);
-        for _ in 0..10 {
-            let _ = limiter.begin(ip(1), t0, 0);
+        // One client locked out on its own...
+        for _ in 0..5 {
+            limiter.begin(ip(1), t0, 0).unwrap();
         }
-        assert!(limiter.begin(ip(1), t0, 0).is_err());
-        assert!(limiter.begin(ip(2), t0, 0).is_err());
+        assert_eq!(limiter.begin(ip(1), t0, 0).unwrap_err().scope, LockScope::Client);
+        // ...and then everyone, by many addresses.
+        for n in 10..20 {
+            let _ = limiter.begin(ip(n), t0, 0);
+        }
+        assert_eq!(limiter.begin(ip(2), t0, 0).unwrap_err().scope, LockScope::Everyone);
         limiter.unlock(t0);
         let status = limiter.status(t0);
         assert!(status.everyone_locked_for.is_none() && status.locked_clients.is_empty());
         assert!(limiter.begin(ip(1), t0, 0).is_ok());
+        assert!(limiter.begin(ip(2), t0, 0).is_ok());
     }
 
     #[test]

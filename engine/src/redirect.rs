@@ -42,13 +42,24 @@ pub fn is_safe_return_path(raw: &str) -> bool {
         if decoded == current {
             return true;
         }
-        if !is_safe_path_text(&decoded) {
+        if !is_safe_decoded_text(&decoded) {
             return false;
         }
         current = decoded;
     }
     // Still changing after four layers: someone is being clever.
     false
+}
+
+/// The rule for a decoded layer. Decoded text may hold spaces and letters of any script (a
+/// `%20` or `caf%C3%A9` in a path is ordinary), but still no control character, no backslash,
+/// no second leading slash, and no other non-ASCII symbol (that is where look-alike slashes such
+/// as `／` or `∕` live).
+fn is_safe_decoded_text(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next() == Some('/')
+        && !matches!(chars.next(), Some('/') | Some('\\'))
+        && s.chars().all(|c| (c.is_ascii_graphic() && c != '\\') || c == ' ' || (!c.is_ascii() && c.is_alphanumeric()))
 }
 
 fn is_safe_path_text(s: &str) -> bool {
