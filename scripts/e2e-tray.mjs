@@ -1,0 +1,288 @@
+// End-to-end test of the tray app, driven through the real WebKit webview (tauri-driver +
+// WebKitWebDriver) and a real browser (headless Chromium through chromedriver). No npm
+// packages: Node's own fetch speaks the W3C WebDriver protocol.
+//
+// Run it through scripts/e2e-tray.sh, which builds the app and provides Xvfb, a D-Bus session
+// and a throw-away GNOME keyring. What it checks:
+//   wizard → the secret reaches the keychain only after a correct code → first app added →
+//   Chromium logs in through nginx → the session shows in Sessions → Revoke → Chromium is
+//   sent back to the login page. Screenshots go to $SCREENSHOT_DIR (docs/screenshots).
+
+import { spawn, execFileSync } from 'node:child_process';
+import { createHmac } from 'node:crypto';
+import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+
+const APP = process.env.SIMPLEOTP_APP_BIN;
+const SHOTS = process.env.SCREENSHOT_DIR;
+if (!APP || !SHOTS) throw new Error('set SIMPLEOTP_APP_BIN and SCREENSHOT_DIR (scripts/e2e-tray.sh does)');
+fs.mkdirSync(SHOTS, { recursive: true });
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'simpleotp-e2e-'));
+const children = [];
+const log = (...a) => console.log('[e2e]', ...a);
+
+// ---------------------------------------------------------------- helpers
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
+    s.on('error', reject);
+  });
+}
+
+function start(name, cmd, args, env) {
+  const out = fs.openSync(path.join(tmp, `${name}.log`), 'w');
+  const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', out, out] });
+  children.push({ name, child });
+  return child;
+}
+
+async function waitFor(what, fn, timeoutMs = 20000) {
+  const until = Date.now() + timeoutMs;
+  let last;
+  while (Date.now() < until) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (e) { last = e; }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${last.message}` : ''}`);
+}
+
+function base32Decode(text) {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  let bits = '';
+  for (const c of text.replace(/[\s=]/g, '').toUpperCase()) {
+    const v = alphabet.indexOf(c);
+    if (v < 0) throw new Error('not base32');
+    bits += v.toString(2).padStart(5, '0');
+  }
+  const bytes = [];
+  for (let i = 0; i + 8 <= bits.length; i += 8) bytes.push(parseInt(bits.slice(i, i + 8), 2));
+  return Buffer.from(bytes);
+}
+
+/** RFC 6238: HMAC-SHA-1, 30-second steps, 6 digits. */
+function totp(secretBase32, unixSeconds = Date.now() / 1000) {
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(Math.floor(unixSeconds / 30)));
+  const mac = createHmac('sha1', base32Decode(secretBase32)).update(counter).digest();
+  const offset = mac[mac.length - 1] & 0xf;
+  const value = (mac.readUInt32BE(offset) & 0x7fffffff) % 1_000_000;
+  return String(value).padStart(6, '0');
+}
+
+function keychainSecret() {
+  try {
+    return execFileSync('secret-tool', ['lookup', 'service', 'org.simpleotp.SimpleOTP', 'username', 'totp-secret'], { encoding: 'utf8' }).trim();
+  } catch {
+    return '';
+  }
+}
+
+/** A minimal W3C WebDriver client. */
+class WebDriver {
+  constructor(base) { this.base = base; }
+
+  async req(method, url, body) {
+    const res = await fetch(this.base + url, {
+      method,
+      headers: { 'content-type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const json = await res.json();
+    if (json.value && json.value.error) throw new Error(`${method} ${url}: ${json.value.error}: ${json.value.message}`);
+    return json.value;
+  }
+
+  async newSession(capabilities) {
+    const value = await this.req('POST', '/session', { capabilities: { alwaysMatch: capabilities } });
+    this.session = `/session/${value.sessionId}`;
+    return this;
+  }
+
+  s(url, method = 'GET', body) { return this.req(method, this.session + url, body); }
+  async find(css) {
+    const v = await this.s('/element', 'POST', { using: 'css selector', value: css });
+    return Object.values(v)[0];
+  }
+  async findAll(css) {
+    const v = await this.s('/elements', 'POST', { using: 'css selector', value: css });
+    return v.map((e) => Object.values(e)[0]);
+  }
+  click(id) { return this.s(`/element/${id}/click`, 'POST', {}); }
+  clear(id) { return this.s(`/element/${id}/clear`, 'POST', {}); }
+  type(id, text) { return this.s(`/element/${id}/value`, 'POST', { text }); }
+  text(id) { return this.s(`/element/${id}/text`); }
+  displayed(id) { return this.s(`/element/${id}/displayed`); }
+  exec(script, args = []) { return this.s('/execute/sync', 'POST', { script, args }); }
+  go(url) { return this.s('/url', 'POST', { url }); }
+  async screenshot(file) {
+    const png = await this.s('/screenshot');
+    fs.writeFileSync(path.join(SHOTS, file), Buffer.from(png, 'base64'));
+    log('screenshot', file);
+  }
+  async close() { try { await this.req('DELETE', this.session); } catch { /* already gone */ } }
+
+  /** Waits until `css` is displayed and returns it. */
+  visible(css, timeoutMs) {
+    return waitFor(`${css} to be visible`, async () => {
+      const id = await this.find(css);
+      return (await this.displayed(id)) ? id : null;
+    }, timeoutMs);
+  }
+  async fill(css, text) {
+    const id = await this.visible(css);
+    await this.clear(id);
+    await this.type(id, text);
+  }
+  async clickOn(css) { await this.click(await this.visible(css)); }
+}
+
+// ---------------------------------------------------------------- the test
+
+let tauri;
+let chrome;
+let upstream;
+let failed = false;
+try {
+  // The app the test protects.
+  upstream = http.createServer((req, res) => {
+    res.setHeader('content-type', 'text/html; charset=utf-8');
+    res.end('<!doctype html><title>Upstream app</title><h1 id="upstream">Hello from the upstream app</h1>');
+  });
+  await new Promise((r) => upstream.listen(0, '127.0.0.1', r));
+  const upstreamAddr = `127.0.0.1:${upstream.address().port}`;
+  const protectedPort = await freePort();
+
+  const home = path.join(tmp, 'home');
+  fs.mkdirSync(home);
+  const appEnv = {
+    HOME: home,
+    XDG_CONFIG_HOME: path.join(home, '.config'),
+    XDG_DATA_HOME: path.join(home, '.local/share'),
+    SIMPLEOTP_CONFIG: path.join(tmp, 'config.toml'),
+    SIMPLEOTP_DATA_DIR: path.join(tmp, 'data'),
+    SIMPLEOTP_LOG: 'info',
+  };
+  const tauriPort = await freePort();
+  const nativePort = await freePort();
+  start('tauri-driver', 'tauri-driver', ['--port', String(tauriPort), '--native-port', String(nativePort)], appEnv);
+  const chromePort = await freePort();
+  start('chromedriver', 'chromedriver', [`--port=${chromePort}`]);
+  await waitFor('tauri-driver', () => fetch(`http://127.0.0.1:${tauriPort}/status`).then((r) => r.ok));
+  await waitFor('chromedriver', () => fetch(`http://127.0.0.1:${chromePort}/status`).then((r) => r.ok));
+
+  if (keychainSecret()) throw new Error('the throw-away keychain already holds a secret');
+
+  // 1. The wizard opens by itself on first run.
+  tauri = await new WebDriver(`http://127.0.0.1:${tauriPort}`).newSession({
+    'tauri:options': { application: APP, args: ['--show'] },
+  });
+  await tauri.visible('#wizard-start', 60000);
+  await tauri.screenshot('tray-wizard-start.png');
+  await tauri.clickOn('#wizard-start');
+  await tauri.visible('#wizard-qr');
+  const shownSecret = (await waitFor('the secret groups', async () => tauri.text(await tauri.find('#wizard-secret')))).replace(/\s/g, '');
+  if (!/^[A-Z2-7]{32}$/.test(shownSecret)) throw new Error(`unexpected secret text ${shownSecret.length} chars`);
+  await waitFor('the QR image', () => tauri.exec('return document.getElementById("wizard-qr").naturalWidth > 0'));
+  await tauri.screenshot('tray-wizard-qr.png');
+  if (keychainSecret()) throw new Error('the secret was stored before it was confirmed');
+
+  // 2. A wrong code is refused with a readable message; the right one stores the secret.
+  await tauri.clickOn('#wizard-next');
+  const wrong = String((Number(totp(shownSecret)) + 500000) % 1000000).padStart(6, '0');
+  await tauri.fill('#wizard-code', wrong);
+  await tauri.clickOn('#wizard-confirm');
+  const error = await waitFor('the wrong-code message', async () => {
+    const id = await tauri.find('#wizard-confirm-error');
+    return (await tauri.displayed(id)) && tauri.text(id);
+  });
+  if (!/not right/.test(error)) throw new Error(`unexpected error text: ${error}`);
+  if (keychainSecret()) throw new Error('a wrong code stored the secret');
+  await tauri.fill('#wizard-code', totp(shownSecret));
+  await tauri.clickOn('#wizard-confirm');
+  await tauri.visible('#wizard-app-name');
+  const stored = await waitFor('the secret in the keychain', () => keychainSecret());
+  if (stored !== shownSecret) throw new Error('the keychain holds a different secret than the one shown');
+  log('secret confirmed and found in the keychain');
+
+  // 3. The first app, through the wizard.
+  await tauri.fill('#wizard-app-name', 'Upstream');
+  await tauri.fill('#wizard-app-upstream', `http://${upstreamAddr}`);
+  await tauri.fill('#wizard-app-port', String(protectedPort));
+  await tauri.clickOn('#wizard-add-app');
+  const url = await waitFor('the protected URL', async () => tauri.text(await tauri.visible('#wizard-url')));
+  if (url !== `http://127.0.0.1:${protectedPort}/`) throw new Error(`unexpected protected URL ${url}`);
+  await tauri.screenshot('tray-wizard-done.png');
+  await tauri.clickOn('#wizard-finish');
+  await tauri.visible('#status-text');
+  await waitFor('status running', async () => (await tauri.text(await tauri.find('#status-text'))) === 'Protection is on');
+  await tauri.screenshot('tray-status.png');
+  await tauri.clickOn('.nav[data-section="apps"]');
+  await tauri.visible('#apps-list li[data-name="Upstream"]');
+  await tauri.screenshot('tray-apps.png');
+
+  // 4. Chromium opens the protected URL: the login page, then the app after a code.
+  chrome = await new WebDriver(`http://127.0.0.1:${chromePort}`).newSession({
+    browserName: 'chrome',
+    'goog:chromeOptions': {
+      binary: '/usr/bin/chromium',
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
+        '--disable-sync', '--no-first-run', '--disable-quic', `--user-data-dir=${path.join(tmp, 'chromium')}`],
+    },
+  });
+  await chrome.go(url);
+  await chrome.visible('input#code');
+  await chrome.fill('input#code', totp(stored));
+  await chrome.clickOn('button[type=submit]');
+  await chrome.visible('#upstream');
+  log('Chromium signed in and sees the upstream app');
+
+  // 5. The session shows in the Sessions list; revoking it sends Chromium back to the login page.
+  await tauri.clickOn('.nav[data-section="sessions"]');
+  const row = await tauri.visible('#sessions-list tr.session');
+  const rowText = await tauri.text(row);
+  if (!/127\.0\.0\.1/.test(rowText) || !/Chrome/.test(rowText)) throw new Error(`unexpected session row: ${rowText}`);
+  await tauri.screenshot('tray-sessions.png');
+  await tauri.clickOn('#sessions-list tr.session button.revoke');
+  await waitFor('the session to disappear', async () => (await tauri.findAll('#sessions-list tr.session')).length === 0);
+  await tauri.visible('#sessions-empty');
+  await chrome.go(url);
+  await chrome.visible('input#code');
+  const title = await chrome.s('/title');
+  if (!/Sign in/.test(title)) throw new Error(`expected the login page, got ${title}`);
+  log('after Revoke, Chromium is back at the login page');
+
+  // 6. Security and Settings.
+  await tauri.clickOn('.nav[data-section="security"]');
+  await waitFor('the lockout card', async () => (await tauri.text(await tauri.find('#security-lockout'))).length > 0);
+  await tauri.screenshot('tray-security.png');
+  await tauri.clickOn('.nav[data-section="settings"]');
+  await waitFor('the nginx line', async () => (await tauri.text(await tauri.find('#settings-nginx-found'))).startsWith('Using nginx'));
+  await tauri.screenshot('tray-settings.png');
+  log('PASS');
+} catch (e) {
+  failed = true;
+  console.error('[e2e] FAIL:', e.message);
+  if (tauri?.session) await tauri.screenshot('tray-failure.png').catch(() => {});
+} finally {
+  await chrome?.close();
+  await tauri?.close();
+  upstream?.close();
+  for (const { child } of children.reverse()) child.kill('SIGTERM');
+  if (failed) {
+    for (const name of ['tauri-driver', 'chromedriver']) {
+      console.error(`---- ${name}.log ----\n${fs.readFileSync(path.join(tmp, `${name}.log`), 'utf8').slice(-6000)}`);
+    }
+  } else {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+}
+process.exit(failed ? 1 : 0);

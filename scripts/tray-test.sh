@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The tray app's tests: the unit tests (tray menu, paths) and every command against the real
+# engine, nginx and a throw-away GNOME keyring; then, unless --unit-only, the end-to-end test.
+# One debug build serves both.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
+"$root/scripts/tray-deps.sh"
+"$root/scripts/with-keyring.sh" cargo test -p simpleotp-app
+if [ "${1:-}" != "--unit-only" ]; then
+    "$root/scripts/e2e-tray.sh"
+fi
