@@ -29,7 +29,8 @@ pub fn free_port() -> u16 {
 
 /// A running gateway and everything a test needs to talk to it.
 pub struct TestApp {
-    pub dir: tempfile::TempDir,
+    /// Holds the data directory and secret; removed when the test ends.
+    _dir: tempfile::TempDir,
     pub data_dir: PathBuf,
     pub secret_file: PathBuf,
     pub config: Config,
@@ -92,7 +93,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         base: format!("http://127.0.0.1:{}", config.apps[0].listen.socket_addr().port()),
         totp: Totp::new(&secret, &config.issuer(), &config.account()),
         config,
-        dir,
+        _dir: dir,
         last_step: AtomicU64::new(0),
         running: Some(running),
         _upstream_stop: upstream_stop,
@@ -170,10 +171,6 @@ impl TestApp {
         let now = unix_now();
         let valid: Vec<String> = [now - 30, now, now + 30].iter().map(|t| self.totp.code_at(*t)).collect();
         (0..1_000_000).map(|n| format!("{n:06}")).find(|c| !valid.contains(c)).unwrap()
-    }
-
-    pub fn totp(&self) -> &Totp {
-        &self.totp
     }
 
     pub fn secret_base32(&self) -> String {
