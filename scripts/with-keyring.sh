@@ -62,4 +62,6 @@ if ! echo -n probe | timeout 10 secret-tool store --label="$probe" simpleotp-pro
 fi
 timeout 10 secret-tool clear simpleotp-probe "$probe"
 
+# Tells tests that write the app's real keychain entry that this keyring is a throw-away one.
+export SIMPLEOTP_THROWAWAY_KEYRING=1
 exec "$@"

@@ -320,7 +320,7 @@ mod tests {
         let mut limiter = Limiter::new(LimiterSettings::default(), t0);
         // One client locked out on its own...
         for _ in 0..5 {
-            limiter.begin(ip(1), t0, 0).unwrap();
+            let _ = limiter.begin(ip(1), t0, 0).unwrap();
         }
         assert_eq!(limiter.begin(ip(1), t0, 0).unwrap_err().scope, LockScope::Client);
         // ...and then everyone, by many addresses.

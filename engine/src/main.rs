@@ -192,12 +192,12 @@ async fn serve(config: Option<PathBuf>, data_dir: Option<PathBuf>, secret_file: 
     if external_nginx {
         settings.nginx = NginxMode::External;
     }
+    let shutdown = CancellationToken::new();
+    cancel_on_signal(shutdown.clone());
     let app = Application::build(settings).await?;
     for (name, url) in app.protected_urls() {
         println!("{name}: {url}");
     }
-    let shutdown = CancellationToken::new();
-    tokio::spawn(cancel_on_signal(shutdown.clone()));
     app.run_until_stopped(shutdown).await;
     Ok(())
 }
@@ -223,6 +223,7 @@ async fn run_demo(listen: ListenAddr, print_codes: bool) -> CliResult {
     store.store(&secret, false)?;
 
     let shutdown = CancellationToken::new();
+    cancel_on_signal(shutdown.clone());
     let upstream = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
     let upstream_addr = upstream.local_addr()?;
     let mut config = Config::default();
@@ -247,7 +248,6 @@ async fn run_demo(listen: ListenAddr, print_codes: bool) -> CliResult {
     if print_codes {
         tokio::spawn(print_codes_forever(totp, shutdown.clone()));
     }
-    tokio::spawn(cancel_on_signal(shutdown.clone()));
     app.run_until_stopped(shutdown).await;
     drop(dir);
     Ok(())
@@ -295,19 +295,22 @@ async fn unlock(data_dir: Option<PathBuf>) -> CliResult {
 }
 
 /// Ctrl-C everywhere; SIGTERM too on Unix (systemd, `kill`, a tray app quitting).
-async fn cancel_on_signal(shutdown: CancellationToken) {
+///
+/// The handlers are installed before this returns, so a signal that arrives while the gateway
+/// is still starting is not lost (and does not kill the process before nginx can be stopped).
+fn cancel_on_signal(shutdown: CancellationToken) {
     #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("cannot listen for SIGTERM");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("cannot listen for SIGTERM");
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::spawn(async move {
+        #[cfg(unix)]
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
+            _ = ctrl_c => {}
             _ = term.recv() => {}
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-    tracing::info!("stop requested");
-    shutdown.cancel();
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("stop requested");
+        shutdown.cancel();
+    });
 }

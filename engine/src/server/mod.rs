@@ -301,9 +301,13 @@ fn session_cookie(token: &SessionToken, lifetime: Duration, https: bool) -> Stri
     )
 }
 
-/// Refuses state-changing requests that a browser says came from another site. `Origin` must
-/// match `Host` when present; `Sec-Fetch-Site` must not be `cross-site`. (Clients that send
-/// neither, like curl, are not browsers and cannot be tricked into sending our cookie.)
+/// Refuses state-changing requests that a browser says came from another origin.
+///
+/// Browsers send `Sec-Fetch-Site`, which page scripts cannot forge: only `same-origin` (our own
+/// form) or `none` (typed by the user) pass; `same-site` is refused too, because another app on
+/// another port of the same host is a different origin. Browsers without it are judged by
+/// `Origin`, which must match `Host`. Clients that send neither, like curl, are not browsers and
+/// cannot be tricked into sending our cookie.
 #[allow(clippy::result_large_err)]
 fn same_origin(headers: &HeaderMap) -> Result<(), Response<Body>> {
     let forbidden = || {
@@ -312,8 +316,11 @@ fn same_origin(headers: &HeaderMap) -> Result<(), Response<Body>> {
             pages::message_page("Request refused", "This request came from another site. Open the page directly and try again."),
         )
     };
-    if headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) == Some("cross-site") {
-        return Err(forbidden());
+    if let Some(site) = headers.get("sec-fetch-site") {
+        return match site.to_str() {
+            Ok("same-origin") | Ok("none") => Ok(()),
+            _ => Err(forbidden()),
+        };
     }
     if let Some(origin) = headers.get(header::ORIGIN) {
         let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
@@ -413,6 +420,9 @@ mod tests {
         assert!(same_origin(&headers(&[("host", "localhost:8081"), ("origin", "http://evil.example")])).is_err());
         assert!(same_origin(&headers(&[("host", "localhost:8081"), ("origin", "null")])).is_err());
         assert!(same_origin(&headers(&[("host", "localhost:8081"), ("sec-fetch-site", "cross-site")])).is_err());
+        assert!(same_origin(&headers(&[("host", "localhost:8081"), ("sec-fetch-site", "same-site")])).is_err());
+        // A browser that hides Origin ("null") but says same-origin is our own form.
+        assert!(same_origin(&headers(&[("host", "localhost:8081"), ("origin", "null"), ("sec-fetch-site", "same-origin")])).is_ok());
     }
 
     #[test]

@@ -45,7 +45,7 @@ static SECURITY_HEADERS: LazyLock<Vec<(&'static str, String)>> = LazyLock::new(|
         ("Content-Security-Policy", CSP.clone()),
         ("X-Content-Type-Options", "nosniff".to_owned()),
         ("X-Frame-Options", "DENY".to_owned()),
-        ("Referrer-Policy", "no-referrer".to_owned()),
+        ("Referrer-Policy", "same-origin".to_owned()),
         ("Cache-Control", "no-store".to_owned()),
         (
             "Permissions-Policy",
@@ -208,7 +208,7 @@ fn document(title: &str, card: &str) -> String {
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
          <meta name=\"robots\" content=\"noindex\">\n\
-         <meta name=\"referrer\" content=\"no-referrer\">\n\
+         <meta name=\"referrer\" content=\"same-origin\">\n\
          <meta name=\"color-scheme\" content=\"light dark\">\n",
     );
     let _ = writeln!(out, "<title>{} · SimpleOTP</title>", html_escape(title));
@@ -448,7 +448,7 @@ mod tests {
                 "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
             ));
             assert!(page.contains("<meta name=\"robots\" content=\"noindex\">"));
-            assert!(page.contains("<meta name=\"referrer\" content=\"no-referrer\">"));
+            assert!(page.contains("<meta name=\"referrer\" content=\"same-origin\">"));
             assert!(page.contains("<title>"));
             assert!(page.contains("SimpleOTP"));
             assert!(page.trim_end().ends_with("</html>"));
@@ -579,7 +579,7 @@ mod tests {
         assert_eq!(get("Content-Security-Policy"), content_security_policy());
         assert_eq!(get("X-Content-Type-Options"), "nosniff");
         assert_eq!(get("X-Frame-Options"), "DENY");
-        assert_eq!(get("Referrer-Policy"), "no-referrer");
+        assert_eq!(get("Referrer-Policy"), "same-origin");
         assert_eq!(get("Cache-Control"), "no-store");
         assert_eq!(get("Cross-Origin-Opener-Policy"), "same-origin");
         assert!(get("Permissions-Policy").contains("camera=()"));

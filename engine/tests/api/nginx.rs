@@ -540,7 +540,7 @@ async fn pid_file_of_an_unrelated_process_is_left_alone() {
 /// pid and sleeps; the parent kills that child and watches nginx go away.
 #[tokio::test]
 async fn nginx_dies_with_the_engine() {
-    const NAME: &str = "nginx_dies_with_the_engine";
+    const NAME: &str = "nginx::nginx_dies_with_the_engine";
     if std::env::var_os("SIMPLEOTP_TEST_CHILD").is_some() {
         let f = Fixture::new().await;
         let nginx = f.start().await;

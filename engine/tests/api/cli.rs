@@ -1,0 +1,353 @@
+//! The `simpleotp` command, run as a person runs it: real processes, real signals, real files.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use simpleotp_engine::totp::{unix_now, Totp, TotpSecret};
+
+use crate::helpers::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_simpleotp");
+
+fn simpleotp(args: &[&str]) -> Command {
+    let mut command = Command::new(BIN);
+    command.args(args).env("SIMPLEOTP_LOG", "info").env_remove("RUST_LOG");
+    command
+}
+
+fn run(command: &mut Command) -> Output {
+    command.output().expect("simpleotp runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A `serve` child that is killed (SIGKILL) if the test ends early.
+struct Serve {
+    child: Child,
+    stderr_log: PathBuf,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Serve {
+    /// Starts `simpleotp serve` and waits for it to print the protected URL.
+    fn start(dir: &Path, config: &Path, secret_file: &Path) -> (Serve, String) {
+        let stderr_log = dir.join("serve.stderr");
+        let mut child = simpleotp(&["serve"])
+            .arg("--config")
+            .arg(config)
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .arg("--secret-file")
+            .arg(secret_file)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr_log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = lines.next().map(|l| l.unwrap()).unwrap_or_default();
+        let serve = Serve { child, stderr_log };
+        let url = first.split_once(": ").map(|(_, url)| url.to_string()).unwrap_or_else(|| {
+            panic!("serve printed {first:?}; stderr: {}", std::fs::read_to_string(&serve.stderr_log).unwrap_or_default())
+        });
+        (serve, url)
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
+    }
+
+    fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child; no memory is involved.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+    }
+
+    fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "serve did not exit within {timeout:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// A config with one app in front of `upstream` on a free port.
+fn write_config(dir: &Path, upstream: &str) -> (PathBuf, u16) {
+    let port = free_port();
+    let path = dir.join("config.toml");
+    std::fs::write(&path, format!("[[app]]\nname = \"Notebook\"\nupstream = \"{upstream}\"\nlisten = \"127.0.0.1:{port}\"\n")).unwrap();
+    (path, port)
+}
+
+fn init_secret_file(dir: &Path) -> (PathBuf, Totp) {
+    let path = dir.join("secret");
+    let output = run(simpleotp(&["init", "--secret-file"]).arg(&path).args(["--config"]).arg(dir.join("none.toml")));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let secret = TotpSecret::from_base32(std::fs::read_to_string(&path).unwrap().trim()).unwrap();
+    (path, Totp::new(&secret, "SimpleOTP", "test"))
+}
+
+#[test]
+fn version_is_printed() {
+    let output = run(&mut simpleotp(&["--version"]));
+    assert!(output.status.success());
+    assert_eq!(stdout(&output).trim(), format!("simpleotp {}", env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn init_writes_a_private_secret_file_shows_the_qr_and_refuses_to_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    let png = dir.path().join("qr.png");
+    let output = run(simpleotp(&["init", "--account", "alice@laptop", "--issuer", "Home Lab", "--secret-file"])
+        .arg(&secret)
+        .arg("--qr-png")
+        .arg(&png)
+        .arg("--config")
+        .arg(dir.path().join("none.toml")));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let out = stdout(&output);
+    let stored = std::fs::read_to_string(&secret).unwrap().trim().to_string();
+    assert!(TotpSecret::from_base32(&stored).unwrap().as_bytes().len() >= 20, "at least 160 bits");
+    assert_eq!(std::fs::metadata(&secret).unwrap().permissions().mode() & 0o777, 0o600);
+    assert!(out.contains(&format!("otpauth://totp/Home%20Lab:alice%40laptop?secret={stored}")), "{out}");
+    assert!(out.contains('█'), "a QR code in the terminal");
+    assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"));
+    assert!(!stderr(&output).contains(&stored), "the secret goes to stdout for the user, never to the log");
+
+    let again = run(simpleotp(&["init", "--secret-file"]).arg(&secret).arg("--config").arg(dir.path().join("none.toml")));
+    assert!(!again.status.success());
+    assert!(stderr(&again).contains("already stored"), "{}", stderr(&again));
+    assert_eq!(std::fs::read_to_string(&secret).unwrap().trim(), stored, "nothing was lost");
+
+    let forced = run(simpleotp(&["init", "--force", "--secret-file"]).arg(&secret).arg("--config").arg(dir.path().join("none.toml")));
+    assert!(forced.status.success());
+    assert_ne!(std::fs::read_to_string(&secret).unwrap().trim(), stored);
+}
+
+#[test]
+fn init_without_a_keychain_suggests_the_secret_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = run(simpleotp(&["init", "--config"])
+        .arg(dir.path().join("none.toml"))
+        .env("DBUS_SESSION_BUS_ADDRESS", format!("unix:path={}/no-bus", dir.path().display())));
+    assert!(!output.status.success());
+    let err = stderr(&output);
+    assert!(err.contains("keychain") && err.contains("--secret-file"), "{err}");
+}
+
+/// The real keychain entry the app uses, in the throw-away keyring of `scripts/with-keyring.sh`.
+#[test]
+fn init_and_serve_with_the_os_keychain() {
+    if std::env::var("SIMPLEOTP_SKIP_KEYCHAIN_TESTS").as_deref() == Ok("1") {
+        eprintln!("SKIPPED: SIMPLEOTP_SKIP_KEYCHAIN_TESTS=1");
+        return;
+    }
+    assert!(
+        std::env::var_os("SIMPLEOTP_THROWAWAY_KEYRING").is_some(),
+        "this test writes the app's keychain entry; run it through scripts/with-keyring.sh (or set SIMPLEOTP_SKIP_KEYCHAIN_TESTS=1)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let none = dir.path().join("none.toml");
+    let output = run(simpleotp(&["init", "--force", "--config"]).arg(&none));
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains("OS keychain"));
+    let refused = run(simpleotp(&["init", "--config"]).arg(&none));
+    assert!(stderr(&refused).contains("already stored"), "{}", stderr(&refused));
+
+    // `serve` without --secret-file reads the keychain.
+    let (config, _) = write_config(dir.path(), "http://127.0.0.1:9");
+    let mut child = simpleotp(&["serve", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let line = BufReader::new(child.stdout.take().unwrap()).lines().next().unwrap().unwrap();
+    assert!(line.starts_with("Notebook: http://127.0.0.1:"), "{line}");
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn serve_without_a_secret_says_to_run_init() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, _) = write_config(dir.path(), "http://127.0.0.1:9");
+    let output = run(simpleotp(&["serve", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--secret-file")
+        .arg(dir.path().join("missing")));
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("simpleotp init"), "{}", stderr(&output));
+}
+
+#[test]
+fn bad_config_names_the_line_and_column_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (secret, _) = init_secret_file(dir.path());
+    let config = dir.path().join("config.toml");
+    let text = "[[app]]\nname = \"Notebook\"\nupstream = \"ftp://127.0.0.1:8888\"\nlisten = \"127.0.0.1:8081\"\n";
+    std::fs::write(&config, text).unwrap();
+    let output = run(simpleotp(&["serve", "--config"]).arg(&config).arg("--secret-file").arg(&secret).arg("--data-dir").arg(dir.path().join("d")));
+    assert!(!output.status.success());
+    let err = stderr(&output);
+    assert!(err.contains("line 3") && err.contains("column"), "{err}");
+    assert!(err.contains("http"), "the message says what is allowed: {err}");
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), text);
+
+    std::fs::write(&config, "[[app]]\nname = \"Notebook\"\nupstrem = \"http://127.0.0.1:8888\"\n").unwrap();
+    let err = stderr(&run(simpleotp(&["nginx-snippet", "--config"]).arg(&config)));
+    assert!(err.contains("upstrem") && err.contains("line 3"), "{err}");
+}
+
+#[test]
+fn port_in_use_names_the_port_and_the_app() {
+    let dir = tempfile::tempdir().unwrap();
+    let (secret, _) = init_secret_file(dir.path());
+    let (config, port) = write_config(dir.path(), "http://127.0.0.1:9");
+    let _taken = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let output = run(simpleotp(&["serve", "--config"]).arg(&config).arg("--secret-file").arg(&secret).arg("--data-dir").arg(dir.path().join("d")));
+    assert!(!output.status.success());
+    let err = stderr(&output);
+    assert!(err.contains(&format!("port {port}")) && err.contains("Notebook"), "{err}");
+}
+
+#[test]
+fn missing_nginx_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (secret, _) = init_secret_file(dir.path());
+    let (config, _) = write_config(dir.path(), "http://127.0.0.1:9");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.insert_str(0, "[nginx]\npath = \"/opt/nowhere/nginx\"\n\n");
+    std::fs::write(&config, text).unwrap();
+    let output = run(simpleotp(&["serve", "--config"]).arg(&config).arg("--secret-file").arg(&secret).arg("--data-dir").arg(dir.path().join("d")));
+    assert!(!output.status.success());
+    let err = stderr(&output);
+    assert!(err.contains("/opt/nowhere/nginx"), "{err}");
+}
+
+#[test]
+fn nginx_snippet_is_ready_to_paste() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, _) = write_config(dir.path(), "http://127.0.0.1:8888");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.insert_str(0, "auth_listen = \"127.0.0.1:9191\"\n");
+    std::fs::write(&config, text).unwrap();
+    let output = run(simpleotp(&["nginx-snippet", "--config"]).arg(&config));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let snippet = stdout(&output);
+    for needle in ["auth_request", "127.0.0.1:9191", "127.0.0.1:8888", "X-Real-IP", "Upgrade"] {
+        assert!(snippet.contains(needle), "snippet lacks {needle}:\n{snippet}");
+    }
+}
+
+#[test]
+fn unlock_without_a_running_gateway_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = run(simpleotp(&["unlock", "--data-dir"]).arg(dir.path()));
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("no running gateway"), "{}", stderr(&output));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_logs_no_secrets_unlocks_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let (secret_file, totp) = init_secret_file(dir.path());
+    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream_addr = upstream.local_addr().unwrap();
+    tokio::spawn(simpleotp_engine::demo::serve_demo_app(upstream, Default::default(), Default::default()));
+    let (config, _) = write_config(dir.path(), &format!("http://{upstream_addr}"));
+    let (mut serve, url) = tokio::task::block_in_place(|| Serve::start(dir.path(), &config, &secret_file));
+    let base = url.trim_end_matches('/').to_string();
+
+    // Lock ourselves out, then lift it with the CLI.
+    let browser = client();
+    let login = format!("{base}/_simpleotp/login");
+    let wrong = |n: u32| format!("{:06}", (totp.code_at(unix_now()).parse::<u32>().unwrap() + 500_000 + n) % 1_000_000);
+    for n in 0..6 {
+        browser.post(&login).form(&[("code", wrong(n).as_str()), ("next", "/")]).send().await.unwrap();
+    }
+    let code = totp.code_at(unix_now());
+    let locked = browser.post(&login).form(&[("code", code.as_str()), ("next", "/")]).send().await.unwrap();
+    assert_eq!(locked.status(), 429);
+    let output = run(simpleotp(&["unlock", "--data-dir"]).arg(dir.path().join("data")));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let response = browser.post(&login).form(&[("code", code.as_str()), ("next", "/")]).send().await.unwrap();
+    assert_eq!(response.status(), 303);
+    let token = browser.session_token(&base);
+    assert_eq!(browser.get(&url).send().await.unwrap().status(), 200);
+
+    let nginx_pid = read_pid(&dir.path().join("data/nginx/nginx.pid")).expect("nginx pid file");
+    serve.signal(libc::SIGTERM);
+    let status = serve.wait_exit(Duration::from_secs(15));
+    assert!(status.success(), "serve exits 0 on SIGTERM: {status:?}\n{}", serve.stderr());
+    assert!(!process_alive(nginx_pid), "nginx stopped with serve");
+    assert!(!dir.path().join("data/control.json").exists(), "the control file is removed");
+
+    let log = serve.stderr();
+    assert!(log.contains("signed in"), "the log shows events: {log}");
+    let secret = std::fs::read_to_string(&secret_file).unwrap();
+    for (what, value) in [("secret", secret.trim()), ("session token", token.as_str()), ("code", code.as_str())] {
+        assert!(!log.contains(value), "the {what} appears in the log:\n{log}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkilled_serve_leaves_no_nginx_and_the_next_start_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let (secret_file, _) = init_secret_file(dir.path());
+    let (config, _) = write_config(dir.path(), "http://127.0.0.1:9");
+    let (serve, url) = tokio::task::block_in_place(|| Serve::start(dir.path(), &config, &secret_file));
+    let nginx_pid = read_pid(&dir.path().join("data/nginx/nginx.pid")).expect("nginx pid file");
+    assert!(process_alive(nginx_pid));
+
+    serve.signal(libc::SIGKILL);
+    wait_until("nginx to follow the killed engine", Duration::from_secs(5), async || !process_alive(nginx_pid)).await;
+    drop(serve);
+
+    // A corrupt state file from the crash is set aside with a warning, never a crash.
+    std::fs::write(dir.path().join("data/state.json"), b"{\"version\": 1, \"sess").unwrap();
+    let (serve, url_again) = tokio::task::block_in_place(|| Serve::start(dir.path(), &config, &secret_file));
+    assert_eq!(url_again, url);
+    assert_eq!(client().get(&url).send().await.unwrap().status(), 302, "serving again after the crash");
+    let log = serve.stderr();
+    assert!(log.contains("state.json.corrupt-"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn second_serve_on_the_same_data_dir_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (secret_file, _) = init_secret_file(dir.path());
+    let (config, _) = write_config(dir.path(), "http://127.0.0.1:9");
+    let (_serve, _) = tokio::task::block_in_place(|| Serve::start(dir.path(), &config, &secret_file));
+    let (other_config, _) = {
+        let other = dir.path().join("other");
+        std::fs::create_dir(&other).unwrap();
+        write_config(&other, "http://127.0.0.1:9")
+    };
+    let output = run(simpleotp(&["serve", "--config"]).arg(&other_config).arg("--secret-file").arg(&secret_file).arg("--data-dir").arg(dir.path().join("data")));
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("already running"), "{}", stderr(&output));
+}

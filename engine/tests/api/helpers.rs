@@ -1,0 +1,276 @@
+//! `spawn_app()`: a whole gateway (auth server + real nginx) in front of the demo app, in a
+//! temp directory, plus the small tools the tests share.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::cookie::{CookieStore, Jar};
+use simpleotp_engine::session::COOKIE_NAME;
+
+use simpleotp_engine::app::{Application, GatewayHandle, Settings};
+use simpleotp_engine::config::{AppConfig, Config};
+use simpleotp_engine::limiter::LimiterSettings;
+use simpleotp_engine::secret::SecretStore;
+use simpleotp_engine::totp::{unix_now, Totp, TotpSecret};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("simpleotp_engine=debug").try_init();
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port()
+}
+
+/// A running gateway and everything a test needs to talk to it.
+pub struct TestApp {
+    /// Holds the data directory and secret; removed when the test ends.
+    _dir: tempfile::TempDir,
+    pub data_dir: PathBuf,
+    pub secret_file: PathBuf,
+    pub config: Config,
+    /// The protected app's base URL, e.g. `http://127.0.0.1:41234`.
+    pub base: String,
+    totp: Totp,
+    /// The last TOTP step a test consumed (codes are single-use).
+    last_step: AtomicU64,
+    running: Option<Running>,
+    _upstream_stop: CancellationToken,
+}
+
+/// Options for [`spawn_app_with`].
+#[derive(Clone)]
+pub struct AppOptions {
+    pub limiter: LimiterSettings,
+    /// Use this upstream instead of the demo app.
+    pub upstream: Option<SocketAddr>,
+}
+
+impl Default for AppOptions {
+    fn default() -> Self {
+        AppOptions { limiter: LimiterSettings::default(), upstream: None }
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(AppOptions::default()).await
+}
+
+pub async fn spawn_app_with(options: AppOptions) -> TestApp {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("secret");
+    let store = SecretStore::file(&secret_file);
+    let secret = TotpSecret::generate();
+    store.store(&secret, false).unwrap();
+
+    let upstream_stop = CancellationToken::new();
+    let mut config = Config::default();
+    let upstream = match options.upstream {
+        Some(addr) => addr,
+        None => {
+            let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            tokio::spawn(simpleotp_engine::demo::serve_demo_app(listener, config.route_prefix.clone(), upstream_stop.clone()));
+            addr
+        }
+    };
+    config.apps.push(AppConfig {
+        name: "Demo".parse().unwrap(),
+        upstream: format!("http://{upstream}").parse().unwrap(),
+        listen: format!("127.0.0.1:{}", free_port()).parse().unwrap(),
+    });
+    let data_dir = dir.path().join("data");
+    let running = launch(&config, &data_dir, &secret_file, options.limiter).await;
+    TestApp {
+        data_dir,
+        secret_file,
+        base: format!("http://127.0.0.1:{}", config.apps[0].listen.socket_addr().port()),
+        totp: Totp::new(&secret, &config.issuer(), &config.account()),
+        config,
+        _dir: dir,
+        last_step: AtomicU64::new(0),
+        running: Some(running),
+        _upstream_stop: upstream_stop,
+    }
+}
+
+/// A started gateway.
+pub struct Running {
+    pub auth_addr: SocketAddr,
+    pub handle: GatewayHandle,
+    shutdown: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+async fn launch(config: &Config, data_dir: &Path, secret_file: &Path, limiter: LimiterSettings) -> Running {
+    let mut settings = Settings::new(config.clone(), data_dir.to_path_buf(), SecretStore::file(secret_file));
+    settings.limiter = limiter;
+    let app = Application::build(settings).await.expect("the gateway starts");
+    let shutdown = CancellationToken::new();
+    Running {
+        auth_addr: app.auth_addr(),
+        handle: app.handle(),
+        task: tokio::spawn(app.run_until_stopped(shutdown.clone())),
+        shutdown,
+    }
+}
+
+impl TestApp {
+    pub fn handle(&self) -> &GatewayHandle {
+        &self.running.as_ref().expect("the gateway is running").handle
+    }
+
+    pub fn auth_addr(&self) -> SocketAddr {
+        self.running.as_ref().expect("the gateway is running").auth_addr
+    }
+
+    /// Stops the gateway the way Ctrl-C does (nginx quit, state written).
+    pub async fn stop(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.shutdown.cancel();
+            tokio::time::timeout(Duration::from_secs(20), running.task).await.expect("the gateway stops").unwrap();
+        }
+    }
+
+    /// Stops and starts again on the same data directory and secret.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        self.running = Some(launch(&self.config, &self.data_dir, &self.secret_file, LimiterSettings::default()).await);
+    }
+
+    pub fn url(&self, path_and_query: &str) -> String {
+        format!("{}{path_and_query}", self.base)
+    }
+
+    pub fn route(&self, name: &str) -> String {
+        self.url(&self.config.route_prefix.route(name))
+    }
+
+    /// A valid code nobody has used yet: the current step's, then the next step's (the
+    /// gateway accepts one step ahead). A third code within one step would need to wait.
+    pub fn fresh_code(&self) -> String {
+        let now = unix_now();
+        let mut step = Totp::step_at(now);
+        let last = self.last_step.load(Ordering::SeqCst);
+        if step <= last {
+            step = last + 1;
+        }
+        assert!(step <= Totp::step_at(now) + 1, "a test used more than two codes within one 30 s step");
+        self.last_step.store(step, Ordering::SeqCst);
+        self.totp.code_at(step * 30)
+    }
+
+    /// A code that is not the current, previous or next one.
+    pub fn wrong_code(&self) -> String {
+        let now = unix_now();
+        let valid: Vec<String> = [now - 30, now, now + 30].iter().map(|t| self.totp.code_at(*t)).collect();
+        (0..1_000_000).map(|n| format!("{n:06}")).find(|c| !valid.contains(c)).unwrap()
+    }
+
+    pub fn secret_base32(&self) -> String {
+        std::fs::read_to_string(&self.secret_file).unwrap().trim().to_string()
+    }
+
+    /// Logs in over HTTP with `client` and a fresh code; returns the response to the POST.
+    pub async fn login(&self, client: &reqwest::Client, next: &str) -> reqwest::Response {
+        self.post_code(client, &self.fresh_code(), next).await
+    }
+
+    pub async fn post_code(&self, client: &reqwest::Client, code: &str, next: &str) -> reqwest::Response {
+        client
+            .post(self.route("login"))
+            .header("origin", &self.base)
+            .form(&[("code", code), ("next", next)])
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(running) = &self.running {
+            running.shutdown.cancel();
+        }
+    }
+}
+
+/// An HTTP client that keeps cookies like a browser and does not follow redirects (the tests
+/// look at each hop).
+pub struct Browser {
+    http: reqwest::Client,
+    jar: Arc<Jar>,
+}
+
+impl std::ops::Deref for Browser {
+    type Target = reqwest::Client;
+    fn deref(&self) -> &reqwest::Client {
+        &self.http
+    }
+}
+
+impl Browser {
+    /// The session token this browser would send to `base`.
+    pub fn session_token(&self, base: &str) -> String {
+        let cookies = self.jar.cookies(&base.parse().unwrap()).expect("the browser holds cookies");
+        let prefix = format!("{COOKIE_NAME}=");
+        cookies
+            .to_str()
+            .unwrap()
+            .split("; ")
+            .find_map(|kv| kv.strip_prefix(&prefix))
+            .expect("the browser holds a session cookie")
+            .to_string()
+    }
+}
+
+pub fn client() -> Browser {
+    let jar = Arc::new(Jar::default());
+    let http = reqwest::Client::builder()
+        .cookie_provider(jar.clone())
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+        .unwrap();
+    Browser { http, jar }
+}
+
+pub fn location(response: &reqwest::Response) -> String {
+    response.headers().get("location").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default()
+}
+
+/// The value of `name="NAME" value="..."` in an HTML form.
+pub fn form_field(html: &str, name: &str) -> Option<String> {
+    let at = html.find(&format!("name=\"{name}\""))?;
+    let rest = &html[at..];
+    let value = rest.find("value=\"")? + "value=\"".len();
+    let end = rest[value..].find('"')?;
+    Some(rest[value..value + end].to_string())
+}
+
+pub async fn wait_until(what: &str, timeout: Duration, mut cond: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::time::Instant::now() < deadline {
+        if cond().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out after {timeout:?} waiting for {what}");
+}
+
+pub fn process_alive(pid: u32) -> bool {
+    // Signal 0 checks existence; a zombie still counts as gone for our purposes.
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    !stat.is_empty() && !stat.split(')').nth(1).is_some_and(|rest| rest.trim_start().starts_with('Z'))
+}
+
+pub fn read_pid(path: &Path) -> Option<u32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}

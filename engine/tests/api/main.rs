@@ -1,0 +1,20 @@
+//! The engine's integration tests, in one binary so they share one build.
+//!
+//! Every test runs the real parts: the real nginx from the system, the real auth server on
+//! loopback, real sessions on disk in a temp directory; the browser tests drive headless
+//! Chromium through chromedriver. Each test gets its own data directory and ports (port 0), so
+//! they run in parallel.
+//!
+//! * [`helpers`]: `spawn_app()` and friends.
+//! * [`flow`]: the HTTP contract through nginx (login, logout, replay, lockout, restart, ...).
+//! * [`browser`]: the same flow in a real browser, plus the login page screenshots.
+//! * [`cli`]: the `simpleotp` command as a user runs it (errors, signals, SIGKILL).
+//! * [`nginx`]: the nginx supervisor on its own, with a stand-in auth server.
+
+#![cfg(unix)]
+
+mod browser;
+mod cli;
+mod flow;
+mod helpers;
+mod nginx;
