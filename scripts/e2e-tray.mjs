@@ -123,10 +123,10 @@ class WebDriver {
   displayed(id) { return this.s(`/element/${id}/displayed`); }
   exec(script, args = []) { return this.s('/execute/sync', 'POST', { script, args }); }
   go(url) { return this.s('/url', 'POST', { url }); }
-  async screenshot(file) {
+  async screenshot(file, dir = SHOTS) {
     const png = await this.s('/screenshot');
-    fs.writeFileSync(path.join(SHOTS, file), Buffer.from(png, 'base64'));
-    log('screenshot', file);
+    fs.writeFileSync(path.join(dir, file), Buffer.from(png, 'base64'));
+    log('screenshot', path.join(dir, file));
   }
   async close() { try { await this.req('DELETE', this.session); } catch { /* already gone */ } }
 
@@ -271,7 +271,14 @@ try {
 } catch (e) {
   failed = true;
   console.error('[e2e] FAIL:', e.message);
-  if (tauri?.session) await tauri.screenshot('tray-failure.png').catch(() => {});
+  // Evidence for the failure, kept in the temporary directory (not in docs/).
+  if (tauri?.session) await tauri.screenshot('failure-app.png', tmp).catch(() => {});
+  if (chrome?.session) {
+    await chrome.screenshot('failure-chromium.png', tmp).catch(() => {});
+    const source = await chrome.s('/source').catch(() => '');
+    console.error(`---- Chromium page ----\n${String(source).slice(0, 3000)}`);
+  }
+  console.error(`[e2e] logs and screenshots kept in ${tmp}`);
 } finally {
   await chrome?.close();
   await tauri?.close();
