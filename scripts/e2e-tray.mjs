@@ -55,6 +55,14 @@ async function waitFor(what, fn, timeoutMs = 20000) {
   throw new Error(`timed out waiting for ${what}${last ? `: ${last.message}` : ''}`);
 }
 
+function canConnect(port) {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, '127.0.0.1');
+    socket.on('connect', () => { socket.destroy(); resolve(true); });
+    socket.on('error', () => resolve(false));
+  });
+}
+
 function base32Decode(text) {
   const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
   let bits = '';
@@ -260,10 +268,48 @@ try {
   if (!/Sign in/.test(title)) throw new Error(`expected the login page, got ${title}`);
   log('after Revoke, Chromium is back at the login page');
 
-  // 6. Security and Settings.
+  // 6. Pause from the window: the protected address stops answering; Resume brings it back.
+  await tauri.clickOn('.nav[data-section="status"]');
+  await tauri.clickOn('#status-pause');
+  await waitFor('paused', async () => (await tauri.text(await tauri.find('#status-text'))).startsWith('Protection is paused'));
+  if (await canConnect(protectedPort)) throw new Error('the protected port still answers while paused');
+  await tauri.clickOn('#status-pause');
+  await waitFor('resumed', async () => (await tauri.text(await tauri.find('#status-text'))) === 'Protection is on');
+  await waitFor('the protected port to answer again', () => canConnect(protectedPort));
+  log('pause and resume work');
+
+  // 7. A second launch hands over to the running instance and exits.
+  const second = spawn(APP, [], { env: { ...process.env, ...appEnv }, stdio: 'ignore' });
+  const exitCode = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => { second.kill('SIGKILL'); reject(new Error('a second instance kept running')); }, 20000);
+    second.on('exit', (code) => { clearTimeout(timer); resolve(code); });
+  });
+  if (exitCode !== 0) throw new Error(`the second instance exited with ${exitCode}`);
+  await tauri.visible('#status-text');
+  log('a second launch exits and leaves the first running');
+
+  // 8. Security and Settings.
   await tauri.clickOn('.nav[data-section="security"]');
   await waitFor('the lockout card', async () => (await tauri.text(await tauri.find('#security-lockout'))).length > 0);
+  // The QR code again: refused for a wrong code (which shows as a failed attempt), shown for a
+  // right one. Chromium used the current step's code, so take the next step's (±1 step is valid).
+  await tauri.fill('#security-code', wrong);
+  await tauri.clickOn('#security-show-qr');
+  await waitFor('the refusal', async () => {
+    const id = await tauri.find('#security-qr-error');
+    return (await tauri.displayed(id)) && /not right/.test(await tauri.text(id));
+  });
+  await waitFor('the failed attempt in the list', async () => /127\.0\.0\.1/.test(await tauri.text(await tauri.find('#security-failures'))));
   await tauri.screenshot('tray-security.png');
+  await tauri.fill('#security-code', totp(stored, Date.now() / 1000 + 30));
+  await tauri.clickOn('#security-show-qr');
+  await tauri.visible('#security-qr-img');
+  const again = (await tauri.text(await tauri.find('#security-secret'))).replace(/\s/g, '');
+  if (again !== stored) throw new Error('Show QR code shows a different secret');
+  await tauri.clickOn('#security-hide-qr');
+  await waitFor('the QR code to be hidden', async () => !(await tauri.displayed(await tauri.find('#security-qr'))));
+  if (await tauri.exec('return document.getElementById("security-secret").textContent')) throw new Error('the secret stayed in the page');
+  log('the QR code is shown again only after a right code, and removed from the page after');
   await tauri.clickOn('.nav[data-section="settings"]');
   await waitFor('the nginx line', async () => (await tauri.text(await tauri.find('#settings-nginx-found'))).startsWith('Using nginx'));
   await tauri.screenshot('tray-settings.png');

@@ -75,6 +75,20 @@ function when(unix) {
   return new Date(unix * 1000).toLocaleString([], { dateStyle: 'medium', timeStyle: 'short' });
 }
 
+/** "Chrome 156 on Linux" from a User-Agent header; the full header stays in the tooltip. */
+function describeBrowser(ua) {
+  if (!ua) return 'unknown';
+  const browsers = [['Edg/', 'Edge'], ['OPR/', 'Opera'], ['Firefox/', 'Firefox'], ['HeadlessChrome/', 'Headless Chrome'],
+    ['Chrome/', 'Chrome'], ['Version/', 'Safari'], ['curl/', 'curl']];
+  const systems = [['Android', 'Android'], ['iPhone', 'iPhone'], ['iPad', 'iPad'], ['Mac OS X', 'macOS'],
+    ['Windows', 'Windows'], ['CrOS', 'ChromeOS'], ['Linux', 'Linux']];
+  const browser = browsers.find(([key]) => ua.includes(key));
+  if (!browser) return ua.length > 40 ? ua.slice(0, 40) + '…' : ua;
+  const version = ua.split(browser[0])[1]?.match(/^\d+/)?.[0];
+  const system = systems.find(([key]) => ua.includes(key));
+  return `${browser[1]}${version ? ' ' + version : ''}${system ? ' on ' + system[1] : ''}`;
+}
+
 function el(tag, props = {}, ...children) {
   const e = document.createElement(tag);
   Object.assign(e, props);
@@ -209,6 +223,9 @@ async function renderStatus(status) {
   $('status-dot').className = `dot ${status.state}`;
   $('status-text').textContent = STATE_TEXT[status.state] ?? status.state;
   show($('status-message'), status.message);
+  const apps = status.apps.length === 1 ? '1 app' : `${status.apps.length} apps`;
+  const sessions = status.sessions === 0 ? 'nobody signed in' : status.sessions === 1 ? '1 browser signed in' : `${status.sessions} browsers signed in`;
+  $('status-detail').textContent = status.state === 'running' ? `${apps} protected · ${sessions}` : '';
   $('status-warnings').replaceChildren(...status.warnings.map((w) => el('li', { textContent: w })));
   $('status-retry').hidden = status.state !== 'error';
   $('status-pause').textContent = status.state === 'paused' ? 'Resume protection' : 'Pause protection';
@@ -274,7 +291,7 @@ async function renderSessions() {
     }));
     const tr = el('tr', { className: 'session' },
       el('td', { textContent: s.client_ip }),
-      el('td', { className: 'ua', textContent: s.user_agent || 'unknown' }),
+      el('td', { className: 'ua', textContent: describeBrowser(s.user_agent), title: s.user_agent }),
       el('td', { textContent: when(s.created_at) }),
       el('td', { textContent: when(s.last_seen) }),
       el('td', {}, revoke));

@@ -175,7 +175,7 @@ pub fn show_window(app: &AppHandle) {
     }
     let built = WebviewWindowBuilder::new(app, WINDOW, WebviewUrl::App("index.html".into()))
         .title("SimpleOTP")
-        .inner_size(760.0, 580.0)
+        .inner_size(760.0, 600.0)
         .min_inner_size(560.0, 440.0)
         .build();
     if let Err(e) = built {
