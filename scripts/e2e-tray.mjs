@@ -313,6 +313,19 @@ try {
   await tauri.clickOn('.nav[data-section="settings"]');
   await waitFor('the nginx line', async () => (await tauri.text(await tauri.find('#settings-nginx-found'))).startsWith('Using nginx'));
   await tauri.screenshot('tray-settings.png');
+
+  // 9. SIGTERM (logout, kill) stops like Quit: nginx stops, the state file is written, and the
+  // control file goes away (the last step of a clean stop).
+  const dataDir = appEnv.SIMPLEOTP_DATA_DIR;
+  const appPid = JSON.parse(fs.readFileSync(path.join(dataDir, 'control.json'), 'utf8')).pid;
+  const nginxPid = Number(fs.readFileSync(path.join(dataDir, 'nginx', 'nginx.pid'), 'utf8'));
+  process.kill(appPid, 'SIGTERM');
+  const gone = (pid) => { try { process.kill(pid, 0); return false; } catch { return true; } };
+  await waitFor('the app to exit', () => gone(appPid));
+  await waitFor('nginx to exit', () => gone(nginxPid));
+  if (fs.existsSync(path.join(dataDir, 'control.json'))) throw new Error('the app did not stop cleanly (control file left behind)');
+  if (await canConnect(protectedPort)) throw new Error('the protected port still answers after the app stopped');
+  log('SIGTERM stops the app, nginx and the gateway cleanly');
   log('PASS');
 } catch (e) {
   failed = true;

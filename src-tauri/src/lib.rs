@@ -105,6 +105,7 @@ pub fn run() {
             }
             let show_now = std::env::args().any(|a| a == SHOW_FLAG);
             tauri::async_runtime::spawn(forward_events(handle.clone(), core.clone()));
+            tauri::async_runtime::spawn(quit_on_signal(handle.clone(), core.clone()));
             tauri::async_runtime::spawn(async move {
                 core.start_up().await;
                 refresh(&handle);
@@ -163,6 +164,31 @@ async fn forward_events(app: AppHandle, core: Arc<Core>) {
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
         }
     }
+}
+
+/// Logging out, `kill` or Ctrl-C in a terminal: the same clean stop as Quit.
+async fn quit_on_signal(app: AppHandle, core: Arc<Core>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            warn!("cannot listen for SIGTERM/SIGINT; only Quit stops nginx cleanly");
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        if tokio::signal::ctrl_c().await.is_err() {
+            return;
+        }
+    }
+    info!("stop requested by a signal");
+    core.shutdown().await;
+    app.exit(0);
 }
 
 /// Shows the window, creating it the first time.
