@@ -22,6 +22,4 @@ fi
 for tool in xvfb-run tauri-driver WebKitWebDriver chromedriver node; do
     command -v "$tool" >/dev/null || { echo "$0: $tool is missing; run scripts/tray-deps.sh" >&2; exit 1; }
 done
-# WebKit's sandbox needs user namespaces that containers often lack; the test browser is ours.
-export WEBKIT_DISABLE_SANDBOX_THIS_IS_DANGEROUS=1
 exec xvfb-run -a -s "-screen 0 1280x900x24" node "$root/scripts/e2e-tray.mjs"
