@@ -94,6 +94,42 @@ function keychainSecret() {
   }
 }
 
+// The tray menu as the desktop sees it: libayatana-appindicator exports it over D-Bus
+// (com.canonical.dbusmenu). Item ids are stable while items are updated in place, and change
+// when the menu is rebuilt.
+const MENU_PATH = '/org/ayatana/NotificationItem/tray_icon_tray_app_simpleotp/Menu';
+let menuOwner = null;
+
+function dbus(args) {
+  return execFileSync(args[0], args.slice(1), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+}
+
+function trayMenu() {
+  const layout = (name) => dbus(['gdbus', 'call', '--session', '--dest', name, '--object-path', MENU_PATH,
+    '--method', 'com.canonical.dbusmenu.GetLayout', '--', '0', '-1', '[]']);
+  let text = null;
+  if (menuOwner) {
+    try { text = layout(menuOwner); } catch { menuOwner = null; }
+  }
+  if (!text) {
+    const names = dbus(['dbus-send', '--session', '--print-reply', '--dest=org.freedesktop.DBus', '/', 'org.freedesktop.DBus.ListNames']).match(/:\d+\.\d+/g) ?? [];
+    for (const name of names) {
+      try { text = layout(name); menuOwner = name; break; } catch { /* not the app */ }
+    }
+  }
+  if (!text) throw new Error('no tray menu on the session bus');
+  return [...text.matchAll(/<\((\d+), \{([^}]*)\}/g)].map(([, id, props]) => ({
+    id: Number(id),
+    label: props.match(/'label': <'([^']*)'>/)?.[1],
+    enabled: !/'enabled': <false>/.test(props),
+    checked: /'toggle-state': <1>/.test(props),
+  })).filter((item) => item.label !== undefined);
+}
+
+function menuItem(label) {
+  return waitFor(`the tray menu item "${label}"`, () => trayMenu().find((item) => item.label === label));
+}
+
 /** A minimal W3C WebDriver client. */
 class WebDriver {
   constructor(base) { this.base = base; }
@@ -233,6 +269,10 @@ try {
   await tauri.visible('#status-text');
   await waitFor('status running', async () => (await tauri.text(await tauri.find('#status-text'))) === 'Protection is on');
   await tauri.screenshot('tray-status.png');
+  const statusItem = await menuItem('Protection on · nobody signed in');
+  const openApp = await menuItem('Open Upstream');
+  if (!openApp.enabled) throw new Error('the app entry in the tray menu is disabled');
+  if ((await menuItem('Sign everyone out')).enabled) throw new Error('Sign everyone out is enabled with nobody signed in');
   await tauri.clickOn('.nav[data-section="apps"]');
   await tauri.visible('#apps-list li[data-name="Upstream"]');
   await tauri.screenshot('tray-apps.png');
@@ -252,6 +292,10 @@ try {
   await chrome.clickOn('button[type=submit]');
   await chrome.visible('#upstream');
   log('Chromium signed in and sees the upstream app');
+  const signedIn = await menuItem('Protection on · 1 session');
+  if (signedIn.id !== statusItem.id) throw new Error('the tray menu was rebuilt instead of updated in place');
+  if (!(await menuItem('Sign everyone out')).enabled) throw new Error('Sign everyone out stayed disabled');
+  log('the tray menu follows the session count, updated in place');
 
   // 5. The session shows in the Sessions list; revoking it sends Chromium back to the login page.
   await tauri.clickOn('.nav[data-section="sessions"]');
@@ -267,16 +311,20 @@ try {
   const title = await chrome.s('/title');
   if (!/Sign in/.test(title)) throw new Error(`expected the login page, got ${title}`);
   log('after Revoke, Chromium is back at the login page');
+  if ((await menuItem('Protection on · nobody signed in')).id !== statusItem.id) throw new Error('the tray menu was rebuilt on revoke');
 
   // 6. Pause from the window: the protected address stops answering; Resume brings it back.
   await tauri.clickOn('.nav[data-section="status"]');
   await tauri.clickOn('#status-pause');
   await waitFor('paused', async () => (await tauri.text(await tauri.find('#status-text'))).startsWith('Protection is paused'));
   if (await canConnect(protectedPort)) throw new Error('the protected port still answers while paused');
+  if ((await menuItem('Protection paused')).id !== statusItem.id) throw new Error('the tray menu was rebuilt on pause');
+  await menuItem('Resume protection');
   await tauri.clickOn('#status-pause');
   await waitFor('resumed', async () => (await tauri.text(await tauri.find('#status-text'))) === 'Protection is on');
   await waitFor('the protected port to answer again', () => canConnect(protectedPort));
-  log('pause and resume work');
+  await menuItem('Pause protection');
+  log('pause and resume work, in the window and the tray menu');
 
   // 7. A second launch hands over to the running instance and exits.
   const second = spawn(APP, [], { env: { ...process.env, ...appEnv }, stdio: 'ignore' });
@@ -314,18 +362,38 @@ try {
   await waitFor('the nginx line', async () => (await tauri.text(await tauri.find('#settings-nginx-found'))).startsWith('Using nginx'));
   await tauri.screenshot('tray-settings.png');
 
-  // 9. SIGTERM (logout, kill) stops like Quit: nginx stops, the state file is written, and the
-  // control file goes away (the last step of a clean stop).
+  // 9. Quit from the tray menu (clicked through D-Bus, as the panel would): nginx stops, the
+  // state file is written, and the control file goes away (the last step of a clean stop).
   const dataDir = appEnv.SIMPLEOTP_DATA_DIR;
-  const appPid = JSON.parse(fs.readFileSync(path.join(dataDir, 'control.json'), 'utf8')).pid;
-  const nginxPid = Number(fs.readFileSync(path.join(dataDir, 'nginx', 'nginx.pid'), 'utf8'));
-  process.kill(appPid, 'SIGTERM');
   const gone = (pid) => { try { process.kill(pid, 0); return false; } catch { return true; } };
-  await waitFor('the app to exit', () => gone(appPid));
-  await waitFor('nginx to exit', () => gone(nginxPid));
-  if (fs.existsSync(path.join(dataDir, 'control.json'))) throw new Error('the app did not stop cleanly (control file left behind)');
-  if (await canConnect(protectedPort)) throw new Error('the protected port still answers after the app stopped');
-  log('SIGTERM stops the app, nginx and the gateway cleanly');
+  const running = () => ({
+    app: JSON.parse(fs.readFileSync(path.join(dataDir, 'control.json'), 'utf8')).pid,
+    nginx: Number(fs.readFileSync(path.join(dataDir, 'nginx', 'nginx.pid'), 'utf8')),
+  });
+  const stoppedCleanly = async (pids, how) => {
+    await waitFor(`the app to exit after ${how}`, () => gone(pids.app));
+    await waitFor(`nginx to exit after ${how}`, () => gone(pids.nginx));
+    if (fs.existsSync(path.join(dataDir, 'control.json'))) throw new Error(`${how} did not stop cleanly (control file left behind)`);
+    if (!fs.existsSync(path.join(dataDir, 'state.json'))) throw new Error(`${how} did not write the state file`);
+    if (await canConnect(protectedPort)) throw new Error(`the protected port still answers after ${how}`);
+  };
+  let pids = running();
+  const quit = await menuItem('Quit SimpleOTP');
+  dbus(['gdbus', 'call', '--session', '--dest', menuOwner, '--object-path', MENU_PATH, '--method', 'com.canonical.dbusmenu.Event',
+    '--', String(quit.id), 'clicked', '<int32 0>', '0']);
+  await stoppedCleanly(pids, 'Quit');
+  log('Quit in the tray menu stops the app, nginx and the gateway cleanly');
+
+  // 10. Started again (as at login): protection comes back by itself, no window; SIGTERM (logout,
+  // kill) stops it as cleanly as Quit.
+  const restarted = spawn(APP, ['--autostart'], { env: { ...process.env, ...appEnv }, stdio: 'ignore' });
+  children.push({ name: 'app', child: restarted });
+  await waitFor('protection after a restart', () => canConnect(protectedPort), 30000);
+  await menuItem('Protection on · nobody signed in');
+  pids = running();
+  process.kill(pids.app, 'SIGTERM');
+  await stoppedCleanly(pids, 'SIGTERM');
+  log('a restart finds the secret and the app; SIGTERM stops cleanly');
   log('PASS');
 } catch (e) {
   failed = true;
