@@ -152,6 +152,9 @@ function setUpWizard() {
       const status = await call('wizard_confirm', { code: $('wizard-code').value }, $('wizard-confirm-error'));
       if (!status) return;
       $('wizard-code').value = '';
+      // The secret is stored; if protection could not start (say, nginx is missing), say so
+      // here: the app can still be added, and Status has Retry.
+      show($('wizard-app-error'), status.state === 'error' ? `Protection could not start yet: ${status.message}` : '');
       wizardStep('app');
     });
   });
@@ -479,6 +482,11 @@ call('status', {}).then((status) => {
     wizardDone = true;
   }
   render();
+});
+listen('forget-secrets', () => {
+  hideSecurityQr();
+  const step = document.querySelector('#wizard .step:not([hidden])')?.dataset.step;
+  if (step === 'qr' || step === 'confirm') wizardStep('explain');
 });
 listen('state-changed', () => {
   if ($('main').hidden) return; // the wizard drives itself

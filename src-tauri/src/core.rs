@@ -688,7 +688,7 @@ impl Core {
                 user_agent: s.user_agent,
             })
             .collect();
-        sessions.sort_by(|a, b| b.last_seen.cmp(&a.last_seen));
+        sessions.sort_by_key(|s| std::cmp::Reverse(s.last_seen));
         sessions
     }
 

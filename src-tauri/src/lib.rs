@@ -118,10 +118,13 @@ pub fn run() {
         .on_window_event(|window, event| {
             // Closing the window keeps the app (and protection) running in the tray.
             if let WindowEvent::CloseRequested { api, .. } = event {
+                api.prevent_close();
+                // A hidden window keeps its page: make it drop any secret it shows, and forget
+                // an unconfirmed one (the wizard starts again with a new secret).
                 if let Some(core) = window.app_handle().try_state::<Arc<Core>>() {
                     core.wizard_cancel();
                 }
-                api.prevent_close();
+                let _ = window.emit("forget-secrets", ());
                 let _ = window.hide();
             }
         })
