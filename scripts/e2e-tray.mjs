@@ -17,6 +17,8 @@ import os from 'node:os';
 import path from 'node:path';
 
 const APP = process.env.SIMPLEOTP_APP_BIN;
+// E2E_THEME=dark runs the same test with GTK's dark theme and names the screenshots *-dark.png.
+const DARK = process.env.E2E_THEME === 'dark';
 const SHOTS = process.env.SCREENSHOT_DIR;
 if (!APP || !SHOTS) throw new Error('set SIMPLEOTP_APP_BIN and SCREENSHOT_DIR (scripts/e2e-tray.sh does)');
 fs.mkdirSync(SHOTS, { recursive: true });
@@ -168,6 +170,7 @@ class WebDriver {
   exec(script, args = []) { return this.s('/execute/sync', 'POST', { script, args }); }
   go(url) { return this.s('/url', 'POST', { url }); }
   async screenshot(file, dir = SHOTS) {
+    if (DARK) file = file.replace(/\.png$/, '-dark.png');
     const png = await this.s('/screenshot');
     fs.writeFileSync(path.join(dir, file), Buffer.from(png, 'base64'));
     log('screenshot', path.join(dir, file));
@@ -214,6 +217,7 @@ try {
     SIMPLEOTP_CONFIG: path.join(tmp, 'config.toml'),
     SIMPLEOTP_DATA_DIR: path.join(tmp, 'data'),
     SIMPLEOTP_LOG: 'info',
+    ...(DARK ? { GTK_THEME: 'Adwaita:dark' } : {}),
   };
   const tauriPort = await freePort();
   const nativePort = await freePort();

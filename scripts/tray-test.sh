@@ -9,4 +9,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
 "$root/scripts/with-keyring.sh" cargo test -p simpleotp-app
 if [ "${1:-}" != "--unit-only" ]; then
     "$root/scripts/e2e-tray.sh"
+    # The same run in GTK's dark theme (also refreshes the *-dark.png screenshots); the app
+    # is already built, so this costs one more run of the test only.
+    E2E_THEME=dark "$root/scripts/e2e-tray.sh"
 fi

@@ -185,13 +185,14 @@ function setUpWizard() {
   };
   $('wizard-url').addEventListener('click', openWizardApp);
   $('wizard-open').addEventListener('click', openWizardApp);
-  $('wizard-finish').addEventListener('click', () => { wizardDone = true; render(); });
+  $('wizard-finish').addEventListener('click', () => { wizardDone = true; selectSection('status'); render(); });
 }
 
 // ---------------------------------------------------------------- main window
 
 let section = 'status';
-let wizardDone = false;
+/** False while the wizard runs (from "needs setup" until its last step's Done). */
+let wizardDone = true;
 let editing = null; // name of the app being edited
 
 function appInput(prefix) {
@@ -457,40 +458,31 @@ async function refreshSection() {
   // Settings are not re-read on every change: that would overwrite what the user is typing.
 }
 
-/** Shows the wizard while setup is unfinished, else the main window. */
+/** Shows the wizard while setup is unfinished, else the main window with the current section. */
 async function render() {
   const status = await call('status', {});
   if (!status) return;
-  const inWizard = status.state === 'needs_setup' || (!wizardDone && !$('wizard').hidden);
-  $('wizard').hidden = !inWizard;
-  $('main').hidden = inWizard;
-  document.body.dataset.view = inWizard ? 'wizard' : 'main';
-  if (!inWizard) {
-    if (section === 'settings') renderSettings();
-    refreshSection();
+  if (status.state === 'needs_setup' && wizardDone) {
+    wizardDone = false;
+    wizardStep('explain');
   }
+  $('wizard').hidden = wizardDone;
+  $('main').hidden = !wizardDone;
+  document.body.dataset.view = wizardDone ? 'main' : 'wizard';
+  if (wizardDone) refreshSection();
 }
 
 setUpWizard();
 setUpMain();
-// The wizard starts at its first step only when setup is needed at load time.
-call('status', {}).then((status) => {
-  if (status?.state === 'needs_setup') {
-    $('wizard').hidden = false;
-    wizardStep('explain');
-  } else {
-    wizardDone = true;
-  }
-  render();
-});
+selectSection('status');
+render();
 listen('forget-secrets', () => {
   hideSecurityQr();
   const step = document.querySelector('#wizard .step:not([hidden])')?.dataset.step;
   if (step === 'qr' || step === 'confirm') wizardStep('explain');
 });
 listen('state-changed', () => {
-  if ($('main').hidden) return; // the wizard drives itself
-  refreshSection();
+  if (wizardDone) render(); // the wizard drives itself
 });
 document.addEventListener('keydown', (event) => {
   if (event.key === 'Escape' && !$('security-qr').hidden) hideSecurityQr();
