@@ -366,6 +366,35 @@ try {
   await waitFor('the nginx line', async () => (await tauri.text(await tauri.find('#settings-nginx-found'))).startsWith('Using nginx'));
   await tauri.screenshot('tray-settings.png');
 
+  // Launch at login: the real autostart entry appears, and the tray's check follows.
+  await tauri.clickOn('#settings-autostart');
+  await tauri.clickOn('#settings-save');
+  await tauri.visible('#settings-saved');
+  const autostartDir = path.join(appEnv.XDG_CONFIG_HOME, 'autostart');
+  const entry = await waitFor('the autostart entry', () => fs.existsSync(autostartDir) && fs.readdirSync(autostartDir).find((f) => f.endsWith('.desktop')));
+  const desktopFile = fs.readFileSync(path.join(autostartDir, entry), 'utf8');
+  if (!desktopFile.includes('--autostart')) throw new Error('the autostart entry does not pass --autostart');
+  await waitFor('the tray check', async () => (await menuItem('Launch at login')).checked);
+  log('launch at login writes the autostart entry and checks the tray item');
+
+  // The window may call only the app's own commands: a plugin command is refused.
+  const denied = await tauri.s('/execute/async', 'POST', {
+    script: 'const done = arguments[0]; window.__TAURI__.core.invoke("plugin:autostart|disable").then(() => done("allowed"), (e) => done("denied: " + e));',
+    args: [],
+  });
+  if (!String(denied).startsWith('denied')) throw new Error(`a command outside the capability was allowed: ${denied}`);
+  log('commands outside the capability are refused');
+
+  // Rename the app: the list and the tray entry follow (the tray item is renamed in place).
+  const openItem = await menuItem('Open Upstream');
+  await tauri.clickOn('.nav[data-section="apps"]');
+  await tauri.clickOn('#apps-list li[data-name="Upstream"] button.edit');
+  await tauri.fill('#apps-name', 'Upstream app');
+  await tauri.clickOn('#apps-save');
+  await tauri.visible('#apps-list li[data-name="Upstream app"]');
+  if ((await menuItem('Open Upstream app')).id !== openItem.id) throw new Error('the tray menu was rebuilt on rename');
+  log('editing an app renames it in the list and the tray menu');
+
   // 9. Quit from the tray menu (clicked through D-Bus, as the panel would): nginx stops, the
   // state file is written, and the control file goes away (the last step of a clean stop).
   const dataDir = appEnv.SIMPLEOTP_DATA_DIR;

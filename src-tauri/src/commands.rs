@@ -118,3 +118,43 @@ pub async fn settings_set(app: AppHandle, core: Core_<'_>, settings: SettingsVie
     crate::refresh(&app);
     Ok(saved)
 }
+
+/// The three lists that must agree: the commands `build.rs` makes permissions for, the ones
+/// the capability grants, and the ones registered with Tauri.
+#[cfg(test)]
+mod tests {
+    fn build_rs_commands() -> Vec<String> {
+        let text = include_str!("../build.rs");
+        let start = text.find("const COMMANDS").expect("COMMANDS in build.rs");
+        let list = &text[start..text[start..].find("];").map(|e| start + e).expect("end of COMMANDS")];
+        list.lines().filter_map(|l| l.trim().strip_prefix('"')?.strip_suffix("\",").map(str::to_string)).collect()
+    }
+
+    #[test]
+    fn every_command_is_generated_granted_and_registered() {
+        let commands = build_rs_commands();
+        assert_eq!(commands.len(), 20, "{commands:?}");
+        let capability: serde_json::Value = serde_json::from_str(include_str!("../capabilities/main.json")).unwrap();
+        let granted: Vec<String> = capability["permissions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|p| p.as_str()?.strip_prefix("allow-").map(|c| c.replace('-', "_")))
+            .collect();
+        assert_eq!(granted, commands, "capabilities/main.json grants exactly the app's commands");
+        let lib = include_str!("lib.rs");
+        for command in &commands {
+            assert!(lib.contains(&format!("commands::{command},")), "{command} is not registered in lib.rs");
+            assert!(include_str!("commands.rs").contains(&format!("pub async fn {command}(")) || include_str!("commands.rs").contains(&format!("pub fn {command}(")));
+        }
+    }
+
+    #[test]
+    fn the_capability_grants_nothing_else_but_event_listening() {
+        let capability: serde_json::Value = serde_json::from_str(include_str!("../capabilities/main.json")).unwrap();
+        let others: Vec<&str> =
+            capability["permissions"].as_array().unwrap().iter().filter_map(|p| p.as_str()).filter(|p| !p.starts_with("allow-")).collect();
+        assert_eq!(others, ["core:event:allow-listen", "core:event:allow-unlisten"]);
+        assert_eq!(capability["windows"], serde_json::json!(["main"]));
+    }
+}
