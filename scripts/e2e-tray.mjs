@@ -362,6 +362,26 @@ try {
   await waitFor('the QR code to be hidden', async () => !(await tauri.displayed(await tauri.find('#security-qr'))));
   if (await tauri.exec('return document.getElementById("security-secret").textContent')) throw new Error('the secret stayed in the page');
   log('the QR code is shown again only after a right code, and removed from the page after');
+
+  // Someone guesses codes in the browser: a lockout starts, a desktop notification goes out
+  // (seen on the session bus), Security shows it, and Unlock lifts it.
+  const monitor = start('dbus-monitor', 'dbus-monitor', ['--session', "interface='org.freedesktop.Notifications',member='Notify'"]);
+  await new Promise((r) => setTimeout(r, 500));
+  for (let i = 0; i < 5; i++) {
+    await chrome.go(url);
+    await chrome.fill('input#code', wrong);
+    await chrome.clickOn('button[type=submit]');
+    await chrome.visible('#msg');
+  }
+  await waitFor('the Unlock button', async () => tauri.displayed(await tauri.find('#security-unlock')));
+  const lockText = await tauri.text(await tauri.find('#security-lockout'));
+  if (!/127\.0\.0\.1/.test(lockText)) throw new Error(`unexpected lockout text: ${lockText}`);
+  await waitFor('the lockout notification', () => fs.readFileSync(path.join(tmp, 'dbus-monitor.log'), 'utf8').includes('Someone is guessing codes'));
+  monitor.kill('SIGTERM');
+  await tauri.screenshot('tray-security-lockout.png');
+  await tauri.clickOn('#security-unlock');
+  await waitFor('the lockout to be lifted', async () => /No lockouts/.test(await tauri.text(await tauri.find('#security-lockout'))));
+  log('guessing codes locks out with a notification; Unlock lifts it');
   await tauri.clickOn('.nav[data-section="settings"]');
   await waitFor('the nginx line', async () => (await tauri.text(await tauri.find('#settings-nginx-found'))).startsWith('Using nginx'));
   await tauri.screenshot('tray-settings.png');

@@ -317,7 +317,9 @@ async function renderSecurity() {
   } else {
     lockout.textContent = 'No lockouts. Sign-ins work as usual.';
   }
-  $('security-unlock').hidden = !(sec.everyone_locked_for_secs || sec.locked_clients.length);
+  const locked = Boolean(sec.everyone_locked_for_secs || sec.locked_clients.length);
+  $('security-unlock').hidden = !locked;
+  lockout.classList.toggle('locked', locked);
   $('security-failures').replaceChildren(...(sec.recent_failures.length
     ? sec.recent_failures.slice(0, 20).map((f) => el('li', {}, el('span', { textContent: f.ip }), el('span', { className: 'detail', textContent: when(f.at) })))
     : [el('li', { className: 'muted', textContent: 'None.' })]));

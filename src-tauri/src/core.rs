@@ -720,7 +720,8 @@ impl Core {
             running: true,
             everyone_locked_for_secs: status.everyone_locked_for.map(|d| d.as_secs().max(1)),
             locked_clients: status.locked_clients.iter().map(|(ip, d)| LockedClientView { ip: ip.to_string(), secs: d.as_secs().max(1) }).collect(),
-            recent_failures: status.recent_failures.iter().rev().map(|f| FailureView { ip: f.ip.to_string(), at: f.at_unix }).collect(),
+            // Newest first, as the limiter lists them.
+            recent_failures: status.recent_failures.iter().map(|f| FailureView { ip: f.ip.to_string(), at: f.at_unix }).collect(),
         }
     }
 
