@@ -11,8 +11,8 @@ set -euo pipefail
 packages=(
     build-essential pkg-config
     libwebkit2gtk-4.1-dev libjavascriptcoregtk-4.1-dev libsoup-3.0-dev
-    libayatana-appindicator3-dev librsvg2-dev libgtk-3-dev libxdo-dev libssl-dev
-    xvfb xauth dbus-daemon dbus-x11 gnome-keyring libsecret-tools
+    libayatana-appindicator3-dev librsvg2-dev libgtk-3-dev libdbus-1-dev
+    xvfb xauth dbus-daemon gnome-keyring libsecret-tools
     webkit2gtk-driver chromium chromium-driver nginx
 )
 

@@ -8,7 +8,9 @@
 use std::sync::{Arc, Mutex};
 
 use tauri::menu::{CheckMenuItem, IsMenuItem, Menu, MenuItem, PredefinedMenuItem};
-use tauri::tray::{MouseButton, MouseButtonState, TrayIcon, TrayIconBuilder, TrayIconEvent};
+#[cfg(windows)]
+use tauri::tray::{MouseButton, MouseButtonState, TrayIconEvent};
+use tauri::tray::{TrayIcon, TrayIconBuilder};
 use tauri::{AppHandle, Wry};
 use tracing::warn;
 
@@ -59,12 +61,16 @@ impl Tray {
         let mut builder = TrayIconBuilder::with_id("simpleotp").menu(&menu).tooltip("SimpleOTP").on_menu_event(|app, event| {
             crate::on_menu(app, event.id().as_ref());
         });
-        // Linux shows the menu on any click; elsewhere a left click opens the window.
-        builder = builder.show_menu_on_left_click(false).on_tray_icon_event(|tray, event| {
-            if let TrayIconEvent::Click { button: MouseButton::Left, button_state: MouseButtonState::Up, .. } = event {
-                crate::show_window(tray.app_handle());
-            }
-        });
+        // Windows: a left click opens the window, the menu is on the right button. macOS keeps
+        // its menu-bar convention (the menu on any click); Linux panels decide for themselves.
+        #[cfg(windows)]
+        {
+            builder = builder.show_menu_on_left_click(false).on_tray_icon_event(|tray, event| {
+                if let TrayIconEvent::Click { button: MouseButton::Left, button_state: MouseButtonState::Up, .. } = event {
+                    crate::show_window(tray.app_handle());
+                }
+            });
+        }
         if let Some(icon) = app.default_window_icon() {
             builder = builder.icon(icon.clone());
         }
