@@ -107,7 +107,7 @@ function dbus(args) {
 }
 
 function trayMenu() {
-  const layout = (name) => dbus(['gdbus', 'call', '--session', '--dest', name, '--object-path', MENU_PATH,
+  const layout = (name) => dbus(['gdbus', 'call', '--session', '--timeout', '5', '--dest', name, '--object-path', MENU_PATH,
     '--method', 'com.canonical.dbusmenu.GetLayout', '--', '0', '-1', '[]']);
   let text = null;
   if (menuOwner) {
@@ -126,6 +126,12 @@ function trayMenu() {
     enabled: !/'enabled': <false>/.test(props),
     checked: /'toggle-state': <1>/.test(props),
   })).filter((item) => item.label !== undefined);
+}
+
+/** Clicks a tray menu item, as the desktop's panel does. */
+function clickTray(item) {
+  dbus(['gdbus', 'call', '--session', '--timeout', '5', '--dest', menuOwner, '--object-path', MENU_PATH, '--method', 'com.canonical.dbusmenu.Event',
+    '--', String(item.id), 'clicked', '<int32 0>', '0']);
 }
 
 function menuItem(label) {
@@ -382,6 +388,22 @@ try {
   await tauri.clickOn('#security-unlock');
   await waitFor('the lockout to be lifted', async () => /No lockouts/.test(await tauri.text(await tauri.find('#security-lockout'))));
   log('guessing codes locks out with a notification; Unlock lifts it');
+
+  // Signed in again (the next step's code: each code works once), then "Sign everyone out" in
+  // the tray menu sends Chromium back to the login page.
+  await chrome.go(url);
+  await chrome.fill('input#code', totp(stored, Date.now() / 1000 + 30));
+  await chrome.clickOn('button[type=submit]');
+  await chrome.visible('#upstream');
+  const signOutAll = await waitFor('Sign everyone out to be enabled', async () => {
+    const item = await menuItem('Sign everyone out');
+    return item.enabled && item;
+  });
+  clickTray(signOutAll);
+  await menuItem('Protection on · nobody signed in');
+  await chrome.go(url);
+  await chrome.visible('input#code');
+  log('Sign everyone out in the tray menu signs Chromium out');
   await tauri.clickOn('.nav[data-section="settings"]');
   await waitFor('the nginx line', async () => (await tauri.text(await tauri.find('#settings-nginx-found'))).startsWith('Using nginx'));
   await tauri.screenshot('tray-settings.png');
@@ -396,6 +418,12 @@ try {
   if (!desktopFile.includes('--autostart')) throw new Error('the autostart entry does not pass --autostart');
   await waitFor('the tray check', async () => (await menuItem('Launch at login')).checked);
   log('launch at login writes the autostart entry and checks the tray item');
+  // And back off from the tray menu (a click handled on the main thread, which then updates
+  // the menu it was clicked in).
+  clickTray(await menuItem('Launch at login'));
+  await waitFor('the tray check to clear', async () => !(await menuItem('Launch at login')).checked);
+  await waitFor('the autostart entry to go', () => !fs.existsSync(path.join(autostartDir, entry)));
+  log('the tray check turns launch at login off again');
 
   // The window may call only the app's own commands: a plugin command is refused.
   const denied = await tauri.s('/execute/async', 'POST', {
@@ -431,9 +459,7 @@ try {
     if (await canConnect(protectedPort)) throw new Error(`the protected port still answers after ${how}`);
   };
   let pids = running();
-  const quit = await menuItem('Quit SimpleOTP');
-  dbus(['gdbus', 'call', '--session', '--dest', menuOwner, '--object-path', MENU_PATH, '--method', 'com.canonical.dbusmenu.Event',
-    '--', String(quit.id), 'clicked', '<int32 0>', '0']);
+  clickTray(await menuItem('Quit SimpleOTP'));
   await stoppedCleanly(pids, 'Quit');
   log('Quit in the tray menu stops the app, nginx and the gateway cleanly');
 

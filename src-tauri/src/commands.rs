@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use tauri::{AppHandle, State};
+use tauri::State;
 
 use crate::core::{AppInput, AppSaved, Core, CoreError, SecretView, SecurityView, SessionView, SettingsSaved, SettingsView, StatusView};
 
@@ -113,10 +113,8 @@ pub fn settings_get(core: Core_<'_>) -> SettingsSaved {
 }
 
 #[tauri::command]
-pub async fn settings_set(app: AppHandle, core: Core_<'_>, settings: SettingsView) -> Answer<SettingsSaved> {
-    let saved = core.settings_set(settings).await.map_err(message)?;
-    crate::refresh(&app);
-    Ok(saved)
+pub async fn settings_set(core: Core_<'_>, settings: SettingsView) -> Answer<SettingsSaved> {
+    core.settings_set(settings).await.map_err(message)
 }
 
 /// The three lists that must agree: the commands `build.rs` makes permissions for, the ones

@@ -108,7 +108,6 @@ pub fn run() {
             tauri::async_runtime::spawn(quit_on_signal(handle.clone(), core.clone()));
             tauri::async_runtime::spawn(async move {
                 core.start_up().await;
-                refresh(&handle);
                 if show_now || core.needs_setup() || core.status().state == "error" {
                     show_window(&handle);
                 }
@@ -146,7 +145,11 @@ pub fn run() {
 }
 
 /// The tray and the window show the core's current state.
-pub fn refresh(app: &AppHandle) {
+///
+/// Only `forward_events` calls this, on one task: menu updates wait for the main thread, so
+/// calling it from the main thread (a menu click) while that task holds the menu would deadlock.
+/// Everything that changes the state makes the core send `Changed` instead.
+fn update_ui(app: &AppHandle) {
     if let (Some(tray), Some(core)) = (app.try_state::<Tray>(), app.try_state::<Arc<Core>>()) {
         tray.update(app, &core);
     }
@@ -157,9 +160,9 @@ async fn forward_events(app: AppHandle, core: Arc<Core>) {
     let mut events = core.subscribe();
     loop {
         match events.recv().await {
-            Ok(CoreEvent::Changed) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => refresh(&app),
+            Ok(CoreEvent::Changed) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => update_ui(&app),
             Ok(CoreEvent::LockoutStarted(notice)) => {
-                refresh(&app);
+                update_ui(&app);
                 if let Err(e) = app.notification().builder().title("Someone is guessing codes").body(notice).show() {
                     warn!("cannot show a notification: {e}");
                 }
@@ -244,14 +247,12 @@ pub fn on_menu(app: &AppHandle, id: &str) {
                     warn!("{}", e.user_message());
                     show_window(&app);
                 }
-                refresh(&app);
             });
         }
         ids::LAUNCH_AT_LOGIN => {
             if let Err(e) = core.toggle_launch_at_login() {
                 warn!("{}", e.user_message());
             }
-            refresh(&app);
         }
         ids::QUIT => {
             tauri::async_runtime::spawn(async move {
