@@ -486,6 +486,10 @@ listen('forget-secrets', () => {
 listen('state-changed', () => {
   if (wizardDone) render(); // the wizard drives itself
 });
+// "Last seen" changes without an event (every request touches it): refresh while visible.
+setInterval(() => {
+  if (wizardDone && section === 'sessions' && !document.hidden) renderSessions();
+}, 10000);
 document.addEventListener('keydown', (event) => {
   if (event.key === 'Escape' && !$('security-qr').hidden) hideSecurityQr();
 });

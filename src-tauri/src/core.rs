@@ -495,10 +495,14 @@ impl Core {
             (Phase::Running, _) => ("running", None),
         };
         let config = self.config();
-        let warnings = match &phase {
+        let mut warnings = match &phase {
             Phase::Running => self.engine.try_lock().ok().and_then(|e| e.as_ref().map(|e| e.warnings.clone())).unwrap_or_default(),
             _ => Vec::new(),
         };
+        // Sessions and the replay counter could not be written (e.g. a full disk).
+        if let Some(error) = handle.as_ref().and_then(|h| h.gateway().persist_error()) {
+            warnings.push(error);
+        }
         StatusView {
             state,
             message,
