@@ -161,14 +161,14 @@ pub fn render_config(layout: &NginxLayout, auth: SocketAddr, prefix: &RoutePrefi
 
 /// The `upstream`, `map` and `server` blocks alone, for people who run their own nginx and want
 /// to paste SimpleOTP's protection into its `http {}` block. `auth` is the auth server's
-/// `host:port`, as printed by `simpleotp serve`.
+/// `host:port`: the `auth_listen` address `simpleotp serve --external-nginx` uses.
 pub fn render_snippet(prefix: &RoutePrefix, auth: &str, apps: &[AppConfig]) -> String {
     let mut out = String::new();
     out.push_str(
         "# SimpleOTP: paste this inside the http { } block of your own nginx configuration\n\
          # (nginx must be built with the auth_request module; most packages are).\n\
-         # The auth server address below is the one printed by `simpleotp serve`;\n\
-         # keep it in sync if you change it. Each server block protects one app.\n\n",
+         # The auth server address below is `auth_listen` from the config, where\n\
+         # `simpleotp serve --external-nginx` listens. Each server block protects one app.\n\n",
     );
     render_http_blocks(&mut out, auth, prefix, apps, "");
     out
