@@ -27,6 +27,18 @@ pub struct PersistedState {
     pub sessions: Vec<Session>,
 }
 
+impl PersistedState {
+    /// Parses the state file's contents; `Err` says what is wrong with them, in words (and
+    /// never quotes them: they hold token hashes).
+    pub fn from_bytes(bytes: &[u8]) -> Result<PersistedState, String> {
+        match serde_json::from_slice::<PersistedState>(bytes) {
+            Ok(state) if state.version == FORMAT_VERSION => Ok(state),
+            Ok(state) => Err(format!("it has format version {}, this program reads version {FORMAT_VERSION}", state.version)),
+            Err(e) => Err(format!("it is not valid (line {}, column {}: {:?} error)", e.line(), e.column(), e.classify())),
+        }
+    }
+}
+
 /// Errors writing the state file. Reading never fails (see [`StateFile::load`]).
 #[derive(Debug, thiserror::Error)]
 #[error("cannot save the gateway state to {path}: {source}. The gateway keeps running, but sessions started now will not survive a restart; check that the data directory is writable and the disk not full.")]
@@ -67,10 +79,9 @@ impl StateFile {
                 return Loaded { state: PersistedState { version: FORMAT_VERSION, ..Default::default() }, warning: None }
             }
             Err(e) => e.to_string(),
-            Ok(bytes) => match serde_json::from_slice::<PersistedState>(&bytes) {
-                Ok(state) if state.version == FORMAT_VERSION => return Loaded { state, warning: None },
-                Ok(state) => format!("it has format version {}, this program reads version {FORMAT_VERSION}", state.version),
-                Err(e) => format!("it is not valid ({e})"),
+            Ok(bytes) => match PersistedState::from_bytes(&bytes) {
+                Ok(state) => return Loaded { state, warning: None },
+                Err(problem) => problem,
             },
         };
         let aside = self.path.with_file_name(format!("{STATE_FILE_NAME}.corrupt-{now_unix}"));

@@ -346,7 +346,12 @@ async fn read_form(req: Request<Incoming>) -> Result<Vec<(String, String)>, Resp
         Ok(collected) => collected.to_bytes(),
         Err(_) => return Err(html(StatusCode::PAYLOAD_TOO_LARGE, pages::message_page("Bad request", "The form was too large."))),
     };
-    Ok(form_urlencoded::parse(&body).into_owned().collect())
+    Ok(parse_form(&body))
+}
+
+/// Decodes an `application/x-www-form-urlencoded` body (public for the fuzz targets).
+pub fn parse_form(body: &[u8]) -> Vec<(String, String)> {
+    form_urlencoded::parse(body).into_owned().collect()
 }
 
 fn form_value<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
