@@ -166,6 +166,11 @@ impl TestApp {
         self.totp.code_at(step * 30)
     }
 
+    /// The code for any moment (for tests about old or future codes).
+    pub fn code_at(&self, unix: u64) -> String {
+        self.totp.code_at(unix)
+    }
+
     /// A code that is not the current, previous or next one.
     pub fn wrong_code(&self) -> String {
         let now = unix_now();

@@ -5,6 +5,7 @@
 //! Chromium through chromedriver. Each test gets its own data directory and ports (port 0), so
 //! they run in parallel.
 //!
+//! * [`attacks`]: the attack battery (redirects, injection, cookies, CSRF, slow clients, ...).
 //! * [`helpers`]: `spawn_app()` and friends.
 //! * [`flow`]: the HTTP contract through nginx (login, logout, replay, lockout, restart, ...).
 //! * [`browser`]: the same flow in a real browser, plus the login page screenshots.
@@ -13,6 +14,7 @@
 
 #![cfg(unix)]
 
+mod attacks;
 mod browser;
 mod cli;
 mod flow;
