@@ -78,6 +78,21 @@ struct Inner {
     persist_error: Mutex<Option<String>>,
 }
 
+/// The step a code must be newer than. Normally the last step used; but if that lies beyond
+/// any code we would accept now, the clock was ahead when it was recorded and has since been
+/// set back. Holding on to it would refuse every code until real time caught up (days, after a
+/// bad NTP jump), locking the owner out; a code from that "future" can only be replayed once
+/// the clock reaches it again, so the guard restarts from now instead.
+fn replay_floor(last_step: Option<u64>, now: u64) -> Option<u64> {
+    match last_step {
+        Some(last) if last > Totp::step_at(now) + 1 => {
+            warn!(ahead_secs = (last - Totp::step_at(now)) * 30, "the last code used is from the future: the clock was set back; replay protection restarts from now");
+            None
+        }
+        other => other,
+    }
+}
+
 /// A poisoned lock means a panic happened while it was held; the data inside is still the best
 /// we have (all updates are single assignments), so keep serving rather than cascade panics.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -153,7 +168,7 @@ impl Gateway {
         let verified = {
             let totp = self.inner.totp.read().unwrap_or_else(|p| p.into_inner());
             let mut last_step = lock(&self.inner.last_step);
-            let result = totp.verify(code, now, *last_step);
+            let result = totp.verify(code, now, replay_floor(*last_step, now));
             if let Ok(step) = result {
                 *last_step = Some(step);
             }
@@ -185,8 +200,9 @@ impl Gateway {
     /// "show the QR code again" gate). It still goes through the limiter.
     pub fn verify_code(&self, ip: IpAddr, code: &str) -> Result<(), LoginOutcome> {
         let attempt = lock(&self.inner.limiter).begin(ip, Instant::now(), unix_now()).map_err(LoginOutcome::Locked)?;
-        let last = *lock(&self.inner.last_step);
-        let result = self.inner.totp.read().unwrap_or_else(|p| p.into_inner()).verify(code, unix_now(), last);
+        let now = unix_now();
+        let last = replay_floor(*lock(&self.inner.last_step), now);
+        let result = self.inner.totp.read().unwrap_or_else(|p| p.into_inner()).verify(code, now, last);
         match result {
             Ok(_) => {
                 lock(&self.inner.limiter).succeeded(attempt, Instant::now());
@@ -315,5 +331,24 @@ impl Gateway {
             }
         }
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replay_floor_keeps_recent_steps_and_forgets_future_ones() {
+        let now = 1_700_000_000;
+        let step = Totp::step_at(now);
+        assert_eq!(replay_floor(None, now), None);
+        assert_eq!(replay_floor(Some(step - 100), now), Some(step - 100));
+        assert_eq!(replay_floor(Some(step), now), Some(step));
+        // The next step's code may legitimately have been used already.
+        assert_eq!(replay_floor(Some(step + 1), now), Some(step + 1));
+        // Two steps or more ahead: the clock went back.
+        assert_eq!(replay_floor(Some(step + 2), now), None);
+        assert_eq!(replay_floor(Some(step + 10_000), now), None);
     }
 }

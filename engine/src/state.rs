@@ -74,6 +74,7 @@ impl StateFile {
     /// Reads the state. Missing → empty. Unreadable or corrupt → moved aside to
     /// `state.json.corrupt-<unix time>`, a warning, and empty state.
     pub fn load(&self, now_unix: u64) -> Loaded {
+        self.remove_stale_temp_files();
         let problem = match std::fs::read(&self.path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Loaded { state: PersistedState { version: FORMAT_VERSION, ..Default::default() }, warning: None }
@@ -97,6 +98,20 @@ impl StateFile {
             ),
         };
         Loaded { state: PersistedState { version: FORMAT_VERSION, ..Default::default() }, warning: Some(warning) }
+    }
+
+    /// A process killed in the middle of [`StateFile::save`] leaves its temp file behind (the
+    /// state file itself is intact: it is replaced by a rename). Only one gateway uses a data
+    /// directory, so at load every such file is stale.
+    fn remove_stale_temp_files(&self) {
+        let (Some(dir), Some(name)) = (self.path.parent(), self.path.file_name()) else { return };
+        let prefix = format!(".{}.tmp-", name.to_string_lossy());
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
     }
 
     /// Writes the state atomically with 0600 permissions. Blocking: call from a blocking task.

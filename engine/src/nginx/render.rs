@@ -269,6 +269,20 @@ fn render_server(out: &mut String, prefix: &RoutePrefix, app: &AppConfig) {
     auth_headers(out, "$request_uri");
     out.push_str("    }\n\n");
 
+    // The app does not answer (not started, crashed): a page that says so, instead of nginx's
+    // bare 502, so nobody mistakes it for a SimpleOTP problem. Only reached after the check
+    // passed (auth_request runs first), so naming the app reveals nothing.
+    out.push_str("    location @simpleotp_upstream_down {\n");
+    let _ = writeln!(out, "        rewrite ^ {}? break;", prefix.route("upstream-down"));
+    auth_keepalive(out);
+    out.push_str("        proxy_method GET;\n");
+    out.push_str("        proxy_pass_request_body off;\n");
+    out.push_str("        proxy_set_header Content-Length \"\";\n");
+    out.push_str("        client_max_body_size 0;\n");
+    let _ = writeln!(out, "        proxy_set_header X-SimpleOTP-App \"{}\";", app.name.as_str());
+    auth_headers(out, "\"\"");
+    out.push_str("    }\n\n");
+
     // The app itself, behind auth_request.
     //
     // proxy_pass is always given *without* a URI part, so nginx forwards the request URI
@@ -287,6 +301,7 @@ fn render_server(out: &mut String, prefix: &RoutePrefix, app: &AppConfig) {
     out.push_str("    location / {\n");
     let _ = writeln!(out, "        auth_request {check};");
     out.push_str("        error_page 401 = @simpleotp_unauthorized;\n");
+    out.push_str("        error_page 502 504 = @simpleotp_upstream_down;\n");
     let _ = writeln!(out, "        proxy_pass {}://{};", up.scheme(), up.authority());
     if up.scheme() == "https" {
         out.push_str("        proxy_ssl_server_name on;\n");

@@ -127,6 +127,7 @@ async fn route(gateway: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> R
         (&Method::GET | &Method::HEAD, "login") => login_page(gateway, &caller, &req),
         (&Method::POST, "login") => login_submit(gateway, &caller, req, started).await,
         (&Method::GET | &Method::HEAD, "logout") => logout_page(gateway, req.headers()),
+        (&Method::GET | &Method::HEAD, "upstream-down") => upstream_down(req.headers()),
         (&Method::POST, "logout") => logout_submit(gateway, &caller, req).await,
         (&Method::GET | &Method::HEAD, "health") => health(),
         (&Method::POST, "control/unlock") => control_unlock(gateway, &caller, req.headers()),
@@ -259,6 +260,16 @@ async fn logout_submit(gateway: &Gateway, caller: &Caller, req: Request<Incoming
     let cookie = format!("{COOKIE_NAME}=; HttpOnly; SameSite=Lax; Path=/; Max-Age=0{}", if caller.https { "; Secure" } else { "" });
     response.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).expect("cookie is ASCII"));
     response
+}
+
+/// nginx's `error_page` for an app that does not answer (502/504 from nginx itself).
+fn upstream_down(headers: &HeaderMap) -> Response<Body> {
+    let app = headers.get("x-simpleotp-app").and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()).unwrap_or("The app");
+    let body = format!(
+        "{} is not answering. You are signed in, but the app behind SimpleOTP did not respond. Check that it is running, then reload this page.",
+        app
+    );
+    html(StatusCode::BAD_GATEWAY, pages::message_page("App not answering", &body))
 }
 
 fn health() -> Response<Body> {

@@ -10,6 +10,7 @@
 //! * [`flow`]: the HTTP contract through nginx (login, logout, replay, lockout, restart, ...).
 //! * [`browser`]: the same flow in a real browser, plus the login page screenshots.
 //! * [`cli`]: the `simpleotp` command as a user runs it (errors, signals, SIGKILL).
+//! * [`faults`]: an app that is down, a full or read-only disk, SIGKILL mid-write, clock jumps.
 //! * [`nginx`]: the nginx supervisor on its own, with a stand-in auth server.
 
 #![cfg(unix)]
@@ -17,6 +18,7 @@
 mod attacks;
 mod browser;
 mod cli;
+mod faults;
 mod flow;
 mod helpers;
 mod nginx;
