@@ -119,38 +119,92 @@ pub struct Results {
 
 type BenchResult<T> = Result<T, String>;
 
+/// `simpleotp serve` protecting the static app, as a user runs it, with a signed-in session.
+pub struct Gateway {
+    dir: tempfile::TempDir,
+    bin_dir: PathBuf,
+    _upstream: Child,
+    pub app_addr: SocketAddr,
+    pub port: u16,
+    /// `simpleotp_session=TOKEN`
+    pub cookie: String,
+    pub totp: Totp,
+    /// Tokens of the extra sessions stored before start.
+    pub extra_tokens: Vec<String>,
+    pub startup_ms: f64,
+    serve: Child,
+}
+
+impl Gateway {
+    pub async fn start(extra_sessions: usize) -> BenchResult<Gateway> {
+        let bin_dir = std::env::current_exe().map_err(|e| e.to_string())?.parent().unwrap().to_path_buf();
+        for binary in ["simpleotp", "bench-upstream"] {
+            if !bin_dir.join(binary).exists() {
+                return Err(format!("{binary} is missing next to the bench: build with `cargo build --release -p simpleotp-engine -p simpleotp-bench`"));
+            }
+        }
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let (upstream, app_addr) = spawn_listener(&bin_dir.join("bench-upstream"), "static").await?;
+        let secret = TotpSecret::generate();
+        SecretStore::file(dir.path().join("secret")).store(&secret, false).map_err(|e| e.to_string())?;
+        let totp = Totp::new(&secret, "bench", "bench");
+        let port = free_port();
+        let mut config = Config::default();
+        config.apps.push(app("B", app_addr, port));
+        config.save(&dir.path().join("config.toml")).map_err(|e| e.to_string())?;
+        let extra_tokens = store_sessions(&dir.path().join("data"), extra_sessions)?;
+        let (serve, startup_ms) = start_serve(&bin_dir.join("simpleotp"), dir.path(), port).await?;
+        let token = login(port, &totp).await?;
+        Ok(Gateway {
+            dir,
+            bin_dir,
+            _upstream: upstream,
+            app_addr,
+            port,
+            cookie: format!("{COOKIE_NAME}={token}"),
+            totp,
+            extra_tokens,
+            startup_ms,
+            serve,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.serve.id().unwrap_or(0)
+    }
+
+    /// Stops the gateway, adds `count` sessions to its state file and starts it again. Returns
+    /// the start-up time.
+    pub async fn restart_with_sessions(&mut self, count: usize) -> BenchResult<f64> {
+        stop(&mut self.serve).await;
+        self.extra_tokens = store_sessions(&self.dir.path().join("data"), count)?;
+        let (serve, startup_ms) = start_serve(&self.bin_dir.join("simpleotp"), self.dir.path(), self.port).await?;
+        self.serve = serve;
+        Ok(startup_ms)
+    }
+}
+
+/// The highest throughput of B (16 connections, 5 s).
+pub async fn max_rps(gateway: &Gateway) -> BenchResult<f64> {
+    let wrk = Wrk { connections: 16, duration: Duration::from_secs(5) };
+    let run = wrk.run(&format!("http://127.0.0.1:{}/", gateway.port), Some(&format!("Cookie: {}", gateway.cookie)), None).await?;
+    Ok(run.requests_per_second())
+}
+
 /// Runs the whole plan. Everything started here is stopped when it returns (children are
 /// killed on drop, the nginx instances stop on drop).
 pub async fn run(plan: &Plan) -> BenchResult<Results> {
-    let bin_dir = std::env::current_exe().map_err(|e| e.to_string())?.parent().unwrap().to_path_buf();
-    let simpleotp = bin_dir.join("simpleotp");
-    let helper = bin_dir.join("bench-upstream");
-    for binary in [&simpleotp, &helper] {
-        if !binary.exists() {
-            return Err(format!("{} is missing: build with `cargo build --release -p simpleotp-engine -p simpleotp-bench`", binary.display()));
-        }
-    }
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let (_app, app_addr) = spawn_listener(&helper, "static").await?;
-    let (noop, noop_addr) = spawn_listener(&helper, "noop-auth").await?;
-
-    // B: the real gateway, as a user runs it.
-    let secret_file = dir.path().join("secret");
-    let secret = TotpSecret::generate();
-    SecretStore::file(&secret_file).store(&secret, false).map_err(|e| e.to_string())?;
-    let totp = Totp::new(&secret, "bench", "bench");
-    let port_b = free_port();
-    let mut config = Config::default();
-    config.apps.push(app("B", app_addr, port_b));
-    let config_path = dir.path().join("config.toml");
-    config.save(&config_path).map_err(|e| e.to_string())?;
-    let data_dir = dir.path().join("data");
-    let (mut serve, startup_ms) = start_serve(&simpleotp, &config_path, &data_dir, &secret_file, port_b).await?;
-    let cookie = login(port_b, &totp).await?;
+    let mut gateway = Gateway::start(0).await?;
+    let bin_dir = gateway.bin_dir.clone();
+    let (noop, noop_addr) = spawn_listener(&bin_dir.join("bench-upstream"), "noop-auth").await?;
+    let app_addr = gateway.app_addr;
+    let port_b = gateway.port;
+    let startup_ms = gateway.startup_ms;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let idle_rss_kib = rss_kib(serve.id().unwrap());
+    let idle_rss_kib = rss_kib(gateway.pid());
 
     // A and C: the same generated config, in nginx instances of their own.
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let binary = nginx::discover(None).map_err(|e| e.to_string())?;
     let prefix = RoutePrefix::default();
     let port_a = free_port();
@@ -164,7 +218,7 @@ pub async fn run(plan: &Plan) -> BenchResult<Results> {
     let _nginx_a = Nginx::start(binary.clone(), layout_a, unprotected, &apps_a).await.map_err(|e| e.to_string())?;
     let _nginx_c = Nginx::start(binary, layout_c, floor, &apps_c).await.map_err(|e| e.to_string())?;
 
-    let cookie_header = format!("Cookie: {COOKIE_NAME}={cookie}");
+    let cookie_header = format!("Cookie: {}", gateway.cookie);
     let url = |port: u16| format!("http://127.0.0.1:{port}/");
     for (port, cookie, expected) in [(port_a, true, 200), (port_b, true, 200), (port_c, true, 200), (port_b, false, 302)] {
         let status = get_status(port, cookie.then_some(cookie_header.as_str())).await?;
@@ -173,7 +227,7 @@ pub async fn run(plan: &Plan) -> BenchResult<Results> {
         }
     }
 
-    let serve_pid = serve.id().unwrap();
+    let serve_pid = gateway.pid();
     let noop_pid = noop.id().unwrap();
     let mut levels = Vec::new();
     let mut max_rss_under_load_kib = idle_rss_kib;
@@ -200,13 +254,12 @@ pub async fn run(plan: &Plan) -> BenchResult<Results> {
     let burst = Burst { check_during_burst: check_during_burst?, wrong_codes: wrong_codes? };
 
     eprintln!("{} sessions...", plan.many_sessions);
-    stop(&mut serve).await;
-    let token = store_many_sessions(&data_dir, plan.many_sessions)?;
-    let (serve2, startup_with_sessions_ms) = start_serve(&simpleotp, &config_path, &data_dir, &secret_file, port_b).await?;
+    let startup_with_sessions_ms = gateway.restart_with_sessions(plan.many_sessions).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let rss_with_sessions_kib = rss_kib(serve2.id().unwrap());
+    let rss_with_sessions_kib = rss_kib(gateway.pid());
+    let token = gateway.extra_tokens[plan.many_sessions / 2].clone();
     let many_cookie = format!("Cookie: {COOKIE_NAME}={token}");
-    let check_with_sessions = check.run(&url(port_b), Some(&many_cookie), serve2.id()).await?;
+    let check_with_sessions = check.run(&url(port_b), Some(&many_cookie), Some(gateway.pid())).await?;
     if check_with_sessions.requests == 0 || check_with_sessions.status_errors > 0 {
         return Err("the session stored with the others was not accepted".into());
     }
@@ -258,17 +311,18 @@ async fn spawn_listener(helper: &Path, mode: &str) -> BenchResult<(Child, Socket
     Ok((child, addr))
 }
 
-/// Starts `simpleotp serve` and returns it with the time until the first protected response.
-async fn start_serve(binary: &Path, config: &Path, data_dir: &Path, secret: &Path, port: u16) -> BenchResult<(Child, f64)> {
+/// Starts `simpleotp serve` (config, secret and data in `dir`) and returns it with the time
+/// until the first protected response.
+async fn start_serve(binary: &Path, dir: &Path, port: u16) -> BenchResult<(Child, f64)> {
     let started = Instant::now();
     let child = Command::new(binary)
         .arg("serve")
         .arg("--config")
-        .arg(config)
+        .arg(dir.join("config.toml"))
         .arg("--data-dir")
-        .arg(data_dir)
+        .arg(dir.join("data"))
         .arg("--secret-file")
-        .arg(secret)
+        .arg(dir.join("secret"))
         .env("SIMPLEOTP_LOG", "warn")
         .stdout(Stdio::null())
         .kill_on_drop(true)
@@ -307,7 +361,7 @@ async fn get_status(port: u16, header: Option<&str>) -> BenchResult<u16> {
 }
 
 /// Signs in with the current code and returns the session token.
-async fn login(port: u16, totp: &Totp) -> BenchResult<String> {
+pub async fn login(port: u16, totp: &Totp) -> BenchResult<String> {
     let body = format!("code={}&next=%2F", totp.code_at(unix_now()));
     let request = format!(
         "POST /_simpleotp/login HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -321,24 +375,24 @@ async fn login(port: u16, totp: &Totp) -> BenchResult<String> {
         .ok_or(format!("login failed with HTTP {status}"))
 }
 
-/// Writes a state file holding `count` sessions (the gateway must be stopped) and returns the
-/// token of one of them.
-fn store_many_sessions(data_dir: &Path, count: usize) -> BenchResult<String> {
+/// Adds `count` sessions to the state file in `data_dir` (the gateway must be stopped) and
+/// returns their tokens.
+fn store_sessions(data_dir: &Path, count: usize) -> BenchResult<Vec<String>> {
+    std::fs::create_dir_all(data_dir).map_err(|e| e.to_string())?;
     let file = StateFile::in_dir(data_dir);
-    let mut state = file.load(unix_now()).state;
+    let state = file.load(unix_now()).state;
     let mut store = SessionStore::new(Default::default());
     let now = unix_now();
-    let mut kept = None;
+    let mut tokens = Vec::with_capacity(count);
     for i in 0..count {
         let ip = std::net::IpAddr::from([10, (i >> 16) as u8, (i >> 8) as u8, i as u8]);
         let (token, _) = store.create(Some(ip), "Mozilla/5.0 (X11; Linux x86_64) bench", now);
-        if i == count / 2 {
-            kept = Some(token.expose().to_string());
-        }
+        tokens.push(token.expose().to_string());
     }
-    state.sessions.extend(store.snapshot());
-    file.save(&PersistedState { sessions: state.sessions, ..state }).map_err(|e| e.to_string())?;
-    kept.ok_or("no sessions".into())
+    let mut sessions = state.sessions.clone();
+    sessions.extend(store.snapshot());
+    file.save(&PersistedState { sessions, ..state }).map_err(|e| e.to_string())?;
+    Ok(tokens)
 }
 
 struct Wrk {
@@ -433,7 +487,7 @@ fn clock_ticks_per_second() -> f64 {
         .unwrap_or(100.0)
 }
 
-fn rss_kib(pid: u32) -> u64 {
+pub fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()

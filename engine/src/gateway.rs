@@ -73,6 +73,12 @@ struct Inner {
     limiter: Mutex<Limiter>,
     state_file: StateFile,
     write_lock: tokio::sync::Mutex<()>,
+    /// Group commit: every call to [`Gateway::persist`] takes a number; a write covers every
+    /// number taken before its snapshot, so callers that queued behind it return at once
+    /// instead of writing the same state again (a thousand concurrent sign-outs are a few
+    /// writes, not a thousand).
+    persist_requests: std::sync::atomic::AtomicU64,
+    persisted_up_to: std::sync::atomic::AtomicU64,
     control_token: String,
     events: broadcast::Sender<GatewayEvent>,
     persist_error: Mutex<Option<String>>,
@@ -113,6 +119,8 @@ impl Gateway {
                 limiter: Mutex::new(Limiter::new(parts.limiter_settings, Instant::now())),
                 state_file: parts.state_file,
                 write_lock: tokio::sync::Mutex::new(()),
+                persist_requests: std::sync::atomic::AtomicU64::new(0),
+                persisted_up_to: std::sync::atomic::AtomicU64::new(0),
                 control_token: parts.control_token,
                 events,
                 persist_error: Mutex::new(None),
@@ -302,7 +310,15 @@ impl Gateway {
 
     /// Writes the state file now.
     pub async fn persist(&self) -> Result<(), StateWriteError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        // Taken after the caller's change was made, so a snapshot taken after this number was
+        // read includes that change.
+        let ticket = self.inner.persist_requests.fetch_add(1, SeqCst) + 1;
         let _serialised = self.inner.write_lock.lock().await;
+        if self.inner.persisted_up_to.load(SeqCst) >= ticket && lock(&self.inner.persist_error).is_none() {
+            return Ok(());
+        }
+        let covers = self.inner.persist_requests.load(SeqCst);
         let state = PersistedState {
             version: 1,
             last_totp_step: *lock(&self.inner.last_step),
@@ -318,7 +334,10 @@ impl Gateway {
             .unwrap_or_else(|e| Err(StateWriteError { path: Default::default(), source: std::io::Error::other(e.to_string()) }));
         let mut last_error = lock(&self.inner.persist_error);
         match &result {
-            Ok(()) => *last_error = None,
+            Ok(()) => {
+                *last_error = None;
+                self.inner.persisted_up_to.store(covers, SeqCst);
+            }
             Err(e) => {
                 // Try again at the next maintenance tick.
                 lock(&self.inner.sessions).mark_dirty();

@@ -148,7 +148,10 @@ pub fn render_config(layout: &NginxLayout, auth: SocketAddr, prefix: &RoutePrefi
     let _ = writeln!(out, "pid {};", quote_path(&layout.pid_path()));
     let _ = writeln!(out, "lock_file {};", quote_path(&layout.lock_path()));
     let _ = writeln!(out, "error_log {} warn;", quote_path(&layout.error_log()));
-    out.push_str("\nevents {\n    worker_connections 1024;\n}\n\nhttp {\n");
+    // Each proxied request holds two connections (browser and upstream) plus the auth check's
+    // keep-alive ones; 1024 ran out under a burst of a thousand concurrent clients.
+    out.push_str("worker_rlimit_nofile 16384;\n");
+    out.push_str("\nevents {\n    worker_connections 8192;\n}\n\nhttp {\n");
     out.push_str("    access_log off;\n    server_tokens off;\n    default_type application/octet-stream;\n");
     for ((directive, _), dir) in TEMP_KINDS.iter().zip(layout.temp_dirs()) {
         let _ = writeln!(out, "    {directive} {};", quote_path(&dir));
