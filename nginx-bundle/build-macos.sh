@@ -1,192 +1,20 @@
 #!/usr/bin/env bash
-# Builds the nginx sidecar for macOS from pinned, checksum-verified sources, statically linked
-# against PCRE2, zlib and OpenSSL, so that the binary needs nothing but what every Mac has.
+# Builds the macOS nginx sidecar(s) for the app: a relocatable nginx statically linked against
+# PCRE2, zlib and OpenSSL from pinned, SHA-256-checked sources, checked with `otool -L` (only
+# /usr/lib/libSystem.B.dylib and system frameworks) and with a real `nginx -t`:
 #
-#   nginx-bundle/build-macos.sh                          # the arch of this Mac
-#   nginx-bundle/build-macos.sh aarch64-apple-darwin x86_64-apple-darwin
+#   nginx-bundle/build-macos.sh                                  # this Mac's arch
+#   nginx-bundle/build-macos.sh aarch64-apple-darwin             # Apple silicon
+#   nginx-bundle/build-macos.sh x86_64-apple-darwin              # Intel (on an Intel Mac/Rosetta 2)
 #
-# Output (the Tauri externalBin location, never committed):
-#   src-tauri/binaries/nginx-<target-triple>       the sidecar Tauri bundles as Contents/MacOS/nginx
-#   src-tauri/binaries/nginx-licenses/             nginx, OpenSSL, PCRE2 and zlib licence texts
-#
-# Needs Xcode's command-line tools (clang, otool, lipo), curl, perl (for OpenSSL's Configure),
-# make. nginx's configure compiles and RUNS small test programs, so a binary for another arch can
-# only be built where it can run: x86_64 on an Intel Mac or under Rosetta 2, arm64 on Apple
-# silicon. The release workflow builds each on a matching runner.
-#
-# Environment: WORK_DIR (default target/nginx-bundle, which is gitignored), OUT_DIR (default
-# src-tauri/binaries), JOBS (default: number of CPUs), MACOSX_DEPLOYMENT_TARGET (default in
-# versions.env).
+# writes src-tauri/binaries/nginx-<triple> and src-tauri/binaries/nginx-licenses/. The recipe is
+# build-static.sh (shared with the Linux build an AppImage would use); see README.md.
 set -euo pipefail
-
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-root=$(dirname "$here")
-# shellcheck source-path=SCRIPTDIR source=versions.env
-. "$here/versions.env"
-
-work=${WORK_DIR:-$root/target/nginx-bundle}
-out=${OUT_DIR:-$root/src-tauri/binaries}
-jobs=${JOBS:-$(sysctl -n hw.ncpu 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)}
-export MACOSX_DEPLOYMENT_TARGET
-
-die() { echo "build-macos.sh: $*" >&2; exit 1; }
-log() { echo "==> $*" >&2; }
-
-sha256_of() {
-    if command -v sha256sum >/dev/null; then sha256sum "$1" | cut -d' ' -f1; else shasum -a 256 "$1" | cut -d' ' -f1; fi
-}
-
-# fetch URL SHA256: downloads into $work/downloads once, and refuses a file whose hash differs.
-fetch() {
-    local url=$1 want=$2 file
-    file="$work/downloads/$(basename "$url")"
-    mkdir -p "$work/downloads"
-    if [ ! -f "$file" ] || [ "$(sha256_of "$file")" != "$want" ]; then
-        log "downloading $url"
-        curl -fsSL --retry 3 --proto '=https' -o "$file.part" "$url"
-        mv "$file.part" "$file"
-    fi
-    local got
-    got=$(sha256_of "$file")
-    if [ "$got" != "$want" ]; then
-        rm -f "$file"
-        die "SHA-256 mismatch for $url: expected $want, got $got (file removed)"
-    fi
-    log "verified $(basename "$file") $got"
-    printf '%s\n' "$file"
-}
-
-# unpack TARBALL DIR: a fresh copy of the sources for one arch (builds happen in-tree).
-unpack() {
-    rm -rf "$2"
-    mkdir -p "$2"
-    tar -xzf "$1" -C "$2" --strip-components=1
-}
-
-# The only libraries a sidecar may load: the C library and system frameworks.
-check_linkage() {
-    local bin=$1 bad
-    bad=$(otool -L "$bin" | tail -n +2 | awk '{print $1}' \
-        | grep -Ev '^(/usr/lib/libSystem\.B\.dylib|/System/Library/Frameworks/[^/]+\.framework/.*)$' || true)
-    if [ -n "$bad" ]; then
-        otool -L "$bin" >&2
-        die "$bin links libraries that are not on every Mac: $bad"
-    fi
-    log "otool -L: only libSystem and system frameworks"
-}
-
-build_one() {
-    local triple=$1 arch
-    case "$triple" in
-        aarch64-apple-darwin) arch=arm64 ;;
-        x86_64-apple-darwin) arch=x86_64 ;;
-        *) die "unknown target '$triple' (aarch64-apple-darwin or x86_64-apple-darwin)" ;;
+[ "$(uname -s)" = Darwin ] || { echo "build-macos.sh: needs macOS (on Linux: build-static.sh or linux.sh)" >&2; exit 1; }
+for t in "$@"; do
+    case "$t" in
+        aarch64-apple-darwin | x86_64-apple-darwin) ;;
+        *) echo "build-macos.sh: '$t' is not a macOS target (aarch64-apple-darwin, x86_64-apple-darwin)" >&2; exit 2 ;;
     esac
-    if [ "$(uname -m)" != "$arch" ] && ! arch "-$arch" /usr/bin/true 2>/dev/null; then
-        die "cannot run $arch programs on this $(uname -m) Mac, and nginx's configure must; build $triple on a matching runner (or install Rosetta 2 for x86_64)"
-    fi
-
-    local top="$work/$triple" deps="$work/$triple/deps"
-    local cflags="-arch $arch -mmacosx-version-min=$MACOSX_DEPLOYMENT_TARGET -O2"
-    rm -rf "$deps"
-    mkdir -p "$deps"
-
-    log "[$triple] zlib $ZLIB_VERSION"
-    unpack "$zlib_tgz" "$top/zlib"
-    (cd "$top/zlib" && CFLAGS="$cflags" ./configure --static --prefix="$deps" >/dev/null && make -j"$jobs" >/dev/null && make install >/dev/null)
-
-    log "[$triple] PCRE2 $PCRE2_VERSION"
-    unpack "$pcre2_tgz" "$top/pcre2"
-    # No JIT: under the hardened runtime of a notarized app it would need an extra entitlement.
-    (cd "$top/pcre2" && ./configure --prefix="$deps" --disable-shared --enable-static --disable-jit \
-        CFLAGS="$cflags" >/dev/null && make -j"$jobs" >/dev/null && make install >/dev/null)
-
-    log "[$triple] OpenSSL $OPENSSL_VERSION"
-    unpack "$openssl_tgz" "$top/openssl"
-    # Static libraries only (no-shared), no dynamically loaded engines/providers (no-module).
-    # OPENSSLDIR is compiled in but unused: nginx gets certificates from its own configuration.
-    (cd "$top/openssl" && ./Configure "darwin64-$arch-cc" no-shared no-module no-tests \
-        --prefix="$deps" --libdir=lib --openssldir=/usr/local/ssl "-mmacosx-version-min=$MACOSX_DEPLOYMENT_TARGET" >/dev/null \
-        && make -j"$jobs" build_libs >/dev/null && make install_dev >/dev/null)
-
-    log "[$triple] nginx $NGINX_VERSION"
-    unpack "$nginx_tgz" "$top/nginx"
-    # Only static archives are in $deps/lib, and it is searched first, so -lz, -lpcre2-8, -lssl
-    # and -lcrypto resolve to them (not to the SDK's libz). No --prefix and no paths: the engine
-    # always passes -p, -c and -e and sets pid, lock_file and every *_temp_path itself.
-    (cd "$top/nginx" && ./configure \
-        --with-cc-opt="$cflags -I$deps/include" \
-        --with-ld-opt="-arch $arch -mmacosx-version-min=$MACOSX_DEPLOYMENT_TARGET -L$deps/lib" \
-        --with-pcre \
-        --with-http_ssl_module \
-        --with-http_v2_module \
-        --with-http_auth_request_module \
-        --with-http_realip_module \
-        --with-threads \
-        >/dev/null && make -j"$jobs" >/dev/null)
-
-    local bin="$top/nginx/objs/nginx"
-    strip -x "$bin"
-    [ "$(lipo -archs "$bin")" = "$arch" ] || die "$bin is $(lipo -archs "$bin"), expected $arch"
-    check_linkage "$bin"
-    local v
-    v=$("$bin" -V 2>&1)
-    for module in http_auth_request_module http_ssl_module http_v2_module; do
-        grep -q -- "--with-$module" <<<"$v" || die "$bin lacks $module; nginx -V says: $v"
-    done
-    "$here/smoke-test.sh" "$bin"
-
-    mkdir -p "$out"
-    cp "$bin" "$out/nginx-$triple"
-    chmod 755 "$out/nginx-$triple"
-    log "[$triple] wrote $out/nginx-$triple"
-}
-
-# copy_licence SRC_DIR NAME: the first LICENSE*/LICENCE*/COPYING* file of a source tree.
-copy_licence() {
-    local f
-    for f in "$1"/LICENSE* "$1"/LICENCE* "$1"/COPYING*; do
-        if [ -f "$f" ]; then
-            cp "$f" "$out/nginx-licenses/$2.$(basename "$f")"
-            return 0
-        fi
-    done
-    return 1
-}
-
-copy_licenses() {
-    local src="$work/$1"
-    rm -rf "$out/nginx-licenses"
-    mkdir -p "$out/nginx-licenses"
-    copy_licence "$src/nginx" nginx || die "no licence file in the nginx sources"
-    copy_licence "$src/openssl" OpenSSL || die "no licence file in the OpenSSL sources"
-    copy_licence "$src/pcre2" PCRE2 || die "no licence file in the PCRE2 sources"
-    # zlib releases without a LICENSE file carry the licence at the end of README.
-    copy_licence "$src/zlib" zlib || sed -n '/^Copyright notice:/,$p' "$src/zlib/README" >"$out/nginx-licenses/zlib.LICENSE"
-    log "licences in $out/nginx-licenses"
-}
-
-[ "$(uname -s)" = Darwin ] || die "this builds the macOS sidecar and needs macOS (on Linux use linux.sh)"
-
-targets=("$@")
-if [ ${#targets[@]} -eq 0 ]; then
-    case "$(uname -m)" in
-        arm64) targets=(aarch64-apple-darwin) ;;
-        x86_64) targets=(x86_64-apple-darwin) ;;
-        *) die "unknown machine $(uname -m)" ;;
-    esac
-fi
-
-mkdir -p "$out"
-# Nothing downloaded or built is ever committed, even before the repo's .gitignore knows this dir.
-[ -f "$out/.gitignore" ] || printf '*\n' >"$out/.gitignore"
-
-nginx_tgz=$(fetch "$NGINX_SOURCE_URL" "$NGINX_SOURCE_SHA256")
-pcre2_tgz=$(fetch "$PCRE2_URL" "$PCRE2_SHA256")
-zlib_tgz=$(fetch "$ZLIB_URL" "$ZLIB_SHA256")
-openssl_tgz=$(fetch "$OPENSSL_URL" "$OPENSSL_SHA256")
-
-for t in "${targets[@]}"; do
-    build_one "$t"
 done
-copy_licenses "${targets[0]}"
+exec "$(dirname "${BASH_SOURCE[0]}")/build-static.sh" "$@"

@@ -72,7 +72,8 @@ if (-not (Test-Path -LiteralPath $exe)) { throw "the zip has no nginx-$version\n
 $bytes = [IO.File]::ReadAllBytes($exe)
 $pe = [BitConverter]::ToInt32($bytes, 0x3C)
 $machine = [BitConverter]::ToUInt16($bytes, $pe + 4)
-$arch = switch ($machine) { 0x14c { 'x86 (32-bit)' } 0x8664 { 'x64' } 0xAA64 { 'arm64' } default { ('0x{0:X}' -f $machine) } }
+$machines = @{ 0x014C = 'x86 (32-bit)'; 0x8664 = 'x64'; 0xAA64 = 'arm64' }
+$arch = if ($machines.ContainsKey([int]$machine)) { $machines[[int]$machine] } else { '0x{0:X}' -f $machine }
 Write-Host "==> nginx.exe is a $arch executable"
 
 # The engine needs auth_request; the official build has it, but check rather than assume.

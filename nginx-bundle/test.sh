@@ -76,7 +76,7 @@ same_both_ways() {
 }
 check "versions.env: bash and the KEY=VALUE reading agree on every value" same_both_ways
 
-# shellcheck source=versions.env
+# shellcheck source-path=SCRIPTDIR source=versions.env
 . "$env_file"
 hashes_are_hex() {
     local k rc=0 n=0
