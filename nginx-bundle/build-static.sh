@@ -192,16 +192,25 @@ copy_licenses() {
 }
 
 os=$(uname -s)
-targets=("$@")
-if [ ${#targets[@]} -eq 0 ]; then
+# No arrays: macOS's /bin/bash is 3.2, where an empty array is "unbound" under set -u.
+if [ $# -eq 0 ]; then
     case "$os:$(uname -m)" in
-        Darwin:arm64) targets=(aarch64-apple-darwin) ;;
-        Darwin:x86_64) targets=(x86_64-apple-darwin) ;;
-        Linux:x86_64) targets=(x86_64-unknown-linux-gnu) ;;
-        Linux:aarch64) targets=(aarch64-unknown-linux-gnu) ;;
+        Darwin:arm64) set -- aarch64-apple-darwin ;;
+        Darwin:x86_64) set -- x86_64-apple-darwin ;;
+        Linux:x86_64) set -- x86_64-unknown-linux-gnu ;;
+        Linux:aarch64) set -- aarch64-unknown-linux-gnu ;;
         *) die "no default target for $os on $(uname -m)" ;;
     esac
 fi
+
+# Refuse a wrong target before downloading anything.
+for t in "$@"; do
+    case "$os:$t" in
+        Darwin:aarch64-apple-darwin | Darwin:x86_64-apple-darwin) ;;
+        Linux:x86_64-unknown-linux-gnu | Linux:aarch64-unknown-linux-gnu) ;;
+        *) die "cannot build $t on $os (macOS: aarch64-apple-darwin, x86_64-apple-darwin; Linux: x86_64-unknown-linux-gnu, aarch64-unknown-linux-gnu)" ;;
+    esac
+done
 
 mkdir -p "$out"
 # Nothing downloaded or built is ever committed, even before the repo's .gitignore knows this dir.
@@ -212,7 +221,7 @@ pcre2_tgz=$(fetch "$PCRE2_URL" "$PCRE2_SHA256")
 zlib_tgz=$(fetch "$ZLIB_URL" "$ZLIB_SHA256")
 openssl_tgz=$(fetch "$OPENSSL_URL" "$OPENSSL_SHA256")
 
-for t in "${targets[@]}"; do
+for t in "$@"; do
     build_one "$t"
 done
-copy_licenses "${targets[0]}"
+copy_licenses "$1"

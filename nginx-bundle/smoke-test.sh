@@ -17,10 +17,23 @@ version_line=$("$bin" -v 2>&1) || die "$bin -v failed: $version_line"
 version=${version_line##*/}
 version=${version%% *}
 
+# version_at_least A B: whether dotted version A >= B (plain bash: macOS has bash 3.2 and a sort
+# that may lack -V).
+version_at_least() {
+    local IFS=. i
+    # shellcheck disable=SC2206 # splitting on dots is the point
+    local a=($1) b=($2)
+    for i in 0 1 2; do
+        if [ "${a[i]:-0}" -gt "${b[i]:-0}" ]; then return 0; fi
+        if [ "${a[i]:-0}" -lt "${b[i]:-0}" ]; then return 1; fi
+    done
+    return 0
+}
+
 # `http2 on;` exists since nginx 1.25.1; older ones only know `listen … http2`.
-http2_line="http2 on;"
-if [ "$(printf '%s\n%s\n' "$version" 1.25.1 | sort -V | head -n 1)" != 1.25.1 ]; then
-    http2_line=""
+http2_line=""
+if version_at_least "$version" 1.25.1; then
+    http2_line="http2 on;"
 fi
 
 dir=$(mktemp -d "${TMPDIR:-/tmp}/nginx-smoke.XXXXXX")

@@ -136,6 +136,22 @@ fake broken 1.24.0 "--with-http_auth_request_module" 1
 check "linux.sh rejects an nginx whose nginx -t fails" expect_rejection "$tmp/broken" "failed the smoke test"
 check "linux.sh rejects a path that is not there" expect_rejection "$tmp/none" "not an executable"
 
+# --- build scripts refuse what they cannot do, before downloading anything ----------------------
+refuses() { # refuses TEXT COMMAND...: COMMAND must fail and say TEXT
+    local text=$1 out
+    shift
+    if out=$("$@" 2>&1); then echo "succeeded: $out"; return 1; fi
+    grep -q -- "$text" <<<"$out" || { echo "failed, but without '$text': $out"; return 1; }
+}
+check "build-static.sh refuses a target it cannot build here" \
+    refuses "cannot build x86_64-pc-windows-msvc" env WORK_DIR="$tmp/w" OUT_DIR="$tmp/o" "$here/build-static.sh" x86_64-pc-windows-msvc
+if [ "$(uname -s)" != Darwin ]; then
+    check "build-macos.sh refuses to run off macOS" refuses "needs macOS" "$here/build-macos.sh"
+fi
+# shellcheck disable=SC2016 # $1 is for the inner bash; uname is faked so the target check is reached
+check "build-macos.sh refuses a non-macOS target" refuses "not a macOS target" \
+    bash -c 'uname() { echo Darwin; }; export -f uname; "$1" x86_64-unknown-linux-gnu' _ "$here/build-macos.sh"
+
 # --- workflows -------------------------------------------------------------------------------
 if python3 -c 'import yaml' 2>/dev/null; then
     for wf in "$root"/.github/workflows/*.yml; do
