@@ -50,8 +50,9 @@ fetch() {
     mkdir -p "$work/downloads"
     if [ ! -f "$file" ] || [ "$(sha256_of "$file")" != "$want" ]; then
         log "downloading $url"
-        curl -fsSL --retry 3 --proto '=https' -o "$file.part" "$url"
-        mv "$file.part" "$file"
+        # (errexit does not reach into $(fetch …), hence the explicit checks)
+        curl -fsSL --retry 3 --proto '=https' -o "$file.part" "$url" || die "download of $url failed"
+        mv "$file.part" "$file" || die "cannot move $file.part into place"
     fi
     local got
     got=$(sha256_of "$file")

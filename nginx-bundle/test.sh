@@ -145,6 +145,11 @@ refuses() { # refuses TEXT COMMAND...: COMMAND must fail and say TEXT
 }
 check "build-static.sh refuses a target it cannot build here" \
     refuses "cannot build x86_64-pc-windows-msvc" env WORK_DIR="$tmp/w" OUT_DIR="$tmp/o" "$here/build-static.sh" x86_64-pc-windows-msvc
+# A pin file whose first download cannot succeed (nothing listens on port 1): the build must stop there.
+sed 's|^NGINX_SOURCE_URL=.*|NGINX_SOURCE_URL=https://127.0.0.1:1/nginx-0.0.0.tar.gz|' "$env_file" >"$tmp/unreachable.env"
+check "build-static.sh stops at a failed download" \
+    refuses "download of https://127.0.0.1:1/nginx-0.0.0.tar.gz failed" \
+    env NGINX_BUNDLE_VERSIONS="$tmp/unreachable.env" WORK_DIR="$tmp/w" OUT_DIR="$tmp/o" "$here/build-static.sh"
 if [ "$(uname -s)" != Darwin ]; then
     check "build-macos.sh refuses to run off macOS" refuses "needs macOS" "$here/build-macos.sh"
 fi
