@@ -107,6 +107,9 @@ pub struct Machine {
     pub nginx: String,
     pub wrk: String,
     pub duration_s: u64,
+    /// `/proc/loadavg` when the run started: other work on the machine skews absolute numbers
+    /// (the ratios, measured side by side, much less).
+    pub load_average: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -513,5 +516,6 @@ fn machine(plan: &Plan) -> Machine {
         nginx: run("nginx", &["-v"]),
         wrk: run("wrk", &["-v"]),
         duration_s: plan.duration.as_secs(),
+        load_average: std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split_whitespace().take(3).collect::<Vec<_>>().join(" "),
     }
 }

@@ -40,8 +40,8 @@ pub fn markdown(results: &Results) -> String {
     let _ = writeln!(out, "# SimpleOTP benchmark\n");
     let _ = writeln!(
         out,
-        "Machine: {} ({} cores), {}; {}; {}. Each wrk run lasts {} s; all runs are in one session, side by side.\n",
-        m.cpu, m.cores, m.kernel, m.nginx, m.wrk, m.duration_s
+        "Machine: {} ({} cores), {}; {}; {}. Load average at the start: {}. Each wrk run lasts {} s; all runs are in one session, side by side.\n",
+        m.cpu, m.cores, m.kernel, m.nginx, m.wrk, m.load_average, m.duration_s
     );
     let _ = writeln!(out, "Rerun: `bench/run` (writes this file, `results.json` and `chart.svg` to `docs/bench/`).\n");
     let _ = writeln!(out, "![requests per second](chart.svg)\n");
