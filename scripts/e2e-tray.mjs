@@ -1,0 +1,475 @@
+// End-to-end test of the tray app, driven through the real WebKit webview (tauri-driver +
+// WebKitWebDriver) and a real browser (headless Chromium through chromedriver). No npm
+// packages: Node's own fetch speaks the W3C WebDriver protocol.
+//
+// Run it through scripts/e2e-tray.sh, which builds the app and provides Xvfb, a D-Bus session
+// and a throw-away GNOME keyring. What it checks:
+//   wizard → the secret reaches the keychain only after a correct code → first app added →
+//   Chromium logs in through nginx → the session shows in Sessions → Revoke → Chromium is
+//   sent back to the login page. Screenshots go to $SCREENSHOT_DIR (docs/screenshots).
+
+import { spawn, execFileSync } from 'node:child_process';
+import { createHmac } from 'node:crypto';
+import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+
+const APP = process.env.SIMPLEOTP_APP_BIN;
+// E2E_THEME=dark runs the same test with GTK's dark theme and names the screenshots *-dark.png.
+const DARK = process.env.E2E_THEME === 'dark';
+const SHOTS = process.env.SCREENSHOT_DIR;
+if (!APP || !SHOTS) throw new Error('set SIMPLEOTP_APP_BIN and SCREENSHOT_DIR (scripts/e2e-tray.sh does)');
+fs.mkdirSync(SHOTS, { recursive: true });
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'simpleotp-e2e-'));
+const children = [];
+const log = (...a) => console.log('[e2e]', ...a);
+
+// ---------------------------------------------------------------- helpers
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
+    s.on('error', reject);
+  });
+}
+
+function start(name, cmd, args, env) {
+  const out = fs.openSync(path.join(tmp, `${name}.log`), 'w');
+  const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', out, out] });
+  children.push({ name, child });
+  return child;
+}
+
+async function waitFor(what, fn, timeoutMs = 20000) {
+  const until = Date.now() + timeoutMs;
+  let last;
+  while (Date.now() < until) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (e) { last = e; }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${last.message}` : ''}`);
+}
+
+function canConnect(port) {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, '127.0.0.1');
+    socket.on('connect', () => { socket.destroy(); resolve(true); });
+    socket.on('error', () => resolve(false));
+  });
+}
+
+function base32Decode(text) {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  let bits = '';
+  for (const c of text.replace(/[\s=]/g, '').toUpperCase()) {
+    const v = alphabet.indexOf(c);
+    if (v < 0) throw new Error('not base32');
+    bits += v.toString(2).padStart(5, '0');
+  }
+  const bytes = [];
+  for (let i = 0; i + 8 <= bits.length; i += 8) bytes.push(parseInt(bits.slice(i, i + 8), 2));
+  return Buffer.from(bytes);
+}
+
+/** RFC 6238: HMAC-SHA-1, 30-second steps, 6 digits. */
+function totp(secretBase32, unixSeconds = Date.now() / 1000) {
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(Math.floor(unixSeconds / 30)));
+  const mac = createHmac('sha1', base32Decode(secretBase32)).update(counter).digest();
+  const offset = mac[mac.length - 1] & 0xf;
+  const value = (mac.readUInt32BE(offset) & 0x7fffffff) % 1_000_000;
+  return String(value).padStart(6, '0');
+}
+
+function keychainSecret() {
+  try {
+    return execFileSync('secret-tool', ['lookup', 'service', 'org.simpleotp.SimpleOTP', 'username', 'totp-secret'], { encoding: 'utf8' }).trim();
+  } catch {
+    return '';
+  }
+}
+
+// The tray menu as the desktop sees it: libayatana-appindicator exports it over D-Bus
+// (com.canonical.dbusmenu). Item ids are stable while items are updated in place, and change
+// when the menu is rebuilt.
+const MENU_PATH = '/org/ayatana/NotificationItem/tray_icon_tray_app_simpleotp/Menu';
+let menuOwner = null;
+
+function dbus(args) {
+  return execFileSync(args[0], args.slice(1), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+}
+
+function trayMenu() {
+  const layout = (name) => dbus(['gdbus', 'call', '--session', '--dest', name, '--object-path', MENU_PATH,
+    '--method', 'com.canonical.dbusmenu.GetLayout', '--', '0', '-1', '[]']);
+  let text = null;
+  if (menuOwner) {
+    try { text = layout(menuOwner); } catch { menuOwner = null; }
+  }
+  if (!text) {
+    const names = dbus(['dbus-send', '--session', '--print-reply', '--dest=org.freedesktop.DBus', '/', 'org.freedesktop.DBus.ListNames']).match(/:\d+\.\d+/g) ?? [];
+    for (const name of names) {
+      try { text = layout(name); menuOwner = name; break; } catch { /* not the app */ }
+    }
+  }
+  if (!text) throw new Error('no tray menu on the session bus');
+  return [...text.matchAll(/<\((\d+), \{([^}]*)\}/g)].map(([, id, props]) => ({
+    id: Number(id),
+    label: props.match(/'label': <'([^']*)'>/)?.[1],
+    enabled: !/'enabled': <false>/.test(props),
+    checked: /'toggle-state': <1>/.test(props),
+  })).filter((item) => item.label !== undefined);
+}
+
+function menuItem(label) {
+  return waitFor(`the tray menu item "${label}"`, () => trayMenu().find((item) => item.label === label));
+}
+
+/** A minimal W3C WebDriver client. */
+class WebDriver {
+  constructor(base) { this.base = base; }
+
+  async req(method, url, body) {
+    const res = await fetch(this.base + url, {
+      method,
+      headers: { 'content-type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const json = await res.json();
+    if (json.value && json.value.error) throw new Error(`${method} ${url}: ${json.value.error}: ${json.value.message}`);
+    return json.value;
+  }
+
+  async newSession(capabilities) {
+    const value = await this.req('POST', '/session', { capabilities: { alwaysMatch: capabilities } });
+    this.session = `/session/${value.sessionId}`;
+    return this;
+  }
+
+  s(url, method = 'GET', body) { return this.req(method, this.session + url, body); }
+  async find(css) {
+    const v = await this.s('/element', 'POST', { using: 'css selector', value: css });
+    return Object.values(v)[0];
+  }
+  async findAll(css) {
+    const v = await this.s('/elements', 'POST', { using: 'css selector', value: css });
+    return v.map((e) => Object.values(e)[0]);
+  }
+  click(id) { return this.s(`/element/${id}/click`, 'POST', {}); }
+  clear(id) { return this.s(`/element/${id}/clear`, 'POST', {}); }
+  type(id, text) { return this.s(`/element/${id}/value`, 'POST', { text }); }
+  text(id) { return this.s(`/element/${id}/text`); }
+  displayed(id) { return this.s(`/element/${id}/displayed`); }
+  exec(script, args = []) { return this.s('/execute/sync', 'POST', { script, args }); }
+  go(url) { return this.s('/url', 'POST', { url }); }
+  async screenshot(file, dir = SHOTS) {
+    if (DARK) file = file.replace(/\.png$/, '-dark.png');
+    const png = await this.s('/screenshot');
+    fs.writeFileSync(path.join(dir, file), Buffer.from(png, 'base64'));
+    log('screenshot', path.join(dir, file));
+  }
+  async close() { try { await this.req('DELETE', this.session); } catch { /* already gone */ } }
+
+  /** Waits until `css` is displayed and returns it. */
+  visible(css, timeoutMs) {
+    return waitFor(`${css} to be visible`, async () => {
+      const id = await this.find(css);
+      return (await this.displayed(id)) ? id : null;
+    }, timeoutMs);
+  }
+  async fill(css, text) {
+    const id = await this.visible(css);
+    await this.clear(id);
+    await this.type(id, text);
+  }
+  async clickOn(css) { await this.click(await this.visible(css)); }
+}
+
+// ---------------------------------------------------------------- the test
+
+let tauri;
+let chrome;
+let upstream;
+let failed = false;
+try {
+  // The app the test protects.
+  upstream = http.createServer((req, res) => {
+    res.setHeader('content-type', 'text/html; charset=utf-8');
+    res.end('<!doctype html><title>Upstream app</title><h1 id="upstream">Hello from the upstream app</h1>');
+  });
+  await new Promise((r) => upstream.listen(0, '127.0.0.1', r));
+  const upstreamAddr = `127.0.0.1:${upstream.address().port}`;
+  const protectedPort = await freePort();
+
+  const home = path.join(tmp, 'home');
+  fs.mkdirSync(home);
+  const appEnv = {
+    HOME: home,
+    XDG_CONFIG_HOME: path.join(home, '.config'),
+    XDG_DATA_HOME: path.join(home, '.local/share'),
+    SIMPLEOTP_CONFIG: path.join(tmp, 'config.toml'),
+    SIMPLEOTP_DATA_DIR: path.join(tmp, 'data'),
+    SIMPLEOTP_LOG: 'info',
+    ...(DARK ? { GTK_THEME: 'Adwaita:dark' } : {}),
+  };
+  const tauriPort = await freePort();
+  const nativePort = await freePort();
+  start('tauri-driver', 'tauri-driver', ['--port', String(tauriPort), '--native-port', String(nativePort)], appEnv);
+  const chromePort = await freePort();
+  start('chromedriver', 'chromedriver', [`--port=${chromePort}`]);
+  await waitFor('tauri-driver', () => fetch(`http://127.0.0.1:${tauriPort}/status`).then((r) => r.ok));
+  await waitFor('chromedriver', () => fetch(`http://127.0.0.1:${chromePort}/status`).then((r) => r.ok));
+
+  if (keychainSecret()) throw new Error('the throw-away keychain already holds a secret');
+
+  // 1. The wizard opens by itself on first run.
+  tauri = await new WebDriver(`http://127.0.0.1:${tauriPort}`).newSession({
+    'tauri:options': { application: APP, args: ['--show'] },
+  });
+  await tauri.visible('#wizard-start', 60000);
+  await tauri.screenshot('tray-wizard-start.png');
+  await tauri.clickOn('#wizard-start');
+  await tauri.visible('#wizard-qr');
+  const shownSecret = (await waitFor('the secret groups', async () => tauri.text(await tauri.find('#wizard-secret')))).replace(/\s/g, '');
+  if (!/^[A-Z2-7]{32}$/.test(shownSecret)) throw new Error(`unexpected secret text ${shownSecret.length} chars`);
+  await waitFor('the QR image', () => tauri.exec('return document.getElementById("wizard-qr").naturalWidth > 0'));
+  await tauri.screenshot('tray-wizard-qr.png');
+  if (keychainSecret()) throw new Error('the secret was stored before it was confirmed');
+
+  // 2. A wrong code is refused with a readable message; the right one stores the secret.
+  await tauri.clickOn('#wizard-next');
+  const wrong = String((Number(totp(shownSecret)) + 500000) % 1000000).padStart(6, '0');
+  await tauri.fill('#wizard-code', wrong);
+  await tauri.clickOn('#wizard-confirm');
+  const error = await waitFor('the wrong-code message', async () => {
+    const id = await tauri.find('#wizard-confirm-error');
+    return (await tauri.displayed(id)) && tauri.text(id);
+  });
+  if (!/not right/.test(error)) throw new Error(`unexpected error text: ${error}`);
+  if (keychainSecret()) throw new Error('a wrong code stored the secret');
+  await tauri.fill('#wizard-code', totp(shownSecret));
+  await tauri.clickOn('#wizard-confirm');
+  await tauri.visible('#wizard-app-name');
+  const stored = await waitFor('the secret in the keychain', () => keychainSecret());
+  if (stored !== shownSecret) throw new Error('the keychain holds a different secret than the one shown');
+  log('secret confirmed and found in the keychain');
+
+  // 3. The first app, through the wizard.
+  await tauri.fill('#wizard-app-name', 'Upstream');
+  await tauri.fill('#wizard-app-upstream', `http://${upstreamAddr}`);
+  await tauri.fill('#wizard-app-port', String(protectedPort));
+  await tauri.clickOn('#wizard-add-app');
+  const url = await waitFor('the protected URL', async () => tauri.text(await tauri.visible('#wizard-url')));
+  if (url !== `http://127.0.0.1:${protectedPort}/`) throw new Error(`unexpected protected URL ${url}`);
+  await tauri.screenshot('tray-wizard-done.png');
+  await tauri.clickOn('#wizard-finish');
+  await tauri.visible('#status-text');
+  await waitFor('status running', async () => (await tauri.text(await tauri.find('#status-text'))) === 'Protection is on');
+  await tauri.screenshot('tray-status.png');
+  const statusItem = await menuItem('Protection on · nobody signed in');
+  const openApp = await menuItem('Open Upstream');
+  if (!openApp.enabled) throw new Error('the app entry in the tray menu is disabled');
+  if ((await menuItem('Sign everyone out')).enabled) throw new Error('Sign everyone out is enabled with nobody signed in');
+  await tauri.clickOn('.nav[data-section="apps"]');
+  await tauri.visible('#apps-list li[data-name="Upstream"]');
+  await tauri.screenshot('tray-apps.png');
+
+  // 4. Chromium opens the protected URL: the login page, then the app after a code.
+  chrome = await new WebDriver(`http://127.0.0.1:${chromePort}`).newSession({
+    browserName: 'chrome',
+    'goog:chromeOptions': {
+      binary: '/usr/bin/chromium',
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
+        '--disable-sync', '--no-first-run', '--disable-quic', `--user-data-dir=${path.join(tmp, 'chromium')}`],
+    },
+  });
+  await chrome.go(url);
+  await chrome.visible('input#code');
+  await chrome.fill('input#code', totp(stored));
+  await chrome.clickOn('button[type=submit]');
+  await chrome.visible('#upstream');
+  log('Chromium signed in and sees the upstream app');
+  const signedIn = await menuItem('Protection on · 1 session');
+  if (signedIn.id !== statusItem.id) throw new Error('the tray menu was rebuilt instead of updated in place');
+  if (!(await menuItem('Sign everyone out')).enabled) throw new Error('Sign everyone out stayed disabled');
+  log('the tray menu follows the session count, updated in place');
+
+  // 5. The session shows in the Sessions list; revoking it sends Chromium back to the login page.
+  await tauri.clickOn('.nav[data-section="sessions"]');
+  const row = await tauri.visible('#sessions-list tr.session');
+  const rowText = await tauri.text(row);
+  if (!/127\.0\.0\.1/.test(rowText) || !/Chrome/.test(rowText)) throw new Error(`unexpected session row: ${rowText}`);
+  await tauri.screenshot('tray-sessions.png');
+  await tauri.clickOn('#sessions-list tr.session button.revoke');
+  await waitFor('the session to disappear', async () => (await tauri.findAll('#sessions-list tr.session')).length === 0);
+  await tauri.visible('#sessions-empty');
+  await chrome.go(url);
+  await chrome.visible('input#code');
+  const title = await chrome.s('/title');
+  if (!/Sign in/.test(title)) throw new Error(`expected the login page, got ${title}`);
+  log('after Revoke, Chromium is back at the login page');
+  if ((await menuItem('Protection on · nobody signed in')).id !== statusItem.id) throw new Error('the tray menu was rebuilt on revoke');
+
+  // 6. Pause from the window: the protected address stops answering; Resume brings it back.
+  await tauri.clickOn('.nav[data-section="status"]');
+  await tauri.clickOn('#status-pause');
+  await waitFor('paused', async () => (await tauri.text(await tauri.find('#status-text'))).startsWith('Protection is paused'));
+  if (await canConnect(protectedPort)) throw new Error('the protected port still answers while paused');
+  if ((await menuItem('Protection paused')).id !== statusItem.id) throw new Error('the tray menu was rebuilt on pause');
+  await menuItem('Resume protection');
+  await tauri.clickOn('#status-pause');
+  await waitFor('resumed', async () => (await tauri.text(await tauri.find('#status-text'))) === 'Protection is on');
+  await waitFor('the protected port to answer again', () => canConnect(protectedPort));
+  await menuItem('Pause protection');
+  log('pause and resume work, in the window and the tray menu');
+
+  // 7. A second launch hands over to the running instance and exits.
+  const second = spawn(APP, [], { env: { ...process.env, ...appEnv }, stdio: 'ignore' });
+  const exitCode = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => { second.kill('SIGKILL'); reject(new Error('a second instance kept running')); }, 20000);
+    second.on('exit', (code) => { clearTimeout(timer); resolve(code); });
+  });
+  if (exitCode !== 0) throw new Error(`the second instance exited with ${exitCode}`);
+  await tauri.visible('#status-text');
+  log('a second launch exits and leaves the first running');
+
+  // 8. Security and Settings.
+  await tauri.clickOn('.nav[data-section="security"]');
+  await waitFor('the lockout card', async () => (await tauri.text(await tauri.find('#security-lockout'))).length > 0);
+  // The QR code again: refused for a wrong code (which shows as a failed attempt), shown for a
+  // right one. Chromium used the current step's code, so take the next step's (±1 step is valid).
+  await tauri.fill('#security-code', wrong);
+  await tauri.clickOn('#security-show-qr');
+  await waitFor('the refusal', async () => {
+    const id = await tauri.find('#security-qr-error');
+    return (await tauri.displayed(id)) && /not right/.test(await tauri.text(id));
+  });
+  await waitFor('the failed attempt in the list', async () => /127\.0\.0\.1/.test(await tauri.text(await tauri.find('#security-failures'))));
+  await tauri.screenshot('tray-security.png');
+  await tauri.fill('#security-code', totp(stored, Date.now() / 1000 + 30));
+  await tauri.clickOn('#security-show-qr');
+  await tauri.visible('#security-qr-img');
+  const again = (await tauri.text(await tauri.find('#security-secret'))).replace(/\s/g, '');
+  if (again !== stored) throw new Error('Show QR code shows a different secret');
+  await tauri.clickOn('#security-hide-qr');
+  await waitFor('the QR code to be hidden', async () => !(await tauri.displayed(await tauri.find('#security-qr'))));
+  if (await tauri.exec('return document.getElementById("security-secret").textContent')) throw new Error('the secret stayed in the page');
+  log('the QR code is shown again only after a right code, and removed from the page after');
+
+  // Someone guesses codes in the browser: a lockout starts, a desktop notification goes out
+  // (seen on the session bus), Security shows it, and Unlock lifts it.
+  const monitor = start('dbus-monitor', 'dbus-monitor', ['--session', "interface='org.freedesktop.Notifications',member='Notify'"]);
+  await new Promise((r) => setTimeout(r, 500));
+  for (let i = 0; i < 5; i++) {
+    await chrome.go(url);
+    await chrome.fill('input#code', wrong);
+    await chrome.clickOn('button[type=submit]');
+    await chrome.visible('#msg');
+  }
+  await waitFor('the Unlock button', async () => tauri.displayed(await tauri.find('#security-unlock')));
+  const lockText = await tauri.text(await tauri.find('#security-lockout'));
+  if (!/127\.0\.0\.1/.test(lockText)) throw new Error(`unexpected lockout text: ${lockText}`);
+  await waitFor('the lockout notification', () => fs.readFileSync(path.join(tmp, 'dbus-monitor.log'), 'utf8').includes('Someone is guessing codes'));
+  monitor.kill('SIGTERM');
+  await tauri.screenshot('tray-security-lockout.png');
+  await tauri.clickOn('#security-unlock');
+  await waitFor('the lockout to be lifted', async () => /No lockouts/.test(await tauri.text(await tauri.find('#security-lockout'))));
+  log('guessing codes locks out with a notification; Unlock lifts it');
+  await tauri.clickOn('.nav[data-section="settings"]');
+  await waitFor('the nginx line', async () => (await tauri.text(await tauri.find('#settings-nginx-found'))).startsWith('Using nginx'));
+  await tauri.screenshot('tray-settings.png');
+
+  // Launch at login: the real autostart entry appears, and the tray's check follows.
+  await tauri.clickOn('#settings-autostart');
+  await tauri.clickOn('#settings-save');
+  await tauri.visible('#settings-saved');
+  const autostartDir = path.join(appEnv.XDG_CONFIG_HOME, 'autostart');
+  const entry = await waitFor('the autostart entry', () => fs.existsSync(autostartDir) && fs.readdirSync(autostartDir).find((f) => f.endsWith('.desktop')));
+  const desktopFile = fs.readFileSync(path.join(autostartDir, entry), 'utf8');
+  if (!desktopFile.includes('--autostart')) throw new Error('the autostart entry does not pass --autostart');
+  await waitFor('the tray check', async () => (await menuItem('Launch at login')).checked);
+  log('launch at login writes the autostart entry and checks the tray item');
+
+  // The window may call only the app's own commands: a plugin command is refused.
+  const denied = await tauri.s('/execute/async', 'POST', {
+    script: 'const done = arguments[0]; window.__TAURI__.core.invoke("plugin:autostart|disable").then(() => done("allowed"), (e) => done("denied: " + e));',
+    args: [],
+  });
+  if (!String(denied).startsWith('denied')) throw new Error(`a command outside the capability was allowed: ${denied}`);
+  log('commands outside the capability are refused');
+
+  // Rename the app: the list and the tray entry follow (the tray item is renamed in place).
+  const openItem = await menuItem('Open Upstream');
+  await tauri.clickOn('.nav[data-section="apps"]');
+  await tauri.clickOn('#apps-list li[data-name="Upstream"] button.edit');
+  await tauri.fill('#apps-name', 'Upstream app');
+  await tauri.clickOn('#apps-save');
+  await tauri.visible('#apps-list li[data-name="Upstream app"]');
+  if ((await menuItem('Open Upstream app')).id !== openItem.id) throw new Error('the tray menu was rebuilt on rename');
+  log('editing an app renames it in the list and the tray menu');
+
+  // 9. Quit from the tray menu (clicked through D-Bus, as the panel would): nginx stops, the
+  // state file is written, and the control file goes away (the last step of a clean stop).
+  const dataDir = appEnv.SIMPLEOTP_DATA_DIR;
+  const gone = (pid) => { try { process.kill(pid, 0); return false; } catch { return true; } };
+  const running = () => ({
+    app: JSON.parse(fs.readFileSync(path.join(dataDir, 'control.json'), 'utf8')).pid,
+    nginx: Number(fs.readFileSync(path.join(dataDir, 'nginx', 'nginx.pid'), 'utf8')),
+  });
+  const stoppedCleanly = async (pids, how) => {
+    await waitFor(`the app to exit after ${how}`, () => gone(pids.app));
+    await waitFor(`nginx to exit after ${how}`, () => gone(pids.nginx));
+    if (fs.existsSync(path.join(dataDir, 'control.json'))) throw new Error(`${how} did not stop cleanly (control file left behind)`);
+    if (!fs.existsSync(path.join(dataDir, 'state.json'))) throw new Error(`${how} did not write the state file`);
+    if (await canConnect(protectedPort)) throw new Error(`the protected port still answers after ${how}`);
+  };
+  let pids = running();
+  const quit = await menuItem('Quit SimpleOTP');
+  dbus(['gdbus', 'call', '--session', '--dest', menuOwner, '--object-path', MENU_PATH, '--method', 'com.canonical.dbusmenu.Event',
+    '--', String(quit.id), 'clicked', '<int32 0>', '0']);
+  await stoppedCleanly(pids, 'Quit');
+  log('Quit in the tray menu stops the app, nginx and the gateway cleanly');
+
+  // 10. Started again (as at login): protection comes back by itself, no window; SIGTERM (logout,
+  // kill) stops it as cleanly as Quit.
+  const restarted = spawn(APP, ['--autostart'], { env: { ...process.env, ...appEnv }, stdio: 'ignore' });
+  children.push({ name: 'app', child: restarted });
+  await waitFor('protection after a restart', () => canConnect(protectedPort), 30000);
+  await menuItem('Protection on · nobody signed in');
+  pids = running();
+  process.kill(pids.app, 'SIGTERM');
+  await stoppedCleanly(pids, 'SIGTERM');
+  log('a restart finds the secret and the app; SIGTERM stops cleanly');
+  log('PASS');
+} catch (e) {
+  failed = true;
+  console.error('[e2e] FAIL:', e.message);
+  // Evidence for the failure, kept in the temporary directory (not in docs/).
+  if (tauri?.session) await tauri.screenshot('failure-app.png', tmp).catch(() => {});
+  if (chrome?.session) {
+    await chrome.screenshot('failure-chromium.png', tmp).catch(() => {});
+    const source = await chrome.s('/source').catch(() => '');
+    console.error(`---- Chromium page ----\n${String(source).slice(0, 3000)}`);
+  }
+  console.error(`[e2e] logs and screenshots kept in ${tmp}`);
+} finally {
+  await chrome?.close();
+  await tauri?.close();
+  upstream?.close();
+  for (const { child } of children.reverse()) child.kill('SIGTERM');
+  if (failed) {
+    for (const name of ['tauri-driver', 'chromedriver']) {
+      console.error(`---- ${name}.log ----\n${fs.readFileSync(path.join(tmp, `${name}.log`), 'utf8').slice(-6000)}`);
+    }
+  } else {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+}
+process.exit(failed ? 1 : 0);

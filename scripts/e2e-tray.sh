@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# End-to-end test of the tray app: builds it (debug), then drives the real WebKit webview through
+# tauri-driver + WebKitWebDriver and a headless Chromium through chromedriver, under Xvfb, in a
+# fresh D-Bus session with a throw-away GNOME keyring (scripts/with-keyring.sh).
+# The test itself is scripts/e2e-tray.mjs (Node, no npm packages). Screenshots land in
+# docs/screenshots/tray-*.png.
+#
+#     scripts/tray-deps.sh     # once: WebKitGTK, Xvfb, keyring, drivers, Chromium, nginx
+#     scripts/e2e-tray.sh
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+
+if [ "${1:-}" != "--inside" ]; then
+    export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
+    cargo build -p simpleotp-app
+    export SIMPLEOTP_APP_BIN="$CARGO_TARGET_DIR/debug/simpleotp-app"
+    export SCREENSHOT_DIR="${SCREENSHOT_DIR:-$root/docs/screenshots}"
+    exec "$root/scripts/with-keyring.sh" "$0" --inside
+fi
+
+# Inside the keyring's D-Bus session (which has no DISPLAY): a private X server for the webview.
+for tool in xvfb-run tauri-driver WebKitWebDriver chromedriver node; do
+    command -v "$tool" >/dev/null || { echo "$0: $tool is missing; run scripts/tray-deps.sh" >&2; exit 1; }
+done
+exec xvfb-run -a -s "-screen 0 1280x900x24" node "$root/scripts/e2e-tray.mjs"

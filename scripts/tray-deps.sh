@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what building and testing the tray app (src-tauri/) needs on Debian 12, and only
+# what is missing, so it is cheap to call from the test command on every run:
+#   - the WebKitGTK/GTK/appindicator development files Tauri v2 builds against on Linux,
+#   - Xvfb, D-Bus, GNOME keyring and secret-tool for tests without a desktop session,
+#   - WebKitWebDriver (webkit2gtk-driver) and tauri-driver for the end-to-end test,
+#   - Debian's Chromium + ChromeDriver, the browser that logs in to the protected app,
+#   - nginx, which the engine manages.
+set -euo pipefail
+
+packages=(
+    build-essential pkg-config
+    libwebkit2gtk-4.1-dev libjavascriptcoregtk-4.1-dev libsoup-3.0-dev
+    libayatana-appindicator3-dev librsvg2-dev libgtk-3-dev libxdo-dev libssl-dev
+    xvfb xauth dbus-daemon dbus-x11 gnome-keyring libsecret-tools
+    webkit2gtk-driver chromium chromium-driver nginx
+)
+
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "tray-deps: installing ${missing[*]}" >&2
+    sudo_cmd=()
+    [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+    "${sudo_cmd[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+
+# tauri-driver: the WebDriver front that starts the app and forwards to WebKitWebDriver.
+if ! command -v tauri-driver >/dev/null 2>&1; then
+    echo "tray-deps: installing tauri-driver" >&2
+    cargo install tauri-driver --locked
+fi

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The tray app's tests: the unit tests (tray menu, paths) and every command against the real
+# engine, nginx and a throw-away GNOME keyring; then, unless --unit-only, the end-to-end test.
+# One debug build serves both.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
+"$root/scripts/tray-deps.sh"
+"$root/scripts/with-keyring.sh" cargo test -p simpleotp-app
+if [ "${1:-}" != "--unit-only" ]; then
+    "$root/scripts/e2e-tray.sh"
+    # The same run in GTK's dark theme (also refreshes the *-dark.png screenshots); the app
+    # is already built, so this costs one more run of the test only.
+    E2E_THEME=dark "$root/scripts/e2e-tray.sh"
+fi

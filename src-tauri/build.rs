@@ -1,0 +1,29 @@
+// Every command the UI may call is listed here, so that Tauri generates an `allow-…` permission
+// for each and denies any command not granted in capabilities/main.json.
+const COMMANDS: &[&str] = &[
+    "status",
+    "retry",
+    "set_paused",
+    "wizard_begin",
+    "wizard_confirm",
+    "wizard_cancel",
+    "app_add",
+    "app_edit",
+    "app_remove",
+    "open_app",
+    "sessions_list",
+    "session_revoke",
+    "sessions_revoke_all",
+    "security_status",
+    "security_unlock",
+    "security_show_qr",
+    "secret_replace_begin",
+    "secret_replace_confirm",
+    "settings_get",
+    "settings_set",
+];
+
+fn main() {
+    tauri_build::try_build(tauri_build::Attributes::new().app_manifest(tauri_build::AppManifest::new().commands(COMMANDS)))
+        .expect("tauri build step failed");
+}

@@ -1,0 +1,160 @@
+//! The commands the window calls: each unwraps the core and turns its error into the message the
+//! user reads. The list here, `build.rs` and `capabilities/main.json` must agree.
+
+use std::sync::Arc;
+
+use tauri::{AppHandle, State};
+
+use crate::core::{AppInput, AppSaved, Core, CoreError, SecretView, SecurityView, SessionView, SettingsSaved, SettingsView, StatusView};
+
+type Core_<'a> = State<'a, Arc<Core>>;
+type Answer<T> = Result<T, String>;
+
+fn message(e: CoreError) -> String {
+    e.user_message()
+}
+
+#[tauri::command]
+pub fn status(core: Core_<'_>) -> StatusView {
+    core.status()
+}
+
+#[tauri::command]
+pub async fn retry(core: Core_<'_>) -> Answer<StatusView> {
+    core.retry().await.map_err(message)
+}
+
+#[tauri::command]
+pub async fn set_paused(core: Core_<'_>, paused: bool) -> Answer<StatusView> {
+    core.set_paused(paused).await.map_err(message)
+}
+
+#[tauri::command]
+pub async fn wizard_begin(core: Core_<'_>) -> Answer<SecretView> {
+    core.wizard_begin().await.map_err(message)
+}
+
+#[tauri::command]
+pub async fn wizard_confirm(core: Core_<'_>, code: String) -> Answer<StatusView> {
+    core.wizard_confirm(&code).await.map_err(message)
+}
+
+#[tauri::command]
+pub fn wizard_cancel(core: Core_<'_>) {
+    core.wizard_cancel()
+}
+
+#[tauri::command]
+pub async fn app_add(core: Core_<'_>, app: AppInput) -> Answer<AppSaved> {
+    core.app_add(app).await.map_err(message)
+}
+
+#[tauri::command]
+pub async fn app_edit(core: Core_<'_>, original: String, app: AppInput) -> Answer<AppSaved> {
+    core.app_edit(&original, app).await.map_err(message)
+}
+
+#[tauri::command]
+pub async fn app_remove(core: Core_<'_>, name: String) -> Answer<StatusView> {
+    core.app_remove(&name).await.map_err(message)
+}
+
+/// Opens a protected app in the default browser. Only the URL of a configured app can be
+/// opened, so the window cannot be used to launch arbitrary URLs or programs.
+#[tauri::command]
+pub fn open_app(core: Core_<'_>, name: String) -> Answer<()> {
+    let url = core.app_url(&name).map_err(message)?;
+    crate::open_in_browser(&url)
+}
+
+#[tauri::command]
+pub fn sessions_list(core: Core_<'_>) -> Vec<SessionView> {
+    core.sessions_list()
+}
+
+#[tauri::command]
+pub async fn session_revoke(core: Core_<'_>, id: String) -> Answer<()> {
+    core.session_revoke(&id).await.map_err(message)
+}
+
+#[tauri::command]
+pub async fn sessions_revoke_all(core: Core_<'_>) -> Answer<usize> {
+    Ok(core.sessions_revoke_all().await)
+}
+
+#[tauri::command]
+pub fn security_status(core: Core_<'_>) -> SecurityView {
+    core.security_status()
+}
+
+#[tauri::command]
+pub fn security_unlock(core: Core_<'_>) -> Answer<SecurityView> {
+    core.security_unlock().map_err(message)
+}
+
+#[tauri::command]
+pub async fn security_show_qr(core: Core_<'_>, code: String) -> Answer<SecretView> {
+    core.security_show_qr(&code).await.map_err(message)
+}
+
+#[tauri::command]
+pub fn secret_replace_begin(core: Core_<'_>) -> Answer<SecretView> {
+    core.secret_replace_begin().map_err(message)
+}
+
+#[tauri::command]
+pub async fn secret_replace_confirm(core: Core_<'_>, code: String) -> Answer<usize> {
+    core.secret_replace_confirm(&code).await.map_err(message)
+}
+
+#[tauri::command]
+pub fn settings_get(core: Core_<'_>) -> SettingsSaved {
+    SettingsSaved { settings: core.settings_get(), nginx: core.nginx_found(), warnings: Vec::new() }
+}
+
+#[tauri::command]
+pub async fn settings_set(app: AppHandle, core: Core_<'_>, settings: SettingsView) -> Answer<SettingsSaved> {
+    let saved = core.settings_set(settings).await.map_err(message)?;
+    crate::refresh(&app);
+    Ok(saved)
+}
+
+/// The three lists that must agree: the commands `build.rs` makes permissions for, the ones
+/// the capability grants, and the ones registered with Tauri.
+#[cfg(test)]
+mod tests {
+    fn build_rs_commands() -> Vec<String> {
+        let text = include_str!("../build.rs");
+        let start = text.find("const COMMANDS").expect("COMMANDS in build.rs");
+        let list = &text[start..text[start..].find("];").map(|e| start + e).expect("end of COMMANDS")];
+        list.lines().filter_map(|l| l.trim().strip_prefix('"')?.strip_suffix("\",").map(str::to_string)).collect()
+    }
+
+    #[test]
+    fn every_command_is_generated_granted_and_registered() {
+        let commands = build_rs_commands();
+        assert_eq!(commands.len(), 20, "{commands:?}");
+        let capability: serde_json::Value = serde_json::from_str(include_str!("../capabilities/main.json")).unwrap();
+        let granted: Vec<String> = capability["permissions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|p| p.as_str()?.strip_prefix("allow-").map(|c| c.replace('-', "_")))
+            .collect();
+        assert_eq!(granted, commands, "capabilities/main.json grants exactly the app's commands");
+        let lib = include_str!("lib.rs");
+        for command in &commands {
+            assert!(lib.contains(&format!("commands::{command},")), "{command} is not registered in lib.rs");
+            assert!(include_str!("commands.rs").contains(&format!("pub async fn {command}(")) || include_str!("commands.rs").contains(&format!("pub fn {command}(")));
+        }
+    }
+
+    #[test]
+    fn the_capability_grants_nothing_else_but_event_listening() {
+        let capability: serde_json::Value = serde_json::from_str(include_str!("../capabilities/main.json")).unwrap();
+        let others: Vec<&str> =
+            capability["permissions"].as_array().unwrap().iter().filter_map(|p| p.as_str()).filter(|p| !p.starts_with("allow-")).collect();
+        assert_eq!(others, ["core:event:allow-listen", "core:event:allow-unlisten"]);
+        assert_eq!(capability["windows"], serde_json::json!(["main"]));
+    }
+}

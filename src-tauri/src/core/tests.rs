@@ -1,0 +1,478 @@
+//! Every command against the real parts: the engine's auth server, a real nginx, and the
+//! keychain (run inside `scripts/with-keyring.sh`, which provides a throw-away GNOME keyring).
+//! Each test has its own directories, ports and keychain entry, so they run in parallel.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use simpleotp_engine::session::COOKIE_NAME;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::*;
+
+struct FakeLaunch(AtomicBool);
+
+impl LaunchAtLogin for FakeLaunch {
+    fn is_enabled(&self) -> std::result::Result<bool, String> {
+        Ok(self.0.load(Ordering::SeqCst))
+    }
+    fn set_enabled(&self, enabled: bool) -> std::result::Result<(), String> {
+        self.0.store(enabled, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+struct Harness {
+    dir: tempfile::TempDir,
+    core: Arc<Core>,
+    store: SecretStore,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        let _ = self.store.delete();
+    }
+}
+
+impl Harness {
+    fn new(name: &str) -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SecretStore::Keychain {
+            service: "org.simpleotp.SimpleOTP.tests".into(),
+            account: format!("{name}-{}", std::process::id()),
+        };
+        let _ = store.delete();
+        let core = Core::new(Self::paths(&dir, &store), Box::new(FakeLaunch(AtomicBool::new(false))));
+        Harness { dir, core, store }
+    }
+
+    fn paths(dir: &tempfile::TempDir, store: &SecretStore) -> Paths {
+        Paths { config: dir.path().join("config.toml"), data_dir: dir.path().join("data"), secret: store.clone() }
+    }
+
+    /// A second app instance over the same files (as after a restart).
+    fn reopen(&self) -> Arc<Core> {
+        Core::new(Self::paths(&self.dir, &self.store), Box::new(FakeLaunch(AtomicBool::new(false))))
+    }
+
+    fn code_for(&self, view: &SecretView) -> String {
+        let secret = TotpSecret::from_base32(&view.secret_groups.concat()).unwrap();
+        Totp::new(&secret, &view.issuer, &view.account).code_at(unix_now())
+    }
+
+    /// The current code of the secret in the keychain.
+    fn stored_code(&self) -> String {
+        self.code_in(0)
+    }
+
+    fn code_in(&self, seconds: u64) -> String {
+        let secret = self.store.load().unwrap();
+        let config = Config::load(&self.dir.path().join("config.toml")).unwrap();
+        Totp::new(&secret, &config.issuer(), &config.account()).code_at(unix_now() + seconds)
+    }
+
+    /// Runs the wizard to the end; protection is on afterwards.
+    async fn set_up(&self) {
+        self.core.start_up().await;
+        let view = self.core.wizard_begin().await.unwrap();
+        let status = self.core.wizard_confirm(&self.code_for(&view)).await.unwrap();
+        assert_eq!(status.state, "running", "{status:?}");
+    }
+
+    fn config_text(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("config.toml")).unwrap_or_default()
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A running upstream app (the engine's demo page); returns its address.
+async fn upstream() -> (SocketAddr, CancellationToken) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    tokio::spawn(simpleotp_engine::demo::serve_demo_app(listener, Default::default(), stop.clone()));
+    (addr, stop)
+}
+
+/// A plain HTTP/1.0 GET: (status code, headers and body).
+async fn get(url: &str, cookie: Option<&str>) -> (u16, String) {
+    let rest = url.strip_prefix("http://").unwrap();
+    let (authority, _) = rest.split_once('/').unwrap_or((rest, ""));
+    let mut stream = tokio::net::TcpStream::connect(authority).await.unwrap();
+    let cookie = cookie.map(|c| format!("Cookie: {COOKIE_NAME}={c}\r\n")).unwrap_or_default();
+    stream.write_all(format!("GET / HTTP/1.0\r\nHost: {authority}\r\n{cookie}\r\n").as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, response)
+}
+
+fn input(name: &str, upstream: &str, port: u16) -> AppInput {
+    AppInput { name: name.into(), upstream: upstream.into(), port }
+}
+
+async fn sign_in(core: &Core, ip: &str, code: &str) -> String {
+    let gateway = core.running_gateway().expect("running");
+    match gateway.login(ip.parse().unwrap(), code, "TestBrowser/1.0").await {
+        LoginOutcome::Success(token) => token.expose().to_string(),
+        other => panic!("login failed: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_run_needs_setup_and_nothing_is_stored_before_the_code_is_confirmed() {
+    let h = Harness::new("first-run");
+    h.core.start_up().await;
+    assert_eq!(h.core.status().state, "needs_setup");
+    assert!(h.core.needs_setup());
+
+    let view = h.core.wizard_begin().await.unwrap();
+    assert!(view.qr_svg.starts_with("<svg"));
+    assert_eq!(view.secret_groups.len(), 8, "160 bits = 32 base32 characters in groups of four");
+    assert!(view.secret_groups.iter().all(|g| g.len() == 4));
+    assert_eq!(view.issuer, "SimpleOTP");
+    let again = h.core.wizard_begin().await.unwrap();
+    assert_eq!(again.secret_groups, view.secret_groups, "going back shows the same secret");
+    assert!(!h.store.exists().unwrap(), "nothing is stored before a code confirms it");
+
+    assert!(matches!(h.core.wizard_confirm("000000").await, Err(CoreError::WrongCode) | Ok(_)));
+    assert!(matches!(h.core.wizard_confirm("12").await, Err(CoreError::MalformedCode)));
+    assert!(!h.store.exists().unwrap());
+
+    let status = h.core.wizard_confirm(&h.code_for(&view)).await.unwrap();
+    assert_eq!(status.state, "running");
+    assert_eq!(h.store.load().unwrap().to_grouped_base32().split_whitespace().collect::<Vec<_>>(), view.secret_groups);
+    assert!(matches!(h.core.wizard_begin().await, Err(CoreError::AlreadySetUp)));
+    assert!(!h.config_text().contains(&view.secret_groups.concat()), "the secret is never in the config");
+    h.core.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wizard_cancel_forgets_the_secret() {
+    let h = Harness::new("cancel");
+    h.core.start_up().await;
+    let view = h.core.wizard_begin().await.unwrap();
+    h.core.wizard_cancel();
+    assert!(matches!(h.core.wizard_confirm(&h.code_for(&view)).await, Err(CoreError::NoPendingSecret)));
+    let fresh = h.core.wizard_begin().await.unwrap();
+    assert_ne!(fresh.secret_groups, view.secret_groups);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apps_are_added_protected_edited_and_removed_with_reloads() {
+    let h = Harness::new("apps");
+    h.set_up().await;
+    let (up, _stop) = upstream().await;
+    let port = free_port();
+
+    let saved = h.core.app_add(input("Demo", &up.to_string(), port)).await.unwrap();
+    assert_eq!(saved.app.url, format!("http://127.0.0.1:{port}/"));
+    assert_eq!(saved.app.upstream, format!("http://{up}"), "a bare host:port gets http://");
+    assert_eq!(saved.warning, None, "the upstream answers");
+    assert!(h.config_text().contains("name = \"Demo\""));
+    assert_eq!(h.core.status().apps, vec![saved.app.clone()]);
+    assert_eq!(h.core.app_url("Demo").unwrap(), saved.app.url);
+
+    // Protected at once (an nginx reload): without a session, the login page.
+    let (status, response) = get(&saved.app.url, None).await;
+    assert_eq!(status, 302, "{response}");
+    assert!(response.contains("/_simpleotp/login"), "{response}");
+    let token = sign_in(&h.core, "127.0.0.1", &h.stored_code()).await;
+    let (status, response) = get(&saved.app.url, Some(&token)).await;
+    assert_eq!(status, 200, "{response}");
+
+    // Rename and move it.
+    let new_port = free_port();
+    let edited = h.core.app_edit("Demo", input("Demo two", &format!("http://{up}"), new_port)).await.unwrap();
+    assert_eq!(edited.app.url, format!("http://127.0.0.1:{new_port}/"));
+    assert_eq!(get(&edited.app.url, Some(&token)).await.0, 200);
+    assert!(h.config_text().contains("Demo two"));
+    assert!(matches!(h.core.app_edit("Nope", input("x", "http://127.0.0.1:1", 9)).await, Err(CoreError::NoSuchApp(_))));
+
+    h.core.app_remove("Demo two").await.unwrap();
+    assert!(h.core.status().apps.is_empty());
+    assert!(!h.config_text().contains("Demo two"));
+    assert!(matches!(h.core.app_remove("Demo two").await, Err(CoreError::NoSuchApp(_))));
+    h.core.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_apps_are_refused_with_readable_messages_and_nothing_is_saved() {
+    let h = Harness::new("bad-apps");
+    h.set_up().await;
+    let port = free_port();
+    let err = h.core.app_add(input("Bad/name", "http://127.0.0.1:8888", port)).await.unwrap_err();
+    assert!(err.user_message().contains("may only contain letters"), "{}", err.user_message());
+    let err = h.core.app_add(input("Jupyter", "ftp://127.0.0.1:8888", port)).await.unwrap_err();
+    assert!(err.user_message().contains("only http and https"), "{}", err.user_message());
+    let err = h.core.app_add(input("Jupyter", "http://127.0.0.1:8888", 8888)).await.unwrap_err();
+    assert!(err.user_message().contains("the app's own port"), "{}", err.user_message());
+    let err = h.core.app_add(input("Jupyter", "http://127.0.0.1:8888", 0)).await.unwrap_err();
+    assert!(err.user_message().contains("between 1 and 65535"), "{}", err.user_message());
+
+    // A port another program holds: nginx's check says so.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_port = taken.local_addr().unwrap().port();
+    let err = h.core.app_add(input("Jupyter", "http://127.0.0.1:8888", taken_port)).await.unwrap_err();
+    assert!(err.user_message().contains("already in use"), "{}", err.user_message());
+
+    // Duplicate names.
+    h.core.app_add(input("Jupyter", "http://127.0.0.1:8888", port)).await.unwrap();
+    let err = h.core.app_add(input("Jupyter", "http://127.0.0.1:8889", free_port())).await.unwrap_err();
+    assert!(err.user_message().contains("names must be unique"), "{}", err.user_message());
+    assert_eq!(h.core.status().apps.len(), 1);
+    assert_eq!(Config::load(&h.dir.path().join("config.toml")).unwrap().apps.len(), 1);
+    h.core.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_does_not_answer_is_saved_with_a_warning() {
+    let h = Harness::new("no-upstream");
+    h.set_up().await;
+    let silent = free_port();
+    let saved = h.core.app_add(input("Jupyter", &format!("http://127.0.0.1:{silent}"), free_port())).await.unwrap();
+    let warning = saved.warning.expect("a warning");
+    assert!(warning.contains("Nothing answers at"), "{warning}");
+    assert_eq!(h.core.status().apps.len(), 1);
+    h.core.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_are_listed_revoked_one_by_one_and_all_at_once() {
+    let h = Harness::new("sessions");
+    h.set_up().await;
+    let mut events = h.core.subscribe();
+    assert!(h.core.sessions_list().is_empty());
+    let code = h.stored_code();
+    let first = sign_in(&h.core, "192.0.2.7", &code).await;
+    let sessions = h.core.sessions_list();
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(sessions[0].client_ip, "192.0.2.7");
+    assert_eq!(sessions[0].user_agent, "TestBrowser/1.0");
+    assert!(sessions[0].expires_at > sessions[0].created_at);
+    assert_eq!(h.core.status().sessions, 1);
+    assert_eq!(tokio::time::timeout(Duration::from_secs(5), events.recv()).await.unwrap().unwrap(), CoreEvent::Changed);
+
+    h.core.session_revoke(&sessions[0].id).await.unwrap();
+    assert!(h.core.sessions_list().is_empty());
+    let gateway = h.core.running_gateway().unwrap();
+    assert!(!gateway.is_valid_any(&[simpleotp_engine::session::SessionToken::parse(&first).unwrap()]));
+    assert!(matches!(h.core.session_revoke(&sessions[0].id).await, Err(CoreError::NoSuchSession)));
+
+    // A code is accepted once; the next step's code (accepted as clock skew) signs in again.
+    sign_in(&h.core, "192.0.2.8", &h.code_in(30)).await;
+    assert_eq!(h.core.sessions_list().len(), 1);
+    assert_eq!(h.core.sessions_revoke_all().await, 1);
+    assert!(h.core.sessions_list().is_empty());
+    assert_eq!(h.core.sessions_revoke_all().await, 0);
+    h.core.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_qr_code_is_shown_again_only_after_a_current_code_and_guessing_locks_out() {
+    let h = Harness::new("show-qr");
+    h.set_up().await;
+    let mut events = h.core.subscribe();
+    let stored = h.store.load().unwrap().to_grouped_base32();
+
+    let view = h.core.security_show_qr(&h.stored_code()).await.unwrap();
+    assert_eq!(view.secret_groups.join(" "), stored);
+    assert!(view.qr_svg.starts_with("<svg"));
+    assert!(!format!("{view:?}").contains(&view.secret_groups[0]), "Debug never prints the secret");
+
+    // Wrong codes: refused, recorded, and the fifth starts a lockout (with a notice).
+    for _ in 0..5 {
+        assert!(matches!(h.core.security_show_qr("000000").await, Err(CoreError::WrongCode) | Ok(_)));
+    }
+    let security = h.core.security_status();
+    assert!(security.running);
+    assert!(security.recent_failures.len() >= 5);
+    assert_eq!(security.recent_failures[0].ip, "127.0.0.1");
+    assert_eq!(security.locked_clients.len(), 1, "{security:?}");
+    let err = h.core.security_show_qr(&h.stored_code()).await.unwrap_err();
+    assert!(matches!(err, CoreError::Locked(_)), "{err:?}");
+    assert!(err.user_message().contains("press Unlock"));
+    let notice = loop {
+        match tokio::time::timeout(Duration::from_secs(5), events.recv()).await.unwrap().unwrap() {
+            CoreEvent::LockoutStarted(notice) => break notice,
+            CoreEvent::Changed => continue,
+        }
+    };
+    assert!(notice.contains("wrong codes"), "{notice}");
+
+    let security = h.core.security_unlock().unwrap();
+    assert!(security.locked_clients.is_empty());
+    assert!(security.everyone_locked_for_secs.is_none());
+    h.core.security_show_qr(&h.stored_code()).await.unwrap();
+    h.core.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replacing_the_secret_needs_a_code_from_the_new_one_and_signs_everyone_out() {
+    let h = Harness::new("replace");
+    h.set_up().await;
+    let old = h.store.load().unwrap().to_base32();
+    sign_in(&h.core, "192.0.2.9", &h.stored_code()).await;
+
+    let view = h.core.secret_replace_begin().unwrap();
+    assert_ne!(view.secret_groups.concat(), old);
+    assert!(matches!(h.core.secret_replace_confirm("000000").await, Err(CoreError::WrongCode) | Ok(_)));
+    assert_eq!(h.store.load().unwrap().to_base32(), old, "unchanged until confirmed");
+    let view = h.core.secret_replace_begin().unwrap();
+    assert_eq!(h.core.secret_replace_confirm(&h.code_for(&view)).await.unwrap(), 1);
+    assert_eq!(h.store.load().unwrap().to_base32(), view.secret_groups.concat());
+    assert!(h.core.sessions_list().is_empty());
+    // The running gateway uses the new secret at once.
+    h.core.security_show_qr(&h.code_for(&view)).await.unwrap();
+    assert!(matches!(h.core.secret_replace_confirm(&h.code_for(&view)).await, Err(CoreError::NoPendingSecret)));
+    h.core.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_change_lifetimes_listen_scope_nginx_path_and_launch_at_login() {
+    let h = Harness::new("settings");
+    h.set_up().await;
+    let port = free_port();
+    h.core.app_add(input("Jupyter", "http://127.0.0.1:8888", port)).await.unwrap();
+    let before = h.core.settings_get();
+    assert_eq!(
+        before,
+        SettingsView { lifetime_secs: 7 * 24 * 3600, idle_timeout_secs: 12 * 3600, launch_at_login: false, lan: false, nginx_path: None }
+    );
+
+    let saved = h
+        .core
+        .settings_set(SettingsView { lifetime_secs: 3600, idle_timeout_secs: 600, launch_at_login: true, lan: true, nginx_path: None })
+        .await
+        .unwrap();
+    assert!(saved.warnings.iter().any(|w| w.contains("plain HTTP")), "{:?}", saved.warnings);
+    assert!(saved.nginx.starts_with("Using nginx at"), "{}", saved.nginx);
+    assert_eq!(saved.settings.lifetime_secs, 3600);
+    assert!(saved.settings.launch_at_login);
+    assert!(h.core.tray_state().launch_at_login);
+    assert_eq!(h.core.status().apps[0].url, format!("http://localhost:{port}/"), "0.0.0.0 is opened as localhost");
+    assert!(h.config_text().contains(&format!("0.0.0.0:{port}")));
+    assert!(h.config_text().contains("lifetime_seconds = 3600"));
+    assert_eq!(h.core.running_gateway().unwrap().session_settings().idle_timeout, Duration::from_secs(600));
+    // New apps follow the scope.
+    let other = h.core.app_add(input("Other", "http://127.0.0.1:9999", free_port())).await.unwrap();
+    assert!(other.app.url.starts_with("http://localhost:"));
+
+    // Back to this computer only; an explicit nginx path restarts the gateway with it.
+    let nginx = nginx::discover(None).unwrap();
+    let saved = h
+        .core
+        .settings_set(SettingsView {
+            lifetime_secs: 3600,
+            idle_timeout_secs: 600,
+            launch_at_login: false,
+            lan: false,
+            nginx_path: Some(nginx.display().to_string()),
+        })
+        .await
+        .unwrap();
+    assert!(saved.warnings.is_empty(), "{:?}", saved.warnings);
+    assert_eq!(saved.settings.nginx_path.as_deref(), Some(nginx.display().to_string().as_str()));
+    assert!(!saved.settings.launch_at_login);
+    assert_eq!(h.core.status().state, "running");
+    assert!(h.config_text().contains(&format!("127.0.0.1:{port}")));
+
+    let err = h
+        .core
+        .settings_set(SettingsView { nginx_path: Some("/nonexistent/nginx".into()), ..saved.settings.clone() })
+        .await
+        .unwrap_err();
+    assert!(err.user_message().contains("/nonexistent/nginx"), "{}", err.user_message());
+    let err = h.core.settings_set(SettingsView { lifetime_secs: 5, ..saved.settings.clone() }).await.unwrap_err();
+    assert!(err.user_message().contains("at least one minute"));
+
+    assert!(h.core.toggle_launch_at_login().unwrap());
+    assert!(h.core.settings_get().launch_at_login);
+    h.core.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_stops_the_protected_addresses_and_resume_brings_them_back() {
+    let h = Harness::new("pause");
+    h.set_up().await;
+    let (up, _stop) = upstream().await;
+    let saved = h.core.app_add(input("Demo", &up.to_string(), free_port())).await.unwrap();
+    assert_eq!(get(&saved.app.url, None).await.0, 302);
+
+    assert_eq!(h.core.set_paused(true).await.unwrap().state, "paused");
+    assert!(tokio::net::TcpStream::connect(saved.app.url.trim_start_matches("http://").trim_end_matches('/')).await.is_err());
+    assert_eq!(h.core.tray_state().protection, Protection::Paused);
+    assert!(h.core.sessions_list().is_empty());
+    assert!(!h.core.security_status().running);
+
+    assert_eq!(h.core.set_paused(false).await.unwrap().state, "running");
+    assert_eq!(get(&saved.app.url, None).await.0, 302);
+    h.core.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_finds_the_secret_and_the_apps() {
+    let h = Harness::new("restart");
+    h.set_up().await;
+    let port = free_port();
+    h.core.app_add(input("Jupyter", "http://127.0.0.1:8888", port)).await.unwrap();
+    h.core.shutdown().await;
+
+    let core = h.reopen();
+    core.start_up().await;
+    let status = core.status();
+    assert_eq!(status.state, "running");
+    assert_eq!(status.apps[0].port, port);
+    core.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_config_is_reported_kept_and_retried() {
+    let h = Harness::new("broken-config");
+    let path = h.dir.path().join("config.toml");
+    std::fs::write(&path, "this is = = not toml").unwrap();
+    let core = h.reopen();
+    core.start_up().await;
+    let status = core.status();
+    assert_eq!(status.state, "error");
+    assert!(status.message.as_deref().unwrap().contains("config.toml"), "{status:?}");
+    let err = core.app_add(input("Jupyter", "http://127.0.0.1:8888", free_port())).await.unwrap_err();
+    assert!(matches!(err, CoreError::ConfigBroken(_)));
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "this is = = not toml", "never saved over");
+
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(core.retry().await.unwrap().state, "needs_setup");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_failure_shows_nginx_message_and_retry_recovers() {
+    let h = Harness::new("start-failure");
+    h.set_up().await;
+    let port = free_port();
+    h.core.app_add(input("Jupyter", "http://127.0.0.1:8888", port)).await.unwrap();
+    h.core.shutdown().await;
+
+    // Another program takes the app's port while SimpleOTP is not running.
+    let squatter = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let core = h.reopen();
+    core.start_up().await;
+    let status = core.status();
+    assert_eq!(status.state, "error");
+    assert!(status.message.as_deref().unwrap().contains("already in use"), "{status:?}");
+    assert_eq!(core.tray_state().protection, Protection::Error);
+
+    drop(squatter);
+    assert_eq!(core.retry().await.unwrap().state, "running");
+    core.shutdown().await;
+}
+
+#[test]
+fn durations_read_like_a_person_would_say_them() {
+    assert_eq!(human_duration(Duration::from_secs(1)), "1 second");
+    assert_eq!(human_duration(Duration::from_secs(42)), "42 seconds");
+    assert_eq!(human_duration(Duration::from_secs(60)), "1 minute");
+    assert_eq!(human_duration(Duration::from_secs(61)), "2 minutes");
+    assert_eq!(human_duration(Duration::from_secs(3 * 3600)), "3 hours");
+}

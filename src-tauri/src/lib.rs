@@ -1,0 +1,265 @@
+//! SimpleOTP's tray app: one process that runs the engine (auth server + managed nginx) on
+//! Tauri's tokio runtime and sits in the system tray.
+//!
+//! * [`core`]: the state and every command, in plain Rust (tested without a webview);
+//! * [`tray_menu`]: the tray menu's content as a pure function of the state;
+//! * [`tray`]: renders that menu and keeps it current;
+//! * [`commands`]: the thin Tauri commands the window calls;
+//! * [`paths`]: where the config, data and secret live (overridable for tests).
+//!
+//! The window is created on demand (first run, the tray, a second launch) and closing it only
+//! hides it; Quit stops nginx and the auth server cleanly before the process exits.
+
+pub mod commands;
+pub mod core;
+pub mod paths;
+pub mod tray;
+pub mod tray_menu;
+
+use std::sync::Arc;
+
+use tauri::{AppHandle, Emitter, Manager, RunEvent, WebviewUrl, WebviewWindowBuilder, WindowEvent};
+use tauri_plugin_autostart::ManagerExt as _;
+use tauri_plugin_notification::NotificationExt as _;
+use tracing::{error, info, warn};
+
+use crate::core::{Core, CoreEvent, LaunchAtLogin};
+use crate::paths::Paths;
+use crate::tray::Tray;
+use crate::tray_menu::ids;
+
+const WINDOW: &str = "main";
+/// The autostart entry launches with this flag, so logging in does not pop the window up.
+const AUTOSTART_FLAG: &str = "--autostart";
+/// Open the window at launch even when set up (used by the end-to-end test, which needs a
+/// webview to drive from the first moment).
+const SHOW_FLAG: &str = "--show";
+
+/// Launch at login through tauri-plugin-autostart (a LaunchAgent, a registry key, or an
+/// XDG autostart entry).
+struct Autostart(AppHandle);
+
+impl LaunchAtLogin for Autostart {
+    fn is_enabled(&self) -> Result<bool, String> {
+        self.0.autolaunch().is_enabled().map_err(|e| e.to_string())
+    }
+    fn set_enabled(&self, enabled: bool) -> Result<(), String> {
+        let launcher = self.0.autolaunch();
+        if enabled { launcher.enable() } else { launcher.disable() }.map_err(|e| e.to_string())
+    }
+}
+
+pub fn run() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SIMPLEOTP_LOG").unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+
+    let paths = match Paths::from_env() {
+        Ok(paths) => paths,
+        Err(e) => {
+            eprintln!("SimpleOTP cannot start: {e}");
+            std::process::exit(1);
+        }
+    };
+
+    let app = tauri::Builder::default()
+        // First: a second launch must reach the running instance before anything else starts.
+        .plugin(tauri_plugin_single_instance::init(|app, _args, _cwd| show_window(app)))
+        .plugin(tauri_plugin_autostart::init(tauri_plugin_autostart::MacosLauncher::LaunchAgent, Some(vec![AUTOSTART_FLAG])))
+        .plugin(tauri_plugin_notification::init())
+        .invoke_handler(tauri::generate_handler![
+            commands::status,
+            commands::retry,
+            commands::set_paused,
+            commands::wizard_begin,
+            commands::wizard_confirm,
+            commands::wizard_cancel,
+            commands::app_add,
+            commands::app_edit,
+            commands::app_remove,
+            commands::open_app,
+            commands::sessions_list,
+            commands::session_revoke,
+            commands::sessions_revoke_all,
+            commands::security_status,
+            commands::security_unlock,
+            commands::security_show_qr,
+            commands::secret_replace_begin,
+            commands::secret_replace_confirm,
+            commands::settings_get,
+            commands::settings_set,
+        ])
+        .setup(move |app| {
+            // macOS: no Dock icon while the app lives in the menu bar only.
+            #[cfg(target_os = "macos")]
+            app.set_activation_policy(tauri::ActivationPolicy::Accessory);
+
+            let handle = app.handle().clone();
+            let core = Core::new(paths, Box::new(Autostart(handle.clone())));
+            app.manage(core.clone());
+            match Tray::create(&handle, &core) {
+                Ok(tray) => {
+                    app.manage(tray);
+                }
+                // No tray (e.g. no StatusNotifier host): the window is then the only way in.
+                Err(e) => warn!("no tray icon: {e}"),
+            }
+            let show_now = std::env::args().any(|a| a == SHOW_FLAG);
+            tauri::async_runtime::spawn(forward_events(handle.clone(), core.clone()));
+            tauri::async_runtime::spawn(quit_on_signal(handle.clone(), core.clone()));
+            tauri::async_runtime::spawn(async move {
+                core.start_up().await;
+                refresh(&handle);
+                if show_now || core.needs_setup() || core.status().state == "error" {
+                    show_window(&handle);
+                }
+            });
+            Ok(())
+        })
+        .on_window_event(|window, event| {
+            // Closing the window keeps the app (and protection) running in the tray.
+            if let WindowEvent::CloseRequested { api, .. } = event {
+                api.prevent_close();
+                // A hidden window keeps its page: make it drop any secret it shows, and forget
+                // an unconfirmed one (the wizard starts again with a new secret).
+                if let Some(core) = window.app_handle().try_state::<Arc<Core>>() {
+                    core.wizard_cancel();
+                }
+                let _ = window.emit("forget-secrets", ());
+                let _ = window.hide();
+            }
+        })
+        .build(tauri::generate_context!());
+    let app = match app {
+        Ok(app) => app,
+        Err(e) => {
+            eprintln!("SimpleOTP cannot start: {e}");
+            std::process::exit(1);
+        }
+    };
+    app.run(|app, event| {
+        if let RunEvent::ExitRequested { api, code: None, .. } = event {
+            // No window left is not a reason to exit: the tray is the app. Quit exits with a code.
+            let _ = app;
+            api.prevent_exit();
+        }
+    });
+}
+
+/// The tray and the window show the core's current state.
+pub fn refresh(app: &AppHandle) {
+    if let (Some(tray), Some(core)) = (app.try_state::<Tray>(), app.try_state::<Arc<Core>>()) {
+        tray.update(app, &core);
+    }
+    let _ = app.emit_to(WINDOW, "state-changed", ());
+}
+
+async fn forward_events(app: AppHandle, core: Arc<Core>) {
+    let mut events = core.subscribe();
+    loop {
+        match events.recv().await {
+            Ok(CoreEvent::Changed) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => refresh(&app),
+            Ok(CoreEvent::LockoutStarted(notice)) => {
+                refresh(&app);
+                if let Err(e) = app.notification().builder().title("Someone is guessing codes").body(notice).show() {
+                    warn!("cannot show a notification: {e}");
+                }
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Logging out, `kill` or Ctrl-C in a terminal: the same clean stop as Quit.
+async fn quit_on_signal(app: AppHandle, core: Arc<Core>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            warn!("cannot listen for SIGTERM/SIGINT; only Quit stops nginx cleanly");
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        if tokio::signal::ctrl_c().await.is_err() {
+            return;
+        }
+    }
+    info!("stop requested by a signal");
+    core.shutdown().await;
+    app.exit(0);
+}
+
+/// Shows the window, creating it the first time.
+pub fn show_window(app: &AppHandle) {
+    if let Some(window) = app.get_webview_window(WINDOW) {
+        let _ = window.unminimize();
+        let _ = window.show();
+        let _ = window.set_focus();
+        return;
+    }
+    let built = WebviewWindowBuilder::new(app, WINDOW, WebviewUrl::App("index.html".into()))
+        .title("SimpleOTP")
+        .inner_size(760.0, 600.0)
+        .min_inner_size(560.0, 440.0)
+        .build();
+    if let Err(e) = built {
+        error!("cannot open the window: {e}");
+    }
+}
+
+/// Opens a URL in the default browser.
+pub fn open_in_browser(url: &str) -> Result<(), String> {
+    open::that_detached(url).map_err(|e| format!("cannot open the browser: {e}"))
+}
+
+/// The tray menu's actions.
+pub fn on_menu(app: &AppHandle, id: &str) {
+    let Some(core) = app.try_state::<Arc<Core>>().map(|c| c.inner().clone()) else { return };
+    if let Some(index) = tray_menu::app_index(id) {
+        if let Some(app_view) = core.status().apps.get(index) {
+            if let Err(e) = open_in_browser(&app_view.url) {
+                warn!("{e}");
+            }
+        }
+        return;
+    }
+    let app = app.clone();
+    match id {
+        ids::OPEN | ids::STATUS => show_window(&app),
+        ids::SIGN_OUT_ALL => {
+            tauri::async_runtime::spawn(async move {
+                let count = core.sessions_revoke_all().await;
+                info!(count, "everyone signed out from the tray");
+            });
+        }
+        ids::PAUSE => {
+            tauri::async_runtime::spawn(async move {
+                let paused = core.status().state == "paused";
+                if let Err(e) = core.set_paused(!paused).await {
+                    warn!("{}", e.user_message());
+                    show_window(&app);
+                }
+                refresh(&app);
+            });
+        }
+        ids::LAUNCH_AT_LOGIN => {
+            if let Err(e) = core.toggle_launch_at_login() {
+                warn!("{}", e.user_message());
+            }
+            refresh(&app);
+        }
+        ids::QUIT => {
+            tauri::async_runtime::spawn(async move {
+                info!("quitting");
+                core.shutdown().await;
+                app.exit(0);
+            });
+        }
+        _ => {}
+    }
+}

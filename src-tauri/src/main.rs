@@ -1,0 +1,3 @@
+fn main() {
+    simpleotp_app::run();
+}

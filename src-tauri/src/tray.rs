@@ -1,0 +1,123 @@
+//! Renders [`crate::tray_menu`] into the system tray and keeps it in step with the state.
+//!
+//! When only texts and flags change (the usual case: status, session count, pause, the check),
+//! the existing items are updated in place. Linux's appindicator menus are exported over D-Bus
+//! and a replaced menu closes under the user's pointer; only a change in the number of apps
+//! builds a new one.
+
+use std::sync::{Arc, Mutex};
+
+use tauri::menu::{CheckMenuItem, IsMenuItem, Menu, MenuItem, PredefinedMenuItem};
+use tauri::tray::{MouseButton, MouseButtonState, TrayIcon, TrayIconBuilder, TrayIconEvent};
+use tauri::{AppHandle, Wry};
+use tracing::warn;
+
+use crate::core::Core;
+use crate::tray_menu::{self, MenuEntry};
+
+/// A rendered item, kept so its text and flags can be changed later.
+enum Rendered {
+    Item(MenuItem<Wry>),
+    Check(CheckMenuItem<Wry>),
+    Separator(PredefinedMenuItem<Wry>),
+}
+
+impl Rendered {
+    fn as_menu_item(&self) -> &dyn IsMenuItem<Wry> {
+        match self {
+            Rendered::Item(i) => i,
+            Rendered::Check(c) => c,
+            Rendered::Separator(s) => s,
+        }
+    }
+}
+
+pub struct Tray {
+    icon: TrayIcon<Wry>,
+    shown: Mutex<(Vec<MenuEntry>, Vec<Rendered>)>,
+}
+
+fn render(app: &AppHandle, entries: &[MenuEntry]) -> tauri::Result<(Menu<Wry>, Vec<Rendered>)> {
+    let mut items = Vec::with_capacity(entries.len());
+    for entry in entries {
+        items.push(match entry {
+            MenuEntry::Item { id, text, enabled } => Rendered::Item(MenuItem::with_id(app, id.as_str(), text, *enabled, None::<&str>)?),
+            MenuEntry::Check { id, text, checked, enabled } => {
+                Rendered::Check(CheckMenuItem::with_id(app, id.as_str(), text, *enabled, *checked, None::<&str>)?)
+            }
+            MenuEntry::Separator => Rendered::Separator(PredefinedMenuItem::separator(app)?),
+        });
+    }
+    let refs: Vec<&dyn IsMenuItem<Wry>> = items.iter().map(Rendered::as_menu_item).collect();
+    Ok((Menu::with_items(app, &refs)?, items))
+}
+
+impl Tray {
+    pub fn create(app: &AppHandle, core: &Arc<Core>) -> tauri::Result<Tray> {
+        let entries = tray_menu::tray_menu(&core.tray_state());
+        let (menu, items) = render(app, &entries)?;
+        let mut builder = TrayIconBuilder::with_id("simpleotp").menu(&menu).tooltip("SimpleOTP").on_menu_event(|app, event| {
+            crate::on_menu(app, event.id().as_ref());
+        });
+        // Linux shows the menu on any click; elsewhere a left click opens the window.
+        builder = builder.show_menu_on_left_click(false).on_tray_icon_event(|tray, event| {
+            if let TrayIconEvent::Click { button: MouseButton::Left, button_state: MouseButtonState::Up, .. } = event {
+                crate::show_window(tray.app_handle());
+            }
+        });
+        if let Some(icon) = app.default_window_icon() {
+            builder = builder.icon(icon.clone());
+        }
+        let icon = builder.build(app)?;
+        Ok(Tray { icon, shown: Mutex::new((entries, items)) })
+    }
+
+    /// Shows `core`'s current state.
+    pub fn update(&self, app: &AppHandle, core: &Core) {
+        let state = core.tray_state();
+        let entries = tray_menu::tray_menu(&state);
+        let mut shown = self.shown.lock().unwrap_or_else(|p| p.into_inner());
+        if shown.0 == entries {
+            return;
+        }
+        let result = if tray_menu::same_shape(&shown.0, &entries) {
+            update_in_place(&shown.1, &shown.0, &entries)
+        } else {
+            render(app, &entries).and_then(|(menu, items)| {
+                self.icon.set_menu(Some(menu))?;
+                shown.1 = items;
+                Ok(())
+            })
+        };
+        match result {
+            Ok(()) => shown.0 = entries,
+            Err(e) => warn!("cannot update the tray menu: {e}"),
+        }
+        let tooltip = match shown.0.first() {
+            Some(MenuEntry::Item { text, .. }) => text.clone(),
+            _ => "SimpleOTP".into(),
+        };
+        let _ = self.icon.set_tooltip(Some(tooltip));
+    }
+}
+
+fn update_in_place(items: &[Rendered], old: &[MenuEntry], new: &[MenuEntry]) -> tauri::Result<()> {
+    for ((item, before), after) in items.iter().zip(old).zip(new) {
+        if before == after {
+            continue;
+        }
+        match (item, after) {
+            (Rendered::Item(i), MenuEntry::Item { text, enabled, .. }) => {
+                i.set_text(text)?;
+                i.set_enabled(*enabled)?;
+            }
+            (Rendered::Check(c), MenuEntry::Check { text, checked, enabled, .. }) => {
+                c.set_text(text)?;
+                c.set_checked(*checked)?;
+                c.set_enabled(*enabled)?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
