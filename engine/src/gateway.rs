@@ -73,9 +73,30 @@ struct Inner {
     limiter: Mutex<Limiter>,
     state_file: StateFile,
     write_lock: tokio::sync::Mutex<()>,
+    /// Group commit: every call to [`Gateway::persist`] takes a number; a write covers every
+    /// number taken before its snapshot, so callers that queued behind it return at once
+    /// instead of writing the same state again (a thousand concurrent sign-outs are a few
+    /// writes, not a thousand).
+    persist_requests: std::sync::atomic::AtomicU64,
+    persisted_up_to: std::sync::atomic::AtomicU64,
     control_token: String,
     events: broadcast::Sender<GatewayEvent>,
     persist_error: Mutex<Option<String>>,
+}
+
+/// The step a code must be newer than. Normally the last step used; but if that lies beyond
+/// any code we would accept now, the clock was ahead when it was recorded and has since been
+/// set back. Holding on to it would refuse every code until real time caught up (days, after a
+/// bad NTP jump), locking the owner out; a code from that "future" can only be replayed once
+/// the clock reaches it again, so the guard restarts from now instead.
+fn replay_floor(last_step: Option<u64>, now: u64) -> Option<u64> {
+    match last_step {
+        Some(last) if last > Totp::step_at(now) + 1 => {
+            warn!(ahead_secs = (last - Totp::step_at(now)) * 30, "the last code used is from the future: the clock was set back; replay protection restarts from now");
+            None
+        }
+        other => other,
+    }
 }
 
 /// A poisoned lock means a panic happened while it was held; the data inside is still the best
@@ -98,6 +119,8 @@ impl Gateway {
                 limiter: Mutex::new(Limiter::new(parts.limiter_settings, Instant::now())),
                 state_file: parts.state_file,
                 write_lock: tokio::sync::Mutex::new(()),
+                persist_requests: std::sync::atomic::AtomicU64::new(0),
+                persisted_up_to: std::sync::atomic::AtomicU64::new(0),
                 control_token: parts.control_token,
                 events,
                 persist_error: Mutex::new(None),
@@ -153,7 +176,7 @@ impl Gateway {
         let verified = {
             let totp = self.inner.totp.read().unwrap_or_else(|p| p.into_inner());
             let mut last_step = lock(&self.inner.last_step);
-            let result = totp.verify(code, now, *last_step);
+            let result = totp.verify(code, now, replay_floor(*last_step, now));
             if let Ok(step) = result {
                 *last_step = Some(step);
             }
@@ -185,8 +208,9 @@ impl Gateway {
     /// "show the QR code again" gate). It still goes through the limiter.
     pub fn verify_code(&self, ip: IpAddr, code: &str) -> Result<(), LoginOutcome> {
         let attempt = lock(&self.inner.limiter).begin(ip, Instant::now(), unix_now()).map_err(LoginOutcome::Locked)?;
-        let last = *lock(&self.inner.last_step);
-        let result = self.inner.totp.read().unwrap_or_else(|p| p.into_inner()).verify(code, unix_now(), last);
+        let now = unix_now();
+        let last = replay_floor(*lock(&self.inner.last_step), now);
+        let result = self.inner.totp.read().unwrap_or_else(|p| p.into_inner()).verify(code, now, last);
         match result {
             Ok(_) => {
                 lock(&self.inner.limiter).succeeded(attempt, Instant::now());
@@ -286,7 +310,15 @@ impl Gateway {
 
     /// Writes the state file now.
     pub async fn persist(&self) -> Result<(), StateWriteError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        // Taken after the caller's change was made, so a snapshot taken after this number was
+        // read includes that change.
+        let ticket = self.inner.persist_requests.fetch_add(1, SeqCst) + 1;
         let _serialised = self.inner.write_lock.lock().await;
+        if self.inner.persisted_up_to.load(SeqCst) >= ticket && lock(&self.inner.persist_error).is_none() {
+            return Ok(());
+        }
+        let covers = self.inner.persist_requests.load(SeqCst);
         let state = PersistedState {
             version: 1,
             last_totp_step: *lock(&self.inner.last_step),
@@ -302,7 +334,10 @@ impl Gateway {
             .unwrap_or_else(|e| Err(StateWriteError { path: Default::default(), source: std::io::Error::other(e.to_string()) }));
         let mut last_error = lock(&self.inner.persist_error);
         match &result {
-            Ok(()) => *last_error = None,
+            Ok(()) => {
+                *last_error = None;
+                self.inner.persisted_up_to.store(covers, SeqCst);
+            }
             Err(e) => {
                 // Try again at the next maintenance tick.
                 lock(&self.inner.sessions).mark_dirty();
@@ -315,5 +350,24 @@ impl Gateway {
             }
         }
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replay_floor_keeps_recent_steps_and_forgets_future_ones() {
+        let now = 1_700_000_000;
+        let step = Totp::step_at(now);
+        assert_eq!(replay_floor(None, now), None);
+        assert_eq!(replay_floor(Some(step - 100), now), Some(step - 100));
+        assert_eq!(replay_floor(Some(step), now), Some(step));
+        // The next step's code may legitimately have been used already.
+        assert_eq!(replay_floor(Some(step + 1), now), Some(step + 1));
+        // Two steps or more ahead: the clock went back.
+        assert_eq!(replay_floor(Some(step + 2), now), None);
+        assert_eq!(replay_floor(Some(step + 10_000), now), None);
     }
 }

@@ -27,6 +27,18 @@ pub struct PersistedState {
     pub sessions: Vec<Session>,
 }
 
+impl PersistedState {
+    /// Parses the state file's contents; `Err` says what is wrong with them, in words (and
+    /// never quotes them: they hold token hashes).
+    pub fn from_bytes(bytes: &[u8]) -> Result<PersistedState, String> {
+        match serde_json::from_slice::<PersistedState>(bytes) {
+            Ok(state) if state.version == FORMAT_VERSION => Ok(state),
+            Ok(state) => Err(format!("it has format version {}, this program reads version {FORMAT_VERSION}", state.version)),
+            Err(e) => Err(format!("it is not valid (line {}, column {}: {:?} error)", e.line(), e.column(), e.classify())),
+        }
+    }
+}
+
 /// Errors writing the state file. Reading never fails (see [`StateFile::load`]).
 #[derive(Debug, thiserror::Error)]
 #[error("cannot save the gateway state to {path}: {source}. The gateway keeps running, but sessions started now will not survive a restart; check that the data directory is writable and the disk not full.")]
@@ -62,15 +74,15 @@ impl StateFile {
     /// Reads the state. Missing → empty. Unreadable or corrupt → moved aside to
     /// `state.json.corrupt-<unix time>`, a warning, and empty state.
     pub fn load(&self, now_unix: u64) -> Loaded {
+        self.remove_stale_temp_files();
         let problem = match std::fs::read(&self.path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Loaded { state: PersistedState { version: FORMAT_VERSION, ..Default::default() }, warning: None }
             }
             Err(e) => e.to_string(),
-            Ok(bytes) => match serde_json::from_slice::<PersistedState>(&bytes) {
-                Ok(state) if state.version == FORMAT_VERSION => return Loaded { state, warning: None },
-                Ok(state) => format!("it has format version {}, this program reads version {FORMAT_VERSION}", state.version),
-                Err(e) => format!("it is not valid ({e})"),
+            Ok(bytes) => match PersistedState::from_bytes(&bytes) {
+                Ok(state) => return Loaded { state, warning: None },
+                Err(problem) => problem,
             },
         };
         let aside = self.path.with_file_name(format!("{STATE_FILE_NAME}.corrupt-{now_unix}"));
@@ -86,6 +98,20 @@ impl StateFile {
             ),
         };
         Loaded { state: PersistedState { version: FORMAT_VERSION, ..Default::default() }, warning: Some(warning) }
+    }
+
+    /// A process killed in the middle of [`StateFile::save`] leaves its temp file behind (the
+    /// state file itself is intact: it is replaced by a rename). Only one gateway uses a data
+    /// directory, so at load every such file is stale.
+    fn remove_stale_temp_files(&self) {
+        let (Some(dir), Some(name)) = (self.path.parent(), self.path.file_name()) else { return };
+        let prefix = format!(".{}.tmp-", name.to_string_lossy());
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
     }
 
     /// Writes the state atomically with 0600 permissions. Blocking: call from a blocking task.

@@ -148,7 +148,10 @@ pub fn render_config(layout: &NginxLayout, auth: SocketAddr, prefix: &RoutePrefi
     let _ = writeln!(out, "pid {};", quote_path(&layout.pid_path()));
     let _ = writeln!(out, "lock_file {};", quote_path(&layout.lock_path()));
     let _ = writeln!(out, "error_log {} warn;", quote_path(&layout.error_log()));
-    out.push_str("\nevents {\n    worker_connections 1024;\n}\n\nhttp {\n");
+    // Each proxied request holds two connections (browser and upstream) plus the auth check's
+    // keep-alive ones; 1024 ran out under a burst of a thousand concurrent clients.
+    out.push_str("worker_rlimit_nofile 16384;\n");
+    out.push_str("\nevents {\n    worker_connections 8192;\n}\n\nhttp {\n");
     out.push_str("    access_log off;\n    server_tokens off;\n    default_type application/octet-stream;\n");
     for ((directive, _), dir) in TEMP_KINDS.iter().zip(layout.temp_dirs()) {
         let _ = writeln!(out, "    {directive} {};", quote_path(&dir));
@@ -161,14 +164,14 @@ pub fn render_config(layout: &NginxLayout, auth: SocketAddr, prefix: &RoutePrefi
 
 /// The `upstream`, `map` and `server` blocks alone, for people who run their own nginx and want
 /// to paste SimpleOTP's protection into its `http {}` block. `auth` is the auth server's
-/// `host:port`, as printed by `simpleotp serve`.
+/// `host:port`: the `auth_listen` address `simpleotp serve --external-nginx` uses.
 pub fn render_snippet(prefix: &RoutePrefix, auth: &str, apps: &[AppConfig]) -> String {
     let mut out = String::new();
     out.push_str(
         "# SimpleOTP: paste this inside the http { } block of your own nginx configuration\n\
          # (nginx must be built with the auth_request module; most packages are).\n\
-         # The auth server address below is the one printed by `simpleotp serve`;\n\
-         # keep it in sync if you change it. Each server block protects one app.\n\n",
+         # The auth server address below is `auth_listen` from the config, where\n\
+         # `simpleotp serve --external-nginx` listens. Each server block protects one app.\n\n",
     );
     render_http_blocks(&mut out, auth, prefix, apps, "");
     out
@@ -269,6 +272,20 @@ fn render_server(out: &mut String, prefix: &RoutePrefix, app: &AppConfig) {
     auth_headers(out, "$request_uri");
     out.push_str("    }\n\n");
 
+    // The app does not answer (not started, crashed): a page that says so, instead of nginx's
+    // bare 502, so nobody mistakes it for a SimpleOTP problem. Only reached after the check
+    // passed (auth_request runs first), so naming the app reveals nothing.
+    out.push_str("    location @simpleotp_upstream_down {\n");
+    let _ = writeln!(out, "        rewrite ^ {}? break;", prefix.route("upstream-down"));
+    auth_keepalive(out);
+    out.push_str("        proxy_method GET;\n");
+    out.push_str("        proxy_pass_request_body off;\n");
+    out.push_str("        proxy_set_header Content-Length \"\";\n");
+    out.push_str("        client_max_body_size 0;\n");
+    let _ = writeln!(out, "        proxy_set_header X-SimpleOTP-App \"{}\";", app.name.as_str());
+    auth_headers(out, "\"\"");
+    out.push_str("    }\n\n");
+
     // The app itself, behind auth_request.
     //
     // proxy_pass is always given *without* a URI part, so nginx forwards the request URI
@@ -287,6 +304,7 @@ fn render_server(out: &mut String, prefix: &RoutePrefix, app: &AppConfig) {
     out.push_str("    location / {\n");
     let _ = writeln!(out, "        auth_request {check};");
     out.push_str("        error_page 401 = @simpleotp_unauthorized;\n");
+    out.push_str("        error_page 502 504 = @simpleotp_upstream_down;\n");
     let _ = writeln!(out, "        proxy_pass {}://{};", up.scheme(), up.authority());
     if up.scheme() == "https" {
         out.push_str("        proxy_ssl_server_name on;\n");

@@ -127,6 +127,7 @@ async fn route(gateway: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> R
         (&Method::GET | &Method::HEAD, "login") => login_page(gateway, &caller, &req),
         (&Method::POST, "login") => login_submit(gateway, &caller, req, started).await,
         (&Method::GET | &Method::HEAD, "logout") => logout_page(gateway, req.headers()),
+        (&Method::GET | &Method::HEAD, "upstream-down") => upstream_down(req.headers()),
         (&Method::POST, "logout") => logout_submit(gateway, &caller, req).await,
         (&Method::GET | &Method::HEAD, "health") => health(),
         (&Method::POST, "control/unlock") => control_unlock(gateway, &caller, req.headers()),
@@ -261,6 +262,16 @@ async fn logout_submit(gateway: &Gateway, caller: &Caller, req: Request<Incoming
     response
 }
 
+/// nginx's `error_page` for an app that does not answer (502/504 from nginx itself).
+fn upstream_down(headers: &HeaderMap) -> Response<Body> {
+    let app = headers.get("x-simpleotp-app").and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()).unwrap_or("The app");
+    let body = format!(
+        "{} is not answering. You are signed in, but the app behind SimpleOTP did not respond. Check that it is running, then reload this page.",
+        app
+    );
+    html(StatusCode::BAD_GATEWAY, pages::message_page("App not answering", &body))
+}
+
 fn health() -> Response<Body> {
     let body = serde_json::json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }).to_string();
     let mut response = Response::new(Body::from(body));
@@ -346,7 +357,12 @@ async fn read_form(req: Request<Incoming>) -> Result<Vec<(String, String)>, Resp
         Ok(collected) => collected.to_bytes(),
         Err(_) => return Err(html(StatusCode::PAYLOAD_TOO_LARGE, pages::message_page("Bad request", "The form was too large."))),
     };
-    Ok(form_urlencoded::parse(&body).into_owned().collect())
+    Ok(parse_form(&body))
+}
+
+/// Decodes an `application/x-www-form-urlencoded` body (public for the fuzz targets).
+pub fn parse_form(body: &[u8]) -> Vec<(String, String)> {
+    form_urlencoded::parse(body).into_owned().collect()
 }
 
 fn form_value<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {

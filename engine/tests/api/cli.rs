@@ -31,7 +31,7 @@ fn stderr(output: &Output) -> String {
 }
 
 /// A `serve` child that is killed (SIGKILL) if the test ends early.
-struct Serve {
+pub struct Serve {
     child: Child,
     stderr_log: PathBuf,
 }
@@ -45,9 +45,14 @@ impl Drop for Serve {
 
 impl Serve {
     /// Starts `simpleotp serve` and waits for it to print the protected URL.
-    fn start(dir: &Path, config: &Path, secret_file: &Path) -> (Serve, String) {
+    pub fn start(dir: &Path, config: &Path, secret_file: &Path) -> (Serve, String) {
+        Self::start_with_env(dir, config, secret_file, &[])
+    }
+
+    pub fn start_with_env(dir: &Path, config: &Path, secret_file: &Path, env: &[(&str, &str)]) -> (Serve, String) {
         let stderr_log = dir.join("serve.stderr");
         let mut child = simpleotp(&["serve"])
+            .envs(env.iter().copied())
             .arg("--config")
             .arg(config)
             .arg("--data-dir")
@@ -67,16 +72,16 @@ impl Serve {
         (serve, url)
     }
 
-    fn stderr(&self) -> String {
+    pub fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
     }
 
-    fn signal(&self, signal: i32) {
+    pub fn signal(&self, signal: i32) {
         // SAFETY: kill(2) on our own child; no memory is involved.
         unsafe { libc::kill(self.child.id() as i32, signal) };
     }
 
-    fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -89,14 +94,14 @@ impl Serve {
 }
 
 /// A config with one app in front of `upstream` on a free port.
-fn write_config(dir: &Path, upstream: &str) -> (PathBuf, u16) {
+pub fn write_config(dir: &Path, upstream: &str) -> (PathBuf, u16) {
     let port = free_port();
     let path = dir.join("config.toml");
     std::fs::write(&path, format!("[[app]]\nname = \"Notebook\"\nupstream = \"{upstream}\"\nlisten = \"127.0.0.1:{port}\"\n")).unwrap();
     (path, port)
 }
 
-fn init_secret_file(dir: &Path) -> (PathBuf, Totp) {
+pub fn init_secret_file(dir: &Path) -> (PathBuf, Totp) {
     let path = dir.join("secret");
     let output = run(simpleotp(&["init", "--secret-file"]).arg(&path).args(["--config"]).arg(dir.join("none.toml")));
     assert!(output.status.success(), "{}", stderr(&output));

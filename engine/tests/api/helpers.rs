@@ -49,11 +49,13 @@ pub struct AppOptions {
     pub limiter: LimiterSettings,
     /// Use this upstream instead of the demo app.
     pub upstream: Option<SocketAddr>,
+    /// Use this data directory (e.g. a small filesystem) instead of one in the temp dir.
+    pub data_dir: Option<PathBuf>,
 }
 
 impl Default for AppOptions {
     fn default() -> Self {
-        AppOptions { limiter: LimiterSettings::default(), upstream: None }
+        AppOptions { limiter: LimiterSettings::default(), upstream: None, data_dir: None }
     }
 }
 
@@ -85,7 +87,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         upstream: format!("http://{upstream}").parse().unwrap(),
         listen: format!("127.0.0.1:{}", free_port()).parse().unwrap(),
     });
-    let data_dir = dir.path().join("data");
+    let data_dir = options.data_dir.clone().unwrap_or_else(|| dir.path().join("data"));
     let running = launch(&config, &data_dir, &secret_file, options.limiter).await;
     TestApp {
         data_dir,
@@ -164,6 +166,11 @@ impl TestApp {
         assert!(step <= Totp::step_at(now) + 1, "a test used more than two codes within one 30 s step");
         self.last_step.store(step, Ordering::SeqCst);
         self.totp.code_at(step * 30)
+    }
+
+    /// The code for any moment (for tests about old or future codes).
+    pub fn code_at(&self, unix: u64) -> String {
+        self.totp.code_at(unix)
     }
 
     /// A code that is not the current, previous or next one.

@@ -5,16 +5,20 @@
 //! Chromium through chromedriver. Each test gets its own data directory and ports (port 0), so
 //! they run in parallel.
 //!
+//! * [`attacks`]: the attack battery (redirects, injection, cookies, CSRF, slow clients, ...).
 //! * [`helpers`]: `spawn_app()` and friends.
 //! * [`flow`]: the HTTP contract through nginx (login, logout, replay, lockout, restart, ...).
 //! * [`browser`]: the same flow in a real browser, plus the login page screenshots.
 //! * [`cli`]: the `simpleotp` command as a user runs it (errors, signals, SIGKILL).
+//! * [`faults`]: an app that is down, a full or read-only disk, SIGKILL mid-write, clock jumps.
 //! * [`nginx`]: the nginx supervisor on its own, with a stand-in auth server.
 
 #![cfg(unix)]
 
+mod attacks;
 mod browser;
 mod cli;
+mod faults;
 mod flow;
 mod helpers;
 mod nginx;

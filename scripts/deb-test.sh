@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Builds the Linux installer (.deb) with the Tauri CLI, inspects it, installs it with apt on this
+# machine, starts the installed app under Xvfb with a real Secret Service, checks the installed
+# `simpleotp` command, then removes the package and checks that nothing is left running or
+# installed. Needs root (apt). Part of scripts/test; slow (a release build of the app).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+target="${CARGO_TARGET_DIR:-$root/target}"
+
+fail() { echo "deb-test: FAIL: $*" >&2; exit 1; }
+step() { echo "deb-test: $*" >&2; }
+
+if [ "${1:-}" != "--installed" ]; then
+    [ "$(id -u)" -eq 0 ] || fail "installing a package needs root"
+    step "building (release) with the Tauri CLI from npm"
+    npm ci --no-audit --no-fund --silent
+    cargo build --release --locked -p simpleotp-engine --bin simpleotp
+    mkdir -p src-tauri/binaries/linux
+    cp "$target/release/simpleotp" src-tauri/binaries/linux/simpleotp
+    npx tauri build --bundles deb
+    deb=$(ls -t "$target"/release/bundle/deb/*.deb | head -n1)
+    [ -f "$deb" ] || fail "no .deb was built"
+    step "built $deb"
+
+    # --- Inspect -----------------------------------------------------------------------------
+    info=$(dpkg-deb -I "$deb")
+    contents=$(dpkg-deb -c "$deb")
+    package=$(dpkg-deb -f "$deb" Package)
+    depends=$(dpkg-deb -f "$deb" Depends)
+    for dep in "nginx (>= 1.19.5)" libwebkit2gtk-4.1-0 libgtk-3-0 libayatana-appindicator3-1; do
+        grep -qF "$dep" <<<"$depends" || fail "Depends lacks $dep: $depends"
+    done
+    for file in ./usr/bin/simpleotp-app ./usr/bin/simpleotp ./usr/share/applications/SimpleOTP.desktop \
+                ./usr/share/icons/hicolor/128x128/apps/simpleotp-app.png; do
+        grep -qF " $file" <<<"$contents" || fail "the package lacks $file"
+    done
+    ! grep -q "nginx" <<<"$(grep ' ./usr/bin/' <<<"$contents")" || fail "the .deb must use the system nginx, not ship one"
+    desktop=$(dpkg-deb --fsys-tarfile "$deb" | tar -xO ./usr/share/applications/SimpleOTP.desktop)
+    grep -q '^Exec=simpleotp-app' <<<"$desktop" || fail "desktop entry: $desktop"
+    grep -q '^Icon=simpleotp-app' <<<"$desktop" || fail "desktop entry has no icon: $desktop"
+    step "package $package, depends: $depends"
+    grep -E "Package|Version|Architecture|Installed-Size" <<<"$info" >&2
+
+    # --- Install -----------------------------------------------------------------------------
+    step "installing with apt"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$deb" >/dev/null
+    [ -x /usr/bin/simpleotp-app ] && [ -x /usr/bin/simpleotp ] || fail "binaries not installed"
+    version=$(/usr/bin/simpleotp --version)
+    [ "$version" = "simpleotp $(dpkg-deb -f "$deb" Version)" ] || fail "simpleotp --version said: $version"
+    step "installed: $version"
+
+    # --- Run ---------------------------------------------------------------------------------
+    status=0
+    "$root/scripts/with-keyring.sh" "$0" --installed || status=$?
+
+    # --- Remove ------------------------------------------------------------------------------
+    step "removing $package"
+    DEBIAN_FRONTEND=noninteractive apt-get remove -y -qq "$package" >/dev/null
+    [ ! -e /usr/bin/simpleotp-app ] && [ ! -e /usr/bin/simpleotp ] || fail "files left after removal"
+    ! dpkg -s "$package" 2>/dev/null | grep -q "Status: install ok installed" || fail "still installed"
+    ! pgrep -f /usr/bin/simpleotp-app >/dev/null || fail "simpleotp-app still running after removal"
+    [ $status -eq 0 ] || fail "the installed app did not run as expected"
+    step "ok"
+    exit 0
+fi
+
+# --- Inside a fresh D-Bus session with a throw-away keyring: run the installed app ----------
+home=$(mktemp -d)
+trap 'rm -rf "$home"' EXIT
+export HOME="$home" XDG_CONFIG_HOME="$home/.config" XDG_DATA_HOME="$home/.local/share"
+log="$home/app.log"
+xvfb-run -a -s "-screen 0 1280x900x24" /usr/bin/simpleotp-app >"$log" 2>&1 &
+runner=$!
+app_pid=""
+for _ in $(seq 100); do
+    app_pid=$(pgrep -f '^/usr/bin/simpleotp-app' | head -n1 || true)
+    [ -n "$app_pid" ] && break
+    sleep 0.1
+done
+[ -n "$app_pid" ] || { cat "$log" >&2; fail "the installed app did not start"; }
+sleep 5
+kill -0 "$app_pid" 2>/dev/null || { cat "$log" >&2; fail "the installed app exited within 5 s"; }
+# First run: no secret yet, so the wizard window is open and protection is not running.
+grep -qi "panic" "$log" && { cat "$log" >&2; fail "the app panicked"; }
+step "the installed app runs (pid $app_pid); stopping it with SIGTERM"
+kill -TERM "$app_pid"
+for _ in $(seq 100); do
+    kill -0 "$app_pid" 2>/dev/null || break
+    sleep 0.1
+done
+! kill -0 "$app_pid" 2>/dev/null || fail "the app did not stop on SIGTERM"
+wait "$runner" 2>/dev/null || true
+! pgrep -f /usr/bin/simpleotp-app >/dev/null || fail "an app process is left"
+step "stopped cleanly"

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs the Debian packages SimpleOTP needs, only those that are missing.
+#
+#   scripts/deps.sh run    what `simpleotp` needs to run: nginx
+#   scripts/deps.sh test   everything the test suite uses: nginx, Chromium + chromedriver,
+#                          a Secret Service (gnome-keyring on a private D-Bus) and the build
+#                          headers the keyring crate links against
+#
+# Needs root or sudo. Safe to run again: it does nothing when all is installed.
+set -euo pipefail
+
+case "${1:-}" in
+    run) packages=(nginx ca-certificates pkg-config libdbus-1-dev) ;;
+    test) packages=(nginx ca-certificates pkg-config libdbus-1-dev chromium chromium-driver
+                    dbus dbus-daemon gnome-keyring libsecret-tools procps wrk faketime) ;;
+    *) echo "usage: $0 run|test" >&2; exit 2 ;;
+esac
+
+missing=()
+for package in "${packages[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
+        missing+=("$package")
+    fi
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+    sudo=()
+    if [ "$(id -u)" -ne 0 ]; then
+        command -v sudo >/dev/null || { echo "$0: installing ${missing[*]} needs root (or sudo)" >&2; exit 1; }
+        sudo=(sudo)
+    fi
+    echo "Installing: ${missing[*]}"
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if ! command -v cargo >/dev/null; then
+    echo "$0: cargo (Rust 1.85 or newer) is needed; install it from https://rustup.rs" >&2
+    exit 1
+fi
