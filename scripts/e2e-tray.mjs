@@ -6,7 +6,8 @@
 // and a throw-away GNOME keyring. What it checks:
 //   wizard → the secret reaches the keychain only after a correct code → first app added →
 //   Chromium logs in through nginx → the session shows in Sessions → Revoke → Chromium is
-//   sent back to the login page. Screenshots go to $SCREENSHOT_DIR (docs/screenshots).
+//   sent back to the login page. Screenshots go to $SCREENSHOT_DIR (docs/screenshots when
+//   SIMPLEOTP_UPDATE_SCREENSHOTS=1), else to the temporary directory.
 
 import { spawn, execFileSync } from 'node:child_process';
 import { createHmac } from 'node:crypto';
@@ -19,11 +20,11 @@ import path from 'node:path';
 const APP = process.env.SIMPLEOTP_APP_BIN;
 // E2E_THEME=dark runs the same test with GTK's dark theme and names the screenshots *-dark.png.
 const DARK = process.env.E2E_THEME === 'dark';
-const SHOTS = process.env.SCREENSHOT_DIR;
-if (!APP || !SHOTS) throw new Error('set SIMPLEOTP_APP_BIN and SCREENSHOT_DIR (scripts/e2e-tray.sh does)');
-fs.mkdirSync(SHOTS, { recursive: true });
-
+if (!APP) throw new Error('set SIMPLEOTP_APP_BIN (scripts/e2e-tray.sh does)');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'simpleotp-e2e-'));
+// docs/screenshots when refreshing them, else a temporary directory (taken all the same).
+const SHOTS = process.env.SCREENSHOT_DIR || path.join(tmp, 'screenshots');
+fs.mkdirSync(SHOTS, { recursive: true });
 const children = [];
 const log = (...a) => console.log('[e2e]', ...a);
 

@@ -2,8 +2,8 @@
 # End-to-end test of the tray app: builds it (debug), then drives the real WebKit webview through
 # tauri-driver + WebKitWebDriver and a headless Chromium through chromedriver, under Xvfb, in a
 # fresh D-Bus session with a throw-away GNOME keyring (scripts/with-keyring.sh).
-# The test itself is scripts/e2e-tray.mjs (Node, no npm packages). Screenshots land in
-# docs/screenshots/tray-*.png.
+# The test itself is scripts/e2e-tray.mjs (Node, no npm packages). With
+# SIMPLEOTP_UPDATE_SCREENSHOTS=1 its screenshots replace docs/screenshots/tray-*.png.
 #
 #     scripts/tray-deps.sh     # once: WebKitGTK, Xvfb, keyring, drivers, Chromium, nginx
 #     scripts/e2e-tray.sh
@@ -14,7 +14,11 @@ if [ "${1:-}" != "--inside" ]; then
     export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
     cargo build -p simpleotp-app
     export SIMPLEOTP_APP_BIN="$CARGO_TARGET_DIR/debug/simpleotp-app"
-    export SCREENSHOT_DIR="${SCREENSHOT_DIR:-$root/docs/screenshots}"
+    # Screenshots are always taken; they replace the ones in docs/ only when asked to, as for
+    # the engine's browser tests (each run has new ports, times and secrets).
+    if [ -n "${SIMPLEOTP_UPDATE_SCREENSHOTS:-}" ]; then
+        export SCREENSHOT_DIR="$root/docs/screenshots"
+    fi
     exec "$root/scripts/with-keyring.sh" "$0" --inside
 fi
 
