@@ -125,6 +125,7 @@ pub fn run() {
                 }
                 let _ = window.emit("forget-secrets", ());
                 let _ = window.hide();
+                show_in_dock(window.app_handle(), false);
             }
         })
         .build(tauri::generate_context!());
@@ -197,8 +198,21 @@ async fn quit_on_signal(app: AppHandle, core: Arc<Core>) {
     app.exit(0);
 }
 
+/// macOS: a Dock icon (and the app switcher) only while the window is open; otherwise the app
+/// lives in the menu bar alone. Other systems have no such notion.
+fn show_in_dock(app: &AppHandle, visible: bool) {
+    #[cfg(target_os = "macos")]
+    {
+        let policy = if visible { tauri::ActivationPolicy::Regular } else { tauri::ActivationPolicy::Accessory };
+        let _ = app.set_activation_policy(policy);
+    }
+    #[cfg(not(target_os = "macos"))]
+    let _ = (app, visible);
+}
+
 /// Shows the window, creating it the first time.
 pub fn show_window(app: &AppHandle) {
+    show_in_dock(app, true);
     if let Some(window) = app.get_webview_window(WINDOW) {
         let _ = window.unminimize();
         let _ = window.show();
