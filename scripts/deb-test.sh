@@ -25,18 +25,18 @@ if [ "${1:-}" != "--installed" ]; then
 
     # --- Inspect -----------------------------------------------------------------------------
     info=$(dpkg-deb -I "$deb")
-    contents=$(dpkg-deb -c "$deb")
+    contents=$(dpkg-deb -c "$deb" | sed 's| \./| |')   # paths without a leading ./
     package=$(dpkg-deb -f "$deb" Package)
     depends=$(dpkg-deb -f "$deb" Depends)
     for dep in "nginx (>= 1.19.5)" libwebkit2gtk-4.1-0 libgtk-3-0 libayatana-appindicator3-1; do
         grep -qF "$dep" <<<"$depends" || fail "Depends lacks $dep: $depends"
     done
-    for file in ./usr/bin/simpleotp-app ./usr/bin/simpleotp ./usr/share/applications/SimpleOTP.desktop \
-                ./usr/share/icons/hicolor/128x128/apps/simpleotp-app.png; do
+    for file in usr/bin/simpleotp-app usr/bin/simpleotp usr/share/applications/SimpleOTP.desktop \
+                usr/share/icons/hicolor/128x128/apps/simpleotp-app.png; do
         grep -qF " $file" <<<"$contents" || fail "the package lacks $file"
     done
-    ! grep -q "nginx" <<<"$(grep ' ./usr/bin/' <<<"$contents")" || fail "the .deb must use the system nginx, not ship one"
-    desktop=$(dpkg-deb --fsys-tarfile "$deb" | tar -xO ./usr/share/applications/SimpleOTP.desktop)
+    ! grep -q "nginx" <<<"$(grep ' usr/bin/' <<<"$contents")" || fail "the .deb must use the system nginx, not ship one"
+    desktop=$(dpkg-deb --fsys-tarfile "$deb" | tar -xO --wildcards '*usr/share/applications/SimpleOTP.desktop')
     grep -q '^Exec=simpleotp-app' <<<"$desktop" || fail "desktop entry: $desktop"
     grep -q '^Icon=simpleotp-app' <<<"$desktop" || fail "desktop entry has no icon: $desktop"
     step "package $package, depends: $depends"
