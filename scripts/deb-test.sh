@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the Linux installer (.deb) with the Tauri CLI, inspects it, installs it with apt on this
 # machine, starts the installed app under Xvfb with a real Secret Service, checks the installed
-# `simpleotp` command, then removes the package and checks that nothing is left running or
-# installed. Needs root (apt). Part of scripts/test; slow (a release build of the app).
+# `simpleotp` command, runs the tray app's end-to-end test against the installed binary, then
+# removes the package and checks that nothing is left running or installed. Needs root (apt).
+# Part of scripts/test; slow (a release build of the app).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -93,3 +94,12 @@ done
 wait "$runner" 2>/dev/null || true
 ! pgrep -f /usr/bin/simpleotp-app >/dev/null || fail "an app process is left"
 step "stopped cleanly"
+
+# The whole end-to-end test against the installed binary: wizard, keychain, an app protected
+# through the system nginx, login in Chromium, sessions, launch at login from the installed
+# location (/usr/bin/simpleotp-app in the autostart entry), Quit, SIGTERM.
+step "end-to-end test against the installed app"
+SIMPLEOTP_APP_BIN=/usr/bin/simpleotp-app SCREENSHOT_DIR="$home/screenshots" \
+    xvfb-run -a -s "-screen 0 1280x900x24" node "$root/scripts/e2e-tray.mjs" || fail "the end-to-end test failed on the installed app"
+! pgrep -f /usr/bin/simpleotp-app >/dev/null || fail "an app process is left after the end-to-end test"
+step "the installed app passes the end-to-end test"

@@ -417,6 +417,10 @@ try {
   const entry = await waitFor('the autostart entry', () => fs.existsSync(autostartDir) && fs.readdirSync(autostartDir).find((f) => f.endsWith('.desktop')));
   const desktopFile = fs.readFileSync(path.join(autostartDir, entry), 'utf8');
   if (!desktopFile.includes('--autostart')) throw new Error('the autostart entry does not pass --autostart');
+  // It starts this very binary (for the installed package: /usr/bin/simpleotp-app).
+  if (!desktopFile.split('\n').some((line) => line.startsWith('Exec=') && line.includes(APP))) {
+    throw new Error(`the autostart entry does not start ${APP}:\n${desktopFile}`);
+  }
   await waitFor('the tray check', async () => (await menuItem('Launch at login')).checked);
   log('launch at login writes the autostart entry and checks the tray item');
   // And back off from the tray menu (a click handled on the main thread, which then updates
