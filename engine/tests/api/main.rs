@@ -18,3 +18,4 @@ mod cli;
 mod flow;
 mod helpers;
 mod nginx;
+mod properties;
