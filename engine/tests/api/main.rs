@@ -22,3 +22,4 @@ mod faults;
 mod flow;
 mod helpers;
 mod nginx;
+mod properties;
