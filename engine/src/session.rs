@@ -218,7 +218,7 @@ impl SessionStore {
             self.dirty = true;
             return Lookup::Expired;
         }
-        if now >= session.last_seen + TOUCH_GRANULARITY_SECS {
+        if now >= session.last_seen.saturating_add(TOUCH_GRANULARITY_SECS) {
             session.last_seen = now;
             self.dirty = true;
         }
@@ -304,7 +304,10 @@ impl SessionStore {
             id: s.id.clone(),
             created_at: s.created_at,
             last_seen: s.last_seen,
-            expires_at: (s.created_at + self.settings.lifetime.as_secs()).min(s.last_seen + self.settings.idle_timeout.as_secs()),
+            // Saturating: a state file may hold any u64 (found by the property test
+            // `properties::state_files_load_safely`).
+            expires_at: (s.created_at.saturating_add(self.settings.lifetime.as_secs()))
+                .min(s.last_seen.saturating_add(self.settings.idle_timeout.as_secs())),
             client_ip: s.client_ip,
             user_agent: s.user_agent.clone(),
         }
