@@ -41,3 +41,19 @@ pub mod server;
 pub mod session;
 pub mod state;
 pub mod totp;
+
+/// An error and its causes on one line (`outer: inner: innermost`) for a person to read,
+/// skipping causes whose text the outer message already repeats. Used by the CLI and the tray
+/// app for every error they show.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text = format!("{text}: {cause_text}");
+        }
+        source = cause.source();
+    }
+    text
+}

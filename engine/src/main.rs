@@ -99,7 +99,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", error_chain(e.as_ref()));
+            eprintln!("error: {}", simpleotp_engine::error_chain(e.as_ref()));
             ExitCode::FAILURE
         }
     }
@@ -114,20 +114,6 @@ fn init_logging() {
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("cannot start the tokio runtime")
-}
-
-/// `error: outer: inner: innermost`, skipping causes whose text the outer message repeats.
-fn error_chain(e: &dyn Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text = format!("{text}: {cause_text}");
-        }
-        source = cause.source();
-    }
-    text
 }
 
 fn secret_store(secret_file: Option<PathBuf>) -> SecretStore {

@@ -83,16 +83,7 @@ pub enum CoreError {
 impl CoreError {
     /// The message with its causes, for the UI (`cannot write …: Permission denied`).
     pub fn user_message(&self) -> String {
-        let mut text = self.to_string();
-        let mut source = std::error::Error::source(self);
-        while let Some(cause) = source {
-            let cause_text = cause.to_string();
-            if !text.contains(&cause_text) {
-                text = format!("{text}: {cause_text}");
-            }
-            source = cause.source();
-        }
-        text
+        simpleotp_engine::error_chain(self)
     }
 }
 
