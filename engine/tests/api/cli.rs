@@ -280,9 +280,7 @@ fn unlock_without_a_running_gateway_says_so() {
 async fn serve_logs_no_secrets_unlocks_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let (secret_file, totp) = init_secret_file(dir.path());
-    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let upstream_addr = upstream.local_addr().unwrap();
-    tokio::spawn(simpleotp_engine::demo::serve_demo_app(upstream, Default::default(), Default::default()));
+    let upstream_addr = spawn_demo_upstream().await;
     let (config, _) = write_config(dir.path(), &format!("http://{upstream_addr}"));
     let (mut serve, url) = tokio::task::block_in_place(|| Serve::start(dir.path(), &config, &secret_file));
     let base = url.trim_end_matches('/').to_string();

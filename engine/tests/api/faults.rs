@@ -154,9 +154,7 @@ async fn sigkill_while_writing_the_state_never_loses_a_persisted_session() {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
     let (secret, _) = init_secret_file(dir.path());
-    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let upstream_addr = upstream.local_addr().unwrap();
-    tokio::spawn(simpleotp_engine::demo::serve_demo_app(upstream, Default::default(), Default::default()));
+    let upstream_addr = spawn_demo_upstream().await;
     let (config, port) = write_config(dir.path(), &format!("http://{upstream_addr}"));
     let tokens = populate(&data_dir, SESSIONS, 50);
 
@@ -200,9 +198,7 @@ async fn wall_clock_jumps_back_and_forward() {
     assert!(Path::new(FAKETIME_LIB).exists(), "libfaketime is missing: apt-get install faketime (scripts/deps.sh test does)");
     let dir = tempfile::tempdir().unwrap();
     let (secret, totp) = init_secret_file(dir.path());
-    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let upstream_addr = upstream.local_addr().unwrap();
-    tokio::spawn(simpleotp_engine::demo::serve_demo_app(upstream, Default::default(), Default::default()));
+    let upstream_addr = spawn_demo_upstream().await;
     let (config, _) = write_config(dir.path(), &format!("http://{upstream_addr}"));
     let clock = dir.path().join("faketime");
     let set_clock = |offset: &str| std::fs::write(&clock, offset).unwrap();

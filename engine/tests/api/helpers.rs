@@ -22,6 +22,14 @@ pub fn init_tracing() {
     let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("simpleotp_engine=debug").try_init();
 }
 
+/// The demo app on a free loopback port, until the test's runtime ends; returns its address.
+pub async fn spawn_demo_upstream() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(simpleotp_engine::demo::serve_demo_app(listener, Default::default(), CancellationToken::new()));
+    addr
+}
+
 /// A port nothing listens on right now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port()
