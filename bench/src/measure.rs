@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 use simpleotp_engine::config::{AppConfig, Config, RoutePrefix};
 use simpleotp_engine::nginx::{self, Nginx, NginxLayout};
 use simpleotp_engine::secret::SecretStore;
-use simpleotp_engine::session::{SessionStore, COOKIE_NAME};
+use simpleotp_engine::protocol::{session_cookie_name, NginxProof};
+use simpleotp_engine::session::SessionStore;
 use simpleotp_engine::state::{PersistedState, StateFile};
 use simpleotp_engine::totp::{unix_now, Totp, TotpSecret};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -156,7 +157,7 @@ impl Gateway {
         let mut config = Config::default();
         config.apps.push(app("B", app_addr, port));
         config.save(&dir.path().join("config.toml")).map_err(|e| e.to_string())?;
-        let extra_tokens = store_sessions(&dir.path().join("data"), extra_sessions)?;
+        let extra_tokens = store_sessions(&dir.path().join("data"), port, extra_sessions)?;
         let (serve, startup_ms) = start_serve(&bin_dir.join("simpleotp"), dir.path(), port).await?;
         let token = login(port, &totp).await?;
         Ok(Gateway {
@@ -165,7 +166,7 @@ impl Gateway {
             _upstream: upstream,
             app_addr,
             port,
-            cookie: format!("{COOKIE_NAME}={token}"),
+            cookie: format!("{}={token}", session_cookie_name(port, false)),
             totp,
             extra_tokens,
             startup_ms,
@@ -181,7 +182,7 @@ impl Gateway {
     /// the start-up time.
     pub async fn restart_with_sessions(&mut self, count: usize) -> BenchResult<f64> {
         stop(&mut self.serve).await;
-        self.extra_tokens = store_sessions(&self.dir.path().join("data"), count)?;
+        self.extra_tokens = store_sessions(&self.dir.path().join("data"), self.port, count)?;
         let (serve, startup_ms) = start_serve(&self.bin_dir.join("simpleotp"), self.dir.path(), self.port).await?;
         self.serve = serve;
         Ok(startup_ms)
@@ -217,8 +218,8 @@ pub async fn run(plan: &Plan) -> BenchResult<Results> {
     let apps_c = [app("C", app_addr, port_c)];
     let layout_a = NginxLayout::new(dir.path().join("nginx-a"));
     let layout_c = NginxLayout::new(dir.path().join("nginx-c"));
-    let unprotected = strip_auth(&nginx::render_config(&layout_a, noop_addr, &prefix, &apps_a));
-    let floor = nginx::render_config(&layout_c, noop_addr, &prefix, &apps_c);
+    let unprotected = strip_auth(&nginx::render_config(&layout_a, noop_addr, &NginxProof::generate(), &prefix, &apps_a));
+    let floor = nginx::render_config(&layout_c, noop_addr, &NginxProof::generate(), &prefix, &apps_c);
     let _nginx_a = Nginx::start(binary.clone(), layout_a, unprotected, &apps_a).await.map_err(|e| e.to_string())?;
     let _nginx_c = Nginx::start(binary, layout_c, floor, &apps_c).await.map_err(|e| e.to_string())?;
 
@@ -262,7 +263,7 @@ pub async fn run(plan: &Plan) -> BenchResult<Results> {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_with_sessions_kib = rss_kib(gateway.pid());
     let token = gateway.extra_tokens[plan.many_sessions / 2].clone();
-    let many_cookie = format!("Cookie: {COOKIE_NAME}={token}");
+    let many_cookie = format!("Cookie: {}={token}", session_cookie_name(port_b, false));
     let check_with_sessions = check.run(&url(port_b), Some(&many_cookie), Some(gateway.pid())).await?;
     if check_with_sessions.requests == 0 || check_with_sessions.status_errors > 0 {
         return Err("the session stored with the others was not accepted".into());
@@ -322,11 +323,7 @@ async fn tray_idle_rss_kib(bin_dir: &Path) -> Option<u64> {
 }
 
 fn app(name: &str, upstream: SocketAddr, port: u16) -> AppConfig {
-    AppConfig {
-        name: name.parse().unwrap(),
-        upstream: format!("http://{upstream}").parse().unwrap(),
-        listen: format!("127.0.0.1:{port}").parse().unwrap(),
-    }
+    AppConfig::new(name.parse().unwrap(), format!("http://{upstream}").parse().unwrap(), format!("127.0.0.1:{port}").parse().unwrap())
 }
 
 /// The generated server block without its `auth_request`: scenario A is the same proxying,
@@ -408,7 +405,7 @@ pub async fn login(port: u16, totp: &Totp) -> BenchResult<String> {
         body.len()
     );
     let (status, head) = exchange(port, request).await?;
-    let prefix = format!("{COOKIE_NAME}=");
+    let prefix = format!("{}=", session_cookie_name(port, false));
     head.lines()
         .filter(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
         .find_map(|l| l.split_once(&prefix).map(|(_, rest)| rest.split(';').next().unwrap_or("").to_string()))
@@ -417,7 +414,7 @@ pub async fn login(port: u16, totp: &Totp) -> BenchResult<String> {
 
 /// Adds `count` sessions to the state file in `data_dir` (the gateway must be stopped) and
 /// returns their tokens.
-fn store_sessions(data_dir: &Path, count: usize) -> BenchResult<Vec<String>> {
+fn store_sessions(data_dir: &Path, port: u16, count: usize) -> BenchResult<Vec<String>> {
     std::fs::create_dir_all(data_dir).map_err(|e| e.to_string())?;
     let file = StateFile::in_dir(data_dir);
     let state = file.load(unix_now()).state;
@@ -426,7 +423,7 @@ fn store_sessions(data_dir: &Path, count: usize) -> BenchResult<Vec<String>> {
     let mut tokens = Vec::with_capacity(count);
     for i in 0..count {
         let ip = std::net::IpAddr::from([10, (i >> 16) as u8, (i >> 8) as u8, i as u8]);
-        let (token, _) = store.create(Some(ip), "Mozilla/5.0 (X11; Linux x86_64) bench", now);
+        let (token, _) = store.create(port, Some(ip), "Mozilla/5.0 (X11; Linux x86_64) bench", now);
         tokens.push(token.expose().to_string());
     }
     let mut sessions = state.sessions.clone();

@@ -12,7 +12,8 @@ use hyper::body::Bytes;
 use hyper::Request;
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
-use simpleotp_engine::session::{SessionToken, COOKIE_NAME};
+use simpleotp_engine::protocol::session_cookie_name;
+use simpleotp_engine::session::SessionToken;
 use simpleotp_engine::totp::{unix_now, Totp};
 
 use crate::measure;
@@ -166,7 +167,7 @@ async fn concurrent_logouts(port: u16, tokens: &[String]) -> (u64, u64) {
             tokio::spawn(connection);
             let request = Request::post("/_simpleotp/logout")
                 .header("host", format!("127.0.0.1:{port}"))
-                .header("cookie", format!("{COOKIE_NAME}={token}"))
+                .header("cookie", format!("{}={token}", session_cookie_name(port, false)))
                 .header("content-type", "application/x-www-form-urlencoded")
                 .body(Full::new(Bytes::from(body)))
                 .unwrap();

@@ -8,9 +8,13 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use simpleotp_engine::config::{RoutePrefix, SessionSettings};
 use simpleotp_engine::gateway::{Gateway, GatewayParts};
 use simpleotp_engine::limiter::LimiterSettings;
-use simpleotp_engine::session::{tokens_from_cookie_headers, SessionStore, COOKIE_NAME};
+use simpleotp_engine::protocol::{session_cookie_name, NginxProof};
+use simpleotp_engine::session::{tokens_from_cookie_headers, SessionStore};
 use simpleotp_engine::state::{PersistedState, StateFile};
 use simpleotp_engine::totp::{unix_now, Totp, TotpSecret};
+
+/// The protected app the sessions are for.
+const APP_PORT: u16 = 8081;
 
 /// A gateway holding `count` sessions, and a cookie header carrying one of them.
 fn gateway_with_sessions(count: usize, dir: &std::path::Path) -> (Gateway, String) {
@@ -18,10 +22,10 @@ fn gateway_with_sessions(count: usize, dir: &std::path::Path) -> (Gateway, Strin
     let mut store = SessionStore::new(SessionSettings::default());
     let mut cookie = String::new();
     for i in 0..count {
-        let (token, _) = store.create(Some([10, 0, 0, 1].into()), "bench", now);
+        let (token, _) = store.create(APP_PORT, Some([10, 0, 0, 1].into()), "bench", now);
         if i == count / 2 {
             // Real browsers send other cookies too; the parser must skip them.
-            cookie = format!("_xsrf=2|abc|def; {COOKIE_NAME}={}; theme=dark", token.expose());
+            cookie = format!("_xsrf=2|abc|def; {}={}; theme=dark", session_cookie_name(APP_PORT, false), token.expose());
         }
     }
     let gateway = Gateway::new(GatewayParts {
@@ -32,6 +36,8 @@ fn gateway_with_sessions(count: usize, dir: &std::path::Path) -> (Gateway, Strin
         state_file: StateFile::in_dir(dir),
         persisted: PersistedState { sessions: store.snapshot(), ..Default::default() },
         control_token: "bench".into(),
+        nginx_proof: NginxProof::generate(),
+        apps: Vec::new(),
     });
     (gateway, cookie)
 }
@@ -41,10 +47,11 @@ fn check_hot_path(c: &mut Criterion) {
     let mut group = c.benchmark_group("check");
     for count in [1, 1_000, 100_000] {
         let (gateway, cookie) = gateway_with_sessions(count, dir.path());
+        let name = session_cookie_name(APP_PORT, false);
         group.bench_with_input(BenchmarkId::from_parameter(count), &cookie, |b, cookie| {
             b.iter(|| {
-                let tokens = tokens_from_cookie_headers(std::iter::once(cookie.as_str()));
-                assert!(gateway.touch_any(&tokens));
+                let tokens = tokens_from_cookie_headers(std::iter::once(cookie.as_str()), &name);
+                assert!(gateway.touch_any(&tokens, APP_PORT));
             })
         });
     }

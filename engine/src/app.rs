@@ -24,6 +24,7 @@ use crate::control::ControlFile;
 use crate::gateway::{Gateway, GatewayParts};
 use crate::limiter::LimiterSettings;
 use crate::nginx::{self, Nginx, NginxError, NginxLayout};
+use crate::protocol::NginxProof;
 use crate::secret::{SecretError, SecretStore};
 use crate::state::StateFile;
 use crate::totp::{unix_now, Totp};
@@ -97,7 +98,30 @@ pub struct Application {
     config: Config,
     data_dir: PathBuf,
     control: ControlFile,
+    nginx_proof: NginxProof,
     warnings: Vec<String>,
+}
+
+/// Where external-nginx mode keeps nginx's proof: it must stay the same across restarts,
+/// because the user pasted it into their own nginx config (`simpleotp nginx-snippet`).
+pub const EXTERNAL_PROOF_FILE_NAME: &str = "nginx-proof";
+
+/// The proof an external nginx sends: read from the data directory, or made and saved (0600) on
+/// first use. The managed nginx gets a fresh one at every start instead.
+pub fn external_nginx_proof(data_dir: &std::path::Path) -> std::io::Result<NginxProof> {
+    let path = data_dir.join(EXTERNAL_PROOF_FILE_NAME);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => NginxProof::parse(&text).ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{} is damaged; delete it and paste a new `simpleotp nginx-snippet` into your nginx config", path.display()))
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            crate::fsutil::create_private_dir(data_dir)?;
+            let proof = NginxProof::generate();
+            crate::fsutil::write_atomic(&path, proof.expose().as_bytes())?;
+            Ok(proof)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 impl Application {
@@ -142,6 +166,10 @@ impl Application {
             warnings.push(warning);
         }
 
+        let nginx_proof = match mode {
+            NginxMode::Managed => NginxProof::generate(),
+            NginxMode::External => external_nginx_proof(&data_dir).map_err(|source| StartError::DataDir { path: data_dir.clone(), source })?,
+        };
         let control = ControlFile {
             auth_addr,
             route_prefix: config.route_prefix.clone(),
@@ -156,15 +184,17 @@ impl Application {
             state_file,
             persisted: loaded.state,
             control_token: control.token.clone(),
+            nginx_proof: nginx_proof.clone(),
+            apps: config.apps.clone(),
         });
 
         let nginx = match mode {
-            NginxMode::Managed => Some(Arc::new(start_nginx(&config, &data_dir, auth_addr).await?)),
+            NginxMode::Managed => Some(Arc::new(start_nginx(&config, &data_dir, auth_addr, &nginx_proof).await?)),
             NginxMode::External => None,
         };
         control.write(&data_dir).map_err(|source| StartError::DataDir { path: data_dir.clone(), source })?;
         info!(auth = %auth_addr, data_dir = %data_dir.display(), apps = config.apps.len(), "gateway started");
-        Ok(Application { gateway, listener, auth_addr, nginx, config, data_dir, control, warnings })
+        Ok(Application { gateway, listener, auth_addr, nginx, config, data_dir, control, nginx_proof, warnings })
     }
 
     pub fn gateway(&self) -> &Gateway {
@@ -197,6 +227,7 @@ impl Application {
             nginx: self.nginx.clone(),
             data_dir: self.data_dir.clone(),
             auth_addr: self.auth_addr,
+            nginx_proof: self.nginx_proof.clone(),
         }
     }
 
@@ -245,6 +276,7 @@ pub struct GatewayHandle {
     nginx: Option<Arc<Nginx>>,
     data_dir: PathBuf,
     auth_addr: SocketAddr,
+    nginx_proof: NginxProof,
 }
 
 impl GatewayHandle {
@@ -266,16 +298,17 @@ impl GatewayHandle {
             return Err(StartError::Config("the route prefix can only change with a restart".into()));
         }
         if let Some(nginx) = &self.nginx {
-            nginx.reload(nginx_config(config, &self.data_dir, self.auth_addr), &config.apps).await?;
+            nginx.reload(nginx_config(config, &self.data_dir, self.auth_addr, &self.nginx_proof), &config.apps).await?;
         }
         self.gateway.set_session_settings(config.session);
+        self.gateway.set_apps(&config.apps);
         Ok(())
     }
 }
 
 /// Renders the nginx configuration for `apps` (used at start and by reloads).
-pub fn nginx_config(config: &Config, data_dir: &std::path::Path, auth_addr: SocketAddr) -> String {
-    nginx::render_config(&nginx_layout(data_dir), auth_addr, &config.route_prefix, &config.apps)
+pub fn nginx_config(config: &Config, data_dir: &std::path::Path, auth_addr: SocketAddr, proof: &NginxProof) -> String {
+    nginx::render_config(&nginx_layout(data_dir), auth_addr, proof, &config.route_prefix, &config.apps)
 }
 
 /// nginx's private prefix inside the data directory.
@@ -283,9 +316,9 @@ pub fn nginx_layout(data_dir: &std::path::Path) -> NginxLayout {
     NginxLayout::new(data_dir.join("nginx"))
 }
 
-async fn start_nginx(config: &Config, data_dir: &std::path::Path, auth_addr: SocketAddr) -> Result<Nginx, NginxError> {
+async fn start_nginx(config: &Config, data_dir: &std::path::Path, auth_addr: SocketAddr, proof: &NginxProof) -> Result<Nginx, NginxError> {
     let binary = nginx::discover(config.nginx.path.as_deref())?;
-    let text = nginx_config(config, data_dir, auth_addr);
+    let text = nginx_config(config, data_dir, auth_addr, proof);
     let apps: &[AppConfig] = &config.apps;
     Nginx::start(binary, nginx_layout(data_dir), text, apps).await
 }

@@ -106,9 +106,31 @@ pub struct AppConfig {
     pub name: AppName,
     pub upstream: UpstreamUrl,
     pub listen: ListenAddr,
+    /// Extra host names this app may be reached by (besides `localhost`, this machine's own
+    /// names and IP addresses). Requests for any other name are refused by nginx, so a web page
+    /// cannot rebind a name of its own to this machine (DNS rebinding) and talk to the app.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<HostName>,
+    /// Whether an `https` upstream's certificate is checked against the system's roots
+    /// (default). Turn off only for an app with a self-signed certificate on this machine.
+    #[serde(default = "default_true", skip_serializing_if = "is_true")]
+    pub tls_verify: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn is_true(value: &bool) -> bool {
+    *value
 }
 
 impl AppConfig {
+    /// An app with the defaults for everything but its name, upstream and address.
+    pub fn new(name: AppName, upstream: UpstreamUrl, listen: ListenAddr) -> AppConfig {
+        AppConfig { name, upstream, listen, hosts: Vec::new(), tls_verify: true }
+    }
+
     /// The URL a person opens to reach this app through the gateway.
     pub fn protected_url(&self) -> String {
         let addr = self.listen.0;
@@ -291,6 +313,35 @@ impl FromStr for AppName {
     }
 }
 string_newtype!(AppName);
+
+/// A DNS host name an app may be reached by (`hosts = ["jupyter.home.arpa"]`): letters, digits,
+/// `-` and `.`, at most 253 characters, no wildcards. Lower-cased, as host names compare.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HostName(String);
+
+impl HostName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    fn as_string(&self) -> String {
+        self.0.clone()
+    }
+}
+
+impl FromStr for HostName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let name = s.trim().trim_end_matches('.').to_ascii_lowercase();
+        let labels_ok = name.split('.').all(|label| {
+            !label.is_empty() && label.len() <= 63 && !label.starts_with('-') && !label.ends_with('-') && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+        if name.is_empty() || name.len() > 253 || !labels_ok {
+            return Err(format!("host name {s:?} is not a valid DNS name (letters, digits, '-' and '.', e.g. \"jupyter.home.arpa\")"));
+        }
+        Ok(HostName(name))
+    }
+}
+string_newtype!(HostName);
 
 /// Where nginx forwards requests for an app: `http://host:port` with an optional path.
 /// Only `http` and `https` are accepted; no credentials, query or fragment, no whitespace,

@@ -19,6 +19,8 @@ use crate::server::pages::html_escape;
 pub async fn serve_demo_app(listener: TcpListener, route_prefix: crate::config::RoutePrefix, shutdown: CancellationToken) {
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(10));
+    // Like the auth server: a header line with control bytes is dropped, not a failed request.
+    http.ignore_invalid_headers(true);
     loop {
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {

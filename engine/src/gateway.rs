@@ -16,7 +16,8 @@ use subtle::ConstantTimeEq;
 use tokio::sync::broadcast;
 use tracing::{error, info, warn};
 
-use crate::config::{RoutePrefix, SessionSettings};
+use crate::config::{AppConfig, AppName, RoutePrefix, SessionSettings};
+use crate::protocol::NginxProof;
 use crate::limiter::{Limiter, LimiterSettings, LimiterStatus, Locked};
 use crate::session::{Lookup, SessionId, SessionInfo, SessionStore, SessionToken};
 use crate::state::{PersistedState, StateFile, StateWriteError};
@@ -43,6 +44,9 @@ pub enum LoginOutcome {
     Rejected { reason: CodeRejected, lockout: Option<Locked> },
     /// Refused before the code was looked at.
     Locked(Locked),
+    /// The code was right, but the state file could not be written, so the code could be
+    /// replayed after a restart: no session is started. The message says what to fix.
+    NotSaved(String),
 }
 
 /// What [`Gateway::new`] needs.
@@ -55,6 +59,10 @@ pub struct GatewayParts {
     pub persisted: PersistedState,
     /// The secret a local client must present to the control routes.
     pub control_token: String,
+    /// What our nginx sends to prove a request comes from it (see [`crate::protocol`]).
+    pub nginx_proof: NginxProof,
+    /// The protected apps (for their names on pages and in session lists).
+    pub apps: Vec<AppConfig>,
 }
 
 /// A cheap, clonable handle to the gateway's state.
@@ -80,6 +88,9 @@ struct Inner {
     persist_requests: std::sync::atomic::AtomicU64,
     persisted_up_to: std::sync::atomic::AtomicU64,
     control_token: String,
+    nginx_proof: NginxProof,
+    /// Listen port → name of each protected app.
+    apps: RwLock<Vec<(u16, AppName)>>,
     events: broadcast::Sender<GatewayEvent>,
     persist_error: Mutex<Option<String>>,
 }
@@ -97,6 +108,10 @@ fn replay_floor(last_step: Option<u64>, now: u64) -> Option<u64> {
         }
         other => other,
     }
+}
+
+fn app_names(apps: &[AppConfig]) -> Vec<(u16, AppName)> {
+    apps.iter().map(|a| (a.listen.socket_addr().port(), a.name.clone())).collect()
 }
 
 /// A poisoned lock means a panic happened while it was held; the data inside is still the best
@@ -122,6 +137,8 @@ impl Gateway {
                 persist_requests: std::sync::atomic::AtomicU64::new(0),
                 persisted_up_to: std::sync::atomic::AtomicU64::new(0),
                 control_token: parts.control_token,
+                nginx_proof: parts.nginx_proof,
+                apps: RwLock::new(app_names(&parts.apps)),
                 events,
                 persist_error: Mutex::new(None),
             }),
@@ -141,21 +158,37 @@ impl Gateway {
         let _ = self.inner.events.send(event);
     }
 
-    /// `check`: is any of these tokens a live session? Records the use.
-    pub fn touch_any(&self, tokens: &[SessionToken]) -> bool {
+    /// `check`: is any of these tokens a live session for the app on `app_port`? Records the use.
+    pub fn touch_any(&self, tokens: &[SessionToken], app_port: u16) -> bool {
         if tokens.is_empty() {
             return false;
         }
         let now = unix_now();
         let mut sessions = lock(&self.inner.sessions);
-        tokens.iter().any(|t| sessions.touch(t, now) == Lookup::Valid)
+        tokens.iter().any(|t| sessions.touch(t, app_port, now) == Lookup::Valid)
     }
 
     /// Like [`Gateway::touch_any`] without recording a use.
-    pub fn is_valid_any(&self, tokens: &[SessionToken]) -> bool {
+    pub fn is_valid_any(&self, tokens: &[SessionToken], app_port: u16) -> bool {
         let now = unix_now();
         let sessions = lock(&self.inner.sessions);
-        tokens.iter().any(|t| sessions.is_valid(t, now))
+        tokens.iter().any(|t| sessions.is_valid(t, app_port, now))
+    }
+
+    /// Whether `presented` is our nginx's proof (constant time).
+    pub fn nginx_proof_matches(&self, presented: &[u8]) -> bool {
+        self.inner.nginx_proof.matches(presented)
+    }
+
+    /// The name of the app listening on `port`, if it is one of ours.
+    pub fn app_name(&self, port: u16) -> Option<AppName> {
+        let apps = self.inner.apps.read().unwrap_or_else(|p| p.into_inner());
+        apps.iter().find(|(p, _)| *p == port).map(|(_, name)| name.clone())
+    }
+
+    /// The protected apps changed (added, renamed, moved).
+    pub fn set_apps(&self, apps: &[AppConfig]) {
+        *self.inner.apps.write().unwrap_or_else(|p| p.into_inner()) = app_names(apps);
     }
 
     /// Whether a login from `ip` would be refused right now.
@@ -163,8 +196,8 @@ impl Gateway {
         lock(&self.inner.limiter).peek(ip, Instant::now())
     }
 
-    /// Verifies a code from `ip` and, if right, starts a session.
-    pub async fn login(&self, ip: IpAddr, code: &str, user_agent: &str) -> LoginOutcome {
+    /// Verifies a code from `ip` and, if right, starts a session for the app on `app_port`.
+    pub async fn login(&self, ip: IpAddr, app_port: u16, code: &str, user_agent: &str) -> LoginOutcome {
         let attempt = match lock(&self.inner.limiter).begin(ip, Instant::now(), unix_now()) {
             Ok(attempt) => attempt,
             Err(locked) => {
@@ -185,11 +218,15 @@ impl Gateway {
         match verified {
             Ok(_) => {
                 lock(&self.inner.limiter).succeeded(attempt, Instant::now());
-                let (token, _) = lock(&self.inner.sessions).create(Some(ip), user_agent, now);
-                // The replay counter must be on disk before the browser gets in; a failure is
-                // logged and reported, but does not lock the owner out.
-                let _ = self.persist().await;
-                info!(client = %ip, "signed in");
+                let (token, _) = lock(&self.inner.sessions).create(app_port, Some(ip), user_agent, now);
+                // The replay counter must be on disk before the browser gets in: otherwise a
+                // restart would forget it and the same code would open a second session.
+                if let Err(e) = self.persist().await {
+                    lock(&self.inner.sessions).revoke_token(&token);
+                    warn!(client = %ip, "sign-in refused: the state file could not be written");
+                    return LoginOutcome::NotSaved(e.to_string());
+                }
+                info!(client = %ip, app_port, "signed in");
                 self.emit(GatewayEvent::SessionsChanged);
                 LoginOutcome::Success(token)
             }

@@ -19,6 +19,8 @@
 //! * [`gateway`]: the shared state behind the server and the operations on it (log in, check,
 //!   revoke, unlock) that the server, the CLI and the tray app use.
 //! * [`server`]: the hyper HTTP server nginx talks to: `check`, `login`, `logout`, `health`.
+//! * [`protocol`]: what nginx and the server say to each other: shared header names, the
+//!   proof that a request comes from our nginx, the per-app session cookie names.
 //! * [`nginx`]: finding nginx, generating its config, and supervising it as a child process.
 //! * [`state`]: the persisted state file (sessions and the replay counter).
 //! * [`control`]: how a local command reaches a running gateway (e.g. `simpleotp unlock`).
@@ -34,6 +36,7 @@ pub mod fsutil;
 pub mod gateway;
 pub mod limiter;
 pub mod nginx;
+pub mod protocol;
 pub mod qr;
 pub mod redirect;
 pub mod secret;

@@ -65,6 +65,10 @@ enum Command {
     NginxSnippet {
         #[arg(long, value_name = "PATH")]
         config: Option<PathBuf>,
+        /// The data directory `simpleotp serve --external-nginx` will use: the snippet carries
+        /// the proof kept there [default: the OS data dir].
+        #[arg(long, value_name = "PATH")]
+        data_dir: Option<PathBuf>,
     },
     /// Try it now: a demo page protected on a local port, with a throw-away secret.
     Demo {
@@ -92,7 +96,7 @@ fn main() -> ExitCode {
         Command::Serve { config, data_dir, secret_file, external_nginx } => {
             runtime().block_on(serve(config, data_dir, secret_file, external_nginx))
         }
-        Command::NginxSnippet { config } => nginx_snippet(config),
+        Command::NginxSnippet { config, data_dir } => nginx_snippet(config, data_dir),
         Command::Demo { listen, print_codes } => runtime().block_on(run_demo(listen, print_codes)),
         Command::Unlock { data_dir } => runtime().block_on(unlock(data_dir)),
     };
@@ -188,8 +192,11 @@ async fn serve(config: Option<PathBuf>, data_dir: Option<PathBuf>, secret_file: 
     Ok(())
 }
 
-fn nginx_snippet(config: Option<PathBuf>) -> CliResult {
+fn nginx_snippet(config: Option<PathBuf>, data_dir: Option<PathBuf>) -> CliResult {
     let config = load_config(config)?;
+    let data_dir = data_dir.or_else(config::default_data_dir).ok_or("cannot find the OS data directory (is $HOME set?); pass --data-dir PATH")?;
+    let proof = simpleotp_engine::app::external_nginx_proof(&data_dir)
+        .map_err(|e| format!("cannot read or create nginx's proof in {}: {e}", data_dir.display()))?;
     let auth = match config.auth_listen {
         Some(addr) => addr.to_string(),
         None => {
@@ -197,7 +204,7 @@ fn nginx_snippet(config: Option<PathBuf>) -> CliResult {
             "127.0.0.1:9090".to_string()
         }
     };
-    print!("{}", nginx::render_snippet(&config.route_prefix, &auth, &config.apps));
+    print!("{}", nginx::render_snippet(&config.route_prefix, &auth, &proof, &config.apps));
     Ok(())
 }
 
@@ -217,11 +224,7 @@ async fn run_demo(listen: ListenAddr, print_codes: bool) -> CliResult {
     tokio::spawn(demo::serve_demo_app(upstream, config.route_prefix.clone(), shutdown.clone()));
 
     let listen = free_or_fallback(listen);
-    config.apps.push(AppConfig {
-        name: "Demo".parse()?,
-        upstream: format!("http://{upstream_addr}/").parse()?,
-        listen,
-    });
+    config.apps.push(AppConfig::new("Demo".parse()?, format!("http://{upstream_addr}/").parse()?, listen));
     let totp = Totp::new(&secret, &config.issuer(), &config.account());
     let app = Application::build(Settings::new(config, dir.path().join("data"), store)).await?;
     let url = app.protected_urls().remove(0).1;

@@ -20,9 +20,6 @@ use sha2::{Digest, Sha256};
 
 use crate::config::SessionSettings;
 
-/// Name of the cookie that carries the session token.
-pub const COOKIE_NAME: &str = "simpleotp_session";
-
 const TOKEN_BYTES: usize = 32;
 /// Length of a token in unpadded base64url.
 const TOKEN_CHARS: usize = 43;
@@ -132,6 +129,11 @@ pub struct Session {
     pub last_seen: u64,
     pub client_ip: Option<IpAddr>,
     pub user_agent: String,
+    /// The protected app (its listen port) the session was made for; it opens no other.
+    /// `None` only in state files written before sessions were per app: such sessions are
+    /// dropped at load, because nobody can tell which app they were for.
+    #[serde(default)]
+    pub app_port: Option<u16>,
 }
 
 /// What the UI shows about a session: everything but the token hash.
@@ -143,6 +145,8 @@ pub struct SessionInfo {
     pub expires_at: u64,
     pub client_ip: Option<IpAddr>,
     pub user_agent: String,
+    /// The app (listen port) this session opens.
+    pub app_port: u16,
 }
 
 /// The result of looking a token up.
@@ -172,7 +176,7 @@ impl SessionStore {
     /// Rebuilds a store from persisted sessions, dropping the ones that expired meanwhile.
     pub fn from_sessions(settings: SessionSettings, sessions: Vec<Session>, now: u64) -> SessionStore {
         let mut store = SessionStore::new(settings);
-        store.sessions = sessions.into_iter().map(|s| (s.token_hash, s)).collect();
+        store.sessions = sessions.into_iter().filter(|s| s.app_port.is_some()).map(|s| (s.token_hash, s)).collect();
         if store.purge_expired(now) == 0 {
             store.dirty = false;
         }
@@ -190,7 +194,7 @@ impl SessionStore {
 
     /// Starts a session and returns the token for the cookie. The token is fresh at every
     /// login, so a token planted before login (session fixation) is never upgraded.
-    pub fn create(&mut self, client_ip: Option<IpAddr>, user_agent: &str, now: u64) -> (SessionToken, SessionInfo) {
+    pub fn create(&mut self, app_port: u16, client_ip: Option<IpAddr>, user_agent: &str, now: u64) -> (SessionToken, SessionInfo) {
         let token = SessionToken::generate();
         let user_agent: String = user_agent.chars().filter(|c| !c.is_control()).take(MAX_USER_AGENT).collect();
         let session = Session {
@@ -200,6 +204,7 @@ impl SessionStore {
             last_seen: now,
             client_ip,
             user_agent,
+            app_port: Some(app_port),
         };
         let info = self.info(&session);
         self.sessions.insert(session.token_hash, session);
@@ -207,10 +212,11 @@ impl SessionStore {
         (token, info)
     }
 
-    /// Looks a token up and, when valid, records the use. This is the hot path of `check`.
-    pub fn touch(&mut self, token: &SessionToken, now: u64) -> Lookup {
+    /// Looks a token up for the app on `app_port` and, when valid, records the use. This is the
+    /// hot path of `check`. A session made for another app is `Unknown` here.
+    pub fn touch(&mut self, token: &SessionToken, app_port: u16, now: u64) -> Lookup {
         let hash = token.hash();
-        let Some(session) = self.sessions.get_mut(&hash) else {
+        let Some(session) = self.sessions.get_mut(&hash).filter(|s| s.app_port == Some(app_port)) else {
             return Lookup::Unknown;
         };
         if is_expired(&self.settings, session, now) {
@@ -225,9 +231,9 @@ impl SessionStore {
         Lookup::Valid
     }
 
-    /// Looks a token up without recording a use.
-    pub fn is_valid(&self, token: &SessionToken, now: u64) -> bool {
-        self.sessions.get(&token.hash()).is_some_and(|s| !is_expired(&self.settings, s, now))
+    /// Looks a token up for the app on `app_port` without recording a use.
+    pub fn is_valid(&self, token: &SessionToken, app_port: u16, now: u64) -> bool {
+        self.sessions.get(&token.hash()).is_some_and(|s| s.app_port == Some(app_port) && !is_expired(&self.settings, s, now))
     }
 
     /// Ends the session holding `token`, if any.
@@ -310,6 +316,7 @@ impl SessionStore {
                 .min(s.last_seen.saturating_add(self.settings.idle_timeout.as_secs())),
             client_ip: s.client_ip,
             user_agent: s.user_agent.clone(),
+            app_port: s.app_port.unwrap_or_default(),
         }
     }
 }
@@ -322,15 +329,15 @@ fn is_expired(settings: &SessionSettings, s: &Session, now: u64) -> bool {
         || now.saturating_sub(s.last_seen) >= settings.idle_timeout.as_secs()
 }
 
-/// Finds our session token among the `Cookie` headers' values. A browser may send the cookie
-/// more than once (e.g. one set for another path); every well-formed candidate is returned so
-/// the caller can accept the one that is valid.
-pub fn tokens_from_cookie_headers<'a>(headers: impl Iterator<Item = &'a str>) -> Vec<SessionToken> {
+/// Finds the session tokens in the cookie named `name` among the `Cookie` headers' values. A
+/// browser may send a cookie more than once (e.g. one set for another path); every well-formed
+/// candidate is returned so the caller can accept the one that is valid.
+pub fn tokens_from_cookie_headers<'a>(headers: impl Iterator<Item = &'a str>, name: &str) -> Vec<SessionToken> {
     let mut found = Vec::new();
     for header in headers {
         for pair in header.split(';') {
-            if let Some((name, value)) = pair.trim().split_once('=') {
-                if name.trim() == COOKIE_NAME {
+            if let Some((pair_name, value)) = pair.trim().split_once('=') {
+                if pair_name.trim() == name {
                     if let Some(token) = SessionToken::parse(value.trim().trim_matches('"')) {
                         if found.len() < 4 {
                             found.push(token);
@@ -343,10 +350,37 @@ pub fn tokens_from_cookie_headers<'a>(headers: impl Iterator<Item = &'a str>) ->
     found
 }
 
+/// The `Cookie` headers' pairs joined into one header value, without any SimpleOTP session
+/// cookie (of any app): what the app behind the gateway receives. Works on bytes, so cookies
+/// that are not UTF-8 still reach the app unchanged.
+pub fn cookies_without_sessions<'a>(headers: impl Iterator<Item = &'a [u8]>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for header in headers {
+        for pair in header.split(|b| *b == b';') {
+            let pair = pair.trim_ascii();
+            if pair.is_empty() {
+                continue;
+            }
+            let name = pair.split(|b| *b == b'=').next().unwrap_or_default().trim_ascii();
+            if crate::protocol::is_session_cookie_name(name) {
+                continue;
+            }
+            if !out.is_empty() {
+                out.extend_from_slice(b"; ");
+            }
+            out.extend_from_slice(pair);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    const APP: u16 = 8081;
+    const COOKIE: &str = "simpleotp_8081";
 
     fn settings() -> SessionSettings {
         SessionSettings { lifetime: Duration::from_secs(1000), idle_timeout: Duration::from_secs(100) }
@@ -374,59 +408,59 @@ mod tests {
     #[test]
     fn store_keeps_only_hashes() {
         let mut store = SessionStore::new(settings());
-        let (token, _) = store.create(None, "ua", 10);
+        let (token, _) = store.create(APP, None, "ua", 10);
         let json = serde_json::to_string(&store.snapshot()).unwrap();
         assert!(!json.contains(token.expose()));
-        assert_eq!(store.touch(&token, 11), Lookup::Valid);
+        assert_eq!(store.touch(&token, APP, 11), Lookup::Valid);
     }
 
     #[test]
     fn idle_timeout_and_lifetime_end_sessions() {
         let mut store = SessionStore::new(settings());
-        let (token, _) = store.create(None, "ua", 0);
+        let (token, _) = store.create(APP, None, "ua", 0);
         // Used every 90 s: stays alive through idle timeouts until the absolute lifetime.
         let mut t = 0;
         while t + 90 < 1000 {
             t += 90;
-            assert_eq!(store.touch(&token, t), Lookup::Valid, "at {t}");
+            assert_eq!(store.touch(&token, APP, t), Lookup::Valid, "at {t}");
         }
-        assert_eq!(store.touch(&token, 1000), Lookup::Expired);
-        assert_eq!(store.touch(&token, 1001), Lookup::Unknown);
+        assert_eq!(store.touch(&token, APP, 1000), Lookup::Expired);
+        assert_eq!(store.touch(&token, APP, 1001), Lookup::Unknown);
 
-        let (idle, _) = store.create(None, "ua", 2000);
-        assert_eq!(store.touch(&idle, 2099), Lookup::Valid);
+        let (idle, _) = store.create(APP, None, "ua", 2000);
+        assert_eq!(store.touch(&idle, APP, 2099), Lookup::Valid);
         // last_seen moved at 2099 (≥ 30 s later), so idle counts from there.
-        assert_eq!(store.touch(&idle, 2198), Lookup::Valid);
-        assert_eq!(store.touch(&idle, 2298), Lookup::Expired);
+        assert_eq!(store.touch(&idle, APP, 2198), Lookup::Valid);
+        assert_eq!(store.touch(&idle, APP, 2298), Lookup::Expired);
     }
 
     #[test]
     fn clock_going_back_keeps_sessions_valid() {
         let mut store = SessionStore::new(settings());
-        let (token, _) = store.create(None, "ua", 5000);
-        assert_eq!(store.touch(&token, 4000), Lookup::Valid);
+        let (token, _) = store.create(APP, None, "ua", 5000);
+        assert_eq!(store.touch(&token, APP, 4000), Lookup::Valid);
         // …and forward past the lifetime ends them.
-        assert_eq!(store.touch(&token, 7000), Lookup::Expired);
+        assert_eq!(store.touch(&token, APP, 7000), Lookup::Expired);
     }
 
     #[test]
     fn revoke_one_and_all() {
         let mut store = SessionStore::new(settings());
-        let (a, info_a) = store.create("127.0.0.1".parse().ok(), "A", 1);
-        let (b, _) = store.create(None, "B", 2);
-        let (c, _) = store.create(None, "C", 3);
+        let (a, info_a) = store.create(APP, "127.0.0.1".parse().ok(), "A", 1);
+        let (b, _) = store.create(APP, None, "B", 2);
+        let (c, _) = store.create(APP, None, "C", 3);
         assert!(store.revoke(&info_a.id));
         assert!(!store.revoke(&info_a.id));
-        assert_eq!(store.touch(&a, 4), Lookup::Unknown);
-        assert_eq!(store.touch(&b, 4), Lookup::Valid);
+        assert_eq!(store.touch(&a, APP, 4), Lookup::Unknown);
+        assert_eq!(store.touch(&b, APP, 4), Lookup::Valid);
         assert_eq!(store.revoke_all(), 2);
-        assert_eq!(store.touch(&c, 4), Lookup::Unknown);
+        assert_eq!(store.touch(&c, APP, 4), Lookup::Unknown);
     }
 
     #[test]
     fn list_shows_metadata_but_no_hash() {
         let mut store = SessionStore::new(settings());
-        store.create("10.0.0.7".parse().ok(), "Mozilla/5.0\r\nX: y", 1);
+        store.create(APP, "10.0.0.7".parse().ok(), "Mozilla/5.0\r\nX: y", 1);
         let list = store.list(2);
         assert_eq!(list.len(), 1);
         assert_eq!(list[0].client_ip, "10.0.0.7".parse().ok());
@@ -437,34 +471,34 @@ mod tests {
     #[test]
     fn dirty_tracking_skips_frequent_touches() {
         let mut store = SessionStore::new(settings());
-        let (token, _) = store.create(None, "ua", 0);
+        let (token, _) = store.create(APP, None, "ua", 0);
         assert!(store.take_dirty());
-        store.touch(&token, 5);
+        store.touch(&token, APP, 5);
         assert!(!store.take_dirty(), "a touch within the granularity is not worth a write");
-        store.touch(&token, 40);
+        store.touch(&token, APP, 40);
         assert!(store.take_dirty());
     }
 
     #[test]
     fn reload_drops_expired_sessions() {
         let mut store = SessionStore::new(settings());
-        let (old, _) = store.create(None, "ua", 0);
-        let (fresh, _) = store.create(None, "ua", 950);
+        let (old, _) = store.create(APP, None, "ua", 0);
+        let (fresh, _) = store.create(APP, None, "ua", 950);
         let restored = SessionStore::from_sessions(settings(), store.snapshot(), 1001);
         assert_eq!(restored.len(), 1);
-        assert!(restored.is_valid(&fresh, 1001));
-        assert!(!restored.is_valid(&old, 1001));
+        assert!(restored.is_valid(&fresh, APP, 1001));
+        assert!(!restored.is_valid(&old, APP, 1001));
     }
 
     #[test]
     fn cookie_header_parsing() {
         let t = SessionToken::generate();
-        let header = format!("a=1; {COOKIE_NAME}=garbage; {COOKIE_NAME}={}; b=2", t.expose());
-        let found = tokens_from_cookie_headers([header.as_str()].into_iter());
+        let header = format!("a=1; {COOKIE}=garbage; {COOKIE}={}; b=2", t.expose());
+        let found = tokens_from_cookie_headers([header.as_str()].into_iter(), COOKIE);
         assert_eq!(found, vec![t.clone()]);
-        assert!(tokens_from_cookie_headers(["x=1", ""].into_iter()).is_empty());
-        let quoted = format!("{COOKIE_NAME}=\"{}\"", t.expose());
-        assert_eq!(tokens_from_cookie_headers([quoted.as_str()].into_iter()), vec![t]);
+        assert!(tokens_from_cookie_headers(["x=1", ""].into_iter(), COOKIE).is_empty());
+        let quoted = format!("{COOKIE}=\"{}\"", t.expose());
+        assert_eq!(tokens_from_cookie_headers([quoted.as_str()].into_iter(), COOKIE), vec![t]);
     }
 
     #[test]
@@ -474,5 +508,40 @@ mod tests {
         assert_ne!(a.csrf_token(), b.csrf_token());
         assert_eq!(a.csrf_token(), a.csrf_token());
         assert!(!a.csrf_token().contains(a.expose()));
+    }
+
+    #[test]
+    fn a_session_opens_only_the_app_it_was_made_for() {
+        let mut store = SessionStore::new(settings());
+        let (token, info) = store.create(APP, None, "ua", 10);
+        assert_eq!(info.app_port, APP);
+        assert_eq!(store.touch(&token, 8082, 11), Lookup::Unknown);
+        assert!(!store.is_valid(&token, 8082, 11));
+        assert_eq!(store.touch(&token, APP, 11), Lookup::Valid);
+    }
+
+    #[test]
+    fn sessions_from_before_apps_had_their_own_are_dropped_at_load() {
+        let mut store = SessionStore::new(settings());
+        let (token, _) = store.create(APP, None, "ua", 10);
+        let mut old = store.snapshot();
+        old[0].app_port = None;
+        let restored = SessionStore::from_sessions(settings(), old, 11);
+        assert!(restored.is_empty());
+        assert!(!restored.is_valid(&token, APP, 11));
+        // And a state file without the field reads as such a session.
+        let json = serde_json::to_value(&store.snapshot()[0]).unwrap();
+        let mut json = json.as_object().unwrap().clone();
+        json.remove("app_port");
+        let parsed: Session = serde_json::from_value(serde_json::Value::Object(json)).unwrap();
+        assert_eq!(parsed.app_port, None);
+    }
+
+    #[test]
+    fn the_app_gets_every_cookie_but_the_sessions() {
+        let headers: [&[u8]; 2] = [b"_xsrf=2|ab; simpleotp_8081=tok; theme=dark", b"__Host-simpleotp_8082=x;; simpleotp_9=y; bin=\xff;"];
+        assert_eq!(cookies_without_sessions(headers.into_iter()), b"_xsrf=2|ab; theme=dark; bin=\xff".to_vec());
+        assert_eq!(cookies_without_sessions([b"simpleotp_8081=tok".as_slice()].into_iter()), Vec::<u8>::new());
+        assert_eq!(cookies_without_sessions([b"\xfe=\xff".as_slice()].into_iter()), b"\xfe=\xff".to_vec());
     }
 }

@@ -134,7 +134,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = StateFile::in_dir(dir.path());
         let mut store = SessionStore::new(SessionSettings::default());
-        store.create("127.0.0.1".parse().ok(), "ua", 100);
+        store.create(8081, "127.0.0.1".parse().ok(), "ua", 100);
         let state = PersistedState { version: 1, last_totp_step: Some(42), sessions: store.snapshot() };
         file.save(&state).unwrap();
         let loaded = file.load(200);

@@ -25,7 +25,8 @@ pub const TOTP_SECRET: &[u8] = b"12345678901234567890";
 pub fn check_cookie(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let headers: Vec<&str> = text.split('\n').collect();
-    let tokens = tokens_from_cookie_headers(headers.iter().copied());
+    // The seeds are cookies of a Jupyter protected on port 8888.
+    let tokens = tokens_from_cookie_headers(headers.iter().copied(), "simpleotp_8888");
     assert!(tokens.len() <= 4, "at most four candidate tokens are kept, got {}", tokens.len());
     for token in &tokens {
         let exposed = token.expose();

@@ -586,6 +586,9 @@ impl Core {
         let app = self.parse_app(&input)?;
         let mut config = self.config();
         let slot = config.apps.iter_mut().find(|a| a.name.as_str() == original).ok_or_else(|| CoreError::NoSuchApp(original.into()))?;
+        // The window edits name, upstream and port; settings only the config file has (extra
+        // host names, TLS verification) stay as they were.
+        let app = AppConfig { hosts: std::mem::take(&mut slot.hosts), tls_verify: slot.tls_verify, ..app };
         *slot = app.clone();
         self.apply(config).await?;
         info!(app = %app.name, "app changed");
@@ -628,7 +631,7 @@ impl Core {
                 input.port.checked_add(1).unwrap_or(8081)
             )));
         }
-        Ok(AppConfig { name, upstream, listen: ListenAddr(SocketAddr::new(ip, input.port)) })
+        Ok(AppConfig::new(name, upstream, ListenAddr(SocketAddr::new(ip, input.port))))
     }
 
     /// Applies a changed config to the running gateway (an nginx reload that nginx checks

@@ -25,7 +25,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 pub use discover::discover;
-pub use render::{render_config, render_snippet, NginxLayout, ORIGINAL_URI_HEADER};
+pub use render::{render_config, render_snippet, NginxLayout};
 pub use supervisor::{check_ports, test_config, Nginx, NginxStatus, RestartPolicy};
 
 /// Everything that can go wrong finding, configuring or running nginx. Each message says what
@@ -104,10 +104,15 @@ impl NginxError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A fixed proof, so the rendered text is the same every time.
+    fn proof() -> crate::protocol::NginxProof {
+        crate::protocol::NginxProof::parse(&"p".repeat(43)).unwrap()
+    }
     use crate::config::{AppConfig, RoutePrefix};
 
     fn app(name: &str, upstream: &str, listen: &str) -> AppConfig {
-        AppConfig { name: name.parse().unwrap(), upstream: upstream.parse().unwrap(), listen: listen.parse().unwrap() }
+        AppConfig::new(name.parse().unwrap(), upstream.parse().unwrap(), listen.parse().unwrap())
     }
 
     fn nginx() -> PathBuf {
@@ -132,7 +137,7 @@ mod tests {
     async fn nginx_accepts_the_generated_config() {
         let dir = tempfile::tempdir().unwrap();
         let layout = NginxLayout::new(dir.path().join("nginx dir"));
-        let text = render_config(&layout, "127.0.0.1:7000".parse().unwrap(), &RoutePrefix::default(), &apps());
+        let text = render_config(&layout, "127.0.0.1:7000".parse().unwrap(), &proof(), &RoutePrefix::default(), &apps());
         test_text(&layout, &text).await.unwrap();
         // `nginx -t` wrote nothing outside the prefix (it creates the temp dirs and error log).
         assert!(layout.error_log().exists());
@@ -142,7 +147,7 @@ mod tests {
     async fn nginx_accepts_the_snippet_in_a_minimal_config() {
         let dir = tempfile::tempdir().unwrap();
         let layout = NginxLayout::new(dir.path());
-        let snippet = render_snippet(&"/_gate/".parse().unwrap(), "127.0.0.1:7000", &apps());
+        let snippet = render_snippet(&"/_gate/".parse().unwrap(), "127.0.0.1:7000", &proof(), &apps());
         let p = dir.path().display();
         // A minimal main config; only the pid and temp paths are redirected so the test does not
         // need /run or /var/lib/nginx.
@@ -157,7 +162,7 @@ mod tests {
     async fn invalid_config_reports_nginx_message() {
         let dir = tempfile::tempdir().unwrap();
         let layout = NginxLayout::new(dir.path());
-        let text = render_config(&layout, "127.0.0.1:7000".parse().unwrap(), &RoutePrefix::default(), &apps());
+        let text = render_config(&layout, "127.0.0.1:7000".parse().unwrap(), &proof(), &RoutePrefix::default(), &apps());
         let text = text.replace("access_log off;", "access_log off;\n    bogus_directive on;");
         let err = test_text(&layout, &text).await.unwrap_err();
         let NginxError::ConfigInvalid { message } = &err else { panic!("{err:?}") };
@@ -172,7 +177,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let layout = NginxLayout::new(dir.path());
         let apps = [app("Broken", "http://simpleotp-no-such-host.invalid:8000", "127.0.0.1:18084")];
-        let text = render_config(&layout, "127.0.0.1:7000".parse().unwrap(), &RoutePrefix::default(), &apps);
+        let text = render_config(&layout, "127.0.0.1:7000".parse().unwrap(), &proof(), &RoutePrefix::default(), &apps);
         let err = test_text(&layout, &text).await.unwrap_err();
         let NginxError::ConfigInvalid { message } = &err else { panic!("{err:?}") };
         assert!(message.contains("host not found in upstream"), "{message}");

@@ -22,6 +22,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use super::render::NginxLayout;
+use crate::config::HostName;
 
 /// The file names a bundled nginx can have next to our executable.
 pub(crate) const EXE_NAMES: &[&str] = if cfg!(windows) { &["nginx.exe"] } else { &["nginx"] };
@@ -424,6 +425,53 @@ pub(crate) fn is_group_leader(pid: u32) -> bool {
     }
 }
 
+/// This machine's own names, which every protected app answers for: its host name and, for
+/// the local network's mDNS, `<hostname>.local`. Names that are not valid DNS names are left out.
+pub(crate) fn machine_names() -> Vec<HostName> {
+    let Some(host) = host_name() else {
+        return Vec::new();
+    };
+    let short = host.split('.').next().unwrap_or_default().to_string();
+    [host.clone(), short.clone(), format!("{short}.local")].iter().filter_map(|n| n.parse().ok()).fold(Vec::new(), |mut names, name: HostName| {
+        if !names.contains(&name) {
+            names.push(name);
+        }
+        names
+    })
+}
+
+#[cfg(unix)]
+fn host_name() -> Option<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it (or
+    // truncates, which the CStr search below tolerates).
+    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+    let name = std::ffi::CStr::from_bytes_until_nul(&buf).ok()?.to_str().ok()?;
+    (ok && !name.is_empty()).then(|| name.to_string())
+}
+
+#[cfg(windows)]
+fn host_name() -> Option<String> {
+    std::env::var("COMPUTERNAME").ok().filter(|n| !n.is_empty())
+}
+
+/// The system's bundle of trusted root certificates, for checking `https` upstreams.
+pub(crate) fn system_ca_bundle() -> Option<PathBuf> {
+    let candidates: &[&str] = if cfg!(windows) {
+        // Windows keeps its roots in the registry, which nginx cannot read; a bundled nginx
+        // can be given a PEM file here.
+        &[]
+    } else {
+        &[
+            "/etc/ssl/certs/ca-certificates.crt", // Debian, Ubuntu, Arch
+            "/etc/pki/tls/certs/ca-bundle.crt",   // Fedora, RHEL
+            "/etc/ssl/ca-bundle.pem",             // openSUSE
+            "/etc/ssl/cert.pem",                  // macOS, Alpine, BSDs
+        ]
+    };
+    candidates.iter().map(PathBuf::from).find(|p| p.is_file())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -440,6 +488,16 @@ mod tests {
         if cfg!(unix) {
             assert_eq!(process_alive(std::process::id()), Some(true));
             assert_eq!(process_alive(u32::MAX / 2), Some(false));
+        }
+    }
+
+    #[test]
+    fn machine_names_include_the_mdns_name() {
+        let names = machine_names();
+        if let Some(host) = host_name().and_then(|h| h.parse::<HostName>().ok()) {
+            assert!(names.contains(&host), "{names:?}");
+            let short = host.as_str().split('.').next().unwrap();
+            assert!(names.iter().any(|n| n.as_str() == format!("{short}.local")), "{names:?}");
         }
     }
 

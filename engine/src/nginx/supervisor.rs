@@ -725,7 +725,7 @@ mod tests {
     fn port_in_use_names_app_and_port() {
         let holder = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = holder.local_addr().unwrap();
-        let app = AppConfig { name: "Jupyter".parse().unwrap(), upstream: "http://127.0.0.1:1".parse().unwrap(), listen: addr.to_string().parse().unwrap() };
+        let app = AppConfig::new("Jupyter".parse().unwrap(), "http://127.0.0.1:1".parse().unwrap(), addr.to_string().parse().unwrap());
         let err = check_ports(std::slice::from_ref(&app)).unwrap_err();
         assert!(matches!(&err, NginxError::PortInUse { app, addr: a } if app == "Jupyter" && *a == addr), "{err:?}");
         let msg = err.to_string();

@@ -5,7 +5,7 @@
 //!
 //! | route | method | who calls it | answer |
 //! |---|---|---|---|
-//! | `check` | GET | nginx `auth_request`, on every request | 200 valid session, 401 otherwise; empty body |
+//! | `check` | GET | nginx `auth_request`, on every request | 200 valid session for this app (with the cookies the app may see), 401 otherwise; empty body |
 //! | `unauthorized` | GET | nginx, after a 401 from `check` | 302 to `login?next=<the URL first asked for>` |
 //! | `login` | GET / POST | the browser | the login page / verify a code, start a session, 303 back |
 //! | `logout` | GET / POST | the browser | a confirm page / end the session (CSRF-checked) |
@@ -13,7 +13,8 @@
 //! | `control/unlock` | POST | `simpleotp unlock`, directly on loopback | lifts lockouts; needs the control token |
 //!
 //! The logic lives in [`Gateway`] (shared state and the operations the tray app and CLI use);
-//! this module only maps HTTP onto it.
+//! this module only maps HTTP onto it. What nginx tells the server (client address, scheme, which
+//! app) is believed only with nginx's proof; see [`crate::protocol`].
 
 pub mod pages;
 
@@ -35,12 +36,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::gateway::{Gateway, LoginOutcome};
+use crate::protocol::{session_cookie_name, APP_COOKIES_HEADER, APP_HEADER, FORWARDED_PROTO_HEADER, ORIGINAL_URI_HEADER, PROOF_HEADER, REAL_IP_HEADER};
 use crate::redirect::safe_return_path;
-use crate::session::{tokens_from_cookie_headers, SessionToken, COOKIE_NAME};
+use crate::session::{cookies_without_sessions, tokens_from_cookie_headers, SessionToken};
 use pages::{LoginMessage, LoginView, LogoutView};
-
-/// Header nginx sets on the `unauthorized` subrequest: the URI the browser first asked for.
-pub const ORIGINAL_URI_HEADER: &str = "x-simpleotp-original-uri";
 /// Failed logins are answered no sooner than this after the request arrived, so that guessing
 /// is slow even before the limiter steps in, and timing says nothing about why a code failed.
 pub const FAILURE_FLOOR: Duration = Duration::from_millis(250);
@@ -55,6 +54,10 @@ pub async fn serve(listener: TcpListener, gateway: Gateway, shutdown: Cancellati
     let mut http = hyper::server::conn::http1::Builder::new();
     // A client that opens a connection and dribbles a header must not hold a task forever.
     http.timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(10)).keep_alive(true);
+    // nginx passes on header lines that HTTP forbids (control bytes in a Cookie, say). Refusing
+    // the whole request would fail nginx's auth subrequest, and nginx would answer 500; a line
+    // that is not valid HTTP is dropped instead, and the request judged without it.
+    http.ignore_invalid_headers(true);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
 
     loop {
@@ -96,38 +99,60 @@ pub async fn serve(listener: TcpListener, gateway: Gateway, shutdown: Cancellati
 struct Caller {
     ip: IpAddr,
     https: bool,
+    /// The protected app (listen port) the request is about; `None` when it did not come
+    /// through our nginx, and then no session is valid and none can be started.
+    app_port: Option<u16>,
+    /// The request carries forwarding headers (from our nginx or anyone else's proxy).
     came_through_proxy: bool,
 }
 
 impl Caller {
-    /// nginx tells us the browser's address in `X-Real-IP`. We believe it only from loopback:
-    /// the server binds loopback only, but the rule should not depend on that.
-    fn from(peer: SocketAddr, headers: &HeaderMap) -> Caller {
-        let trusted = peer.ip().is_loopback();
-        let forwarded_ip = headers.get("x-real-ip").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<IpAddr>().ok());
-        let proto = headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok());
+    /// nginx tells us the browser's address, the scheme and the app. We believe them only with
+    /// nginx's proof, from a loopback peer: any local process can connect here, but only our
+    /// nginx knows the proof.
+    fn from(peer: SocketAddr, headers: &HeaderMap, proof_matches: impl FnOnce(&[u8]) -> bool) -> Caller {
+        let trusted = peer.ip().is_loopback() && headers.get(PROOF_HEADER).is_some_and(|v| proof_matches(v.as_bytes()));
+        let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|_| trusted);
         Caller {
-            ip: forwarded_ip.filter(|_| trusted).unwrap_or(peer.ip()),
-            https: trusted && proto.is_some_and(|p| p.eq_ignore_ascii_case("https")),
-            came_through_proxy: headers.contains_key("x-real-ip"),
+            ip: text(REAL_IP_HEADER).and_then(|v| v.parse::<IpAddr>().ok()).unwrap_or(peer.ip()),
+            https: text(FORWARDED_PROTO_HEADER).is_some_and(|p| p.eq_ignore_ascii_case("https")),
+            app_port: text(APP_HEADER).and_then(|v| v.parse::<u16>().ok()),
+            came_through_proxy: headers.contains_key(REAL_IP_HEADER) || headers.contains_key(PROOF_HEADER),
         }
+    }
+
+    /// The session tokens this request carries for its app: only the cookie named for that app
+    /// (with `__Host-` over https) counts.
+    fn session_tokens(&self, headers: &HeaderMap) -> Vec<SessionToken> {
+        match self.app_port {
+            Some(port) => tokens_from_cookie_headers(
+                headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()),
+                &session_cookie_name(port, self.https),
+            ),
+            None => Vec::new(),
+        }
+    }
+
+    /// Whether the request holds a live session for its app.
+    fn has_session(&self, gateway: &Gateway, headers: &HeaderMap) -> bool {
+        self.app_port.is_some_and(|port| gateway.is_valid_any(&self.session_tokens(headers), port))
     }
 }
 
 async fn route(gateway: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
     let started = Instant::now();
-    let caller = Caller::from(peer, req.headers());
+    let caller = Caller::from(peer, req.headers(), |presented| gateway.nginx_proof_matches(presented));
     let prefix = gateway.route_prefix();
     let Some(route) = req.uri().path().strip_prefix(prefix.as_str()) else {
         return not_found();
     };
     match (req.method(), route) {
-        (&Method::GET | &Method::HEAD, "check") => check(gateway, req.headers()),
-        (&Method::GET | &Method::HEAD, "unauthorized") => unauthorized(gateway, req.headers()),
+        (&Method::GET | &Method::HEAD, "check") => check(gateway, &caller, req.headers()),
+        (&Method::GET | &Method::HEAD, "unauthorized") => unauthorized(gateway, &caller, req.headers()),
         (&Method::GET | &Method::HEAD, "login") => login_page(gateway, &caller, &req),
         (&Method::POST, "login") => login_submit(gateway, &caller, req, started).await,
-        (&Method::GET | &Method::HEAD, "logout") => logout_page(gateway, req.headers()),
-        (&Method::GET | &Method::HEAD, "upstream-down") => upstream_down(req.headers()),
+        (&Method::GET | &Method::HEAD, "logout") => logout_page(gateway, &caller, req.headers()),
+        (&Method::GET | &Method::HEAD, "upstream-down") => upstream_down(gateway, &caller),
         (&Method::POST, "logout") => logout_submit(gateway, &caller, req).await,
         (&Method::GET | &Method::HEAD, "health") => health(),
         (&Method::POST, "control/unlock") => control_unlock(gateway, &caller, req.headers()),
@@ -140,21 +165,31 @@ async fn route(gateway: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> R
     }
 }
 
-/// The hot path: one cookie parse, one SHA-256, one hash-map lookup under a short lock.
-fn check(gateway: &Gateway, headers: &HeaderMap) -> Response<Body> {
-    let tokens = session_tokens(headers);
-    let status = if gateway.touch_any(&tokens) { StatusCode::OK } else { StatusCode::UNAUTHORIZED };
+/// The hot path: one cookie parse, one SHA-256, one hash-map lookup under a short lock. A 200
+/// hands nginx the cookies the app may see: all but the session cookies.
+fn check(gateway: &Gateway, caller: &Caller, headers: &HeaderMap) -> Response<Body> {
+    let valid = caller.app_port.is_some_and(|port| gateway.touch_any(&caller.session_tokens(headers), port));
     let mut response = Response::new(Body::default());
-    *response.status_mut() = status;
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if !valid {
+        *response.status_mut() = StatusCode::UNAUTHORIZED;
+        return response;
+    }
+    let app_cookies = cookies_without_sessions(headers.get_all(header::COOKIE).iter().map(|v| v.as_bytes()));
+    // Made of bytes hyper already accepted in a header value, joined with "; ": always valid.
+    if let Ok(value) = HeaderValue::from_bytes(&app_cookies) {
+        if !app_cookies.is_empty() {
+            response.headers_mut().insert(APP_COOKIES_HEADER, value);
+        }
+    }
     response
 }
 
-fn unauthorized(gateway: &Gateway, headers: &HeaderMap) -> Response<Body> {
+fn unauthorized(gateway: &Gateway, caller: &Caller, headers: &HeaderMap) -> Response<Body> {
     let original = headers.get(ORIGINAL_URI_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("/");
     let next = safe_return_path(original);
     // A browser that still sends a (now unknown) session cookie had a session that ended.
-    let expired = !session_tokens(headers).is_empty();
+    let expired = !caller.session_tokens(headers).is_empty();
     let mut location = format!("{}?next={}", gateway.route_prefix().route("login"), encode_query(next));
     if expired {
         location.push_str("&m=expired");
@@ -175,7 +210,7 @@ fn login_page(gateway: &Gateway, caller: &Caller, req: &Request<Incoming>) -> Re
         }
     }
     // Already signed in (e.g. a second tab): go straight on.
-    if gateway.is_valid_any(&session_tokens(req.headers())) {
+    if caller.has_session(gateway, req.headers()) {
         return redirect(StatusCode::SEE_OTHER, &next);
     }
     if let Some(locked) = gateway.peek_lockout(caller.ip) {
@@ -197,12 +232,16 @@ async fn login_submit(gateway: &Gateway, caller: &Caller, req: Request<Incoming>
     let next = safe_return_path(form_value(&form, "next").unwrap_or("/")).to_string();
     let code = form_value(&form, "code").unwrap_or("");
     let action = gateway.route_prefix().route("login");
+    let Some(app_port) = caller.app_port else {
+        // Not through our nginx: there is no app to sign in to, and nothing was counted.
+        return html(StatusCode::BAD_REQUEST, pages::message_page("Open the app first", "Sign in from the app's own address (the one SimpleOTP protects)."));
+    };
 
-    let outcome = gateway.login(caller.ip, code, &user_agent).await;
+    let outcome = gateway.login(caller.ip, app_port, code, &user_agent).await;
     let (status, message) = match outcome {
         LoginOutcome::Success(token) => {
             let mut response = redirect(StatusCode::SEE_OTHER, &next);
-            let cookie = session_cookie(&token, gateway.session_lifetime(), caller.https);
+            let cookie = session_cookie(&token, app_port, gateway.session_lifetime(), caller.https);
             response.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).expect("cookie is ASCII"));
             return response;
         }
@@ -215,6 +254,7 @@ async fn login_submit(gateway: &Gateway, caller: &Caller, req: Request<Incoming>
             (StatusCode::UNAUTHORIZED, message)
         }
         LoginOutcome::Locked(locked) => (StatusCode::TOO_MANY_REQUESTS, LoginMessage::LockedOut { retry_after: locked.retry_after }),
+        LoginOutcome::NotSaved(_) => (StatusCode::SERVICE_UNAVAILABLE, LoginMessage::NotSaved),
     };
     tokio::time::sleep_until(started + FAILURE_FLOOR).await;
     let retry_after = match &message {
@@ -228,9 +268,10 @@ async fn login_submit(gateway: &Gateway, caller: &Caller, req: Request<Incoming>
     response
 }
 
-fn logout_page(gateway: &Gateway, headers: &HeaderMap) -> Response<Body> {
-    let tokens = session_tokens(headers);
-    let Some(token) = tokens.iter().find(|t| gateway.is_valid_any(std::slice::from_ref(*t))) else {
+fn logout_page(gateway: &Gateway, caller: &Caller, headers: &HeaderMap) -> Response<Body> {
+    let tokens = caller.session_tokens(headers);
+    let port = caller.app_port.unwrap_or_default();
+    let Some(token) = tokens.iter().find(|t| gateway.is_valid_any(std::slice::from_ref(*t), port)) else {
         return redirect(StatusCode::SEE_OTHER, &gateway.route_prefix().route("login"));
     };
     let action = gateway.route_prefix().route("logout");
@@ -241,7 +282,7 @@ async fn logout_submit(gateway: &Gateway, caller: &Caller, req: Request<Incoming
     if let Err(response) = same_origin(req.headers()) {
         return response;
     }
-    let tokens = session_tokens(req.headers());
+    let tokens = caller.session_tokens(req.headers());
     let form = match read_form(req).await {
         Ok(form) => form,
         Err(response) => return response,
@@ -257,14 +298,18 @@ async fn logout_submit(gateway: &Gateway, caller: &Caller, req: Request<Incoming
     gateway.revoke_token(token).await;
     info!(client = %caller.ip, "signed out");
     let mut response = redirect(StatusCode::SEE_OTHER, &format!("{}?m=signed-out", gateway.route_prefix().route("login")));
-    let cookie = format!("{COOKIE_NAME}=; HttpOnly; SameSite=Lax; Path=/; Max-Age=0{}", if caller.https { "; Secure" } else { "" });
-    response.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).expect("cookie is ASCII"));
+    if let Some(port) = caller.app_port {
+        let cookie = format!("{}=; HttpOnly; SameSite=Lax; Path=/; Max-Age=0{}", session_cookie_name(port, caller.https), if caller.https { "; Secure" } else { "" });
+        response.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).expect("cookie is ASCII"));
+    }
     response
 }
 
-/// nginx's `error_page` for an app that does not answer (502/504 from nginx itself).
-fn upstream_down(headers: &HeaderMap) -> Response<Body> {
-    let app = headers.get("x-simpleotp-app").and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()).unwrap_or("The app");
+/// nginx's `error_page` for an app that does not answer (502/504 from nginx itself). The app's
+/// name comes from our own configuration, never from a request header.
+fn upstream_down(gateway: &Gateway, caller: &Caller) -> Response<Body> {
+    let name = caller.app_port.and_then(|port| gateway.app_name(port));
+    let app = name.as_ref().map(|n| n.as_str()).unwrap_or("The app");
     let body = format!(
         "{} is not answering. You are signed in, but the app behind SimpleOTP did not respond. Check that it is running, then reload this page.",
         app
@@ -299,13 +344,12 @@ fn control_unlock(gateway: &Gateway, caller: &Caller, headers: &HeaderMap) -> Re
     plain(StatusCode::OK, "unlocked")
 }
 
-fn session_tokens(headers: &HeaderMap) -> Vec<SessionToken> {
-    tokens_from_cookie_headers(headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()))
-}
-
-fn session_cookie(token: &SessionToken, lifetime: Duration, https: bool) -> String {
+/// The session cookie for the app on `app_port`: `HttpOnly` (no script reads it), `SameSite=Lax`
+/// (no cross-site POST carries it) and, over https, `Secure` with the `__Host-` name.
+fn session_cookie(token: &SessionToken, app_port: u16, lifetime: Duration, https: bool) -> String {
     format!(
-        "{COOKIE_NAME}={}; HttpOnly; SameSite=Lax; Path=/; Max-Age={}{}",
+        "{}={}; HttpOnly; SameSite=Lax; Path=/; Max-Age={}{}",
+        session_cookie_name(app_port, https),
         token.expose(),
         lifetime.as_secs(),
         if https { "; Secure" } else { "" }
@@ -419,15 +463,33 @@ mod tests {
     }
 
     #[test]
-    fn forwarded_headers_are_trusted_only_from_loopback() {
-        let h = headers(&[("x-real-ip", "203.0.113.9"), ("x-forwarded-proto", "https")]);
-        let local = Caller::from("127.0.0.1:5000".parse().unwrap(), &h);
+    fn forwarded_headers_are_trusted_only_with_the_proof_from_loopback() {
+        let proof = crate::protocol::NginxProof::generate();
+        let matches = |presented: &[u8]| proof.matches(presented);
+        let forwarded = [("x-real-ip", "203.0.113.9"), ("x-forwarded-proto", "https"), ("x-simpleotp-app", "8081")];
+        let mut with_proof = forwarded.to_vec();
+        with_proof.push(("x-simpleotp-proof", proof.expose()));
+        let local = Caller::from("127.0.0.1:5000".parse().unwrap(), &headers(&with_proof), matches);
         assert_eq!(local.ip, "203.0.113.9".parse::<IpAddr>().unwrap());
         assert!(local.https);
-        let remote = Caller::from("192.0.2.1:5000".parse().unwrap(), &h);
+        assert_eq!(local.app_port, Some(8081));
+
+        // Any other local process: no proof, or a wrong one, and none of it is believed.
+        let right = proof.expose();
+        let wrong = format!("{}{}", &right[..right.len() - 1], if right.ends_with('A') { 'B' } else { 'A' });
+        for presented in [headers(&forwarded), { let mut h = forwarded.to_vec(); h.push(("x-simpleotp-proof", &wrong)); headers(&h) }] {
+            let forged = Caller::from("127.0.0.1:5000".parse().unwrap(), &presented, matches);
+            assert_eq!(forged.ip, "127.0.0.1".parse::<IpAddr>().unwrap());
+            assert!(!forged.https);
+            assert_eq!(forged.app_port, None);
+            assert!(forged.came_through_proxy);
+        }
+        // The right proof from a non-loopback peer is not believed either.
+        let remote = Caller::from("192.0.2.1:5000".parse().unwrap(), &headers(&with_proof), matches);
         assert_eq!(remote.ip, "192.0.2.1".parse::<IpAddr>().unwrap());
         assert!(!remote.https);
     }
+
 
     #[test]
     fn cross_site_posts_are_refused() {
@@ -444,8 +506,10 @@ mod tests {
     #[test]
     fn cookies_are_http_only_and_same_site() {
         let token = SessionToken::generate();
-        let plain = session_cookie(&token, Duration::from_secs(60), false);
+        let plain = session_cookie(&token, 8081, Duration::from_secs(60), false);
+        assert!(plain.starts_with("simpleotp_8081="), "{plain}");
         assert!(plain.contains("HttpOnly") && plain.contains("SameSite=Lax") && plain.contains("Path=/") && !plain.contains("Secure"));
-        assert!(session_cookie(&token, Duration::from_secs(60), true).ends_with("; Secure"));
+        let secure = session_cookie(&token, 8081, Duration::from_secs(60), true);
+        assert!(secure.starts_with("__Host-simpleotp_8081=") && secure.ends_with("; Secure"), "{secure}");
     }
 }

@@ -132,6 +132,9 @@ pub enum LoginMessage {
     SignedOut,
     /// The session expired or was revoked.
     Expired,
+    /// The code was right, but the gateway could not save that it was used, so it refused the
+    /// sign-in (the code would otherwise work twice after a restart).
+    NotSaved,
 }
 
 impl LoginMessage {
@@ -141,7 +144,7 @@ impl LoginMessage {
     pub fn is_error(&self) -> bool {
         matches!(
             self,
-            Self::WrongCode | Self::CodeAlreadyUsed | Self::LockedOut { .. }
+            Self::WrongCode | Self::CodeAlreadyUsed | Self::LockedOut { .. } | Self::NotSaved
         )
     }
 
@@ -162,6 +165,11 @@ impl LoginMessage {
             ),
             Self::SignedOut => "<p>You are signed out.</p>".to_owned(),
             Self::Expired => "<p>Your session ended. Sign in again.</p>".to_owned(),
+            Self::NotSaved => "<p><strong>Sign-in failed: SimpleOTP could not save it.</strong> \
+                               Its data folder is not writable or the disk is full. On the \
+                               computer running SimpleOTP, free some space, then try the next \
+                               code.</p>"
+                .to_owned(),
         }
     }
 }
@@ -311,6 +319,7 @@ mod tests {
             },
             LoginMessage::SignedOut,
             LoginMessage::Expired,
+            LoginMessage::NotSaved,
         ]
     }
 

@@ -84,10 +84,17 @@ async fn text_of(browser: &Client, css: &str) -> String {
     }
 }
 
+/// Types `code` and submits it, then waits until the page it was typed on is gone, so that the
+/// next lookup finds the answer's elements, not the old page's (which would then go stale).
 async fn submit_code(browser: &Client, code: &str) {
     let field = browser.wait().for_element(Locator::Id("code")).await.unwrap();
     field.send_keys(code).await.unwrap();
     browser.find(Locator::Id("submit")).await.unwrap().click().await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while field.is_displayed().await.is_ok() {
+        assert!(std::time::Instant::now() < deadline, "the form was not submitted");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]

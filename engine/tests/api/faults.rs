@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use simpleotp_engine::session::{SessionStore, COOKIE_NAME};
+use simpleotp_engine::protocol::session_cookie_name;
+use simpleotp_engine::session::SessionStore;
 use simpleotp_engine::state::{PersistedState, StateFile};
 use simpleotp_engine::totp::unix_now;
 
@@ -28,6 +29,70 @@ async fn an_app_that_is_down_gets_a_clear_502_page_not_a_login_loop() {
     assert!(page.contains("Demo is not answering"), "{page}");
     assert!(page.contains("You are signed in"));
     assert_eq!(app.handle().gateway().sessions().len(), 1, "still signed in: no login loop");
+
+    // The app's name comes from the configuration, never from a request header: neither
+    // through nginx nor straight at the auth server.
+    let evil = "<b>Evil</b> app";
+    let page = browser.get(app.url("/")).header("x-simpleotp-app", evil).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("Demo is not answering") && !page.contains("Evil"), "{page}");
+    let direct = format!("http://{}{}", app.auth_addr(), app.config.route_prefix.route("upstream-down"));
+    let page = client().get(direct).header("x-simpleotp-app", evil).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("The app is not answering") && !page.contains("Evil"), "{page}");
+}
+
+/// An `https` app is proxied only if its certificate checks out against the system's roots,
+/// unless the app says `tls_verify = false` (a self-signed app on this machine).
+#[tokio::test]
+async fn https_upstreams_are_verified_unless_the_app_opts_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl is installed");
+    assert!(made.success());
+    let port = free_port();
+    let mut server = Command::new("openssl")
+        .args(["s_server", "-quiet", "-www", "-accept"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("-cert")
+        .arg(&cert)
+        .arg("-key")
+        .arg(&key)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("openssl s_server to listen", Duration::from_secs(10), async || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()).await;
+
+    let app = spawn_app().await;
+    let mut config = app.config.clone();
+    config.apps[0].upstream = format!("https://127.0.0.1:{port}").parse().unwrap();
+    app.handle().apply_config(&config).await.unwrap();
+    let browser = client();
+    app.login(&browser, "/").await;
+    // Self-signed: nginx refuses to talk to it, and the browser gets the "not answering" page.
+    // (nginx reloads in the background: the old workers may answer a moment longer.)
+    wait_until("the reloaded nginx to refuse the certificate", Duration::from_secs(10), async || {
+        browser.get(app.url("/")).send().await.unwrap().status() == 502
+    })
+    .await;
+    let log = std::fs::read_to_string(app.data_dir.join("nginx/logs/error.log")).unwrap();
+    assert!(log.contains("certificate verify failed") || log.contains("self-signed"), "{log}");
+
+    config.apps[0].tls_verify = false;
+    app.handle().apply_config(&config).await.unwrap();
+    wait_until("the app to be reached without verification", Duration::from_secs(10), async || {
+        let page = browser.get(app.url("/")).send().await.unwrap();
+        page.status() == 200 && page.text().await.unwrap().contains("s_server")
+    })
+    .await;
+    let _ = server.kill();
 }
 
 /// A tmpfs of `size` at `path`, unmounted on drop.
@@ -71,8 +136,14 @@ async fn full_data_directory_is_reported_and_the_gateway_keeps_serving() {
 
     // Fill the disk to the last byte.
     let _ = Command::new("dd").args(["if=/dev/zero", "bs=64k"]).arg(format!("of={}/fill", disk.path.display())).stderr(Stdio::null()).status();
+    // A sign-in is answered only once its code is on disk: on a full disk it is refused, and
+    // says so, because after a restart the same code would work again.
     let second = client();
-    assert_eq!(app.login(&second, "/").await.status(), 303, "logging in still works on a full disk");
+    let refused = app.login(&second, "/").await;
+    assert_eq!(refused.status(), 503, "a sign-in that cannot be saved is refused");
+    assert!(refused.headers().get("set-cookie").is_none());
+    assert!(refused.text().await.unwrap().contains("could not save it"));
+    assert_eq!(second.get(app.url("/")).send().await.unwrap().status(), 302, "no session was started");
     let error = app.handle().gateway().persist_error().expect("the failed write is reported");
     assert!(error.contains("No space left") && error.contains("disk"), "{error}");
     let reported = tokio::time::timeout(Duration::from_secs(5), async {
@@ -85,15 +156,16 @@ async fn full_data_directory_is_reported_and_the_gateway_keeps_serving() {
     .await
     .expect("a PersistFailed event for the tray app");
     assert_eq!(reported, error);
-    for browser in [&first, &second] {
-        assert_eq!(browser.get(app.url("/")).send().await.unwrap().status(), 200, "everyone keeps working");
-    }
+    assert_eq!(first.get(app.url("/")).send().await.unwrap().status(), 200, "signed-in browsers keep working");
     let on_disk = PersistedState::from_bytes(&std::fs::read(disk.path.join("state.json")).unwrap()).unwrap();
     assert_eq!(on_disk.sessions.len(), 1, "the file on disk is the last complete one");
 
-    // Space again: the next maintenance pass writes everything and clears the error.
+    // Space again: the next maintenance pass writes everything and clears the error, and the
+    // next code signs in (the refused one stays used).
     std::fs::remove_file(disk.path.join("fill")).unwrap();
     wait_until("the state to be written again", Duration::from_secs(15), async || app.handle().gateway().persist_error().is_none()).await;
+    let code = app.fresh_code_waiting().await;
+    assert_eq!(app.post_code(&second, &code, "/").await.status(), 303);
     let on_disk = PersistedState::from_bytes(&std::fs::read(disk.path.join("state.json")).unwrap()).unwrap();
     assert_eq!(on_disk.sessions.len(), 2);
 
@@ -133,12 +205,13 @@ async fn read_only_data_directory_is_a_clear_error_at_start() {
 }
 
 /// Writes `count` sessions into the state file and returns the tokens of the first `keep`.
-fn populate(data_dir: &Path, count: usize, keep: usize) -> Vec<String> {
+/// `count` sessions for the app on `port` in a state file; returns the first `keep` tokens.
+fn populate(data_dir: &Path, port: u16, count: usize, keep: usize) -> Vec<String> {
     let mut store = SessionStore::new(Default::default());
     let now = unix_now();
     let mut tokens = Vec::new();
     for i in 0..count {
-        let (token, _) = store.create(Some([10, 0, (i >> 8) as u8, i as u8].into()), "Mozilla/5.0 fault test", now);
+        let (token, _) = store.create(port, Some([10, 0, (i >> 8) as u8, i as u8].into()), "Mozilla/5.0 fault test", now);
         if i < keep {
             tokens.push(token.expose().to_string());
         }
@@ -156,7 +229,8 @@ async fn sigkill_while_writing_the_state_never_loses_a_persisted_session() {
     let (secret, _) = init_secret_file(dir.path());
     let upstream_addr = spawn_demo_upstream().await;
     let (config, port) = write_config(dir.path(), &format!("http://{upstream_addr}"));
-    let tokens = populate(&data_dir, SESSIONS, 50);
+    let tokens = populate(&data_dir, port, SESSIONS, 50);
+    let cookie_name = session_cookie_name(port, false);
 
     // Kill at moments spread over the 5 s write cycle, while requests keep every write busy
     // (each request moves a session's `last seen`, so every cycle rewrites ~4 MB).
@@ -165,10 +239,11 @@ async fn sigkill_while_writing_the_state_never_loses_a_persisted_session() {
         let (serve, url) = tokio::task::block_in_place(|| Serve::start(dir.path(), &config, &secret));
         let hammer = {
             let tokens = tokens.clone();
+            let cookie_name = cookie_name.clone();
             tokio::spawn(async move {
                 let http = reqwest::Client::new();
                 for i in 0.. {
-                    let cookie = format!("{COOKIE_NAME}={}", tokens[i % tokens.len()]);
+                    let cookie = format!("{cookie_name}={}", tokens[i % tokens.len()]);
                     let _ = http.get(&url).header("cookie", cookie).send().await;
                 }
             })
@@ -186,7 +261,7 @@ async fn sigkill_while_writing_the_state_never_loses_a_persisted_session() {
     let (serve, url) = tokio::task::block_in_place(|| Serve::start(dir.path(), &config, &secret));
     let leftovers: Vec<_> = std::fs::read_dir(&data_dir).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().contains(".tmp-")).collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
-    let r = reqwest::Client::new().get(&url).header("cookie", format!("{COOKIE_NAME}={}", tokens[7])).send().await.unwrap();
+    let r = reqwest::Client::new().get(&url).header("cookie", format!("{cookie_name}={}", tokens[7])).send().await.unwrap();
     assert_eq!(r.status(), 200);
     drop(serve);
 }

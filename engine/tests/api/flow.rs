@@ -4,7 +4,6 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use simpleotp_engine::control;
-use simpleotp_engine::session::COOKIE_NAME;
 use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Message};
 
 use crate::helpers::*;
@@ -26,6 +25,7 @@ async fn unauthenticated_request_goes_to_login_with_path_and_query_intact() {
 #[tokio::test]
 async fn check_is_401_or_200_with_an_empty_body_and_never_a_redirect() {
     let app = spawn_app().await;
+    let cookie_name = app.cookie_name();
     let check = format!("http://{}{}", app.auth_addr(), app.config.route_prefix.route("check"));
     let response = client().get(&check).send().await.unwrap();
     assert_eq!(response.status(), 401);
@@ -34,9 +34,25 @@ async fn check_is_401_or_200_with_an_empty_body_and_never_a_redirect() {
     let browser = client();
     app.login(&browser, "/").await;
     let cookie = browser.session_token(&app.base);
-    let response = client().get(&check).header("cookie", format!("{COOKIE_NAME}={cookie}")).send().await.unwrap();
+    let as_nginx = |proof: &str| {
+        client()
+            .get(&check)
+            .header("cookie", format!("theme=dark; {cookie_name}={cookie}; _xsrf=1"))
+            .header("x-simpleotp-app", app.port().to_string())
+            .header("x-simpleotp-proof", proof)
+    };
+    let response = as_nginx(&app.nginx_proof()).send().await.unwrap();
     assert_eq!(response.status(), 200);
+    // nginx hands the app every cookie but the session's.
+    assert_eq!(response.headers()["x-simpleotp-app-cookies"], "theme=dark; _xsrf=1");
     assert!(response.text().await.unwrap().is_empty());
+
+    // Any other local process that calls the auth server directly is not believed: without
+    // nginx's proof (or with a wrong one) there is no app, so no session is valid.
+    for proof in ["", "wrong", &app.nginx_proof()[1..]] {
+        let response = as_nginx(proof).send().await.unwrap();
+        assert_eq!(response.status(), 401, "proof {proof:?}");
+    }
 
     // And nginx does not let a browser call it.
     let response = client().get(app.route("check")).send().await.unwrap();
@@ -46,6 +62,7 @@ async fn check_is_401_or_200_with_an_empty_body_and_never_a_redirect() {
 #[tokio::test]
 async fn full_login_and_logout_flow() {
     let app = spawn_app().await;
+    let cookie_name = app.cookie_name();
     let browser = client();
 
     // The login page: one numeric field, strict CSP, no caching.
@@ -77,7 +94,7 @@ async fn full_login_and_logout_flow() {
     assert_eq!(app.handle().gateway().sessions().len(), 1);
     let session = &app.handle().gateway().sessions()[0];
     assert_eq!(session.client_ip, Some("127.0.0.1".parse().unwrap()));
-    assert!(session.user_agent.is_empty() || !session.user_agent.contains(COOKIE_NAME));
+    assert!(session.user_agent.is_empty() || !session.user_agent.contains(&cookie_name));
 
     // Logout: GET only shows a confirmation, POST needs the CSRF value.
     let confirm = browser.get(app.route("logout")).send().await.unwrap();
@@ -216,6 +233,7 @@ async fn websocket_passes_through_the_gateway_once_signed_in() {
         }
     });
     let app = spawn_app_with(AppOptions { upstream: Some(upstream_addr), ..Default::default() }).await;
+    let cookie_name = app.cookie_name();
     let ws_url = format!("ws://127.0.0.1:{}/api/kernels/1/channels", app.config.apps[0].listen.socket_addr().port());
 
     // Without a session the handshake is answered by the redirect to the login page.
@@ -226,7 +244,7 @@ async fn websocket_passes_through_the_gateway_once_signed_in() {
     app.login(&browser, "/").await;
     let token = browser.session_token(&app.base);
     let mut request = ws_url.into_client_request().unwrap();
-    request.headers_mut().insert("cookie", format!("{COOKIE_NAME}={token}").parse().unwrap());
+    request.headers_mut().insert("cookie", format!("{cookie_name}={token}").parse().unwrap());
     let (mut ws, _) = tokio_tungstenite::connect_async(request).await.expect("the WebSocket opens through nginx");
     ws.send(Message::text("ping through the gateway")).await.unwrap();
     let echo = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.unwrap().unwrap().unwrap();

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::cookie::{CookieStore, Jar};
-use simpleotp_engine::session::COOKIE_NAME;
+use simpleotp_engine::protocol::session_cookie_name;
 
 use simpleotp_engine::app::{Application, GatewayHandle, Settings};
 use simpleotp_engine::config::{AppConfig, Config};
@@ -90,11 +90,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
             addr
         }
     };
-    config.apps.push(AppConfig {
-        name: "Demo".parse().unwrap(),
-        upstream: format!("http://{upstream}").parse().unwrap(),
-        listen: format!("127.0.0.1:{}", free_port()).parse().unwrap(),
-    });
+    config.apps.push(AppConfig::new("Demo".parse().unwrap(), format!("http://{upstream}").parse().unwrap(), format!("127.0.0.1:{}", free_port()).parse().unwrap()));
     let data_dir = options.data_dir.clone().unwrap_or_else(|| dir.path().join("data"));
     let running = launch(&config, &data_dir, &secret_file, options.limiter).await;
     TestApp {
@@ -154,6 +150,24 @@ impl TestApp {
         self.running = Some(launch(&self.config, &self.data_dir, &self.secret_file, LimiterSettings::default()).await);
     }
 
+    /// The protected app's listen port.
+    pub fn port(&self) -> u16 {
+        self.config.apps[0].listen.socket_addr().port()
+    }
+
+    /// The name of the app's session cookie over plain http.
+    pub fn cookie_name(&self) -> String {
+        session_cookie_name(self.port(), false)
+    }
+
+    /// nginx's proof, as written into the generated config (for tests that talk to the auth
+    /// server as nginx would).
+    pub fn nginx_proof(&self) -> String {
+        let conf = std::fs::read_to_string(self.data_dir.join("nginx/nginx.conf")).unwrap();
+        let line = conf.lines().find(|l| l.contains("x-simpleotp-proof")).expect("the config sends the proof");
+        line.split('"').nth(1).unwrap().to_string()
+    }
+
     pub fn url(&self, path_and_query: &str) -> String {
         format!("{}{path_and_query}", self.base)
     }
@@ -174,6 +188,18 @@ impl TestApp {
         assert!(step <= Totp::step_at(now) + 1, "a test used more than two codes within one 30 s step");
         self.last_step.store(step, Ordering::SeqCst);
         self.totp.code_at(step * 30)
+    }
+
+    /// Like [`TestApp::fresh_code`], waiting for the next 30 s step when this one's codes are
+    /// used up.
+    pub async fn fresh_code_waiting(&self) -> String {
+        loop {
+            let next = self.last_step.load(Ordering::SeqCst) + 1;
+            if next <= Totp::step_at(unix_now()) + 1 {
+                return self.fresh_code();
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
     }
 
     /// The code for any moment (for tests about old or future codes).
@@ -231,10 +257,11 @@ impl std::ops::Deref for Browser {
 }
 
 impl Browser {
-    /// The session token this browser would send to `base`.
+    /// The session token this browser would send to `base` (an `http://` app's address).
     pub fn session_token(&self, base: &str) -> String {
-        let cookies = self.jar.cookies(&base.parse().unwrap()).expect("the browser holds cookies");
-        let prefix = format!("{COOKIE_NAME}=");
+        let url: reqwest::Url = base.parse().unwrap();
+        let cookies = self.jar.cookies(&url).expect("the browser holds cookies");
+        let prefix = format!("{}=", session_cookie_name(url.port().expect("the base names its port"), false));
         cookies
             .to_str()
             .unwrap()

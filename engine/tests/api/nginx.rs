@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use simpleotp_engine::config::{AppConfig, RoutePrefix};
+use simpleotp_engine::protocol::NginxProof;
 use simpleotp_engine::nginx::{discover, render_config, Nginx, NginxError, NginxLayout, NginxStatus, RestartPolicy};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -153,11 +154,7 @@ fn free_port() -> u16 {
 }
 
 fn app_config(name: &str, upstream: SocketAddr, port: u16) -> AppConfig {
-    AppConfig {
-        name: name.parse().unwrap(),
-        upstream: format!("http://{upstream}").parse().unwrap(),
-        listen: format!("127.0.0.1:{port}").parse().unwrap(),
-    }
+    AppConfig::new(name.parse().unwrap(), format!("http://{upstream}").parse().unwrap(), format!("127.0.0.1:{port}").parse().unwrap())
 }
 
 struct Fixture {
@@ -181,7 +178,7 @@ impl Fixture {
     }
 
     fn config(&self, apps: &[AppConfig]) -> String {
-        render_config(&self.layout, self.auth.addr, &RoutePrefix::default(), apps)
+        render_config(&self.layout, self.auth.addr, &NginxProof::generate(), &RoutePrefix::default(), apps)
     }
 
     async fn start(&self) -> Nginx {
@@ -647,11 +644,7 @@ async fn websockets_pass_through_after_auth() {
 async fn upstream_path_is_the_start_page_and_ipv6_listen_works() {
     let mut f = Fixture::new().await;
     let port = free_port();
-    f.apps = vec![AppConfig {
-        name: "Lab".parse().unwrap(),
-        upstream: format!("http://{}/lab", f.app.addr).parse().unwrap(),
-        listen: format!("[::1]:{port}").parse().unwrap(),
-    }];
+    f.apps = vec![AppConfig::new("Lab".parse().unwrap(), format!("http://{}/lab", f.app.addr).parse().unwrap(), format!("[::1]:{port}").parse().unwrap())];
     let nginx = f.start().await;
     let base = format!("http://[::1]:{port}");
 

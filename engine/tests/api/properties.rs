@@ -18,7 +18,10 @@ use proptest::prelude::*;
 use simpleotp_engine::config::{Config, SessionSettings};
 use simpleotp_engine::redirect::{is_safe_return_path, safe_return_path, DEFAULT_RETURN_PATH, MAX_RETURN_PATH_LEN};
 use simpleotp_engine::server::parse_form;
-use simpleotp_engine::session::{tokens_from_cookie_headers, SessionStore, SessionToken, COOKIE_NAME};
+use simpleotp_engine::session::{tokens_from_cookie_headers, SessionStore, SessionToken};
+
+/// The session cookie of an app protected on port 8888 (the fuzz seeds' name too).
+const COOKIE_NAME: &str = "simpleotp_8888";
 use simpleotp_engine::state::PersistedState;
 use simpleotp_engine::totp::{CodeRejected, Totp, TotpSecret};
 
@@ -114,7 +117,7 @@ proptest! {
     fn cookie_headers_yield_exactly_our_well_formed_tokens(headers in cookie_headers()) {
         let texts: Vec<&str> = headers.iter().map(|(t, _)| t.as_str()).collect();
         let expected: Vec<String> = headers.iter().flat_map(|(_, ours)| ours.clone()).take(4).collect();
-        let found = tokens_from_cookie_headers(texts.iter().copied());
+        let found = tokens_from_cookie_headers(texts.iter().copied(), COOKIE_NAME);
         let found_text: Vec<&str> = found.iter().map(|t| t.expose()).collect();
         prop_assert_eq!(&found_text, &expected);
         for token in &found {
@@ -126,7 +129,7 @@ proptest! {
     /// Any text at all: no panic, and whatever is returned is a well-formed token that was in the input.
     #[test]
     fn cookie_parsing_never_returns_a_malformed_token(headers in prop::collection::vec(".{0,120}", 0..4)) {
-        let found = tokens_from_cookie_headers(headers.iter().map(|s| s.as_str()));
+        let found = tokens_from_cookie_headers(headers.iter().map(|s| s.as_str()), COOKIE_NAME);
         prop_assert!(found.len() <= 4);
         for token in &found {
             prop_assert!(is_token_shape(token.expose()));
@@ -622,7 +625,7 @@ fn fuzz_seeds_are_valid_inputs() {
     let state = PersistedState::from_bytes(&std::fs::read(seeds.join("state_file/three_sessions")).unwrap()).unwrap();
     assert_eq!(state.sessions.len(), 3);
     let cookie = std::fs::read_to_string(seeds.join("cookie/jupyter")).unwrap();
-    assert_eq!(tokens_from_cookie_headers([cookie.as_str()].into_iter()).len(), 1);
+    assert_eq!(tokens_from_cookie_headers([cookie.as_str()].into_iter(), COOKIE_NAME).len(), 1);
 }
 
 /// Every input under `fuzz/regressions/<target>/` (each one crashed a target once) now passes
@@ -642,7 +645,7 @@ fn fuzz_regressions_pass() {
             let result = match target {
                 "cookie" => {
                     let text = String::from_utf8_lossy(&data);
-                    for token in tokens_from_cookie_headers(text.split('\n')) {
+                    for token in tokens_from_cookie_headers(text.split('\n'), COOKIE_NAME) {
                         assert!(is_token_shape(token.expose()));
                     }
                     Ok(())

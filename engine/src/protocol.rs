@@ -1,0 +1,125 @@
+//! What nginx and the auth server say to each other: the headers nginx sets on every request it
+//! sends to the auth server, the proof that such a request really comes from *our* nginx, and
+//! the names of the session cookies.
+//!
+//! Both sides ([`crate::nginx`] renders the config, [`crate::server`] reads the requests) use
+//! these names, so they cannot drift apart.
+//!
+//! ## Why nginx has to prove itself
+//!
+//! The auth server listens on loopback, and every local process can connect to it. If it
+//! believed `X-Real-IP` from any loopback peer, a local process could pose as many addresses
+//! (and spread its guesses over the per-address limits) or claim `https`. So at each start the
+//! engine makes a random [`NginxProof`], writes it into the generated (0700) nginx config, and
+//! nginx sends it with every request to the auth server; only when it matches (compared in
+//! constant time) are the forwarded headers believed. Without it, a request is treated as a
+//! plain loopback client: its own address, plain http, and no app (so `check` fails closed).
+
+use std::fmt;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use subtle::ConstantTimeEq;
+
+/// nginx's proof that it is the nginx the engine configured.
+pub const PROOF_HEADER: &str = "x-simpleotp-proof";
+/// The browser's address, as nginx saw it.
+pub const REAL_IP_HEADER: &str = "x-real-ip";
+/// `http` or `https`, as nginx saw it.
+pub const FORWARDED_PROTO_HEADER: &str = "x-forwarded-proto";
+/// Which protected app a request is for: its listen port. Set by nginx in each app's server
+/// block, never taken from the client (nginx's `proxy_set_header` replaces a client's copy).
+pub const APP_HEADER: &str = "x-simpleotp-app";
+/// On the `unauthorized` subrequest: the URI the browser first asked for.
+pub const ORIGINAL_URI_HEADER: &str = "x-simpleotp-original-uri";
+/// In `check`'s 200 answer: the request's cookies without any SimpleOTP session cookie. nginx
+/// forwards this (`auth_request_set`) as the `Cookie` header to the app, so no app ever sees a
+/// session token.
+pub const APP_COOKIES_HEADER: &str = "x-simpleotp-app-cookies";
+
+/// Every session cookie's name starts with this (after the optional `__Host-` prefix).
+pub const COOKIE_PREFIX: &str = "simpleotp_";
+/// Browsers accept a `__Host-` cookie only with `Secure`, `Path=/` and no `Domain`, so a plain
+/// http server on the same host (or a sibling domain) can neither set nor overwrite it.
+const HOST_PREFIX: &str = "__Host-";
+
+/// The session cookie's name for the app on `port`. Cookies ignore ports, so the port in the
+/// name keeps one app's session from being sent as (or overwritten by) another's.
+pub fn session_cookie_name(app_port: u16, secure: bool) -> String {
+    if secure {
+        format!("{HOST_PREFIX}{COOKIE_PREFIX}{app_port}")
+    } else {
+        format!("{COOKIE_PREFIX}{app_port}")
+    }
+}
+
+/// Whether a cookie of this name is one of ours (any app's, secure or not): those are never
+/// forwarded to an app.
+pub fn is_session_cookie_name(name: &[u8]) -> bool {
+    let name = name.strip_prefix(HOST_PREFIX.as_bytes()).unwrap_or(name);
+    name.len() >= COOKIE_PREFIX.len() && name[..COOKIE_PREFIX.len()].eq_ignore_ascii_case(COOKIE_PREFIX.as_bytes())
+}
+
+/// A random value that only the engine and the nginx it configured know.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NginxProof(String);
+
+impl NginxProof {
+    /// 256 random bits, in base64url (safe inside a quoted nginx value and a header).
+    pub fn generate() -> NginxProof {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).expect("the operating system's random number generator failed");
+        NginxProof(URL_SAFE_NO_PAD.encode(bytes))
+    }
+
+    /// Reads a proof kept in a file (external-nginx mode); `None` if it is not one we made.
+    pub fn parse(text: &str) -> Option<NginxProof> {
+        let text = text.trim();
+        (text.len() == 43 && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')).then(|| NginxProof(text.to_string()))
+    }
+
+    /// The value for the nginx config.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Constant time, so the comparison says nothing about how much of a guess was right.
+    pub fn matches(&self, presented: &[u8]) -> bool {
+        bool::from(self.0.as_bytes().ct_eq(presented))
+    }
+}
+
+impl fmt::Debug for NginxProof {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("NginxProof(<redacted>)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookie_names_carry_the_app_and_the_host_prefix_when_secure() {
+        assert_eq!(session_cookie_name(8081, false), "simpleotp_8081");
+        assert_eq!(session_cookie_name(8081, true), "__Host-simpleotp_8081");
+        for ours in ["simpleotp_8081", "__Host-simpleotp_1", "SimpleOTP_x", "simpleotp_session"] {
+            assert!(is_session_cookie_name(ours.as_bytes()), "{ours}");
+        }
+        for theirs in ["_xsrf", "simpleotp", "xsimpleotp_8081", "__Host-other", "__host-simpleotp_1x"] {
+            assert!(!is_session_cookie_name(theirs.as_bytes()), "{theirs}");
+        }
+    }
+
+    #[test]
+    fn proofs_are_random_and_compared_exactly() {
+        let a = NginxProof::generate();
+        assert_ne!(a, NginxProof::generate());
+        assert!(a.matches(a.expose().as_bytes()));
+        assert!(!a.matches(&a.expose().as_bytes()[1..]));
+        assert!(!a.matches(b""));
+        assert_eq!(NginxProof::parse(&format!("{}\n", a.expose())), Some(a.clone()));
+        assert_eq!(NginxProof::parse("short"), None);
+        assert!(!format!("{a:?}").contains(a.expose()));
+    }
+}
