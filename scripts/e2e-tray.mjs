@@ -313,6 +313,8 @@ try {
   const row = await tauri.visible('#sessions-list tr.session');
   const rowText = await tauri.text(row);
   if (!/127\.0\.0\.1/.test(rowText) || !/Chrome/.test(rowText)) throw new Error(`unexpected session row: ${rowText}`);
+  const rowApp = await tauri.text(await tauri.find('#sessions-list tr.session td.app'));
+  if (rowApp !== 'Upstream') throw new Error(`the session should name its app, Upstream, not ${rowApp}`);
   await tauri.screenshot('tray-sessions.png');
   await tauri.clickOn('#sessions-list tr.session button.revoke');
   await waitFor('the session to disappear', async () => (await tauri.findAll('#sessions-list tr.session')).length === 0);

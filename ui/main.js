@@ -288,12 +288,13 @@ async function renderSessions() {
   $('sessions-revoke-all').disabled = sessions.length === 0;
   $('sessions-list').replaceChildren(...sessions.map((s) => {
     const revoke = el('button', { textContent: 'Revoke', type: 'button', className: 'danger revoke' });
-    revoke.setAttribute('aria-label', `Sign out ${s.client_ip}`);
+    revoke.setAttribute('aria-label', `Sign out ${s.client_ip} from ${s.app}`);
     revoke.addEventListener('click', () => busy(revoke, async () => {
       await call('session_revoke', { id: s.id }, $('sessions-error'));
       renderSessions();
     }));
     const tr = el('tr', { className: 'session' },
+      el('td', { className: 'app', textContent: s.app }),
       el('td', { textContent: s.client_ip }),
       el('td', { className: 'ua', textContent: describeBrowser(s.user_agent), title: s.user_agent }),
       el('td', { textContent: when(s.created_at) }),

@@ -217,6 +217,8 @@ pub struct AppSaved {
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct SessionView {
     pub id: String,
+    /// The app the session opens (its name; its port if no app listens there any more).
+    pub app: String,
     pub created_at: u64,
     pub last_seen: u64,
     pub expires_at: u64,
@@ -679,6 +681,7 @@ impl Core {
             .into_iter()
             .map(|s| SessionView {
                 id: s.id.as_str().to_string(),
+                app: gateway.app_name(s.app_port).map(|n| n.to_string()).unwrap_or_else(|| format!("port {}", s.app_port)),
                 created_at: s.created_at,
                 last_seen: s.last_seen,
                 expires_at: s.expires_at,

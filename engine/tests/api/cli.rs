@@ -253,6 +253,13 @@ fn missing_nginx_is_a_clear_error() {
     assert!(err.contains("/opt/nowhere/nginx"), "{err}");
 }
 
+/// `simpleotp nginx-snippet --data-dir D`: the snippet, with the proof kept (0600) in `D`.
+fn print_snippet(config: &Path, data_dir: &Path) -> String {
+    let output = run(simpleotp(&["nginx-snippet", "--config"]).arg(config).arg("--data-dir").arg(data_dir));
+    assert!(output.status.success(), "{}", stderr(&output));
+    stdout(&output)
+}
+
 #[test]
 fn nginx_snippet_is_ready_to_paste() {
     let dir = tempfile::tempdir().unwrap();
@@ -260,12 +267,76 @@ fn nginx_snippet_is_ready_to_paste() {
     let mut text = std::fs::read_to_string(&config).unwrap();
     text.insert_str(0, "auth_listen = \"127.0.0.1:9191\"\n");
     std::fs::write(&config, text).unwrap();
-    let output = run(simpleotp(&["nginx-snippet", "--config"]).arg(&config));
-    assert!(output.status.success(), "{}", stderr(&output));
-    let snippet = stdout(&output);
-    for needle in ["auth_request", "127.0.0.1:9191", "127.0.0.1:8888", "X-Real-IP", "Upgrade"] {
+    let data_dir = dir.path().join("data");
+    let snippet = print_snippet(&config, &data_dir);
+    for needle in ["auth_request", "127.0.0.1:9191", "127.0.0.1:8888", "X-Real-IP", "Upgrade", "return 421"] {
         assert!(snippet.contains(needle), "snippet lacks {needle}:\n{snippet}");
     }
+    // The proof nginx will send is kept privately in the data directory, and stays the same.
+    let proof_file = data_dir.join("nginx-proof");
+    let proof = std::fs::read_to_string(&proof_file).unwrap();
+    assert!(snippet.contains(&format!("x-simpleotp-proof \"{}\"", proof.trim())), "{snippet}");
+    assert_eq!(std::fs::metadata(&proof_file).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(print_snippet(&config, &data_dir), snippet);
+}
+
+/// A child process killed when the test ends, however it ends.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Someone else's nginx, running the pasted snippet, in front of `serve --external-nginx`: the
+/// proof in the snippet is the one `serve` reads from the same data directory, so the auth server
+/// believes that nginx and a browser signs in to the app.
+#[tokio::test(flavor = "multi_thread")]
+async fn external_nginx_with_the_pasted_snippet_protects_the_app() {
+    let dir = tempfile::tempdir().unwrap();
+    let (secret_file, totp) = init_secret_file(dir.path());
+    let upstream_addr = spawn_demo_upstream().await;
+    let (config, port) = write_config(dir.path(), &format!("http://{upstream_addr}"));
+    let text = format!("auth_listen = \"127.0.0.1:{}\"\n{}", free_port(), std::fs::read_to_string(&config).unwrap());
+    std::fs::write(&config, text).unwrap();
+    let data_dir = dir.path().join("data");
+    let pasted = print_snippet(&config, &data_dir);
+
+    let own = dir.path().join("own-nginx");
+    std::fs::create_dir_all(&own).unwrap();
+    let p = own.display();
+    // SAFETY: geteuid has no preconditions.
+    let user = if unsafe { libc::geteuid() } == 0 { "user root;\n" } else { "" };
+    let conf = format!(
+        "daemon off;\nworker_processes 1;\n{user}pid {p}/nginx.pid;\nerror_log {p}/error.log warn;\nevents {{ worker_connections 64; }}\n\
+         http {{\naccess_log off;\nclient_body_temp_path {p}/body;\nproxy_temp_path {p}/proxy;\nfastcgi_temp_path {p}/fcgi;\n\
+         uwsgi_temp_path {p}/uwsgi;\nscgi_temp_path {p}/scgi;\n{pasted}\n}}\n"
+    );
+    std::fs::write(own.join("nginx.conf"), conf).unwrap();
+    let binary = simpleotp_engine::nginx::discover(None).unwrap();
+    let _nginx = KillOnDrop(Command::new(binary).arg("-p").arg(&own).arg("-c").arg(own.join("nginx.conf")).stderr(Stdio::null()).spawn().unwrap());
+
+    let mut serve = simpleotp(&["serve", "--external-nginx", "--config"]);
+    serve.arg(&config).arg("--data-dir").arg(&data_dir).arg("--secret-file").arg(&secret_file).stdout(Stdio::null()).stderr(Stdio::null());
+    let _serve = KillOnDrop(serve.spawn().unwrap());
+
+    let base = format!("http://127.0.0.1:{port}");
+    wait_until("the login redirect through the external nginx", Duration::from_secs(15), async || {
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap().get(&base).send().await.is_ok_and(|r| r.status() == 302)
+    })
+    .await;
+    let browser = client();
+    let login = browser
+        .post(format!("{base}/_simpleotp/login"))
+        .header("origin", &base)
+        .form(&[("code", totp.code_at(unix_now()).as_str()), ("next", "/")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 303);
+    assert_eq!(browser.get(&base).send().await.unwrap().status(), 200);
 }
 
 #[test]

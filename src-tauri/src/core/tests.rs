@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use simpleotp_engine::session::COOKIE_NAME;
+use simpleotp_engine::protocol::session_cookie_name;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::*;
@@ -105,7 +105,8 @@ async fn get(url: &str, cookie: Option<&str>) -> (u16, String) {
     let rest = url.strip_prefix("http://").unwrap();
     let (authority, _) = rest.split_once('/').unwrap_or((rest, ""));
     let mut stream = tokio::net::TcpStream::connect(authority).await.unwrap();
-    let cookie = cookie.map(|c| format!("Cookie: {COOKIE_NAME}={c}\r\n")).unwrap_or_default();
+    let port: u16 = authority.rsplit(':').next().unwrap().parse().unwrap();
+    let cookie = cookie.map(|c| format!("Cookie: {}={c}\r\n", session_cookie_name(port, false))).unwrap_or_default();
     stream.write_all(format!("GET / HTTP/1.0\r\nHost: {authority}\r\n{cookie}\r\n").as_bytes()).await.unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).await.unwrap();
@@ -117,9 +118,13 @@ fn input(name: &str, upstream: &str, port: u16) -> AppInput {
     AppInput { name: name.into(), upstream: upstream.into(), port }
 }
 
-async fn sign_in(core: &Core, ip: &str, code: &str) -> String {
+/// The app port sessions are made for where the test has no app of its own.
+const SOME_APP_PORT: u16 = 8081;
+
+/// Signs in as a browser at `ip` would, to the app on `app_port`; returns the session token.
+async fn sign_in(core: &Core, ip: &str, app_port: u16, code: &str) -> String {
     let gateway = core.running_gateway().expect("running");
-    match gateway.login(ip.parse().unwrap(), code, "TestBrowser/1.0").await {
+    match gateway.login(ip.parse().unwrap(), app_port, code, "TestBrowser/1.0").await {
         LoginOutcome::Success(token) => token.expose().to_string(),
         other => panic!("login failed: {other:?}"),
     }
@@ -183,15 +188,17 @@ async fn apps_are_added_protected_edited_and_removed_with_reloads() {
     let (status, response) = get(&saved.app.url, None).await;
     assert_eq!(status, 302, "{response}");
     assert!(response.contains("/_simpleotp/login"), "{response}");
-    let token = sign_in(&h.core, "127.0.0.1", &h.stored_code()).await;
+    let token = sign_in(&h.core, "127.0.0.1", port, &h.stored_code()).await;
     let (status, response) = get(&saved.app.url, Some(&token)).await;
     assert_eq!(status, 200, "{response}");
+    assert_eq!(h.core.sessions_list()[0].app, "Demo", "Sessions names the app");
 
     // Rename and move it.
     let new_port = free_port();
     let edited = h.core.app_edit("Demo", input("Demo two", &format!("http://{up}"), new_port)).await.unwrap();
     assert_eq!(edited.app.url, format!("http://127.0.0.1:{new_port}/"));
-    assert_eq!(get(&edited.app.url, Some(&token)).await.0, 200);
+    // A session belongs to the app on its port: at the new port, the browser signs in again.
+    assert_eq!(get(&edited.app.url, Some(&token)).await.0, 302);
     assert!(h.config_text().contains("Demo two"));
     assert!(matches!(h.core.app_edit("Nope", input("x", "http://127.0.0.1:1", 9)).await, Err(CoreError::NoSuchApp(_))));
 
@@ -250,10 +257,11 @@ async fn sessions_are_listed_revoked_one_by_one_and_all_at_once() {
     let mut events = h.core.subscribe();
     assert!(h.core.sessions_list().is_empty());
     let code = h.stored_code();
-    let first = sign_in(&h.core, "192.0.2.7", &code).await;
+    let first = sign_in(&h.core, "192.0.2.7", SOME_APP_PORT, &code).await;
     let sessions = h.core.sessions_list();
     assert_eq!(sessions.len(), 1);
     assert_eq!(sessions[0].client_ip, "192.0.2.7");
+    assert_eq!(sessions[0].app, format!("port {SOME_APP_PORT}"), "no app listens there: the port is named");
     assert_eq!(sessions[0].user_agent, "TestBrowser/1.0");
     assert!(sessions[0].expires_at > sessions[0].created_at);
     assert_eq!(h.core.status().sessions, 1);
@@ -262,11 +270,11 @@ async fn sessions_are_listed_revoked_one_by_one_and_all_at_once() {
     h.core.session_revoke(&sessions[0].id).await.unwrap();
     assert!(h.core.sessions_list().is_empty());
     let gateway = h.core.running_gateway().unwrap();
-    assert!(!gateway.is_valid_any(&[simpleotp_engine::session::SessionToken::parse(&first).unwrap()]));
+    assert!(!gateway.is_valid_any(&[simpleotp_engine::session::SessionToken::parse(&first).unwrap()], SOME_APP_PORT));
     assert!(matches!(h.core.session_revoke(&sessions[0].id).await, Err(CoreError::NoSuchSession)));
 
     // A code is accepted once; the next step's code (accepted as clock skew) signs in again.
-    sign_in(&h.core, "192.0.2.8", &h.code_in(30)).await;
+    sign_in(&h.core, "192.0.2.8", SOME_APP_PORT, &h.code_in(30)).await;
     assert_eq!(h.core.sessions_list().len(), 1);
     assert_eq!(h.core.sessions_revoke_all().await, 1);
     assert!(h.core.sessions_list().is_empty());
@@ -318,7 +326,7 @@ async fn replacing_the_secret_needs_a_code_from_the_new_one_and_signs_everyone_o
     let h = Harness::new("replace");
     h.set_up().await;
     let old = h.store.load().unwrap().to_base32();
-    sign_in(&h.core, "192.0.2.9", &h.stored_code()).await;
+    sign_in(&h.core, "192.0.2.9", SOME_APP_PORT, &h.stored_code()).await;
 
     let view = h.core.secret_replace_begin().unwrap();
     assert_ne!(view.secret_groups.concat(), old);
