@@ -12,6 +12,7 @@
 //! * [`cli`]: the `simpleotp` command as a user runs it (errors, signals, SIGKILL).
 //! * [`faults`]: an app that is down, a full or read-only disk, SIGKILL mid-write, clock jumps.
 //! * [`nginx`]: the nginx supervisor on its own, with a stand-in auth server.
+//! * [`websockets`]: WebSockets end when their session ends; only WebSocket upgrades reach apps.
 
 #![cfg(unix)]
 
@@ -23,3 +24,4 @@ mod flow;
 mod helpers;
 mod nginx;
 mod properties;
+mod websockets;
