@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
@@ -33,13 +34,21 @@ use crate::totp::{unix_now, Totp};
 /// `last seen` updates only mark the state dirty; this loop writes it, off the request path.
 const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(5);
 
+/// After a session ends, wait this long for more to end before nginx replaces its workers, so
+/// "sign everyone out" or a burst of sign-outs costs one worker replacement, not one each.
+const RECYCLE_GATHER: Duration = Duration::from_millis(200);
+/// At least this long between two worker replacements: each one leaves old workers running for
+/// up to `worker_shutdown_timeout`, and a steady stream of sign-outs must not pile them up.
+const RECYCLE_MIN_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Who runs nginx.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NginxMode {
     /// The gateway starts and supervises its own nginx (the default).
     Managed,
     /// The user runs nginx with the output of `simpleotp nginx-snippet`; the auth server must
-    /// then listen on the fixed `auth_listen` address from the config.
+    /// then listen on the fixed `auth_listen` address from the config. That nginx is not ours to
+    /// reload, so open WebSockets outlive a sign-out until its owner reloads it.
     External,
 }
 
@@ -242,6 +251,9 @@ impl Application {
         let Application { gateway, listener, nginx, data_dir, control, .. } = self;
         let server_stop = CancellationToken::new();
         let server = tokio::spawn(crate::server::serve(listener, gateway.clone(), server_stop.clone()));
+        if let Some(nginx) = &nginx {
+            tokio::spawn(cut_upgraded_connections(&gateway, nginx.clone(), shutdown.clone()));
+        }
 
         let mut ticker = tokio::time::interval(MAINTENANCE_INTERVAL);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -269,6 +281,61 @@ impl Application {
     }
 }
 
+/// Closes the WebSockets (and other long requests) of sessions that have ended: whenever
+/// sessions end, the managed nginx replaces its workers, and the old ones drop what they still
+/// hold after `worker_shutdown_timeout` (see `nginx::render_config` for the choice and its cost).
+/// Sign-out, revoke, "sign everyone out" and a new secret all count; a new session does not.
+/// With an external nginx this cannot happen: that nginx is not ours to reload.
+fn cut_upgraded_connections(gateway: &Gateway, nginx: Arc<Nginx>, shutdown: CancellationToken) -> impl std::future::Future<Output = ()> {
+    // Subscribed now, not when the task first runs, so no end is missed; sessions that ended
+    // between start-up and here (their sockets may be open already) count as one more end.
+    let mut ended = gateway.sessions_ended();
+    if *ended.borrow() != 0 {
+        ended.mark_changed();
+    }
+    let recycle = move || {
+        let nginx = nginx.clone();
+        async move {
+            if let Err(e) = nginx.recycle_workers().await {
+                warn!("cannot make nginx close the connections of ended sessions: {e}");
+            }
+        }
+    };
+    after_each_burst(ended, RECYCLE_GATHER, RECYCLE_MIN_INTERVAL, shutdown, recycle)
+}
+
+/// Calls `action` once after each burst of changes to `changes`: `gather` after the first change
+/// of a burst, and never sooner than `min_interval` after the previous call. Every change is
+/// followed by a call that starts after it. Returns when `shutdown` is cancelled or the sender
+/// is gone.
+async fn after_each_burst<F: std::future::Future<Output = ()>>(
+    mut changes: watch::Receiver<u64>,
+    gather: Duration,
+    min_interval: Duration,
+    shutdown: CancellationToken,
+    mut action: impl FnMut() -> F,
+) {
+    loop {
+        let burst = async {
+            changes.changed().await.ok()?;
+            tokio::time::sleep(gather).await;
+            Some(())
+        };
+        tokio::select! {
+            seen = burst => if seen.is_none() { return },
+            _ = shutdown.cancelled() => return,
+        }
+        // Marked seen before acting: every change up to here is covered by this call; one that
+        // comes while it runs wakes the loop again.
+        changes.borrow_and_update();
+        action().await;
+        tokio::select! {
+            _ = tokio::time::sleep(min_interval) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
 /// Changes a running gateway without restarting it: new apps, lifetimes or nginx settings.
 #[derive(Clone)]
 pub struct GatewayHandle {
@@ -288,9 +355,10 @@ impl GatewayHandle {
         self.nginx.clone()
     }
 
-    /// Applies `config`: session lifetimes at once; apps through an nginx reload that keeps open
-    /// connections. If nginx rejects the new configuration (or a new port is taken), nginx keeps
-    /// running with the old one and the error carries nginx's message. The route prefix and
+    /// Applies `config`: session lifetimes at once; apps through an nginx reload (open WebSockets
+    /// and long downloads are cut after `worker_shutdown_timeout`; their apps reconnect). If
+    /// nginx rejects the new configuration (or a new port is taken), nginx keeps running with the
+    /// old one and the error carries nginx's message. The route prefix and
     /// `auth_listen` cannot change while running (they need a restart).
     pub async fn apply_config(&self, config: &Config) -> Result<(), StartError> {
         config.validate().map_err(StartError::Config)?;
@@ -321,4 +389,54 @@ async fn start_nginx(config: &Config, data_dir: &std::path::Path, auth_addr: Soc
     let text = nginx_config(config, data_dir, auth_addr, proof);
     let apps: &[AppConfig] = &config.apps;
     Nginx::start(binary, nginx_layout(data_dir), text, apps).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// A thousand sign-outs at once are one nginx worker replacement; a later one is another;
+    /// the loop ends with the gateway.
+    #[tokio::test]
+    async fn a_burst_of_ends_is_one_action_and_a_later_end_another() {
+        let (tx, rx) = watch::channel(0u64);
+        let calls = Arc::new(AtomicU32::new(0));
+        let shutdown = CancellationToken::new();
+        let counter = calls.clone();
+        let task = tokio::spawn(after_each_burst(rx, Duration::from_millis(300), Duration::from_millis(200), shutdown.clone(), move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+            std::future::ready(())
+        }));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 0, "nothing ended, nothing to do");
+
+        // A thousand sign-outs spread over about 50 ms (the loop must wait for them, not act on
+        // the first).
+        for i in 0..1000 {
+            tx.send_modify(|n| *n += 1);
+            if i % 100 == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        let started = std::time::Instant::now();
+        while calls.load(Ordering::SeqCst) == 0 {
+            assert!(started.elapsed() < Duration::from_secs(5), "no action after the burst");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "one burst, one action");
+
+        tx.send_modify(|n| *n += 1);
+        let started = std::time::Instant::now();
+        while calls.load(Ordering::SeqCst) == 1 {
+            assert!(started.elapsed() < Duration::from_secs(5), "no action after the second end");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(5), task).await.expect("the loop stops with the gateway").unwrap();
+    }
 }

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 use subtle::ConstantTimeEq;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 use tracing::{error, info, warn};
 
 use crate::config::{AppConfig, AppName, RoutePrefix, SessionSettings};
@@ -93,6 +93,10 @@ struct Inner {
     apps: RwLock<Vec<(u16, AppName)>>,
     events: broadcast::Sender<GatewayEvent>,
     persist_error: Mutex<Option<String>>,
+    /// Counts the moments sessions ended (sign-out, revoke, everyone signed out, new secret).
+    /// A `watch` rather than an event: a listener only needs to know "something ended since I
+    /// last looked", so a burst of a thousand sign-outs is one wake-up, never a lagged queue.
+    sessions_ended: watch::Sender<u64>,
 }
 
 /// The step a code must be newer than. Normally the last step used; but if that lies beyond
@@ -141,6 +145,7 @@ impl Gateway {
                 apps: RwLock::new(app_names(&parts.apps)),
                 events,
                 persist_error: Mutex::new(None),
+                sessions_ended: watch::Sender::new(0),
             }),
         }
     }
@@ -151,6 +156,13 @@ impl Gateway {
 
     pub fn subscribe(&self) -> broadcast::Receiver<GatewayEvent> {
         self.inner.events.subscribe()
+    }
+
+    /// Wakes (`changed().await`) after sessions have ended, once the ended sessions are already
+    /// refused. The app loop uses it to cut the WebSockets that were opened with them (see
+    /// `app::cut_upgraded_connections`); a session being created does not count.
+    pub fn sessions_ended(&self) -> watch::Receiver<u64> {
+        self.inner.sessions_ended.subscribe()
     }
 
     fn emit(&self, event: GatewayEvent) {
@@ -282,6 +294,9 @@ impl Gateway {
 
     async fn after_revoke(&self, removed: bool) -> bool {
         if removed {
+            // Already refused by `check`; now its open WebSockets may be cut (no need to wait
+            // for the disk).
+            self.inner.sessions_ended.send_modify(|n| *n = n.wrapping_add(1));
             // A revoked session must not come back after a crash: write now, not lazily.
             let _ = self.persist().await;
             self.emit(GatewayEvent::SessionsChanged);

@@ -11,7 +11,8 @@
 //! * [`test_config`] runs `nginx -t`, so a bad configuration is reported in nginx's own words
 //!   before it can replace a working one.
 //! * [`Nginx`] starts nginx as a contained child (it dies with us, even on SIGKILL), restarts it
-//!   with backoff when it crashes, reloads it without dropping connections, and stops it.
+//!   with backoff when it crashes, reloads it gracefully, replaces its workers when sessions end
+//!   (which closes their WebSockets), and stops it.
 //!
 //! Requires nginx 1.19.5 or newer (for the `-e` option, which keeps even the very first log line
 //! inside our prefix) built with the `auth_request` module, as most distribution packages are.

@@ -28,6 +28,12 @@ const APP_COOKIES_VAR: &str = "$simpleotp_app_cookies";
 /// address literal is allowed (the machine's addresses change with DHCP; the set of literals
 /// that can reach a listen socket is exactly the machine's own addresses anyway).
 const IP_LITERAL_NAMES: [&str; 2] = ["~^[0-9.]+$", "~^[[][0-9a-f:.]+[]]$"];
+/// Name of the variable holding the `Upgrade` header forwarded to apps: `websocket` or nothing.
+const UPGRADE_PROTOCOL_VAR: &str = "$simpleotp_upgrade";
+/// How long a replaced nginx worker may keep serving the connections it still holds. Short on
+/// purpose: when a session ends, the engine replaces the workers (`Nginx::recycle_workers`)
+/// and this is what actually closes the WebSockets that session opened. See `render_config`.
+const WORKER_SHUTDOWN_TIMEOUT_SECS: u64 = 3;
 
 /// The temporary-file areas nginx uses for buffering; all are placed inside the prefix so the
 /// managed nginx never writes outside its own directory (the distribution defaults such as
@@ -159,6 +165,17 @@ pub fn render_config(layout: &NginxLayout, auth: SocketAddr, proof: &NginxProof,
     // Each proxied request holds two connections (browser and upstream) plus the auth check's
     // keep-alive ones; 1024 ran out under a burst of a thousand concurrent clients.
     out.push_str("worker_rlimit_nofile 16384;\n");
+    // WebSockets end when their session ends. nginx asks the auth server only when a request
+    // starts; an upgraded connection (a notebook kernel, a terminal) is one request that never
+    // ends, so signing out would not close it. When sessions end, the engine makes nginx replace
+    // its workers (the same as a reload); the old workers keep their open connections for at
+    // most this long and then close them. A browser that reconnects is checked again, so only
+    // holders of a live session get back in. The cost: every upgraded connection and long
+    // download is cut, also those of sessions that are still valid (their apps reconnect), and
+    // so does any configuration reload. Sign-outs are rare and reconnecting is what WebSocket
+    // apps do anyway. The alternative, proxying upgrades through the engine to know which
+    // session each belongs to, would put every WebSocket byte through a second proxy.
+    let _ = writeln!(out, "worker_shutdown_timeout {WORKER_SHUTDOWN_TIMEOUT_SECS}s;");
     out.push_str("\nevents {\n    worker_connections 8192;\n}\n\nhttp {\n");
     out.push_str("    access_log off;\n    server_tokens off;\n    default_type application/octet-stream;\n");
     for ((directive, _), dir) in TEMP_KINDS.iter().zip(layout.temp_dirs()) {
@@ -181,7 +198,9 @@ pub fn render_snippet(prefix: &RoutePrefix, auth: &str, proof: &NginxProof, apps
          # (nginx must be built with the auth_request module; most packages are).\n\
          # The auth server address below is `auth_listen` from the config, where\n\
          # `simpleotp serve --external-nginx` listens. Each server block protects one app.\n\
-         # It holds a secret (X-SimpleOTP-Proof): keep the file readable by root only.\n\n",
+         # It holds a secret (X-SimpleOTP-Proof): keep the file readable by root only.\n\
+         # SimpleOTP cannot reload this nginx: WebSockets stay open after a sign-out until you\n\
+         # reload it yourself, with `worker_shutdown_timeout 3s;` in its main context.\n\n",
     );
     render_http_blocks(&mut out, auth, proof, prefix, apps, "");
     out
@@ -199,9 +218,12 @@ fn render_http_blocks(out: &mut String, auth: &str, proof: &NginxProof, prefix: 
         "upstream {AUTH_UPSTREAM} {{\n    server {};\n    keepalive 32;\n}}\n\n",
         quote(auth)
     );
-    // WebSockets: forward the client's Upgrade and ask for an upgraded connection only when the
-    // client did; otherwise send no Connection header at all.
-    let _ = write!(text, "map $http_upgrade {UPGRADE_VAR} {{\n    default upgrade;\n    '' '';\n}}\n");
+    // WebSockets, and only WebSockets: the client's `Upgrade: websocket` (any case) is passed
+    // on with `Connection: upgrade`; any other upgrade (h2c, which would let a client talk
+    // HTTP/2 straight to the app past nginx's request handling) is dropped: neither header is
+    // sent, and without any Upgrade no Connection header is sent at all.
+    let _ = write!(text, "map $http_upgrade {UPGRADE_PROTOCOL_VAR} {{\n    default '';\n    '~*^websocket$' websocket;\n}}\n");
+    let _ = write!(text, "map $http_upgrade {UPGRADE_VAR} {{\n    default '';\n    '~*^websocket$' upgrade;\n}}\n");
     let machine_names = super::platform::machine_names();
     for app in apps {
         text.push('\n');
@@ -368,8 +390,10 @@ fn render_server(out: &mut String, proof: &NginxProof, prefix: &RoutePrefix, app
         }
     }
     out.push_str("        proxy_http_version 1.1;\n");
-    out.push_str("        proxy_set_header Upgrade $http_upgrade;\n");
+    let _ = writeln!(out, "        proxy_set_header Upgrade {UPGRADE_PROTOCOL_VAR};");
     let _ = writeln!(out, "        proxy_set_header Connection {UPGRADE_VAR};");
+    // h2c's companion header (hop-by-hop, meaningless once its Upgrade is dropped).
+    out.push_str("        proxy_set_header HTTP2-Settings \"\";\n");
     out.push_str("        proxy_set_header Host $http_host;\n");
     out.push_str("        proxy_set_header X-Real-IP $remote_addr;\n");
     out.push_str("        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n");
@@ -434,7 +458,11 @@ mod tests {
             assert!(line.contains("\"/var/tmp/simpleotp \\\"test\\\"/nginx/"), "{line}");
         }
         assert!(text.contains("upstream simpleotp_auth {\n        server \"127.0.0.1:9999\";\n        keepalive 32;\n    }"), "{text}");
-        assert!(text.contains("map $http_upgrade $simpleotp_connection_upgrade {\n        default upgrade;\n        '' '';\n    }"), "{text}");
+        assert!(text.contains("map $http_upgrade $simpleotp_upgrade {\n        default '';\n        '~*^websocket$' websocket;\n    }"), "{text}");
+        assert!(text.contains("map $http_upgrade $simpleotp_connection_upgrade {\n        default '';\n        '~*^websocket$' upgrade;\n    }"), "{text}");
+        // Main context (before `events`), so replaced workers drop WebSockets within seconds.
+        let timeout = text.find("\nworker_shutdown_timeout 3s;\n").expect("worker_shutdown_timeout");
+        assert!(timeout < text.find("events {").unwrap(), "{text}");
     }
 
     #[cfg(unix)]
@@ -496,7 +524,8 @@ mod tests {
             "proxy_pass http://127.0.0.1:8888;",
             "auth_request_set $simpleotp_app_cookies $upstream_http_x_simpleotp_app_cookies;",
             "proxy_set_header Cookie $simpleotp_app_cookies;",
-            "proxy_set_header Upgrade $http_upgrade;",
+            "proxy_set_header Upgrade $simpleotp_upgrade;",
+            "proxy_set_header HTTP2-Settings \"\";",
             "proxy_set_header Connection $simpleotp_connection_upgrade;",
             "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
             "client_max_body_size 0;",
@@ -575,6 +604,7 @@ mod tests {
         }
         assert!(snippet.starts_with("# SimpleOTP: paste this inside the http { } block"));
         assert!(snippet.contains("simpleotp serve"));
+        assert!(snippet.contains("worker_shutdown_timeout"), "the snippet says how to close WebSockets after a sign-out");
         assert!(snippet.contains("upstream simpleotp_auth {\n    server \"127.0.0.1:7000\";"), "{snippet}");
         // Two apps, each with its Host allow-list's default server.
         assert_eq!(snippet.matches("\nserver {\n").count(), 4, "{snippet}");

@@ -5,7 +5,8 @@
 //! restarts it with exponential backoff when it exits unexpectedly; a crash loop ends in
 //! [`NginxStatus::Failed`] with nginx's own error text instead of spinning forever. Reloads go
 //! through `nginx -t` on a candidate file first, so a bad configuration never replaces a working
-//! one, and nginx's graceful reload keeps existing connections open.
+//! one, and nginx's graceful reload lets requests in flight finish (for up to the config's
+//! `worker_shutdown_timeout`; see [`Nginx::recycle_workers`] for why that is short).
 
 use std::collections::{HashSet, VecDeque};
 use std::ffi::OsString;
@@ -499,7 +500,8 @@ impl Nginx {
         &self.shared.layout
     }
 
-    /// Applies a new configuration without dropping connections.
+    /// Applies a new configuration without restarting nginx: new connections get the new
+    /// configuration at once, requests in flight may finish (for up to `worker_shutdown_timeout`).
     ///
     /// The text is written to a candidate file and checked with `nginx -t`; only if nginx
     /// accepts it, and the ports it adds are free, does it replace nginx.conf and nginx is told
@@ -570,6 +572,32 @@ impl Nginx {
         }
         // Only now are the new ports nginx's own; after a failure they are checked again.
         *shared.apps.lock().unwrap_or_else(|p| p.into_inner()) = apps.to_vec();
+        Ok(())
+    }
+
+    /// Replaces nginx's workers without changing the configuration: the same reload signal as
+    /// [`Nginx::reload`], for the nginx.conf already in place (no `nginx -t`, no port checks).
+    ///
+    /// New workers take every new connection at once; the old ones finish what they are doing
+    /// and, because the configuration sets `worker_shutdown_timeout`, close whatever is still
+    /// open (WebSockets, long downloads) after that time. This is how connections that were
+    /// authorised by a session that has since ended are cut: nginx only asks the auth server
+    /// when a request starts, and an upgraded connection never starts another one. A browser
+    /// that reconnects passes `auth_request` again. Does nothing unless nginx is running (a
+    /// nginx being restarted has no old connections).
+    pub async fn recycle_workers(&self) -> Result<(), NginxError> {
+        let shared = &self.shared;
+        let _ops = shared.ops.lock().await;
+        if shared.cancel.is_cancelled() {
+            return Err(NginxError::Stopped);
+        }
+        let status = shared.status.borrow().clone();
+        if let NginxStatus::Running { pid } = status {
+            platform::send(&shared.binary, &shared.layout, pid, Request::Reload)
+                .await
+                .map_err(|e| NginxError::io(format!("signal nginx (pid {pid}) to replace its workers"), e))?;
+            tracing::info!(pid, "nginx is replacing its workers (sessions ended)");
+        }
         Ok(())
     }
 

@@ -272,6 +272,15 @@ impl Browser {
     }
 }
 
+impl Browser {
+    /// The whole `Cookie` header this browser would send to `base` (for clients that do not
+    /// share its cookie jar, such as a WebSocket handshake).
+    pub fn cookie_header(&self, base: &str) -> String {
+        let cookies = self.jar.cookies(&base.parse().unwrap()).expect("the browser holds cookies");
+        cookies.to_str().unwrap().to_string()
+    }
+}
+
 pub fn client() -> Browser {
     let jar = Arc::new(Jar::default());
     let http = reqwest::Client::builder()

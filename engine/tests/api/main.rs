@@ -13,6 +13,7 @@
 //! * [`faults`]: an app that is down, a full or read-only disk, SIGKILL mid-write, clock jumps.
 //! * [`nginx`]: the nginx supervisor on its own, with a stand-in auth server.
 //! * [`per_app`]: sessions bound to their app; apps never see a session token.
+//! * [`websockets`]: WebSockets end when their session ends; only WebSocket upgrades reach apps.
 
 #![cfg(unix)]
 
@@ -25,3 +26,4 @@ mod helpers;
 mod nginx;
 mod per_app;
 mod properties;
+mod websockets;
