@@ -88,8 +88,8 @@ fn not_found_message(tried: &[PathBuf]) -> String {
     }
     msg.push_str(
         "Install nginx (for example `apt-get install nginx`, `dnf install nginx`, `brew install nginx`, \
-         or unpack the nginx.org Windows zip to C:\\nginx), or set `[nginx] path = \"/path/to/nginx\"` \
-         in the config file.",
+         or on Windows unpack the nginx.org zip to a folder only administrators can change, such as one \
+         under C:\\Program Files), or set `[nginx] path = \"/path/to/nginx\"` in the config file.",
     );
     msg
 }

@@ -28,9 +28,13 @@ pub(crate) const EXE_NAMES: &[&str] = if cfg!(windows) { &["nginx.exe"] } else {
 
 /// Where package managers and installers usually put nginx, for when it is not on PATH (a
 /// desktop app started from the Dock or Start menu does not see the shell's PATH).
+///
+/// None on Windows: there is no standard place, and the usual unzip target `C:\nginx` can be
+/// created by any user, who would then choose the program we run. There nginx comes bundled next
+/// to our executable, from PATH, or from `[nginx] path`.
 pub(crate) fn usual_locations() -> Vec<PathBuf> {
     let list: &[&str] = if cfg!(windows) {
-        &[r"C:\nginx\nginx.exe"]
+        &[]
     } else {
         &["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx", "/opt/homebrew/bin/nginx", "/usr/local/bin/nginx"]
     };
