@@ -53,6 +53,9 @@ pub enum NginxError {
         source: std::io::Error,
     },
 
+    #[error("SimpleOTP runs as root, and nginx's workers (which parse every request) must not, but none of the accounts they could run as exists (tried: {}). Create one, e.g. `useradd --system --no-create-home --shell /usr/sbin/nologin simpleotp`, or run SimpleOTP as a normal user", tried.join(", "))]
+    NoWorkerAccount { tried: Vec<String> },
+
     #[error("cannot run nginx ({binary}): {source}")]
     Spawn {
         binary: PathBuf,

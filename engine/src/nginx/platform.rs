@@ -60,50 +60,86 @@ pub(crate) fn check_executable(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// When we run as root, the user and group nginx's workers should run as: ourselves. Without a
-/// `user` line a root master drops workers to `nobody`, who cannot read our private prefix.
+/// The accounts nginx workers may run as when we run as root, in order of preference: a
+/// dedicated `simpleotp` account when the administrator (or a package) created one, so nothing
+/// else shares the workers' user; then `nobody`, nginx's own default, which owns no files; then
+/// `www-data`, for systems without `nobody`. Looked up by name at every start.
+pub(crate) const WORKER_ACCOUNTS: &[&str] = &["simpleotp", "nobody", "www-data"];
+
+/// The unprivileged account nginx workers run as while we (and so the nginx master) run as root.
+///
+/// The workers parse everything a client sends, so they are what an attacker reaches first;
+/// they must never be root. They also need no file at all: the master (root) reads the config,
+/// opens the listening sockets and the error log, and hands them over; the rendered config
+/// keeps every request body a location buffers in memory and never spools a response to disk
+/// (see `render_config`), so the temp directories are never used. The prefix therefore stays
+/// 0700: the workers cannot read the config (which names the auth server and its secrets) or
+/// anything else of ours.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct WorkerAccount {
+    pub user: String,
+    pub group: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// `Ok(None)` when we are not root (nginx cannot switch users then, and its workers run as we
+/// do); the account from [`WORKER_ACCOUNTS`] when we are; an error that says what to do when
+/// none of them exists.
 #[cfg(unix)]
-pub(crate) fn worker_user() -> Option<(String, String)> {
-    // SAFETY: geteuid/getegid have no preconditions.
-    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
-    if uid != 0 {
-        return None;
+pub(crate) fn worker_account() -> Result<Option<WorkerAccount>, super::NginxError> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(None);
     }
-    let user = user_name(uid);
-    let group = group_name(gid);
-    match (user, group) {
-        (Some(u), Some(g)) => Some((u, g)),
-        _ => {
-            tracing::warn!(uid, gid, "cannot look up our user or group name; nginx workers will run as its default user");
-            None
-        }
-    }
+    pick_worker_account(WORKER_ACCOUNTS).map(Some)
 }
 
 #[cfg(not(unix))]
-pub(crate) fn worker_user() -> Option<(String, String)> {
-    None
+pub(crate) fn worker_account() -> Result<Option<WorkerAccount>, super::NginxError> {
+    Ok(None)
 }
 
+/// The first of `names` that exists and is neither root nor in group root.
 #[cfg(unix)]
-fn user_name(uid: libc::uid_t) -> Option<String> {
+fn pick_worker_account(names: &[&str]) -> Result<WorkerAccount, super::NginxError> {
+    names
+        .iter()
+        .filter_map(|name| lookup_account(name))
+        .find(|account| account.uid != 0 && account.gid != 0)
+        .ok_or_else(|| super::NginxError::NoWorkerAccount { tried: names.iter().map(|n| n.to_string()).collect() })
+}
+
+/// The `user` and `group` for nginx's `user` directive, when we run as root. When no account
+/// exists this is `None` and the config gets no `user` line: a root master then falls back to
+/// `nobody`, which does not exist either, so `nginx -t` fails; workers never run as root.
+/// (Starting refuses earlier, with [`super::NginxError::NoWorkerAccount`].)
+pub(crate) fn worker_user() -> Option<(String, String)> {
+    worker_account().ok().flatten().map(|account| (account.user, account.group))
+}
+
+/// The account `name` with its primary group's name, if both exist.
+#[cfg(unix)]
+fn lookup_account(name: &str) -> Option<WorkerAccount> {
+    let c_name = std::ffi::CString::new(name).ok()?;
     let mut buf = vec![0 as libc::c_char; 16 * 1024];
-    // SAFETY: all pointers are valid for the call; the result points into `buf`/`pwd`, which
-    // outlive its use below.
-    unsafe {
+    // SAFETY: all pointers are valid for the call; only plain integers are read afterwards.
+    let (uid, gid) = unsafe {
         let mut pwd: libc::passwd = std::mem::zeroed();
         let mut result: *mut libc::passwd = std::ptr::null_mut();
-        if libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result) != 0 || result.is_null() {
+        if libc::getpwnam_r(c_name.as_ptr(), &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result) != 0 || result.is_null() {
             return None;
         }
-        Some(std::ffi::CStr::from_ptr(pwd.pw_name).to_string_lossy().into_owned())
-    }
+        (pwd.pw_uid, pwd.pw_gid)
+    };
+    Some(WorkerAccount { user: name.to_owned(), group: group_name(gid)?, uid, gid })
 }
 
 #[cfg(unix)]
 fn group_name(gid: libc::gid_t) -> Option<String> {
     let mut buf = vec![0 as libc::c_char; 16 * 1024];
-    // SAFETY: as in `user_name`.
+    // SAFETY: all pointers are valid for the call; the result points into `buf`/`grp`, which
+    // outlive its use below.
     unsafe {
         let mut grp: libc::group = std::mem::zeroed();
         let mut result: *mut libc::group = std::ptr::null_mut();
@@ -444,6 +480,26 @@ mod tests {
         if cfg!(unix) {
             assert_eq!(process_alive(std::process::id()), Some(true));
             assert_eq!(process_alive(u32::MAX / 2), Some(false));
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn worker_account_is_never_root_and_missing_ones_are_named() {
+        let err = pick_worker_account(&["simpleotp-no-such-account", "root"]).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("simpleotp-no-such-account, root"), "{msg}");
+        assert!(msg.contains("useradd") && msg.contains("normal user"), "{msg}");
+        // Every Debian-like system has `nobody` (uid 65534), and it is chosen over a later name.
+        let nobody = pick_worker_account(&["simpleotp-no-such-account", "nobody", "root"]).unwrap();
+        assert_eq!(nobody.user, "nobody");
+        assert_ne!(nobody.uid, 0);
+        assert!(!nobody.group.is_empty());
+        // SAFETY: geteuid has no preconditions.
+        let root = unsafe { libc::geteuid() } == 0;
+        match worker_account().unwrap() {
+            Some(account) => assert!(root && account.uid != 0 && WORKER_ACCOUNTS.contains(&account.user.as_str()), "{account:?}"),
+            None => assert!(!root),
         }
     }
 

@@ -135,8 +135,9 @@ fn quote_path(path: &Path) -> String {
 /// * `daemon off` + `master_process on`: nginx stays our direct child (so we notice when it
 ///   dies and it can be tied to our lifetime) but still has a master that can reload gracefully.
 /// * pid, error log, lock and temp files all live in the prefix; access logging is off.
-/// * When we run as root, workers run as our own user (nginx's default, `nobody`, could not
-///   read the private prefix).
+/// * When we run as root, workers run as an unprivileged account (see
+///   `platform::WorkerAccount`), and never touch a file: request bodies that a location buffers
+///   fit in memory and responses are never spooled to disk, so the prefix stays closed to them.
 /// * `auth` is the auth server's address; nginx reaches it through a keepalive `upstream`.
 pub fn render_config(layout: &NginxLayout, auth: SocketAddr, prefix: &RoutePrefix, apps: &[AppConfig]) -> String {
     let mut out = String::new();
@@ -156,6 +157,10 @@ pub fn render_config(layout: &NginxLayout, auth: SocketAddr, prefix: &RoutePrefi
     for ((directive, _), dir) in TEMP_KINDS.iter().zip(layout.temp_dirs()) {
         let _ = writeln!(out, "    {directive} {};", quote_path(&dir));
     }
+    // No temp files at all, so unprivileged workers need no access to the prefix: the largest
+    // body any location buffers (the login forms' 16k) fits in memory, app requests and
+    // responses stream unbuffered, and the auth server's responses are never spooled to disk.
+    out.push_str("    client_body_buffer_size 16k;\n    proxy_max_temp_file_size 0;\n");
     out.push('\n');
     render_http_blocks(&mut out, &auth.to_string(), prefix, apps, "    ");
     out.push_str("}\n");
@@ -381,6 +386,11 @@ mod tests {
         // SAFETY: geteuid has no preconditions.
         let root = unsafe { libc::geteuid() } == 0;
         assert_eq!(text.lines().any(|l| l.starts_with("user ")), root, "{text}");
+        // As root, workers get an unprivileged account, never ours.
+        if let Some(line) = text.lines().find(|l| l.starts_with("user ")) {
+            let user = line.split('"').nth(1).unwrap();
+            assert!(super::super::platform::WORKER_ACCOUNTS.contains(&user) && user != "root", "{line}");
+        }
     }
 
     #[test]

@@ -455,6 +455,8 @@ impl Nginx {
         apps: &[AppConfig],
         policy: RestartPolicy,
     ) -> Result<Nginx, NginxError> {
+        // As root, refuse before anything runs unless workers have an unprivileged account.
+        platform::worker_account()?;
         layout
             .prepare()
             .map_err(|e| NginxError::io(format!("create the nginx directory {}", layout.prefix_dir.display()), e))?;

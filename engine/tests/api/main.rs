@@ -12,6 +12,7 @@
 //! * [`cli`]: the `simpleotp` command as a user runs it (errors, signals, SIGKILL).
 //! * [`faults`]: an app that is down, a full or read-only disk, SIGKILL mid-write, clock jumps.
 //! * [`nginx`]: the nginx supervisor on its own, with a stand-in auth server.
+//! * [`privilege`]: nginx workers of a root gateway run unprivileged, and everything still works.
 
 #![cfg(unix)]
 
@@ -22,4 +23,5 @@ mod faults;
 mod flow;
 mod helpers;
 mod nginx;
+mod privilege;
 mod properties;
