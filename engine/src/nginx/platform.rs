@@ -64,17 +64,18 @@ pub(crate) fn check_executable(path: &Path) -> Result<(), String> {
 /// dedicated `simpleotp` account when the administrator (or a package) created one, so nothing
 /// else shares the workers' user; then `nobody`, nginx's own default, which owns no files; then
 /// `www-data`, for systems without `nobody`. Looked up by name at every start.
+#[cfg(unix)]
 pub(crate) const WORKER_ACCOUNTS: &[&str] = &["simpleotp", "nobody", "www-data"];
 
 /// The unprivileged account nginx workers run as while we (and so the nginx master) run as root.
 ///
 /// The workers parse everything a client sends, so they are what an attacker reaches first;
-/// they must never be root. They also need no file at all: the master (root) reads the config,
-/// opens the listening sockets and the error log, and hands them over; the rendered config
-/// keeps every request body a location buffers in memory and never spools a response to disk
-/// (see `render_config`), so the temp directories are never used. The prefix therefore stays
-/// 0700: the workers cannot read the config (which names the auth server and its secrets) or
-/// anything else of ours.
+/// they must never be root. They need almost no file access: the master (root) reads the
+/// config, opens the listening sockets and the error log, and hands them over. What they do
+/// need is to create request-body temp files (a signed-out browser's upload is buffered before
+/// the login redirect), so [`open_temp_dirs_to_workers`] gives them exactly that: their temp
+/// directories, and the right to pass through (not list or read) the directories above them.
+/// The config (which names the auth server and its secrets) and everything else stay 0600/0700.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct WorkerAccount {
     pub user: String,
@@ -108,6 +109,71 @@ fn pick_worker_account(names: &[&str]) -> Result<WorkerAccount, super::NginxErro
         .filter_map(|name| lookup_account(name))
         .find(|account| account.uid != 0 && account.gid != 0)
         .ok_or_else(|| super::NginxError::NoWorkerAccount { tried: names.iter().map(|n| n.to_string()).collect() })
+}
+
+/// As root, before nginx starts: makes the temp directories in the prefix the worker
+/// account's own (0700) and lets it pass through the prefix, the temp parent and the prefix's
+/// parent (our data directory) on its way there (0711: search, no listing, so only names it
+/// knows, i.e. its temp directories, can be opened; every file there is 0600 anyway). The
+/// directories above the data directory are not ours to change: if one of them is closed to
+/// the workers (a data directory under `/root`, say), request bodies nginx must buffer cannot
+/// be stored and such requests fail, so this says so in a warning. Refuses when no worker
+/// account exists ([`super::NginxError::NoWorkerAccount`]).
+#[cfg(unix)]
+pub(crate) fn open_temp_dirs_to_workers(layout: &NginxLayout) -> Result<(), super::NginxError> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let Some(account) = worker_account()? else { return Ok(()) };
+    let io_error = |path: &Path, e: io::Error| super::NginxError::io(format!("let nginx workers ({}) use their temp directory {}", account.user, path.display()), e);
+    let set_mode = |path: &Path, mode: u32| std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|e| io_error(path, e));
+    for dir in layout.temp_dirs() {
+        std::os::unix::fs::lchown(&dir, Some(account.uid), Some(account.gid)).map_err(|e| io_error(&dir, e))?;
+        set_mode(&dir, 0o700)?;
+    }
+    set_mode(&layout.temp_dir(), 0o711)?;
+    set_mode(&layout.prefix_dir, 0o711)?;
+    if let Some(parent) = layout.prefix_dir.parent() {
+        let meta = std::fs::metadata(parent).map_err(|e| io_error(parent, e))?;
+        // SAFETY: geteuid has no preconditions.
+        if meta.uid() == unsafe { libc::geteuid() } {
+            set_mode(parent, (meta.mode() & 0o7777) | 0o001)?;
+        }
+    }
+    let temp = std::fs::canonicalize(layout.temp_dir()).map_err(|e| io_error(&layout.temp_dir(), e))?;
+    if let Some(dir) = first_closed_ancestor(&temp, &account) {
+        tracing::warn!(
+            "nginx workers run as {} (never as root), and {} is closed to them, so they cannot reach their temp directory {}: \
+             requests nginx must buffer (uploads over 16 KB from a browser that is not signed in) will fail. \
+             Use a data directory they can reach, such as /var/lib/simpleotp (--data-dir), or allow passing through with `chmod o+x {}`",
+            account.user,
+            dir.display(),
+            layout.temp_dir().display(),
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// The first directory above `path` that `account` may not pass through (no search permission
+/// for it as owner, primary group or other; supplementary groups and ACLs are not considered).
+#[cfg(unix)]
+fn first_closed_ancestor(path: &Path, account: &WorkerAccount) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    path.ancestors().skip(1).find_map(|dir| {
+        let meta = std::fs::metadata(dir).ok()?;
+        let search_bit = if meta.uid() == account.uid {
+            0o100
+        } else if meta.gid() == account.gid {
+            0o010
+        } else {
+            0o001
+        };
+        (meta.mode() & search_bit == 0).then(|| dir.to_path_buf())
+    })
+}
+
+#[cfg(not(unix))]
+pub(crate) fn open_temp_dirs_to_workers(_layout: &NginxLayout) -> Result<(), super::NginxError> {
+    Ok(())
 }
 
 /// The `user` and `group` for nginx's `user` directive, when we run as root. When no account
@@ -501,6 +567,29 @@ mod tests {
             Some(account) => assert!(root && account.uid != 0 && WORKER_ACCOUNTS.contains(&account.user.as_str()), "{account:?}"),
             None => assert!(!root),
         }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn closed_ancestors_are_found_by_the_workers_view() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let deep = dir.path().join("a/b/c");
+        std::fs::create_dir_all(&deep).unwrap();
+        let set = |p: &Path, mode: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+        set(dir.path(), 0o755);
+        let stranger = WorkerAccount { user: "x".into(), group: "x".into(), uid: 4_000_000, gid: 4_000_000 };
+        assert_eq!(first_closed_ancestor(&deep, &stranger), None);
+        set(&dir.path().join("a"), 0o700);
+        assert_eq!(first_closed_ancestor(&deep, &stranger), Some(dir.path().join("a")));
+        set(&dir.path().join("a"), 0o711);
+        assert_eq!(first_closed_ancestor(&deep, &stranger), None);
+        set(&dir.path().join("a/b"), 0o750);
+        assert_eq!(first_closed_ancestor(&deep, &stranger), Some(dir.path().join("a/b")));
+        // The group's bit counts for a member of the directory's group.
+        // SAFETY: getegid has no preconditions.
+        let in_our_group = WorkerAccount { gid: unsafe { libc::getegid() }, ..stranger.clone() };
+        assert_eq!(first_closed_ancestor(&deep, &in_our_group), None);
     }
 
     #[test]

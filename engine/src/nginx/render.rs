@@ -136,8 +136,7 @@ fn quote_path(path: &Path) -> String {
 ///   dies and it can be tied to our lifetime) but still has a master that can reload gracefully.
 /// * pid, error log, lock and temp files all live in the prefix; access logging is off.
 /// * When we run as root, workers run as an unprivileged account (see
-///   `platform::WorkerAccount`), and never touch a file: request bodies that a location buffers
-///   fit in memory and responses are never spooled to disk, so the prefix stays closed to them.
+///   `platform::WorkerAccount`) that may only write its temp directories.
 /// * `auth` is the auth server's address; nginx reaches it through a keepalive `upstream`.
 pub fn render_config(layout: &NginxLayout, auth: SocketAddr, prefix: &RoutePrefix, apps: &[AppConfig]) -> String {
     let mut out = String::new();
@@ -157,9 +156,10 @@ pub fn render_config(layout: &NginxLayout, auth: SocketAddr, prefix: &RoutePrefi
     for ((directive, _), dir) in TEMP_KINDS.iter().zip(layout.temp_dirs()) {
         let _ = writeln!(out, "    {directive} {};", quote_path(&dir));
     }
-    // No temp files at all, so unprivileged workers need no access to the prefix: the largest
-    // body any location buffers (the login forms' 16k) fits in memory, app requests and
-    // responses stream unbuffered, and the auth server's responses are never spooled to disk.
+    // As few temp files as possible (the workers' account may write only the temp directories):
+    // login forms (16k at most) stay in memory, app requests and responses stream unbuffered,
+    // and the auth server's responses are never spooled to disk. What remains is the body of a
+    // request that is not signed in, read before the redirect to the login page.
     out.push_str("    client_body_buffer_size 16k;\n    proxy_max_temp_file_size 0;\n");
     out.push('\n');
     render_http_blocks(&mut out, &auth.to_string(), prefix, apps, "    ");

@@ -1,7 +1,7 @@
 //! Least privilege: when the gateway runs as root (as these tests do on CI), nginx's workers,
-//! which parse every byte a client sends, run as an unprivileged account, cannot read anything
-//! of ours, and the protected app still works in full: logins, proxied pages, large uploads and
-//! downloads, and login forms big enough that nginx would otherwise spool them to a temp file.
+//! which parse every byte a client sends, run as an unprivileged account that can write its
+//! temp directory and read nothing of ours, and the protected app still works in full: logins,
+//! proxied pages, large uploads (signed in or not) and downloads, and big login forms.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -113,13 +113,22 @@ async fn nginx_workers_are_unprivileged_and_the_app_still_works() {
         assert_ne!(uid, 0, "nginx worker {worker} runs as root");
         assert_ne!(gid, 0, "nginx worker {worker} runs in group root");
         if we_are_root {
-            // The workers' account cannot read the config or even look into the prefix (while
-            // it can read what everyone may: the check itself works).
-            assert!(succeeds_as(uid, gid, "cat", Path::new("/etc/passwd")));
-            assert!(!succeeds_as(uid, gid, "cat", &prefix.join("nginx.conf")), "the worker account can read nginx.conf");
-            assert!(!succeeds_as(uid, gid, "ls", &prefix), "the worker account can list the prefix");
+            // The workers' account can use its temp directory, but cannot read the config, the
+            // logs or the state, nor list the prefix or the data directory.
+            assert!(succeeds_as(uid, gid, "ls", &prefix.join("temp/client_body")), "the workers cannot reach their temp directory");
+            for closed in [prefix.join("nginx.conf"), prefix.join("logs/error.log"), app.data_dir.join("state.json")] {
+                assert!(!succeeds_as(uid, gid, "cat", &closed), "the worker account can read {}", closed.display());
+            }
+            for closed in [&prefix, &app.data_dir, &prefix.join("logs")] {
+                assert!(!succeeds_as(uid, gid, "ls", closed), "the worker account can list {}", closed.display());
+            }
         }
     }
+
+    // A signed-out browser's upload is buffered to a temp file before the redirect to login.
+    let r = client().post(app.url("/upload")).body(vec![b'x'; UPLOAD]).send().await.unwrap();
+    assert_eq!(r.status(), 302);
+    assert_eq!(location(&r), "/_simpleotp/login?next=%2Fupload");
 
     // The whole protected app works through these workers.
     let browser = client();
@@ -137,9 +146,8 @@ async fn nginx_workers_are_unprivileged_and_the_app_still_works() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.bytes().await.unwrap().len(), BIG_RESPONSE);
 
-    // A login form between nginx's default body buffer (8k) and the login pages' 16k limit:
-    // nginx would spool it to client_body temp, which the workers cannot reach, and answer 500.
-    // Kept in memory, it reaches the auth server, which refuses it as too large.
+    // A login form between nginx's default body buffer (8k) and the login pages' 16k limit
+    // (kept in memory) reaches the auth server, which refuses it as too large.
     let padding = "x".repeat(12 * 1024);
     let r = client()
         .post(app.route("login"))
