@@ -99,12 +99,8 @@ fn open_new_private(path: &Path) -> io::Result<File> {
     options.read(true).write(true).create_new(true);
     #[cfg(unix)]
     {
-        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
-        let file = options.open(path)?;
-        // The umask may have taken bits away from 0600 (never added any): set exactly 0600.
-        file.set_permissions(fs::Permissions::from_mode(0o600))?;
-        Ok(file)
     }
     #[cfg(windows)]
     {
@@ -113,13 +109,26 @@ fn open_new_private(path: &Path) -> io::Result<File> {
         use windows_sys::Win32::Storage::FileSystem::{FILE_FLAG_OPEN_REPARSE_POINT, WRITE_DAC};
         // WRITE_DAC: the handle must be allowed to replace its own ACL.
         options.access_mode(GENERIC_READ | GENERIC_WRITE | WRITE_DAC).custom_flags(FILE_FLAG_OPEN_REPARSE_POINT);
-        let file = options.open(path)?;
-        owner_only_acl::set_on_file(&file)?;
-        Ok(file)
     }
+    let file = options.open(path)?;
+    #[cfg(unix)]
+    let secured = {
+        use std::os::unix::fs::PermissionsExt;
+        // The umask may have taken bits away from 0600 (never added any): set exactly 0600.
+        file.set_permissions(fs::Permissions::from_mode(0o600))
+    };
+    #[cfg(windows)]
+    let secured = owner_only_acl::set_on_file(&file);
     #[cfg(not(any(unix, windows)))]
-    {
-        options.open(path)
+    let secured: io::Result<()> = Ok(());
+    match secured {
+        Ok(()) => Ok(file),
+        Err(e) => {
+            // Not yet owned by a `NamedTempFile`, so nothing else would remove it.
+            drop(file);
+            let _ = fs::remove_file(path);
+            Err(e)
+        }
     }
 }
 
