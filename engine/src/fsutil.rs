@@ -29,21 +29,6 @@ pub fn create_private_dir(dir: &Path) -> io::Result<()> {
     set_owner_only(dir, true)
 }
 
-/// Opens a new file for writing with 0600 permissions (Unix), truncating any old content.
-pub fn create_private_file(path: &Path) -> io::Result<File> {
-    let mut options = OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let file = options.open(path)?;
-    // `mode` only applies to newly created files; tighten an existing one too.
-    set_owner_only(path, false)?;
-    Ok(file)
-}
-
 /// Replaces `path` with `contents` atomically, with owner-only permissions. See the module docs.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
     write_atomic_with(path, contents, TEMP_RANDOM_CHARS)
