@@ -8,7 +8,8 @@
 //! A headless server usually has no Secret Service, or one that is locked because nobody logged in
 //! to a desktop. Then the secret is kept in a file instead (`--secret-file PATH`): the base32
 //! secret on one line, so a person can also type it into an authenticator app, written atomically
-//! with 0600 permissions and refused on load if other users could read it.
+//! with 0600 permissions (an owner-only access list on Windows) and refused on load if other
+//! users could read it.
 //!
 //! # Blocking
 //!
@@ -76,6 +77,10 @@ pub enum SecretError {
 
     #[error("the secret file {} can be read or written by other users (mode {mode:03o}); run `chmod 600 {}` and try again", .path.display(), .path.display())]
     FilePermissions { path: PathBuf, mode: u32 },
+
+    /// Windows: the file's access list lets `who` read or change it.
+    #[error("the secret file {} can be read or changed by {who}; make it private to your account (Properties > Security, or `icacls \"{}\" /inheritance:r /grant:r \"%USERNAME%:F\"`) and try again", .path.display(), .path.display())]
+    FileShared { path: PathBuf, who: String },
 
     #[error("{location} does not hold a valid TOTP secret ({reason})")]
     Corrupt { location: String, reason: String },
@@ -258,6 +263,10 @@ fn read_private_file(path: &Path, store: &SecretStore) -> Result<Zeroizing<Strin
             });
         }
     }
+    #[cfg(windows)]
+    if let Err(who) = crate::fsutil::check_owner_only(&file) {
+        return Err(SecretError::FileShared { path: path.to_owned(), who });
+    }
     let mut bytes = Zeroizing::new(Vec::new());
     file.read_to_end(&mut bytes).map_err(io_error)?;
     match String::from_utf8(std::mem::take(&mut *bytes)) {
@@ -311,6 +320,7 @@ mod tests {
             SecretError::KeychainLocked { .. } => "KeychainLocked",
             SecretError::FileIo { .. } => "FileIo",
             SecretError::FilePermissions { .. } => "FilePermissions",
+            SecretError::FileShared { .. } => "FileShared",
             SecretError::Corrupt { .. } => "Corrupt",
         }
     }

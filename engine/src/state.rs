@@ -104,14 +104,7 @@ impl StateFile {
     /// state file itself is intact: it is replaced by a rename). Only one gateway uses a data
     /// directory, so at load every such file is stale.
     fn remove_stale_temp_files(&self) {
-        let (Some(dir), Some(name)) = (self.path.parent(), self.path.file_name()) else { return };
-        let prefix = format!(".{}.tmp-", name.to_string_lossy());
-        let Ok(entries) = std::fs::read_dir(dir) else { return };
-        for entry in entries.flatten() {
-            if entry.file_name().to_string_lossy().starts_with(&prefix) {
-                let _ = std::fs::remove_file(entry.path());
-            }
-        }
+        crate::fsutil::remove_leftover_temp_files(&self.path);
     }
 
     /// Writes the state atomically with 0600 permissions. Blocking: call from a blocking task.

@@ -54,6 +54,9 @@ pub enum NginxError {
         source: std::io::Error,
     },
 
+    #[error("SimpleOTP runs as root, and nginx's workers (which parse every request) must not, but none of the accounts they could run as exists (tried: {}). Create one, e.g. `useradd --system --no-create-home --shell /usr/sbin/nologin simpleotp`, or run SimpleOTP as a normal user", tried.join(", "))]
+    NoWorkerAccount { tried: Vec<String> },
+
     #[error("cannot run nginx ({binary}): {source}")]
     Spawn {
         binary: PathBuf,
@@ -89,8 +92,8 @@ fn not_found_message(tried: &[PathBuf]) -> String {
     }
     msg.push_str(
         "Install nginx (for example `apt-get install nginx`, `dnf install nginx`, `brew install nginx`, \
-         or unpack the nginx.org Windows zip to C:\\nginx), or set `[nginx] path = \"/path/to/nginx\"` \
-         in the config file.",
+         or on Windows unpack the nginx.org zip to a folder only administrators can change, such as one \
+         under C:\\Program Files), or set `[nginx] path = \"/path/to/nginx\"` in the config file.",
     );
     msg
 }

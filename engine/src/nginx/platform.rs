@@ -29,9 +29,13 @@ pub(crate) const EXE_NAMES: &[&str] = if cfg!(windows) { &["nginx.exe"] } else {
 
 /// Where package managers and installers usually put nginx, for when it is not on PATH (a
 /// desktop app started from the Dock or Start menu does not see the shell's PATH).
+///
+/// None on Windows: there is no standard place, and the usual unzip target `C:\nginx` can be
+/// created by any user, who would then choose the program we run. There nginx comes bundled next
+/// to our executable, from PATH, or from `[nginx] path`.
 pub(crate) fn usual_locations() -> Vec<PathBuf> {
     let list: &[&str] = if cfg!(windows) {
-        &[r"C:\nginx\nginx.exe"]
+        &[]
     } else {
         &["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx", "/opt/homebrew/bin/nginx", "/usr/local/bin/nginx"]
     };
@@ -57,50 +61,152 @@ pub(crate) fn check_executable(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// When we run as root, the user and group nginx's workers should run as: ourselves. Without a
-/// `user` line a root master drops workers to `nobody`, who cannot read our private prefix.
+/// The accounts nginx workers may run as when we run as root, in order of preference: a
+/// dedicated `simpleotp` account when the administrator (or a package) created one, so nothing
+/// else shares the workers' user; then `nobody`, nginx's own default, which owns no files; then
+/// `www-data`, for systems without `nobody`. Looked up by name at every start.
 #[cfg(unix)]
-pub(crate) fn worker_user() -> Option<(String, String)> {
-    // SAFETY: geteuid/getegid have no preconditions.
-    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
-    if uid != 0 {
-        return None;
+pub(crate) const WORKER_ACCOUNTS: &[&str] = &["simpleotp", "nobody", "www-data"];
+
+/// The unprivileged account nginx workers run as while we (and so the nginx master) run as root.
+///
+/// The workers parse everything a client sends, so they are what an attacker reaches first;
+/// they must never be root. They need almost no file access: the master (root) reads the
+/// config, opens the listening sockets and the error log, and hands them over. What they do
+/// need is to create request-body temp files (a signed-out browser's upload is buffered before
+/// the login redirect), so [`open_temp_dirs_to_workers`] gives them exactly that: their temp
+/// directories, and the right to pass through (not list or read) the directories above them.
+/// The config (which names the auth server and its secrets) and everything else stay 0600/0700.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct WorkerAccount {
+    pub user: String,
+    pub group: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// `Ok(None)` when we are not root (nginx cannot switch users then, and its workers run as we
+/// do); the account from [`WORKER_ACCOUNTS`] when we are; an error that says what to do when
+/// none of them exists.
+#[cfg(unix)]
+pub(crate) fn worker_account() -> Result<Option<WorkerAccount>, super::NginxError> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(None);
     }
-    let user = user_name(uid);
-    let group = group_name(gid);
-    match (user, group) {
-        (Some(u), Some(g)) => Some((u, g)),
-        _ => {
-            tracing::warn!(uid, gid, "cannot look up our user or group name; nginx workers will run as its default user");
-            None
-        }
-    }
+    pick_worker_account(WORKER_ACCOUNTS).map(Some)
 }
 
 #[cfg(not(unix))]
-pub(crate) fn worker_user() -> Option<(String, String)> {
-    None
+pub(crate) fn worker_account() -> Result<Option<WorkerAccount>, super::NginxError> {
+    Ok(None)
 }
 
+/// The first of `names` that exists and is neither root nor in group root.
 #[cfg(unix)]
-fn user_name(uid: libc::uid_t) -> Option<String> {
+fn pick_worker_account(names: &[&str]) -> Result<WorkerAccount, super::NginxError> {
+    names
+        .iter()
+        .filter_map(|name| lookup_account(name))
+        .find(|account| account.uid != 0 && account.gid != 0)
+        .ok_or_else(|| super::NginxError::NoWorkerAccount { tried: names.iter().map(|n| n.to_string()).collect() })
+}
+
+/// As root, before nginx starts: makes the temp directories in the prefix the worker
+/// account's own (0700) and lets it pass through the prefix, the temp parent and the prefix's
+/// parent (our data directory) on its way there (0711: search, no listing, so only names it
+/// knows, i.e. its temp directories, can be opened; every file there is 0600 anyway). The
+/// directories above the data directory are not ours to change: if one of them is closed to
+/// the workers (a data directory under `/root`, say), request bodies nginx must buffer cannot
+/// be stored and such requests fail, so this says so in a warning. Refuses when no worker
+/// account exists ([`super::NginxError::NoWorkerAccount`]).
+#[cfg(unix)]
+pub(crate) fn open_temp_dirs_to_workers(layout: &NginxLayout) -> Result<(), super::NginxError> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let Some(account) = worker_account()? else { return Ok(()) };
+    let io_error = |path: &Path, e: io::Error| super::NginxError::io(format!("let nginx workers ({}) use their temp directory {}", account.user, path.display()), e);
+    let set_mode = |path: &Path, mode: u32| std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|e| io_error(path, e));
+    for dir in layout.temp_dirs() {
+        std::os::unix::fs::lchown(&dir, Some(account.uid), Some(account.gid)).map_err(|e| io_error(&dir, e))?;
+        set_mode(&dir, 0o700)?;
+    }
+    set_mode(&layout.temp_dir(), 0o711)?;
+    set_mode(&layout.prefix_dir, 0o711)?;
+    if let Some(parent) = layout.prefix_dir.parent() {
+        let meta = std::fs::metadata(parent).map_err(|e| io_error(parent, e))?;
+        // SAFETY: geteuid has no preconditions.
+        if meta.uid() == unsafe { libc::geteuid() } {
+            set_mode(parent, (meta.mode() & 0o7777) | 0o001)?;
+        }
+    }
+    let temp = std::fs::canonicalize(layout.temp_dir()).map_err(|e| io_error(&layout.temp_dir(), e))?;
+    if let Some(dir) = first_closed_ancestor(&temp, &account) {
+        tracing::warn!(
+            "nginx workers run as {} (never as root), and {} is closed to them, so they cannot reach their temp directory {}: \
+             requests nginx must buffer (uploads over 16 KB from a browser that is not signed in) will fail. \
+             Use a data directory they can reach, such as /var/lib/simpleotp (--data-dir), or allow passing through with `chmod o+x {}`",
+            account.user,
+            dir.display(),
+            layout.temp_dir().display(),
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// The first directory above `path` that `account` may not pass through (no search permission
+/// for it as owner, primary group or other; supplementary groups and ACLs are not considered).
+#[cfg(unix)]
+fn first_closed_ancestor(path: &Path, account: &WorkerAccount) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    path.ancestors().skip(1).find_map(|dir| {
+        let meta = std::fs::metadata(dir).ok()?;
+        let search_bit = if meta.uid() == account.uid {
+            0o100
+        } else if meta.gid() == account.gid {
+            0o010
+        } else {
+            0o001
+        };
+        (meta.mode() & search_bit == 0).then(|| dir.to_path_buf())
+    })
+}
+
+#[cfg(not(unix))]
+pub(crate) fn open_temp_dirs_to_workers(_layout: &NginxLayout) -> Result<(), super::NginxError> {
+    Ok(())
+}
+
+/// The `user` and `group` for nginx's `user` directive, when we run as root. When no account
+/// exists this is `None` and the config gets no `user` line: a root master then falls back to
+/// `nobody`, which does not exist either, so `nginx -t` fails; workers never run as root.
+/// (Starting refuses earlier, with [`super::NginxError::NoWorkerAccount`].)
+pub(crate) fn worker_user() -> Option<(String, String)> {
+    worker_account().ok().flatten().map(|account| (account.user, account.group))
+}
+
+/// The account `name` with its primary group's name, if both exist.
+#[cfg(unix)]
+fn lookup_account(name: &str) -> Option<WorkerAccount> {
+    let c_name = std::ffi::CString::new(name).ok()?;
     let mut buf = vec![0 as libc::c_char; 16 * 1024];
-    // SAFETY: all pointers are valid for the call; the result points into `buf`/`pwd`, which
-    // outlive its use below.
-    unsafe {
+    // SAFETY: all pointers are valid for the call; only plain integers are read afterwards.
+    let (uid, gid) = unsafe {
         let mut pwd: libc::passwd = std::mem::zeroed();
         let mut result: *mut libc::passwd = std::ptr::null_mut();
-        if libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result) != 0 || result.is_null() {
+        if libc::getpwnam_r(c_name.as_ptr(), &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result) != 0 || result.is_null() {
             return None;
         }
-        Some(std::ffi::CStr::from_ptr(pwd.pw_name).to_string_lossy().into_owned())
-    }
+        (pwd.pw_uid, pwd.pw_gid)
+    };
+    Some(WorkerAccount { user: name.to_owned(), group: group_name(gid)?, uid, gid })
 }
 
 #[cfg(unix)]
 fn group_name(gid: libc::gid_t) -> Option<String> {
     let mut buf = vec![0 as libc::c_char; 16 * 1024];
-    // SAFETY: as in `user_name`.
+    // SAFETY: all pointers are valid for the call; the result points into `buf`/`grp`, which
+    // outlive its use below.
     unsafe {
         let mut grp: libc::group = std::mem::zeroed();
         let mut result: *mut libc::group = std::ptr::null_mut();
@@ -489,6 +595,49 @@ mod tests {
             assert_eq!(process_alive(std::process::id()), Some(true));
             assert_eq!(process_alive(u32::MAX / 2), Some(false));
         }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn worker_account_is_never_root_and_missing_ones_are_named() {
+        let err = pick_worker_account(&["simpleotp-no-such-account", "root"]).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("simpleotp-no-such-account, root"), "{msg}");
+        assert!(msg.contains("useradd") && msg.contains("normal user"), "{msg}");
+        // Every Debian-like system has `nobody` (uid 65534), and it is chosen over a later name.
+        let nobody = pick_worker_account(&["simpleotp-no-such-account", "nobody", "root"]).unwrap();
+        assert_eq!(nobody.user, "nobody");
+        assert_ne!(nobody.uid, 0);
+        assert!(!nobody.group.is_empty());
+        // SAFETY: geteuid has no preconditions.
+        let root = unsafe { libc::geteuid() } == 0;
+        match worker_account().unwrap() {
+            Some(account) => assert!(root && account.uid != 0 && WORKER_ACCOUNTS.contains(&account.user.as_str()), "{account:?}"),
+            None => assert!(!root),
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn closed_ancestors_are_found_by_the_workers_view() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let deep = dir.path().join("a/b/c");
+        std::fs::create_dir_all(&deep).unwrap();
+        let set = |p: &Path, mode: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+        set(dir.path(), 0o755);
+        let stranger = WorkerAccount { user: "x".into(), group: "x".into(), uid: 4_000_000, gid: 4_000_000 };
+        assert_eq!(first_closed_ancestor(&deep, &stranger), None);
+        set(&dir.path().join("a"), 0o700);
+        assert_eq!(first_closed_ancestor(&deep, &stranger), Some(dir.path().join("a")));
+        set(&dir.path().join("a"), 0o711);
+        assert_eq!(first_closed_ancestor(&deep, &stranger), None);
+        set(&dir.path().join("a/b"), 0o750);
+        assert_eq!(first_closed_ancestor(&deep, &stranger), Some(dir.path().join("a/b")));
+        // The group's bit counts for a member of the directory's group.
+        // SAFETY: getegid has no preconditions.
+        let in_our_group = WorkerAccount { gid: unsafe { libc::getegid() }, ..stranger.clone() };
+        assert_eq!(first_closed_ancestor(&deep, &in_our_group), None);
     }
 
     #[test]

@@ -147,8 +147,8 @@ fn quote_path(path: &Path) -> String {
 /// * `daemon off` + `master_process on`: nginx stays our direct child (so we notice when it
 ///   dies and it can be tied to our lifetime) but still has a master that can reload gracefully.
 /// * pid, error log, lock and temp files all live in the prefix; access logging is off.
-/// * When we run as root, workers run as our own user (nginx's default, `nobody`, could not
-///   read the private prefix).
+/// * When we run as root, workers run as an unprivileged account (see
+///   `platform::WorkerAccount`) that may only write its temp directories.
 /// * `auth` is the auth server's address; nginx reaches it through a keepalive `upstream`.
 /// * `proof` goes with every request to the auth server (see [`crate::protocol`]); this file is
 ///   in the 0700 prefix, so only we (and root) can read it.
@@ -181,6 +181,11 @@ pub fn render_config(layout: &NginxLayout, auth: SocketAddr, proof: &NginxProof,
     for ((directive, _), dir) in TEMP_KINDS.iter().zip(layout.temp_dirs()) {
         let _ = writeln!(out, "    {directive} {};", quote_path(&dir));
     }
+    // As few temp files as possible (the workers' account may write only the temp directories):
+    // login forms (16k at most) stay in memory, app requests and responses stream unbuffered,
+    // and the auth server's responses are never spooled to disk. What remains is the body of a
+    // request that is not signed in, read before the redirect to the login page.
+    out.push_str("    client_body_buffer_size 16k;\n    proxy_max_temp_file_size 0;\n");
     out.push('\n');
     render_http_blocks(&mut out, &auth.to_string(), proof, prefix, apps, "    ");
     out.push_str("}\n");
@@ -472,6 +477,11 @@ mod tests {
         // SAFETY: geteuid has no preconditions.
         let root = unsafe { libc::geteuid() } == 0;
         assert_eq!(text.lines().any(|l| l.starts_with("user ")), root, "{text}");
+        // As root, workers get an unprivileged account, never ours.
+        if let Some(line) = text.lines().find(|l| l.starts_with("user ")) {
+            let user = line.split('"').nth(1).unwrap();
+            assert!(super::super::platform::WORKER_ACCOUNTS.contains(&user) && user != "root", "{line}");
+        }
     }
 
     #[test]

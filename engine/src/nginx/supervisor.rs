@@ -459,6 +459,7 @@ impl Nginx {
         layout
             .prepare()
             .map_err(|e| NginxError::io(format!("create the nginx directory {}", layout.prefix_dir.display()), e))?;
+        platform::open_temp_dirs_to_workers(&layout)?;
         cleanup_stale(&binary, &layout).await;
         let conf = layout.conf_path();
         write_atomic(&conf, config_text.as_bytes()).map_err(|e| NginxError::io(format!("write {}", conf.display()), e))?;

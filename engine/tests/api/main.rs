@@ -14,6 +14,7 @@
 //! * [`nginx`]: the nginx supervisor on its own, with a stand-in auth server.
 //! * [`per_app`]: sessions bound to their app; apps never see a session token.
 //! * [`websockets`]: WebSockets end when their session ends; only WebSocket upgrades reach apps.
+//! * [`privilege`]: nginx workers of a root gateway run unprivileged, and everything still works.
 
 #![cfg(unix)]
 
@@ -25,5 +26,6 @@ mod flow;
 mod helpers;
 mod nginx;
 mod per_app;
+mod privilege;
 mod properties;
 mod websockets;
