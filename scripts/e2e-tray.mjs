@@ -264,7 +264,7 @@ try {
   await tauri.fill('#wizard-code', totp(shownSecret));
   await tauri.clickOn('#wizard-confirm');
   await tauri.visible('#wizard-app-name');
-  const stored = await waitFor('the secret in the keychain', () => keychainSecret());
+  let stored = await waitFor('the secret in the keychain', () => keychainSecret());
   if (stored !== shownSecret) throw new Error('the keychain holds a different secret than the one shown');
   log('secret confirmed and found in the keychain');
 
@@ -391,6 +391,32 @@ try {
   await tauri.clickOn('#security-unlock');
   await waitFor('the lockout to be lifted', async () => /No lockouts/.test(await tauri.text(await tauri.find('#security-lockout'))));
   log('guessing codes locks out with a notification; Unlock lifts it');
+
+  // Replace the secret: a current code of the old one comes first. A wrong one is refused and
+  // nothing new is shown; with a right one (the QR gate does not use codes up) a new secret is
+  // shown, and a code of it puts it in the keychain. The button asks to be clicked twice.
+  await tauri.fill('#security-replace-current', wrong);
+  await tauri.clickOn('#security-replace');
+  await tauri.clickOn('#security-replace');
+  await waitFor('the refusal to replace', async () => {
+    const id = await tauri.find('#security-replace-error');
+    return (await tauri.displayed(id)) && /not right/.test(await tauri.text(id));
+  });
+  if (await tauri.displayed(await tauri.find('#security-replace-panel'))) throw new Error('a wrong current code showed a new secret');
+  if (keychainSecret() !== stored) throw new Error('a wrong current code changed the secret');
+  await tauri.fill('#security-replace-current', totp(stored, Date.now() / 1000 + 30));
+  await tauri.clickOn('#security-replace');
+  await tauri.clickOn('#security-replace');
+  await tauri.visible('#security-replace-img');
+  const replacement = (await tauri.text(await tauri.find('#security-replace-secret'))).replace(/\s/g, '');
+  if (!replacement || replacement === stored) throw new Error('no new secret was shown');
+  if (keychainSecret() !== stored) throw new Error('the secret changed before the new one was confirmed');
+  await tauri.fill('#security-replace-code', totp(replacement));
+  await tauri.clickOn('#security-replace-form button[type=submit]');
+  await waitFor('the replacement to be done', async () => /new secret is in use/.test(await tauri.text(await tauri.find('#security-replace-done'))));
+  if (keychainSecret() !== replacement) throw new Error('the keychain does not hold the new secret');
+  stored = replacement;
+  log('replacing the secret needs a current code of the old one, then a code of the new one');
 
   // Signed in again (the next step's code: each code works once), then "Sign everyone out" in
   // the tray menu sends Chromium back to the login page.

@@ -408,13 +408,22 @@ function setUpMain() {
     });
   });
   $('security-hide-qr').addEventListener('click', hideSecurityQr);
+  // The current code of the old secret comes first (checked like "Show QR code", wrong codes
+  // count toward a lockout); only then is a new secret made and shown.
   confirmFirst($('security-replace'), async () => {
     clear('security-replace-done');
-    const view = await call('secret_replace_begin', {}, $('security-replace-error'));
+    const view = await call('secret_replace_begin', { currentCode: $('security-replace-current').value }, $('security-replace-error'));
+    $('security-replace-current').value = '';
+    renderSecurity();
     if (!view) return;
     showSecret(view, $('security-replace-img'), $('security-replace-secret'));
     $('security-replace-panel').hidden = false;
     $('security-replace-code').focus();
+  });
+  // Enter in the current-code field acts like the button (which asks to click again).
+  $('security-replace-begin-form').addEventListener('submit', (event) => {
+    event.preventDefault();
+    $('security-replace').click();
   });
   $('security-replace-form').addEventListener('submit', async (event) => {
     event.preventDefault();

@@ -97,9 +97,10 @@ pub async fn security_show_qr(core: Core_<'_>, code: String) -> Answer<SecretVie
     core.security_show_qr(&code).await.map_err(message)
 }
 
+/// `current_code`: a code of the secret in use; the new one is made only after it.
 #[tauri::command]
-pub fn secret_replace_begin(core: Core_<'_>) -> Answer<SecretView> {
-    core.secret_replace_begin().map_err(message)
+pub async fn secret_replace_begin(core: Core_<'_>, current_code: String) -> Answer<SecretView> {
+    core.secret_replace_begin(&current_code).await.map_err(message)
 }
 
 #[tauri::command]

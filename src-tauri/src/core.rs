@@ -14,6 +14,7 @@
 //!
 //! The secret leaves the keychain only for the two screens that show it (the wizard and "show
 //! the QR code again" after a current code), and is never logged or written to the config.
+//! Replacing it also needs a current code of the old one first (the same gate).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -733,32 +734,44 @@ impl Core {
         Ok(self.security_status())
     }
 
-    /// The QR code again, for a second phone, only after a current code (which counts against
-    /// the brute-force limiter like a login).
-    pub async fn security_show_qr(&self, code: &str) -> Result<SecretView> {
+    /// The gate in front of everything that shows or replaces the secret: a current code of the
+    /// secret in use. The running gateway checks it through its brute-force limiter like a
+    /// login (a wrong code is a failed attempt from this computer and counts toward a lockout)
+    /// without consuming it. Someone at an unlocked desktop must not be able to read the secret
+    /// (show the QR code again) or swap in their own (replace) without the owner's phone.
+    async fn require_current_code(&self, code: &str) -> Result<()> {
         let gateway = self.gateway().ok_or(CoreError::NotRunning("Resume protection first."))?;
         match gateway.verify_code(DESKTOP_IP, code) {
-            Ok(()) => {}
-            Err(LoginOutcome::Locked(locked)) => return Err(CoreError::Locked(human_duration(locked.retry_after))),
+            Ok(()) => Ok(()),
+            Err(LoginOutcome::Locked(locked)) => Err(CoreError::Locked(human_duration(locked.retry_after))),
             Err(LoginOutcome::Rejected { reason, lockout }) => {
                 // verify_code does not announce lockouts (login does): announce this one.
                 if let Some(locked) = lockout {
                     let _ = self.events.send(CoreEvent::LockoutStarted(lockout_notice(&locked)));
                     self.changed();
                 }
-                return Err(rejected(reason));
+                Err(rejected(reason))
             }
             Err(LoginOutcome::Success(_)) => unreachable!("verify_code never signs in"),
         }
+    }
+
+    /// The QR code again, for a second phone, only after a current code (which counts against
+    /// the brute-force limiter like a login).
+    pub async fn security_show_qr(&self, code: &str) -> Result<SecretView> {
+        self.require_current_code(code).await?;
         let secret = self.keychain(|s| s.load()).await?;
         Ok(secret_view(&secret, &self.config()))
     }
 
-    /// A new secret to replace the current one; nothing changes until it is confirmed.
-    pub fn secret_replace_begin(&self) -> Result<SecretView> {
+    /// A new secret to replace the current one, only after a current code of the old one (the
+    /// same gate as showing the QR code again); nothing changes until the new one is confirmed.
+    pub async fn secret_replace_begin(&self, current_code: &str) -> Result<SecretView> {
         if self.needs_setup() {
             return Err(CoreError::NotRunning("Finish the setup first."));
         }
+        // Before the new secret exists: a wrong code leaves nothing pending and shows nothing.
+        self.require_current_code(current_code).await?;
         let secret = TotpSecret::generate();
         let view = secret_view(&secret, &self.config());
         *lock(&self.pending) = Some(Pending { secret, purpose: Purpose::Replace });

@@ -68,6 +68,16 @@ impl Harness {
         self.code_in(0)
     }
 
+    /// A code the stored secret does not accept now or in the next minute (its codes from one
+    /// step back to three ahead are avoided), so a test that expects a refusal cannot pass by luck.
+    fn wrong_code(&self) -> String {
+        let secret = self.store.load().unwrap();
+        let config = Config::load(&self.dir.path().join("config.toml")).unwrap();
+        let totp = Totp::new(&secret, &config.issuer(), &config.account());
+        let near: Vec<String> = (0..5).map(|step| totp.code_at(unix_now() - 30 + step * 30)).collect();
+        (0..).map(|n| format!("{n:06}")).find(|c| !near.contains(c)).expect("a six-digit code outside five")
+    }
+
     fn code_in(&self, seconds: u64) -> String {
         let secret = self.store.load().unwrap();
         let config = Config::load(&self.dir.path().join("config.toml")).unwrap();
@@ -328,17 +338,74 @@ async fn replacing_the_secret_needs_a_code_from_the_new_one_and_signs_everyone_o
     let old = h.store.load().unwrap().to_base32();
     sign_in(&h.core, "192.0.2.9", SOME_APP_PORT, &h.stored_code()).await;
 
-    let view = h.core.secret_replace_begin().unwrap();
+    // The sign-in used this step's code (each code works once): the next step's is current too.
+    let current = h.code_in(30);
+    let view = h.core.secret_replace_begin(&current).await.unwrap();
     assert_ne!(view.secret_groups.concat(), old);
     assert!(matches!(h.core.secret_replace_confirm("000000").await, Err(CoreError::WrongCode) | Ok(_)));
     assert_eq!(h.store.load().unwrap().to_base32(), old, "unchanged until confirmed");
-    let view = h.core.secret_replace_begin().unwrap();
+    // The gate does not use the code up: it still opens (e.g. after Cancel and a second try).
+    let view = h.core.secret_replace_begin(&current).await.unwrap();
     assert_eq!(h.core.secret_replace_confirm(&h.code_for(&view)).await.unwrap(), 1);
     assert_eq!(h.store.load().unwrap().to_base32(), view.secret_groups.concat());
     assert!(h.core.sessions_list().is_empty());
     // The running gateway uses the new secret at once.
     h.core.security_show_qr(&h.code_for(&view)).await.unwrap();
     assert!(matches!(h.core.secret_replace_confirm(&h.code_for(&view)).await, Err(CoreError::NoPendingSecret)));
+    h.core.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replacing_the_secret_asks_for_a_current_code_of_the_old_one_first() {
+    let h = Harness::new("replace-gate");
+    h.set_up().await;
+    let mut events = h.core.subscribe();
+    let old = h.store.load().unwrap().to_base32();
+    let wrong = h.wrong_code();
+
+    // Without a code or with a wrong one: refused with a clear message, and no new secret is
+    // made (there is nothing to show, and nothing a code of it could confirm).
+    let err = h.core.secret_replace_begin("").await.unwrap_err();
+    assert!(matches!(err, CoreError::MalformedCode), "{err:?}");
+    let err = h.core.secret_replace_begin(&wrong).await.unwrap_err();
+    assert!(matches!(err, CoreError::WrongCode), "{err:?}");
+    assert!(err.user_message().contains("That code is not right"), "{}", err.user_message());
+    assert!(matches!(h.core.secret_replace_confirm(&wrong).await, Err(CoreError::NoPendingSecret)));
+    assert_eq!(h.store.load().unwrap().to_base32(), old, "the keychain still holds the old secret");
+    // Each refusal is a failed attempt from this computer, as at the QR gate.
+    let failures = h.core.security_status().recent_failures;
+    assert_eq!(failures.iter().filter(|f| f.ip == "127.0.0.1").count(), 2, "{failures:?}");
+
+    // Guessing here locks out like guessing at the QR gate (the same limiter): the fifth wrong
+    // code starts a lockout, with the notice, and then even the right code is refused, here
+    // and at the QR gate.
+    for _ in 0..3 {
+        let err = h.core.secret_replace_begin(&wrong).await.unwrap_err();
+        assert!(matches!(err, CoreError::WrongCode), "{err:?}");
+    }
+    assert_eq!(h.core.security_status().locked_clients.len(), 1, "{:?}", h.core.security_status());
+    let notice = loop {
+        match tokio::time::timeout(Duration::from_secs(5), events.recv()).await.unwrap().unwrap() {
+            CoreEvent::LockoutStarted(notice) => break notice,
+            CoreEvent::Changed => continue,
+        }
+    };
+    assert!(notice.contains("wrong codes"), "{notice}");
+    let err = h.core.secret_replace_begin(&h.stored_code()).await.unwrap_err();
+    assert!(matches!(err, CoreError::Locked(_)), "{err:?}");
+    assert!(matches!(h.core.security_show_qr(&h.stored_code()).await, Err(CoreError::Locked(_))));
+    assert_eq!(h.store.load().unwrap().to_base32(), old);
+    // The old secret still opens the gateway (from another address, which is not locked).
+    sign_in(&h.core, "192.0.2.10", &h.stored_code()).await;
+
+    // After Unlock, a right code of the old secret (the next step's: this one signed in above)
+    // lets the replacement begin; the keychain changes only when the new secret is confirmed.
+    h.core.security_unlock().unwrap();
+    let view = h.core.secret_replace_begin(&h.code_in(30)).await.unwrap();
+    assert_ne!(view.secret_groups.concat(), old);
+    assert_eq!(h.store.load().unwrap().to_base32(), old, "unchanged until confirmed");
+    assert_eq!(h.core.secret_replace_confirm(&h.code_for(&view)).await.unwrap(), 1);
+    assert_eq!(h.store.load().unwrap().to_base32(), view.secret_groups.concat());
     h.core.shutdown().await;
 }
 
