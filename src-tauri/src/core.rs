@@ -752,7 +752,7 @@ impl Core {
                 }
                 Err(rejected(reason))
             }
-            Err(LoginOutcome::Success(_)) => unreachable!("verify_code never signs in"),
+            Err(LoginOutcome::Success(_) | LoginOutcome::NotSaved(_)) => unreachable!("verify_code never signs in"),
         }
     }
 

@@ -396,7 +396,7 @@ async fn replacing_the_secret_asks_for_a_current_code_of_the_old_one_first() {
     assert!(matches!(h.core.security_show_qr(&h.stored_code()).await, Err(CoreError::Locked(_))));
     assert_eq!(h.store.load().unwrap().to_base32(), old);
     // The old secret still opens the gateway (from another address, which is not locked).
-    sign_in(&h.core, "192.0.2.10", &h.stored_code()).await;
+    sign_in(&h.core, "192.0.2.10", SOME_APP_PORT, &h.stored_code()).await;
 
     // After Unlock, a right code of the old secret (the next step's: this one signed in above)
     // lets the replacement begin; the keychain changes only when the new secret is confirmed.
