@@ -218,7 +218,7 @@ async fn forged_truncated_oversized_duplicated_and_malformed_cookies_get_no_acce
         (format!("{cookie_name}={}", &valid[..valid.len() - 1]), 302),
         (format!("{cookie_name}={valid}A"), 302),
         (format!("{cookie_name}={}", valid.to_lowercase()), 302),
-        (format!("{cookie_name}"), 302),
+        (cookie_name.clone(), 302),
         (format!("{cookie_name}="), 302),
         (";;;;==;=".to_string(), 302),
         (format!("{}={valid}", cookie_name.to_uppercase()), 302),

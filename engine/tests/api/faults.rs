@@ -93,6 +93,7 @@ async fn https_upstreams_are_verified_unless_the_app_opts_out() {
     })
     .await;
     let _ = server.kill();
+    let _ = server.wait();
 }
 
 /// A tmpfs of `size` at `path`, unmounted on drop.
