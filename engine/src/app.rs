@@ -147,6 +147,7 @@ impl Application {
             route_prefix: config.route_prefix.clone(),
             token: crate::session::SessionToken::generate().expose().to_string(),
             pid: std::process::id(),
+            app_urls: config.apps.iter().map(|app| crate::control::local_app_url(app.listen.socket_addr())).collect(),
         };
         let gateway = Gateway::new(GatewayParts {
             route_prefix: config.route_prefix.clone(),

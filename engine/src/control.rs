@@ -36,6 +36,31 @@ pub struct ControlFile {
     pub route_prefix: RoutePrefix,
     pub token: String,
     pub pid: u32,
+    /// Where each protected app can be opened on this computer, e.g. `http://127.0.0.1:8081`
+    /// (for the unlock link). Absent in files from older versions.
+    #[serde(default)]
+    pub app_urls: Vec<String>,
+}
+
+/// What `control/unlock` answers: a one-time login link for the owner (see [`crate::ticket`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnlockLink {
+    /// `<prefix>login?ticket=…`, to open on any protected app's address.
+    pub login_path: String,
+    pub expires_in_secs: u64,
+    /// How many codes the link lets through.
+    pub attempts: u32,
+}
+
+/// The address to open an app listening on `listen` from this computer: a wildcard listen
+/// address (LAN mode) is reachable on loopback.
+pub fn local_app_url(listen: std::net::SocketAddr) -> String {
+    let ip = match listen.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("http://{}", std::net::SocketAddr::new(ip, listen.port()))
 }
 
 impl ControlFile {
@@ -71,12 +96,17 @@ impl ControlFile {
     }
 }
 
-/// Lifts every lockout in the gateway that uses `data_dir`.
-pub async fn unlock(data_dir: &Path) -> Result<(), ControlError> {
+/// Unlocks the gateway that uses `data_dir`: lifts the per-address lockouts and gets a one-time
+/// login link that skips the global budget (which is not refilled). Returns the control file
+/// too, for the apps' addresses.
+pub async fn unlock(data_dir: &Path) -> Result<(UnlockLink, ControlFile), ControlError> {
     let control = ControlFile::read(data_dir)?;
     let path = control.route_prefix.route("control/unlock");
     match request(control.auth_addr, "POST", &path, Some(&control.token)).await {
-        Ok((200, _)) => Ok(()),
+        Ok((200, body)) => match serde_json::from_str::<UnlockLink>(&body) {
+            Ok(link) => Ok((link, control)),
+            Err(e) => Err(ControlError::Refused(format!("unexpected answer ({e}); is the running gateway an older version? Restart it."))),
+        },
         Ok((status, body)) => Err(ControlError::Refused(format!("HTTP {status}: {}", body.trim()))),
         Err(detail) => Err(ControlError::Unreachable { url: format!("http://{}", control.auth_addr), detail }),
     }

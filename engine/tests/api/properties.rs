@@ -581,7 +581,7 @@ fn check_state(data: &[u8]) -> Result<(), TestCaseError> {
     let later = now.saturating_add(settings.lifetime.as_secs());
     store.list(later);
     store.purge_expired(later);
-    let again = PersistedState { version: state.version, last_totp_step: state.last_totp_step, sessions: store.snapshot() };
+    let again = PersistedState { version: state.version, last_totp_step: state.last_totp_step, sessions: store.snapshot(), limiter: state.limiter.clone() };
     let reread = PersistedState::from_bytes(&serde_json::to_vec(&again).unwrap());
     prop_assert_eq!(reread.map(|s| s.sessions.len()), Ok(again.sessions.len()));
     if let Some(first) = listed.first() {
