@@ -363,7 +363,7 @@ impl Limiter {
     }
 
     fn forgettable(record: &ClientRecord, now: Instant) -> bool {
-        now.saturating_duration_since(record.last_attempt) >= FORGET_CLIENT_AFTER && !record.locked_until.is_some_and(|u| u > now)
+        now.saturating_duration_since(record.last_attempt) >= FORGET_CLIENT_AFTER && record.locked_until.is_none_or(|u| u <= now)
     }
 }
 

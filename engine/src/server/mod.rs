@@ -180,8 +180,8 @@ fn login_page(gateway: &Gateway, caller: &Caller, req: &Request<Incoming>) -> Re
     if gateway.is_valid_any(&session_tokens(req.headers())) {
         return redirect(StatusCode::SEE_OTHER, &next);
     }
-    // An unlock ticket in the link: a live one goes into the form (and the lockout does not
-    // apply to it), a dead one is said to be dead.
+    // An unlock ticket in the link: a live one goes into the form (the lockout does not apply
+    // to it), a dead one is said to be dead (which also says how to get a new one).
     let ticket = match ticket {
         Some(ticket) if gateway.unlock_ticket_is_valid(&ticket) => {
             message = Some(LoginMessage::TicketReady);
@@ -191,11 +191,13 @@ fn login_page(gateway: &Gateway, caller: &Caller, req: &Request<Incoming>) -> Re
             message = Some(LoginMessage::TicketInvalid);
             None
         }
-        None => None,
+        None => {
+            if let Some(locked) = gateway.peek_lockout(caller.ip) {
+                message = Some(LoginMessage::LockedOut { retry_after: locked.retry_after });
+            }
+            None
+        }
     };
-    if let (None, Some(locked)) = (&ticket, gateway.peek_lockout(caller.ip)) {
-        message = Some(LoginMessage::LockedOut { retry_after: locked.retry_after });
-    }
     let action = gateway.route_prefix().route("login");
     html(StatusCode::OK, pages::login_page(&LoginView { action: &action, next: &next, message, ticket: ticket.as_deref() }))
 }
