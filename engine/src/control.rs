@@ -36,8 +36,8 @@ pub struct ControlFile {
     pub route_prefix: RoutePrefix,
     pub token: String,
     pub pid: u32,
-    /// Where each protected app can be opened on this computer, e.g. `http://127.0.0.1:8081`
-    /// (for the unlock link). Absent in files from older versions.
+    /// Each protected app's [`crate::config::AppConfig::protected_url`] without the trailing
+    /// slash, e.g. `http://127.0.0.1:8081` (for the unlock link). Absent in older files.
     #[serde(default)]
     pub app_urls: Vec<String>,
 }
@@ -50,17 +50,6 @@ pub struct UnlockLink {
     pub expires_in_secs: u64,
     /// How many codes the link lets through.
     pub attempts: u32,
-}
-
-/// The address to open an app listening on `listen` from this computer: a wildcard listen
-/// address (LAN mode) is reachable on loopback.
-pub fn local_app_url(listen: std::net::SocketAddr) -> String {
-    let ip = match listen.ip() {
-        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
-        std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
-        ip => ip,
-    };
-    format!("http://{}", std::net::SocketAddr::new(ip, listen.port()))
 }
 
 impl ControlFile {

@@ -18,9 +18,9 @@ use tracing::{error, info, warn};
 
 use crate::config::{RoutePrefix, SessionSettings};
 use crate::limiter::{Limiter, LimiterSettings, LimiterStatus, Locked};
-use crate::ticket::{TicketStore, UnlockTicket};
 use crate::session::{Lookup, SessionId, SessionInfo, SessionStore, SessionToken};
 use crate::state::{PersistedState, StateFile, StateWriteError};
+use crate::ticket::{TicketStore, UnlockTicket};
 use crate::totp::{unix_now, CodeRejected, Totp};
 
 /// Something the tray app (or a log) may want to react to.

@@ -33,7 +33,8 @@
 //!   times) and restored at start ([`Limiter::restore`]). A failed attempt is on disk before it
 //!   is answered (the gateway persists, with group commit, inside the 250 ms failure floor),
 //!   so a crash or restart loop cannot hand out guesses either: an attempt whose failure was not
-//!   yet written was not answered. The wall clock is only read at the two boundaries: if it went
+//!   yet written was not answered. (Only attempts that spend a token are written, so the budget
+//!   bounds the disk writes an attacker can cause as well; refusals write nothing.) The wall clock is only read at the two boundaries: if it went
 //!   *back* while the gateway was down, time is taken to have stood still (no tokens, and no
 //!   lockout longer than it was when saved); if it went *forward*, the bucket gains what that
 //!   much real time would have given, never more than `burst`. A state file without a budget
