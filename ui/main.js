@@ -403,7 +403,8 @@ function setUpMain() {
     $('security-unlock-links').replaceChildren(...unlocked.links.map((link) => {
       const button = el('button', { textContent: `Sign in to ${link.app}` });
       button.addEventListener('click', () => call('open_unlock_link', { url: link.url }, $('security-unlock-error')));
-      return button;
+      // Also as text, to paste into another browser on this computer.
+      return el('div', { className: 'unlock-link' }, button, el('code', { textContent: link.url }));
     }));
     $('security-unlock-panel').hidden = false;
   });
