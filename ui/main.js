@@ -393,8 +393,21 @@ function setUpMain() {
   });
 
   $('security-unlock').addEventListener('click', async () => {
-    await call('security_unlock', {}, null);
+    const unlocked = await call('security_unlock', {}, $('security-unlock-error'));
     renderSecurity();
+    if (!unlocked) return;
+    // The shared budget is not refilled (that would give a guesser more tries too): the owner
+    // signs in through a one-time link instead, opened from here.
+    $('security-unlock-text').textContent = unlocked.links.length
+      ? `Lockouts of single addresses are lifted. To sign in now, open a link below within ${Math.round(unlocked.expires_in_secs / 60)} minutes: it works once, for up to ${unlocked.attempts} codes, even while sign-ins are locked.`
+      : 'Lockouts of single addresses are lifted. Add an app to get a one-time sign-in link.';
+    $('security-unlock-links').replaceChildren(...unlocked.links.map((link) => {
+      const button = el('button', { textContent: `Sign in to ${link.app}` });
+      button.addEventListener('click', () => call('open_unlock_link', { url: link.url }, $('security-unlock-error')));
+      // Also as text, to paste into another browser on this computer.
+      return el('div', { className: 'unlock-link' }, button, el('code', { textContent: link.url }));
+    }));
+    $('security-unlock-panel').hidden = false;
   });
   $('security-qr-form').addEventListener('submit', async (event) => {
     event.preventDefault();

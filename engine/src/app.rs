@@ -184,6 +184,7 @@ impl Application {
             route_prefix: config.route_prefix.clone(),
             token: crate::session::SessionToken::generate().expose().to_string(),
             pid: std::process::id(),
+            app_urls: config.apps.iter().map(|app| app.protected_url().trim_end_matches('/').to_string()).collect(),
         };
         let gateway = Gateway::new(GatewayParts {
             route_prefix: config.route_prefix.clone(),

@@ -36,6 +36,20 @@ pub struct ControlFile {
     pub route_prefix: RoutePrefix,
     pub token: String,
     pub pid: u32,
+    /// Each protected app's [`crate::config::AppConfig::protected_url`] without the trailing
+    /// slash, e.g. `http://127.0.0.1:8081` (for the unlock link). Absent in older files.
+    #[serde(default)]
+    pub app_urls: Vec<String>,
+}
+
+/// What `control/unlock` answers: a one-time login link for the owner (see [`crate::ticket`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnlockLink {
+    /// `<prefix>login?ticket=…`, to open on any protected app's address.
+    pub login_path: String,
+    pub expires_in_secs: u64,
+    /// How many codes the link lets through.
+    pub attempts: u32,
 }
 
 impl ControlFile {
@@ -71,12 +85,17 @@ impl ControlFile {
     }
 }
 
-/// Lifts every lockout in the gateway that uses `data_dir`.
-pub async fn unlock(data_dir: &Path) -> Result<(), ControlError> {
+/// Unlocks the gateway that uses `data_dir`: lifts the per-address lockouts and gets a one-time
+/// login link that skips the global budget (which is not refilled). Returns the control file
+/// too, for the apps' addresses.
+pub async fn unlock(data_dir: &Path) -> Result<(UnlockLink, ControlFile), ControlError> {
     let control = ControlFile::read(data_dir)?;
     let path = control.route_prefix.route("control/unlock");
     match request(control.auth_addr, "POST", &path, Some(&control.token)).await {
-        Ok((200, _)) => Ok(()),
+        Ok((200, body)) => match serde_json::from_str::<UnlockLink>(&body) {
+            Ok(link) => Ok((link, control)),
+            Err(e) => Err(ControlError::Refused(format!("unexpected answer ({e}); is the running gateway an older version? Restart it."))),
+        },
         Ok((status, body)) => Err(ControlError::Refused(format!("HTTP {status}: {}", body.trim()))),
         Err(detail) => Err(ControlError::Unreachable { url: format!("http://{}", control.auth_addr), detail }),
     }

@@ -21,6 +21,7 @@ use crate::protocol::NginxProof;
 use crate::limiter::{Limiter, LimiterSettings, LimiterStatus, Locked};
 use crate::session::{Lookup, SessionId, SessionInfo, SessionStore, SessionToken};
 use crate::state::{PersistedState, StateFile, StateWriteError};
+use crate::ticket::{TicketStore, UnlockTicket};
 use crate::totp::{unix_now, CodeRejected, Totp};
 
 /// Something the tray app (or a log) may want to react to.
@@ -79,6 +80,8 @@ struct Inner {
     /// carrying the same code cannot both get in.
     last_step: Mutex<Option<u64>>,
     limiter: Mutex<Limiter>,
+    /// The owner's way past an empty budget (see [`crate::ticket`]).
+    unlock_ticket: Mutex<TicketStore>,
     state_file: StateFile,
     write_lock: tokio::sync::Mutex<()>,
     /// Group commit: every call to [`Gateway::persist`] takes a number; a write covers every
@@ -118,6 +121,11 @@ fn app_names(apps: &[AppConfig]) -> Vec<(u16, AppName)> {
     apps.iter().map(|a| (a.listen.socket_addr().port(), a.name.clone())).collect()
 }
 
+/// The wall clock in milliseconds, for the limiter's snapshot (its own clock is monotonic).
+fn unix_now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
 /// A poisoned lock means a panic happened while it was held; the data inside is still the best
 /// we have (all updates are single assignments), so keep serving rather than cascade panics.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -135,7 +143,8 @@ impl Gateway {
                 totp: RwLock::new(parts.totp),
                 sessions: Mutex::new(sessions),
                 last_step: Mutex::new(parts.persisted.last_totp_step),
-                limiter: Mutex::new(Limiter::new(parts.limiter_settings, Instant::now())),
+                limiter: Mutex::new(Limiter::restore_or_new(parts.limiter_settings, parts.persisted.limiter.as_ref(), Instant::now(), unix_now_ms())),
+                unlock_ticket: Mutex::new(TicketStore::default()),
                 state_file: parts.state_file,
                 write_lock: tokio::sync::Mutex::new(()),
                 persist_requests: std::sync::atomic::AtomicU64::new(0),
@@ -218,32 +227,17 @@ impl Gateway {
             }
         };
         let now = unix_now();
-        let verified = {
-            let totp = self.inner.totp.read().unwrap_or_else(|p| p.into_inner());
-            let mut last_step = lock(&self.inner.last_step);
-            let result = totp.verify(code, now, replay_floor(*last_step, now));
-            if let Ok(step) = result {
-                *last_step = Some(step);
-            }
-            result
-        };
+        let verified = self.verify_and_use_step(code, now);
         match verified {
             Ok(_) => {
                 lock(&self.inner.limiter).succeeded(attempt, Instant::now());
-                let (token, _) = lock(&self.inner.sessions).create(app_port, Some(ip), user_agent, now);
-                // The replay counter must be on disk before the browser gets in: otherwise a
-                // restart would forget it and the same code would open a second session.
-                if let Err(e) = self.persist().await {
-                    lock(&self.inner.sessions).revoke_token(&token);
-                    warn!(client = %ip, "sign-in refused: the state file could not be written");
-                    return LoginOutcome::NotSaved(e.to_string());
-                }
-                info!(client = %ip, app_port, "signed in");
-                self.emit(GatewayEvent::SessionsChanged);
-                LoginOutcome::Success(token)
+                self.start_session(ip, app_port, user_agent, now).await
             }
             Err(reason) => {
                 warn!(client = %ip, reason = ?reason, "login failed");
+                // The spent token must be on disk before the failure is answered: otherwise a
+                // crash or restart loop could hand out answers the budget never recorded.
+                let _ = self.persist().await;
                 if let Some(locked) = attempt.lockout_started {
                     warn!(client = %ip, scope = ?locked.scope, lockout_secs = locked.retry_after.as_secs(), "lockout started: someone may be guessing codes");
                     self.emit(GatewayEvent::LockoutStarted(locked));
@@ -265,7 +259,88 @@ impl Gateway {
                 lock(&self.inner.limiter).succeeded(attempt, Instant::now());
                 Ok(())
             }
-            Err(reason) => Err(LoginOutcome::Rejected { reason, lockout: attempt.lockout_started }),
+            Err(reason) => {
+                self.persist_soon();
+                Err(LoginOutcome::Rejected { reason, lockout: attempt.lockout_started })
+            }
+        }
+    }
+
+    /// Like [`Gateway::login`], past an empty budget, for the owner holding an unlock ticket
+    /// (see [`crate::ticket`]). A live ticket lets its code be checked without the limiter (it
+    /// spends one of the ticket's few attempts instead, right or wrong); a right code uses the
+    /// ticket up. Anything that is not a live ticket (expired, used, made up) changes nothing:
+    /// the attempt goes through [`Gateway::login`] like any other.
+    pub async fn login_with_ticket(&self, ip: IpAddr, app_port: u16, code: &str, user_agent: &str, ticket: &str) -> LoginOutcome {
+        if !lock(&self.inner.unlock_ticket).begin(ticket, Instant::now()) {
+            return self.login(ip, app_port, code, user_agent).await;
+        }
+        let now = unix_now();
+        let verified = self.verify_and_use_step(code, now);
+        match verified {
+            Ok(_) => {
+                lock(&self.inner.unlock_ticket).used_up();
+                info!(client = %ip, "right code with an unlock ticket");
+                self.start_session(ip, app_port, user_agent, now).await
+            }
+            Err(reason) => {
+                warn!(client = %ip, reason = ?reason, "login with an unlock ticket failed");
+                LoginOutcome::Rejected { reason, lockout: None }
+            }
+        }
+    }
+
+    /// A right code's session for the app on `app_port`. The code's step must be on disk before
+    /// the browser gets in: otherwise a restart would forget it and the same code would open a
+    /// second session. So a failed write refuses the sign-in.
+    async fn start_session(&self, ip: IpAddr, app_port: u16, user_agent: &str, now: u64) -> LoginOutcome {
+        let (token, _) = lock(&self.inner.sessions).create(app_port, Some(ip), user_agent, now);
+        if let Err(e) = self.persist().await {
+            lock(&self.inner.sessions).revoke_token(&token);
+            warn!(client = %ip, "sign-in refused: the state file could not be written");
+            return LoginOutcome::NotSaved(e.to_string());
+        }
+        info!(client = %ip, app_port, "signed in");
+        self.emit(GatewayEvent::SessionsChanged);
+        LoginOutcome::Success(token)
+    }
+
+    /// Checks a code against the secret and the replay guard; a right code's step becomes the
+    /// newest used (under the lock, so two requests with one code cannot both pass).
+    fn verify_and_use_step(&self, code: &str, now: u64) -> Result<u64, CodeRejected> {
+        let totp = self.inner.totp.read().unwrap_or_else(|p| p.into_inner());
+        let mut last_step = lock(&self.inner.last_step);
+        let result = totp.verify(code, now, replay_floor(*last_step, now));
+        if let Ok(step) = result {
+            *last_step = Some(step);
+        }
+        result
+    }
+
+    /// Whether `ticket` is a live unlock ticket (for the login page; spends nothing).
+    pub fn unlock_ticket_is_valid(&self, ticket: &str) -> bool {
+        lock(&self.inner.unlock_ticket).is_valid(ticket, Instant::now())
+    }
+
+    /// The owner's unlock: lifts the per-address lockouts (like [`Gateway::unlock`]) and issues
+    /// a one-time ticket that gets the owner past an empty global budget; the budget itself is
+    /// not refilled. Hand the ticket to the owner only (the control route and the tray app
+    /// do); it replaces any earlier one.
+    pub fn issue_unlock_ticket(&self) -> UnlockTicket {
+        let ticket = lock(&self.inner.unlock_ticket).issue(Instant::now());
+        self.unlock();
+        info!("unlock ticket issued");
+        ticket
+    }
+
+    /// Writes the state file without waiting for it, from sync code; the next write covers it
+    /// when there is no runtime (a unit test).
+    fn persist_soon(&self) {
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let gateway = self.clone();
+            runtime.spawn(async move {
+                let _ = gateway.persist().await;
+            });
         }
     }
 
@@ -317,10 +392,12 @@ impl Gateway {
         self.inner.totp.read().unwrap_or_else(|p| p.into_inner()).otpauth_uri()
     }
 
-    /// The owner lifts every lockout.
+    /// The owner lifts the per-address lockouts. The global budget is not refilled (that would
+    /// give guessers more tries); see [`Gateway::issue_unlock_ticket`] for getting past it.
     pub fn unlock(&self) {
         lock(&self.inner.limiter).unlock(Instant::now());
-        info!("lockouts lifted by the owner");
+        info!("per-address lockouts lifted by the owner");
+        self.persist_soon();
     }
 
     pub fn limiter_status(&self) -> LimiterStatus {
@@ -379,6 +456,7 @@ impl Gateway {
                 sessions.take_dirty();
                 sessions.snapshot()
             },
+            limiter: Some(lock(&self.inner.limiter).snapshot(Instant::now(), unix_now_ms())),
         };
         let file = self.inner.state_file.clone();
         let result = tokio::task::spawn_blocking(move || file.save(&state))

@@ -15,6 +15,7 @@
 //! * [`session`]: random session tokens, stored only as hashes, with lifetimes, and their
 //!   persistence in the data directory.
 //! * [`limiter`]: the brute-force bound: per-IP escalating lockouts and a global budget.
+//! * [`ticket`]: one-time unlock tickets that let the owner in past an empty budget.
 //! * [`redirect`]: validation of the "where to go after login" URL (no open redirect).
 //! * [`gateway`]: the shared state behind the server and the operations on it (log in, check,
 //!   revoke, unlock) that the server, the CLI and the tray app use.
@@ -22,7 +23,7 @@
 //! * [`protocol`]: what nginx and the server say to each other: shared header names, the
 //!   proof that a request comes from our nginx, the per-app session cookie names.
 //! * [`nginx`]: finding nginx, generating its config, and supervising it as a child process.
-//! * [`state`]: the persisted state file (sessions and the replay counter).
+//! * [`state`]: the persisted state file (sessions, the replay counter, the attempt budget).
 //! * [`control`]: how a local command reaches a running gateway (e.g. `simpleotp unlock`).
 //! * [`demo`]: the little app `simpleotp demo` protects (also the tests' upstream).
 //! * [`qr`]: QR codes for the terminal, PNG and SVG.
@@ -43,6 +44,7 @@ pub mod secret;
 pub mod server;
 pub mod session;
 pub mod state;
+pub mod ticket;
 pub mod totp;
 
 /// An error and its causes on one line (`outer: inner: innermost`) for a person to read,

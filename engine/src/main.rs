@@ -79,7 +79,8 @@ enum Command {
         #[arg(long)]
         print_codes: bool,
     },
-    /// Lift a brute-force lockout in the running gateway that uses this data directory.
+    /// Lift brute-force lockouts in the running gateway that uses this data directory, and print a
+    /// one-time sign-in link that works even while every sign-in is locked.
     Unlock {
         #[arg(long, value_name = "PATH")]
         data_dir: Option<PathBuf>,
@@ -278,8 +279,17 @@ async fn unlock(data_dir: Option<PathBuf>) -> CliResult {
     let data_dir = data_dir
         .or_else(config::default_data_dir)
         .ok_or("cannot find the OS data directory (is $HOME set?); pass --data-dir PATH")?;
-    control::unlock(Path::new(&data_dir)).await?;
-    println!("Lockouts lifted. The next login attempt is accepted as usual.");
+    let (link, control) = control::unlock(Path::new(&data_dir)).await?;
+    println!("Lockouts of single addresses are lifted. The shared budget of attempts is not refilled");
+    println!("(that would give whoever is guessing more tries), so to sign in now, open this link");
+    println!("in your browser within {} minutes; it works once, for up to {} codes:", link.expires_in_secs / 60, link.attempts);
+    if control.app_urls.is_empty() {
+        println!("  <your app's address>{}", link.login_path);
+    }
+    for url in &control.app_urls {
+        println!("  {url}{}", link.login_path);
+    }
+    println!("Running `simpleotp unlock` again replaces the link. Keep it to yourself.");
     Ok(())
 }
 

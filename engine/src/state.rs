@@ -1,17 +1,19 @@
-//! The persisted state: sessions and the last accepted TOTP step, in `state.json` in the data
-//! directory.
+//! The persisted state: sessions, the last accepted TOTP step and the attempt budget
+//! ([`crate::limiter::LimiterSnapshot`]), in `state.json` in the data directory.
 //!
 //! One file, written whole and atomically (see [`crate::fsutil::write_atomic`]) with 0600
 //! permissions. Losing it is not a disaster (people log in again), but refusing to start because
 //! of it would be: a file that cannot be read is renamed aside with a warning and the gateway
 //! starts empty. The last accepted step is written *before* a login is answered, so a code can
-//! never be replayed after a crash; session `last_seen` updates are written lazily by
+//! never be replayed after a crash, and a failed attempt is written before it is answered, so a
+//! restart cannot refill the budget; session `last_seen` updates are written lazily by
 //! [`crate::app`], off the request path.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::limiter::LimiterSnapshot;
 use crate::session::Session;
 
 const FORMAT_VERSION: u32 = 1;
@@ -25,6 +27,11 @@ pub struct PersistedState {
     /// The newest TOTP step a login used; codes of this step or older are refused.
     pub last_totp_step: Option<u64>,
     pub sessions: Vec<Session>,
+    /// The brute-force budget and per-address lockouts. Absent in files written before it was
+    /// saved (same format version: old files stay readable); then the bucket starts full, as it
+    /// always did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limiter: Option<LimiterSnapshot>,
 }
 
 impl PersistedState {
@@ -128,11 +135,32 @@ mod tests {
         let file = StateFile::in_dir(dir.path());
         let mut store = SessionStore::new(SessionSettings::default());
         store.create(8081, "127.0.0.1".parse().ok(), "ua", 100);
-        let state = PersistedState { version: 1, last_totp_step: Some(42), sessions: store.snapshot() };
+        let limiter = crate::limiter::LimiterSnapshot {
+            saved_at_unix_ms: 1_800_000_000_000,
+            bucket_milli_tokens: 2_500,
+            clients: vec![crate::limiter::ClientSnapshot {
+                ip: "192.0.2.7".parse().unwrap(),
+                consecutive_failures: 6,
+                locked_until_unix_ms: Some(1_800_000_060_000),
+                last_attempt_unix_ms: 1_799_999_999_000,
+            }],
+        };
+        let state = PersistedState { version: 1, last_totp_step: Some(42), sessions: store.snapshot(), limiter: Some(limiter) };
         file.save(&state).unwrap();
         let loaded = file.load(200);
         assert!(loaded.warning.is_none());
         assert_eq!(loaded.state, state);
+    }
+
+    #[test]
+    fn a_file_from_before_the_budget_was_saved_still_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = StateFile::in_dir(dir.path());
+        std::fs::write(file.path(), br#"{"version":1,"last_totp_step":7,"sessions":[]}"#).unwrap();
+        let loaded = file.load(5);
+        assert!(loaded.warning.is_none(), "{:?}", loaded.warning);
+        assert_eq!(loaded.state.last_totp_step, Some(7));
+        assert_eq!(loaded.state.limiter, None);
     }
 
     #[test]

@@ -166,8 +166,18 @@ pub fn check_state_file(data: &[u8]) {
     let later = now.saturating_add(settings.lifetime.as_secs());
     store.list(later);
     store.purge_expired(later);
+    // Whatever budget the file claims, restoring it neither panics nor exceeds the settings.
+    if let Some(snapshot) = &state.limiter {
+        let start = std::time::Instant::now();
+        let settings = simpleotp_engine::limiter::LimiterSettings::default();
+        let mut limiter = simpleotp_engine::limiter::Limiter::restore(settings, snapshot, start, now.saturating_mul(1000));
+        let status = limiter.status(start);
+        assert!(status.locked_clients.iter().all(|(_, left)| *left <= settings.ip_max_lockout), "a restored lockout is longer than the maximum");
+        let again = limiter.snapshot(start, now.saturating_mul(1000));
+        assert!(again.bucket_milli_tokens <= u64::from(settings.global_burst) * 1000, "a restored bucket holds more than a full one");
+    }
     // What is persisted again reads back the same.
-    let again = PersistedState { version: state.version, last_totp_step: state.last_totp_step, sessions: store.snapshot() };
+    let again = PersistedState { version: state.version, last_totp_step: state.last_totp_step, sessions: store.snapshot(), limiter: state.limiter.clone() };
     let bytes = serde_json::to_vec(&again).expect("state serializes");
     let reread = PersistedState::from_bytes(&bytes).expect("a saved state reads back");
     assert_eq!(reread.sessions.len(), again.sessions.len());

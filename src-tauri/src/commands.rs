@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tauri::State;
 
-use crate::core::{AppInput, AppSaved, Core, CoreError, SecretView, SecurityView, SessionView, SettingsSaved, SettingsView, StatusView};
+use crate::core::{AppInput, AppSaved, Core, CoreError, SecretView, SecurityView, SessionView, UnlockView, SettingsSaved, SettingsView, StatusView};
 
 type Core_<'a> = State<'a, Arc<Core>>;
 type Answer<T> = Result<T, String>;
@@ -88,8 +88,16 @@ pub fn security_status(core: Core_<'_>) -> SecurityView {
 }
 
 #[tauri::command]
-pub fn security_unlock(core: Core_<'_>) -> Answer<SecurityView> {
+pub fn security_unlock(core: Core_<'_>) -> Answer<UnlockView> {
     core.security_unlock().map_err(message)
+}
+
+/// Opens an unlock link in the default browser; only a live ticket on a configured app's
+/// address is opened (the window cannot launch arbitrary URLs).
+#[tauri::command]
+pub fn open_unlock_link(core: Core_<'_>, url: String) -> Answer<()> {
+    core.check_unlock_link(&url).map_err(message)?;
+    crate::open_in_browser(&url)
 }
 
 #[tauri::command]
@@ -132,7 +140,7 @@ mod tests {
     #[test]
     fn every_command_is_generated_granted_and_registered() {
         let commands = build_rs_commands();
-        assert_eq!(commands.len(), 20, "{commands:?}");
+        assert_eq!(commands.len(), 21, "{commands:?}");
         let capability: serde_json::Value = serde_json::from_str(include_str!("../capabilities/main.json")).unwrap();
         let granted: Vec<String> = capability["permissions"]
             .as_array()

@@ -235,6 +235,30 @@ pub struct SecurityView {
     pub recent_failures: Vec<FailureView>,
 }
 
+/// What Unlock gives: the lockouts lifted, and a one-time sign-in link per app (all carrying the
+/// same ticket) that gets past an empty budget, which unlocking does not refill.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct UnlockView {
+    pub security: SecurityView,
+    pub links: Vec<UnlockLinkView>,
+    pub expires_in_secs: u64,
+    /// How many codes the link lets through.
+    pub attempts: u32,
+}
+
+#[derive(Clone, Serialize, PartialEq, Eq)]
+pub struct UnlockLinkView {
+    pub app: String,
+    pub url: String,
+}
+
+impl std::fmt::Debug for UnlockLinkView {
+    /// The URL holds the ticket, which is for the owner's browser only, not for logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UnlockLinkView").field("app", &self.app).field("url", &"<redacted>").finish()
+    }
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct LockedClientView {
     pub ip: String,
@@ -727,11 +751,42 @@ impl Core {
         }
     }
 
-    pub fn security_unlock(&self) -> Result<SecurityView> {
+    /// Lifts the per-address lockouts and issues a one-time sign-in link (see the engine's
+    /// `ticket` module); the shared budget is not refilled.
+    pub fn security_unlock(&self) -> Result<UnlockView> {
         let gateway = self.gateway().ok_or(CoreError::NotRunning("There is nothing to unlock."))?;
-        gateway.unlock();
+        let ticket = gateway.issue_unlock_ticket();
+        let login_path = format!("{}?ticket={}", gateway.route_prefix().route("login"), ticket.expose());
+        let links = self
+            .config()
+            .apps
+            .iter()
+            .map(|app| UnlockLinkView { app: app.name.as_str().to_string(), url: format!("{}{login_path}", app.protected_url().trim_end_matches('/')) })
+            .collect();
         self.changed();
-        Ok(self.security_status())
+        Ok(UnlockView {
+            security: self.security_status(),
+            links,
+            expires_in_secs: simpleotp_engine::ticket::TICKET_LIFETIME.as_secs(),
+            attempts: simpleotp_engine::ticket::TICKET_ATTEMPTS,
+        })
+    }
+
+    /// Checks that `url` is an unlock link this app made, on a configured app's address, with
+    /// a live ticket: the window may open those, not arbitrary URLs.
+    pub fn check_unlock_link(&self, url: &str) -> Result<()> {
+        let gateway = self.gateway().ok_or(CoreError::NotRunning("Unlock again once it runs."))?;
+        let login = gateway.route_prefix().route("login");
+        let ticket = self
+            .config()
+            .apps
+            .iter()
+            .find_map(|app| url.strip_prefix(&format!("{}{login}?ticket=", app.protected_url().trim_end_matches('/'))))
+            .ok_or_else(|| CoreError::Invalid("That is not a SimpleOTP sign-in link.".into()))?;
+        if !gateway.unlock_ticket_is_valid(ticket) {
+            return Err(CoreError::Invalid("This sign-in link has expired or was used. Press Unlock again for a new one.".into()));
+        }
+        Ok(())
     }
 
     /// The gate in front of everything that shows or replaces the secret: a current code of the

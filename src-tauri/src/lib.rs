@@ -82,6 +82,7 @@ pub fn run() {
             commands::sessions_revoke_all,
             commands::security_status,
             commands::security_unlock,
+            commands::open_unlock_link,
             commands::security_show_qr,
             commands::secret_replace_begin,
             commands::secret_replace_confirm,

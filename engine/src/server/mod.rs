@@ -7,10 +7,10 @@
 //! |---|---|---|---|
 //! | `check` | GET | nginx `auth_request`, on every request | 200 valid session for this app (with the cookies the app may see), 401 otherwise; empty body |
 //! | `unauthorized` | GET | nginx, after a 401 from `check` | 302 to `login?next=<the URL first asked for>` |
-//! | `login` | GET / POST | the browser | the login page / verify a code, start a session, 303 back |
+//! | `login` | GET / POST | the browser | the login page / verify a code, start a session, 303 back; `?ticket=` carries an unlock ticket |
 //! | `logout` | GET / POST | the browser | a confirm page / end the session (CSRF-checked) |
 //! | `health` | GET | monitoring | `{"status":"ok",...}`, nothing secret |
-//! | `control/unlock` | POST | `simpleotp unlock`, directly on loopback | lifts lockouts; needs the control token |
+//! | `control/unlock` | POST | `simpleotp unlock`, directly on loopback | lifts per-address lockouts, answers a one-time login link (JSON); needs the control token |
 //!
 //! The logic lives in [`Gateway`] (shared state and the operations the tray app and CLI use);
 //! this module only maps HTTP onto it. What nginx tells the server (client address, scheme, which
@@ -201,9 +201,11 @@ fn login_page(gateway: &Gateway, caller: &Caller, req: &Request<Incoming>) -> Re
     let query = req.uri().query().unwrap_or("");
     let mut next = "/".to_string();
     let mut message = None;
+    let mut ticket = None;
     for (key, value) in form_urlencoded::parse(query.as_bytes()) {
         match &*key {
             "next" => next = safe_return_path(&value).to_string(),
+            "ticket" => ticket = Some(value.into_owned()),
             "m" if value == "signed-out" => message = Some(LoginMessage::SignedOut),
             "m" if value == "expired" => message = Some(LoginMessage::Expired),
             _ => {}
@@ -213,11 +215,26 @@ fn login_page(gateway: &Gateway, caller: &Caller, req: &Request<Incoming>) -> Re
     if caller.has_session(gateway, req.headers()) {
         return redirect(StatusCode::SEE_OTHER, &next);
     }
-    if let Some(locked) = gateway.peek_lockout(caller.ip) {
-        message = Some(LoginMessage::LockedOut { retry_after: locked.retry_after });
-    }
+    // An unlock ticket in the link: a live one goes into the form (the lockout does not apply
+    // to it), a dead one is said to be dead (which also says how to get a new one).
+    let ticket = match ticket {
+        Some(ticket) if gateway.unlock_ticket_is_valid(&ticket) => {
+            message = Some(LoginMessage::TicketReady);
+            Some(ticket)
+        }
+        Some(_) => {
+            message = Some(LoginMessage::TicketInvalid);
+            None
+        }
+        None => {
+            if let Some(locked) = gateway.peek_lockout(caller.ip) {
+                message = Some(LoginMessage::LockedOut { retry_after: locked.retry_after });
+            }
+            None
+        }
+    };
     let action = gateway.route_prefix().route("login");
-    html(StatusCode::OK, pages::login_page(&LoginView { action: &action, next: &next, message }))
+    html(StatusCode::OK, pages::login_page(&LoginView { action: &action, next: &next, message, ticket: ticket.as_deref() }))
 }
 
 async fn login_submit(gateway: &Gateway, caller: &Caller, req: Request<Incoming>, started: Instant) -> Response<Body> {
@@ -237,7 +254,11 @@ async fn login_submit(gateway: &Gateway, caller: &Caller, req: Request<Incoming>
         return html(StatusCode::BAD_REQUEST, pages::message_page("Open the app first", "Sign in from the app's own address (the one SimpleOTP protects)."));
     };
 
-    let outcome = gateway.login(caller.ip, app_port, code, &user_agent).await;
+    let ticket = form_value(&form, "ticket").filter(|t| !t.is_empty());
+    let outcome = match ticket {
+        Some(ticket) => gateway.login_with_ticket(caller.ip, app_port, code, &user_agent, ticket).await,
+        None => gateway.login(caller.ip, app_port, code, &user_agent).await,
+    };
     let (status, message) = match outcome {
         LoginOutcome::Success(token) => {
             let mut response = redirect(StatusCode::SEE_OTHER, &next);
@@ -261,7 +282,9 @@ async fn login_submit(gateway: &Gateway, caller: &Caller, req: Request<Incoming>
         LoginMessage::LockedOut { retry_after } => Some(retry_after.as_secs().max(1)),
         _ => None,
     };
-    let mut response = html(status, pages::login_page(&LoginView { action: &action, next: &next, message: Some(message) }));
+    // A ticket with attempts left stays in the form for the next try.
+    let ticket = ticket.filter(|t| gateway.unlock_ticket_is_valid(t));
+    let mut response = html(status, pages::login_page(&LoginView { action: &action, next: &next, message: Some(message), ticket }));
     if let Some(seconds) = retry_after {
         response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     }
@@ -340,8 +363,17 @@ fn control_unlock(gateway: &Gateway, caller: &Caller, headers: &HeaderMap) -> Re
     if !gateway.control_token_matches(presented) {
         return plain(StatusCode::UNAUTHORIZED, "bad control token");
     }
-    gateway.unlock();
-    plain(StatusCode::OK, "unlocked")
+    let ticket = gateway.issue_unlock_ticket();
+    let login_path = format!("{}?ticket={}", gateway.route_prefix().route("login"), ticket.expose());
+    let body = crate::control::UnlockLink {
+        login_path,
+        expires_in_secs: crate::ticket::TICKET_LIFETIME.as_secs(),
+        attempts: crate::ticket::TICKET_ATTEMPTS,
+    };
+    let mut response = Response::new(Body::from(serde_json::to_string(&body).expect("serializes")));
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 /// The session cookie for the app on `app_port`: `HttpOnly` (no script reads it), `SameSite=Lax`

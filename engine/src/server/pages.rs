@@ -135,6 +135,10 @@ pub enum LoginMessage {
     /// The code was right, but the gateway could not save that it was used, so it refused the
     /// sign-in (the code would otherwise work twice after a restart).
     NotSaved,
+    /// The page was opened with a live unlock ticket: the next codes skip the lockout.
+    TicketReady,
+    /// The page was opened with an unlock ticket that is expired, used up or unknown.
+    TicketInvalid,
 }
 
 impl LoginMessage {
@@ -144,7 +148,7 @@ impl LoginMessage {
     pub fn is_error(&self) -> bool {
         matches!(
             self,
-            Self::WrongCode | Self::CodeAlreadyUsed | Self::LockedOut { .. } | Self::NotSaved
+            Self::WrongCode | Self::CodeAlreadyUsed | Self::LockedOut { .. } | Self::NotSaved | Self::TicketInvalid
         )
     }
 
@@ -170,6 +174,16 @@ impl LoginMessage {
                                computer running SimpleOTP, free some space, then try the next \
                                code.</p>"
                 .to_owned(),
+            Self::TicketReady => format!(
+                "<p>Unlock link accepted: this page lets you sign in even while sign-ins are \
+                 locked. It works once, for up to {} codes, for {} minutes.</p>",
+                crate::ticket::TICKET_ATTEMPTS,
+                crate::ticket::TICKET_LIFETIME.as_secs() / 60
+            ),
+            Self::TicketInvalid => "<p>This unlock link has expired or was already used. Run \
+                                    <code>simpleotp unlock</code> again (or use Unlock in the \
+                                    SimpleOTP app) for a new one.</p>"
+                .to_owned(),
         }
     }
 }
@@ -183,6 +197,8 @@ pub struct LoginView<'a> {
     pub next: &'a str,
     /// A message above the field, if any.
     pub message: Option<LoginMessage>,
+    /// A live unlock ticket, sent back in a hidden `ticket` field.
+    pub ticket: Option<&'a str>,
 }
 
 /// Everything the sign-out confirmation page shows.
@@ -264,10 +280,15 @@ pub fn login_page(view: &LoginView) -> String {
          placeholder=\"······\" title=\"6 digits\" spellcheck=\"false\" autocapitalize=\"off\" \
          enterkeyhint=\"go\" required autofocus aria-describedby=\"{described_by}\"{invalid}>\n\
          <input type=\"hidden\" name=\"next\" value=\"{next}\">\n\
+         {ticket}\
          <button class=\"btn btn-primary\" id=\"submit\" type=\"submit\">Sign in</button>\n\
          </form>\n",
         action = html_escape(view.action),
         next = html_escape(view.next),
+        ticket = view
+            .ticket
+            .map(|t| format!("<input type=\"hidden\" name=\"ticket\" value=\"{}\">\n", html_escape(t)))
+            .unwrap_or_default(),
     );
     document("Sign in", &card)
 }
@@ -320,6 +341,8 @@ mod tests {
             LoginMessage::SignedOut,
             LoginMessage::Expired,
             LoginMessage::NotSaved,
+            LoginMessage::TicketReady,
+            LoginMessage::TicketInvalid,
         ]
     }
 
@@ -332,6 +355,7 @@ mod tests {
                     action: dynamic,
                     next: dynamic,
                     message,
+                    ticket: Some(dynamic),
                 })
             })
             .collect();
@@ -392,6 +416,7 @@ mod tests {
             action: "/_simpleotp/login",
             next: "/lab/tree?a=1&b=2",
             message: None,
+            ticket: None,
         });
         assert!(page.contains(r#"<form method="post" action="/_simpleotp/login">"#));
         assert!(page.contains(r#"<input type="hidden" name="next" value="/lab/tree?a=1&amp;b=2">"#));
@@ -471,6 +496,7 @@ mod tests {
             action: "/_simpleotp/login",
             next: "/",
             message: None,
+            ticket: None,
         });
         for attr in [
             r#"id="code""#,
@@ -528,6 +554,7 @@ mod tests {
                 action: "/_simpleotp/login",
                 next: "/",
                 message: Some(message),
+                ticket: None,
             });
             assert!(page.contains(text), "missing {text:?}");
             assert!(page.contains(&format!(r#"id="msg" role="{role}""#)));
@@ -547,6 +574,7 @@ mod tests {
             message: Some(LoginMessage::LockedOut {
                 retry_after: Duration::from_secs(7470),
             }),
+            ticket: None,
         });
         assert!(page.contains("Too many wrong codes."));
         assert!(page.contains("Try again in 2 h 5 min."));
@@ -614,6 +642,7 @@ mod tests {
                 action: "/_simpleotp/login",
                 next: "/lab",
                 message,
+                ticket: None,
             })
         };
         let pages = [

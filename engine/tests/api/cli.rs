@@ -368,6 +368,15 @@ async fn serve_logs_no_secrets_unlocks_and_stops_cleanly_on_sigterm() {
     assert_eq!(locked.status(), 429);
     let output = run(simpleotp(&["unlock", "--data-dir"]).arg(dir.path().join("data")));
     assert!(output.status.success(), "{}", stderr(&output));
+    // It prints a one-time sign-in link on the app's address, and says the budget is not refilled.
+    let printed = stdout(&output);
+    assert!(printed.contains("not refilled"), "{printed}");
+    let link = printed
+        .split_whitespace()
+        .find(|word| word.starts_with(&format!("{base}/_simpleotp/login?ticket=")))
+        .unwrap_or_else(|| panic!("no link for {base} in:\n{printed}"));
+    let page = client().get(link).send().await.unwrap().text().await.unwrap();
+    assert!(form_field(&page, "ticket").is_some(), "{page}");
     let response = browser.post(&login).form(&[("code", code.as_str()), ("next", "/")]).send().await.unwrap();
     assert_eq!(response.status(), 303);
     let token = browser.session_token(&base);

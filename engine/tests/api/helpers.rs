@@ -48,6 +48,8 @@ pub struct TestApp {
     /// The last TOTP step a test consumed (codes are single-use).
     last_step: AtomicU64,
     running: Option<Running>,
+    /// The limiter settings the gateway runs with, across restarts too.
+    limiter: LimiterSettings,
     _upstream_stop: CancellationToken,
 }
 
@@ -102,6 +104,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         _dir: dir,
         last_step: AtomicU64::new(0),
         running: Some(running),
+        limiter: options.limiter,
         _upstream_stop: upstream_stop,
     }
 }
@@ -147,7 +150,7 @@ impl TestApp {
     /// Stops and starts again on the same data directory and secret.
     pub async fn restart(&mut self) {
         self.stop().await;
-        self.running = Some(launch(&self.config, &self.data_dir, &self.secret_file, LimiterSettings::default()).await);
+        self.running = Some(launch(&self.config, &self.data_dir, &self.secret_file, self.limiter).await);
     }
 
     /// The protected app's listen port.

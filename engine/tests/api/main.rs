@@ -7,6 +7,7 @@
 //!
 //! * [`attacks`]: the attack battery (redirects, injection, cookies, CSRF, slow clients, ...).
 //! * [`helpers`]: `spawn_app()` and friends.
+//! * [`budget`]: the attempt budget across restarts, and unlock's one-time sign-in link.
 //! * [`flow`]: the HTTP contract through nginx (login, logout, replay, lockout, restart, ...).
 //! * [`browser`]: the same flow in a real browser, plus the login page screenshots.
 //! * [`cli`]: the `simpleotp` command as a user runs it (errors, signals, SIGKILL).
@@ -20,6 +21,7 @@
 
 mod attacks;
 mod browser;
+mod budget;
 mod cli;
 mod faults;
 mod flow;

@@ -16,6 +16,7 @@ use base64::Engine as _;
 use percent_encoding::percent_decode_str;
 use proptest::prelude::*;
 use simpleotp_engine::config::{Config, SessionSettings};
+use simpleotp_engine::limiter::{Limiter, LimiterSettings};
 use simpleotp_engine::redirect::{is_safe_return_path, safe_return_path, DEFAULT_RETURN_PATH, MAX_RETURN_PATH_LEN};
 use simpleotp_engine::server::parse_form;
 use simpleotp_engine::session::{tokens_from_cookie_headers, SessionStore, SessionToken};
@@ -524,6 +525,17 @@ fn session_json() -> impl Strategy<Value = serde_json::Value> {
         })
 }
 
+/// A saved attempt budget with any values, sensible or absurd (a hand-edited file).
+fn limiter_json() -> impl Strategy<Value = serde_json::Value> {
+    let wall_ms = prop_oneof![3 => 1_700_000_000_000u64..1_900_000_000_000, 1 => any::<u64>()];
+    let client = (any::<u8>(), any::<u32>(), prop::option::of(wall_ms.clone()), wall_ms.clone()).prop_map(|(n, failures, until, last)| {
+        serde_json::json!({ "ip": format!("192.0.2.{n}"), "consecutive_failures": failures, "locked_until_unix_ms": until, "last_attempt_unix_ms": last })
+    });
+    (wall_ms, prop_oneof![3 => 0u64..20_000, 1 => any::<u64>()], prop::collection::vec(client, 0..4)).prop_map(|(saved, milli, clients)| {
+        serde_json::json!({ "saved_at_unix_ms": saved, "bucket_milli_tokens": milli, "clients": clients })
+    })
+}
+
 fn state_bytes() -> impl Strategy<Value = Vec<u8>> {
     (
         prop_oneof![8 => Just(1u32), 1 => Just(0u32), 1 => any::<u32>()],
@@ -531,9 +543,13 @@ fn state_bytes() -> impl Strategy<Value = Vec<u8>> {
         prop::collection::vec(session_json(), 0..6),
         prop_oneof![8 => Just(None), 1 => (0usize..400).prop_map(Some)],
         any::<bool>(),
+        prop::option::of(limiter_json()),
     )
-        .prop_map(|(version, step, sessions, cut, pretty)| {
-            let state = serde_json::json!({ "version": version, "last_totp_step": step, "sessions": sessions });
+        .prop_map(|(version, step, sessions, cut, pretty, limiter)| {
+            let mut state = serde_json::json!({ "version": version, "last_totp_step": step, "sessions": sessions });
+            if let Some(limiter) = limiter {
+                state["limiter"] = limiter;
+            }
             let mut bytes = if pretty { serde_json::to_vec_pretty(&state).unwrap() } else { serde_json::to_vec(&state).unwrap() };
             if let Some(cut) = cut {
                 bytes.truncate(cut);
@@ -584,7 +600,15 @@ fn check_state(data: &[u8]) -> Result<(), TestCaseError> {
     let later = now.saturating_add(settings.lifetime.as_secs());
     store.list(later);
     store.purge_expired(later);
-    let again = PersistedState { version: state.version, last_totp_step: state.last_totp_step, sessions: store.snapshot() };
+    // Whatever budget the file claims, restoring it neither panics nor exceeds the settings.
+    if let Some(snapshot) = &state.limiter {
+        let start = std::time::Instant::now();
+        let settings = LimiterSettings::default();
+        let mut limiter = Limiter::restore(settings, snapshot, start, now.saturating_mul(1000));
+        prop_assert!(limiter.status(start).locked_clients.iter().all(|(_, left)| *left <= settings.ip_max_lockout));
+        prop_assert!(limiter.snapshot(start, now.saturating_mul(1000)).bucket_milli_tokens <= u64::from(settings.global_burst) * 1000);
+    }
+    let again = PersistedState { version: state.version, last_totp_step: state.last_totp_step, sessions: store.snapshot(), limiter: state.limiter.clone() };
     let reread = PersistedState::from_bytes(&serde_json::to_vec(&again).unwrap());
     prop_assert_eq!(reread.map(|s| s.sessions.len()), Ok(again.sessions.len()));
     if let Some(first) = listed.first() {
@@ -624,6 +648,8 @@ fn fuzz_seeds_are_valid_inputs() {
     assert_eq!(config.apps.len(), 2);
     let state = PersistedState::from_bytes(&std::fs::read(seeds.join("state_file/three_sessions")).unwrap()).unwrap();
     assert_eq!(state.sessions.len(), 3);
+    let state = PersistedState::from_bytes(&std::fs::read(seeds.join("state_file/with_budget")).unwrap()).unwrap();
+    assert_eq!(state.limiter.expect("a budget").clients.len(), 2);
     let cookie = std::fs::read_to_string(seeds.join("cookie/jupyter")).unwrap();
     assert_eq!(tokens_from_cookie_headers([cookie.as_str()].into_iter(), COOKIE_NAME).len(), 1);
 }

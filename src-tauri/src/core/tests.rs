@@ -324,10 +324,52 @@ async fn the_qr_code_is_shown_again_only_after_a_current_code_and_guessing_locks
     };
     assert!(notice.contains("wrong codes"), "{notice}");
 
-    let security = h.core.security_unlock().unwrap();
+    let security = h.core.security_unlock().unwrap().security;
     assert!(security.locked_clients.is_empty());
     assert!(security.everyone_locked_for_secs.is_none());
     h.core.security_show_qr(&h.stored_code()).await.unwrap();
+    h.core.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unlock_gives_a_one_time_sign_in_link_and_does_not_refill_the_budget() {
+    let h = Harness::new("unlock-link");
+    h.set_up().await;
+    let (up, _stop) = upstream().await;
+    let port = free_port();
+    h.core.app_add(input("Demo", &up.to_string(), port)).await.unwrap();
+    let gateway = h.core.running_gateway().unwrap();
+
+    // Ten wrong codes from ten addresses empty the shared budget.
+    let (now, next) = (h.stored_code(), h.code_in(30));
+    let wrong = (0..1_000_000).map(|n| format!("{n:06}")).find(|c| *c != now && *c != next).unwrap();
+    for n in 0..10 {
+        let ip = format!("192.0.2.{n}").parse().unwrap();
+        assert!(matches!(gateway.login(ip, SOME_APP_PORT, &wrong, "Guesser").await, LoginOutcome::Rejected { .. }));
+    }
+    assert!(h.core.security_status().everyone_locked_for_secs.is_some());
+
+    let unlocked = h.core.security_unlock().unwrap();
+    assert!(unlocked.security.everyone_locked_for_secs.is_some(), "unlock does not refill the budget");
+    assert_eq!((unlocked.expires_in_secs, unlocked.attempts), (600, 3));
+    assert_eq!(unlocked.links.len(), 1);
+    let link = &unlocked.links[0];
+    assert_eq!(link.app, "Demo");
+    let prefix = format!("http://127.0.0.1:{port}/_simpleotp/login?ticket=");
+    assert!(link.url.starts_with(&prefix), "{}", link.url);
+    assert!(!format!("{unlocked:?}").contains(&link.url), "Debug does not show the ticket");
+
+    // The window may open this link, and nothing else.
+    h.core.check_unlock_link(&link.url).unwrap();
+    assert!(h.core.check_unlock_link("https://evil.example/").is_err());
+    assert!(h.core.check_unlock_link(&format!("{prefix}{}", "A".repeat(43))).is_err());
+
+    // A plain login is still refused; the ticket gets the owner in, once.
+    let ip = "198.51.100.1".parse().unwrap();
+    assert!(matches!(gateway.login(ip, SOME_APP_PORT, &h.stored_code(), "Owner").await, LoginOutcome::Locked(_)));
+    let ticket = link.url.strip_prefix(&prefix).unwrap();
+    assert!(matches!(gateway.login_with_ticket(ip, SOME_APP_PORT, &h.stored_code(), "Owner", ticket).await, LoginOutcome::Success(_)));
+    assert!(h.core.check_unlock_link(&link.url).is_err(), "used up");
     h.core.shutdown().await;
 }
 
