@@ -30,8 +30,12 @@ pub const FORWARDED_PROTO_HEADER: &str = "x-forwarded-proto";
 /// Which protected app a request is for: its listen port. Set by nginx in each app's server
 /// block, never taken from the client (nginx's `proxy_set_header` replaces a client's copy).
 pub const APP_HEADER: &str = "x-simpleotp-app";
-/// On the `unauthorized` subrequest: the URI the browser first asked for.
+/// On the `check` subrequest: the URI the browser asked for (for the login link's `next`).
 pub const ORIGINAL_URI_HEADER: &str = "x-simpleotp-original-uri";
+/// In `check`'s 401 answer: where to send the browser (the login page, with `next`). nginx
+/// answers the redirect itself (`auth_request_set` → `return 302`), so the body of a request
+/// without a session is discarded, never buffered to disk on its way to another proxy pass.
+pub const LOGIN_LOCATION_HEADER: &str = "x-simpleotp-login";
 /// In `check`'s 200 answer: the request's cookies without any SimpleOTP session cookie. nginx
 /// forwards this (`auth_request_set`) as the `Cookie` header to the app, so no app ever sees a
 /// session token.

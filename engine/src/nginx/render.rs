@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{AppConfig, HostName, RoutePrefix};
 use crate::fsutil::create_private_dir;
-use crate::protocol::{NginxProof, APP_COOKIES_HEADER, APP_HEADER, FORWARDED_PROTO_HEADER, ORIGINAL_URI_HEADER, PROOF_HEADER, REAL_IP_HEADER};
+use crate::protocol::{NginxProof, APP_COOKIES_HEADER, APP_HEADER, FORWARDED_PROTO_HEADER, LOGIN_LOCATION_HEADER, ORIGINAL_URI_HEADER, PROOF_HEADER, REAL_IP_HEADER};
 
 /// Name of the nginx `upstream` that points at the auth server.
 const AUTH_UPSTREAM: &str = "simpleotp_auth";
@@ -23,6 +23,8 @@ const AUTH_UPSTREAM: &str = "simpleotp_auth";
 const UPGRADE_VAR: &str = "$simpleotp_connection_upgrade";
 /// Name of the variable holding the cookies the app may see (all but the session cookies).
 const APP_COOKIES_VAR: &str = "$simpleotp_app_cookies";
+/// Name of the variable holding where a browser without a session is sent (from `check`).
+const LOGIN_VAR: &str = "$simpleotp_login";
 /// Host names that are IP literals (`127.0.0.1`, `[::1]`). A DNS-rebinding page needs a *name*
 /// that it controls to point at this machine; an address typed as such is no such name, so any
 /// address literal is allowed (the machine's addresses change with DHCP; the set of literals
@@ -314,7 +316,8 @@ fn render_server(out: &mut String, proof: &NginxProof, prefix: &RoutePrefix, app
     out.push_str("        proxy_buffer_size 64k;\n");
     out.push_str("        proxy_buffers 4 64k;\n");
     out.push_str("        proxy_busy_buffers_size 128k;\n");
-    auth_headers(out, proof, app, "\"\"");
+    // In a subrequest, $request_uri is still the main request's: what the browser asked for.
+    auth_headers(out, proof, app, "$request_uri");
     out.push_str("    }\n\n");
 
     // The control API is for local clients talking to the auth server directly; it must never
@@ -328,18 +331,15 @@ fn render_server(out: &mut String, proof: &NginxProof, prefix: &RoutePrefix, app
     out.push_str("        client_max_body_size 16k;\n");
     out.push_str("    }\n\n");
 
-    // A failed check (401 from auth_request) lands here; the auth server answers with a
-    // redirect to the login page that carries the URL the browser asked for. The original
-    // request's body and method are not forwarded: the auth server only needs the URL. The
-    // trailing `?` in the rewrite drops the original query string (it is in the header).
+    // A failed check (401 from auth_request) lands here, and nginx itself redirects to the login
+    // page `check` named (with the URL the browser asked for in `next`). Answering with
+    // `return` makes nginx discard the request body as it arrives: a browser without a session
+    // cannot make nginx buffer an upload of any size to disk (proxying the 401 on to the auth
+    // server would). The location is relative, so it works whatever name the browser used.
     out.push_str("    location @simpleotp_unauthorized {\n");
-    let _ = writeln!(out, "        rewrite ^ {}? break;", prefix.route("unauthorized"));
-    auth_keepalive(out);
-    out.push_str("        proxy_method GET;\n");
-    out.push_str("        proxy_pass_request_body off;\n");
-    out.push_str("        proxy_set_header Content-Length \"\";\n");
-    out.push_str("        client_max_body_size 0;\n");
-    auth_headers(out, proof, app, "$request_uri");
+    out.push_str("        absolute_redirect off;\n");
+    out.push_str("        add_header Cache-Control \"no-store\" always;\n");
+    let _ = writeln!(out, "        return 302 {LOGIN_VAR};");
     out.push_str("    }\n\n");
 
     // The app does not answer (not started, crashed): a page that says so, instead of nginx's
@@ -373,6 +373,8 @@ fn render_server(out: &mut String, proof: &NginxProof, prefix: &RoutePrefix, app
     out.push_str("    location / {\n");
     let _ = writeln!(out, "        auth_request {check};");
     out.push_str("        error_page 401 = @simpleotp_unauthorized;\n");
+    let login_header_var = LOGIN_LOCATION_HEADER.replace('-', "_");
+    let _ = writeln!(out, "        auth_request_set {LOGIN_VAR} $upstream_http_{login_header_var};");
     out.push_str("        error_page 502 504 = @simpleotp_upstream_down;\n");
     // The app gets the browser's cookies minus every SimpleOTP session cookie, as `check`
     // handed them back: an app (or whoever runs it) never sees a token it could replay.
@@ -506,7 +508,7 @@ mod tests {
             "proxy_set_header x-real-ip $remote_addr;",
             "proxy_set_header x-forwarded-proto $scheme;",
             "proxy_set_header X-Forwarded-Host $http_host;",
-            "proxy_set_header x-simpleotp-original-uri \"\";",
+            "proxy_set_header x-simpleotp-original-uri $request_uri;",
             "proxy_set_header x-simpleotp-app 8081;",
             &format!("proxy_set_header x-simpleotp-proof \"{}\";", proof().expose()),
             "client_max_body_size 0;",
@@ -523,14 +525,17 @@ mod tests {
         }
 
         let unauth = block(&text, "location @simpleotp_unauthorized {");
-        for needle in ["rewrite ^ /_simpleotp/unauthorized? break;", "proxy_pass http://simpleotp_auth;", "proxy_set_header x-simpleotp-original-uri $request_uri;", "proxy_set_header Host $http_host;", "x-simpleotp-proof "] {
+        for needle in ["absolute_redirect off;", "return 302 $simpleotp_login;", "add_header Cache-Control \"no-store\" always;"] {
             assert!(unauth.contains(needle), "unauthorized lacks {needle:?}:\n{unauth}");
         }
+        let unauth_only = &unauth[..unauth.find("\n        }").unwrap()];
+        assert!(!unauth_only.contains("proxy_pass"), "a request without a session is never proxied on:\n{unauth_only}");
 
         let root = block(&text, "location / {");
         for needle in [
             "auth_request /_simpleotp/check;",
             "error_page 401 = @simpleotp_unauthorized;",
+            "auth_request_set $simpleotp_login $upstream_http_x_simpleotp_login;",
             "proxy_pass http://127.0.0.1:8888;",
             "auth_request_set $simpleotp_app_cookies $upstream_http_x_simpleotp_app_cookies;",
             "proxy_set_header Cookie $simpleotp_app_cookies;",
@@ -556,7 +561,7 @@ mod tests {
         let text = render_config(&layout(), "127.0.0.1:1".parse().unwrap(), &proof(), &"/_gate/".parse().unwrap(), &[app("a", "http://127.0.0.1:2", "127.0.0.1:3")]);
         assert!(text.contains("location = /_gate/check {"));
         assert!(text.contains("location ^~ /_gate/control/ {"));
-        assert!(text.contains("rewrite ^ /_gate/unauthorized? break;"));
+        assert!(text.contains("location @simpleotp_unauthorized {"));
         assert!(!text.contains("_simpleotp/"));
     }
 

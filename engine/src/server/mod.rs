@@ -5,8 +5,7 @@
 //!
 //! | route | method | who calls it | answer |
 //! |---|---|---|---|
-//! | `check` | GET | nginx `auth_request`, on every request | 200 valid session for this app (with the cookies the app may see), 401 otherwise; empty body |
-//! | `unauthorized` | GET | nginx, after a 401 from `check` | 302 to `login?next=<the URL first asked for>` |
+//! | `check` | GET | nginx `auth_request`, on every request | 200 valid session for this app (with the cookies the app may see), 401 otherwise (with the login URL, `login?next=<the URL asked for>`, which nginx redirects to); empty body |
 //! | `login` | GET / POST | the browser | the login page / verify a code, start a session, 303 back; `?ticket=` carries an unlock ticket |
 //! | `logout` | GET / POST | the browser | a confirm page / end the session (CSRF-checked) |
 //! | `health` | GET | monitoring | `{"status":"ok",...}`, nothing secret |
@@ -36,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::gateway::{Gateway, LoginOutcome};
-use crate::protocol::{session_cookie_name, APP_COOKIES_HEADER, APP_HEADER, FORWARDED_PROTO_HEADER, ORIGINAL_URI_HEADER, PROOF_HEADER, REAL_IP_HEADER};
+use crate::protocol::{session_cookie_name, APP_COOKIES_HEADER, APP_HEADER, FORWARDED_PROTO_HEADER, LOGIN_LOCATION_HEADER, ORIGINAL_URI_HEADER, PROOF_HEADER, REAL_IP_HEADER};
 use crate::redirect::safe_return_path;
 use crate::session::{cookies_without_sessions, tokens_from_cookie_headers, SessionToken};
 use pages::{LoginMessage, LoginView, LogoutView};
@@ -148,7 +147,6 @@ async fn route(gateway: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> R
     };
     match (req.method(), route) {
         (&Method::GET | &Method::HEAD, "check") => check(gateway, &caller, req.headers()),
-        (&Method::GET | &Method::HEAD, "unauthorized") => unauthorized(gateway, &caller, req.headers()),
         (&Method::GET | &Method::HEAD, "login") => login_page(gateway, &caller, &req),
         (&Method::POST, "login") => login_submit(gateway, &caller, req, started).await,
         (&Method::GET | &Method::HEAD, "logout") => logout_page(gateway, &caller, req.headers()),
@@ -156,7 +154,7 @@ async fn route(gateway: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> R
         (&Method::POST, "logout") => logout_submit(gateway, &caller, req).await,
         (&Method::GET | &Method::HEAD, "health") => health(),
         (&Method::POST, "control/unlock") => control_unlock(gateway, &caller, req.headers()),
-        (_, "check" | "unauthorized" | "login" | "logout" | "health" | "control/unlock") => {
+        (_, "check" | "login" | "logout" | "health" | "control/unlock") => {
             let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
             response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, POST"));
             response
@@ -166,13 +164,21 @@ async fn route(gateway: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> R
 }
 
 /// The hot path: one cookie parse, one SHA-256, one hash-map lookup under a short lock. A 200
-/// hands nginx the cookies the app may see: all but the session cookies.
+/// hands nginx the cookies the app may see: all but the session cookies; a 401 hands it the
+/// login page to redirect to.
 fn check(gateway: &Gateway, caller: &Caller, headers: &HeaderMap) -> Response<Body> {
-    let valid = caller.app_port.is_some_and(|port| gateway.touch_any(&caller.session_tokens(headers), port));
+    let tokens = caller.session_tokens(headers);
+    let valid = caller.app_port.is_some_and(|port| gateway.touch_any(&tokens, port));
     let mut response = Response::new(Body::default());
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if !valid {
         *response.status_mut() = StatusCode::UNAUTHORIZED;
+        // A browser that still sends a (now unknown) session cookie had a session that ended.
+        let location = login_location(gateway, headers, !tokens.is_empty());
+        // Built from a validated return path and our own prefix: plain ASCII.
+        if let Ok(value) = HeaderValue::from_str(&location) {
+            response.headers_mut().insert(LOGIN_LOCATION_HEADER, value);
+        }
         return response;
     }
     let app_cookies = cookies_without_sessions(headers.get_all(header::COOKIE).iter().map(|v| v.as_bytes()));
@@ -185,16 +191,16 @@ fn check(gateway: &Gateway, caller: &Caller, headers: &HeaderMap) -> Response<Bo
     response
 }
 
-fn unauthorized(gateway: &Gateway, caller: &Caller, headers: &HeaderMap) -> Response<Body> {
+/// The login page for a browser without a session, with the URL it asked for (nginx's
+/// original-URI header, made safe) as `next`, and `m=expired` when its session just ended.
+fn login_location(gateway: &Gateway, headers: &HeaderMap, expired: bool) -> String {
     let original = headers.get(ORIGINAL_URI_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("/");
     let next = safe_return_path(original);
-    // A browser that still sends a (now unknown) session cookie had a session that ended.
-    let expired = !caller.session_tokens(headers).is_empty();
     let mut location = format!("{}?next={}", gateway.route_prefix().route("login"), encode_query(next));
     if expired {
         location.push_str("&m=expired");
     }
-    redirect(StatusCode::FOUND, &location)
+    location
 }
 
 fn login_page(gateway: &Gateway, caller: &Caller, req: &Request<Incoming>) -> Response<Body> {

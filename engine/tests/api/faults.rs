@@ -182,6 +182,25 @@ async fn full_data_directory_is_reported_and_the_gateway_keeps_serving() {
     drop(app);
 }
 
+/// A browser without a session cannot fill the disk with an upload: nginx discards the body of
+/// a request it redirects to the login page instead of buffering it in the data directory
+/// (where a full disk would then refuse every sign-in).
+#[tokio::test(flavor = "multi_thread")]
+async fn uploads_without_a_session_cannot_fill_the_disk() {
+    let scratch = tempfile::tempdir().unwrap();
+    let disk = SmallDisk::mount(&scratch.path().join("data"), "4m");
+    let app = spawn_app_with(AppOptions { data_dir: Some(disk.path.clone()), ..Default::default() }).await;
+    for _ in 0..3 {
+        let r = client().post(app.url("/upload")).body(vec![b'x'; 16 * 1024 * 1024]).send().await.unwrap();
+        assert_eq!(r.status(), 302, "redirected to the login page, whatever the size");
+        assert!(location(&r).starts_with("/_simpleotp/login?next=%2Fupload"), "{}", location(&r));
+    }
+    let browser = client();
+    assert_eq!(app.login(&browser, "/").await.status(), 303, "the disk still has room for sign-ins");
+    assert!(app.handle().gateway().persist_error().is_none());
+    assert_eq!(browser.get(app.url("/")).send().await.unwrap().status(), 200);
+}
+
 /// A data directory that cannot be written at all (a read-only mount). (A running gateway's
 /// directory cannot be remounted read-only: nginx keeps its logs open for writing there, so the
 /// kernel refuses; the full disk above is how a running gateway meets write errors.)

@@ -124,10 +124,9 @@ async fn auth_server() -> Server {
         let path = req.target.split('?').next().unwrap_or("");
         match path {
             "/_simpleotp/check" if req.header("x-allow") == Some("yes") => resp(200, ""),
-            "/_simpleotp/check" => resp(401, ""),
-            "/_simpleotp/unauthorized" => {
+            "/_simpleotp/check" => {
                 let next = req.header("x-simpleotp-original-uri").unwrap_or("").to_string();
-                Resp { status: 302, headers: vec![("Location", format!("/_simpleotp/login?next={next}"))], body: String::new() }
+                Resp { status: 401, headers: vec![("X-SimpleOTP-Login", format!("/_simpleotp/login?next={next}"))], body: String::new() }
             }
             _ => resp(200, format!("auth page {}", req.target)),
         }
@@ -274,11 +273,12 @@ async fn allowed_request_reaches_the_app() {
     assert_eq!(app_req.header("x-real-ip"), Some("127.0.0.1"));
     assert_eq!(app_req.header("x-forwarded-proto"), Some("http"));
 
-    // The auth check saw the browser's headers, no body, and not the forged original URI.
+    // The auth check saw the browser's headers, no body, and the URI nginx got, not the forged
+    // original-URI header.
     let check = f.auth.requests().into_iter().find(|r| r.target == "/_simpleotp/check").unwrap();
     assert_eq!(check.header("x-allow"), Some("yes"));
     assert_eq!(check.header("host"), Some(format!("127.0.0.1:{port}").as_str()));
-    assert_eq!(check.header("x-simpleotp-original-uri"), None);
+    assert_eq!(check.header("x-simpleotp-original-uri"), Some("/notebooks/a%2Fb?x=1"));
 
     // Uploads stream through without a size limit (beyond the 16k of the login pages).
     let body = vec![b'x'; 3 * 1024 * 1024];
@@ -310,11 +310,11 @@ async fn denied_request_is_redirected_through_the_auth_server() {
     assert_eq!(r.headers()["location"], "/_simpleotp/login?next=/upload");
     assert!(f.app.requests().is_empty(), "the app must not see an unauthenticated request");
 
-    let unauth = f.auth.requests().into_iter().find(|r| r.target.starts_with("/_simpleotp/unauthorized")).unwrap();
-    assert_eq!(unauth.target, "/_simpleotp/unauthorized");
-    assert_eq!(unauth.method, "GET");
-    assert_eq!(unauth.body_len, 0);
-    assert_eq!(unauth.header("x-simpleotp-original-uri"), Some("/tree/x?a=1&b=%20"));
+    // nginx asked `check` (no body, the URL the browser asked for, the client's forged copy
+    // replaced) and redirected itself: nothing else reached the auth server.
+    let checks = f.auth.requests();
+    assert!(checks.iter().all(|r| r.target == "/_simpleotp/check" && r.body_len == 0), "{checks:?}");
+    assert_eq!(checks[0].header("x-simpleotp-original-uri"), Some("/tree/x?a=1&b=%20"));
 
     // Gateway pages go to the auth server without auth; the control API is never exposed.
     let r = client().get(f.url(0, "/_simpleotp/login?next=/")).header("X-SimpleOTP-Original-URI", "/forged").send().await.unwrap();
