@@ -5,7 +5,7 @@
 //! renderer can compare two menus to decide whether it may update items in place (Linux's
 //! appindicator menus flicker and lose keyboard focus when replaced) or must rebuild.
 
-pub use crate::core::Protection;
+use crate::core::views::Protection;
 
 /// What the menu needs to know. Built from [`crate::core::StatusView`] by the Tauri part.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,9 +8,8 @@ use tracing::info;
 
 use simpleotp_engine::config::{AppConfig, AppName, ListenAddr, UpstreamUrl};
 
-use super::config::listen_ip;
 use super::views::{AppInput, AppSaved, AppView, StatusView};
-use super::{Core, CoreError, Result};
+use super::{listen_ip, Core, CoreError, Result};
 use crate::sync::lock;
 
 /// How long "does the upstream answer?" waits before warning.
@@ -62,7 +61,7 @@ impl Core {
         config.apps.iter().find(|a| a.name.as_str() == name).map(|a| a.protected_url()).ok_or_else(|| CoreError::NoSuchApp(name.into()))
     }
 
-    /// The app the window describes, listening where the other apps do (see `config::listen_ip`).
+    /// The app the window describes, listening where the other apps do (see `listen_ip`).
     fn parse_app(&self, input: &AppInput) -> Result<AppConfig> {
         let name: AppName = input.name.parse().map_err(CoreError::Invalid)?;
         let upstream_text = input.upstream.trim();

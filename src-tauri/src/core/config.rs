@@ -1,4 +1,4 @@
-//! The one write path of the config file, and the rule for the address the apps listen on.
+//! The one write path of the config file.
 //!
 //! A change (an app added, edited or removed; the settings) is a read-modify-write of the whole
 //! config: copy it, change the copy, apply it to the running gateway (an nginx reload that can
@@ -8,7 +8,6 @@
 //! take one, so no change can be saved without holding it. The caller keeps it until it has
 //! also dealt with the outcome (settings put the LAN flag back on a failure).
 
-use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use tokio::sync::MutexGuard;
@@ -25,22 +24,6 @@ use crate::sync::lock;
 pub(super) struct ConfigEdit<'a> {
     pub(super) config: Config,
     _writer: MutexGuard<'a, ()>,
-}
-
-/// The address every protected app listens on: all interfaces when other devices on the
-/// network may reach them (`lan`), else this computer only.
-pub(super) fn listen_ip(lan: bool) -> IpAddr {
-    if lan {
-        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
-    } else {
-        IpAddr::V4(Ipv4Addr::LOCALHOST)
-    }
-}
-
-/// Whether `config` lets other devices in: the inverse of [`listen_ip`], for a config read
-/// from the file.
-pub(super) fn listens_on_lan(config: &Config) -> bool {
-    config.apps.iter().any(|a| a.listen.socket_addr().ip().is_unspecified())
 }
 
 impl Core {

@@ -19,30 +19,9 @@ use simpleotp_engine::nginx::NginxStatus;
 
 use super::security::lockout_notice;
 use super::views::{AppView, Protection, StatusView};
-use super::{config, Core, CoreError, CoreEvent, Result};
+use super::{listens_on_lan, Core, CoreError, CoreEvent, Engine, Phase, Result};
 use crate::sync::lock;
 use crate::tray_menu::TrayState;
-
-/// Where the gateway is in its life.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Phase {
-    /// Not started yet (before `start_up`).
-    Idle,
-    NeedsSetup,
-    Starting,
-    Running,
-    Paused,
-    /// It could not start; the message says why.
-    Failed(String),
-}
-
-/// A running engine.
-pub(super) struct Engine {
-    cancel: CancellationToken,
-    task: JoinHandle<()>,
-    watchers: Vec<JoinHandle<()>>,
-    warnings: Vec<String>,
-}
 
 impl Core {
     pub(super) fn set_phase(&self, phase: Phase) {
@@ -175,7 +154,7 @@ impl Core {
             let _writer = self.config_writer.lock().await;
             match Config::load(&self.paths.config) {
                 Ok(config) => {
-                    *lock(&self.lan) = config::listens_on_lan(&config);
+                    *lock(&self.lan) = listens_on_lan(&config);
                     *lock(&self.config) = config;
                     *lock(&self.config_error) = None;
                 }

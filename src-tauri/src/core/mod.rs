@@ -23,7 +23,12 @@
 //!   path of the config file (one change at a time, applied before it is saved);
 //! * `sessions`: who is signed in;
 //! * `views`: what the window is sent, as JSON (re-exported here), with [`Protection`], the
-//!   status the window, the tray menu and the Tauri part all match on.
+//!   status the window, the tray menu and the Tauri part all match on, and the wording they
+//!   share ([`human_duration`], [`LAN_WARNING`]).
+//!
+//! This file holds the state itself (`Core`'s fields and the types they keep) and the rule
+//! for the listen address (`listen_ip`), so that the files above depend on it and on
+//! `views`, never on each other in a circle.
 //!
 //! The secret leaves the keychain only for the two screens that show it (the wizard and "show
 //! the QR code again" after a current code), and is never logged or written to the config.
@@ -35,24 +40,26 @@ mod lifecycle;
 mod security;
 mod sessions;
 mod settings;
-mod views;
+pub(crate) mod views;
 mod wizard;
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use simpleotp_engine::app::{GatewayHandle, StartError};
 use simpleotp_engine::config::{Config, ConfigError};
 use simpleotp_engine::gateway::Gateway;
 use simpleotp_engine::secret::{SecretError, SecretStore};
+use simpleotp_engine::totp::{CodeRejected, TotpSecret};
 
 use crate::paths::Paths;
 use crate::sync::lock;
 
-pub use security::human_duration;
-pub use settings::LAN_WARNING;
-pub use views::{
+pub use views::{human_duration, LAN_WARNING, 
     AppInput, AppSaved, AppView, FailureView, LockedClientView, Protection, SecretView, SecurityView, SessionView, SettingsSaved,
     SettingsView, StatusView, UnlockLinkView, UnlockView,
 };
@@ -101,6 +108,17 @@ impl CoreError {
 
 type Result<T, E = CoreError> = std::result::Result<T, E>;
 
+/// The user's error for a code the TOTP check refused.
+impl From<CodeRejected> for CoreError {
+    fn from(reason: CodeRejected) -> CoreError {
+        match reason {
+            CodeRejected::Malformed => CoreError::MalformedCode,
+            CodeRejected::Replayed => CoreError::CodeReplayed,
+            _ => CoreError::WrongCode,
+        }
+    }
+}
+
 /// Launch at login is the OS's business (a LaunchAgent, a registry key, an autostart entry); the
 /// Tauri part implements it with tauri-plugin-autostart, tests with a flag.
 pub trait LaunchAtLogin: Send + Sync {
@@ -117,6 +135,57 @@ pub enum CoreEvent {
     LockoutStarted(String),
 }
 
+// The state `Core` keeps, used by several of the files below it.
+
+/// Where the gateway is in its life (see `lifecycle`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Phase {
+    /// Not started yet (before `start_up`).
+    Idle,
+    NeedsSetup,
+    Starting,
+    Running,
+    Paused,
+    /// It could not start; the message says why.
+    Failed(String),
+}
+
+/// A running engine (see `lifecycle`).
+struct Engine {
+    cancel: CancellationToken,
+    task: JoinHandle<()>,
+    watchers: Vec<JoinHandle<()>>,
+    warnings: Vec<String>,
+}
+
+/// A secret shown on screen but not yet confirmed with a code (see `wizard`).
+struct Pending {
+    secret: TotpSecret,
+    purpose: Purpose,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    Setup,
+    Replace,
+}
+
+/// The address every protected app listens on: all interfaces when other devices on the
+/// network may reach them (`lan`), else this computer only.
+fn listen_ip(lan: bool) -> IpAddr {
+    if lan {
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+    } else {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    }
+}
+
+/// Whether `config` lets other devices in: the inverse of [`listen_ip`], for a config read
+/// from the file.
+fn listens_on_lan(config: &Config) -> bool {
+    config.apps.iter().any(|a| a.listen.socket_addr().ip().is_unspecified())
+}
+
 pub struct Core {
     paths: Paths,
     launch_at_login: Box<dyn LaunchAtLogin>,
@@ -130,12 +199,12 @@ pub struct Core {
     config_error: Mutex<Option<String>>,
     /// Listen on the local network (0.0.0.0) rather than this computer only. Follows the apps.
     lan: Mutex<bool>,
-    phase: Mutex<lifecycle::Phase>,
+    phase: Mutex<Phase>,
     /// Held across starting and stopping, so that two of them never interleave.
-    engine: tokio::sync::Mutex<Option<lifecycle::Engine>>,
+    engine: tokio::sync::Mutex<Option<Engine>>,
     /// A clone of the running gateway's handle for the quick, synchronous reads.
     handle: Mutex<Option<GatewayHandle>>,
-    pending: Mutex<Option<wizard::Pending>>,
+    pending: Mutex<Option<Pending>>,
     events: broadcast::Sender<CoreEvent>,
 }
 
@@ -147,7 +216,7 @@ impl Core {
             Ok(config) => (config, None),
             Err(e) => (Config::default(), Some(e.to_string())),
         };
-        let lan = config::listens_on_lan(&config);
+        let lan = listens_on_lan(&config);
         let (events, _) = broadcast::channel(32);
         Arc::new(Core {
             paths,
@@ -156,7 +225,7 @@ impl Core {
             config_writer: tokio::sync::Mutex::new(()),
             config_error: Mutex::new(config_error),
             lan: Mutex::new(lan),
-            phase: Mutex::new(lifecycle::Phase::Idle),
+            phase: Mutex::new(Phase::Idle),
             engine: tokio::sync::Mutex::new(None),
             handle: Mutex::new(None),
             pending: Mutex::new(None),

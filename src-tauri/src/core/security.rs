@@ -3,14 +3,11 @@
 //! the same limiter as a login.
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::time::Duration;
 
 use simpleotp_engine::gateway::LoginOutcome;
 use simpleotp_engine::limiter::{LockScope, Locked};
-use simpleotp_engine::totp::CodeRejected;
 
-use super::views::{FailureView, LockedClientView, SecretView, SecurityView, UnlockLinkView, UnlockView};
-use super::wizard::secret_view;
+use super::views::{human_duration, FailureView, LockedClientView, SecretView, SecurityView, UnlockLinkView, UnlockView};
 use super::{Core, CoreError, CoreEvent, Result};
 
 /// The address the desktop user's own attempts count against in the limiter (show QR again).
@@ -85,7 +82,7 @@ impl Core {
                     let _ = self.events.send(CoreEvent::LockoutStarted(lockout_notice(&locked)));
                     self.changed();
                 }
-                Err(rejected(reason))
+                Err(CoreError::from(reason))
             }
             Err(LoginOutcome::Success(_) | LoginOutcome::NotSaved(_)) => unreachable!("verify_code never signs in"),
         }
@@ -96,16 +93,7 @@ impl Core {
     pub async fn security_show_qr(&self, code: &str) -> Result<SecretView> {
         self.require_current_code(code).await?;
         let secret = self.keychain(|s| s.load()).await?;
-        Ok(secret_view(&secret, &self.config()))
-    }
-}
-
-/// The user's error for a code the TOTP check refused.
-pub(super) fn rejected(reason: CodeRejected) -> CoreError {
-    match reason {
-        CodeRejected::Malformed => CoreError::MalformedCode,
-        CodeRejected::Replayed => CoreError::CodeReplayed,
-        _ => CoreError::WrongCode,
+        Ok(SecretView::new(&secret, &self.config()))
     }
 }
 
@@ -115,21 +103,5 @@ pub(super) fn lockout_notice(locked: &Locked) -> String {
     match locked.scope {
         LockScope::Client => format!("Several wrong codes came from one address; it must wait {wait}. Open SimpleOTP to see or unlock."),
         LockScope::Everyone => format!("Too many wrong codes overall: every sign-in waits {wait}. Open SimpleOTP to see or unlock."),
-    }
-}
-
-/// A wait as a person would say it, rounded up to the unit ("2 minutes" for 61 seconds).
-pub fn human_duration(d: Duration) -> String {
-    let secs = d.as_secs().max(1);
-    match secs {
-        s if s < 60 => format!("{s} second{}", if s == 1 { "" } else { "s" }),
-        s if s < 3600 => {
-            let m = s.div_ceil(60);
-            format!("{m} minute{}", if m == 1 { "" } else { "s" })
-        }
-        s => {
-            let h = s.div_ceil(3600);
-            format!("{h} hour{}", if h == 1 { "" } else { "s" })
-        }
     }
 }

@@ -9,13 +9,9 @@ use std::time::Duration;
 use simpleotp_engine::config::{ListenAddr, SessionSettings};
 use simpleotp_engine::nginx;
 
-use super::config::listen_ip;
-use super::views::{SettingsSaved, SettingsView};
-use super::{Core, CoreError, Result};
+use super::views::{SettingsSaved, SettingsView, LAN_WARNING};
+use super::{listen_ip, Core, CoreError, Result};
 use crate::sync::lock;
-
-pub const LAN_WARNING: &str = "Your apps can now be reached from other devices on your network, over plain HTTP: \
-codes and session cookies cross the network unencrypted. Use this only on a network you trust.";
 
 impl Core {
     pub fn settings_get(&self) -> SettingsView {

@@ -1,10 +1,15 @@
-//! What the window is sent (serialised to JSON for `ui/main.js`) and what it sends back.
+//! What the window is sent (serialised to JSON for `ui/main.js`) and what it sends back, and
+//! the wording shared by the user's messages (how a wait reads, the LAN warning).
 //!
 //! These are plain data: the `Core` methods build them; nothing here reads the state.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
-use simpleotp_engine::config::AppConfig;
+use simpleotp_engine::config::{AppConfig, Config};
+use simpleotp_engine::qr;
+use simpleotp_engine::totp::{Totp, TotpSecret};
 
 /// Where protection is, as the window (`status.state`), the tray menu and the Tauri part see it.
 /// One enum for all three, so that no one compares strings: the JSON names are what
@@ -60,6 +65,21 @@ pub struct SecretView {
     pub secret_groups: Vec<String>,
     pub issuer: String,
     pub account: String,
+}
+
+impl SecretView {
+    /// The screen that shows `secret`: its QR code and its key, under the config's issuer and
+    /// account.
+    pub(super) fn new(secret: &TotpSecret, config: &Config) -> SecretView {
+        let (issuer, account) = (config.issuer(), config.account());
+        let uri = Totp::new(secret, &issuer, &account).otpauth_uri();
+        SecretView {
+            qr_svg: qr::svg(&uri),
+            secret_groups: secret.to_grouped_base32().split_whitespace().map(str::to_string).collect(),
+            issuer,
+            account,
+        }
+    }
 }
 
 // Debug without the secret: a stray `{:?}` must not print it.
@@ -151,10 +171,29 @@ pub struct SettingsView {
     pub nginx_path: Option<String>,
 }
 
+pub const LAN_WARNING: &str = "Your apps can now be reached from other devices on your network, over plain HTTP: \
+codes and session cookies cross the network unencrypted. Use this only on a network you trust.";
+
 #[derive(Debug, Clone, Serialize)]
 pub struct SettingsSaved {
     pub settings: SettingsView,
     /// Which nginx will be used, or why none can be.
     pub nginx: String,
     pub warnings: Vec<String>,
+}
+
+/// A wait as a person would say it, rounded up to the unit ("2 minutes" for 61 seconds).
+pub fn human_duration(d: Duration) -> String {
+    let secs = d.as_secs().max(1);
+    match secs {
+        s if s < 60 => format!("{s} second{}", if s == 1 { "" } else { "s" }),
+        s if s < 3600 => {
+            let m = s.div_ceil(60);
+            format!("{m} minute{}", if m == 1 { "" } else { "s" })
+        }
+        s => {
+            let h = s.div_ceil(3600);
+            format!("{h} hour{}", if h == 1 { "" } else { "s" })
+        }
+    }
 }

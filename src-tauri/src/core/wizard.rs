@@ -8,27 +8,11 @@ use std::sync::Arc;
 
 use tracing::info;
 
-use simpleotp_engine::config::Config;
-use simpleotp_engine::qr;
 use simpleotp_engine::totp::{unix_now, Totp, TotpSecret};
 
-use super::lifecycle::Phase;
-use super::security::rejected;
 use super::views::{SecretView, StatusView};
-use super::{Core, CoreError, Result};
+use super::{Core, CoreError, Pending, Phase, Purpose, Result};
 use crate::sync::lock;
-
-/// A secret shown on screen but not yet confirmed with a code.
-pub(super) struct Pending {
-    secret: TotpSecret,
-    purpose: Purpose,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Purpose {
-    Setup,
-    Replace,
-}
 
 impl Core {
     /// Step 2 of the wizard: a new secret, held in memory until confirmed. Asking again
@@ -43,7 +27,7 @@ impl Core {
             *pending = Some(Pending { secret: TotpSecret::generate(), purpose: Purpose::Setup });
         }
         let secret = &pending.as_ref().expect("just set").secret;
-        Ok(secret_view(secret, &config))
+        Ok(SecretView::new(secret, &config))
     }
 
     /// Step 3: the code proves the authenticator app has the secret; only now is it stored,
@@ -74,7 +58,7 @@ impl Core {
             Some(p) if p.purpose == purpose => &p.secret,
             _ => return Err(CoreError::NoPendingSecret),
         };
-        Totp::new(secret, &config.issuer(), &config.account()).verify(code, unix_now(), None).map_err(rejected)?;
+        Totp::new(secret, &config.issuer(), &config.account()).verify(code, unix_now(), None).map_err(CoreError::from)?;
         Ok(pending.take().expect("checked above").secret)
     }
 
@@ -87,7 +71,7 @@ impl Core {
         // Before the new secret exists: a wrong code leaves nothing pending and shows nothing.
         self.require_current_code(current_code).await?;
         let secret = TotpSecret::generate();
-        let view = secret_view(&secret, &self.config());
+        let view = SecretView::new(&secret, &self.config());
         *lock(&self.pending) = Some(Pending { secret, purpose: Purpose::Replace });
         Ok(view)
     }
@@ -110,17 +94,5 @@ impl Core {
         info!("secret replaced; everyone signed out");
         self.changed();
         Ok(signed_out)
-    }
-}
-
-/// The screen that shows `secret`: its QR code and its key, under the config's issuer and account.
-pub(super) fn secret_view(secret: &TotpSecret, config: &Config) -> SecretView {
-    let (issuer, account) = (config.issuer(), config.account());
-    let uri = Totp::new(secret, &issuer, &account).otpauth_uri();
-    SecretView {
-        qr_svg: qr::svg(&uri),
-        secret_groups: secret.to_grouped_base32().split_whitespace().map(str::to_string).collect(),
-        issuer,
-        account,
     }
 }
