@@ -5,7 +5,8 @@
 //! * [`tray_menu`]: the tray menu's content as a pure function of the state;
 //! * [`tray`]: renders that menu and keeps it current;
 //! * [`commands`]: the thin Tauri commands the window calls;
-//! * [`paths`]: where the config, data and secret live (overridable for tests).
+//! * [`paths`]: where the config, data and secret live (overridable for tests);
+//! * `sync`: the one way to take a mutex (a poisoned one is taken over, not a crash).
 //!
 //! The window is created on demand (first run, the tray, a second launch) and closing it only
 //! hides it; Quit stops nginx and the auth server cleanly before the process exits.
@@ -13,6 +14,7 @@
 pub mod commands;
 pub mod core;
 pub mod paths;
+mod sync;
 pub mod tray;
 pub mod tray_menu;
 
@@ -23,7 +25,7 @@ use tauri_plugin_autostart::ManagerExt as _;
 use tauri_plugin_notification::NotificationExt as _;
 use tracing::{error, info, warn};
 
-use crate::core::{Core, CoreEvent, LaunchAtLogin};
+use crate::core::{Core, CoreEvent, LaunchAtLogin, Protection};
 use crate::paths::Paths;
 use crate::tray::Tray;
 use crate::tray_menu::ids;
@@ -109,7 +111,7 @@ pub fn run() {
             tauri::async_runtime::spawn(quit_on_signal(handle.clone(), core.clone()));
             tauri::async_runtime::spawn(async move {
                 core.start_up().await;
-                if show_now || core.needs_setup() || core.status().state == "error" {
+                if show_now || core.needs_setup() || core.status().state == Protection::Error {
                     show_window(&handle);
                 }
             });
@@ -257,7 +259,7 @@ pub fn on_menu(app: &AppHandle, id: &str) {
         }
         ids::PAUSE => {
             tauri::async_runtime::spawn(async move {
-                let paused = core.status().state == "paused";
+                let paused = core.status().state == Protection::Paused;
                 if let Err(e) = core.set_paused(!paused).await {
                     warn!("{}", e.user_message());
                     show_window(&app);

@@ -15,6 +15,7 @@ use tauri::{AppHandle, Wry};
 use tracing::warn;
 
 use crate::core::Core;
+use crate::sync::lock;
 use crate::tray_menu::{self, MenuEntry};
 
 /// A rendered item, kept so its text and flags can be changed later.
@@ -82,7 +83,7 @@ impl Tray {
     pub fn update(&self, app: &AppHandle, core: &Core) {
         let state = core.tray_state();
         let entries = tray_menu::tray_menu(&state);
-        let mut shown = self.shown.lock().unwrap_or_else(|p| p.into_inner());
+        let mut shown = lock(&self.shown);
         if shown.0 == entries {
             return;
         }

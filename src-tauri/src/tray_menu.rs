@@ -5,6 +5,8 @@
 //! renderer can compare two menus to decide whether it may update items in place (Linux's
 //! appindicator menus flicker and lose keyboard focus when replaced) or must rebuild.
 
+use crate::core::views::Protection;
+
 /// What the menu needs to know. Built from [`crate::core::StatusView`] by the Tauri part.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrayState {
@@ -13,19 +15,6 @@ pub struct TrayState {
     pub apps: Vec<(String, String)>,
     pub active_sessions: usize,
     pub launch_at_login: bool,
-}
-
-/// The one-word summary of the gateway the status line shows.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Protection {
-    /// No secret yet: the wizard has not been completed.
-    NeedsSetup,
-    Starting,
-    On,
-    /// The owner paused it from the menu: protected addresses do not answer.
-    Paused,
-    /// It could not start or nginx keeps failing; the window says why.
-    Error,
 }
 
 /// The menu item ids the event handler dispatches on.
@@ -66,7 +55,7 @@ pub fn tray_menu(state: &TrayState) -> Vec<MenuEntry> {
     let status = match state.protection {
         Protection::NeedsSetup => "SimpleOTP: not set up yet".to_string(),
         Protection::Starting => "SimpleOTP: starting…".to_string(),
-        Protection::On => match state.active_sessions {
+        Protection::Running => match state.active_sessions {
             0 => "Protection on · nobody signed in".to_string(),
             1 => "Protection on · 1 session".to_string(),
             n => format!("Protection on · {n} sessions"),
@@ -74,7 +63,7 @@ pub fn tray_menu(state: &TrayState) -> Vec<MenuEntry> {
         Protection::Paused => "Protection paused".to_string(),
         Protection::Error => "Protection stopped: see SimpleOTP".to_string(),
     };
-    let running = state.protection == Protection::On;
+    let running = state.protection == Protection::Running;
     let mut entries = vec![MenuEntry::item(ids::STATUS, status, false), MenuEntry::Separator];
 
     if state.apps.is_empty() {
@@ -91,7 +80,7 @@ pub fn tray_menu(state: &TrayState) -> Vec<MenuEntry> {
     entries.push(MenuEntry::item(ids::SIGN_OUT_ALL, "Sign everyone out", running && state.active_sessions > 0));
     let (pause_text, pause_enabled) = match state.protection {
         Protection::Paused => ("Resume protection", true),
-        Protection::On | Protection::Starting => ("Pause protection", true),
+        Protection::Running | Protection::Starting => ("Pause protection", true),
         Protection::Error => ("Pause protection", false),
         Protection::NeedsSetup => ("Pause protection", false),
     };
@@ -150,7 +139,7 @@ mod tests {
 
     #[test]
     fn running_menu_lists_status_apps_actions_and_quit_in_order() {
-        let menu = tray_menu(&state(Protection::On));
+        let menu = tray_menu(&state(Protection::Running));
         let ids: Vec<_> = menu.iter().map(|e| e.id().unwrap_or("---")).collect();
         assert_eq!(ids, ["status", "---", "app:0", "app:1", "---", "open", "sign-out-all", "pause", "launch-at-login", "---", "quit"]);
         assert_eq!(text_and_enabled(&menu[0]), ("Protection on · 2 sessions", false), "the status line is not clickable");
@@ -163,7 +152,7 @@ mod tests {
 
     #[test]
     fn status_line_counts_sessions() {
-        let mut s = state(Protection::On);
+        let mut s = state(Protection::Running);
         for (n, text) in [(0, "Protection on · nobody signed in"), (1, "Protection on · 1 session"), (5, "Protection on · 5 sessions")] {
             s.active_sessions = n;
             assert_eq!(text_and_enabled(&tray_menu(&s)[0]).0, text);
@@ -172,7 +161,7 @@ mod tests {
 
     #[test]
     fn sign_out_is_disabled_without_sessions() {
-        let mut s = state(Protection::On);
+        let mut s = state(Protection::Running);
         s.active_sessions = 0;
         assert!(!text_and_enabled(find(&tray_menu(&s), "sign-out-all")).1);
     }
@@ -208,7 +197,7 @@ mod tests {
 
     #[test]
     fn launch_at_login_is_a_check_that_follows_the_state() {
-        let mut s = state(Protection::On);
+        let mut s = state(Protection::Running);
         for on in [false, true] {
             s.launch_at_login = on;
             match find(&tray_menu(&s), "launch-at-login") {
@@ -228,7 +217,7 @@ mod tests {
 
     #[test]
     fn content_changes_keep_the_shape_but_app_count_changes_do_not() {
-        let on = tray_menu(&state(Protection::On));
+        let on = tray_menu(&state(Protection::Running));
         let mut s = state(Protection::Paused);
         s.launch_at_login = true;
         s.apps[0].0 = "Lab".into();

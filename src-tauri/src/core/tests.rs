@@ -2,10 +2,16 @@
 //! keychain (run inside `scripts/with-keyring.sh`, which provides a throw-away GNOME keyring).
 //! Each test has its own directories, ports and keychain entry, so they run in parallel.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
+use simpleotp_engine::gateway::LoginOutcome;
+use simpleotp_engine::nginx;
 use simpleotp_engine::protocol::session_cookie_name;
+use simpleotp_engine::totp::{unix_now, Totp, TotpSecret};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
 
 use super::*;
 
@@ -89,7 +95,7 @@ impl Harness {
         self.core.start_up().await;
         let view = self.core.wizard_begin().await.unwrap();
         let status = self.core.wizard_confirm(&self.code_for(&view)).await.unwrap();
-        assert_eq!(status.state, "running", "{status:?}");
+        assert_eq!(status.state, Protection::Running, "{status:?}");
     }
 
     fn config_text(&self) -> String {
@@ -144,7 +150,7 @@ async fn sign_in(core: &Core, ip: &str, app_port: u16, code: &str) -> String {
 async fn first_run_needs_setup_and_nothing_is_stored_before_the_code_is_confirmed() {
     let h = Harness::new("first-run");
     h.core.start_up().await;
-    assert_eq!(h.core.status().state, "needs_setup");
+    assert_eq!(h.core.status().state, Protection::NeedsSetup);
     assert!(h.core.needs_setup());
 
     let view = h.core.wizard_begin().await.unwrap();
@@ -161,7 +167,7 @@ async fn first_run_needs_setup_and_nothing_is_stored_before_the_code_is_confirme
     assert!(!h.store.exists().unwrap());
 
     let status = h.core.wizard_confirm(&h.code_for(&view)).await.unwrap();
-    assert_eq!(status.state, "running");
+    assert_eq!(status.state, Protection::Running);
     assert_eq!(h.store.load().unwrap().to_grouped_base32().split_whitespace().collect::<Vec<_>>(), view.secret_groups);
     assert!(matches!(h.core.wizard_begin().await, Err(CoreError::AlreadySetUp)));
     assert!(!h.config_text().contains(&view.secret_groups.concat()), "the secret is never in the config");
@@ -497,7 +503,7 @@ async fn settings_change_lifetimes_listen_scope_nginx_path_and_launch_at_login()
     assert!(saved.warnings.is_empty(), "{:?}", saved.warnings);
     assert_eq!(saved.settings.nginx_path.as_deref(), Some(nginx.display().to_string().as_str()));
     assert!(!saved.settings.launch_at_login);
-    assert_eq!(h.core.status().state, "running");
+    assert_eq!(h.core.status().state, Protection::Running);
     assert!(h.config_text().contains(&format!("127.0.0.1:{port}")));
 
     let err = h
@@ -522,13 +528,13 @@ async fn pause_stops_the_protected_addresses_and_resume_brings_them_back() {
     let saved = h.core.app_add(input("Demo", &up.to_string(), free_port())).await.unwrap();
     assert_eq!(get(&saved.app.url, None).await.0, 302);
 
-    assert_eq!(h.core.set_paused(true).await.unwrap().state, "paused");
+    assert_eq!(h.core.set_paused(true).await.unwrap().state, Protection::Paused);
     assert!(tokio::net::TcpStream::connect(saved.app.url.trim_start_matches("http://").trim_end_matches('/')).await.is_err());
     assert_eq!(h.core.tray_state().protection, Protection::Paused);
     assert!(h.core.sessions_list().is_empty());
     assert!(!h.core.security_status().running);
 
-    assert_eq!(h.core.set_paused(false).await.unwrap().state, "running");
+    assert_eq!(h.core.set_paused(false).await.unwrap().state, Protection::Running);
     assert_eq!(get(&saved.app.url, None).await.0, 302);
     h.core.shutdown().await;
 }
@@ -544,7 +550,7 @@ async fn a_restart_finds_the_secret_and_the_apps() {
     let core = h.reopen();
     core.start_up().await;
     let status = core.status();
-    assert_eq!(status.state, "running");
+    assert_eq!(status.state, Protection::Running);
     assert_eq!(status.apps[0].port, port);
     core.shutdown().await;
 }
@@ -557,14 +563,14 @@ async fn a_broken_config_is_reported_kept_and_retried() {
     let core = h.reopen();
     core.start_up().await;
     let status = core.status();
-    assert_eq!(status.state, "error");
+    assert_eq!(status.state, Protection::Error);
     assert!(status.message.as_deref().unwrap().contains("config.toml"), "{status:?}");
     let err = core.app_add(input("Jupyter", "http://127.0.0.1:8888", free_port())).await.unwrap_err();
     assert!(matches!(err, CoreError::ConfigBroken(_)));
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "this is = = not toml", "never saved over");
 
     std::fs::remove_file(&path).unwrap();
-    assert_eq!(core.retry().await.unwrap().state, "needs_setup");
+    assert_eq!(core.retry().await.unwrap().state, Protection::NeedsSetup);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -580,12 +586,12 @@ async fn a_start_failure_shows_nginx_message_and_retry_recovers() {
     let core = h.reopen();
     core.start_up().await;
     let status = core.status();
-    assert_eq!(status.state, "error");
+    assert_eq!(status.state, Protection::Error);
     assert!(status.message.as_deref().unwrap().contains("already in use"), "{status:?}");
     assert_eq!(core.tray_state().protection, Protection::Error);
 
     drop(squatter);
-    assert_eq!(core.retry().await.unwrap().state, "running");
+    assert_eq!(core.retry().await.unwrap().state, Protection::Running);
     core.shutdown().await;
 }
 
@@ -596,4 +602,39 @@ fn durations_read_like_a_person_would_say_them() {
     assert_eq!(human_duration(Duration::from_secs(60)), "1 minute");
     assert_eq!(human_duration(Duration::from_secs(61)), "2 minutes");
     assert_eq!(human_duration(Duration::from_secs(3 * 3600)), "3 hours");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_changes_at_once_both_reach_the_saved_config() {
+    let h = Harness::new("concurrent-apps");
+    h.set_up().await;
+    // Both start before either is saved: each applies through an nginx reload, during which
+    // the other runs. A change that copied the config before the other was saved would drop it.
+    let (a, b) = tokio::join!(
+        h.core.app_add(input("First", "http://127.0.0.1:8888", free_port())),
+        h.core.app_add(input("Second", "http://127.0.0.1:8889", free_port())),
+    );
+    a.unwrap();
+    b.unwrap();
+    let text = h.config_text();
+    assert!(text.contains("name = \"First\"") && text.contains("name = \"Second\""), "{text}");
+    let names: Vec<String> = h.core.status().apps.into_iter().map(|a| a.name).collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    let reopened = h.reopen();
+    assert!(reopened.app_url("First").is_ok() && reopened.app_url("Second").is_ok(), "the file has both");
+    h.core.shutdown().await;
+}
+
+#[test]
+fn the_window_gets_the_status_names_it_matches_on() {
+    let all = [Protection::NeedsSetup, Protection::Starting, Protection::Running, Protection::Paused, Protection::Error];
+    let names: Vec<String> = all.iter().map(|p| serde_json::to_value(p).unwrap().as_str().unwrap().to_string()).collect();
+    assert_eq!(names, ["needs_setup", "starting", "running", "paused", "error"]);
+    let main_js = include_str!("../../../ui/main.js");
+    for name in &names {
+        // Each state has its line in the status text table (STATE_TEXT).
+        assert!(main_js.contains(&format!("\n  {name}: '")), "ui/main.js has no status text for {name:?}");
+    }
+    let status = StatusView { state: Protection::NeedsSetup, message: None, apps: vec![], sessions: 0, warnings: vec![], lan: false };
+    assert_eq!(serde_json::to_value(&status).unwrap()["state"], "needs_setup");
 }

@@ -1,0 +1,74 @@
+//! The one write path of the config file.
+//!
+//! A change (an app added, edited or removed; the settings) is a read-modify-write of the whole
+//! config: copy it, change the copy, apply it to the running gateway (an nginx reload that can
+//! take a moment), save it. Two changes that copied the same config would each save their own
+//! copy and the first one would be lost, so a change holds the writer lock from the copy to
+//! the save: [`ConfigEdit`] is that lock plus the copy, and `apply` and `save_and_restart`
+//! take one, so no change can be saved without holding it. The caller keeps it until it has
+//! also dealt with the outcome (settings put the LAN flag back on a failure).
+
+use std::sync::Arc;
+
+use tokio::sync::MutexGuard;
+
+use simpleotp_engine::app::StartError;
+use simpleotp_engine::config::Config;
+use simpleotp_engine::nginx;
+
+use super::{Core, CoreError, Result};
+use crate::sync::lock;
+
+/// A change of the config in progress: the config to change, and the writer lock held until
+/// it is applied and saved (or dropped).
+pub(super) struct ConfigEdit<'a> {
+    pub(super) config: Config,
+    _writer: MutexGuard<'a, ()>,
+}
+
+impl Core {
+    /// Starts a change of the config: waits until no other change is under way, then copies
+    /// the config that runs.
+    pub(super) async fn edit_config(&self) -> ConfigEdit<'_> {
+        let writer = self.config_writer.lock().await;
+        ConfigEdit { config: self.config(), _writer: writer }
+    }
+
+    /// Applies a changed config to the running gateway (an nginx reload that nginx checks
+    /// first), and only then saves it, so the file always describes what runs.
+    pub(super) async fn apply(&self, edit: &ConfigEdit<'_>) -> Result<()> {
+        let config = &edit.config;
+        if let Some(message) = lock(&self.config_error).clone() {
+            return Err(CoreError::ConfigBroken(message));
+        }
+        config.validate().map_err(CoreError::Invalid)?;
+        let handle = lock(&self.handle).clone();
+        match handle {
+            Some(handle) => handle.apply_config(config).await?,
+            // Not running: at least catch a port another program holds now.
+            None => nginx::check_ports(&config.apps).map_err(StartError::from)?,
+        }
+        config.save(&self.paths.config)?;
+        *lock(&self.config) = config.clone();
+        self.changed();
+        Ok(())
+    }
+
+    /// For changes a reload cannot make: save, then restart the gateway if it runs. A failed
+    /// start shows in the status (with nginx's message and Retry).
+    pub(super) async fn save_and_restart(self: &Arc<Self>, edit: &ConfigEdit<'_>) -> Result<()> {
+        let config = &edit.config;
+        if let Some(message) = lock(&self.config_error).clone() {
+            return Err(CoreError::ConfigBroken(message));
+        }
+        config.validate().map_err(CoreError::Invalid)?;
+        config.save(&self.paths.config)?;
+        *lock(&self.config) = config.clone();
+        self.changed();
+        if lock(&self.handle).is_some() {
+            self.stop_engine().await;
+            self.start_engine().await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,107 @@
+//! The brute-force limiter as the owner sees it (lockouts, recent failures, Unlock with its
+//! one-time sign-in links), and the gate in front of the secret: a current code, checked by
+//! the same limiter as a login.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use simpleotp_engine::gateway::LoginOutcome;
+use simpleotp_engine::limiter::{LockScope, Locked};
+
+use super::views::{human_duration, FailureView, LockedClientView, SecretView, SecurityView, UnlockLinkView, UnlockView};
+use super::{Core, CoreError, CoreEvent, Result};
+
+/// The address the desktop user's own attempts count against in the limiter (show QR again).
+const DESKTOP_IP: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+impl Core {
+    pub fn security_status(&self) -> SecurityView {
+        let Some(gateway) = self.gateway() else {
+            return SecurityView { running: false, everyone_locked_for_secs: None, locked_clients: vec![], recent_failures: vec![] };
+        };
+        let status = gateway.limiter_status();
+        SecurityView {
+            running: true,
+            everyone_locked_for_secs: status.everyone_locked_for.map(|d| d.as_secs().max(1)),
+            locked_clients: status.locked_clients.iter().map(|(ip, d)| LockedClientView { ip: ip.to_string(), secs: d.as_secs().max(1) }).collect(),
+            // Newest first, as the limiter lists them.
+            recent_failures: status.recent_failures.iter().map(|f| FailureView { ip: f.ip.to_string(), at: f.at_unix }).collect(),
+        }
+    }
+
+    /// Lifts the per-address lockouts and issues a one-time sign-in link (see the engine's
+    /// `ticket` module); the shared budget is not refilled.
+    pub fn security_unlock(&self) -> Result<UnlockView> {
+        let gateway = self.gateway().ok_or(CoreError::NotRunning("There is nothing to unlock."))?;
+        let ticket = gateway.issue_unlock_ticket();
+        let login_path = format!("{}?ticket={}", gateway.route_prefix().route("login"), ticket.expose());
+        let links = self
+            .config()
+            .apps
+            .iter()
+            .map(|app| UnlockLinkView { app: app.name.as_str().to_string(), url: format!("{}{login_path}", app.protected_url().trim_end_matches('/')) })
+            .collect();
+        self.changed();
+        Ok(UnlockView {
+            security: self.security_status(),
+            links,
+            expires_in_secs: simpleotp_engine::ticket::TICKET_LIFETIME.as_secs(),
+            attempts: simpleotp_engine::ticket::TICKET_ATTEMPTS,
+        })
+    }
+
+    /// Checks that `url` is an unlock link this app made, on a configured app's address, with
+    /// a live ticket: the window may open those, not arbitrary URLs.
+    pub fn check_unlock_link(&self, url: &str) -> Result<()> {
+        let gateway = self.gateway().ok_or(CoreError::NotRunning("Unlock again once it runs."))?;
+        let login = gateway.route_prefix().route("login");
+        let ticket = self
+            .config()
+            .apps
+            .iter()
+            .find_map(|app| url.strip_prefix(&format!("{}{login}?ticket=", app.protected_url().trim_end_matches('/'))))
+            .ok_or_else(|| CoreError::Invalid("That is not a SimpleOTP sign-in link.".into()))?;
+        if !gateway.unlock_ticket_is_valid(ticket) {
+            return Err(CoreError::Invalid("This sign-in link has expired or was used. Press Unlock again for a new one.".into()));
+        }
+        Ok(())
+    }
+
+    /// The gate in front of everything that shows or replaces the secret: a current code of the
+    /// secret in use. The running gateway checks it through its brute-force limiter like a
+    /// login (a wrong code is a failed attempt from this computer and counts toward a lockout)
+    /// without consuming it. Someone at an unlocked desktop must not be able to read the secret
+    /// (show the QR code again) or swap in their own (replace) without the owner's phone.
+    pub(super) async fn require_current_code(&self, code: &str) -> Result<()> {
+        let gateway = self.gateway().ok_or(CoreError::NotRunning("Resume protection first."))?;
+        match gateway.verify_code(DESKTOP_IP, code) {
+            Ok(()) => Ok(()),
+            Err(LoginOutcome::Locked(locked)) => Err(CoreError::Locked(human_duration(locked.retry_after))),
+            Err(LoginOutcome::Rejected { reason, lockout }) => {
+                // verify_code does not announce lockouts (login does): announce this one.
+                if let Some(locked) = lockout {
+                    let _ = self.events.send(CoreEvent::LockoutStarted(lockout_notice(&locked)));
+                    self.changed();
+                }
+                Err(CoreError::from(reason))
+            }
+            Err(LoginOutcome::Success(_) | LoginOutcome::NotSaved(_)) => unreachable!("verify_code never signs in"),
+        }
+    }
+
+    /// The QR code again, for a second phone, only after a current code (which counts against
+    /// the brute-force limiter like a login).
+    pub async fn security_show_qr(&self, code: &str) -> Result<SecretView> {
+        self.require_current_code(code).await?;
+        let secret = self.keychain(|s| s.load()).await?;
+        Ok(SecretView::new(&secret, &self.config()))
+    }
+}
+
+/// The desktop notification for a lockout that just started.
+pub(super) fn lockout_notice(locked: &Locked) -> String {
+    let wait = human_duration(locked.retry_after);
+    match locked.scope {
+        LockScope::Client => format!("Several wrong codes came from one address; it must wait {wait}. Open SimpleOTP to see or unlock."),
+        LockScope::Everyone => format!("Too many wrong codes overall: every sign-in waits {wait}. Open SimpleOTP to see or unlock."),
+    }
+}

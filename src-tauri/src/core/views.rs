@@ -1,0 +1,199 @@
+//! What the window is sent (serialised to JSON for `ui/main.js`) and what it sends back, and
+//! the wording shared by the user's messages (how a wait reads, the LAN warning).
+//!
+//! These are plain data: the `Core` methods build them; nothing here reads the state.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use simpleotp_engine::config::{AppConfig, Config};
+use simpleotp_engine::qr;
+use simpleotp_engine::totp::{Totp, TotpSecret};
+
+/// Where protection is, as the window (`status.state`), the tray menu and the Tauri part see it.
+/// One enum for all three, so that no one compares strings: the JSON names are what
+/// `ui/main.js` matches on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protection {
+    /// No secret yet: the wizard has not been completed.
+    NeedsSetup,
+    Starting,
+    Running,
+    /// The owner paused it: protected addresses do not answer.
+    Paused,
+    /// It could not start or nginx keeps failing; the status message says why.
+    Error,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct StatusView {
+    pub state: Protection,
+    /// Why it is in an error state, or what nginx is doing, in nginx's own words.
+    pub message: Option<String>,
+    pub apps: Vec<AppView>,
+    pub sessions: usize,
+    pub warnings: Vec<String>,
+    pub lan: bool,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct AppView {
+    pub name: String,
+    pub upstream: String,
+    pub port: u16,
+    pub url: String,
+}
+
+impl From<&AppConfig> for AppView {
+    fn from(app: &AppConfig) -> AppView {
+        AppView {
+            name: app.name.to_string(),
+            upstream: app.upstream.to_string(),
+            port: app.listen.socket_addr().port(),
+            url: app.protected_url(),
+        }
+    }
+}
+
+/// The secret, for the one screen that shows it.
+#[derive(Serialize)]
+pub struct SecretView {
+    pub qr_svg: String,
+    /// Base32 in groups of four (what a person types by hand).
+    pub secret_groups: Vec<String>,
+    pub issuer: String,
+    pub account: String,
+}
+
+impl SecretView {
+    /// The screen that shows `secret`: its QR code and its key, under the config's issuer and
+    /// account.
+    pub(super) fn new(secret: &TotpSecret, config: &Config) -> SecretView {
+        let (issuer, account) = (config.issuer(), config.account());
+        let uri = Totp::new(secret, &issuer, &account).otpauth_uri();
+        SecretView {
+            qr_svg: qr::svg(&uri),
+            secret_groups: secret.to_grouped_base32().split_whitespace().map(str::to_string).collect(),
+            issuer,
+            account,
+        }
+    }
+}
+
+// Debug without the secret: a stray `{:?}` must not print it.
+impl std::fmt::Debug for SecretView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretView").field("issuer", &self.issuer).field("account", &self.account).finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AppInput {
+    pub name: String,
+    /// `http://127.0.0.1:8888`; a bare `127.0.0.1:8888` gets `http://`.
+    pub upstream: String,
+    /// Where the protected app will answer.
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AppSaved {
+    pub app: AppView,
+    /// Set when nothing answers at the upstream (the app may just not be running yet).
+    pub warning: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SessionView {
+    pub id: String,
+    /// The app the session opens (its name; its port if no app listens there any more).
+    pub app: String,
+    pub created_at: u64,
+    pub last_seen: u64,
+    pub expires_at: u64,
+    pub client_ip: String,
+    pub user_agent: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SecurityView {
+    pub running: bool,
+    pub everyone_locked_for_secs: Option<u64>,
+    pub locked_clients: Vec<LockedClientView>,
+    pub recent_failures: Vec<FailureView>,
+}
+
+/// What Unlock gives: the lockouts lifted, and a one-time sign-in link per app (all carrying the
+/// same ticket) that gets past an empty budget, which unlocking does not refill.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct UnlockView {
+    pub security: SecurityView,
+    pub links: Vec<UnlockLinkView>,
+    pub expires_in_secs: u64,
+    /// How many codes the link lets through.
+    pub attempts: u32,
+}
+
+#[derive(Clone, Serialize, PartialEq, Eq)]
+pub struct UnlockLinkView {
+    pub app: String,
+    pub url: String,
+}
+
+impl std::fmt::Debug for UnlockLinkView {
+    /// The URL holds the ticket, which is for the owner's browser only, not for logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UnlockLinkView").field("app", &self.app).field("url", &"<redacted>").finish()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct LockedClientView {
+    pub ip: String,
+    pub secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct FailureView {
+    pub ip: String,
+    pub at: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SettingsView {
+    pub lifetime_secs: u64,
+    pub idle_timeout_secs: u64,
+    pub launch_at_login: bool,
+    pub lan: bool,
+    /// `None`: search for nginx.
+    pub nginx_path: Option<String>,
+}
+
+pub const LAN_WARNING: &str = "Your apps can now be reached from other devices on your network, over plain HTTP: \
+codes and session cookies cross the network unencrypted. Use this only on a network you trust.";
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SettingsSaved {
+    pub settings: SettingsView,
+    /// Which nginx will be used, or why none can be.
+    pub nginx: String,
+    pub warnings: Vec<String>,
+}
+
+/// A wait as a person would say it, rounded up to the unit ("2 minutes" for 61 seconds).
+pub fn human_duration(d: Duration) -> String {
+    let secs = d.as_secs().max(1);
+    match secs {
+        s if s < 60 => format!("{s} second{}", if s == 1 { "" } else { "s" }),
+        s if s < 3600 => {
+            let m = s.div_ceil(60);
+            format!("{m} minute{}", if m == 1 { "" } else { "s" })
+        }
+        s => {
+            let h = s.div_ceil(3600);
+            format!("{h} hour{}", if h == 1 { "" } else { "s" })
+        }
+    }
+}
