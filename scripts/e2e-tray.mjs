@@ -8,6 +8,11 @@
 //   Chromium logs in through nginx → the session shows in Sessions → Revoke → Chromium is
 //   sent back to the login page. Screenshots go to $SCREENSHOT_DIR (docs/screenshots when
 //   SIMPLEOTP_UPDATE_SCREENSHOTS=1), else to the temporary directory.
+//
+// Every screen is taken in the light and the dark theme in the same run: an XSETTINGS daemon
+// (xsettingsd) on the test's X display switches GTK's theme name to Adwaita-dark and back, GTK
+// passes the change on to the running app, and WebKit flips the page's prefers-color-scheme.
+// Each switch is waited for in the page and must change how it looks.
 
 import { spawn, execFileSync } from 'node:child_process';
 import { createHmac } from 'node:crypto';
@@ -18,8 +23,8 @@ import os from 'node:os';
 import path from 'node:path';
 
 const APP = process.env.SIMPLEOTP_APP_BIN;
-// E2E_THEME=dark runs the same test with GTK's dark theme and names the screenshots *-dark.png.
-const DARK = process.env.E2E_THEME === 'dark';
+// A theme fixed by the environment would win over the run-time switch (WebKit reads it first).
+delete process.env.GTK_THEME;
 if (!APP) throw new Error('set SIMPLEOTP_APP_BIN (scripts/e2e-tray.sh does)');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'simpleotp-e2e-'));
 // docs/screenshots when refreshing them, else a temporary directory (taken all the same).
@@ -56,6 +61,18 @@ async function waitFor(what, fn, timeoutMs = 20000) {
     await new Promise((r) => setTimeout(r, 200));
   }
   throw new Error(`timed out waiting for ${what}${last ? `: ${last.message}` : ''}`);
+}
+
+// ---------------------------------------------------------------- the GTK theme, switched at run time
+
+const xsettingsConf = path.join(tmp, 'xsettingsd.conf');
+let xsettingsd;
+
+/** Makes the XSETTINGS daemon announce a theme name; GTK applications follow it at once. */
+function setGtkTheme(name) {
+  fs.writeFileSync(xsettingsConf, `Net/ThemeName "${name}"\n`);
+  if (xsettingsd) xsettingsd.kill('SIGHUP');
+  else xsettingsd = start('xsettingsd', 'xsettingsd', ['-c', xsettingsConf]);
 }
 
 function canConnect(port) {
@@ -177,11 +194,42 @@ class WebDriver {
   exec(script, args = []) { return this.s('/execute/sync', 'POST', { script, args }); }
   go(url) { return this.s('/url', 'POST', { url }); }
   async screenshot(file, dir = SHOTS) {
-    if (DARK) file = file.replace(/\.png$/, '-dark.png');
     const png = await this.s('/screenshot');
     fs.writeFileSync(path.join(dir, file), Buffer.from(png, 'base64'));
     log('screenshot', path.join(dir, file));
   }
+  /** The page's look: what prefers-color-scheme says and the colours it gives the page. */
+  async look() {
+    // Two animation frames: the new colours are painted before a screenshot is taken.
+    return this.s('/execute/async', 'POST', {
+      script: `const done = arguments[0]; requestAnimationFrame(() => requestAnimationFrame(() => {
+        const style = getComputedStyle(document.body);
+        done({ dark: matchMedia('(prefers-color-scheme: dark)').matches, colors: style.backgroundColor + ' ' + style.color });
+      }));`,
+      args: [],
+    });
+  }
+
+  /** Waits until the page follows GTK's theme, dark or not, and returns its colours. */
+  async themed(dark) {
+    return (await waitFor(`the page in the ${dark ? 'dark' : 'light'} theme`, async () => {
+      const look = await this.look();
+      return look.dark === dark && look;
+    })).colors;
+  }
+
+  /** The screen in the light theme as `file`, then in the dark theme as `file`-dark.png. */
+  async screenshots(file) {
+    const light = await this.themed(false);
+    await this.screenshot(file);
+    setGtkTheme('Adwaita-dark');
+    const dark = await this.themed(true);
+    if (dark === light) throw new Error(`the dark theme does not change the page's colours (${light})`);
+    await this.screenshot(file.replace(/\.png$/, '-dark.png'));
+    setGtkTheme('Adwaita');
+    await this.themed(false);
+  }
+
   async close() { try { await this.req('DELETE', this.session); } catch { /* already gone */ } }
 
   /** Waits until `css` is displayed and returns it. */
@@ -224,8 +272,8 @@ try {
     SIMPLEOTP_CONFIG: path.join(tmp, 'config.toml'),
     SIMPLEOTP_DATA_DIR: path.join(tmp, 'data'),
     SIMPLEOTP_LOG: 'info',
-    ...(DARK ? { GTK_THEME: 'Adwaita:dark' } : {}),
   };
+  setGtkTheme('Adwaita');
   const tauriPort = await freePort();
   const nativePort = await freePort();
   start('tauri-driver', 'tauri-driver', ['--port', String(tauriPort), '--native-port', String(nativePort)], appEnv);
@@ -241,13 +289,13 @@ try {
     'tauri:options': { application: APP, args: ['--show'] },
   });
   await tauri.visible('#wizard-start', 60000);
-  await tauri.screenshot('tray-wizard-start.png');
+  await tauri.screenshots('tray-wizard-start.png');
   await tauri.clickOn('#wizard-start');
   await tauri.visible('#wizard-qr');
   const shownSecret = (await waitFor('the secret groups', async () => tauri.text(await tauri.find('#wizard-secret')))).replace(/\s/g, '');
   if (!/^[A-Z2-7]{32}$/.test(shownSecret)) throw new Error(`unexpected secret text ${shownSecret.length} chars`);
   await waitFor('the QR image', () => tauri.exec('return document.getElementById("wizard-qr").naturalWidth > 0'));
-  await tauri.screenshot('tray-wizard-qr.png');
+  await tauri.screenshots('tray-wizard-qr.png');
   if (keychainSecret()) throw new Error('the secret was stored before it was confirmed');
 
   // 2. A wrong code is refused with a readable message; the right one stores the secret.
@@ -275,18 +323,18 @@ try {
   await tauri.clickOn('#wizard-add-app');
   const url = await waitFor('the protected URL', async () => tauri.text(await tauri.visible('#wizard-url')));
   if (url !== `http://127.0.0.1:${protectedPort}/`) throw new Error(`unexpected protected URL ${url}`);
-  await tauri.screenshot('tray-wizard-done.png');
+  await tauri.screenshots('tray-wizard-done.png');
   await tauri.clickOn('#wizard-finish');
   await tauri.visible('#status-text');
   await waitFor('status running', async () => (await tauri.text(await tauri.find('#status-text'))) === 'Protection is on');
-  await tauri.screenshot('tray-status.png');
+  await tauri.screenshots('tray-status.png');
   const statusItem = await menuItem('Protection on · nobody signed in');
   const openApp = await menuItem('Open Upstream');
   if (!openApp.enabled) throw new Error('the app entry in the tray menu is disabled');
   if ((await menuItem('Sign everyone out')).enabled) throw new Error('Sign everyone out is enabled with nobody signed in');
   await tauri.clickOn('.nav[data-section="apps"]');
   await tauri.visible('#apps-list li[data-name="Upstream"]');
-  await tauri.screenshot('tray-apps.png');
+  await tauri.screenshots('tray-apps.png');
 
   // 4. Chromium opens the protected URL: the login page, then the app after a code.
   chrome = await new WebDriver(`http://127.0.0.1:${chromePort}`).newSession({
@@ -315,7 +363,7 @@ try {
   if (!/127\.0\.0\.1/.test(rowText) || !/Chrome/.test(rowText)) throw new Error(`unexpected session row: ${rowText}`);
   const rowApp = await tauri.text(await tauri.find('#sessions-list tr.session td.app'));
   if (rowApp !== 'Upstream') throw new Error(`the session should name its app, Upstream, not ${rowApp}`);
-  await tauri.screenshot('tray-sessions.png');
+  await tauri.screenshots('tray-sessions.png');
   await tauri.clickOn('#sessions-list tr.session button.revoke');
   await waitFor('the session to disappear', async () => (await tauri.findAll('#sessions-list tr.session')).length === 0);
   await tauri.visible('#sessions-empty');
@@ -361,7 +409,7 @@ try {
     return (await tauri.displayed(id)) && /not right/.test(await tauri.text(id));
   });
   await waitFor('the failed attempt in the list', async () => /127\.0\.0\.1/.test(await tauri.text(await tauri.find('#security-failures'))));
-  await tauri.screenshot('tray-security.png');
+  await tauri.screenshots('tray-security.png');
   await tauri.fill('#security-code', totp(stored, Date.now() / 1000 + 30));
   await tauri.clickOn('#security-show-qr');
   await tauri.visible('#security-qr-img');
@@ -387,7 +435,7 @@ try {
   if (!/127\.0\.0\.1/.test(lockText)) throw new Error(`unexpected lockout text: ${lockText}`);
   await waitFor('the lockout notification', () => fs.readFileSync(path.join(tmp, 'dbus-monitor.log'), 'utf8').includes('Someone is guessing codes'));
   monitor.kill('SIGTERM');
-  await tauri.screenshot('tray-security-lockout.png');
+  await tauri.screenshots('tray-security-lockout.png');
   await tauri.clickOn('#security-unlock');
   await waitFor('the lockout to be lifted', async () => /No lockouts/.test(await tauri.text(await tauri.find('#security-lockout'))));
   // Unlock also offers a one-time sign-in link (it gets past an empty shared budget, which
@@ -441,7 +489,7 @@ try {
   log('Sign everyone out in the tray menu signs Chromium out');
   await tauri.clickOn('.nav[data-section="settings"]');
   await waitFor('the nginx line', async () => (await tauri.text(await tauri.find('#settings-nginx-found'))).startsWith('Using nginx'));
-  await tauri.screenshot('tray-settings.png');
+  await tauri.screenshots('tray-settings.png');
 
   // Launch at login: the real autostart entry appears, and the tray's check follows.
   await tauri.clickOn('#settings-autostart');

@@ -2,7 +2,8 @@
 # End-to-end test of the tray app: builds it (debug), then drives the real WebKit webview through
 # tauri-driver + WebKitWebDriver and a headless Chromium through chromedriver, under Xvfb, in a
 # fresh D-Bus session with a throw-away GNOME keyring (scripts/with-keyring.sh).
-# The test itself is scripts/e2e-tray.mjs (Node, no npm packages). With
+# The test itself is scripts/e2e-tray.mjs (Node, no npm packages). It takes every screenshot in
+# the light and the dark theme in one run (switching GTK's theme through xsettingsd). With
 # SIMPLEOTP_UPDATE_SCREENSHOTS=1 its screenshots replace docs/screenshots/tray-*.png.
 #
 #     scripts/tray-deps.sh     # once: WebKitGTK, Xvfb, keyring, drivers, Chromium, nginx
@@ -23,7 +24,7 @@ if [ "${1:-}" != "--inside" ]; then
 fi
 
 # Inside the keyring's D-Bus session (which has no DISPLAY): a private X server for the webview.
-for tool in xvfb-run tauri-driver WebKitWebDriver chromedriver node; do
+for tool in xvfb-run xsettingsd tauri-driver WebKitWebDriver chromedriver node; do
     command -v "$tool" >/dev/null || { echo "$0: $tool is missing; run scripts/tray-deps.sh" >&2; exit 1; }
 done
 exec xvfb-run -a -s "-screen 0 1280x900x24" node "$root/scripts/e2e-tray.mjs"

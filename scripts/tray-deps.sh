@@ -5,16 +5,29 @@
 #   - Xvfb, D-Bus, GNOME keyring and secret-tool for tests without a desktop session,
 #   - WebKitWebDriver (webkit2gtk-driver) and tauri-driver for the end-to-end test,
 #   - Debian's Chromium + ChromeDriver, the browser that logs in to the protected app,
-#   - nginx, which the engine manages.
+#   - nginx, which the engine manages,
+#   - xsettingsd, through which the end-to-end test switches GTK's theme at run time (one run
+#     takes every screenshot in the light and the dark theme).
+#
+#   scripts/tray-deps.sh           all of the above
+#   scripts/tray-deps.sh --build   only what compiling the tray app (and so its core tests, which
+#                                  need no display) needs: the development files, no drivers
 set -euo pipefail
+
+build_only=false
+[ "${1:-}" != "--build" ] || build_only=true
 
 packages=(
     build-essential pkg-config
     libwebkit2gtk-4.1-dev libjavascriptcoregtk-4.1-dev libsoup-3.0-dev
     libayatana-appindicator3-dev librsvg2-dev libgtk-3-dev libdbus-1-dev
-    xvfb xauth dbus-daemon gnome-keyring libsecret-tools
-    webkit2gtk-driver chromium chromium-driver nginx
 )
+if ! $build_only; then
+    packages+=(
+        xvfb xauth dbus-daemon gnome-keyring libsecret-tools xsettingsd
+        webkit2gtk-driver chromium chromium-driver nginx
+    )
+fi
 
 missing=()
 for p in "${packages[@]}"; do
@@ -29,7 +42,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # tauri-driver: the WebDriver front that starts the app and forwards to WebKitWebDriver.
-if ! command -v tauri-driver >/dev/null 2>&1; then
+if ! $build_only && ! command -v tauri-driver >/dev/null 2>&1; then
     echo "tray-deps: installing tauri-driver" >&2
     cargo install tauri-driver --locked
 fi
