@@ -280,11 +280,22 @@ fn nginx_snippet_is_ready_to_paste() {
     assert_eq!(print_snippet(&config, &data_dir), snippet);
 }
 
-/// A child process killed when the test ends, however it ends.
-struct KillOnDrop(Child);
+/// A child process stopped when the test ends, however it ends: SIGTERM first, so that an nginx
+/// master takes its workers with it (after SIGKILL they would live on, holding the port and the
+/// test's output), then SIGKILL if it has not gone within five seconds.
+struct StopOnDrop(Child);
 
-impl Drop for KillOnDrop {
+impl Drop for StopOnDrop {
     fn drop(&mut self) {
+        // SAFETY: kill(2) on our own child; no memory is involved.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -316,11 +327,12 @@ async fn external_nginx_with_the_pasted_snippet_protects_the_app() {
     );
     std::fs::write(own.join("nginx.conf"), conf).unwrap();
     let binary = simpleotp_engine::nginx::discover(None).unwrap();
-    let _nginx = KillOnDrop(Command::new(binary).arg("-p").arg(&own).arg("-c").arg(own.join("nginx.conf")).stderr(Stdio::null()).spawn().unwrap());
+    let nginx = Command::new(binary).arg("-p").arg(&own).arg("-c").arg(own.join("nginx.conf")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let nginx = StopOnDrop(nginx);
 
     let mut serve = simpleotp(&["serve", "--external-nginx", "--config"]);
     serve.arg(&config).arg("--data-dir").arg(&data_dir).arg("--secret-file").arg(&secret_file).stdout(Stdio::null()).stderr(Stdio::null());
-    let _serve = KillOnDrop(serve.spawn().unwrap());
+    let serve = StopOnDrop(serve.spawn().unwrap());
 
     let base = format!("http://127.0.0.1:{port}");
     wait_until("the login redirect through the external nginx", Duration::from_secs(15), async || {
@@ -337,6 +349,14 @@ async fn external_nginx_with_the_pasted_snippet_protects_the_app() {
         .unwrap();
     assert_eq!(login.status(), 303);
     assert_eq!(browser.get(&base).send().await.unwrap().status(), 200);
+
+    // Stopped in order, nothing of either is left behind: an orphaned nginx worker would keep
+    // the port (and the test's output) open.
+    drop((serve, nginx));
+    wait_until("the external nginx and its workers to let go of the port", Duration::from_secs(10), async || {
+        std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+    })
+    .await;
 }
 
 #[test]
