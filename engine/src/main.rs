@@ -222,8 +222,7 @@ async fn run_demo(listen: ListenAddr, print_codes: bool) -> CliResult {
     cancel_on_signal(shutdown.clone());
     let upstream = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
     let upstream_addr = upstream.local_addr()?;
-    let mut config = Config::default();
-    config.issuer = Some(Issuer::parse("SimpleOTP demo")?);
+    let mut config = Config { issuer: Some(Issuer::parse("SimpleOTP demo")?), ..Config::default() };
     tokio::spawn(demo::serve_demo_app(upstream, config.route_prefix.clone(), shutdown.clone()));
 
     let listen = free_or_fallback(listen);
