@@ -6,10 +6,10 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use simpleotp_engine::config::{AppConfig, Config, RoutePrefix};
+use simpleotp_engine::config::{Account, AppConfig, Config, Issuer, RoutePrefix};
 use simpleotp_engine::nginx::{self, Nginx, NginxLayout};
 use simpleotp_engine::secret::SecretStore;
-use simpleotp_engine::protocol::{session_cookie_name, NginxProof};
+use simpleotp_engine::protocol::{routes, session_cookie_name, NginxProof};
 use simpleotp_engine::session::SessionStore;
 use simpleotp_engine::state::{PersistedState, StateFile};
 use simpleotp_engine::totp::{unix_now, Totp, TotpSecret};
@@ -152,7 +152,7 @@ impl Gateway {
         let (upstream, app_addr) = spawn_listener(&bin_dir.join("bench-upstream"), "static").await?;
         let secret = TotpSecret::generate();
         SecretStore::file(dir.path().join("secret")).store(&secret, false).map_err(|e| e.to_string())?;
-        let totp = Totp::new(&secret, "bench", "bench");
+        let totp = Totp::new(&secret, &Issuer::parse("bench")?, &Account::parse("bench")?);
         let port = free_port();
         let mut config = Config::default();
         config.apps.push(app("B", app_addr, port));
@@ -250,7 +250,7 @@ pub async fn run(plan: &Plan) -> BenchResult<Results> {
     eprintln!("burst of wrong codes...");
     let check = Wrk { connections: 16, duration: plan.duration };
     let attack = Wrk { connections: 64, duration: plan.duration };
-    let login_url = format!("http://127.0.0.1:{port_b}{}", prefix.route("login"));
+    let login_url = format!("http://127.0.0.1:{port_b}{}", prefix.route(routes::LOGIN));
     let url_b = url(port_b);
     let (check_during_burst, wrong_codes) = tokio::join!(
         check.run(&url_b, Some(&cookie_header), Some(serve_pid)),

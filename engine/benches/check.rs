@@ -5,7 +5,7 @@
 //! `cargo bench -p simpleotp-engine --bench check`
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use simpleotp_engine::config::{RoutePrefix, SessionSettings};
+use simpleotp_engine::config::{Account, Issuer, RoutePrefix, SessionSettings};
 use simpleotp_engine::gateway::{Gateway, GatewayParts};
 use simpleotp_engine::limiter::LimiterSettings;
 use simpleotp_engine::protocol::{session_cookie_name, NginxProof};
@@ -30,7 +30,7 @@ fn gateway_with_sessions(count: usize, dir: &std::path::Path) -> (Gateway, Strin
     }
     let gateway = Gateway::new(GatewayParts {
         route_prefix: RoutePrefix::default(),
-        totp: Totp::new(&TotpSecret::generate(), "bench", "bench"),
+        totp: Totp::new(&TotpSecret::generate(), &Issuer::parse("bench").unwrap(), &Account::parse("bench").unwrap()),
         session_settings: SessionSettings::default(),
         limiter_settings: LimiterSettings::default(),
         state_file: StateFile::in_dir(dir),

@@ -86,6 +86,10 @@ pub enum StartError {
     NoSecret { location: String },
     #[error(transparent)]
     Secret(SecretError),
+    /// The blocking task that reads the secret did not finish (it panicked, or the runtime is
+    /// shutting down).
+    #[error("reading the TOTP secret failed: {0}")]
+    SecretTask(#[source] tokio::task::JoinError),
     #[error("cannot listen on {addr} for the auth server: {source}")]
     Bind {
         addr: SocketAddr,
@@ -150,7 +154,7 @@ impl Application {
 
         // The keychain may block on D-Bus or an unlock prompt: keep it off the async threads.
         let store = secret.clone();
-        let secret = tokio::task::spawn_blocking(move || store.load()).await.expect("secret loading does not panic");
+        let secret = tokio::task::spawn_blocking(move || store.load()).await.map_err(StartError::SecretTask)?;
         let secret = match secret {
             Ok(secret) => secret,
             Err(SecretError::NotFound { location }) => return Err(StartError::NoSecret { location }),

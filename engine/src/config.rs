@@ -49,9 +49,9 @@ pub struct Config {
     /// The issuer and account name shown in the authenticator app (part of the QR code).
     /// Defaults: `SimpleOTP` and `user@host`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub issuer: Option<String>,
+    pub issuer: Option<Issuer>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub account: Option<String>,
+    pub account: Option<Account>,
     #[serde(default)]
     pub session: SessionSettings,
     #[serde(default)]
@@ -208,13 +208,13 @@ impl Config {
     }
 
     /// The issuer shown in the authenticator app.
-    pub fn issuer(&self) -> String {
-        self.issuer.clone().unwrap_or_else(|| DEFAULT_ISSUER.to_string())
+    pub fn issuer(&self) -> Issuer {
+        self.issuer.clone().unwrap_or_default()
     }
 
     /// The account name shown in the authenticator app.
-    pub fn account(&self) -> String {
-        self.account.clone().unwrap_or_else(default_account)
+    pub fn account(&self) -> Account {
+        self.account.clone().unwrap_or_else(Account::default_for_this_machine)
     }
 
     /// The app with this name.
@@ -228,19 +228,6 @@ fn addrs_overlap(a: SocketAddr, b: SocketAddr) -> bool {
 }
 
 pub const DEFAULT_ISSUER: &str = "SimpleOTP";
-
-/// `user@host`, so one authenticator app can tell several machines apart.
-pub fn default_account() -> String {
-    let user = std::env::var("USER").or_else(|_| std::env::var("USERNAME")).unwrap_or_else(|_| "me".into());
-    let host = std::fs::read_to_string("/etc/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::env::var("COMPUTERNAME").ok())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "localhost".into());
-    format!("{user}@{host}")
-}
 
 /// The per-user directories SimpleOTP uses (shared with the tray app).
 pub fn project_dirs() -> Option<directories::ProjectDirs> {
@@ -313,6 +300,121 @@ impl FromStr for AppName {
     }
 }
 string_newtype!(AppName);
+
+/// The longest issuer or account name, in bytes. Both go into the `otpauth://` URI that the QR
+/// code holds, percent-encoded (up to 3 bytes each) and the issuer twice; with this limit even
+/// the worst case stays a few hundred bytes, a code a phone can still scan from a screen
+/// (a QR code holds at most 2331 bytes at the error correction level used, see [`crate::qr`]).
+pub const MAX_LABEL_BYTES: usize = 64;
+
+/// The checks issuer and account share; `key` names the setting in the message.
+fn check_label(key: &str, s: &str) -> Result<(), String> {
+    if s.trim().is_empty() {
+        return Err(format!("{key} must not be empty"));
+    }
+    if s.len() > MAX_LABEL_BYTES {
+        return Err(format!("{key} must be at most {MAX_LABEL_BYTES} bytes long (it goes into the QR code), not {}", s.len()));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(format!("{key} {s:?} must not contain control characters"));
+    }
+    Ok(())
+}
+
+/// Who the authenticator app says the codes are for (`issuer = "Home Lab"`): 1 to
+/// [`MAX_LABEL_BYTES`] bytes, no `:` (the authenticator label is `issuer:account`), no control
+/// characters. Default [`DEFAULT_ISSUER`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Issuer(String);
+
+impl Issuer {
+    pub fn parse(s: &str) -> Result<Issuer, String> {
+        check_label("issuer", s)?;
+        // The authenticator's label is `issuer:account`: a `:` in the issuer would move the
+        // split, and apps that group entries by issuer would file this one elsewhere.
+        if s.contains(':') {
+            return Err(format!("issuer {s:?} must not contain ':'"));
+        }
+        Ok(Issuer(s.to_string()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    fn as_string(&self) -> String {
+        self.0.clone()
+    }
+}
+
+impl Default for Issuer {
+    fn default() -> Self {
+        Issuer(DEFAULT_ISSUER.to_string())
+    }
+}
+
+impl FromStr for Issuer {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Issuer::parse(s)
+    }
+}
+string_newtype!(Issuer);
+
+/// The account name the authenticator app shows under the issuer (`account = "alice@laptop"`):
+/// 1 to [`MAX_LABEL_BYTES`] bytes, no control characters. A `:` is allowed (people write
+/// `alice:laptop`); the authenticator label shows it as `-` (see [`crate::totp::Totp::new`]).
+/// Default `user@host`, so one authenticator app can tell several machines apart.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Account(String);
+
+impl Account {
+    pub fn parse(s: &str) -> Result<Account, String> {
+        check_label("account", s)?;
+        Ok(Account(s.to_string()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    fn as_string(&self) -> String {
+        self.0.clone()
+    }
+
+    /// `user@host` from the environment. A user or host name that breaks the rules (a control
+    /// character, too long) is made to fit rather than refused: nobody chose it.
+    pub fn default_for_this_machine() -> Account {
+        let user = std::env::var("USER").or_else(|_| std::env::var("USERNAME")).unwrap_or_else(|_| "me".into());
+        let host = std::fs::read_to_string("/etc/hostname")
+            .ok()
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .or_else(|| std::env::var("COMPUTERNAME").ok())
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_else(|| "localhost".into());
+        Account::fitted(&format!("{user}@{host}"))
+    }
+
+    /// `s` with control characters replaced by `-` and cut to [`MAX_LABEL_BYTES`].
+    fn fitted(s: &str) -> Account {
+        let mut out = String::new();
+        for c in s.chars().map(|c| if c.is_control() { '-' } else { c }) {
+            if out.len() + c.len_utf8() > MAX_LABEL_BYTES {
+                break;
+            }
+            out.push(c);
+        }
+        if out.trim().is_empty() {
+            out = "me".into();
+        }
+        Account(out)
+    }
+}
+
+impl FromStr for Account {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Account::parse(s)
+    }
+}
+string_newtype!(Account);
 
 /// A DNS host name an app may be reached by (`hosts = ["jupyter.home.arpa"]`): letters, digits,
 /// `-` and `.`, at most 253 characters, no wildcards. Lower-cased, as host names compare.
@@ -455,7 +557,8 @@ impl RoutePrefix {
     pub fn as_str(&self) -> &str {
         &self.0
     }
-    /// The full path of one of the gateway's routes, e.g. `route("login")` → `/_simpleotp/login`.
+    /// The full path of one of the gateway's routes ([`crate::protocol::routes`]), e.g.
+    /// `route(routes::LOGIN)` → `/_simpleotp/login`.
     pub fn route(&self, name: &str) -> String {
         format!("{}{}", self.0, name)
     }
@@ -516,6 +619,38 @@ listen = "127.0.0.1:8081"
         assert_eq!(c.apps[0].upstream.port(), 8888);
         assert_eq!(c.apps[0].protected_url(), "http://127.0.0.1:8081/");
         assert_eq!(c.nginx.path.as_deref(), Some(Path::new("/opt/nginx/sbin/nginx")));
+    }
+
+    #[test]
+    fn issuer_and_account_are_checked_with_the_key_named() {
+        let c = parse("issuer = \"Home Lab\"\naccount = \"alice:laptop\"\n").unwrap();
+        assert_eq!(c.issuer().as_str(), "Home Lab");
+        assert_eq!(c.account().as_str(), "alice:laptop");
+        for (line, expected) in [
+            ("issuer = \"\"", "issuer must not be empty"),
+            ("issuer = \"  \"", "issuer must not be empty"),
+            ("issuer = \"a:b\"", "issuer \"a:b\" must not contain ':'"),
+            ("account = \"a\\u0007b\"", "account \"a\\u{7}b\" must not contain control characters"),
+            ("issuer = \"a\\nb\"", "issuer \"a\\nb\" must not contain control characters"),
+        ] {
+            let err = parse(line).unwrap_err().to_string();
+            assert!(err.contains(expected), "{line}: {err}");
+        }
+        let long = format!("account = \"{}\"", "é".repeat(33));
+        let err = parse(&long).unwrap_err().to_string();
+        assert!(err.contains("account must be at most 64 bytes long (it goes into the QR code), not 66"), "{err}");
+        assert!(parse(&format!("account = \"{}\"", "a".repeat(MAX_LABEL_BYTES))).is_ok());
+    }
+
+    #[test]
+    fn default_issuer_and_account_are_valid() {
+        let c = Config::default();
+        assert_eq!(c.issuer().as_str(), DEFAULT_ISSUER);
+        let account = c.account();
+        assert_eq!(Account::parse(account.as_str()), Ok(account.clone()), "{account}");
+        assert_eq!(Account::fitted("a\tb").as_str(), "a-b");
+        assert_eq!(Account::fitted(&"é".repeat(40)).as_str(), "é".repeat(32));
+        assert_eq!(Account::fitted("\n").as_str(), "-");
     }
 
     #[test]

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::config::RoutePrefix;
+use crate::protocol::routes;
 
 pub const CONTROL_FILE_NAME: &str = "control.json";
 
@@ -81,7 +82,7 @@ impl ControlFile {
     /// Whether a gateway answers at this file's address (used to refuse starting a second
     /// gateway on the same data directory).
     pub async fn is_alive(&self) -> bool {
-        request(self.auth_addr, "GET", &self.route_prefix.route("health"), None).await.is_ok_and(|(status, _)| status == 200)
+        request(self.auth_addr, "GET", &self.route_prefix.route(routes::HEALTH), None).await.is_ok_and(|(status, _)| status == 200)
     }
 }
 
@@ -90,7 +91,7 @@ impl ControlFile {
 /// too, for the apps' addresses.
 pub async fn unlock(data_dir: &Path) -> Result<(UnlockLink, ControlFile), ControlError> {
     let control = ControlFile::read(data_dir)?;
-    let path = control.route_prefix.route("control/unlock");
+    let path = control.route_prefix.route(routes::CONTROL_UNLOCK);
     match request(control.auth_addr, "POST", &path, Some(&control.token)).await {
         Ok((200, body)) => match serde_json::from_str::<UnlockLink>(&body) {
             Ok(link) => Ok((link, control)),

@@ -13,6 +13,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::protocol::routes;
 use crate::server::pages::html_escape;
 
 /// Serves the demo app on `listener` until `shutdown` is cancelled.
@@ -32,7 +33,7 @@ pub async fn serve_demo_app(listener: TcpListener, route_prefix: crate::config::
             },
             _ = shutdown.cancelled() => return,
         };
-        let logout = route_prefix.route("logout");
+        let logout = route_prefix.route(routes::LOGOUT);
         let service = hyper::service::service_fn(move |req| {
             let page = demo_page(&req, &logout);
             async move { Ok::<_, Infallible>(page) }

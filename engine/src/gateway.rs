@@ -459,9 +459,12 @@ impl Gateway {
             limiter: Some(lock(&self.inner.limiter).snapshot(Instant::now(), unix_now_ms())),
         };
         let file = self.inner.state_file.clone();
+        let path = file.path().to_path_buf();
+        // A write task that panicked (or was cancelled by a runtime shutting down) is a failed
+        // write like any other: reported and retried, never a panic here.
         let result = tokio::task::spawn_blocking(move || file.save(&state))
             .await
-            .unwrap_or_else(|e| Err(StateWriteError { path: Default::default(), source: std::io::Error::other(e.to_string()) }));
+            .unwrap_or_else(|e| Err(StateWriteError { path, source: std::io::Error::other(e.to_string()) }));
         let mut last_error = lock(&self.inner.persist_error);
         match &result {
             Ok(()) => {

@@ -20,7 +20,7 @@
 //! * [`gateway`]: the shared state behind the server and the operations on it (log in, check,
 //!   revoke, unlock) that the server, the CLI and the tray app use.
 //! * [`server`]: the hyper HTTP server nginx talks to: `check`, `login`, `logout`, `health`.
-//! * [`protocol`]: what nginx and the server say to each other: shared header names, the
+//! * [`protocol`]: what nginx and the server say to each other: route names, shared header names, the
 //!   proof that a request comes from our nginx, the per-app session cookie names.
 //! * [`nginx`]: finding nginx, generating its config, and supervising it as a child process.
 //! * [`state`]: the persisted state file (sessions, the replay counter, the attempt budget).
@@ -28,12 +28,16 @@
 //! * [`demo`]: the little app `simpleotp demo` protects (also the tests' upstream).
 //! * [`qr`]: QR codes for the terminal, PNG and SVG.
 //! * [`app`]: [`app::Application`], which wires everything together and runs until stopped.
+//!
+//! The modules above are the crate's API (the CLI, the tray app, the bench, the fuzz targets and
+//! the integration tests use them). `fsutil` (private files, atomic writes) and the server's HTML
+//! pages are internal.
 
 pub mod app;
 pub mod config;
 pub mod control;
 pub mod demo;
-pub mod fsutil;
+mod fsutil;
 pub mod gateway;
 pub mod limiter;
 pub mod nginx;

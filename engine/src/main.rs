@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use simpleotp_engine::app::{Application, NginxMode, Settings};
-use simpleotp_engine::config::{AppConfig, Config, ListenAddr};
+use simpleotp_engine::config::{Account, AppConfig, Config, Issuer, ListenAddr};
 use simpleotp_engine::secret::SecretStore;
 use simpleotp_engine::totp::{unix_now, Totp, TotpSecret};
 use simpleotp_engine::{config, control, demo, nginx, qr};
@@ -32,10 +32,10 @@ enum Command {
         secret_file: Option<PathBuf>,
         /// Account name shown in the authenticator app [default: from the config, else user@host].
         #[arg(long)]
-        account: Option<String>,
+        account: Option<Account>,
         /// Issuer shown in the authenticator app [default: from the config, else SimpleOTP].
         #[arg(long)]
-        issuer: Option<String>,
+        issuer: Option<Issuer>,
         /// Also write the QR code as a PNG image.
         #[arg(long, value_name = "PATH")]
         qr_png: Option<PathBuf>,
@@ -139,8 +139,8 @@ fn load_config(path: Option<PathBuf>) -> Result<Config, Box<dyn Error>> {
 
 fn init(
     secret_file: Option<PathBuf>,
-    account: Option<String>,
-    issuer: Option<String>,
+    account: Option<Account>,
+    issuer: Option<Issuer>,
     qr_png: Option<PathBuf>,
     force: bool,
     config: Option<PathBuf>,
@@ -148,15 +148,17 @@ fn init(
     let config = load_config(config)?;
     let store = secret_store(secret_file);
     let secret = TotpSecret::generate();
-    store.store(&secret, force)?;
     let issuer = issuer.unwrap_or_else(|| config.issuer());
     let account = account.unwrap_or_else(|| config.account());
     let uri = Totp::new(&secret, &issuer, &account).otpauth_uri();
+    // Made before the secret is stored, so a code that cannot be drawn leaves nothing behind.
+    let qr_text = qr::terminal(&uri)?;
+    store.store(&secret, force)?;
     println!("A new TOTP secret is stored in {}.", store.describe());
     println!();
     println!("Scan this QR code with your authenticator app (Google Authenticator, Aegis, 1Password, ...):");
     println!();
-    println!("{}", qr::terminal(&uri));
+    println!("{qr_text}");
     println!("Or enter this key by hand: {}", secret.to_grouped_base32());
     println!("(issuer {issuer}, account {account}, 6 digits, every 30 seconds)");
     println!();
@@ -220,8 +222,7 @@ async fn run_demo(listen: ListenAddr, print_codes: bool) -> CliResult {
     cancel_on_signal(shutdown.clone());
     let upstream = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
     let upstream_addr = upstream.local_addr()?;
-    let mut config = Config::default();
-    config.issuer = Some("SimpleOTP demo".into());
+    let mut config = Config { issuer: Some(Issuer::parse("SimpleOTP demo")?), ..Config::default() };
     tokio::spawn(demo::serve_demo_app(upstream, config.route_prefix.clone(), shutdown.clone()));
 
     let listen = free_or_fallback(listen);
@@ -231,7 +232,7 @@ async fn run_demo(listen: ListenAddr, print_codes: bool) -> CliResult {
     let url = app.protected_urls().remove(0).1;
 
     println!("SimpleOTP demo: a throw-away secret (deleted when you stop the demo).\n");
-    println!("{}", qr::terminal(&totp.otpauth_uri()));
+    println!("{}", qr::terminal(&totp.otpauth_uri())?);
     println!("Scan the QR code with your authenticator app, or enter the key {}.", secret.to_grouped_base32());
     println!("Then open {url} and type the code the app shows. Ctrl-C stops the demo.");
     drop(secret);

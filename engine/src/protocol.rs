@@ -1,6 +1,6 @@
-//! What nginx and the auth server say to each other: the headers nginx sets on every request it
-//! sends to the auth server, the proof that such a request really comes from *our* nginx, and
-//! the names of the session cookies.
+//! What nginx and the auth server say to each other: the auth server's route names, the headers
+//! nginx sets on every request it sends to the auth server, the proof that such a request really
+//! comes from *our* nginx, and the names of the session cookies.
 //!
 //! Both sides ([`crate::nginx`] renders the config, [`crate::server`] reads the requests) use
 //! these names, so they cannot drift apart.
@@ -20,6 +20,24 @@ use std::fmt;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use subtle::ConstantTimeEq;
+
+/// The auth server's routes, each under the [`RoutePrefix`](crate::config::RoutePrefix) (e.g.
+/// `RoutePrefix::route(routes::LOGIN)` → `/_simpleotp/login`). The server answers them and the
+/// nginx config points at them; see [`crate::server`] for what each one does.
+pub mod routes {
+    /// nginx's `auth_request` subrequest, on every request.
+    pub const CHECK: &str = "check";
+    /// The login page and form.
+    pub const LOGIN: &str = "login";
+    /// The sign-out confirmation page and form.
+    pub const LOGOUT: &str = "logout";
+    /// Liveness, for monitoring and `simpleotp unlock`.
+    pub const HEALTH: &str = "health";
+    /// The page nginx shows when the protected app does not answer.
+    pub const UPSTREAM_DOWN: &str = "upstream-down";
+    /// `simpleotp unlock`'s request to a running gateway.
+    pub const CONTROL_UNLOCK: &str = "control/unlock";
+}
 
 /// nginx's proof that it is the nginx the engine configured.
 pub const PROOF_HEADER: &str = "x-simpleotp-proof";

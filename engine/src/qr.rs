@@ -58,12 +58,6 @@ impl Grid {
         Ok(Grid { side, dark })
     }
 
-    /// For the infallible renderings: an otpauth URI is a few hundred bytes at most, far below
-    /// what a QR code holds (2331 bytes at level M), so failure here is a bug in the caller.
-    fn encode_or_panic(data: &str) -> Grid {
-        Grid::encode(data).unwrap_or_else(|e| panic!("{e} ({} bytes of data)", data.len()))
-    }
-
     /// Whether the module at (x, y) is dark; outside the grid counts as neither (`None`).
     fn get(&self, x: usize, y: usize) -> Option<bool> {
         (x < self.side && y < self.side).then(|| self.dark[y * self.side + x])
@@ -83,11 +77,9 @@ impl Grid {
 /// Every line has the same number of characters, `modules + 8`, and there are
 /// `ceil((modules + 8) / 2)` lines, joined by `\n` with no trailing newline.
 ///
-/// # Panics
-///
-/// If `data` is too long for any QR code (more than 2331 bytes).
-pub fn terminal(data: &str) -> String {
-    let grid = Grid::encode_or_panic(data);
+/// Fails with [`QrError::Encode`] if `data` is too long for any QR code (more than 2331 bytes).
+pub fn terminal(data: &str) -> Result<String, QrError> {
+    let grid = Grid::encode(data)?;
     let mut out = String::with_capacity(grid.side * grid.side.div_ceil(2) * 3 + grid.side);
     for y in (0..grid.side).step_by(2) {
         if y > 0 {
@@ -105,7 +97,7 @@ pub fn terminal(data: &str) -> String {
             });
         }
     }
-    out
+    Ok(out)
 }
 
 /// The code as a self-contained SVG document (no XML prolog, so it can also be inlined into
@@ -113,11 +105,9 @@ pub fn terminal(data: &str) -> String {
 /// one black path. `shape-rendering="crispEdges"` keeps module edges sharp when scaled, and the
 /// only URL in it is the SVG namespace, so it loads nothing.
 ///
-/// # Panics
-///
-/// If `data` is too long for any QR code (more than 2331 bytes).
-pub fn svg(data: &str) -> String {
-    let grid = Grid::encode_or_panic(data);
+/// Fails with [`QrError::Encode`] if `data` is too long for any QR code (more than 2331 bytes).
+pub fn svg(data: &str) -> Result<String, QrError> {
+    let grid = Grid::encode(data)?;
     let side = grid.side;
     // A default size of 8 px per module; the viewBox lets the tray app scale it freely.
     let px = side * 8;
@@ -140,7 +130,7 @@ pub fn svg(data: &str) -> String {
         }
     }
     out.push_str(r#""/></svg>"#);
-    out
+    Ok(out)
 }
 
 /// Writes the code as an 8-bit grayscale PNG at `path`, `scale` pixels per module, quiet zone
@@ -231,7 +221,7 @@ mod tests {
     fn terminal_has_the_expected_shape() {
         for data in ["x", URI, &"A".repeat(500)] {
             let (_, modules) = reference(data);
-            let text = terminal(data);
+            let text = terminal(data).unwrap();
             let rows: Vec<&str> = text.split('\n').collect();
             assert_eq!(rows.len(), (modules + 8).div_ceil(2), "{modules} modules");
             for row in &rows {
@@ -250,7 +240,7 @@ mod tests {
 
     #[test]
     fn terminal_reproduces_every_module() {
-        let text = terminal(URI);
+        let text = terminal(URI).unwrap();
         let side = text.split('\n').next().unwrap().chars().count();
         let mut grid = vec![Vec::new(); side];
         for (i, row) in text.split('\n').enumerate() {
@@ -276,7 +266,7 @@ mod tests {
     #[test]
     fn terminal_size_for_a_typical_uri() {
         // Documented: 53×27 for a typical setup URI; it must stay usable in an ordinary terminal.
-        let text = terminal(URI);
+        let text = terminal(URI).unwrap();
         let (cols, rows) = (
             text.split('\n').next().unwrap().chars().count(),
             text.split('\n').count(),
@@ -289,7 +279,7 @@ mod tests {
     fn svg_is_self_contained_and_reproduces_every_module() {
         let (_, modules) = reference(URI);
         let side = modules + 8;
-        let svg = svg(URI);
+        let svg = svg(URI).unwrap();
         assert!(svg.starts_with("<svg ") && svg.ends_with("</svg>"), "{svg}");
         assert!(svg.contains(&format!(r#"viewBox="0 0 {side} {side}""#)), "{svg}");
         assert!(svg.contains(r#"shape-rendering="crispEdges""#));
@@ -397,9 +387,32 @@ mod tests {
         assert!(!path.exists());
     }
 
+    /// This used to be a panic (`terminal` and `svg` had no way to fail): a long enough issuer,
+    /// which the otpauth URI holds twice, made the tray app's setup wizard crash.
     #[test]
-    #[should_panic(expected = "data too long")]
-    fn terminal_panics_on_data_no_qr_code_holds() {
-        terminal(&"A".repeat(5000));
+    fn data_no_qr_code_holds_is_an_error_in_every_rendering() {
+        let issuer = "home lab ".repeat(140);
+        let uri = format!("otpauth://totp/{issuer}:alice?secret=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP&issuer={issuer}");
+        let terminal_err = terminal(&uri).unwrap_err();
+        let svg_err = svg(&uri).unwrap_err();
+        for err in [&terminal_err, &svg_err] {
+            assert!(matches!(err, QrError::Encode(qrcode::types::QrError::DataTooLong)), "{err:?}");
+            assert!(!format!("{err} {err:?}").contains("JBSWY3DP"));
+        }
+        assert!(matches!(terminal(&"A".repeat(5000)), Err(QrError::Encode(_))));
+    }
+
+    /// The longest issuer and account the config accepts, in characters that percent-encode to
+    /// the most bytes, with a secret twice the usual size, still make a code.
+    #[test]
+    fn the_longest_issuer_and_account_still_make_a_code() {
+        use crate::config::{Account, Issuer, MAX_LABEL_BYTES};
+        use crate::totp::{Totp, TotpSecret};
+        let widest = "€".repeat(MAX_LABEL_BYTES / '€'.len_utf8());
+        let (issuer, account) = (Issuer::parse(&widest).unwrap(), Account::parse(&widest).unwrap());
+        let uri = Totp::new(&TotpSecret::from_bytes(vec![7; 40]).unwrap(), &issuer, &account).otpauth_uri();
+        assert!(uri.len() > 3 * 9 * 21, "{uri}");
+        svg(&uri).unwrap();
+        terminal(&uri).unwrap();
     }
 }

@@ -13,6 +13,8 @@ use subtle::ConstantTimeEq;
 use totp_rs::{Algorithm, TOTP};
 use zeroize::Zeroizing;
 
+use crate::config::{Account, Issuer};
+
 /// Seconds per TOTP step.
 pub const STEP_SECONDS: u64 = 30;
 /// Digits per code.
@@ -136,17 +138,17 @@ impl fmt::Debug for Totp {
 
 impl Totp {
     /// `issuer` and `account` label the entry in the authenticator app (e.g. "SimpleOTP" and
-    /// "alice@laptop"). A `:` in either would break the otpauth label, so it is replaced.
-    pub fn new(secret: &TotpSecret, issuer: &str, account: &str) -> Totp {
-        let clean = |s: &str| s.replace(':', "-");
+    /// "alice@laptop"). The label is `issuer:account`; an [`Issuer`] never contains `:`, and a
+    /// `:` in the account is shown as `-` so it cannot move the split.
+    pub fn new(secret: &TotpSecret, issuer: &Issuer, account: &Account) -> Totp {
         let inner = TOTP::new_unchecked(
             Algorithm::SHA1,
             DIGITS,
             1,
             STEP_SECONDS,
             secret.as_bytes().to_vec(),
-            Some(clean(issuer)),
-            clean(account),
+            Some(issuer.as_str().to_string()),
+            account.as_str().replace(':', "-"),
         );
         Totp { inner }
     }
@@ -207,7 +209,7 @@ mod tests {
 
     /// The RFC 6238 appendix B secret for SHA-1 ("12345678901234567890").
     fn rfc_totp() -> Totp {
-        Totp::new(&TotpSecret::from_bytes(b"12345678901234567890".to_vec()).unwrap(), "SimpleOTP", "test")
+        Totp::new(&TotpSecret::from_bytes(b"12345678901234567890".to_vec()).unwrap(), &Issuer::parse("SimpleOTP").unwrap(), &Account::parse("test").unwrap())
     }
 
     #[test]
@@ -284,14 +286,14 @@ mod tests {
     #[test]
     fn debug_never_shows_the_secret() {
         let secret = TotpSecret::from_bytes(b"12345678901234567890".to_vec()).unwrap();
-        let shown = format!("{secret:?} {:?}", Totp::new(&secret, "i", "a"));
+        let shown = format!("{secret:?} {:?}", Totp::new(&secret, &Issuer::parse("i").unwrap(), &Account::parse("a").unwrap()));
         assert!(!shown.contains("GEZDGNBV") && !shown.contains("12345678901234567890") && !shown.contains("49, 50"), "{shown}");
     }
 
     #[test]
     fn otpauth_uri_has_the_parameters_apps_need() {
         let secret = TotpSecret::from_bytes(b"12345678901234567890".to_vec()).unwrap();
-        let uri = Totp::new(&secret, "SimpleOTP", "alice:laptop").otpauth_uri();
+        let uri = Totp::new(&secret, &Issuer::parse("SimpleOTP").unwrap(), &Account::parse("alice:laptop").unwrap()).otpauth_uri();
         assert!(uri.starts_with("otpauth://totp/SimpleOTP:alice-laptop?"), "{uri}");
         assert!(uri.contains("secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"), "{uri}");
         assert!(uri.contains("issuer=SimpleOTP"), "{uri}");

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use percent_encoding::percent_decode_str;
-use simpleotp_engine::config::{Config, SessionSettings};
+use simpleotp_engine::config::{Account, Config, Issuer, SessionSettings};
 use simpleotp_engine::redirect::{is_safe_return_path, safe_return_path, DEFAULT_RETURN_PATH};
 use simpleotp_engine::server::parse_form;
 use simpleotp_engine::session::{tokens_from_cookie_headers, SessionStore, SessionToken};
@@ -110,7 +110,7 @@ pub fn check_form(data: &[u8]) {
     check_return_path(get("next").unwrap_or("/"));
     let now = get("t").and_then(|t| t.parse::<u64>().ok()).unwrap_or(FIXED_NOW);
     let code = get("code").unwrap_or("");
-    let totp = Totp::new(&TotpSecret::from_bytes(TOTP_SECRET.to_vec()).unwrap(), "SimpleOTP", "fuzz@localhost");
+    let totp = Totp::new(&TotpSecret::from_bytes(TOTP_SECRET.to_vec()).unwrap(), &Issuer::parse("SimpleOTP").unwrap(), &Account::parse("fuzz@localhost").unwrap());
     let stripped: String = code.chars().filter(|c| !c.is_whitespace()).collect();
     let well_formed = stripped.len() == 6 && stripped.bytes().all(|b| b.is_ascii_digit());
     match totp.verify(code, now, None) {

@@ -17,8 +17,17 @@
 //! Requires nginx 1.19.5 or newer (for the `-e` option, which keeps even the very first log line
 //! inside our prefix) built with the `auth_request` module, as most distribution packages are.
 
+// The files, each depending only on those listed before it (no import circles):
+// `layout` (where nginx's files are), `platform` (the OS-specific parts: accounts, process
+// containment, signals), `render` (the config text), `check` (`nginx -t`, free ports),
+// `launcher` (the thread that forks nginx), `process` (one running nginx), `supervisor`
+// (restarts, reloads, stop).
+mod check;
 mod discover;
+mod launcher;
+mod layout;
 mod platform;
+mod process;
 mod render;
 mod supervisor;
 
@@ -26,8 +35,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 pub use discover::discover;
-pub use render::{render_config, render_snippet, NginxLayout};
-pub use supervisor::{check_ports, test_config, Nginx, NginxStatus, RestartPolicy};
+pub use check::{check_ports, test_config};
+pub use layout::NginxLayout;
+pub use render::{render_config, render_snippet};
+pub use supervisor::{Nginx, NginxStatus, RestartPolicy};
 
 /// Everything that can go wrong finding, configuring or running nginx. Each message says what
 /// happened and, where there is one, what the user can do about it.

@@ -21,7 +21,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::render::NginxLayout;
+use super::layout::NginxLayout;
 use crate::config::HostName;
 
 /// The file names a bundled nginx can have next to our executable.
@@ -395,7 +395,7 @@ pub(crate) async fn send(binary: &Path, layout: &NginxLayout, pid: u32, request:
         let out = tokio::process::Command::new(binary)
             .arg("-s")
             .arg(name)
-            .args(super::supervisor::prefix_args(layout, &layout.conf_path()))
+            .args(super::layout::prefix_args(layout, &layout.conf_path()))
             .output()
             .await?;
         if out.status.success() {

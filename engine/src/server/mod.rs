@@ -15,7 +15,7 @@
 //! this module only maps HTTP onto it. What nginx tells the server (client address, scheme, which
 //! app) is believed only with nginx's proof; see [`crate::protocol`].
 
-pub mod pages;
+pub(crate) mod pages;
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
@@ -35,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::gateway::{Gateway, LoginOutcome};
-use crate::protocol::{session_cookie_name, APP_COOKIES_HEADER, APP_HEADER, FORWARDED_PROTO_HEADER, LOGIN_LOCATION_HEADER, ORIGINAL_URI_HEADER, PROOF_HEADER, REAL_IP_HEADER};
+use crate::protocol::{routes, session_cookie_name, APP_COOKIES_HEADER, APP_HEADER, FORWARDED_PROTO_HEADER, LOGIN_LOCATION_HEADER, ORIGINAL_URI_HEADER, PROOF_HEADER, REAL_IP_HEADER};
 use crate::redirect::safe_return_path;
 use crate::session::{cookies_without_sessions, tokens_from_cookie_headers, SessionToken};
 use pages::{LoginMessage, LoginView, LogoutView};
@@ -146,15 +146,15 @@ async fn route(gateway: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> R
         return not_found();
     };
     match (req.method(), route) {
-        (&Method::GET | &Method::HEAD, "check") => check(gateway, &caller, req.headers()),
-        (&Method::GET | &Method::HEAD, "login") => login_page(gateway, &caller, &req),
-        (&Method::POST, "login") => login_submit(gateway, &caller, req, started).await,
-        (&Method::GET | &Method::HEAD, "logout") => logout_page(gateway, &caller, req.headers()),
-        (&Method::GET | &Method::HEAD, "upstream-down") => upstream_down(gateway, &caller),
-        (&Method::POST, "logout") => logout_submit(gateway, &caller, req).await,
-        (&Method::GET | &Method::HEAD, "health") => health(),
-        (&Method::POST, "control/unlock") => control_unlock(gateway, &caller, req.headers()),
-        (_, "check" | "login" | "logout" | "health" | "control/unlock") => {
+        (&Method::GET | &Method::HEAD, routes::CHECK) => check(gateway, &caller, req.headers()),
+        (&Method::GET | &Method::HEAD, routes::LOGIN) => login_page(gateway, &caller, &req),
+        (&Method::POST, routes::LOGIN) => login_submit(gateway, &caller, req, started).await,
+        (&Method::GET | &Method::HEAD, routes::LOGOUT) => logout_page(gateway, &caller, req.headers()),
+        (&Method::GET | &Method::HEAD, routes::UPSTREAM_DOWN) => upstream_down(gateway, &caller),
+        (&Method::POST, routes::LOGOUT) => logout_submit(gateway, &caller, req).await,
+        (&Method::GET | &Method::HEAD, routes::HEALTH) => health(),
+        (&Method::POST, routes::CONTROL_UNLOCK) => control_unlock(gateway, &caller, req.headers()),
+        (_, routes::CHECK | routes::LOGIN | routes::LOGOUT | routes::HEALTH | routes::CONTROL_UNLOCK) => {
             let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
             response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, POST"));
             response
@@ -196,7 +196,7 @@ fn check(gateway: &Gateway, caller: &Caller, headers: &HeaderMap) -> Response<Bo
 fn login_location(gateway: &Gateway, headers: &HeaderMap, expired: bool) -> String {
     let original = headers.get(ORIGINAL_URI_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("/");
     let next = safe_return_path(original);
-    let mut location = format!("{}?next={}", gateway.route_prefix().route("login"), encode_query(next));
+    let mut location = format!("{}?next={}", gateway.route_prefix().route(routes::LOGIN), encode_query(next));
     if expired {
         location.push_str("&m=expired");
     }
@@ -239,7 +239,7 @@ fn login_page(gateway: &Gateway, caller: &Caller, req: &Request<Incoming>) -> Re
             None
         }
     };
-    let action = gateway.route_prefix().route("login");
+    let action = gateway.route_prefix().route(routes::LOGIN);
     html(StatusCode::OK, pages::login_page(&LoginView { action: &action, next: &next, message, ticket: ticket.as_deref() }))
 }
 
@@ -254,7 +254,7 @@ async fn login_submit(gateway: &Gateway, caller: &Caller, req: Request<Incoming>
     };
     let next = safe_return_path(form_value(&form, "next").unwrap_or("/")).to_string();
     let code = form_value(&form, "code").unwrap_or("");
-    let action = gateway.route_prefix().route("login");
+    let action = gateway.route_prefix().route(routes::LOGIN);
     let Some(app_port) = caller.app_port else {
         // Not through our nginx: there is no app to sign in to, and nothing was counted.
         return html(StatusCode::BAD_REQUEST, pages::message_page("Open the app first", "Sign in from the app's own address (the one SimpleOTP protects)."));
@@ -301,9 +301,9 @@ fn logout_page(gateway: &Gateway, caller: &Caller, headers: &HeaderMap) -> Respo
     let tokens = caller.session_tokens(headers);
     let port = caller.app_port.unwrap_or_default();
     let Some(token) = tokens.iter().find(|t| gateway.is_valid_any(std::slice::from_ref(*t), port)) else {
-        return redirect(StatusCode::SEE_OTHER, &gateway.route_prefix().route("login"));
+        return redirect(StatusCode::SEE_OTHER, &gateway.route_prefix().route(routes::LOGIN));
     };
-    let action = gateway.route_prefix().route("logout");
+    let action = gateway.route_prefix().route(routes::LOGOUT);
     html(StatusCode::OK, pages::logout_page(&LogoutView { action: &action, csrf_token: &token.csrf_token(), back: "/" }))
 }
 
@@ -326,7 +326,7 @@ async fn logout_submit(gateway: &Gateway, caller: &Caller, req: Request<Incoming
     };
     gateway.revoke_token(token).await;
     info!(client = %caller.ip, "signed out");
-    let mut response = redirect(StatusCode::SEE_OTHER, &format!("{}?m=signed-out", gateway.route_prefix().route("login")));
+    let mut response = redirect(StatusCode::SEE_OTHER, &format!("{}?m=signed-out", gateway.route_prefix().route(routes::LOGIN)));
     if let Some(port) = caller.app_port {
         let cookie = format!("{}=; HttpOnly; SameSite=Lax; Path=/; Max-Age=0{}", session_cookie_name(port, caller.https), if caller.https { "; Secure" } else { "" });
         response.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).expect("cookie is ASCII"));
@@ -370,7 +370,7 @@ fn control_unlock(gateway: &Gateway, caller: &Caller, headers: &HeaderMap) -> Re
         return plain(StatusCode::UNAUTHORIZED, "bad control token");
     }
     let ticket = gateway.issue_unlock_ticket();
-    let login_path = format!("{}?ticket={}", gateway.route_prefix().route("login"), ticket.expose());
+    let login_path = format!("{}?ticket={}", gateway.route_prefix().route(routes::LOGIN), ticket.expose());
     let body = crate::control::UnlockLink {
         login_path,
         expires_in_secs: crate::ticket::TICKET_LIFETIME.as_secs(),

@@ -42,7 +42,7 @@ static CSP: LazyLock<String> = LazyLock::new(|| {
 
 static SECURITY_HEADERS: LazyLock<Vec<(&'static str, String)>> = LazyLock::new(|| {
     vec![
-        ("Content-Security-Policy", CSP.clone()),
+        ("Content-Security-Policy", content_security_policy().to_owned()),
         ("X-Content-Type-Options", "nosniff".to_owned()),
         ("X-Frame-Options", "DENY".to_owned()),
         ("Referrer-Policy", "same-origin".to_owned()),

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use simpleotp_engine::config::{Account, Issuer};
 use simpleotp_engine::totp::{unix_now, Totp, TotpSecret};
 
 use crate::helpers::*;
@@ -106,7 +107,7 @@ pub fn init_secret_file(dir: &Path) -> (PathBuf, Totp) {
     let output = run(simpleotp(&["init", "--secret-file"]).arg(&path).args(["--config"]).arg(dir.join("none.toml")));
     assert!(output.status.success(), "{}", stderr(&output));
     let secret = TotpSecret::from_base32(std::fs::read_to_string(&path).unwrap().trim()).unwrap();
-    (path, Totp::new(&secret, "SimpleOTP", "test"))
+    (path, Totp::new(&secret, &Issuer::parse("SimpleOTP").unwrap(), &Account::parse("test").unwrap()))
 }
 
 #[test]

@@ -15,7 +15,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use percent_encoding::percent_decode_str;
 use proptest::prelude::*;
-use simpleotp_engine::config::{Config, SessionSettings};
+use simpleotp_engine::config::{Account, Config, Issuer, SessionSettings};
 use simpleotp_engine::limiter::{Limiter, LimiterSettings};
 use simpleotp_engine::redirect::{is_safe_return_path, safe_return_path, DEFAULT_RETURN_PATH, MAX_RETURN_PATH_LEN};
 use simpleotp_engine::server::parse_form;
@@ -238,7 +238,7 @@ proptest! {
 // ---------------------------------------------------------------------------------------------
 
 fn totp() -> Totp {
-    Totp::new(&TotpSecret::from_bytes(TOTP_SECRET.to_vec()).unwrap(), "SimpleOTP", "test@localhost")
+    Totp::new(&TotpSecret::from_bytes(TOTP_SECRET.to_vec()).unwrap(), &Issuer::parse("SimpleOTP").unwrap(), &Account::parse("test@localhost").unwrap())
 }
 
 fn encode(s: &str) -> String {

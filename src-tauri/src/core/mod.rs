@@ -97,6 +97,8 @@ pub enum CoreError {
     NoSuchSession,
     #[error("Launch at login could not be changed: {0}")]
     LaunchAtLogin(String),
+    #[error("The QR code cannot be shown ({0}); shorten the issuer or account name in the config file.")]
+    Qr(#[from] simpleotp_engine::qr::QrError),
 }
 
 impl CoreError {

@@ -93,7 +93,7 @@ impl Core {
     pub async fn security_show_qr(&self, code: &str) -> Result<SecretView> {
         self.require_current_code(code).await?;
         let secret = self.keychain(|s| s.load()).await?;
-        Ok(SecretView::new(&secret, &self.config()))
+        Ok(SecretView::new(&secret, &self.config())?)
     }
 }
 

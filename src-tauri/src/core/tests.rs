@@ -66,7 +66,8 @@ impl Harness {
 
     fn code_for(&self, view: &SecretView) -> String {
         let secret = TotpSecret::from_base32(&view.secret_groups.concat()).unwrap();
-        Totp::new(&secret, &view.issuer, &view.account).code_at(unix_now())
+        let (issuer, account) = (view.issuer.parse().unwrap(), view.account.parse().unwrap());
+        Totp::new(&secret, &issuer, &account).code_at(unix_now())
     }
 
     /// The current code of the secret in the keychain.

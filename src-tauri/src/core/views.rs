@@ -70,15 +70,15 @@ pub struct SecretView {
 impl SecretView {
     /// The screen that shows `secret`: its QR code and its key, under the config's issuer and
     /// account.
-    pub(super) fn new(secret: &TotpSecret, config: &Config) -> SecretView {
+    pub(super) fn new(secret: &TotpSecret, config: &Config) -> Result<SecretView, qr::QrError> {
         let (issuer, account) = (config.issuer(), config.account());
         let uri = Totp::new(secret, &issuer, &account).otpauth_uri();
-        SecretView {
-            qr_svg: qr::svg(&uri),
+        Ok(SecretView {
+            qr_svg: qr::svg(&uri)?,
             secret_groups: secret.to_grouped_base32().split_whitespace().map(str::to_string).collect(),
-            issuer,
-            account,
-        }
+            issuer: issuer.to_string(),
+            account: account.to_string(),
+        })
     }
 }
 

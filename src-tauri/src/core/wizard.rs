@@ -27,7 +27,7 @@ impl Core {
             *pending = Some(Pending { secret: TotpSecret::generate(), purpose: Purpose::Setup });
         }
         let secret = &pending.as_ref().expect("just set").secret;
-        Ok(SecretView::new(secret, &config))
+        Ok(SecretView::new(secret, &config)?)
     }
 
     /// Step 3: the code proves the authenticator app has the secret; only now is it stored,
@@ -71,7 +71,7 @@ impl Core {
         // Before the new secret exists: a wrong code leaves nothing pending and shows nothing.
         self.require_current_code(current_code).await?;
         let secret = TotpSecret::generate();
-        let view = SecretView::new(&secret, &self.config());
+        let view = SecretView::new(&secret, &self.config())?;
         *lock(&self.pending) = Some(Pending { secret, purpose: Purpose::Replace });
         Ok(view)
     }

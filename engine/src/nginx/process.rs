@@ -1,0 +1,232 @@
+//! One running nginx master: starting it and waiting until it listens, what it said when it
+//! failed, and clearing away an nginx a previous run of ours left behind.
+//!
+//! A [`Running`] kills its nginx (master and workers) when dropped without a clean exit, so no
+//! code path of the supervisor can leak an nginx.
+
+use std::collections::VecDeque;
+use std::io;
+use std::path::Path;
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use super::check::useful_lines;
+use super::layout::{prefix_args, NginxLayout};
+use super::launcher::spawn_contained;
+use super::platform::{self, Containment, Request};
+use super::NginxError;
+
+/// The last lines nginx wrote to stderr, kept for error messages.
+type Tail = Arc<Mutex<VecDeque<String>>>;
+
+/// A started nginx master. Dropping it without a clean exit kills the master and any workers
+/// left in its process group, so no code path can leak an nginx.
+pub(super) struct Running {
+    pub(super) child: Child,
+    pub(super) pid: u32,
+    pub(super) started: Instant,
+    stderr: Tail,
+    /// Length of error.log when this nginx started: only what it wrote itself is reported.
+    log_offset: u64,
+    reaped: bool,
+    _containment: Containment,
+}
+
+impl Running {
+    pub(super) fn failure_text(&self, layout: &NginxLayout) -> String {
+        failure_text(&self.stderr, layout, self.log_offset)
+    }
+
+    pub(super) async fn wait(&mut self) -> io::Result<ExitStatus> {
+        let status = self.child.wait().await;
+        if status.is_ok() {
+            self.reaped = true;
+            // Workers of a master that was killed outright keep running (and keep the ports).
+            let n = platform::kill_group(self.pid);
+            if n > 0 {
+                tracing::warn!(pid = self.pid, killed = n, "killed nginx workers left behind by their master");
+            }
+        }
+        status
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if !self.reaped {
+            let _ = self.child.start_kill();
+            platform::kill_group(self.pid);
+        }
+    }
+}
+
+fn failure_text(stderr: &Tail, layout: &NginxLayout, log_offset: u64) -> String {
+    let from_stderr = useful_lines(&stderr.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect::<Vec<_>>().join("\n"));
+    if !from_stderr.is_empty() {
+        return from_stderr;
+    }
+    let from_log = read_log_from(&layout.error_log(), log_offset).map(|t| useful_lines(&t)).unwrap_or_default();
+    if !from_log.is_empty() {
+        return from_log;
+    }
+    format!("nginx gave no reason; see {}", layout.error_log().display())
+}
+
+pub(super) fn read_log_from(path: &Path, offset: u64) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path).ok()?;
+    let len = file.metadata().ok()?.len();
+    // At most the last 16 KiB: enough for the reason, bounded if the log is huge.
+    let start = offset.max(len.saturating_sub(16 * 1024));
+    file.seek(SeekFrom::Start(start)).ok()?;
+    let mut text = String::new();
+    file.take(16 * 1024).read_to_string(&mut text).ok()?;
+    Some(text)
+}
+
+fn read_pid_file(path: &Path) -> Option<u32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// Starts nginx and waits until it listens: the master writes its pid file only after it has
+/// bound every listening socket, so "pid file names our child" means "ready".
+pub(super) async fn launch(binary: &Path, layout: &NginxLayout, timeout: Duration) -> Result<Running, NginxError> {
+    let pid_path = layout.pid_path();
+    match std::fs::remove_file(&pid_path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            return Err(NginxError::io(format!("remove the old pid file {}", pid_path.display()), e));
+        }
+        _ => {}
+    }
+    let log_offset = std::fs::metadata(layout.error_log()).map(|m| m.len()).unwrap_or(0);
+
+    let mut cmd = Command::new(binary);
+    cmd.args(prefix_args(layout, &layout.conf_path()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = spawn_contained(cmd).await.map_err(|source| NginxError::Spawn { binary: binary.to_path_buf(), source })?;
+    let Some(pid) = child.id() else {
+        return Err(NginxError::StartFailed { message: "nginx exited immediately".into() });
+    };
+    let containment = match platform::after_spawn(&child) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = child.start_kill();
+            return Err(NginxError::io("tie nginx's lifetime to ours", e));
+        }
+    };
+    let stderr: Tail = Arc::default();
+    if let Some(pipe) = child.stderr.take() {
+        let tail = stderr.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(pipe).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                tracing::warn!(target: "simpleotp::nginx", nginx_pid = pid, "nginx: {line}");
+                let mut tail = tail.lock().unwrap_or_else(|p| p.into_inner());
+                if tail.len() == 20 {
+                    tail.pop_front();
+                }
+                tail.push_back(line);
+            }
+        });
+    }
+    let mut running = Running { child, pid, started: Instant::now(), stderr, log_offset, reaped: false, _containment: containment };
+
+    let deadline = Instant::now() + timeout;
+    loop {
+        if read_pid_file(&pid_path) == Some(pid) {
+            tracing::info!(pid, prefix = %layout.prefix_dir.display(), "nginx is running");
+            running.started = Instant::now();
+            return Ok(running);
+        }
+        match running.child.try_wait() {
+            Ok(Some(status)) => {
+                running.reaped = true;
+                // Give the stderr reader a moment to collect nginx's last words.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let message = format!("{} ({})", running.failure_text(layout), describe_exit(&status));
+                tracing::warn!(pid, "nginx exited while starting: {message}");
+                return Err(NginxError::StartFailed { message });
+            }
+            Ok(None) => {}
+            Err(e) => return Err(NginxError::io("check on the starting nginx", e)),
+        }
+        if Instant::now() >= deadline {
+            let reason = running.failure_text(layout);
+            drop(running); // kills it
+            return Err(NginxError::StartTimeout { seconds: timeout.as_secs(), message: reason });
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Stops a leftover nginx from a previous run of ours (e.g. after a power cut or a crash of the
+/// engine on a platform without parent-death signals): it would hold our ports and pid file.
+/// The pid file is only trusted if that process's command line mentions our prefix, so an
+/// unrelated program that reused the pid is never touched.
+pub(super) async fn cleanup_stale(binary: &Path, layout: &NginxLayout) {
+    let pid_path = layout.pid_path();
+    let Some(pid) = read_pid_file(&pid_path) else { return };
+    match platform::process_alive(pid) {
+        Some(true) => {
+            let prefix = layout.prefix_dir.to_string_lossy();
+            match platform::process_cmdline(pid) {
+                Some(cmdline) if cmdline.contains(prefix.as_ref()) => {
+                    tracing::warn!(pid, "stopping an nginx left over from a previous run");
+                    let leader = platform::is_group_leader(pid);
+                    let _ = platform::send(binary, layout, pid, Request::Quit).await;
+                    if !wait_gone(pid, Duration::from_secs(3)).await {
+                        tracing::warn!(pid, "the leftover nginx did not quit in time; killing it");
+                        let _ = platform::send(binary, layout, pid, Request::Kill).await;
+                        wait_gone(pid, Duration::from_secs(1)).await;
+                    }
+                    if leader {
+                        platform::kill_group(pid);
+                    }
+                }
+                Some(_) => tracing::info!(pid, "the old pid file names a process that is not our nginx; leaving it alone"),
+                None => tracing::info!(pid, "cannot tell whether the process named by the old pid file is our nginx; leaving it alone"),
+            }
+        }
+        // The master is gone, but its workers may not be (a master we started leads its group).
+        Some(false) => {
+            platform::kill_group(pid);
+        }
+        // No way to inspect processes (Windows): ask nginx itself to stop whatever master the
+        // pid file in our prefix names; if there is none, this fails harmlessly.
+        None => {
+            let _ = platform::send(binary, layout, pid, Request::Kill).await;
+        }
+    }
+    let _ = std::fs::remove_file(&pid_path);
+}
+
+async fn wait_gone(pid: u32, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while platform::process_alive(pid) != Some(false) {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    true
+}
+
+pub(super) fn describe_exit(status: &ExitStatus) -> String {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(sig) = status.signal() {
+            return format!("killed by signal {sig}");
+        }
+    }
+    match status.code() {
+        Some(code) => format!("exit code {code}"),
+        None => status.to_string(),
+    }
+}
