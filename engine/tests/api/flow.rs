@@ -284,7 +284,7 @@ async fn config_change_applies_with_a_reload() {
 
     // A bad change (the port of the first app taken by... the first app's twin) keeps serving.
     let mut bad = config.clone();
-    bad.apps[1].listen = bad.apps[0].listen.clone();
+    bad.apps[1].listen = bad.apps[0].listen;
     let err = app.handle().apply_config(&bad).await.unwrap_err().to_string();
     assert!(err.contains("each app needs its own port"), "{err}");
     assert_eq!(client().get(&second_url).send().await.unwrap().status(), 302);

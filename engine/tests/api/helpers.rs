@@ -54,19 +54,13 @@ pub struct TestApp {
 }
 
 /// Options for [`spawn_app_with`].
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct AppOptions {
     pub limiter: LimiterSettings,
     /// Use this upstream instead of the demo app.
     pub upstream: Option<SocketAddr>,
     /// Use this data directory (e.g. a small filesystem) instead of one in the temp dir.
     pub data_dir: Option<PathBuf>,
-}
-
-impl Default for AppOptions {
-    fn default() -> Self {
-        AppOptions { limiter: LimiterSettings::default(), upstream: None, data_dir: None }
-    }
 }
 
 pub async fn spawn_app() -> TestApp {
