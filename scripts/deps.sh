@@ -38,3 +38,11 @@ if ! command -v cargo >/dev/null; then
     echo "$0: cargo (Rust 1.85 or newer) is needed; install it from https://rustup.rs" >&2
     exit 1
 fi
+if [ "$1" = test ]; then
+    for tool in fmt clippy; do
+        if ! cargo "$tool" --version >/dev/null 2>&1; then
+            echo "$0: the tests' gates need cargo $tool: rustup component add $([ $tool = fmt ] && echo rustfmt || echo clippy)" >&2
+            exit 1
+        fi
+    done
+fi

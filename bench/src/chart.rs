@@ -5,12 +5,8 @@ use std::fmt::Write;
 
 use crate::measure::Results;
 
-const SERIES: [(&str, &str); 4] = [
-    ("A unprotected", "#8a94a6"),
-    ("B protected", "#2f54c9"),
-    ("C no-op auth (floor)", "#49a078"),
-    ("D no cookie", "#d08c2e"),
-];
+const SERIES: [(&str, &str); 4] =
+    [("A unprotected", "#8a94a6"), ("B protected", "#2f54c9"), ("C no-op auth (floor)", "#49a078"), ("D no cookie", "#d08c2e")];
 
 pub fn svg(results: &Results) -> String {
     let (width, height) = (760.0_f64, 380.0_f64);

@@ -28,12 +28,13 @@ use std::path::PathBuf;
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
-    let out = args
-        .iter()
-        .position(|a| a == "--out")
-        .and_then(|i| args.get(i + 1))
-        .map(PathBuf::from)
-        .unwrap_or_else(|| if quick { std::env::temp_dir().join("simpleotp-bench") } else { PathBuf::from("docs/bench") });
+    let out = args.iter().position(|a| a == "--out").and_then(|i| args.get(i + 1)).map(PathBuf::from).unwrap_or_else(|| {
+        if quick {
+            std::env::temp_dir().join("simpleotp-bench")
+        } else {
+            PathBuf::from("docs/bench")
+        }
+    });
     if let Some(seconds) = args.iter().position(|a| a == "--soak").map(|i| args.get(i + 1).and_then(|s| s.parse().ok()).unwrap_or(180)) {
         return soak_main(seconds, &out);
     }

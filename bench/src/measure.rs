@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use simpleotp_engine::config::{Account, AppConfig, Config, Issuer, RoutePrefix};
 use simpleotp_engine::nginx::{self, Nginx, NginxLayout};
-use simpleotp_engine::secret::SecretStore;
 use simpleotp_engine::protocol::{routes, session_cookie_name, NginxProof};
+use simpleotp_engine::secret::SecretStore;
 use simpleotp_engine::session::SessionStore;
 use simpleotp_engine::state::{PersistedState, StateFile};
 use simpleotp_engine::totp::{unix_now, Totp, TotpSecret};
@@ -145,7 +145,9 @@ impl Gateway {
         let bin_dir = std::env::current_exe().map_err(|e| e.to_string())?.parent().unwrap().to_path_buf();
         for binary in ["simpleotp", "bench-upstream"] {
             if !bin_dir.join(binary).exists() {
-                return Err(format!("{binary} is missing next to the bench: build with `cargo build --release -p simpleotp-engine -p simpleotp-bench`"));
+                return Err(format!(
+                    "{binary} is missing next to the bench: build with `cargo build --release -p simpleotp-engine -p simpleotp-bench`"
+                ));
             }
         }
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
@@ -252,10 +254,8 @@ pub async fn run(plan: &Plan) -> BenchResult<Results> {
     let attack = Wrk { connections: 64, duration: plan.duration };
     let login_url = format!("http://127.0.0.1:{port_b}{}", prefix.route(routes::LOGIN));
     let url_b = url(port_b);
-    let (check_during_burst, wrong_codes) = tokio::join!(
-        check.run(&url_b, Some(&cookie_header), Some(serve_pid)),
-        attack.run_script(&login_url, "wrong-codes.lua"),
-    );
+    let (check_during_burst, wrong_codes) =
+        tokio::join!(check.run(&url_b, Some(&cookie_header), Some(serve_pid)), attack.run_script(&login_url, "wrong-codes.lua"),);
     let burst = Burst { check_during_burst: check_during_burst?, wrong_codes: wrong_codes? };
 
     eprintln!("{} sessions...", plan.many_sessions);
@@ -535,12 +535,23 @@ pub fn rss_kib(pid: u32) -> u64 {
 
 fn machine(plan: &Plan) -> Machine {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let cpu = cpuinfo.lines().find_map(|l| l.strip_prefix("model name")).map(|v| v.trim_start_matches([' ', '\t', ':']).to_string()).unwrap_or_default();
+    let cpu = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+        .unwrap_or_default();
     let run = |cmd: &str, args: &[&str]| {
         std::process::Command::new(cmd)
             .args(args)
             .output()
-            .map(|o| format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)).lines().next().unwrap_or("").trim().to_string())
+            .map(|o| {
+                format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_string()
+            })
             .unwrap_or_default()
     };
     Machine {

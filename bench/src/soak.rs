@@ -123,7 +123,8 @@ async fn paced_client(port: u16, cookie: String, interval: Duration, deadline: I
             errors.fetch_add(1, Ordering::Relaxed);
             continue;
         };
-        let request = Request::get("/").header("host", format!("127.0.0.1:{port}")).header("cookie", &cookie).body(Empty::<Bytes>::new()).unwrap();
+        let request =
+            Request::get("/").header("host", format!("127.0.0.1:{port}")).header("cookie", &cookie).body(Empty::<Bytes>::new()).unwrap();
         let ok = match s.send_request(request).await {
             Ok(response) if response.status() == 200 => response.into_body().collect().await.is_ok(),
             Ok(response) => {

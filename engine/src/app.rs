@@ -82,7 +82,9 @@ pub enum StartError {
     },
     #[error("another SimpleOTP gateway (pid {pid}) is already running with the data directory {}; stop it first, or use another --data-dir", .data_dir.display())]
     AlreadyRunning { data_dir: PathBuf, pid: u32 },
-    #[error("no TOTP secret is stored in {location}. Create one first with `simpleotp init` (with the same --secret-file, if you use one).")]
+    #[error(
+        "no TOTP secret is stored in {location}. Create one first with `simpleotp init` (with the same --secret-file, if you use one)."
+    )]
     NoSecret { location: String },
     #[error(transparent)]
     Secret(SecretError),
@@ -125,7 +127,10 @@ pub fn external_nginx_proof(data_dir: &std::path::Path) -> std::io::Result<Nginx
     let path = data_dir.join(EXTERNAL_PROOF_FILE_NAME);
     match std::fs::read_to_string(&path) {
         Ok(text) => NginxProof::parse(&text).ok_or_else(|| {
-            std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{} is damaged; delete it and paste a new `simpleotp nginx-snippet` into your nginx config", path.display()))
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{} is damaged; delete it and paste a new `simpleotp nginx-snippet` into your nginx config", path.display()),
+            )
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             crate::fsutil::create_private_dir(data_dir)?;
@@ -181,7 +186,9 @@ impl Application {
 
         let nginx_proof = match mode {
             NginxMode::Managed => NginxProof::generate(),
-            NginxMode::External => external_nginx_proof(&data_dir).map_err(|source| StartError::DataDir { path: data_dir.clone(), source })?,
+            NginxMode::External => {
+                external_nginx_proof(&data_dir).map_err(|source| StartError::DataDir { path: data_dir.clone(), source })?
+            }
         };
         let control = ControlFile {
             auth_addr,
@@ -409,10 +416,11 @@ mod tests {
         let calls = Arc::new(AtomicU32::new(0));
         let shutdown = CancellationToken::new();
         let counter = calls.clone();
-        let task = tokio::spawn(after_each_burst(rx, Duration::from_millis(300), Duration::from_millis(200), shutdown.clone(), move || {
-            counter.fetch_add(1, Ordering::SeqCst);
-            std::future::ready(())
-        }));
+        let task =
+            tokio::spawn(after_each_burst(rx, Duration::from_millis(300), Duration::from_millis(200), shutdown.clone(), move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+                std::future::ready(())
+            }));
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(calls.load(Ordering::SeqCst), 0, "nothing ended, nothing to do");
 

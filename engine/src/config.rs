@@ -155,8 +155,7 @@ impl Config {
 
     /// Parses and validates a configuration. `path` is only used in error messages.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text)
-            .map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
         config.validate().map_err(|message| ConfigError::Invalid { path: path.to_path_buf(), message })?;
         Ok(config)
     }
@@ -175,8 +174,7 @@ impl Config {
     /// not leave half a file behind).
     pub fn save(&self, path: &Path) -> Result<(), ConfigError> {
         let text = toml::to_string_pretty(self).expect("config always serializes");
-        crate::fsutil::write_atomic(path, text.as_bytes())
-            .map_err(|source| ConfigError::Write { path: path.to_path_buf(), source })
+        crate::fsutil::write_atomic(path, text.as_bytes()).map_err(|source| ConfigError::Write { path: path.to_path_buf(), source })
     }
 
     /// Checks what serde cannot: rules that span several values.
@@ -435,7 +433,11 @@ impl FromStr for HostName {
     fn from_str(s: &str) -> Result<Self, String> {
         let name = s.trim().trim_end_matches('.').to_ascii_lowercase();
         let labels_ok = name.split('.').all(|label| {
-            !label.is_empty() && label.len() <= 63 && !label.starts_with('-') && !label.ends_with('-') && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
         });
         if name.is_empty() || name.len() > 253 || !labels_ok {
             return Err(format!("host name {s:?} is not a valid DNS name (letters, digits, '-' and '.', e.g. \"jupyter.home.arpa\")"));
@@ -488,7 +490,10 @@ impl FromStr for UpstreamUrl {
         if scheme != "http" && scheme != "https" {
             return Err(bad("only http and https are supported"));
         }
-        if rest.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, ';' | '{' | '}' | '"' | '\'' | '\\' | '$' | '#' | '?' | '@')) {
+        if rest
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, ';' | '{' | '}' | '"' | '\'' | '\\' | '$' | '#' | '?' | '@'))
+        {
             return Err(bad("it contains a character that is not allowed"));
         }
         let (authority, path) = match rest.find('/') {
@@ -536,9 +541,7 @@ impl ListenAddr {
 impl FromStr for ListenAddr {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let addr: SocketAddr = s
-            .parse()
-            .map_err(|_| format!("listen {s:?} must be an address and port like 127.0.0.1:8081"))?;
+        let addr: SocketAddr = s.parse().map_err(|_| format!("listen {s:?} must be an address and port like 127.0.0.1:8081"))?;
         if addr.port() == 0 {
             return Err(format!("listen {s:?} needs a fixed port, not 0"));
         }
@@ -689,7 +692,16 @@ listen = "127.0.0.1:8081"
 
     #[test]
     fn upstream_rejects_nginx_injection() {
-        for bad in ["http://127.0.0.1:1;evil", "http://a b", "http://h:1/x{", "http://user@h:1", "http://h:0", "http://h:99999", "http://", "127.0.0.1:1"] {
+        for bad in [
+            "http://127.0.0.1:1;evil",
+            "http://a b",
+            "http://h:1/x{",
+            "http://user@h:1",
+            "http://h:0",
+            "http://h:99999",
+            "http://",
+            "127.0.0.1:1",
+        ] {
             assert!(bad.parse::<UpstreamUrl>().is_err(), "{bad} accepted");
         }
         let u: UpstreamUrl = "http://LOCALHOST:8888/lab".parse().unwrap();

@@ -23,7 +23,9 @@ pub enum ControlError {
     NotRunning(PathBuf),
     #[error("cannot read the control file {path}: {detail}")]
     Unreadable { path: PathBuf, detail: String },
-    #[error("the gateway at {url} does not answer ({detail}); it may have stopped without cleaning up. Start it again with `simpleotp serve`.")]
+    #[error(
+        "the gateway at {url} does not answer ({detail}); it may have stopped without cleaning up. Start it again with `simpleotp serve`."
+    )]
     Unreachable { url: String, detail: String },
     #[error("the gateway refused the request: {0}")]
     Refused(String),
@@ -113,11 +115,8 @@ async fn request(addr: std::net::SocketAddr, method: &str, path: &str, bearer: O
         let mut response = Vec::new();
         stream.take(64 * 1024).read_to_end(&mut response).await.map_err(|e| e.to_string())?;
         let text = String::from_utf8_lossy(&response);
-        let status = text
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse::<u16>().ok())
-            .ok_or_else(|| "not an HTTP response".to_string())?;
+        let status =
+            text.split_whitespace().nth(1).and_then(|s| s.parse::<u16>().ok()).ok_or_else(|| "not an HTTP response".to_string())?;
         let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
         Ok((status, body))
     };

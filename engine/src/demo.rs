@@ -5,8 +5,8 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use hyper::body::Bytes;
 use http_body_util::Full;
+use hyper::body::Bytes;
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};

@@ -41,10 +41,7 @@ fn write_atomic_with(path: &Path, contents: &[u8], random_chars: usize) -> io::R
     fs::create_dir_all(dir)?;
     let file_name = path.file_name().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
     // Dropping `tmp` on any error below removes the temporary file.
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&temp_prefix(file_name))
-        .rand_bytes(random_chars)
-        .make_in(dir, open_new_private)?;
+    let mut tmp = tempfile::Builder::new().prefix(&temp_prefix(file_name)).rand_bytes(random_chars).make_in(dir, open_new_private)?;
     tmp.as_file_mut().write_all(contents)?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
@@ -162,11 +159,10 @@ mod owner_only_acl {
         ConvertSidToStringSidW, GetSecurityInfo, SetNamedSecurityInfoW, SetSecurityInfo, SE_FILE_OBJECT,
     };
     use windows_sys::Win32::Security::{
-        AclSizeInformation, AddAccessAllowedAceEx, GetAce, GetAclInformation, GetLengthSid, GetTokenInformation,
-        InitializeAcl, IsWellKnownSid, LookupAccountSidW, TokenUser, WinBuiltinAdministratorsSid, WinLocalSystemSid,
-        ACCESS_ALLOWED_ACE, ACE_HEADER, ACL, ACL_REVISION, ACL_SIZE_INFORMATION, CONTAINER_INHERIT_ACE,
-        DACL_SECURITY_INFORMATION, INHERIT_ONLY_ACE, OBJECT_INHERIT_ACE, PROTECTED_DACL_SECURITY_INFORMATION, PSID,
-        TOKEN_QUERY, TOKEN_USER,
+        AclSizeInformation, AddAccessAllowedAceEx, GetAce, GetAclInformation, GetLengthSid, GetTokenInformation, InitializeAcl,
+        IsWellKnownSid, LookupAccountSidW, TokenUser, WinBuiltinAdministratorsSid, WinLocalSystemSid, ACCESS_ALLOWED_ACE, ACE_HEADER, ACL,
+        ACL_REVISION, ACL_SIZE_INFORMATION, CONTAINER_INHERIT_ACE, DACL_SECURITY_INFORMATION, INHERIT_ONLY_ACE, OBJECT_INHERIT_ACE,
+        PROTECTED_DACL_SECURITY_INFORMATION, PSID, TOKEN_QUERY, TOKEN_USER,
     };
     use windows_sys::Win32::Storage::FileSystem::{FILE_ALL_ACCESS, FILE_READ_ATTRIBUTES, READ_CONTROL, SYNCHRONIZE};
     use windows_sys::Win32::System::Threading::{GetCurrentProcess, OpenProcessToken};
@@ -240,7 +236,15 @@ mod owner_only_acl {
         let acl = owner_only(&user, false)?;
         // SAFETY: valid handle and ACL for the duration of the call.
         let status = unsafe {
-            SetSecurityInfo(file.as_raw_handle() as HANDLE, SE_FILE_OBJECT, SET, std::ptr::null_mut(), std::ptr::null_mut(), acl.as_ptr() as *const ACL, std::ptr::null())
+            SetSecurityInfo(
+                file.as_raw_handle() as HANDLE,
+                SE_FILE_OBJECT,
+                SET,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                acl.as_ptr() as *const ACL,
+                std::ptr::null(),
+            )
         };
         win32_result(status)
     }
@@ -252,7 +256,15 @@ mod owner_only_acl {
         let wide: Vec<u16> = path.as_os_str().encode_wide().chain(std::iter::once(0)).collect();
         // SAFETY: NUL-terminated path and a valid ACL for the duration of the call.
         let status = unsafe {
-            SetNamedSecurityInfoW(wide.as_ptr(), SE_FILE_OBJECT, SET, std::ptr::null_mut(), std::ptr::null_mut(), acl.as_ptr() as *const ACL, std::ptr::null())
+            SetNamedSecurityInfoW(
+                wide.as_ptr(),
+                SE_FILE_OBJECT,
+                SET,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                acl.as_ptr() as *const ACL,
+                std::ptr::null(),
+            )
         };
         win32_result(status)
     }
@@ -266,7 +278,16 @@ mod owner_only_acl {
         // SAFETY: valid handle; on success `descriptor` owns the memory `dacl` points into and is
         // freed with LocalFree below.
         let status = unsafe {
-            GetSecurityInfo(file.as_raw_handle() as HANDLE, SE_FILE_OBJECT, DACL_SECURITY_INFORMATION, std::ptr::null_mut(), std::ptr::null_mut(), &mut dacl, std::ptr::null_mut(), &mut descriptor)
+            GetSecurityInfo(
+                file.as_raw_handle() as HANDLE,
+                SE_FILE_OBJECT,
+                DACL_SECURITY_INFORMATION,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                &mut dacl,
+                std::ptr::null_mut(),
+                &mut descriptor,
+            )
         };
         win32_result(status).map_err(|e| format!("cannot read its access list ({e})"))?;
         // SAFETY: `dacl` belongs to `descriptor`, which lives until the LocalFree.
@@ -282,7 +303,13 @@ mod owner_only_acl {
             return Err("everyone (it has no access list)".into());
         }
         let mut info: ACL_SIZE_INFORMATION = std::mem::zeroed();
-        if GetAclInformation(dacl, (&mut info as *mut ACL_SIZE_INFORMATION).cast(), std::mem::size_of::<ACL_SIZE_INFORMATION>() as u32, AclSizeInformation) == 0 {
+        if GetAclInformation(
+            dacl,
+            (&mut info as *mut ACL_SIZE_INFORMATION).cast(),
+            std::mem::size_of::<ACL_SIZE_INFORMATION>() as u32,
+            AclSizeInformation,
+        ) == 0
+        {
             return Err(format!("cannot read its access list ({})", io::Error::last_os_error()));
         }
         for index in 0..info.AceCount {
@@ -325,7 +352,8 @@ mod owner_only_acl {
     unsafe fn account_name(sid: PSID) -> String {
         let (mut name, mut domain) = ([0u16; 256], [0u16; 256]);
         let (mut name_len, mut domain_len, mut kind) = (name.len() as u32, domain.len() as u32, 0);
-        if LookupAccountSidW(std::ptr::null(), sid, name.as_mut_ptr(), &mut name_len, domain.as_mut_ptr(), &mut domain_len, &mut kind) != 0 {
+        if LookupAccountSidW(std::ptr::null(), sid, name.as_mut_ptr(), &mut name_len, domain.as_mut_ptr(), &mut domain_len, &mut kind) != 0
+        {
             let name = String::from_utf16_lossy(&name[..name_len as usize]);
             let domain = String::from_utf16_lossy(&domain[..domain_len as usize]);
             return if domain.is_empty() { name } else { format!("{domain}\\{name}") };
@@ -471,7 +499,11 @@ mod tests {
         let path = dir.path().join("state.json");
         write_atomic(&path, b"state").unwrap();
         // What a writer killed before its rename leaves: a temp file by the real naming.
-        let leftover = tempfile::Builder::new().prefix(&temp_prefix(path.file_name().unwrap())).rand_bytes(TEMP_RANDOM_CHARS).tempfile_in(dir.path()).unwrap();
+        let leftover = tempfile::Builder::new()
+            .prefix(&temp_prefix(path.file_name().unwrap()))
+            .rand_bytes(TEMP_RANDOM_CHARS)
+            .tempfile_in(dir.path())
+            .unwrap();
         let (_, leftover) = leftover.keep().unwrap();
         fs::write(dir.path().join(".control.json.tmp-abc"), b"").unwrap();
         fs::write(dir.path().join("state.json.corrupt-1"), b"").unwrap();

@@ -17,8 +17,8 @@ use tokio::sync::{broadcast, watch};
 use tracing::{error, info, warn};
 
 use crate::config::{AppConfig, AppName, RoutePrefix, SessionSettings};
-use crate::protocol::NginxProof;
 use crate::limiter::{Limiter, LimiterSettings, LimiterStatus, Locked};
+use crate::protocol::NginxProof;
 use crate::session::{Lookup, SessionId, SessionInfo, SessionStore, SessionToken};
 use crate::state::{PersistedState, StateFile, StateWriteError};
 use crate::ticket::{TicketStore, UnlockTicket};
@@ -110,7 +110,10 @@ struct Inner {
 fn replay_floor(last_step: Option<u64>, now: u64) -> Option<u64> {
     match last_step {
         Some(last) if last > Totp::step_at(now) + 1 => {
-            warn!(ahead_secs = (last - Totp::step_at(now)) * 30, "the last code used is from the future: the clock was set back; replay protection restarts from now");
+            warn!(
+                ahead_secs = (last - Totp::step_at(now)) * 30,
+                "the last code used is from the future: the clock was set back; replay protection restarts from now"
+            );
             None
         }
         other => other,
@@ -143,7 +146,12 @@ impl Gateway {
                 totp: RwLock::new(parts.totp),
                 sessions: Mutex::new(sessions),
                 last_step: Mutex::new(parts.persisted.last_totp_step),
-                limiter: Mutex::new(Limiter::restore_or_new(parts.limiter_settings, parts.persisted.limiter.as_ref(), Instant::now(), unix_now_ms())),
+                limiter: Mutex::new(Limiter::restore_or_new(
+                    parts.limiter_settings,
+                    parts.persisted.limiter.as_ref(),
+                    Instant::now(),
+                    unix_now_ms(),
+                )),
                 unlock_ticket: Mutex::new(TicketStore::default()),
                 state_file: parts.state_file,
                 write_lock: tokio::sync::Mutex::new(()),

@@ -215,7 +215,9 @@ impl Limiter {
                 .map(|until| now + Duration::from_millis(until - effective_ms).min(settings.ip_max_lockout));
             let age = Duration::from_millis(effective_ms.saturating_sub(client.last_attempt_unix_ms));
             let last_attempt = now.checked_sub(age).unwrap_or(now);
-            limiter.clients.insert(client.ip, ClientRecord { consecutive_failures: client.consecutive_failures, locked_until, last_attempt });
+            limiter
+                .clients
+                .insert(client.ip, ClientRecord { consecutive_failures: client.consecutive_failures, locked_until, last_attempt });
         }
         limiter
     }
@@ -333,11 +335,8 @@ impl Limiter {
 
     pub fn status(&mut self, now: Instant) -> LimiterStatus {
         self.refill(now);
-        let mut locked_clients: Vec<(IpAddr, Duration)> = self
-            .clients
-            .iter()
-            .filter_map(|(ip, r)| r.locked_until.filter(|u| *u > now).map(|u| (*ip, u - now)))
-            .collect();
+        let mut locked_clients: Vec<(IpAddr, Duration)> =
+            self.clients.iter().filter_map(|(ip, r)| r.locked_until.filter(|u| *u > now).map(|u| (*ip, u - now))).collect();
         locked_clients.sort();
         LimiterStatus {
             everyone_locked_for: (self.tokens < 1.0).then(|| self.time_to_next_token()),
@@ -540,7 +539,12 @@ mod tests {
         let snapshot = LimiterSnapshot {
             saved_at_unix_ms: WALL0_MS,
             bucket_milli_tokens: u64::MAX,
-            clients: vec![ClientSnapshot { ip: ip(1), consecutive_failures: u32::MAX, locked_until_unix_ms: Some(u64::MAX), last_attempt_unix_ms: u64::MAX }],
+            clients: vec![ClientSnapshot {
+                ip: ip(1),
+                consecutive_failures: u32::MAX,
+                locked_until_unix_ms: Some(u64::MAX),
+                last_attempt_unix_ms: u64::MAX,
+            }],
         };
         let mut limiter = Limiter::restore(settings, &snapshot, t0, WALL0_MS);
         let status = limiter.status(t0);
@@ -557,7 +561,10 @@ mod tests {
     fn old_state_without_a_budget_starts_full() {
         let t0 = Instant::now();
         let mut limiter = Limiter::restore_or_new(LimiterSettings::default(), None, t0, WALL0_MS);
-        assert_eq!(limiter.snapshot(t0, WALL0_MS), LimiterSnapshot { saved_at_unix_ms: WALL0_MS, bucket_milli_tokens: 10_000, clients: vec![] });
+        assert_eq!(
+            limiter.snapshot(t0, WALL0_MS),
+            LimiterSnapshot { saved_at_unix_ms: WALL0_MS, bucket_milli_tokens: 10_000, clients: vec![] }
+        );
     }
 
     #[test]

@@ -91,9 +91,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     let result = match cli.command {
-        Command::Init { secret_file, account, issuer, qr_png, force, config } => {
-            init(secret_file, account, issuer, qr_png, force, config)
-        }
+        Command::Init { secret_file, account, issuer, qr_png, force, config } => init(secret_file, account, issuer, qr_png, force, config),
         Command::Serve { config, data_dir, secret_file, external_nginx } => {
             runtime().block_on(serve(config, data_dir, secret_file, external_nginx))
         }
@@ -126,8 +124,7 @@ fn secret_store(secret_file: Option<PathBuf>) -> SecretStore {
 }
 
 fn config_path(path: Option<PathBuf>) -> Result<PathBuf, Box<dyn Error>> {
-    path.or_else(Config::default_path)
-        .ok_or_else(|| "cannot find the OS config directory (is $HOME set?); pass --config PATH".into())
+    path.or_else(Config::default_path).ok_or_else(|| "cannot find the OS config directory (is $HOME set?); pass --config PATH".into())
 }
 
 fn load_config(path: Option<PathBuf>) -> Result<Config, Box<dyn Error>> {
@@ -197,7 +194,8 @@ async fn serve(config: Option<PathBuf>, data_dir: Option<PathBuf>, secret_file: 
 
 fn nginx_snippet(config: Option<PathBuf>, data_dir: Option<PathBuf>) -> CliResult {
     let config = load_config(config)?;
-    let data_dir = data_dir.or_else(config::default_data_dir).ok_or("cannot find the OS data directory (is $HOME set?); pass --data-dir PATH")?;
+    let data_dir =
+        data_dir.or_else(config::default_data_dir).ok_or("cannot find the OS data directory (is $HOME set?); pass --data-dir PATH")?;
     let proof = simpleotp_engine::app::external_nginx_proof(&data_dir)
         .map_err(|e| format!("cannot read or create nginx's proof in {}: {e}", data_dir.display()))?;
     let auth = match config.auth_listen {
@@ -277,9 +275,8 @@ async fn print_codes_forever(totp: Totp, shutdown: CancellationToken) {
 }
 
 async fn unlock(data_dir: Option<PathBuf>) -> CliResult {
-    let data_dir = data_dir
-        .or_else(config::default_data_dir)
-        .ok_or("cannot find the OS data directory (is $HOME set?); pass --data-dir PATH")?;
+    let data_dir =
+        data_dir.or_else(config::default_data_dir).ok_or("cannot find the OS data directory (is $HOME set?); pass --data-dir PATH")?;
     let (link, control) = control::unlock(Path::new(&data_dir)).await?;
     println!("Lockouts of single addresses are lifted. The shared budget of attempts is not refilled");
     println!("(that would give whoever is guessing more tries), so to sign in now, open this link");

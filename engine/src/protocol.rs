@@ -97,7 +97,8 @@ impl NginxProof {
     /// Reads a proof kept in a file (external-nginx mode); `None` if it is not one we made.
     pub fn parse(text: &str) -> Option<NginxProof> {
         let text = text.trim();
-        (text.len() == 43 && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')).then(|| NginxProof(text.to_string()))
+        (text.len() == 43 && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+            .then(|| NginxProof(text.to_string()))
     }
 
     /// The value for the nginx config.

@@ -141,12 +141,7 @@ pub fn write_png(data: &str, path: &Path, scale: u32) -> Result<(), QrError> {
     let side_px = u32::try_from(grid.side).ok().and_then(|s| s.checked_mul(scale));
     let side_px = match side_px {
         Some(px) if scale >= 1 && px <= MAX_PNG_SIDE => px,
-        _ => {
-            return Err(QrError::Scale {
-                scale,
-                max: MAX_PNG_SIDE / grid.side as u32,
-            })
-        }
+        _ => return Err(QrError::Scale { scale, max: MAX_PNG_SIDE / grid.side as u32 }),
     };
 
     let scale = scale as usize;
@@ -172,10 +167,7 @@ pub fn write_png(data: &str, path: &Path, scale: u32) -> Result<(), QrError> {
         writer.write_image_data(&pixels)?;
         writer.finish()?;
     }
-    crate::fsutil::write_atomic(path, &png_bytes).map_err(|source| QrError::Io {
-        path: path.to_owned(),
-        source,
-    })
+    crate::fsutil::write_atomic(path, &png_bytes).map_err(|source| QrError::Io { path: path.to_owned(), source })
 }
 
 #[cfg(test)]
@@ -189,16 +181,14 @@ mod tests {
     use std::fs::{self, File};
 
     /// What `simpleotp setup` encodes: a 160-bit secret, issuer and label.
-    const URI: &str = "otpauth://totp/SimpleOTP:nextcloud?secret=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP&issuer=SimpleOTP&algorithm=SHA1&digits=6&period=30";
+    const URI: &str =
+        "otpauth://totp/SimpleOTP:nextcloud?secret=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP&issuer=SimpleOTP&algorithm=SHA1&digits=6&period=30";
 
     /// The code's own matrix (without quiet zone), `true` = dark, and its width in modules.
     fn reference(data: &str) -> (Vec<bool>, usize) {
         let code = QrCode::with_error_correction_level(data.as_bytes(), EcLevel::M).unwrap();
         assert_eq!(code.error_correction_level(), EcLevel::M);
-        (
-            code.to_colors().into_iter().map(|c| c == Color::Dark).collect(),
-            code.width(),
-        )
+        (code.to_colors().into_iter().map(|c| c == Color::Dark).collect(), code.width())
     }
 
     /// Checks a full rendered grid (quiet zone included) against the reference.
@@ -209,8 +199,7 @@ mod tests {
         for (y, row) in rendered.iter().enumerate() {
             assert_eq!(row.len(), side, "row {y} length");
             for (x, &dark) in row.iter().enumerate() {
-                let inside =
-                    (QUIET_ZONE..QUIET_ZONE + width).contains(&x) && (QUIET_ZONE..QUIET_ZONE + width).contains(&y);
+                let inside = (QUIET_ZONE..QUIET_ZONE + width).contains(&x) && (QUIET_ZONE..QUIET_ZONE + width).contains(&y);
                 let expected = inside && modules[(y - QUIET_ZONE) * width + (x - QUIET_ZONE)];
                 assert_eq!(dark, expected, "module ({x}, {y}) (quiet zone included)");
             }
@@ -225,11 +214,7 @@ mod tests {
             let rows: Vec<&str> = text.split('\n').collect();
             assert_eq!(rows.len(), (modules + 8).div_ceil(2), "{modules} modules");
             for row in &rows {
-                assert_eq!(
-                    row.chars().count(),
-                    modules + 8,
-                    "every row is as wide as the code: {row:?}"
-                );
+                assert_eq!(row.chars().count(), modules + 8, "every row is as wide as the code: {row:?}");
                 assert!(row.chars().all(|c| matches!(c, '▀' | '▄' | '█' | ' ')), "{row:?}");
             }
             // The top two module rows are quiet zone: light, so all full blocks.
@@ -267,10 +252,7 @@ mod tests {
     fn terminal_size_for_a_typical_uri() {
         // Documented: 53×27 for a typical setup URI; it must stay usable in an ordinary terminal.
         let text = terminal(URI).unwrap();
-        let (cols, rows) = (
-            text.split('\n').next().unwrap().chars().count(),
-            text.split('\n').count(),
-        );
+        let (cols, rows) = (text.split('\n').next().unwrap().chars().count(), text.split('\n').count());
         println!("typical URI: {cols}×{rows}");
         assert!(cols <= 80 && rows <= 30, "{cols}×{rows}");
     }

@@ -89,10 +89,7 @@ pub enum SecretError {
 impl SecretStore {
     /// The keychain entry the tray app also uses.
     pub fn keychain() -> SecretStore {
-        SecretStore::Keychain {
-            service: KEYCHAIN_SERVICE.to_owned(),
-            account: KEYCHAIN_ACCOUNT.to_owned(),
-        }
+        SecretStore::Keychain { service: KEYCHAIN_SERVICE.to_owned(), account: KEYCHAIN_ACCOUNT.to_owned() }
     }
 
     /// A secret file at `path`.
@@ -145,26 +142,19 @@ impl SecretStore {
     /// run by a person setting up, not concurrently, so the gap does not matter.
     pub fn store(&self, secret: &TotpSecret, overwrite: bool) -> Result<(), SecretError> {
         if !overwrite && self.exists()? {
-            return Err(SecretError::AlreadyExists {
-                location: self.describe(),
-            });
+            return Err(SecretError::AlreadyExists { location: self.describe() });
         }
         let encoded = Zeroizing::new(secret.to_base32());
         match self {
             SecretStore::Keychain { .. } => {
                 let entry = self.entry()?;
-                entry
-                    .set_password(&encoded)
-                    .map_err(|e| self.keychain_error(e, Some(&encoded)))
+                entry.set_password(&encoded).map_err(|e| self.keychain_error(e, Some(&encoded)))
             }
             SecretStore::File(path) => {
                 let mut line = Zeroizing::new(String::with_capacity(encoded.len() + 1));
                 line.push_str(&encoded);
                 line.push('\n');
-                crate::fsutil::write_atomic(path, line.as_bytes()).map_err(|source| SecretError::FileIo {
-                    path: path.clone(),
-                    source,
-                })
+                crate::fsutil::write_atomic(path, line.as_bytes()).map_err(|source| SecretError::FileIo { path: path.clone(), source })
             }
         }
     }
@@ -172,29 +162,19 @@ impl SecretStore {
     /// Removes the secret. [`SecretError::NotFound`] when there was none.
     pub fn delete(&self) -> Result<(), SecretError> {
         match self {
-            SecretStore::Keychain { .. } => self
-                .entry()?
-                .delete_credential()
-                .map_err(|e| self.keychain_error(e, None)),
+            SecretStore::Keychain { .. } => self.entry()?.delete_credential().map_err(|e| self.keychain_error(e, None)),
             SecretStore::File(path) => fs::remove_file(path).map_err(|source| {
                 if source.kind() == io::ErrorKind::NotFound {
-                    SecretError::NotFound {
-                        location: self.describe(),
-                    }
+                    SecretError::NotFound { location: self.describe() }
                 } else {
-                    SecretError::FileIo {
-                        path: path.clone(),
-                        source,
-                    }
+                    SecretError::FileIo { path: path.clone(), source }
                 }
             }),
         }
     }
 
     fn entry(&self) -> Result<keyring::Entry, SecretError> {
-        let SecretStore::Keychain { service, account } = self else {
-            unreachable!("entry() is only called for the keychain store")
-        };
+        let SecretStore::Keychain { service, account } = self else { unreachable!("entry() is only called for the keychain store") };
         keyring::Entry::new(service, account).map_err(|e| self.keychain_error(e, None))
     }
 
@@ -210,9 +190,7 @@ impl SecretStore {
             text
         };
         match err {
-            K::NoEntry => SecretError::NotFound {
-                location: self.describe(),
-            },
+            K::NoEntry => SecretError::NotFound { location: self.describe() },
             // Secret Service: the collection is locked and unlocking was refused or impossible
             // (no prompter), or there is no default collection at all.
             K::NoStorageAccess(inner) => SecretError::KeychainLocked { detail: detail(&inner) },
@@ -221,10 +199,7 @@ impl SecretStore {
             K::BadEncoding(mut bytes) => {
                 // These are the stored bytes: wipe them, and never show them.
                 bytes.zeroize();
-                SecretError::Corrupt {
-                    location: self.describe(),
-                    reason: "the stored value is not text".to_owned(),
-                }
+                SecretError::Corrupt { location: self.describe(), reason: "the stored value is not text".to_owned() }
             }
             K::Ambiguous(items) => SecretError::Corrupt {
                 location: self.describe(),
@@ -241,14 +216,9 @@ impl SecretStore {
 fn read_private_file(path: &Path, store: &SecretStore) -> Result<Zeroizing<String>, SecretError> {
     let io_error = |source: io::Error| {
         if source.kind() == io::ErrorKind::NotFound {
-            SecretError::NotFound {
-                location: store.describe(),
-            }
+            SecretError::NotFound { location: store.describe() }
         } else {
-            SecretError::FileIo {
-                path: path.to_owned(),
-                source,
-            }
+            SecretError::FileIo { path: path.to_owned(), source }
         }
     };
     let mut file = File::open(path).map_err(io_error)?;
@@ -257,10 +227,7 @@ fn read_private_file(path: &Path, store: &SecretStore) -> Result<Zeroizing<Strin
         use std::os::unix::fs::PermissionsExt;
         let mode = file.metadata().map_err(io_error)?.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
-            return Err(SecretError::FilePermissions {
-                path: path.to_owned(),
-                mode,
-            });
+            return Err(SecretError::FilePermissions { path: path.to_owned(), mode });
         }
     }
     #[cfg(windows)]
@@ -273,10 +240,7 @@ fn read_private_file(path: &Path, store: &SecretStore) -> Result<Zeroizing<Strin
         Ok(text) => Ok(Zeroizing::new(text)),
         Err(e) => {
             e.into_bytes().zeroize();
-            Err(SecretError::Corrupt {
-                location: store.describe(),
-                reason: "the file is not text".to_owned(),
-            })
+            Err(SecretError::Corrupt { location: store.describe(), reason: "the file is not text".to_owned() })
         }
     }
 }
@@ -329,14 +293,8 @@ mod tests {
     fn assert_no_secret(text: &str, secret: &TotpSecret) {
         let b32 = secret.to_base32();
         assert!(!text.contains(&b32), "secret (base32) leaked into: {text}");
-        assert!(
-            !text.to_lowercase().contains(&b32.to_lowercase()[..12]),
-            "secret prefix leaked into: {text}"
-        );
-        assert!(
-            !text.contains(&format!("{:?}", secret.as_bytes())),
-            "secret bytes leaked into: {text}"
-        );
+        assert!(!text.to_lowercase().contains(&b32.to_lowercase()[..12]), "secret prefix leaked into: {text}");
+        assert!(!text.contains(&format!("{:?}", secret.as_bytes())), "secret bytes leaked into: {text}");
         let hex: String = secret.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
         assert!(!text.to_lowercase().contains(&hex), "secret (hex) leaked into: {text}");
     }
@@ -358,10 +316,7 @@ mod tests {
 
     #[test]
     fn describe_names_the_location() {
-        assert_eq!(
-            SecretStore::keychain().describe(),
-            "the OS keychain (service org.simpleotp.SimpleOTP, account totp-secret)"
-        );
+        assert_eq!(SecretStore::keychain().describe(), "the OS keychain (service org.simpleotp.SimpleOTP, account totp-secret)");
         assert_eq!(SecretStore::file("/x/y").describe(), "the file /x/y");
     }
 
@@ -386,13 +341,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("secret");
         let s = secret();
-        let grouped: Vec<String> = s
-            .to_base32()
-            .to_lowercase()
-            .as_bytes()
-            .chunks(4)
-            .map(|c| String::from_utf8(c.to_vec()).unwrap())
-            .collect();
+        let grouped: Vec<String> =
+            s.to_base32().to_lowercase().as_bytes().chunks(4).map(|c| String::from_utf8(c.to_vec()).unwrap()).collect();
         crate::fsutil::write_atomic(&path, grouped.join(" ").as_bytes()).unwrap();
         assert_eq!(SecretStore::file(&path).load().unwrap().as_bytes(), s.as_bytes());
     }
@@ -419,20 +369,13 @@ mod tests {
         for mode in [0o640, 0o604, 0o620] {
             fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
             let err = store.load().unwrap_err();
-            assert!(
-                matches!(err, SecretError::FilePermissions { mode: m, .. } if m == mode),
-                "{err:?}"
-            );
+            assert!(matches!(err, SecretError::FilePermissions { mode: m, .. } if m == mode), "{err:?}");
             let msg = err.to_string();
             assert!(msg.contains(&format!("chmod 600 {}", path.display())), "{msg}");
             assert_error_hides_secret(&err, &s);
         }
         fs::set_permissions(&path, fs::Permissions::from_mode(0o400)).unwrap();
-        assert_eq!(
-            store.load().unwrap().as_bytes(),
-            s.as_bytes(),
-            "read-only for the owner is fine"
-        );
+        assert_eq!(store.load().unwrap().as_bytes(), s.as_bytes(), "read-only for the owner is fine");
     }
 
     #[test]
@@ -441,12 +384,7 @@ mod tests {
         let path = dir.path().join("secret");
         let store = SecretStore::file(&path);
         // Not base32 (lots of it looks like a secret, so an echo would be caught), too short, binary.
-        let contents: [&[u8]; 4] = [
-            b"JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP!\n",
-            b"JBSWY3DPEHPK3PXP\n",
-            b"\xff\xfeJBSWY3DP\x00",
-            b"",
-        ];
+        let contents: [&[u8]; 4] = [b"JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP!\n", b"JBSWY3DPEHPK3PXP\n", b"\xff\xfeJBSWY3DP\x00", b""];
         for content in contents {
             crate::fsutil::write_atomic(&path, content).unwrap();
             let err = store.load().unwrap_err();
@@ -456,10 +394,7 @@ mod tests {
             assert!(!shown.contains("JBSWY3DP"), "content echoed: {shown}");
             // Something is there, so it must not be overwritten without asking.
             assert!(store.exists().unwrap());
-            assert!(matches!(
-                store.store(&secret(), false),
-                Err(SecretError::AlreadyExists { .. })
-            ));
+            assert!(matches!(store.store(&secret(), false), Err(SecretError::AlreadyExists { .. })));
         }
     }
 
@@ -482,11 +417,7 @@ mod tests {
         assert!(matches!(err, SecretError::AlreadyExists { .. }), "{err:?}");
         assert_error_hides_secret(&err, &first);
         assert_error_hides_secret(&err, &second);
-        assert_eq!(
-            store.load().unwrap().as_bytes(),
-            first.as_bytes(),
-            "the first secret is untouched"
-        );
+        assert_eq!(store.load().unwrap().as_bytes(), first.as_bytes(), "the first secret is untouched");
         store.store(&second, true).unwrap();
         assert_eq!(store.load().unwrap().as_bytes(), second.as_bytes());
         store.delete().unwrap();
@@ -498,10 +429,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // A directory where the file should be.
         let err = SecretStore::file(dir.path()).load().unwrap_err();
-        assert!(
-            matches!(err, SecretError::FileIo { .. } | SecretError::FilePermissions { .. }),
-            "{err:?}"
-        );
+        assert!(matches!(err, SecretError::FileIo { .. } | SecretError::FilePermissions { .. }), "{err:?}");
     }
 
     // ------------------------------------------------------------------ real keychain (gated)
@@ -570,11 +498,7 @@ mod tests {
         assert!(err.to_string().contains("org.simpleotp.test."), "{err}");
         assert_error_hides_secret(&err, &first);
         assert_error_hides_secret(&err, &second);
-        assert_eq!(
-            store.load().unwrap().as_bytes(),
-            first.as_bytes(),
-            "not replaced without overwrite"
-        );
+        assert_eq!(store.load().unwrap().as_bytes(), first.as_bytes(), "not replaced without overwrite");
 
         store.store(&second, true).unwrap();
         assert_eq!(store.load().unwrap().as_bytes(), second.as_bytes());
@@ -605,14 +529,9 @@ mod tests {
             return;
         }
         let entry = TestEntry::new("garbage");
-        let SecretStore::Keychain { service, account } = &entry.0 else {
-            unreachable!()
-        };
+        let SecretStore::Keychain { service, account } = &entry.0 else { unreachable!() };
         // Something else (an older tool, a person) wrote a value that is not a secret.
-        keyring::Entry::new(service, account)
-            .unwrap()
-            .set_password("JBSWY3DPEHPK3PXP-not!base32")
-            .unwrap();
+        keyring::Entry::new(service, account).unwrap().set_password("JBSWY3DPEHPK3PXP-not!base32").unwrap();
         let err = entry.0.load().unwrap_err();
         assert!(matches!(err, SecretError::Corrupt { .. }), "{err:?}");
         assert!(!format!("{err} {err:?}").contains("JBSWY3DP"), "{err:?}");
@@ -692,11 +611,8 @@ mod tests {
             }
             std::thread::sleep(Duration::from_millis(50));
         };
-        let output = format!(
-            "{}\n{}",
-            fs::read_to_string(&out_path).unwrap_or_default(),
-            fs::read_to_string(&err_path).unwrap_or_default()
-        );
+        let output =
+            format!("{}\n{}", fs::read_to_string(&out_path).unwrap_or_default(), fs::read_to_string(&err_path).unwrap_or_default());
         assert!(status.success(), "{what} failed ({status}):\n{output}");
         output
     }
@@ -732,29 +648,16 @@ mod tests {
     fn assert_probe_failed(output: &str, kinds: &[&str], s: &TotpSecret, what: &str) {
         let results = child_results(output);
         let ops: Vec<&str> = results.iter().map(|(op, ..)| op.as_str()).collect();
-        assert_eq!(
-            ops,
-            ["store", "load", "exists", "delete"],
-            "{what}: unexpected child output:\n{output}"
-        );
+        assert_eq!(ops, ["store", "load", "exists", "delete"], "{what}: unexpected child output:\n{output}");
         for (op, kind, message) in &results {
-            assert!(
-                kinds.contains(&kind.as_str()),
-                "{what}: {op} gave {kind}, expected one of {kinds:?}:\n{output}"
-            );
-            assert!(
-                message.contains("--secret-file PATH"),
-                "{what}: {op} gives no file hint: {message}"
-            );
+            assert!(kinds.contains(&kind.as_str()), "{what}: {op} gave {kind}, expected one of {kinds:?}:\n{output}");
+            assert!(message.contains("--secret-file PATH"), "{what}: {op} gives no file hint: {message}");
         }
         assert_no_secret(output, s);
     }
 
     fn have(tool: &str) -> bool {
-        Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .output()
-            .is_ok_and(|o| o.status.success())
+        Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().is_ok_and(|o| o.status.success())
     }
 
     /// (a) No Secret Service at all: the session bus address points nowhere, or there is none.
@@ -778,9 +681,7 @@ mod tests {
         // No address at all (a login over ssh): libdbus may try X11 autolaunch, which has no
         // display to use.
         let mut unset = child_command(&exe, test, "probe", &service, &s);
-        unset
-            .env_remove("DBUS_SESSION_BUS_ADDRESS")
-            .env("XDG_RUNTIME_DIR", "/nonexistent");
+        unset.env_remove("DBUS_SESSION_BUS_ADDRESS").env("XDG_RUNTIME_DIR", "/nonexistent");
         let output = run_with_timeout(unset, "child without a session bus");
         assert_probe_failed(&output, &["KeychainUnavailable"], &s, "no bus address");
     }
@@ -801,10 +702,7 @@ mod tests {
             return;
         }
         for tool in ["dbus-run-session", "dbus-send", "gnome-keyring-daemon"] {
-            assert!(
-                have(tool),
-                "{tool} is needed (apt-get install dbus-daemon gnome-keyring), or set {SKIP_KEYCHAIN}=1"
-            );
+            assert!(have(tool), "{tool} is needed (apt-get install dbus-daemon gnome-keyring), or set {SKIP_KEYCHAIN}=1");
         }
         let exe = std::env::current_exe().unwrap();
         let test = "locked_keychain_is_reported_with_file_hint";
@@ -844,30 +742,16 @@ mod tests {
         // Never created: no login keyring on disk, daemon started but never unlocked.
         let output = run_with_timeout(in_session("start", "probe"), "child with a keyring never created");
         assert!(!keyrings.path().join("keyrings/login.keyring").exists(), "{output}");
-        assert_probe_failed(
-            &output,
-            &["KeychainLocked", "KeychainUnavailable"],
-            &s,
-            "no login keyring",
-        );
+        assert_probe_failed(&output, &["KeychainLocked", "KeychainUnavailable"], &s, "no login keyring");
 
         // Create the login keyring with a password and put our entry in it...
         let output = run_with_timeout(in_session("unlock", "store"), "child storing into an unlocked keyring");
-        assert_eq!(
-            child_results(&output).first().map(|r| r.1.as_str()),
-            Some("ok"),
-            "{output}"
-        );
+        assert_eq!(child_results(&output).first().map(|r| r.1.as_str()), Some("ok"), "{output}");
         assert!(keyrings.path().join("keyrings/login.keyring").exists(), "{output}");
 
         // ...then, in a new session, start the daemon without unlocking it.
         let output = run_with_timeout(in_session("start", "probe"), "child with a locked keyring");
-        assert_probe_failed(
-            &output,
-            &["KeychainLocked", "KeychainUnavailable"],
-            &s,
-            "locked keyring",
-        );
+        assert_probe_failed(&output, &["KeychainLocked", "KeychainUnavailable"], &s, "locked keyring");
         println!("locked keyring, as the child saw it:\n{output}");
     }
 }

@@ -272,12 +272,8 @@ impl SessionStore {
 
     /// Active sessions, newest first.
     pub fn list(&self, now: u64) -> Vec<SessionInfo> {
-        let mut list: Vec<SessionInfo> = self
-            .sessions
-            .values()
-            .filter(|s| !is_expired(&self.settings, s, now))
-            .map(|s| self.info(s))
-            .collect();
+        let mut list: Vec<SessionInfo> =
+            self.sessions.values().filter(|s| !is_expired(&self.settings, s, now)).map(|s| self.info(s)).collect();
         list.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| a.id.as_str().cmp(b.id.as_str())));
         list
     }
@@ -325,8 +321,7 @@ impl SessionStore {
 /// timeout. If the clock jumps backwards, ages saturate at zero: the session stays valid until
 /// the clock catches up, rather than ending for everyone (or never ending).
 fn is_expired(settings: &SessionSettings, s: &Session, now: u64) -> bool {
-    now.saturating_sub(s.created_at) >= settings.lifetime.as_secs()
-        || now.saturating_sub(s.last_seen) >= settings.idle_timeout.as_secs()
+    now.saturating_sub(s.created_at) >= settings.lifetime.as_secs() || now.saturating_sub(s.last_seen) >= settings.idle_timeout.as_secs()
 }
 
 /// Finds the session tokens in the cookie named `name` among the `Cookie` headers' values. A

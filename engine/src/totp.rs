@@ -209,14 +209,25 @@ mod tests {
 
     /// The RFC 6238 appendix B secret for SHA-1 ("12345678901234567890").
     fn rfc_totp() -> Totp {
-        Totp::new(&TotpSecret::from_bytes(b"12345678901234567890".to_vec()).unwrap(), &Issuer::parse("SimpleOTP").unwrap(), &Account::parse("test").unwrap())
+        Totp::new(
+            &TotpSecret::from_bytes(b"12345678901234567890".to_vec()).unwrap(),
+            &Issuer::parse("SimpleOTP").unwrap(),
+            &Account::parse("test").unwrap(),
+        )
     }
 
     #[test]
     fn matches_rfc6238_test_vectors() {
         // RFC 6238 gives 8-digit codes; the 6-digit code is their last six digits.
         let totp = rfc_totp();
-        for (time, eight) in [(59, "94287082"), (1111111109, "07081804"), (1111111111, "14050471"), (1234567890, "89005924"), (2000000000, "69279037"), (20000000000, "65353130")] {
+        for (time, eight) in [
+            (59, "94287082"),
+            (1111111109, "07081804"),
+            (1111111111, "14050471"),
+            (1234567890, "89005924"),
+            (2000000000, "69279037"),
+            (20000000000, "65353130"),
+        ] {
             assert_eq!(totp.code_at(time), &eight[2..], "t={time}");
         }
     }

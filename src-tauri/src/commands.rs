@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use tauri::State;
 
-use crate::core::{AppInput, AppSaved, Core, CoreError, SecretView, SecurityView, SessionView, UnlockView, SettingsSaved, SettingsView, StatusView};
+use crate::core::{
+    AppInput, AppSaved, Core, CoreError, SecretView, SecurityView, SessionView, SettingsSaved, SettingsView, StatusView, UnlockView,
+};
 
 type Core_<'a> = State<'a, Arc<Core>>;
 type Answer<T> = Result<T, String>;
@@ -152,7 +154,10 @@ mod tests {
         let lib = include_str!("lib.rs");
         for command in &commands {
             assert!(lib.contains(&format!("commands::{command},")), "{command} is not registered in lib.rs");
-            assert!(include_str!("commands.rs").contains(&format!("pub async fn {command}(")) || include_str!("commands.rs").contains(&format!("pub fn {command}(")));
+            assert!(
+                include_str!("commands.rs").contains(&format!("pub async fn {command}("))
+                    || include_str!("commands.rs").contains(&format!("pub fn {command}("))
+            );
         }
     }
 

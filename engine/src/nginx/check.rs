@@ -65,16 +65,9 @@ pub fn check_ports(apps: &[AppConfig]) -> Result<(), NginxError> {
 /// the last few non-empty lines.
 pub(super) fn useful_lines(text: &str) -> String {
     let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-    let important: Vec<&str> = lines
-        .iter()
-        .copied()
-        .filter(|l| ["[emerg]", "[alert]", "[crit]", "[error]"].iter().any(|lvl| l.contains(lvl)))
-        .collect();
-    let chosen = if important.is_empty() {
-        lines.iter().copied().filter(|l| !l.ends_with("test failed")).collect()
-    } else {
-        important
-    };
+    let important: Vec<&str> =
+        lines.iter().copied().filter(|l| ["[emerg]", "[alert]", "[crit]", "[error]"].iter().any(|lvl| l.contains(lvl))).collect();
+    let chosen = if important.is_empty() { lines.iter().copied().filter(|l| !l.ends_with("test failed")).collect() } else { important };
     let skip = chosen.len().saturating_sub(10);
     chosen[skip..].join("\n")
 }

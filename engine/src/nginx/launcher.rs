@@ -52,10 +52,6 @@ pub(super) async fn spawn_contained(mut command: Command) -> io::Result<Child> {
     platform::contain(&mut command);
     let (reply, response) = oneshot::channel();
     let req = SpawnRequest { command, handle: tokio::runtime::Handle::current(), reply };
-    sender
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .send(req)
-        .map_err(|_| io::Error::other("the nginx launcher thread is gone"))?;
+    sender.lock().unwrap_or_else(|p| p.into_inner()).send(req).map_err(|_| io::Error::other("the nginx launcher thread is gone"))?;
     response.await.map_err(|_| io::Error::other("the nginx launcher thread did not answer"))?
 }

@@ -36,11 +36,8 @@ impl NginxLayout {
     /// paths must mean the same thing to us and to it.
     pub fn new(prefix_dir: impl Into<PathBuf>) -> Self {
         let prefix_dir = prefix_dir.into();
-        let prefix_dir = if prefix_dir.is_absolute() {
-            prefix_dir
-        } else {
-            std::env::current_dir().map(|d| d.join(&prefix_dir)).unwrap_or(prefix_dir)
-        };
+        let prefix_dir =
+            if prefix_dir.is_absolute() { prefix_dir } else { std::env::current_dir().map(|d| d.join(&prefix_dir)).unwrap_or(prefix_dir) };
         NginxLayout { prefix_dir }
     }
 

@@ -34,8 +34,8 @@ mod supervisor;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-pub use discover::discover;
 pub use check::{check_ports, test_config};
+pub use discover::discover;
 pub use layout::NginxLayout;
 pub use render::{render_config, render_snippet};
 pub use supervisor::{Nginx, NginxStatus, RestartPolicy};
@@ -57,7 +57,9 @@ pub enum NginxError {
     #[error("port {} for app {app:?} ({addr}) is already in use by another program; stop it or choose another port", addr.port())]
     PortInUse { app: String, addr: SocketAddr },
 
-    #[error("cannot listen on {addr} for app {app:?}: {source}. Choose another address or port (ports below 1024 need administrator rights)")]
+    #[error(
+        "cannot listen on {addr} for app {app:?}: {source}. Choose another address or port (ports below 1024 need administrator rights)"
+    )]
     Bind {
         app: String,
         addr: SocketAddr,

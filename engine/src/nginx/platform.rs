@@ -124,8 +124,11 @@ fn pick_worker_account(names: &[&str]) -> Result<WorkerAccount, super::NginxErro
 pub(crate) fn open_temp_dirs_to_workers(layout: &NginxLayout) -> Result<(), super::NginxError> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let Some(account) = worker_account()? else { return Ok(()) };
-    let io_error = |path: &Path, e: io::Error| super::NginxError::io(format!("let nginx workers ({}) use their temp directory {}", account.user, path.display()), e);
-    let set_mode = |path: &Path, mode: u32| std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|e| io_error(path, e));
+    let io_error = |path: &Path, e: io::Error| {
+        super::NginxError::io(format!("let nginx workers ({}) use their temp directory {}", account.user, path.display()), e)
+    };
+    let set_mode =
+        |path: &Path, mode: u32| std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|e| io_error(path, e));
     for dir in layout.temp_dirs() {
         std::os::unix::fs::lchown(&dir, Some(account.uid), Some(account.gid)).map_err(|e| io_error(&dir, e))?;
         set_mode(&dir, 0o700)?;
@@ -538,12 +541,15 @@ pub(crate) fn machine_names() -> Vec<HostName> {
         return Vec::new();
     };
     let short = host.split('.').next().unwrap_or_default().to_string();
-    [host.clone(), short.clone(), format!("{short}.local")].iter().filter_map(|n| n.parse().ok()).fold(Vec::new(), |mut names, name: HostName| {
-        if !names.contains(&name) {
-            names.push(name);
-        }
-        names
-    })
+    [host.clone(), short.clone(), format!("{short}.local")].iter().filter_map(|n| n.parse().ok()).fold(
+        Vec::new(),
+        |mut names, name: HostName| {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+            names
+        },
+    )
 }
 
 #[cfg(unix)]

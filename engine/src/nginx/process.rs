@@ -15,8 +15,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use super::check::useful_lines;
-use super::layout::{prefix_args, NginxLayout};
 use super::launcher::spawn_contained;
+use super::layout::{prefix_args, NginxLayout};
 use super::platform::{self, Containment, Request};
 use super::NginxError;
 
@@ -105,10 +105,7 @@ pub(super) async fn launch(binary: &Path, layout: &NginxLayout, timeout: Duratio
     let log_offset = std::fs::metadata(layout.error_log()).map(|m| m.len()).unwrap_or(0);
 
     let mut cmd = Command::new(binary);
-    cmd.args(prefix_args(layout, &layout.conf_path()))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+    cmd.args(prefix_args(layout, &layout.conf_path())).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
     let mut child = spawn_contained(cmd).await.map_err(|source| NginxError::Spawn { binary: binary.to_path_buf(), source })?;
     let Some(pid) = child.id() else {
         return Err(NginxError::StartFailed { message: "nginx exited immediately".into() });

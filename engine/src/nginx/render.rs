@@ -14,7 +14,10 @@ use std::path::Path;
 
 use super::layout::{NginxLayout, TEMP_KINDS};
 use crate::config::{AppConfig, HostName, RoutePrefix};
-use crate::protocol::{routes, NginxProof, APP_COOKIES_HEADER, APP_HEADER, FORWARDED_PROTO_HEADER, LOGIN_LOCATION_HEADER, ORIGINAL_URI_HEADER, PROOF_HEADER, REAL_IP_HEADER};
+use crate::protocol::{
+    routes, NginxProof, APP_COOKIES_HEADER, APP_HEADER, FORWARDED_PROTO_HEADER, LOGIN_LOCATION_HEADER, ORIGINAL_URI_HEADER, PROOF_HEADER,
+    REAL_IP_HEADER,
+};
 
 /// Name of the nginx `upstream` that points at the auth server.
 const AUTH_UPSTREAM: &str = "simpleotp_auth";
@@ -35,7 +38,6 @@ const UPGRADE_PROTOCOL_VAR: &str = "$simpleotp_upgrade";
 /// purpose: when a session ends, the engine replaces the workers (`Nginx::recycle_workers`)
 /// and this is what actually closes the WebSockets that session opened. See `render_config`.
 const WORKER_SHUTDOWN_TIMEOUT_SECS: u64 = 3;
-
 
 /// Quotes a value for nginx.conf. nginx un-escapes `\"` and `\\` inside double quotes, so
 /// every path or user-derived value goes through here and can never end a directive early.
@@ -132,11 +134,7 @@ fn render_http_blocks(out: &mut String, auth: &str, proof: &NginxProof, prefix: 
     let mut text = String::new();
     // keepalive: every protected request causes an auth subrequest; reusing connections keeps
     // that cheap. It needs HTTP/1.1 and an empty Connection header in each proxying location.
-    let _ = write!(
-        text,
-        "upstream {AUTH_UPSTREAM} {{\n    server {};\n    keepalive 32;\n}}\n\n",
-        quote(auth)
-    );
+    let _ = write!(text, "upstream {AUTH_UPSTREAM} {{\n    server {};\n    keepalive 32;\n}}\n\n", quote(auth));
     // WebSockets, and only WebSockets: the client's `Upgrade: websocket` (any case) is passed
     // on with `Connection: upgrade`; any other upgrade (h2c, which would let a client talk
     // HTTP/2 straight to the app past nginx's request handling) is dropped: neither header is
@@ -372,13 +370,30 @@ mod tests {
             assert!(text.contains(needle), "missing {needle:?} in\n{text}");
         }
         // Every path-taking directive points inside the prefix.
-        for directive in ["pid", "lock_file", "error_log", "client_body_temp_path", "proxy_temp_path", "fastcgi_temp_path", "uwsgi_temp_path", "scgi_temp_path"] {
+        for directive in [
+            "pid",
+            "lock_file",
+            "error_log",
+            "client_body_temp_path",
+            "proxy_temp_path",
+            "fastcgi_temp_path",
+            "uwsgi_temp_path",
+            "scgi_temp_path",
+        ] {
             let line = text.lines().find(|l| l.trim_start().starts_with(&format!("{directive} "))).unwrap();
             assert!(line.contains("\"/var/tmp/simpleotp \\\"test\\\"/nginx/"), "{line}");
         }
         assert!(text.contains("upstream simpleotp_auth {\n        server \"127.0.0.1:9999\";\n        keepalive 32;\n    }"), "{text}");
-        assert!(text.contains("map $http_upgrade $simpleotp_upgrade {\n        default '';\n        '~*^websocket$' websocket;\n    }"), "{text}");
-        assert!(text.contains("map $http_upgrade $simpleotp_connection_upgrade {\n        default '';\n        '~*^websocket$' upgrade;\n    }"), "{text}");
+        assert!(
+            text.contains("map $http_upgrade $simpleotp_upgrade {\n        default '';\n        '~*^websocket$' websocket;\n    }"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "map $http_upgrade $simpleotp_connection_upgrade {\n        default '';\n        '~*^websocket$' upgrade;\n    }"
+            ),
+            "{text}"
+        );
         // Main context (before `events`), so replaced workers drop WebSockets within seconds.
         let timeout = text.find("\nworker_shutdown_timeout 3s;\n").expect("worker_shutdown_timeout");
         assert!(timeout < text.find("events {").unwrap(), "{text}");
@@ -432,7 +447,15 @@ mod tests {
         assert!(block(&text, "location ^~ /_simpleotp/control/ {").contains("return 404;"));
 
         let pages = block(&text, "location ^~ /_simpleotp/ {");
-        for needle in ["proxy_pass http://simpleotp_auth;", "proxy_set_header Connection \"\";", "client_max_body_size 16k;", "x-simpleotp-original-uri \"\";", "x-real-ip $remote_addr;", "x-simpleotp-app 8081;", "x-simpleotp-proof "] {
+        for needle in [
+            "proxy_pass http://simpleotp_auth;",
+            "proxy_set_header Connection \"\";",
+            "client_max_body_size 16k;",
+            "x-simpleotp-original-uri \"\";",
+            "x-real-ip $remote_addr;",
+            "x-simpleotp-app 8081;",
+            "x-simpleotp-proof ",
+        ] {
             assert!(pages.contains(needle), "pages lack {needle:?}:\n{pages}");
         }
 
@@ -470,7 +493,13 @@ mod tests {
 
     #[test]
     fn custom_prefix_is_used_everywhere() {
-        let text = render_config(&layout(), "127.0.0.1:1".parse().unwrap(), &proof(), &"/_gate/".parse().unwrap(), &[app("a", "http://127.0.0.1:2", "127.0.0.1:3")]);
+        let text = render_config(
+            &layout(),
+            "127.0.0.1:1".parse().unwrap(),
+            &proof(),
+            &"/_gate/".parse().unwrap(),
+            &[app("a", "http://127.0.0.1:2", "127.0.0.1:3")],
+        );
         assert!(text.contains("location = /_gate/check {"));
         assert!(text.contains("location ^~ /_gate/control/ {"));
         assert!(text.contains("location @simpleotp_unauthorized {"));
@@ -479,7 +508,13 @@ mod tests {
 
     #[test]
     fn ipv6_listen_and_upstream() {
-        let text = render_config(&layout(), "[::1]:9999".parse().unwrap(), &proof(), &RoutePrefix::default(), &[app("v6", "http://[::1]:9000", "[::1]:8082")]);
+        let text = render_config(
+            &layout(),
+            "[::1]:9999".parse().unwrap(),
+            &proof(),
+            &RoutePrefix::default(),
+            &[app("v6", "http://[::1]:9000", "[::1]:8082")],
+        );
         assert!(text.contains("listen [::1]:8082;"), "{text}");
         assert!(text.contains("proxy_pass http://[::1]:9000;"), "{text}");
         assert!(text.contains("server \"[::1]:9999\";"), "{text}");

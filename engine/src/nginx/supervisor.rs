@@ -123,9 +123,7 @@ impl Nginx {
         apps: &[AppConfig],
         policy: RestartPolicy,
     ) -> Result<Nginx, NginxError> {
-        layout
-            .prepare()
-            .map_err(|e| NginxError::io(format!("create the nginx directory {}", layout.prefix_dir.display()), e))?;
+        layout.prepare().map_err(|e| NginxError::io(format!("create the nginx directory {}", layout.prefix_dir.display()), e))?;
         platform::open_temp_dirs_to_workers(&layout)?;
         cleanup_stale(&binary, &layout).await;
         let conf = layout.conf_path();
@@ -185,8 +183,7 @@ impl Nginx {
         }
         let layout = &shared.layout;
         let candidate = layout.candidate_conf_path();
-        write_atomic(&candidate, config_text.as_bytes())
-            .map_err(|e| NginxError::io(format!("write {}", candidate.display()), e))?;
+        write_atomic(&candidate, config_text.as_bytes()).map_err(|e| NginxError::io(format!("write {}", candidate.display()), e))?;
         let result = async {
             test_config_file(&shared.binary, layout, &candidate).await?;
             let held: HashSet<SocketAddr> =

@@ -21,8 +21,8 @@ use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use hyper::body::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Bytes;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::service::service_fn;
@@ -35,7 +35,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::gateway::{Gateway, LoginOutcome};
-use crate::protocol::{routes, session_cookie_name, APP_COOKIES_HEADER, APP_HEADER, FORWARDED_PROTO_HEADER, LOGIN_LOCATION_HEADER, ORIGINAL_URI_HEADER, PROOF_HEADER, REAL_IP_HEADER};
+use crate::protocol::{
+    routes, session_cookie_name, APP_COOKIES_HEADER, APP_HEADER, FORWARDED_PROTO_HEADER, LOGIN_LOCATION_HEADER, ORIGINAL_URI_HEADER,
+    PROOF_HEADER, REAL_IP_HEADER,
+};
 use crate::redirect::safe_return_path;
 use crate::session::{cookies_without_sessions, tokens_from_cookie_headers, SessionToken};
 use pages::{LoginMessage, LoginView, LogoutView};
@@ -257,7 +260,10 @@ async fn login_submit(gateway: &Gateway, caller: &Caller, req: Request<Incoming>
     let action = gateway.route_prefix().route(routes::LOGIN);
     let Some(app_port) = caller.app_port else {
         // Not through our nginx: there is no app to sign in to, and nothing was counted.
-        return html(StatusCode::BAD_REQUEST, pages::message_page("Open the app first", "Sign in from the app's own address (the one SimpleOTP protects)."));
+        return html(
+            StatusCode::BAD_REQUEST,
+            pages::message_page("Open the app first", "Sign in from the app's own address (the one SimpleOTP protects)."),
+        );
     };
 
     let ticket = form_value(&form, "ticket").filter(|t| !t.is_empty());
@@ -328,7 +334,11 @@ async fn logout_submit(gateway: &Gateway, caller: &Caller, req: Request<Incoming
     info!(client = %caller.ip, "signed out");
     let mut response = redirect(StatusCode::SEE_OTHER, &format!("{}?m=signed-out", gateway.route_prefix().route(routes::LOGIN)));
     if let Some(port) = caller.app_port {
-        let cookie = format!("{}=; HttpOnly; SameSite=Lax; Path=/; Max-Age=0{}", session_cookie_name(port, caller.https), if caller.https { "; Secure" } else { "" });
+        let cookie = format!(
+            "{}=; HttpOnly; SameSite=Lax; Path=/; Max-Age=0{}",
+            session_cookie_name(port, caller.https),
+            if caller.https { "; Secure" } else { "" }
+        );
         response.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).expect("cookie is ASCII"));
     }
     response
@@ -361,11 +371,7 @@ fn control_unlock(gateway: &Gateway, caller: &Caller, headers: &HeaderMap) -> Re
     if caller.came_through_proxy || !caller.ip.is_loopback() {
         return not_found();
     }
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
+    let presented = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
     if !gateway.control_token_matches(presented) {
         return plain(StatusCode::UNAUTHORIZED, "bad control token");
     }
@@ -515,7 +521,11 @@ mod tests {
         // Any other local process: no proof, or a wrong one, and none of it is believed.
         let right = proof.expose();
         let wrong = format!("{}{}", &right[..right.len() - 1], if right.ends_with('A') { 'B' } else { 'A' });
-        for presented in [headers(&forwarded), { let mut h = forwarded.to_vec(); h.push(("x-simpleotp-proof", &wrong)); headers(&h) }] {
+        for presented in [headers(&forwarded), {
+            let mut h = forwarded.to_vec();
+            h.push(("x-simpleotp-proof", &wrong));
+            headers(&h)
+        }] {
             let forged = Caller::from("127.0.0.1:5000".parse().unwrap(), &presented, matches);
             assert_eq!(forged.ip, "127.0.0.1".parse::<IpAddr>().unwrap());
             assert!(!forged.https);
@@ -527,7 +537,6 @@ mod tests {
         assert_eq!(remote.ip, "192.0.2.1".parse::<IpAddr>().unwrap());
         assert!(!remote.https);
     }
-
 
     #[test]
     fn cross_site_posts_are_refused() {

@@ -26,10 +26,7 @@ pub const STYLE: &str = include_str!("assets/pages.css");
 /// `'sha256-<base64>'` of [`STYLE`], as a CSP source expression.
 static STYLE_HASH: LazyLock<String> = LazyLock::new(|| {
     let digest = Sha256::digest(STYLE.as_bytes());
-    format!(
-        "'sha256-{}'",
-        base64::engine::general_purpose::STANDARD.encode(digest)
-    )
+    format!("'sha256-{}'", base64::engine::general_purpose::STANDARD.encode(digest))
 });
 
 static CSP: LazyLock<String> = LazyLock::new(|| {
@@ -47,11 +44,7 @@ static SECURITY_HEADERS: LazyLock<Vec<(&'static str, String)>> = LazyLock::new(|
         ("X-Frame-Options", "DENY".to_owned()),
         ("Referrer-Policy", "same-origin".to_owned()),
         ("Cache-Control", "no-store".to_owned()),
-        (
-            "Permissions-Policy",
-            "camera=(), microphone=(), geolocation=(), payment=(), usb=(), browsing-topics=()"
-                .to_owned(),
-        ),
+        ("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=(), usb=(), browsing-topics=()".to_owned()),
         ("Cross-Origin-Opener-Policy", "same-origin".to_owned()),
     ]
 });
@@ -104,11 +97,7 @@ pub fn format_duration(d: Duration) -> String {
     }
     if secs < 3600 {
         let (m, s) = (secs / 60, secs % 60);
-        return if s == 0 {
-            format!("{m} min")
-        } else {
-            format!("{m} min {s} s")
-        };
+        return if s == 0 { format!("{m} min") } else { format!("{m} min {s} s") };
     }
     let mins = secs.div_ceil(60);
     let (h, m) = (mins / 60, mins % 60);
@@ -146,10 +135,7 @@ impl LoginMessage {
     /// than news (shown as a status).
     #[must_use]
     pub fn is_error(&self) -> bool {
-        matches!(
-            self,
-            Self::WrongCode | Self::CodeAlreadyUsed | Self::LockedOut { .. } | Self::NotSaved | Self::TicketInvalid
-        )
+        matches!(self, Self::WrongCode | Self::CodeAlreadyUsed | Self::LockedOut { .. } | Self::NotSaved | Self::TicketInvalid)
     }
 
     /// The message as HTML paragraphs (trusted markup; no caller-supplied text is in it).
@@ -158,9 +144,7 @@ impl LoginMessage {
             Self::WrongCode => "<p>That code didn't work. Check the time on your phone and try \
                                 the newest code.</p>"
                 .to_owned(),
-            Self::CodeAlreadyUsed => {
-                "<p>That code was already used. Wait for the next one.</p>".to_owned()
-            }
+            Self::CodeAlreadyUsed => "<p>That code was already used. Wait for the next one.</p>".to_owned(),
             Self::LockedOut { retry_after } => format!(
                 "<p><strong>Too many wrong codes.</strong> Try again in {}.</p>\
                  <p>If this is your gateway, you can unlock it now: run \
@@ -252,9 +236,7 @@ fn document(title: &str, card: &str) -> String {
 pub fn login_page(view: &LoginView) -> String {
     let mut card = String::with_capacity(2048);
     card.push_str("<h1>Sign in</h1>\n");
-    card.push_str(
-        "<p class=\"help\" id=\"help\">Enter the 6-digit code from your authenticator app.</p>\n",
-    );
+    card.push_str("<p class=\"help\" id=\"help\">Enter the 6-digit code from your authenticator app.</p>\n");
     let mut described_by = "help";
     let mut invalid = "";
     if let Some(message) = &view.message {
@@ -265,11 +247,7 @@ pub fn login_page(view: &LoginView) -> String {
             ("msg msg-info", "status")
         };
         described_by = "msg help";
-        let _ = writeln!(
-            card,
-            "<div class=\"{class}\" id=\"msg\" role=\"{role}\">{}</div>",
-            message.html()
-        );
+        let _ = writeln!(card, "<div class=\"{class}\" id=\"msg\" role=\"{role}\">{}</div>", message.html());
     }
     let _ = write!(
         card,
@@ -285,10 +263,7 @@ pub fn login_page(view: &LoginView) -> String {
          </form>\n",
         action = html_escape(view.action),
         next = html_escape(view.next),
-        ticket = view
-            .ticket
-            .map(|t| format!("<input type=\"hidden\" name=\"ticket\" value=\"{}\">\n", html_escape(t)))
-            .unwrap_or_default(),
+        ticket = view.ticket.map(|t| format!("<input type=\"hidden\" name=\"ticket\" value=\"{}\">\n", html_escape(t))).unwrap_or_default(),
     );
     document("Sign in", &card)
 }
@@ -317,11 +292,7 @@ pub fn logout_page(view: &LogoutView) -> String {
 /// "Forbidden". Both strings are escaped.
 #[must_use]
 pub fn message_page(title: &str, body: &str) -> String {
-    let card = format!(
-        "<h1>{}</h1>\n<p class=\"help\">{}</p>\n",
-        html_escape(title),
-        html_escape(body)
-    );
+    let card = format!("<h1>{}</h1>\n<p class=\"help\">{}</p>\n", html_escape(title), html_escape(body));
     document(title, &card)
 }
 
@@ -335,9 +306,7 @@ mod tests {
         vec![
             LoginMessage::WrongCode,
             LoginMessage::CodeAlreadyUsed,
-            LoginMessage::LockedOut {
-                retry_after: Duration::from_secs(270),
-            },
+            LoginMessage::LockedOut { retry_after: Duration::from_secs(270) },
             LoginMessage::SignedOut,
             LoginMessage::Expired,
             LoginMessage::NotSaved,
@@ -350,20 +319,9 @@ mod tests {
     fn all_pages(dynamic: &str) -> Vec<String> {
         let mut pages: Vec<String> = std::iter::once(None)
             .chain(all_messages().into_iter().map(Some))
-            .map(|message| {
-                login_page(&LoginView {
-                    action: dynamic,
-                    next: dynamic,
-                    message,
-                    ticket: Some(dynamic),
-                })
-            })
+            .map(|message| login_page(&LoginView { action: dynamic, next: dynamic, message, ticket: Some(dynamic) }))
             .collect();
-        pages.push(logout_page(&LogoutView {
-            action: dynamic,
-            csrf_token: dynamic,
-            back: dynamic,
-        }));
+        pages.push(logout_page(&LogoutView { action: dynamic, csrf_token: dynamic, back: dynamic }));
         pages.push(message_page(dynamic, dynamic));
         pages
     }
@@ -391,10 +349,7 @@ mod tests {
 
     #[test]
     fn html_escape_escapes_the_five_characters() {
-        assert_eq!(
-            html_escape(r#"a&b<c>d"e'f"#),
-            "a&amp;b&lt;c&gt;d&quot;e&#39;f"
-        );
+        assert_eq!(html_escape(r#"a&b<c>d"e'f"#), "a&amp;b&lt;c&gt;d&quot;e&#39;f");
         assert_eq!(html_escape("/lab?x=1"), "/lab?x=1");
         assert_eq!(html_escape("ünï"), "ünï");
         assert_eq!(html_escape(""), "");
@@ -412,20 +367,11 @@ mod tests {
 
     #[test]
     fn dynamic_values_land_in_the_right_attributes() {
-        let page = login_page(&LoginView {
-            action: "/_simpleotp/login",
-            next: "/lab/tree?a=1&b=2",
-            message: None,
-            ticket: None,
-        });
+        let page = login_page(&LoginView { action: "/_simpleotp/login", next: "/lab/tree?a=1&b=2", message: None, ticket: None });
         assert!(page.contains(r#"<form method="post" action="/_simpleotp/login">"#));
         assert!(page.contains(r#"<input type="hidden" name="next" value="/lab/tree?a=1&amp;b=2">"#));
 
-        let page = logout_page(&LogoutView {
-            action: "/_simpleotp/logout",
-            csrf_token: "tok_123",
-            back: "/lab",
-        });
+        let page = logout_page(&LogoutView { action: "/_simpleotp/logout", csrf_token: "tok_123", back: "/lab" });
         assert!(page.contains(r#"<form method="post" action="/_simpleotp/logout""#));
         assert!(page.contains(r#"<input type="hidden" name="csrf" value="tok_123">"#));
         assert!(page.contains(r#"href="/lab">Cancel</a>"#));
@@ -465,10 +411,7 @@ mod tests {
             assert!(!lower.contains("src="), "nothing loaded by URL");
             assert!(!lower.contains("url("), "nothing loaded from CSS");
             assert!(!lower.contains("@import"), "nothing loaded from CSS");
-            assert!(
-                !lower.contains(" style="),
-                "style attributes need 'unsafe-hashes'"
-            );
+            assert!(!lower.contains(" style="), "style attributes need 'unsafe-hashes'");
             assert!(!has_event_handler(&lower), "no event handler attributes");
         }
     }
@@ -478,9 +421,7 @@ mod tests {
         for page in all_pages("/x") {
             assert!(page.starts_with("<!DOCTYPE html>\n<html lang=\"en\">"));
             assert!(page.contains("<meta charset=\"utf-8\">"));
-            assert!(page.contains(
-                "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            ));
+            assert!(page.contains("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"));
             assert!(page.contains("<meta name=\"robots\" content=\"noindex\">"));
             assert!(page.contains("<meta name=\"referrer\" content=\"same-origin\">"));
             assert!(page.contains("<title>"));
@@ -492,12 +433,7 @@ mod tests {
 
     #[test]
     fn login_input_attributes() {
-        let page = login_page(&LoginView {
-            action: "/_simpleotp/login",
-            next: "/",
-            message: None,
-            ticket: None,
-        });
+        let page = login_page(&LoginView { action: "/_simpleotp/login", next: "/", message: None, ticket: None });
         for attr in [
             r#"id="code""#,
             r#"name="code""#,
@@ -523,39 +459,16 @@ mod tests {
     #[test]
     fn each_message_renders_its_text_and_role() {
         let cases = [
-            (
-                LoginMessage::WrongCode,
-                "That code didn't work. Check the time on your phone and try the newest code.",
-                "alert",
-            ),
-            (
-                LoginMessage::CodeAlreadyUsed,
-                "That code was already used. Wait for the next one.",
-                "alert",
-            ),
-            (
-                LoginMessage::LockedOut {
-                    retry_after: Duration::from_secs(270),
-                },
-                "Try again in 4 min 30 s.",
-                "alert",
-            ),
+            (LoginMessage::WrongCode, "That code didn't work. Check the time on your phone and try the newest code.", "alert"),
+            (LoginMessage::CodeAlreadyUsed, "That code was already used. Wait for the next one.", "alert"),
+            (LoginMessage::LockedOut { retry_after: Duration::from_secs(270) }, "Try again in 4 min 30 s.", "alert"),
             (LoginMessage::SignedOut, "You are signed out.", "status"),
-            (
-                LoginMessage::Expired,
-                "Your session ended. Sign in again.",
-                "status",
-            ),
+            (LoginMessage::Expired, "Your session ended. Sign in again.", "status"),
         ];
         for (message, text, role) in cases {
             let error = message.is_error();
             assert_eq!(error, role == "alert");
-            let page = login_page(&LoginView {
-                action: "/_simpleotp/login",
-                next: "/",
-                message: Some(message),
-                ticket: None,
-            });
+            let page = login_page(&LoginView { action: "/_simpleotp/login", next: "/", message: Some(message), ticket: None });
             assert!(page.contains(text), "missing {text:?}");
             assert!(page.contains(&format!(r#"id="msg" role="{role}""#)));
             assert!(page.contains(r#"aria-describedby="msg help""#));
@@ -571,9 +484,7 @@ mod tests {
         let page = login_page(&LoginView {
             action: "/_simpleotp/login",
             next: "/",
-            message: Some(LoginMessage::LockedOut {
-                retry_after: Duration::from_secs(7470),
-            }),
+            message: Some(LoginMessage::LockedOut { retry_after: Duration::from_secs(7470) }),
             ticket: None,
         });
         assert!(page.contains("Too many wrong codes."));
@@ -607,11 +518,7 @@ mod tests {
     fn security_headers_are_complete() {
         let headers = security_headers();
         let get = |name: &str| {
-            headers
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.as_str())
-                .unwrap_or_else(|| panic!("missing {name}"))
+            headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).unwrap_or_else(|| panic!("missing {name}"))
         };
         assert_eq!(get("Content-Security-Policy"), content_security_policy());
         assert_eq!(get("X-Content-Type-Options"), "nosniff");
@@ -621,10 +528,7 @@ mod tests {
         assert_eq!(get("Cross-Origin-Opener-Policy"), "same-origin");
         assert!(get("Permissions-Policy").contains("camera=()"));
         for (name, value) in headers {
-            assert!(
-                value.bytes().all(|b| (0x20..0x7f).contains(&b)),
-                "{name}: {value}"
-            );
+            assert!(value.bytes().all(|b| (0x20..0x7f).contains(&b)), "{name}: {value}");
         }
     }
 
@@ -633,53 +537,24 @@ mod tests {
     #[test]
     #[ignore = "writes files for manual review"]
     fn write_pages_for_review() {
-        let dir = std::env::var_os("SIMPLEOTP_PAGES_DIR")
-            .map(std::path::PathBuf::from)
-            .unwrap_or_else(|| std::env::temp_dir().join("pages"));
+        let dir =
+            std::env::var_os("SIMPLEOTP_PAGES_DIR").map(std::path::PathBuf::from).unwrap_or_else(|| std::env::temp_dir().join("pages"));
         std::fs::create_dir_all(&dir).unwrap();
-        let login = |message| {
-            login_page(&LoginView {
-                action: "/_simpleotp/login",
-                next: "/lab",
-                message,
-                ticket: None,
-            })
-        };
+        let login = |message| login_page(&LoginView { action: "/_simpleotp/login", next: "/lab", message, ticket: None });
         let pages = [
             ("login", login(None)),
             ("login-wrong", login(Some(LoginMessage::WrongCode))),
             ("login-used", login(Some(LoginMessage::CodeAlreadyUsed))),
-            (
-                "login-locked",
-                login(Some(LoginMessage::LockedOut {
-                    retry_after: Duration::from_secs(270),
-                })),
-            ),
+            ("login-locked", login(Some(LoginMessage::LockedOut { retry_after: Duration::from_secs(270) }))),
             ("login-signedout", login(Some(LoginMessage::SignedOut))),
             ("login-expired", login(Some(LoginMessage::Expired))),
-            (
-                "logout",
-                logout_page(&LogoutView {
-                    action: "/_simpleotp/logout",
-                    csrf_token: "csrf-token",
-                    back: "/lab",
-                }),
-            ),
-            (
-                "forbidden",
-                message_page(
-                    "Forbidden",
-                    "This request did not come from the sign-in page. Go back and try again.",
-                ),
-            ),
+            ("logout", logout_page(&LogoutView { action: "/_simpleotp/logout", csrf_token: "csrf-token", back: "/lab" })),
+            ("forbidden", message_page("Forbidden", "This request did not come from the sign-in page. Go back and try again.")),
         ];
         for (name, html) in pages {
             std::fs::write(dir.join(format!("{name}.html")), html).unwrap();
         }
-        let headers: String = security_headers()
-            .iter()
-            .map(|(name, value)| format!("{name}: {value}\n"))
-            .collect();
+        let headers: String = security_headers().iter().map(|(name, value)| format!("{name}: {value}\n")).collect();
         std::fs::write(dir.join("headers.txt"), headers).unwrap();
     }
 }

@@ -189,12 +189,9 @@ async fn logout_from_another_origin_is_refused() {
     app.login(&browser, "/").await;
     let confirm = browser.get(app.route("logout")).send().await.unwrap().text().await.unwrap();
     let csrf = form_field(&confirm, "csrf").unwrap();
-    for (name, value) in [
-        ("origin", "http://evil.example"),
-        ("origin", "null"),
-        ("sec-fetch-site", "cross-site"),
-        ("sec-fetch-site", "same-site"),
-    ] {
+    for (name, value) in
+        [("origin", "http://evil.example"), ("origin", "null"), ("sec-fetch-site", "cross-site"), ("sec-fetch-site", "same-site")]
+    {
         let r = browser.post(app.route("logout")).header(name, value).form(&[("csrf", csrf.as_str())]).send().await.unwrap();
         assert_eq!(r.status(), 403, "{name}: {value}");
     }
@@ -261,9 +258,16 @@ async fn oversized_and_malformed_bodies_and_headers_are_refused_cleanly() {
     assert_eq!(big.status(), 413, "1 MiB login form");
     let json = http.post(&login).header("content-type", "application/json").body("{\"code\":\"123456\"}").send().await.unwrap();
     assert_eq!(json.status(), 415);
-    let garbled = http.post(&login).header("content-type", "application/x-www-form-urlencoded").body("code=%zz%&next=%&&==&").send().await.unwrap();
+    let garbled =
+        http.post(&login).header("content-type", "application/x-www-form-urlencoded").body("code=%zz%&next=%&&==&").send().await.unwrap();
     assert_eq!(garbled.status(), 401);
-    let binary = http.post(&login).header("content-type", "application/x-www-form-urlencoded").body(vec![0xff, 0x00, 0xfe, b'=', 0x80]).send().await.unwrap();
+    let binary = http
+        .post(&login)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(vec![0xff, 0x00, 0xfe, b'=', 0x80])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(binary.status(), 401);
     let huge_header = http.get(app.url("/")).header(HeaderName::from_static("x-big"), "b".repeat(20_000)).send().await.unwrap();
     assert_eq!(huge_header.status(), 400);
@@ -343,7 +347,8 @@ async fn gateway_internals_are_not_reachable_through_nginx_and_headers_are_not_t
             .unwrap();
         assert_eq!(r.status(), 401);
     }
-    let r = http.post(app.route("login")).header("x-real-ip", "203.0.113.99").form(&[("code", "000000"), ("next", "/")]).send().await.unwrap();
+    let r =
+        http.post(app.route("login")).header("x-real-ip", "203.0.113.99").form(&[("code", "000000"), ("next", "/")]).send().await.unwrap();
     assert_eq!(r.status(), 429, "still locked out");
     let status = app.handle().gateway().limiter_status();
     assert_eq!(status.locked_clients.iter().map(|(ip, _)| ip.to_string()).collect::<Vec<_>>(), ["127.0.0.1"]);
@@ -384,7 +389,11 @@ async fn host_header_tricks_do_not_move_the_browser_elsewhere() {
 /// so the auth server never sees those requests and the owner is not locked out.
 #[tokio::test]
 async fn unknown_host_names_get_421_from_nginx_and_spend_no_login_attempts() {
-    let app = spawn_app_with(AppOptions { limiter: LimiterSettings { ip_free_failures: 2, global_burst: 3, ..Default::default() }, ..Default::default() }).await;
+    let app = spawn_app_with(AppOptions {
+        limiter: LimiterSettings { ip_free_failures: 2, global_burst: 3, ..Default::default() },
+        ..Default::default()
+    })
+    .await;
     let http = client();
     for host in ["rebind.example", "rebind.example:80", "localhost.rebind.example", "127.0.0.1.nip.io"] {
         let page = http.get(app.url("/")).header("host", host).send().await.unwrap();
@@ -459,7 +468,12 @@ async fn hostile_header_bytes_never_make_a_5xx() {
         b"Origin: http://127.0.0.1\x02".to_vec(),
     ];
     for header in &hostile {
-        for (method, path, body) in [("GET", "/".to_string(), &b""[..]), ("GET", app.config.route_prefix.route("login"), b""), ("POST", app.config.route_prefix.route("login"), b"code=000000&next=/"), ("GET", app.config.route_prefix.route("logout"), b"")] {
+        for (method, path, body) in [
+            ("GET", "/".to_string(), &b""[..]),
+            ("GET", app.config.route_prefix.route("login"), b""),
+            ("POST", app.config.route_prefix.route("login"), b"code=000000&next=/"),
+            ("GET", app.config.route_prefix.route("logout"), b""),
+        ] {
             let mut head = format!("{method} {path} HTTP/1.1\r\n{host}\r\n").into_bytes();
             if method == "POST" {
                 head.extend_from_slice(b"Content-Type: application/x-www-form-urlencoded\r\n");

@@ -216,7 +216,8 @@ fn bad_config_names_the_line_and_column_and_changes_nothing() {
     let config = dir.path().join("config.toml");
     let text = "[[app]]\nname = \"Notebook\"\nupstream = \"ftp://127.0.0.1:8888\"\nlisten = \"127.0.0.1:8081\"\n";
     std::fs::write(&config, text).unwrap();
-    let output = run(simpleotp(&["serve", "--config"]).arg(&config).arg("--secret-file").arg(&secret).arg("--data-dir").arg(dir.path().join("d")));
+    let output =
+        run(simpleotp(&["serve", "--config"]).arg(&config).arg("--secret-file").arg(&secret).arg("--data-dir").arg(dir.path().join("d")));
     assert!(!output.status.success());
     let err = stderr(&output);
     assert!(err.contains("line 3") && err.contains("column"), "{err}");
@@ -234,7 +235,8 @@ fn port_in_use_names_the_port_and_the_app() {
     let (secret, _) = init_secret_file(dir.path());
     let (config, port) = write_config(dir.path(), "http://127.0.0.1:9");
     let _taken = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
-    let output = run(simpleotp(&["serve", "--config"]).arg(&config).arg("--secret-file").arg(&secret).arg("--data-dir").arg(dir.path().join("d")));
+    let output =
+        run(simpleotp(&["serve", "--config"]).arg(&config).arg("--secret-file").arg(&secret).arg("--data-dir").arg(dir.path().join("d")));
     assert!(!output.status.success());
     let err = stderr(&output);
     assert!(err.contains(&format!("port {port}")) && err.contains("Notebook"), "{err}");
@@ -248,7 +250,8 @@ fn missing_nginx_is_a_clear_error() {
     let mut text = std::fs::read_to_string(&config).unwrap();
     text.insert_str(0, "[nginx]\npath = \"/opt/nowhere/nginx\"\n\n");
     std::fs::write(&config, text).unwrap();
-    let output = run(simpleotp(&["serve", "--config"]).arg(&config).arg("--secret-file").arg(&secret).arg("--data-dir").arg(dir.path().join("d")));
+    let output =
+        run(simpleotp(&["serve", "--config"]).arg(&config).arg("--secret-file").arg(&secret).arg("--data-dir").arg(dir.path().join("d")));
     assert!(!output.status.success());
     let err = stderr(&output);
     assert!(err.contains("/opt/nowhere/nginx"), "{err}");
@@ -328,7 +331,15 @@ async fn external_nginx_with_the_pasted_snippet_protects_the_app() {
     );
     std::fs::write(own.join("nginx.conf"), conf).unwrap();
     let binary = simpleotp_engine::nginx::discover(None).unwrap();
-    let nginx = Command::new(binary).arg("-p").arg(&own).arg("-c").arg(own.join("nginx.conf")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let nginx = Command::new(binary)
+        .arg("-p")
+        .arg(&own)
+        .arg("-c")
+        .arg(own.join("nginx.conf"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let nginx = StopOnDrop(nginx);
 
     let mut serve = simpleotp(&["serve", "--external-nginx", "--config"]);
@@ -337,7 +348,14 @@ async fn external_nginx_with_the_pasted_snippet_protects_the_app() {
 
     let base = format!("http://127.0.0.1:{port}");
     wait_until("the login redirect through the external nginx", Duration::from_secs(15), async || {
-        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap().get(&base).send().await.is_ok_and(|r| r.status() == 302)
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+            .get(&base)
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 302)
     })
     .await;
     let browser = client();
@@ -451,7 +469,12 @@ async fn second_serve_on_the_same_data_dir_is_refused() {
         std::fs::create_dir(&other).unwrap();
         write_config(&other, "http://127.0.0.1:9")
     };
-    let output = run(simpleotp(&["serve", "--config"]).arg(&other_config).arg("--secret-file").arg(&secret_file).arg("--data-dir").arg(dir.path().join("data")));
+    let output = run(simpleotp(&["serve", "--config"])
+        .arg(&other_config)
+        .arg("--secret-file")
+        .arg(&secret_file)
+        .arg("--data-dir")
+        .arg(dir.path().join("data")));
     assert!(!output.status.success());
     assert!(stderr(&output).contains("already running"), "{}", stderr(&output));
 }

@@ -68,7 +68,8 @@ async fn https_upstreams_are_verified_unless_the_app_opts_out() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    wait_until("openssl s_server to listen", Duration::from_secs(10), async || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()).await;
+    wait_until("openssl s_server to listen", Duration::from_secs(10), async || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok())
+        .await;
 
     let app = spawn_app().await;
     let mut config = app.config.clone();
@@ -136,7 +137,8 @@ async fn full_data_directory_is_reported_and_the_gateway_keeps_serving() {
     assert!(app.handle().gateway().persist_error().is_none());
 
     // Fill the disk to the last byte.
-    let _ = Command::new("dd").args(["if=/dev/zero", "bs=64k"]).arg(format!("of={}/fill", disk.path.display())).stderr(Stdio::null()).status();
+    let _ =
+        Command::new("dd").args(["if=/dev/zero", "bs=64k"]).arg(format!("of={}/fill", disk.path.display())).stderr(Stdio::null()).status();
     // A sign-in is answered only once its code is on disk: on a full disk it is refused, and
     // says so, because after a restart the same code would work again.
     let second = client();
@@ -171,7 +173,8 @@ async fn full_data_directory_is_reported_and_the_gateway_keeps_serving() {
     assert_eq!(on_disk.sessions.len(), 2);
 
     // Revocations are kept in memory while the disk is full, and written once it is not.
-    let _ = Command::new("dd").args(["if=/dev/zero", "bs=64k"]).arg(format!("of={}/fill", disk.path.display())).stderr(Stdio::null()).status();
+    let _ =
+        Command::new("dd").args(["if=/dev/zero", "bs=64k"]).arg(format!("of={}/fill", disk.path.display())).stderr(Stdio::null()).status();
     assert_eq!(app.handle().gateway().revoke_all().await, 2);
     assert!(app.handle().gateway().persist_error().is_some());
     assert_eq!(first.get(app.url("/")).send().await.unwrap().status(), 302, "the revocation holds");
@@ -279,7 +282,8 @@ async fn sigkill_while_writing_the_state_never_loses_a_persisted_session() {
     }
     // The next start cleans up the temp files of the killed writers, and everyone is still in.
     let (serve, url) = tokio::task::block_in_place(|| Serve::start(dir.path(), &config, &secret));
-    let leftovers: Vec<_> = std::fs::read_dir(&data_dir).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().contains(".tmp-")).collect();
+    let leftovers: Vec<_> =
+        std::fs::read_dir(&data_dir).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().contains(".tmp-")).collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
     let r = reqwest::Client::new().get(&url).header("cookie", format!("{cookie_name}={}", tokens[7])).send().await.unwrap();
     assert_eq!(r.status(), 200);
@@ -312,7 +316,17 @@ async fn wall_clock_jumps_back_and_forward() {
     let login = format!("{base}/_simpleotp/login");
     let post = |code: String| {
         let login = login.clone();
-        async move { reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap().post(&login).form(&[("code", code), ("next", "/".into())]).send().await.unwrap() }
+        async move {
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap()
+                .post(&login)
+                .form(&[("code", code), ("next", "/".into())])
+                .send()
+                .await
+                .unwrap()
+        }
     };
 
     // The clock is an hour ahead when the owner signs in (with the code for that clock).

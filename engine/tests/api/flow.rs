@@ -14,10 +14,7 @@ async fn unauthenticated_request_goes_to_login_with_path_and_query_intact() {
     let response = client().get(app.url("/lab/tree/x.ipynb?token=&a=b%20c")).send().await.unwrap();
     assert_eq!(response.status(), 302);
     let location = location(&response);
-    assert!(
-        location.ends_with("/_simpleotp/login?next=%2Flab%2Ftree%2Fx.ipynb%3Ftoken%3D%26a%3Db%2520c"),
-        "{location}"
-    );
+    assert!(location.ends_with("/_simpleotp/login?next=%2Flab%2Ftree%2Fx.ipynb%3Ftoken%3D%26a%3Db%2520c"), "{location}");
     // Nothing from the app leaked into the answer: nginx answers the redirect itself, with its
     // few-line "302 Found" page.
     assert_eq!(response.headers()["cache-control"], "no-store");
@@ -107,7 +104,8 @@ async fn full_login_and_logout_flow() {
 
     let forged = browser.post(app.route("logout")).header("origin", &app.base).form(&[("csrf", "x")]).send().await.unwrap();
     assert_eq!(forged.status(), 403);
-    let cross_site = browser.post(app.route("logout")).header("origin", "http://evil.example").form(&[("csrf", &csrf)]).send().await.unwrap();
+    let cross_site =
+        browser.post(app.route("logout")).header("origin", "http://evil.example").form(&[("csrf", &csrf)]).send().await.unwrap();
     assert_eq!(cross_site.status(), 403);
     assert_eq!(app.handle().gateway().sessions().len(), 1);
 

@@ -86,7 +86,11 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
             addr
         }
     };
-    config.apps.push(AppConfig::new("Demo".parse().unwrap(), format!("http://{upstream}").parse().unwrap(), format!("127.0.0.1:{}", free_port()).parse().unwrap()));
+    config.apps.push(AppConfig::new(
+        "Demo".parse().unwrap(),
+        format!("http://{upstream}").parse().unwrap(),
+        format!("127.0.0.1:{}", free_port()).parse().unwrap(),
+    ));
     let data_dir = options.data_dir.clone().unwrap_or_else(|| dir.path().join("data"));
     let running = launch(&config, &data_dir, &secret_file, options.limiter).await;
     TestApp {
@@ -116,12 +120,7 @@ async fn launch(config: &Config, data_dir: &Path, secret_file: &Path, limiter: L
     settings.limiter = limiter;
     let app = Application::build(settings).await.expect("the gateway starts");
     let shutdown = CancellationToken::new();
-    Running {
-        auth_addr: app.auth_addr(),
-        handle: app.handle(),
-        task: tokio::spawn(app.run_until_stopped(shutdown.clone())),
-        shutdown,
-    }
+    Running { auth_addr: app.auth_addr(), handle: app.handle(), task: tokio::spawn(app.run_until_stopped(shutdown.clone())), shutdown }
 }
 
 impl TestApp {
@@ -221,13 +220,7 @@ impl TestApp {
     }
 
     pub async fn post_code(&self, client: &reqwest::Client, code: &str, next: &str) -> reqwest::Response {
-        client
-            .post(self.route("login"))
-            .header("origin", &self.base)
-            .form(&[("code", code), ("next", next)])
-            .send()
-            .await
-            .unwrap()
+        client.post(self.route("login")).header("origin", &self.base).form(&[("code", code), ("next", next)]).send().await.unwrap()
     }
 }
 
@@ -280,12 +273,8 @@ impl Browser {
 
 pub fn client() -> Browser {
     let jar = Arc::new(Jar::default());
-    let http = reqwest::Client::builder()
-        .cookie_provider(jar.clone())
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .build()
-        .unwrap();
+    let http =
+        reqwest::Client::builder().cookie_provider(jar.clone()).redirect(reqwest::redirect::Policy::none()).no_proxy().build().unwrap();
     Browser { http, jar }
 }
 

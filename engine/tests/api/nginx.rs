@@ -8,15 +8,15 @@
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener as StdListener};
-use std::path::Path;
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use simpleotp_engine::config::{AppConfig, RoutePrefix};
-use simpleotp_engine::protocol::NginxProof;
 use simpleotp_engine::nginx::{discover, render_config, Nginx, NginxError, NginxLayout, NginxStatus, RestartPolicy};
+use simpleotp_engine::protocol::NginxProof;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -185,9 +185,7 @@ impl Fixture {
     }
 
     async fn start_with(&self, policy: RestartPolicy) -> Nginx {
-        Nginx::start_with_policy(self.binary.clone(), self.layout.clone(), self.config(&self.apps), &self.apps, policy)
-            .await
-            .unwrap()
+        Nginx::start_with_policy(self.binary.clone(), self.layout.clone(), self.config(&self.apps), &self.apps, policy).await.unwrap()
     }
 
     fn url(&self, i: usize, path: &str) -> String {
@@ -196,12 +194,7 @@ impl Fixture {
 }
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap()
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).no_proxy().timeout(Duration::from_secs(5)).build().unwrap()
 }
 
 async fn get_allowed(url: &str) -> reqwest::Response {
@@ -644,7 +637,11 @@ async fn websockets_pass_through_after_auth() {
 async fn upstream_path_is_the_start_page_and_ipv6_listen_works() {
     let mut f = Fixture::new().await;
     let port = free_port();
-    f.apps = vec![AppConfig::new("Lab".parse().unwrap(), format!("http://{}/lab", f.app.addr).parse().unwrap(), format!("[::1]:{port}").parse().unwrap())];
+    f.apps = vec![AppConfig::new(
+        "Lab".parse().unwrap(),
+        format!("http://{}/lab", f.app.addr).parse().unwrap(),
+        format!("[::1]:{port}").parse().unwrap(),
+    )];
     let nginx = f.start().await;
     let base = format!("http://[::1]:{port}");
 
@@ -668,9 +665,7 @@ async fn nginx_survives_the_thread_that_started_it() {
     let f = Fixture::new().await;
     let handle = tokio::runtime::Handle::current();
     let (binary, layout, config, apps) = (f.binary.clone(), f.layout.clone(), f.config(&f.apps), f.apps.clone());
-    let nginx = std::thread::spawn(move || handle.block_on(Nginx::start(binary, layout, config, &apps)).unwrap())
-        .join()
-        .unwrap();
+    let nginx = std::thread::spawn(move || handle.block_on(Nginx::start(binary, layout, config, &apps)).unwrap()).join().unwrap();
     let pid = nginx.pid().unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(nginx.pid(), Some(pid), "nginx was killed (and restarted) when the starting thread exited");

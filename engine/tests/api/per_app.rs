@@ -33,9 +33,18 @@ impl RecordingUpstream {
                         head.push(byte[0]);
                     }
                     let head = String::from_utf8_lossy(&head).to_string();
-                    let cookie = head.lines().find_map(|l| l.strip_prefix("Cookie: ").or_else(|| l.strip_prefix("cookie: "))).unwrap_or("").to_string();
+                    let cookie = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("Cookie: ").or_else(|| l.strip_prefix("cookie: ")))
+                        .unwrap_or("")
+                        .to_string();
                     seen.lock().unwrap().push(cookie);
-                    let host_port = head.lines().find_map(|l| l.strip_prefix("Host: ")).and_then(|h| h.rsplit(':').next()).and_then(|p| p.trim().parse::<u16>().ok()).unwrap_or(0);
+                    let host_port = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("Host: "))
+                        .and_then(|h| h.rsplit(':').next())
+                        .and_then(|p| p.trim().parse::<u16>().ok())
+                        .unwrap_or(0);
                     let set_cookie = if head.starts_with("GET /set-session-cookie ") {
                         format!("Set-Cookie: {}={}; Path=/\r\n", session_cookie_name(host_port, false), "A".repeat(43))
                     } else {
@@ -157,7 +166,10 @@ async fn over_https_the_cookie_is_secure_and_host_prefixed() {
     let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
     let secure_name = session_cookie_name(app.port(), true);
     assert!(cookie.starts_with(&format!("{secure_name}=")), "{cookie}");
-    assert!(cookie.contains("; Secure") && cookie.contains("Path=/") && cookie.contains("HttpOnly") && !cookie.contains("Domain"), "{cookie}");
+    assert!(
+        cookie.contains("; Secure") && cookie.contains("Path=/") && cookie.contains("HttpOnly") && !cookie.contains("Domain"),
+        "{cookie}"
+    );
     let token = cookie.split(';').next().unwrap().split_once('=').unwrap().1.to_string();
     assert_eq!(app.handle().gateway().sessions()[0].client_ip, Some("192.168.1.20".parse().unwrap()));
 

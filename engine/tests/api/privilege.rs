@@ -32,10 +32,7 @@ async fn counting_upstream() -> SocketAddr {
                     }
                 };
                 let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
-                let length: usize = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("content-length:"))
-                    .map_or(0, |v| v.trim().parse().unwrap());
+                let length: usize = head.lines().find_map(|l| l.strip_prefix("content-length:")).map_or(0, |v| v.trim().parse().unwrap());
                 let mut received = buf.len() - head_end;
                 while received < length {
                     match stream.read(&mut chunk).await {
@@ -43,7 +40,8 @@ async fn counting_upstream() -> SocketAddr {
                         Ok(n) => received += n,
                     }
                 }
-                let body = if head.starts_with("get /big ") { vec![b'y'; BIG_RESPONSE] } else { format!("received {received}").into_bytes() };
+                let body =
+                    if head.starts_with("get /big ") { vec![b'y'; BIG_RESPONSE] } else { format!("received {received}").into_bytes() };
                 let mut response = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).into_bytes();
                 response.extend_from_slice(&body);
                 let _ = stream.write_all(&response).await;

@@ -60,7 +60,13 @@ fn whitespace() -> impl Strategy<Value = &'static str> {
 }
 
 fn cookie_pair() -> impl Strategy<Value = CookiePair> {
-    let our_valid = (whitespace(), whitespace(), whitespace(), prop::sample::select(vec![("", ""), ("\"", "\""), ("\"", ""), ("", "\"")]), token_strategy())
+    let our_valid = (
+        whitespace(),
+        whitespace(),
+        whitespace(),
+        prop::sample::select(vec![("", ""), ("\"", "\""), ("\"", ""), ("", "\"")]),
+        token_strategy(),
+    )
         .prop_map(|(w1, w2, w3, (q1, q2), token)| CookiePair {
             text: format!("{w1}{COOKIE_NAME}{w2}={w3}{q1}{token}{q2}{w1}"),
             ours: Some(token),
@@ -90,7 +96,8 @@ fn cookie_pair() -> impl Strategy<Value = CookiePair> {
     ]);
     let other = (other_name, prop_oneof![token_strategy(), "[ -:<-~]{0,40}"])
         .prop_map(|(name, value)| CookiePair { text: format!("{name}={value}"), ours: None });
-    let junk = prop::sample::select(vec!["", " ", "=", "==", "simpleotp_session", "\"", "a"]).prop_map(|t| CookiePair { text: t.to_string(), ours: None });
+    let junk = prop::sample::select(vec!["", " ", "=", "==", "simpleotp_session", "\"", "a"])
+        .prop_map(|t| CookiePair { text: t.to_string(), ours: None });
     prop_oneof![3 => our_valid, 3 => our_invalid, 3 => other, 1 => junk]
 }
 
@@ -179,7 +186,12 @@ fn assert_same_origin_path(out: &str) -> Result<(), TestCaseError> {
         prop_assert!(!decoded.chars().any(|c| c.is_control()), "{:?} decodes to {:?}", out, decoded);
         prop_assert!(!starts_with_scheme(&decoded), "{:?} decodes to {:?}", out, decoded);
         let second = decoded.chars().nth(1);
-        prop_assert!(!matches!(second, Some('/' | '\\' | '\u{FF0F}' | '\u{2215}' | '\u{FF3C}' | '\u{29F8}' | '\u{2044}')), "{:?} decodes to {:?}", out, decoded);
+        prop_assert!(
+            !matches!(second, Some('/' | '\\' | '\u{FF0F}' | '\u{2215}' | '\u{FF3C}' | '\u{29F8}' | '\u{2044}')),
+            "{:?} decodes to {:?}",
+            out,
+            decoded
+        );
         if decoded == layer {
             break;
         }
@@ -196,10 +208,63 @@ fn starts_with_scheme(s: &str) -> bool {
 
 /// Pieces attackers build return URLs from, plus ordinary path pieces.
 const PATH_FRAGMENTS: &[&str] = &[
-    "/", "//", "\\", "/\\", "%2F", "%2f", "%5C", "%5c", "%252F", "%25252F", "%255C", "%0d%0a", "%0D%0A", "%0a", "%09", "%00",
-    "%", "%Z", "%25", "\t", "\n", "\r", " ", "%20", "https:", "http:", "javascript:", "data:", "//evil.com", "evil.com", "@evil",
-    ".", "..", "?", "#", "&", "=", "next=", "lab", "tree", "a", "~user", "caf%C3%A9", "é", "／", "∕", "＼", "⁄", "⧸", "%EF%BC%8F",
-    "%E2%88%95", "%EF%BC%BC", "%E2%80%AE", "%C0%AF", "%c0%ae", "\u{200B}", "\u{FEFF}",
+    "/",
+    "//",
+    "\\",
+    "/\\",
+    "%2F",
+    "%2f",
+    "%5C",
+    "%5c",
+    "%252F",
+    "%25252F",
+    "%255C",
+    "%0d%0a",
+    "%0D%0A",
+    "%0a",
+    "%09",
+    "%00",
+    "%",
+    "%Z",
+    "%25",
+    "\t",
+    "\n",
+    "\r",
+    " ",
+    "%20",
+    "https:",
+    "http:",
+    "javascript:",
+    "data:",
+    "//evil.com",
+    "evil.com",
+    "@evil",
+    ".",
+    "..",
+    "?",
+    "#",
+    "&",
+    "=",
+    "next=",
+    "lab",
+    "tree",
+    "a",
+    "~user",
+    "caf%C3%A9",
+    "é",
+    "／",
+    "∕",
+    "＼",
+    "⁄",
+    "⧸",
+    "%EF%BC%8F",
+    "%E2%88%95",
+    "%EF%BC%BC",
+    "%E2%80%AE",
+    "%C0%AF",
+    "%c0%ae",
+    "\u{200B}",
+    "\u{FEFF}",
 ];
 
 fn return_path() -> impl Strategy<Value = String> {
@@ -238,7 +303,11 @@ proptest! {
 // ---------------------------------------------------------------------------------------------
 
 fn totp() -> Totp {
-    Totp::new(&TotpSecret::from_bytes(TOTP_SECRET.to_vec()).unwrap(), &Issuer::parse("SimpleOTP").unwrap(), &Account::parse("test@localhost").unwrap())
+    Totp::new(
+        &TotpSecret::from_bytes(TOTP_SECRET.to_vec()).unwrap(),
+        &Issuer::parse("SimpleOTP").unwrap(),
+        &Account::parse("test@localhost").unwrap(),
+    )
 }
 
 fn encode(s: &str) -> String {
@@ -268,14 +337,7 @@ fn check_form_fields(form: &[(String, String)], now: u64) -> Result<Result<u64, 
 }
 
 fn form_value() -> impl Strategy<Value = String> {
-    prop_oneof![
-        "[0-9]{6}",
-        "[0-9]{3} [0-9]{3}",
-        "[0-9 ]{0,10}",
-        "[0-9a-z]{5,7}",
-        return_path(),
-        ".{0,30}",
-    ]
+    prop_oneof!["[0-9]{6}", "[0-9]{3} [0-9]{3}", "[0-9 ]{0,10}", "[0-9a-z]{5,7}", return_path(), ".{0,30}",]
 }
 
 fn form_key() -> impl Strategy<Value = String> {
@@ -408,7 +470,12 @@ fn app_table() -> impl Strategy<Value = String> {
     let host = prop::sample::select(vec!["127.0.0.1", "127.0.0.1", "0.0.0.0", "[::1]", "[::]", "192.168.1.10", "[fe80::1%2]"]);
     let port = prop_oneof![20 => 8080u32..8100, 1 => Just(0u32), 1 => Just(65535), 1 => Just(70000)];
     (name, upstream, host, port, prop::bool::weighted(0.05)).prop_map(|(name, upstream, host, port, extra)| {
-        let mut t = format!("[[app]]\nname = {}\nupstream = {}\nlisten = {}\n", toml_str(&name), toml_str(&upstream), toml_str(&format!("{host}:{port}")));
+        let mut t = format!(
+            "[[app]]\nname = {}\nupstream = {}\nlisten = {}\n",
+            toml_str(&name),
+            toml_str(&upstream),
+            toml_str(&format!("{host}:{port}"))
+        );
         if extra {
             t += "extra = true\n";
         }
@@ -505,16 +572,8 @@ fn session_json() -> impl Strategy<Value = serde_json::Value> {
         10 => any::<[u8; 16]>().prop_map(|b| serde_json::json!(IpAddr::from(b).to_string())),
         1 => Just(serde_json::json!("not an ip")),
     ];
-    (
-        "[A-Za-z0-9_-]{12}",
-        token_hash,
-        timestamp(),
-        timestamp(),
-        ip,
-        ".{0,40}",
-        prop::option::weighted(0.03, Just("extra")),
-    )
-        .prop_map(|(id, hash, created, last, ip, ua, extra)| {
+    ("[A-Za-z0-9_-]{12}", token_hash, timestamp(), timestamp(), ip, ".{0,40}", prop::option::weighted(0.03, Just("extra"))).prop_map(
+        |(id, hash, created, last, ip, ua, extra)| {
             let mut s = serde_json::json!({
                 "id": id, "token_hash": hash, "created_at": created, "last_seen": last, "client_ip": ip, "user_agent": ua,
             });
@@ -522,7 +581,8 @@ fn session_json() -> impl Strategy<Value = serde_json::Value> {
                 s[key] = serde_json::json!(1);
             }
             s
-        })
+        },
+    )
 }
 
 /// A saved attempt budget with any values, sensible or absurd (a hand-edited file).
@@ -531,9 +591,9 @@ fn limiter_json() -> impl Strategy<Value = serde_json::Value> {
     let client = (any::<u8>(), any::<u32>(), prop::option::of(wall_ms.clone()), wall_ms.clone()).prop_map(|(n, failures, until, last)| {
         serde_json::json!({ "ip": format!("192.0.2.{n}"), "consecutive_failures": failures, "locked_until_unix_ms": until, "last_attempt_unix_ms": last })
     });
-    (wall_ms, prop_oneof![3 => 0u64..20_000, 1 => any::<u64>()], prop::collection::vec(client, 0..4)).prop_map(|(saved, milli, clients)| {
-        serde_json::json!({ "saved_at_unix_ms": saved, "bucket_milli_tokens": milli, "clients": clients })
-    })
+    (wall_ms, prop_oneof![3 => 0u64..20_000, 1 => any::<u64>()], prop::collection::vec(client, 0..4)).prop_map(
+        |(saved, milli, clients)| serde_json::json!({ "saved_at_unix_ms": saved, "bucket_milli_tokens": milli, "clients": clients }),
+    )
 }
 
 fn state_bytes() -> impl Strategy<Value = Vec<u8>> {
@@ -608,7 +668,12 @@ fn check_state(data: &[u8]) -> Result<(), TestCaseError> {
         prop_assert!(limiter.status(start).locked_clients.iter().all(|(_, left)| *left <= settings.ip_max_lockout));
         prop_assert!(limiter.snapshot(start, now.saturating_mul(1000)).bucket_milli_tokens <= u64::from(settings.global_burst) * 1000);
     }
-    let again = PersistedState { version: state.version, last_totp_step: state.last_totp_step, sessions: store.snapshot(), limiter: state.limiter.clone() };
+    let again = PersistedState {
+        version: state.version,
+        last_totp_step: state.last_totp_step,
+        sessions: store.snapshot(),
+        limiter: state.limiter.clone(),
+    };
     let reread = PersistedState::from_bytes(&serde_json::to_vec(&again).unwrap());
     prop_assert_eq!(reread.map(|s| s.sessions.len()), Ok(again.sessions.len()));
     if let Some(first) = listed.first() {

@@ -70,7 +70,8 @@ impl Upstream {
 }
 
 fn answer(mut req: Request<hyper::body::Incoming>, log: &Mutex<Vec<String>>) -> Response<Full<Bytes>> {
-    let headers: String = req.headers().iter().map(|(name, value)| format!("{name}: {}\n", String::from_utf8_lossy(value.as_bytes()))).collect();
+    let headers: String =
+        req.headers().iter().map(|(name, value)| format!("{name}: {}\n", String::from_utf8_lossy(value.as_bytes()))).collect();
     log.lock().unwrap().push(headers.clone());
     let websocket = req.headers().get("upgrade").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
     let Some(key) = req.headers().get("sec-websocket-key").filter(|_| websocket) else {
@@ -120,7 +121,8 @@ fn socket_request(app: &TestApp, cookie: &str) -> tungstenite::handshake::client
 
 /// Opens a WebSocket through nginx with these cookies and checks that it echoes.
 async fn open_socket(app: &TestApp, cookie: &str) -> Socket {
-    let (mut ws, response) = tokio_tungstenite::connect_async(socket_request(app, cookie)).await.expect("the WebSocket opens through nginx");
+    let (mut ws, response) =
+        tokio_tungstenite::connect_async(socket_request(app, cookie)).await.expect("the WebSocket opens through nginx");
     assert_eq!(response.status(), 101);
     assert_echoes(&mut ws, "hello through the gateway").await;
     ws

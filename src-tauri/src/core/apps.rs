@@ -65,8 +65,7 @@ impl Core {
     fn parse_app(&self, input: &AppInput) -> Result<AppConfig> {
         let name: AppName = input.name.parse().map_err(CoreError::Invalid)?;
         let upstream_text = input.upstream.trim();
-        let upstream_text =
-            if upstream_text.contains("://") { upstream_text.to_string() } else { format!("http://{upstream_text}") };
+        let upstream_text = if upstream_text.contains("://") { upstream_text.to_string() } else { format!("http://{upstream_text}") };
         let upstream: UpstreamUrl = upstream_text.parse().map_err(CoreError::Invalid)?;
         if input.port == 0 {
             return Err(CoreError::Invalid("Choose a port between 1 and 65535 for the protected app.".into()));
@@ -90,8 +89,6 @@ async fn upstream_warning(upstream: &UpstreamUrl) -> Option<String> {
     let connect = tokio::net::TcpStream::connect((host, upstream.port()));
     match tokio::time::timeout(UPSTREAM_PROBE_TIMEOUT, connect).await {
         Ok(Ok(_)) => None,
-        _ => Some(format!(
-            "Nothing answers at {upstream} yet. Start the app there; the protected address works as soon as it runs."
-        )),
+        _ => Some(format!("Nothing answers at {upstream} yet. Start the app there; the protected address works as soon as it runs.")),
     }
 }

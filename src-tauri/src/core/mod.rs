@@ -59,9 +59,9 @@ use simpleotp_engine::totp::{CodeRejected, TotpSecret};
 use crate::paths::Paths;
 use crate::sync::lock;
 
-pub use views::{human_duration, LAN_WARNING, 
-    AppInput, AppSaved, AppView, FailureView, LockedClientView, Protection, SecretView, SecurityView, SessionView, SettingsSaved,
-    SettingsView, StatusView, UnlockLinkView, UnlockView,
+pub use views::{
+    human_duration, AppInput, AppSaved, AppView, FailureView, LockedClientView, Protection, SecretView, SecurityView, SessionView,
+    SettingsSaved, SettingsView, StatusView, UnlockLinkView, UnlockView, LAN_WARNING,
 };
 
 /// Errors of the commands. Each message is shown to the user as it is.

@@ -22,7 +22,11 @@ impl Core {
         SecurityView {
             running: true,
             everyone_locked_for_secs: status.everyone_locked_for.map(|d| d.as_secs().max(1)),
-            locked_clients: status.locked_clients.iter().map(|(ip, d)| LockedClientView { ip: ip.to_string(), secs: d.as_secs().max(1) }).collect(),
+            locked_clients: status
+                .locked_clients
+                .iter()
+                .map(|(ip, d)| LockedClientView { ip: ip.to_string(), secs: d.as_secs().max(1) })
+                .collect(),
             // Newest first, as the limiter lists them.
             recent_failures: status.recent_failures.iter().map(|f| FailureView { ip: f.ip.to_string(), at: f.at_unix }).collect(),
         }
@@ -38,7 +42,10 @@ impl Core {
             .config()
             .apps
             .iter()
-            .map(|app| UnlockLinkView { app: app.name.as_str().to_string(), url: format!("{}{login_path}", app.protected_url().trim_end_matches('/')) })
+            .map(|app| UnlockLinkView {
+                app: app.name.as_str().to_string(),
+                url: format!("{}{login_path}", app.protected_url().trim_end_matches('/')),
+            })
             .collect();
         self.changed();
         Ok(UnlockView {

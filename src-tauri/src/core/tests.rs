@@ -507,11 +507,8 @@ async fn settings_change_lifetimes_listen_scope_nginx_path_and_launch_at_login()
     assert_eq!(h.core.status().state, Protection::Running);
     assert!(h.config_text().contains(&format!("127.0.0.1:{port}")));
 
-    let err = h
-        .core
-        .settings_set(SettingsView { nginx_path: Some("/nonexistent/nginx".into()), ..saved.settings.clone() })
-        .await
-        .unwrap_err();
+    let err =
+        h.core.settings_set(SettingsView { nginx_path: Some("/nonexistent/nginx".into()), ..saved.settings.clone() }).await.unwrap_err();
     assert!(err.user_message().contains("/nonexistent/nginx"), "{}", err.user_message());
     let err = h.core.settings_set(SettingsView { lifetime_secs: 5, ..saved.settings.clone() }).await.unwrap_err();
     assert!(err.user_message().contains("at least one minute"));
