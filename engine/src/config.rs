@@ -380,13 +380,7 @@ impl Account {
     /// character, too long) is made to fit rather than refused: nobody chose it.
     pub fn default_for_this_machine() -> Account {
         let user = std::env::var("USER").or_else(|_| std::env::var("USERNAME")).unwrap_or_else(|_| "me".into());
-        let host = std::fs::read_to_string("/etc/hostname")
-            .ok()
-            .map(|h| h.trim().to_string())
-            .filter(|h| !h.is_empty())
-            .or_else(|| std::env::var("COMPUTERNAME").ok())
-            .or_else(|| std::env::var("HOSTNAME").ok())
-            .unwrap_or_else(|| "localhost".into());
+        let host = host_name().unwrap_or_else(|| "localhost".into());
         Account::fitted(&format!("{user}@{host}"))
     }
 
@@ -413,6 +407,23 @@ impl FromStr for Account {
     }
 }
 string_newtype!(Account);
+
+/// This machine's host name, as the OS reports it (the default account's `@host`, and the
+/// names every protected app answers for).
+#[cfg(unix)]
+pub(crate) fn host_name() -> Option<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it (or
+    // truncates, which the CStr search below tolerates).
+    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+    let name = std::ffi::CStr::from_bytes_until_nul(&buf).ok()?.to_str().ok()?;
+    (ok && !name.is_empty()).then(|| name.to_string())
+}
+
+#[cfg(windows)]
+pub(crate) fn host_name() -> Option<String> {
+    std::env::var("COMPUTERNAME").ok().filter(|n| !n.is_empty())
+}
 
 /// A DNS host name an app may be reached by (`hosts = ["jupyter.home.arpa"]`): letters, digits,
 /// `-` and `.`, at most 253 characters, no wildcards. Lower-cased, as host names compare.

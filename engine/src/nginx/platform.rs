@@ -537,7 +537,7 @@ pub(crate) fn is_group_leader(pid: u32) -> bool {
 /// This machine's own names, which every protected app answers for: its host name and, for
 /// the local network's mDNS, `<hostname>.local`. Names that are not valid DNS names are left out.
 pub(crate) fn machine_names() -> Vec<HostName> {
-    let Some(host) = host_name() else {
+    let Some(host) = crate::config::host_name() else {
         return Vec::new();
     };
     let short = host.split('.').next().unwrap_or_default().to_string();
@@ -550,21 +550,6 @@ pub(crate) fn machine_names() -> Vec<HostName> {
             names
         },
     )
-}
-
-#[cfg(unix)]
-fn host_name() -> Option<String> {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it (or
-    // truncates, which the CStr search below tolerates).
-    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
-    let name = std::ffi::CStr::from_bytes_until_nul(&buf).ok()?.to_str().ok()?;
-    (ok && !name.is_empty()).then(|| name.to_string())
-}
-
-#[cfg(windows)]
-fn host_name() -> Option<String> {
-    std::env::var("COMPUTERNAME").ok().filter(|n| !n.is_empty())
 }
 
 /// The system's bundle of trusted root certificates, for checking `https` upstreams.
@@ -649,7 +634,7 @@ mod tests {
     #[test]
     fn machine_names_include_the_mdns_name() {
         let names = machine_names();
-        if let Some(host) = host_name().and_then(|h| h.parse::<HostName>().ok()) {
+        if let Some(host) = crate::config::host_name().and_then(|h| h.parse::<HostName>().ok()) {
             assert!(names.contains(&host), "{names:?}");
             let short = host.as_str().split('.').next().unwrap();
             assert!(names.iter().any(|n| n.as_str() == format!("{short}.local")), "{names:?}");
