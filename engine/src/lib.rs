@@ -28,6 +28,8 @@
 //! * [`demo`]: the little app `simpleotp demo` protects (also the tests' upstream).
 //! * [`qr`]: QR codes for the terminal, PNG and SVG.
 //! * [`app`]: [`app::Application`], which wires everything together and runs until stopped.
+//! * `test_support` (only with the `test-support` feature, which only dev-dependencies turn
+//!   on): ports, the demo upstream and waiting, shared by the engine's and the tray's tests.
 //!
 //! The modules above are the crate's API (the CLI, the tray app, the bench, the fuzz targets and
 //! the integration tests use them). `fsutil` (private files, atomic writes) and the server's HTML
@@ -48,6 +50,8 @@ pub mod secret;
 pub mod server;
 pub mod session;
 pub mod state;
+#[cfg(feature = "test-support")]
+pub mod test_support;
 pub mod ticket;
 pub mod totp;
 

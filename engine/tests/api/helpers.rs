@@ -1,7 +1,13 @@
 //! `spawn_app()`: a whole gateway (auth server + real nginx) in front of the demo app, in a
 //! temp directory, plus the small tools the tests share.
+//!
+//! Ports, the demo upstream and waiting come from `simpleotp_engine::test_support` (shared with
+//! the tray app's tests) and are re-exported here: `free_port`, `on_free_port`,
+//! `is_port_in_use`, `spawn_demo_upstream`, `spawn_demo_upstream_until`, `wait_until`. A test
+//! that starts anything on a fixed port does it through `on_free_port`, which tries another
+//! port when another program took the first one.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -10,7 +16,7 @@ use std::time::Duration;
 use reqwest::cookie::{CookieStore, Jar};
 use simpleotp_engine::protocol::session_cookie_name;
 
-use simpleotp_engine::app::{Application, GatewayHandle, Settings};
+use simpleotp_engine::app::{Application, GatewayHandle, Settings, StartError};
 use simpleotp_engine::config::{AppConfig, Config};
 use simpleotp_engine::limiter::LimiterSettings;
 use simpleotp_engine::secret::SecretStore;
@@ -18,21 +24,12 @@ use simpleotp_engine::totp::{unix_now, Totp, TotpSecret};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use simpleotp_engine::test_support::{
+    free_port, is_port_in_use, on_free_port, spawn_demo_upstream, spawn_demo_upstream_until, wait_until,
+};
+
 pub fn init_tracing() {
     let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("simpleotp_engine=debug").try_init();
-}
-
-/// The demo app on a free loopback port, until the test's runtime ends; returns its address.
-pub async fn spawn_demo_upstream() -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(simpleotp_engine::demo::serve_demo_app(listener, Default::default(), CancellationToken::new()));
-    addr
-}
-
-/// A port nothing listens on right now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port()
 }
 
 /// A running gateway and everything a test needs to talk to it.
@@ -76,23 +73,24 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     store.store(&secret, false).unwrap();
 
     let upstream_stop = CancellationToken::new();
-    let mut config = Config::default();
+    let config = Config::default();
     let upstream = match options.upstream {
         Some(addr) => addr,
-        None => {
-            let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
-            let addr = listener.local_addr().unwrap();
-            tokio::spawn(simpleotp_engine::demo::serve_demo_app(listener, config.route_prefix.clone(), upstream_stop.clone()));
-            addr
-        }
+        None => spawn_demo_upstream_until(config.route_prefix.clone(), upstream_stop.clone()).await,
     };
-    config.apps.push(AppConfig::new(
-        "Demo".parse().unwrap(),
-        format!("http://{upstream}").parse().unwrap(),
-        format!("127.0.0.1:{}", free_port()).parse().unwrap(),
-    ));
     let data_dir = options.data_dir.clone().unwrap_or_else(|| dir.path().join("data"));
-    let running = launch(&config, &data_dir, &secret_file, options.limiter).await;
+    // nginx cannot listen on port 0: the app gets a chosen port, and another one if a program
+    // took that port before nginx could bind it.
+    let (_, (config, running)) = on_free_port("the gateway", async |port| {
+        let mut config = config.clone();
+        config.apps.push(AppConfig::new(
+            "Demo".parse().unwrap(),
+            format!("http://{upstream}").parse().unwrap(),
+            format!("127.0.0.1:{port}").parse().unwrap(),
+        ));
+        launch(&config, &data_dir, &secret_file, options.limiter).await.map(|running| (config, running))
+    })
+    .await;
     TestApp {
         data_dir,
         secret_file,
@@ -115,12 +113,12 @@ pub struct Running {
     task: JoinHandle<()>,
 }
 
-async fn launch(config: &Config, data_dir: &Path, secret_file: &Path, limiter: LimiterSettings) -> Running {
+async fn launch(config: &Config, data_dir: &Path, secret_file: &Path, limiter: LimiterSettings) -> Result<Running, StartError> {
     let mut settings = Settings::new(config.clone(), data_dir.to_path_buf(), SecretStore::file(secret_file));
     settings.limiter = limiter;
-    let app = Application::build(settings).await.expect("the gateway starts");
+    let app = Application::build(settings).await?;
     let shutdown = CancellationToken::new();
-    Running { auth_addr: app.auth_addr(), handle: app.handle(), task: tokio::spawn(app.run_until_stopped(shutdown.clone())), shutdown }
+    Ok(Running { auth_addr: app.auth_addr(), handle: app.handle(), task: tokio::spawn(app.run_until_stopped(shutdown.clone())), shutdown })
 }
 
 impl TestApp {
@@ -143,7 +141,20 @@ impl TestApp {
     /// Stops and starts again on the same data directory and secret.
     pub async fn restart(&mut self) {
         self.stop().await;
-        self.running = Some(launch(&self.config, &self.data_dir, &self.secret_file, self.limiter).await);
+        // The app keeps its port (sessions belong to it). Should another program hold it for a
+        // moment, wait for it rather than fail; the port stays taken only if something else
+        // listens there for good.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match launch(&self.config, &self.data_dir, &self.secret_file, self.limiter).await {
+                Ok(running) => break self.running = Some(running),
+                Err(e) if is_port_in_use(&e) && tokio::time::Instant::now() < deadline => {
+                    tracing::warn!("restart: port {} is taken for now; trying again", self.port());
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => panic!("the gateway restarts: {}", simpleotp_engine::error_chain(&e)),
+            }
+        }
     }
 
     /// The protected app's listen port.
@@ -289,17 +300,6 @@ pub fn form_field(html: &str, name: &str) -> Option<String> {
     let value = rest.find("value=\"")? + "value=\"".len();
     let end = rest[value..].find('"')?;
     Some(rest[value..value + end].to_string())
-}
-
-pub async fn wait_until(what: &str, timeout: Duration, mut cond: impl AsyncFnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + timeout;
-    while tokio::time::Instant::now() < deadline {
-        if cond().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out after {timeout:?} waiting for {what}");
 }
 
 pub fn process_alive(pid: u32) -> bool {

@@ -14,11 +14,14 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use simpleotp_engine::config::ListenAddr;
 use simpleotp_engine::config::{AppConfig, RoutePrefix};
 use simpleotp_engine::nginx::{discover, render_config, Nginx, NginxError, NginxLayout, NginxStatus, RestartPolicy};
 use simpleotp_engine::protocol::NginxProof;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
+
+use crate::helpers::{free_port, on_free_port, wait_until};
 
 // ----------------------------------------------------------------------------------------------
 // A minimal HTTP/1.1 responder (keep-alive aware, since nginx keeps auth connections open).
@@ -148,10 +151,6 @@ async fn app_server() -> Server {
 // ----------------------------------------------------------------------------------------------
 // Fixture.
 
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 fn app_config(name: &str, upstream: SocketAddr, port: u16) -> AppConfig {
     AppConfig::new(name.parse().unwrap(), format!("http://{upstream}").parse().unwrap(), format!("127.0.0.1:{port}").parse().unwrap())
 }
@@ -180,12 +179,32 @@ impl Fixture {
         render_config(&self.layout, self.auth.addr, &NginxProof::generate(), &RoutePrefix::default(), apps)
     }
 
-    async fn start(&self) -> Nginx {
+    async fn start(&mut self) -> Nginx {
         self.start_with(RestartPolicy::default()).await
     }
 
-    async fn start_with(&self, policy: RestartPolicy) -> Nginx {
-        Nginx::start_with_policy(self.binary.clone(), self.layout.clone(), self.config(&self.apps), &self.apps, policy).await.unwrap()
+    /// Starts nginx for `self.apps`. Should another program take one of their ports before
+    /// nginx binds it, every app moves to a new port (on the same address) and nginx starts
+    /// again; tests read the ports from `self.apps` after the start.
+    async fn start_with(&mut self, policy: RestartPolicy) -> Nginx {
+        let mut first = true;
+        let (_, nginx) = on_free_port("nginx", async |port| {
+            if !std::mem::take(&mut first) {
+                let ports = std::iter::once(port).chain(std::iter::repeat_with(free_port));
+                for (app, port) in self.apps.iter_mut().zip(ports) {
+                    app.listen = ListenAddr(SocketAddr::new(app.listen.socket_addr().ip(), port));
+                }
+            }
+            Nginx::start_with_policy(self.binary.clone(), self.layout.clone(), self.config(&self.apps), &self.apps, policy.clone()).await
+        })
+        .await;
+        nginx
+    }
+
+    /// Starts nginx for `self.apps` on exactly their ports, for tests that arranged themselves
+    /// who holds which port.
+    async fn start_on_these_ports(&self) -> Nginx {
+        Nginx::start(self.binary.clone(), self.layout.clone(), self.config(&self.apps), &self.apps).await.unwrap()
     }
 
     fn url(&self, i: usize, path: &str) -> String {
@@ -231,20 +250,12 @@ fn sigkill(pid: u32) {
     assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
 }
 
-async fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
 // ----------------------------------------------------------------------------------------------
 // Tests.
 
 #[tokio::test]
 async fn allowed_request_reaches_the_app() {
-    let f = Fixture::new().await;
+    let mut f = Fixture::new().await;
     let nginx = f.start().await;
     let pid = nginx.pid().unwrap();
     assert!(alive(pid));
@@ -291,7 +302,7 @@ async fn allowed_request_reaches_the_app() {
 
 #[tokio::test]
 async fn denied_request_is_redirected_through_the_auth_server() {
-    let f = Fixture::new().await;
+    let mut f = Fixture::new().await;
     let nginx = f.start().await;
 
     let r = client().post(f.url(0, "/tree/x?a=1&b=%20")).header("X-SimpleOTP-Original-URI", "/forged").body("data").send().await.unwrap();
@@ -341,8 +352,12 @@ async fn reload_adds_an_app_without_restarting_the_master() {
     let nginx = f.start().await;
     let pid = nginx.pid().unwrap();
 
-    f.apps.push(app_config("Second", f.app.addr, free_port()));
-    nginx.reload(f.config(&f.apps), &f.apps).await.unwrap();
+    on_free_port("the second app (a reload)", async |port| {
+        let mut apps = f.apps.clone();
+        apps.push(app_config("Second", f.app.addr, port));
+        nginx.reload(f.config(&apps), &apps).await.map(|()| f.apps = apps)
+    })
+    .await;
     assert_eq!(nginx.pid(), Some(pid), "a reload keeps the master");
     let r = get_allowed(&f.url(1, "/second")).await;
     assert_eq!(r.text().await.unwrap(), "app: GET /second 0");
@@ -362,7 +377,7 @@ async fn reload_adds_an_app_without_restarting_the_master() {
 
 #[tokio::test]
 async fn invalid_reload_keeps_serving() {
-    let f = Fixture::new().await;
+    let mut f = Fixture::new().await;
     let nginx = f.start().await;
     let pid = nginx.pid().unwrap();
     let before = std::fs::read_to_string(f.layout.conf_path()).unwrap();
@@ -381,7 +396,7 @@ async fn invalid_reload_keeps_serving() {
 
 #[tokio::test]
 async fn killed_master_is_restarted() {
-    let f = Fixture::new().await;
+    let mut f = Fixture::new().await;
     let nginx = f.start().await;
     let old = nginx.pid().unwrap();
     let workers: Vec<u32> = group_members(old).into_iter().filter(|p| *p != old).collect();
@@ -405,7 +420,7 @@ async fn killed_master_is_restarted() {
 
 #[tokio::test]
 async fn crash_loop_ends_in_failed_without_busy_looping() {
-    let f = Fixture::new().await;
+    let mut f = Fixture::new().await;
     let policy = RestartPolicy { initial_backoff: Duration::from_millis(100), max_failures: 4, ..RestartPolicy::default() };
     let nginx = f.start_with(policy).await;
     let good = std::fs::read_to_string(f.layout.conf_path()).unwrap();
@@ -435,7 +450,9 @@ async fn crash_loop_ends_in_failed_without_busy_looping() {
     // Backoff 100 + 200 + 400 ms before the three restart attempts: no busy loop.
     assert!(elapsed >= Duration::from_millis(700), "gave up too fast: {elapsed:?}");
 
-    // It stays down: no more attempts.
+    // It stays down: no more attempts. A negative that only time can show (the supervisor
+    // reports no event for "did not restart"): the test waits as long as the next backoff
+    // would have been (800 ms), had the supervisor gone on.
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert!(matches!(*nginx.status().borrow(), NginxStatus::Failed { .. }));
     let restarts = seen.lock().unwrap().iter().filter(|s| matches!(s, NginxStatus::Restarting { .. })).count();
@@ -457,7 +474,7 @@ async fn crash_loop_ends_in_failed_without_busy_looping() {
 
 #[tokio::test]
 async fn stop_leaves_no_nginx_behind() {
-    let f = Fixture::new().await;
+    let mut f = Fixture::new().await;
     let nginx = f.start().await;
     let pid = nginx.pid().unwrap();
     assert!(group_members(pid).len() >= 2, "master and worker");
@@ -468,11 +485,14 @@ async fn stop_leaves_no_nginx_behind() {
     assert!(!alive(pid));
     assert!(group_members(pid).is_empty(), "workers left: {:?}", group_members(pid));
     assert!(!f.layout.pid_path().exists());
-    // The port is free again and nothing restarted it.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    StdListener::bind(f.apps[0].listen.socket_addr()).unwrap();
+    // The port is free again and nothing restarted it: the test holds the port from now on,
+    // so a restart at any later moment would fail to bind and show in the status, which must
+    // still say Stopped at the end (no fixed wait for "nothing happened").
+    let _held = StdListener::bind(f.apps[0].listen.socket_addr()).unwrap();
     assert!(matches!(nginx.reload(f.config(&f.apps), &f.apps).await, Err(NginxError::Stopped)));
     nginx.stop().await; // idempotent
+    assert_eq!(*nginx.status().borrow(), NginxStatus::Stopped);
+    assert_eq!(nginx.pid(), None);
 }
 
 #[tokio::test]
@@ -496,14 +516,14 @@ async fn stale_nginx_from_a_previous_run_is_cleaned_up() {
         .spawn()
         .unwrap();
     let stale_pid = stale.id();
-    wait_for("the stale nginx to write its pid file", Duration::from_secs(5), || {
+    wait_until("the stale nginx to write its pid file", Duration::from_secs(5), async || {
         std::fs::read_to_string(f.layout.pid_path()).is_ok_and(|t| t.trim() == stale_pid.to_string())
     })
     .await;
     assert_eq!(get_allowed(&f.url(0, "/")).await.status(), 200);
 
-    // Without cleanup this would fail with "port in use".
-    let nginx = f.start().await;
+    // Without cleanup this would fail with "port in use" (so no second try on other ports).
+    let nginx = f.start_on_these_ports().await;
     assert_ne!(nginx.pid(), Some(stale_pid));
     assert!(!alive(stale_pid));
     assert!(stale.wait().unwrap().success(), "the stale nginx was asked to quit gracefully");
@@ -514,7 +534,7 @@ async fn stale_nginx_from_a_previous_run_is_cleaned_up() {
 
 #[tokio::test]
 async fn pid_file_of_an_unrelated_process_is_left_alone() {
-    let f = Fixture::new().await;
+    let mut f = Fixture::new().await;
     f.layout.prepare().unwrap();
     let mut sleeper = std::process::Command::new("sleep").arg("30").spawn().unwrap();
     std::fs::write(f.layout.pid_path(), format!("{}\n", sleeper.id())).unwrap();
@@ -532,7 +552,7 @@ async fn pid_file_of_an_unrelated_process_is_left_alone() {
 async fn nginx_dies_with_the_engine() {
     const NAME: &str = "nginx::nginx_dies_with_the_engine";
     if std::env::var_os("SIMPLEOTP_TEST_CHILD").is_some() {
-        let f = Fixture::new().await;
+        let mut f = Fixture::new().await;
         let nginx = f.start().await;
         println!("NGINX_PID={} PORT={}", nginx.pid().unwrap(), f.apps[0].listen.socket_addr().port());
         tokio::time::sleep(Duration::from_secs(60)).await;
@@ -579,7 +599,7 @@ async fn nginx_dies_with_the_engine() {
     assert!(survivors.is_empty(), "nginx processes {survivors:?} outlived the engine by 5 s");
     eprintln!("nginx and its workers were gone {:?} after the engine died", started.elapsed());
     // And the port is free again.
-    wait_for("the port to be released", Duration::from_secs(2), || StdListener::bind(("127.0.0.1", port)).is_ok()).await;
+    wait_until("the port to be released", Duration::from_secs(2), async || StdListener::bind(("127.0.0.1", port)).is_ok()).await;
 }
 
 /// The layout only ever points inside its prefix.
@@ -636,14 +656,13 @@ async fn websockets_pass_through_after_auth() {
 #[tokio::test]
 async fn upstream_path_is_the_start_page_and_ipv6_listen_works() {
     let mut f = Fixture::new().await;
-    let port = free_port();
     f.apps = vec![AppConfig::new(
         "Lab".parse().unwrap(),
         format!("http://{}/lab", f.app.addr).parse().unwrap(),
-        format!("[::1]:{port}").parse().unwrap(),
+        format!("[::1]:{}", free_port()).parse().unwrap(),
     )];
     let nginx = f.start().await;
-    let base = format!("http://[::1]:{port}");
+    let base = format!("http://[::1]:{}", f.apps[0].listen.socket_addr().port());
 
     let r = get_allowed(&format!("{base}/")).await;
     assert_eq!(r.status(), 302);
@@ -665,9 +684,27 @@ async fn nginx_survives_the_thread_that_started_it() {
     let f = Fixture::new().await;
     let handle = tokio::runtime::Handle::current();
     let (binary, layout, config, apps) = (f.binary.clone(), f.layout.clone(), f.config(&f.apps), f.apps.clone());
-    let nginx = std::thread::spawn(move || handle.block_on(Nginx::start(binary, layout, config, &apps)).unwrap()).join().unwrap();
+    let (nginx, thread_id) = std::thread::spawn(move || {
+        // SAFETY: gettid(2) has no arguments and cannot fail.
+        let thread_id = unsafe { libc::gettid() };
+        (handle.block_on(Nginx::start(binary, layout, config, &apps)).unwrap(), thread_id)
+    })
+    .join()
+    .unwrap();
     let pid = nginx.pid().unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Instead of a fixed wait: the thread is gone from /proc only after its exit is complete,
+    // and the kernel sends the parent-death signal before that. Then nginx must still act on a
+    // signal sent after it: a reload that adds an app opens the new port (a master killed by
+    // the parent-death signal would never get to it, and the reload would fail).
+    wait_until("the starting thread to be gone", Duration::from_secs(5), async || {
+        !Path::new(&format!("/proc/self/task/{thread_id}")).exists()
+    })
+    .await;
+    on_free_port("a second app (a reload)", async |port| {
+        let apps = [f.apps.clone(), vec![app_config("Second", f.app.addr, port)]].concat();
+        nginx.reload(f.config(&apps), &apps).await
+    })
+    .await;
     assert_eq!(nginx.pid(), Some(pid), "nginx was killed (and restarted) when the starting thread exited");
     assert!(alive(pid));
     assert_eq!(get_allowed(&f.url(0, "/")).await.status(), 200);

@@ -68,14 +68,16 @@ async fn a_session_opens_only_its_own_app_and_no_app_sees_a_token() {
     let upstream = RecordingUpstream::start().await;
     let app = spawn_app_with(AppOptions { upstream: Some(upstream.addr), ..Default::default() }).await;
     // A second app on another port of the same host, behind the same gateway.
-    let mut config = app.config.clone();
-    let mut second = config.apps[0].clone();
-    second.name = "Second".parse().unwrap();
-    second.listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let second_port = second.listen.socket_addr().port();
+    let (second_port, _config) = on_free_port("the second app", async |port| {
+        let mut config = app.config.clone();
+        let mut second = config.apps[0].clone();
+        second.name = "Second".parse().unwrap();
+        second.listen = format!("127.0.0.1:{port}").parse().unwrap();
+        config.apps.push(second);
+        app.handle().apply_config(&config).await.map(|_| config)
+    })
+    .await;
     let second_base = format!("http://127.0.0.1:{second_port}");
-    config.apps.push(second);
-    app.handle().apply_config(&config).await.unwrap();
 
     let browser = client();
     let login = app.login(&browser, "/").await;

@@ -9,6 +9,9 @@ use std::time::Duration;
 use simpleotp_engine::gateway::LoginOutcome;
 use simpleotp_engine::nginx;
 use simpleotp_engine::protocol::session_cookie_name;
+// Ports: `free_port` for a port that stays closed or that a test holds itself; `on_free_port`
+// to add (or move) an app, so that a port another program takes first is replaced by another.
+use simpleotp_engine::test_support::{free_port, on_free_port, spawn_demo_upstream_until};
 use simpleotp_engine::totp::{unix_now, Totp, TotpSecret};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
@@ -104,17 +107,10 @@ impl Harness {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// A running upstream app (the engine's demo page); returns its address.
 async fn upstream() -> (SocketAddr, CancellationToken) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let stop = CancellationToken::new();
-    tokio::spawn(simpleotp_engine::demo::serve_demo_app(listener, Default::default(), stop.clone()));
-    (addr, stop)
+    (spawn_demo_upstream_until(Default::default(), stop.clone()).await, stop)
 }
 
 /// A plain HTTP/1.0 GET: (status code, headers and body).
@@ -191,9 +187,8 @@ async fn apps_are_added_protected_edited_and_removed_with_reloads() {
     let h = Harness::new("apps");
     h.set_up().await;
     let (up, _stop) = upstream().await;
-    let port = free_port();
 
-    let saved = h.core.app_add(input("Demo", &up.to_string(), port)).await.unwrap();
+    let (port, saved) = on_free_port("the app", async |port| h.core.app_add(input("Demo", &up.to_string(), port)).await).await;
     assert_eq!(saved.app.url, format!("http://127.0.0.1:{port}/"));
     assert_eq!(saved.app.upstream, format!("http://{up}"), "a bare host:port gets http://");
     assert_eq!(saved.warning, None, "the upstream answers");
@@ -211,8 +206,8 @@ async fn apps_are_added_protected_edited_and_removed_with_reloads() {
     assert_eq!(h.core.sessions_list()[0].app, "Demo", "Sessions names the app");
 
     // Rename and move it.
-    let new_port = free_port();
-    let edited = h.core.app_edit("Demo", input("Demo two", &format!("http://{up}"), new_port)).await.unwrap();
+    let (new_port, edited) =
+        on_free_port("the moved app", async |port| h.core.app_edit("Demo", input("Demo two", &format!("http://{up}"), port)).await).await;
     assert_eq!(edited.app.url, format!("http://127.0.0.1:{new_port}/"));
     // A session belongs to the app on its port: at the new port, the browser signs in again.
     assert_eq!(get(&edited.app.url, Some(&token)).await.0, 302);
@@ -247,7 +242,7 @@ async fn bad_apps_are_refused_with_readable_messages_and_nothing_is_saved() {
     assert!(err.user_message().contains("already in use"), "{}", err.user_message());
 
     // Duplicate names.
-    h.core.app_add(input("Jupyter", "http://127.0.0.1:8888", port)).await.unwrap();
+    on_free_port("the app", async |port| h.core.app_add(input("Jupyter", "http://127.0.0.1:8888", port)).await).await;
     let err = h.core.app_add(input("Jupyter", "http://127.0.0.1:8889", free_port())).await.unwrap_err();
     assert!(err.user_message().contains("names must be unique"), "{}", err.user_message());
     assert_eq!(h.core.status().apps.len(), 1);
@@ -260,7 +255,8 @@ async fn an_upstream_that_does_not_answer_is_saved_with_a_warning() {
     let h = Harness::new("no-upstream");
     h.set_up().await;
     let silent = free_port();
-    let saved = h.core.app_add(input("Jupyter", &format!("http://127.0.0.1:{silent}"), free_port())).await.unwrap();
+    let (_, saved) =
+        on_free_port("the app", async |port| h.core.app_add(input("Jupyter", &format!("http://127.0.0.1:{silent}"), port)).await).await;
     let warning = saved.warning.expect("a warning");
     assert!(warning.contains("Nothing answers at"), "{warning}");
     assert_eq!(h.core.status().apps.len(), 1);
@@ -343,8 +339,7 @@ async fn unlock_gives_a_one_time_sign_in_link_and_does_not_refill_the_budget() {
     let h = Harness::new("unlock-link");
     h.set_up().await;
     let (up, _stop) = upstream().await;
-    let port = free_port();
-    h.core.app_add(input("Demo", &up.to_string(), port)).await.unwrap();
+    let (port, _) = on_free_port("the app", async |port| h.core.app_add(input("Demo", &up.to_string(), port)).await).await;
     let gateway = h.core.running_gateway().unwrap();
 
     // Ten wrong codes from ten addresses empty the shared budget.
@@ -462,8 +457,7 @@ async fn replacing_the_secret_asks_for_a_current_code_of_the_old_one_first() {
 async fn settings_change_lifetimes_listen_scope_nginx_path_and_launch_at_login() {
     let h = Harness::new("settings");
     h.set_up().await;
-    let port = free_port();
-    h.core.app_add(input("Jupyter", "http://127.0.0.1:8888", port)).await.unwrap();
+    let (port, _) = on_free_port("the app", async |port| h.core.app_add(input("Jupyter", "http://127.0.0.1:8888", port)).await).await;
     let before = h.core.settings_get();
     assert_eq!(
         before,
@@ -485,7 +479,7 @@ async fn settings_change_lifetimes_listen_scope_nginx_path_and_launch_at_login()
     assert!(h.config_text().contains("lifetime_seconds = 3600"));
     assert_eq!(h.core.running_gateway().unwrap().session_settings().idle_timeout, Duration::from_secs(600));
     // New apps follow the scope.
-    let other = h.core.app_add(input("Other", "http://127.0.0.1:9999", free_port())).await.unwrap();
+    let (_, other) = on_free_port("the app", async |port| h.core.app_add(input("Other", "http://127.0.0.1:9999", port)).await).await;
     assert!(other.app.url.starts_with("http://localhost:"));
 
     // Back to this computer only; an explicit nginx path restarts the gateway with it.
@@ -523,7 +517,7 @@ async fn pause_stops_the_protected_addresses_and_resume_brings_them_back() {
     let h = Harness::new("pause");
     h.set_up().await;
     let (up, _stop) = upstream().await;
-    let saved = h.core.app_add(input("Demo", &up.to_string(), free_port())).await.unwrap();
+    let (_, saved) = on_free_port("the app", async |port| h.core.app_add(input("Demo", &up.to_string(), port)).await).await;
     assert_eq!(get(&saved.app.url, None).await.0, 302);
 
     assert_eq!(h.core.set_paused(true).await.unwrap().state, Protection::Paused);
@@ -541,8 +535,7 @@ async fn pause_stops_the_protected_addresses_and_resume_brings_them_back() {
 async fn a_restart_finds_the_secret_and_the_apps() {
     let h = Harness::new("restart");
     h.set_up().await;
-    let port = free_port();
-    h.core.app_add(input("Jupyter", "http://127.0.0.1:8888", port)).await.unwrap();
+    let (port, _) = on_free_port("the app", async |port| h.core.app_add(input("Jupyter", "http://127.0.0.1:8888", port)).await).await;
     h.core.shutdown().await;
 
     let core = h.reopen();
@@ -575,8 +568,7 @@ async fn a_broken_config_is_reported_kept_and_retried() {
 async fn a_start_failure_shows_nginx_message_and_retry_recovers() {
     let h = Harness::new("start-failure");
     h.set_up().await;
-    let port = free_port();
-    h.core.app_add(input("Jupyter", "http://127.0.0.1:8888", port)).await.unwrap();
+    let (port, _) = on_free_port("the app", async |port| h.core.app_add(input("Jupyter", "http://127.0.0.1:8888", port)).await).await;
     h.core.shutdown().await;
 
     // Another program takes the app's port while SimpleOTP is not running.
@@ -608,12 +600,10 @@ async fn two_changes_at_once_both_reach_the_saved_config() {
     h.set_up().await;
     // Both start before either is saved: each applies through an nginx reload, during which
     // the other runs. A change that copied the config before the other was saved would drop it.
-    let (a, b) = tokio::join!(
-        h.core.app_add(input("First", "http://127.0.0.1:8888", free_port())),
-        h.core.app_add(input("Second", "http://127.0.0.1:8889", free_port())),
+    tokio::join!(
+        on_free_port("the first app", async |port| h.core.app_add(input("First", "http://127.0.0.1:8888", port)).await),
+        on_free_port("the second app", async |port| h.core.app_add(input("Second", "http://127.0.0.1:8889", port)).await),
     );
-    a.unwrap();
-    b.unwrap();
     let text = h.config_text();
     assert!(text.contains("name = \"First\"") && text.contains("name = \"Second\""), "{text}");
     let names: Vec<String> = h.core.status().apps.into_iter().map(|a| a.name).collect();
