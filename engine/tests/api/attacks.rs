@@ -301,6 +301,7 @@ async fn slow_clients_do_not_stop_the_auth_server_from_serving_others() {
             for stream in slow.iter_mut() {
                 let _ = stream.write_all(b"a").await;
             }
+            // The attack's pace (a byte per connection every 500 ms) is what is tested.
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         slow

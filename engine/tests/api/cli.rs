@@ -51,6 +51,12 @@ impl Serve {
     }
 
     pub fn start_with_env(dir: &Path, config: &Path, secret_file: &Path, env: &[(&str, &str)]) -> (Serve, String) {
+        Self::try_start_with_env(dir, config, secret_file, env).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Like [`Serve::start_with_env`]; a `serve` that does not get as far as printing the URL
+    /// is an error that carries its stderr (e.g. a port in use).
+    pub fn try_start_with_env(dir: &Path, config: &Path, secret_file: &Path, env: &[(&str, &str)]) -> Result<(Serve, String), ServeFailed> {
         let stderr_log = dir.join("serve.stderr");
         let mut child = simpleotp(&["serve"])
             .envs(env.iter().copied())
@@ -67,10 +73,10 @@ impl Serve {
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let first = lines.next().map(|l| l.unwrap()).unwrap_or_default();
         let serve = Serve { child, stderr_log };
-        let url = first.split_once(": ").map(|(_, url)| url.to_string()).unwrap_or_else(|| {
-            panic!("serve printed {first:?}; stderr: {}", std::fs::read_to_string(&serve.stderr_log).unwrap_or_default())
-        });
-        (serve, url)
+        match first.split_once(": ") {
+            Some((_, url)) => Ok((serve, url.to_string())),
+            None => Err(ServeFailed { printed: first, stderr: serve.stderr() }),
+        }
     }
 
     pub fn stderr(&self) -> String {
@@ -94,12 +100,45 @@ impl Serve {
     }
 }
 
-/// A config with one app in front of `upstream` on a free port.
+/// `serve` did not start: what it printed instead of the URL, and its stderr.
+#[derive(Debug)]
+pub struct ServeFailed {
+    printed: String,
+    stderr: String,
+}
+
+impl std::fmt::Display for ServeFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "serve printed {:?}; stderr: {}", self.printed, self.stderr)
+    }
+}
+
+impl std::error::Error for ServeFailed {}
+
+/// A config with one app in front of `upstream` on a free port (that nothing starts on yet).
 pub fn write_config(dir: &Path, upstream: &str) -> (PathBuf, u16) {
     let port = free_port();
+    (write_config_on(dir, upstream, port), port)
+}
+
+/// A config with one app in front of `upstream` on `port`.
+pub fn write_config_on(dir: &Path, upstream: &str, port: u16) -> PathBuf {
     let path = dir.join("config.toml");
     std::fs::write(&path, format!("[[app]]\nname = \"Notebook\"\nupstream = \"{upstream}\"\nlisten = \"127.0.0.1:{port}\"\n")).unwrap();
-    (path, port)
+    path
+}
+
+/// `serve` for a config of one app in front of `upstream` (see [`write_config`]), on a free port;
+/// should another program take that port before nginx binds it, the config is written again
+/// for a new port and `serve` starts again. Returns the server, the protected URL and the
+/// config file.
+pub async fn serve_on_free_port(dir: &Path, upstream: &str, secret_file: &Path, env: &[(&str, &str)]) -> (Serve, String, PathBuf) {
+    let (port, (serve, url)) = on_free_port("simpleotp serve", async |port| {
+        let config = write_config_on(dir, upstream, port);
+        tokio::task::block_in_place(|| Serve::try_start_with_env(dir, &config, secret_file, env))
+    })
+    .await;
+    (serve, url, write_config_on(dir, upstream, port))
 }
 
 pub fn init_secret_file(dir: &Path) -> (PathBuf, Totp) {
@@ -391,8 +430,7 @@ async fn serve_logs_no_secrets_unlocks_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let (secret_file, totp) = init_secret_file(dir.path());
     let upstream_addr = spawn_demo_upstream().await;
-    let (config, _) = write_config(dir.path(), &format!("http://{upstream_addr}"));
-    let (mut serve, url) = tokio::task::block_in_place(|| Serve::start(dir.path(), &config, &secret_file));
+    let (mut serve, url, _) = serve_on_free_port(dir.path(), &format!("http://{upstream_addr}"), &secret_file, &[]).await;
     let base = url.trim_end_matches('/').to_string();
 
     // Lock ourselves out, then lift it with the CLI.
@@ -440,8 +478,7 @@ async fn serve_logs_no_secrets_unlocks_and_stops_cleanly_on_sigterm() {
 async fn sigkilled_serve_leaves_no_nginx_and_the_next_start_works() {
     let dir = tempfile::tempdir().unwrap();
     let (secret_file, _) = init_secret_file(dir.path());
-    let (config, _) = write_config(dir.path(), "http://127.0.0.1:9");
-    let (serve, url) = tokio::task::block_in_place(|| Serve::start(dir.path(), &config, &secret_file));
+    let (serve, url, config) = serve_on_free_port(dir.path(), "http://127.0.0.1:9", &secret_file, &[]).await;
     let nginx_pid = read_pid(&dir.path().join("data/nginx/nginx.pid")).expect("nginx pid file");
     assert!(process_alive(nginx_pid));
 
@@ -462,8 +499,7 @@ async fn sigkilled_serve_leaves_no_nginx_and_the_next_start_works() {
 async fn second_serve_on_the_same_data_dir_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let (secret_file, _) = init_secret_file(dir.path());
-    let (config, _) = write_config(dir.path(), "http://127.0.0.1:9");
-    let (_serve, _) = tokio::task::block_in_place(|| Serve::start(dir.path(), &config, &secret_file));
+    let (_serve, _, _) = serve_on_free_port(dir.path(), "http://127.0.0.1:9", &secret_file, &[]).await;
     let (other_config, _) = {
         let other = dir.path().join("other");
         std::fs::create_dir(&other).unwrap();

@@ -14,12 +14,13 @@ use simpleotp_engine::session::SessionStore;
 use simpleotp_engine::state::{PersistedState, StateFile};
 use simpleotp_engine::totp::unix_now;
 
-use crate::cli::{init_secret_file, write_config, Serve};
+use crate::cli::{init_secret_file, serve_on_free_port, write_config, Serve};
 use crate::helpers::*;
 
 #[tokio::test]
 async fn an_app_that_is_down_gets_a_clear_502_page_not_a_login_loop() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap(); // bound, then dropped: nothing listens
+    // A port nothing listens on (and no other test is given): the app is down.
+    let closed = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
     let app = spawn_app_with(AppOptions { upstream: Some(closed), ..Default::default() }).await;
     let browser = client();
     app.login(&browser, "/").await;
@@ -271,6 +272,7 @@ async fn sigkill_while_writing_the_state_never_loses_a_persisted_session() {
                 }
             })
         };
+        // The moment of the kill within the write cycle is what is tested: a fixed wait.
         tokio::time::sleep(Duration::from_millis(delay_ms)).await;
         serve.signal(libc::SIGKILL);
         hammer.abort();
@@ -298,7 +300,6 @@ async fn wall_clock_jumps_back_and_forward() {
     let dir = tempfile::tempdir().unwrap();
     let (secret, totp) = init_secret_file(dir.path());
     let upstream_addr = spawn_demo_upstream().await;
-    let (config, _) = write_config(dir.path(), &format!("http://{upstream_addr}"));
     let clock = dir.path().join("faketime");
     let set_clock = |offset: &str| std::fs::write(&clock, offset).unwrap();
     set_clock("+0");
@@ -311,7 +312,7 @@ async fn wall_clock_jumps_back_and_forward() {
         ("FAKETIME_NO_CACHE", "1"),
         ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
     ];
-    let (serve, url) = tokio::task::block_in_place(|| Serve::start_with_env(dir.path(), &config, &secret, &env));
+    let (serve, url, _) = serve_on_free_port(dir.path(), &format!("http://{upstream_addr}"), &secret, &env).await;
     let base = url.trim_end_matches('/').to_string();
     let login = format!("{base}/_simpleotp/login");
     let post = |code: String| {

@@ -246,7 +246,9 @@ async fn signing_in_cuts_nothing() {
     let _second = signed_in(&app).await;
     assert!(!ended.has_changed().unwrap(), "a login is not the end of a session");
     // Longer than the gather delay plus worker_shutdown_timeout: had the workers been replaced,
-    // the socket would be closed by now. (A negative can only be shown by waiting.)
+    // the socket would be closed by now. (A negative can only be shown by waiting; this fixed
+    // wait stays on purpose: the test holds the socket itself to the promise, not a proxy for
+    // it such as the worker pids, and tests run in parallel, so it costs no wall time.)
     tokio::time::sleep(Duration::from_millis(4500)).await;
     assert_echoes(&mut ws, "still open").await;
 }
