@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
+use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::helpers::*;
 
@@ -25,14 +26,29 @@ impl ChromeDriver {
             .into_iter()
             .find(|p| std::path::Path::new(p).exists())
             .expect("chromedriver is not installed: run the README's test command (it installs chromium-driver)");
-        let port = free_port();
-        let child = tokio::process::Command::new(binary)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
+        // Port 0: chromedriver takes a free port itself and says which, so no other program
+        // can take it between our choice and its bind.
+        let mut child = tokio::process::Command::new(binary)
+            .arg("--port=0")
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .kill_on_drop(true)
             .spawn()
             .expect("chromedriver starts");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let port = tokio::time::timeout(Duration::from_secs(20), async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                if let Some(rest) = line.split("started successfully on port ").nth(1) {
+                    return rest.trim_end_matches('.').parse::<u16>().unwrap_or_else(|_| panic!("chromedriver said {line:?}"));
+                }
+            }
+            panic!("chromedriver exited without saying its port");
+        })
+        .await
+        .expect("chromedriver did not say its port within 20 s");
+        assert_ne!(port, 0, "this chromedriver does not report the port it chose for --port=0");
+        // The rest of its output is read and dropped, so that a full pipe never blocks it.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         let url = format!("http://127.0.0.1:{port}");
         let status = format!("{url}/status");
         wait_until("chromedriver to listen", Duration::from_secs(20), async || {

@@ -5,6 +5,7 @@
 //! nginx killed or crashing in a loop is in [`crate::nginx`]; a missing or locked keychain in
 //! the `secret` module's tests and [`crate::cli`].
 
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -57,18 +58,23 @@ async fn https_upstreams_are_verified_unless_the_app_opts_out() {
         .status()
         .expect("openssl is installed");
     assert!(made.success());
-    let port = free_port();
+    // Port 0: s_server takes a free port itself and says which ("ACCEPT 127.0.0.1:PORT"; not
+    // with -quiet), so no other program can take it between our choice and its bind.
     let mut server = Command::new("openssl")
-        .args(["s_server", "-quiet", "-www", "-accept"])
-        .arg(format!("127.0.0.1:{port}"))
+        .args(["s_server", "-www", "-accept", "127.0.0.1:0"])
         .arg("-cert")
         .arg(&cert)
         .arg("-key")
         .arg(&key)
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let mut output = std::io::BufReader::new(server.stdout.take().unwrap()).lines();
+    let accept = output.find_map(|line| line.ok()?.strip_prefix("ACCEPT ").map(str::to_string)).expect("openssl s_server says its port");
+    let port: u16 = accept.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("s_server said ACCEPT {accept}"));
+    // The rest of its output is read and dropped, so that a full pipe never blocks it.
+    std::thread::spawn(move || output.for_each(drop));
     wait_until("openssl s_server to listen", Duration::from_secs(10), async || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok())
         .await;
 
