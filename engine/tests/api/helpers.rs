@@ -302,10 +302,13 @@ pub fn form_field(html: &str, name: &str) -> Option<String> {
     Some(rest[value..value + end].to_string())
 }
 
+/// Whether process `pid` is alive: it exists and is neither a zombie nor dead (a zombie counts
+/// as gone: it runs no code and holds no ports).
 pub fn process_alive(pid: u32) -> bool {
-    // Signal 0 checks existence; a zombie still counts as gone for our purposes.
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    !stat.is_empty() && !stat.split(')').nth(1).is_some_and(|rest| rest.trim_start().starts_with('Z'))
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    // The state follows the command name in parentheses, which may itself contain ')'.
+    let state = stat.rfind(')').and_then(|end| stat[end + 1..].split_whitespace().next());
+    !matches!(state, None | Some("Z" | "X"))
 }
 
 pub fn read_pid(path: &Path) -> Option<u32> {

@@ -21,7 +21,7 @@ use simpleotp_engine::protocol::NginxProof;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::helpers::{free_port, on_free_port, wait_until};
+use crate::helpers::{free_port, init_tracing, on_free_port, process_alive, wait_until};
 
 // ----------------------------------------------------------------------------------------------
 // A minimal HTTP/1.1 responder (keep-alive aware, since nginx keeps auth connections open).
@@ -166,7 +166,7 @@ struct Fixture {
 
 impl Fixture {
     async fn new() -> Fixture {
-        let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("simpleotp_engine=debug").try_init();
+        init_tracing();
         let dir = tempfile::tempdir().unwrap();
         let layout = NginxLayout::new(dir.path().join("wt-nginx-test"));
         let auth = auth_server().await;
@@ -220,17 +220,6 @@ async fn get_allowed(url: &str) -> reqwest::Response {
     client().get(url).header("X-Allow", "yes").send().await.unwrap()
 }
 
-/// Alive and not a zombie.
-fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            let state = stat[stat.rfind(')').unwrap() + 1..].split_whitespace().next().unwrap().to_string();
-            state != "Z" && state != "X"
-        }
-        Err(_) => false,
-    }
-}
-
 /// Live processes in process group `pgid` (an nginx master we start leads its own group).
 fn group_members(pgid: u32) -> Vec<u32> {
     let mut out = Vec::new();
@@ -258,7 +247,7 @@ async fn allowed_request_reaches_the_app() {
     let mut f = Fixture::new().await;
     let nginx = f.start().await;
     let pid = nginx.pid().unwrap();
-    assert!(alive(pid));
+    assert!(process_alive(pid));
 
     let r = client()
         .get(f.url(0, "/notebooks/a%2Fb?x=1"))
@@ -412,7 +401,7 @@ async fn killed_master_is_restarted() {
     assert_ne!(new, old);
     // The orphaned workers of the killed master are gone (they would hold the port).
     for w in workers {
-        assert!(!alive(w), "worker {w} of the killed master survived");
+        assert!(!process_alive(w), "worker {w} of the killed master survived");
     }
     assert_eq!(get_allowed(&f.url(0, "/again")).await.text().await.unwrap(), "app: GET /again 0");
     nginx.stop().await;
@@ -482,7 +471,7 @@ async fn stop_leaves_no_nginx_behind() {
     nginx.stop().await;
     assert_eq!(*nginx.status().borrow(), NginxStatus::Stopped);
     assert_eq!(nginx.pid(), None);
-    assert!(!alive(pid));
+    assert!(!process_alive(pid));
     assert!(group_members(pid).is_empty(), "workers left: {:?}", group_members(pid));
     assert!(!f.layout.pid_path().exists());
     // The port is free again and nothing restarted it: the test holds the port from now on,
@@ -525,7 +514,7 @@ async fn stale_nginx_from_a_previous_run_is_cleaned_up() {
     // Without cleanup this would fail with "port in use" (so no second try on other ports).
     let nginx = f.start_on_these_ports().await;
     assert_ne!(nginx.pid(), Some(stale_pid));
-    assert!(!alive(stale_pid));
+    assert!(!process_alive(stale_pid));
     assert!(stale.wait().unwrap().success(), "the stale nginx was asked to quit gracefully");
     assert!(group_members(stale_pid).is_empty());
     assert_eq!(get_allowed(&f.url(0, "/")).await.status(), 200);
@@ -539,7 +528,7 @@ async fn pid_file_of_an_unrelated_process_is_left_alone() {
     let mut sleeper = std::process::Command::new("sleep").arg("30").spawn().unwrap();
     std::fs::write(f.layout.pid_path(), format!("{}\n", sleeper.id())).unwrap();
     let nginx = f.start().await;
-    assert!(alive(sleeper.id()), "an unrelated process named by a stale pid file must not be signalled");
+    assert!(process_alive(sleeper.id()), "an unrelated process named by a stale pid file must not be signalled");
     nginx.stop().await;
     sleeper.kill().unwrap();
     let _ = sleeper.wait();
@@ -581,7 +570,7 @@ async fn nginx_dies_with_the_engine() {
     let fields: HashMap<&str, u32> =
         line.split_whitespace().filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k, v.parse().unwrap())).collect();
     let (pid, port) = (fields["NGINX_PID"], fields["PORT"] as u16);
-    assert!(alive(pid));
+    assert!(process_alive(pid));
     let workers = group_members(pid);
     assert!(workers.len() >= 2);
 
@@ -589,10 +578,10 @@ async fn nginx_dies_with_the_engine() {
     child.wait().await.unwrap();
     let started = Instant::now();
     let deadline = started + Duration::from_secs(5);
-    while workers.iter().any(|p| alive(*p)) && Instant::now() < deadline {
+    while workers.iter().any(|p| process_alive(*p)) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    let survivors: Vec<u32> = workers.iter().copied().filter(|p| alive(*p)).collect();
+    let survivors: Vec<u32> = workers.iter().copied().filter(|p| process_alive(*p)).collect();
     for p in &survivors {
         sigkill(*p); // don't leave them behind when the assertion fails
     }
@@ -706,7 +695,7 @@ async fn nginx_survives_the_thread_that_started_it() {
     })
     .await;
     assert_eq!(nginx.pid(), Some(pid), "nginx was killed (and restarted) when the starting thread exited");
-    assert!(alive(pid));
+    assert!(process_alive(pid));
     assert_eq!(get_allowed(&f.url(0, "/")).await.status(), 200);
     nginx.stop().await;
 }
