@@ -2,11 +2,14 @@
 //!
 //! Every test runs the real parts: the real nginx from the system, the real auth server on
 //! loopback, real sessions on disk in a temp directory; the browser tests drive headless
-//! Chromium through chromedriver. Each test gets its own data directory and ports (port 0), so
-//! they run in parallel.
+//! Chromium through chromedriver. Each test gets its own data directory and ports, so they run
+//! in parallel: port 0 wherever the component can report what it got (the auth server, the demo
+//! app, chromedriver, openssl), and otherwise (nginx) a port started through `on_free_port`,
+//! which moves to a new port if another program takes the first one.
 //!
 //! * [`attacks`]: the attack battery (redirects, injection, cookies, CSRF, slow clients, ...).
-//! * [`helpers`]: `spawn_app()` and friends.
+//! * [`helpers`]: `spawn_app()` and friends; ports, the demo upstream and `wait_until` come from
+//!   `simpleotp_engine::test_support` (the `test-support` feature), shared with the tray's tests.
 //! * [`budget`]: the attempt budget across restarts, and unlock's one-time sign-in link.
 //! * [`flow`]: the HTTP contract through nginx (login, logout, replay, lockout, restart, ...).
 //! * [`browser`]: the same flow in a real browser, plus the login page screenshots.
