@@ -58,7 +58,7 @@ use zeroize::Zeroizing;
 
 use crate::config::HostName;
 pub use crate::config::MachineNames;
-pub use store::{load_or_create, rotate, CaStore, KEYCHAIN_CA_ACCOUNT};
+pub use store::{load_or_create, rotate, CaStore, CERTIFICATE_FILE, KEYCHAIN_CA_ACCOUNT};
 
 /// How long the CA certificate is valid. Long, because every device that trusts it would have to
 /// be set up again when it expires; the name constraints bound what it can do meanwhile.
@@ -266,6 +266,11 @@ impl CertificateAuthority {
         })
     }
 
+    /// The CA's public part (certificate, fingerprint, name), for pages, exports and the tray.
+    pub fn certificate(&self) -> CaCertificate {
+        CaCertificate::from_der(self.certificate_der.clone()).expect("the CA's own certificate was read when it was loaded")
+    }
+
     /// The CA certificate in PEM (public: what devices are asked to trust).
     pub fn certificate_pem(&self) -> String {
         pem_encode("CERTIFICATE", &self.certificate_der)
@@ -361,6 +366,125 @@ impl CertificateAuthority {
         let private_key_pem = leaf_key.to_pkcs8_pem(LineEnding::LF).map_err(|e| CaError::Signing(e.to_string()))?;
         let chain_pem = format!("{}{}", pem_encode("CERTIFICATE", certificate.der()), self.certificate_pem());
         LeafCertificate::from_pem(&chain_pem, &private_key_pem)
+    }
+}
+
+/// The CA's certificate alone (public), what devices are asked to trust: for the CA page, the
+/// tray and `simpleotp ca export`. Made from a loaded [`CertificateAuthority`], or read from the
+/// data directory without touching the keychain ([`CaStore::stored_certificate`]).
+#[derive(Clone, PartialEq, Eq)]
+pub struct CaCertificate {
+    der: Vec<u8>,
+    fingerprint: Fingerprint,
+    common_name: String,
+}
+
+impl fmt::Debug for CaCertificate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CaCertificate").field("common_name", &self.common_name).field("fingerprint", &self.fingerprint).finish()
+    }
+}
+
+impl CaCertificate {
+    /// Reads a CA certificate (DER); the reason on failure is for a message.
+    pub(crate) fn from_der(der: Vec<u8>) -> Result<CaCertificate, String> {
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).map_err(|e| format!("it is not a certificate ({e})"))?;
+        let common_name = cert.subject().iter_common_name().next().and_then(|cn| cn.as_str().ok()).unwrap_or("SimpleOTP CA").to_string();
+        let fingerprint = Fingerprint::of_der(&der);
+        Ok(CaCertificate { der, fingerprint, common_name })
+    }
+
+    /// DER, what the CA page offers as `.crt` (see [`crate::server`]).
+    pub fn der(&self) -> &[u8] {
+        &self.der
+    }
+
+    pub fn pem(&self) -> String {
+        pem_encode("CERTIFICATE", &self.der)
+    }
+
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.fingerprint
+    }
+
+    /// The name devices list it under ("SimpleOTP CA <host> <date>").
+    pub fn common_name(&self) -> &str {
+        &self.common_name
+    }
+
+    /// An iOS/iPadOS/macOS configuration profile (`.mobileconfig`, unsigned) with one
+    /// `com.apple.security.root` payload holding the certificate. Its identifiers and UUIDs are
+    /// derived from the fingerprint: installing the same CA again replaces the profile rather
+    /// than adding a second one, and a rotated CA is a different profile (the old one stays
+    /// until the person removes it, which the CA page tells them to do).
+    pub fn apple_profile(&self) -> String {
+        use base64::Engine as _;
+        let id = &self.fingerprint.to_hex()[..16];
+        let name = crate::server::pages::html_escape(&self.common_name);
+        let data = base64::engine::general_purpose::STANDARD.encode(&self.der);
+        let data: Vec<&str> = data.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap_or_default()).collect();
+        format!(
+            r#"<?xml version="1.0" encoding="UTF-8"?>
+<!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">
+<plist version="1.0">
+<dict>
+	<key>PayloadContent</key>
+	<array>
+		<dict>
+			<key>PayloadCertificateFileName</key>
+			<string>SimpleOTP-CA-{id}.cer</string>
+			<key>PayloadContent</key>
+			<data>
+			{data}
+			</data>
+			<key>PayloadDescription</key>
+			<string>Trusts {name}, which can only vouch for one computer's names and private network addresses.</string>
+			<key>PayloadDisplayName</key>
+			<string>{name}</string>
+			<key>PayloadIdentifier</key>
+			<string>org.simpleotp.ca.{id}.root</string>
+			<key>PayloadType</key>
+			<string>com.apple.security.root</string>
+			<key>PayloadUUID</key>
+			<string>{root_uuid}</string>
+			<key>PayloadVersion</key>
+			<integer>1</integer>
+		</dict>
+	</array>
+	<key>PayloadDescription</key>
+	<string>Lets this device open SimpleOTP-protected apps over HTTPS on your local network. SHA-256 fingerprint: {fingerprint}</string>
+	<key>PayloadDisplayName</key>
+	<string>{name}</string>
+	<key>PayloadIdentifier</key>
+	<string>org.simpleotp.ca.{id}</string>
+	<key>PayloadOrganization</key>
+	<string>SimpleOTP</string>
+	<key>PayloadRemovalDisallowed</key>
+	<false/>
+	<key>PayloadType</key>
+	<string>Configuration</string>
+	<key>PayloadUUID</key>
+	<string>{profile_uuid}</string>
+	<key>PayloadVersion</key>
+	<integer>1</integer>
+</dict>
+</plist>
+"#,
+            data = data.join("\n\t\t\t"),
+            fingerprint = self.fingerprint,
+            root_uuid = self.derived_uuid("root payload"),
+            profile_uuid = self.derived_uuid("profile"),
+        )
+    }
+
+    /// A UUID (RFC 9562 version 8, "custom") from SHA-256(purpose, fingerprint): the same for the
+    /// same CA, different for another.
+    fn derived_uuid(&self, purpose: &str) -> String {
+        let mut digest: [u8; 32] = Sha256::new().chain_update(purpose.as_bytes()).chain_update(self.fingerprint.0).finalize().into();
+        digest[6] = (digest[6] & 0x0f) | 0x80; // version 8
+        digest[8] = (digest[8] & 0x3f) | 0x80; // RFC 9562 variant
+        let hex: String = digest[..16].iter().map(|b| format!("{b:02X}")).collect();
+        format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
     }
 }
 
