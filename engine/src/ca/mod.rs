@@ -11,8 +11,11 @@
 //! A CA that a phone trusts can normally vouch for *any* site. mkcert's and Caddy's local CAs are
 //! like that: whoever steals their key can impersonate your bank to every device that trusts it.
 //! Ours carries a critical X.509 name-constraints extension (RFC 5280 §4.2.1.10): it may only
-//! vouch for this machine's names ([`MachineNames`] and `localhost`, each with its subdomains, as
-//! the RFC defines DNS constraints) and for non-public address ranges ([`PERMITTED_RANGES`]).
+//! vouch for this machine's names and `localhost` (each with its subdomains, as the RFC defines
+//! DNS constraints) and for non-public address ranges ([`PERMITTED_RANGES`]). Of the machine's
+//! names ([`MachineNames`]) only those that can never be a public name are permitted (see
+//! [`permitted_names`]): `<name>.local` always, but the bare host name only when it cannot be a
+//! top-level domain, because a DNS constraint `dev` would also permit every `*.dev` site.
 //! Verifiers reject any certificate under it for another name or address, so even a stolen key
 //! cannot be used against public sites. The constraints are fixed when the CA is made; a machine
 //! that is renamed needs a new CA ([`rotate`]), and [`CertificateAuthority::permits_name`] tells
@@ -614,9 +617,30 @@ impl LeafCertificate {
     }
 }
 
-/// The DNS names the CA for `machine` may vouch for: its own names and `localhost`.
-fn permitted_names(machine: &MachineNames) -> Vec<String> {
-    let mut names: Vec<String> = machine.names().iter().map(|n| n.as_str().to_string()).collect();
+/// The DNS names the CA for `machine` may vouch for: those of the machine's names that cannot be
+/// (or be above) a public name, and `localhost`.
+///
+/// A DNS constraint also permits every name below it, so a constraint equal to a public
+/// top-level domain would undo the point of constraining: a machine named `dev` or `ubuntu` (both
+/// are TLDs) must not get a CA that vouches for `*.dev`. Permitted are:
+/// * names under a suffix reserved for local use: `.local` (mDNS, RFC 6762), `.home.arpa`
+///   (RFC 8375), `.internal` (reserved by ICANN for private use), `.localhost` (RFC 6761);
+/// * a single-label host name with a digit or a hyphen in it (`desktop-7h3k2`, `pi4`): ICANN
+///   only delegates top-level domains made of letters (or IDN `xn--` labels), so such a label can
+///   never be one. A letters-only host name (`testbox`) is left out: it is reached over HTTPS as
+///   `testbox.local`;
+/// * `localhost`.
+///
+/// Anything else (`box.example.com`, `box.lan`) is left out: it may be, or lie under, a public
+/// domain.
+pub(crate) fn permitted_names(machine: &MachineNames) -> Vec<String> {
+    const LOCAL_SUFFIXES: [&str; 4] = [".local", ".home.arpa", ".internal", ".localhost"];
+    let never_public = |name: &str| {
+        let single_label_not_tld =
+            !name.contains('.') && !name.starts_with("xn--") && name.bytes().any(|b| b.is_ascii_digit() || b == b'-');
+        single_label_not_tld || LOCAL_SUFFIXES.iter().any(|suffix| name.ends_with(suffix))
+    };
+    let mut names: Vec<String> = machine.names().iter().map(|n| n.as_str().to_string()).filter(|n| never_public(n)).collect();
     names.push(LOCALHOST.to_string());
     dedup(names)
 }
