@@ -219,7 +219,7 @@ impl CertificateAuthority {
         let signer = P256Signer::new(&key);
         let mut params = CertificateParams::default();
         params.serial_number = Some(random_serial());
-        params.not_before = (now - BACKDATE).into();
+        params.not_before = now.checked_sub(BACKDATE).unwrap_or(now).into();
         params.not_after = (now + CA_LIFETIME).into();
         let mut subject = DistinguishedName::new();
         subject.push(DnType::CommonName, ca_common_name(machine, now));
@@ -340,7 +340,7 @@ impl CertificateAuthority {
         let leaf_signer = P256Signer::new(&leaf_key);
         let mut params = CertificateParams::default();
         params.serial_number = Some(random_serial());
-        let not_before = now - BACKDATE;
+        let not_before = now.checked_sub(BACKDATE).unwrap_or(now);
         params.not_before = not_before.into();
         params.not_after = (not_before + LEAF_LIFETIME).into();
         let mut subject = DistinguishedName::new();
@@ -540,6 +540,10 @@ impl LeafCertificate {
         if leaf.public_key().subject_public_key.data.as_ref() != P256Signer::new(&key).public.as_slice() {
             return Err(invalid("the key does not belong to the certificate"));
         }
+        let (_, ca) = x509_parser::parse_x509_certificate(ca_block.contents()).map_err(|_| invalid("the CA is not a certificate"))?;
+        if !signed_by(&leaf, &ca) {
+            return Err(invalid("the leaf is not signed by the CA in the chain"));
+        }
         let mut names = Vec::new();
         let mut addresses = Vec::new();
         if let Ok(Some(san)) = leaf.subject_alternative_name() {
@@ -669,6 +673,20 @@ fn distinguished_name(cert: &X509Certificate<'_>) -> Result<DistinguishedName, S
         name.push(kind, value);
     }
     Ok(name)
+}
+
+/// Whether `issuer`'s P-256 key made `cert`'s ECDSA-SHA256 signature (so [`LeafCertificate::issued_by`]
+/// means what it says, even for files read back from disk).
+fn signed_by(cert: &X509Certificate<'_>, issuer: &X509Certificate<'_>) -> bool {
+    use p256::ecdsa::signature::Verifier as _;
+    let Ok(key) = p256::ecdsa::VerifyingKey::from_sec1_bytes(issuer.public_key().subject_public_key.data.as_ref()) else {
+        return false;
+    };
+    let Ok(signature) = p256::ecdsa::Signature::from_der(cert.signature_value.data.as_ref()) else {
+        return false;
+    };
+    cert.signature_algorithm.algorithm == x509_parser::oid_registry::OID_SIG_ECDSA_WITH_SHA256
+        && key.verify(cert.tbs_certificate.as_ref(), &signature).is_ok()
 }
 
 /// The permitted DNS names and address ranges of a CA certificate's name constraints.

@@ -155,7 +155,11 @@ fn a_leaf_with_a_foreign_key_or_a_broken_chain_is_refused() {
     let ca = new_ca();
     let leaf = ca.issue_leaf(&[host("testbox.local")], &[]).unwrap();
     let other = ca.issue_leaf(&[host("testbox.local")], &[]).unwrap();
+    // A leaf presented with a CA that did not sign it.
+    let leaf_only = leaf.chain_pem().strip_suffix(&ca.certificate_pem()).unwrap();
+    let wrong_ca = format!("{leaf_only}{}", new_ca().certificate_pem());
     for (chain, key) in [
+        (wrong_ca.as_str(), leaf.private_key_pem()),
         (leaf.chain_pem(), other.private_key_pem()),
         (leaf.chain_pem(), "not a key"),
         ("not a chain", leaf.private_key_pem()),
