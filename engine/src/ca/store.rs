@@ -152,7 +152,7 @@ impl CaStore {
         keyring::Entry::new(service, account).map_err(|e| self.keychain_error(KeychainFailure::from_keyring(e, None)))
     }
 
-    fn keychain_error(&self, failure: KeychainFailure) -> CaError {
+    pub(super) fn keychain_error(&self, failure: KeychainFailure) -> CaError {
         match failure {
             KeychainFailure::Locked(detail) => CaError::KeychainLocked { detail },
             KeychainFailure::Unavailable(detail) => CaError::KeychainUnavailable { detail },

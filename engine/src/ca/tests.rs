@@ -416,6 +416,19 @@ fn keychain_tests_enabled(test: &str) -> bool {
     true
 }
 
+/// A locked or missing keychain cannot be caused here for the CA alone; the secret's tests cause
+/// both for real through the same `KeychainFailure` sorting. Here: what the CA's errors say.
+#[test]
+fn keychain_failures_say_what_to_do() {
+    use crate::secret::KeychainFailure;
+    let store = CaStore::beside(&SecretStore::keychain(), Path::new("/data"));
+    for failure in [KeychainFailure::Locked("the collection is locked".into()), KeychainFailure::Unavailable("no D-Bus session".into())] {
+        let err = store.keychain_error(failure);
+        assert!(err.to_string().contains("--secret-file PATH"), "{err}");
+        assert!(err.to_string().contains("local CA"), "{err}");
+    }
+}
+
 #[test]
 fn the_keychain_store_keeps_the_key_in_the_keychain_only() {
     if !keychain_tests_enabled("the_keychain_store_keeps_the_key_in_the_keychain_only") {
