@@ -157,6 +157,7 @@ impl Application {
             }
         }
 
+        let ca_store = crate::ca::CaStore::beside(&secret, &data_dir);
         // The keychain may block on D-Bus or an unlock prompt: keep it off the async threads.
         let store = secret.clone();
         let secret = tokio::task::spawn_blocking(move || store.load()).await.map_err(StartError::SecretTask)?;
@@ -208,6 +209,17 @@ impl Application {
             nginx_proof: nginx_proof.clone(),
             apps: config.apps.clone(),
         });
+        // The CA page offers the local CA once one exists. Only its public certificate is read
+        // here (no keychain access, so no unlock prompt); the CA itself is loaded where HTTPS
+        // needs it, which updates the page too.
+        match ca_store.stored_certificate() {
+            Ok(certificate) => gateway.set_ca_certificate(certificate),
+            Err(e) => {
+                let warning = format!("the CA page is off: {e}");
+                warn!("{warning}");
+                warnings.push(warning);
+            }
+        }
 
         let nginx = match mode {
             NginxMode::Managed => Some(Arc::new(start_nginx(&config, &data_dir, auth_addr, &nginx_proof).await?)),
