@@ -544,6 +544,11 @@ impl ListenAddr {
     pub fn socket_addr(&self) -> SocketAddr {
         self.0
     }
+    /// Whether other machines can reach this address: anything but loopback (`0.0.0.0`, `::`
+    /// and the machine's own addresses). Such apps are served over HTTPS only.
+    pub fn is_network_facing(&self) -> bool {
+        !self.0.ip().is_loopback()
+    }
     fn as_string(&self) -> String {
         self.0.to_string()
     }
