@@ -1,0 +1,192 @@
+//! HTTPS for network-facing apps, from SimpleOTP's own CA, with certificates that follow the
+//! machine's addresses. Each test runs in its own network namespace (see [`crate::netns`]).
+
+use std::time::{Duration, Instant};
+
+use fantoccini::Locator;
+
+use crate::netns::{self, LAN_ADDRESS};
+use crate::support::*;
+
+/// The CA certificate as the plain-HTTP CA page offers it, saved as PEM in the test's directory.
+fn fetch_ca(serve: &Serve) -> std::path::PathBuf {
+    let url = format!("http://{LAN_ADDRESS}:{}/_simpleotp/ca.crt", serve.lan_port);
+    let output = std::process::Command::new("curl").args(["-sS", "--fail", "--max-time", "10", &url]).output().unwrap();
+    assert!(output.status.success(), "the CA is not offered over plain HTTP at {url}: {}", String::from_utf8_lossy(&output.stderr));
+    let path = serve.dir.path().join("ca.pem");
+    std::fs::write(&path, to_pem(&output.stdout)).unwrap();
+    path
+}
+
+/// The base64 body of a PEM block (what a leak would contain, whatever the line breaks).
+fn pem_body(pem: &str) -> String {
+    pem.lines().filter(|l| !l.starts_with("-----")).collect::<String>()
+}
+
+/// An app on 0.0.0.0 answers over TLS at the LAN address and at `<hostname>.local`, with a chain
+/// `openssl verify` and `curl --cacert` accept; plain HTTP is redirected to https:// except the
+/// CA page; the loopback app stays plain HTTP; a sign-in over TLS gets a `Secure`, `__Host-`
+/// cookie; `serve` printed the URLs; no private key is in the config or any log.
+#[test]
+fn lan_app_is_served_over_tls_that_verifies_by_address_and_local_name() {
+    netns::run("https::lan_app_is_served_over_tls_that_verifies_by_address_and_local_name", || async {
+        let mut serve = Serve::start().await;
+        let local_name = machine_local_name();
+        let port = serve.lan_port;
+
+        // `serve` prints each app's URLs: HTTPS by name and by address for the LAN app.
+        let printed = serve.stdout();
+        for url in [format!("https://{local_name}:{port}/"), format!("https://{LAN_ADDRESS}:{port}/"), format!("http://127.0.0.1:{}/", serve.local_port)] {
+            assert!(printed.contains(&url), "serve did not print {url}:\n{printed}");
+        }
+        assert!(!printed.contains(&format!("http://{LAN_ADDRESS}")), "{printed}");
+
+        // The CA page and its download are plain HTTP on the TLS port (a phone fetches the CA
+        // before it trusts it); everything else is redirected to https://, path and query kept.
+        let ca = fetch_ca(&serve);
+        let page = curl(&[&format!("http://{LAN_ADDRESS}:{port}/_simpleotp/ca")]);
+        assert_eq!(page.status, 200, "{page:?}");
+        let redirect = curl(&[&format!("http://{LAN_ADDRESS}:{port}/notebooks/x.ipynb?a=1")]);
+        assert_eq!(redirect.status, 301, "{redirect:?}");
+        assert_eq!(redirect.header("location").as_deref(), Some(format!("https://{LAN_ADDRESS}:{port}/notebooks/x.ipynb?a=1").as_str()));
+        let login_plain = curl(&[&format!("http://{LAN_ADDRESS}:{port}/_simpleotp/login")]);
+        assert_eq!(login_plain.status, 301, "the login page is never served over plain HTTP on the LAN: {login_plain:?}");
+
+        // The chain nginx presents verifies for the address and for <hostname>.local.
+        for server_name in [LAN_ADDRESS, local_name.as_str()] {
+            let chain = presented_chain(LAN_ADDRESS, port, server_name);
+            assert!(!chain.is_empty(), "no certificate presented for {server_name}");
+            openssl_verify(&ca, &chain[0], &["-verify_ip", LAN_ADDRESS]).unwrap();
+            openssl_verify(&ca, &chain[0], &["-verify_hostname", &local_name]).unwrap();
+            openssl_verify(&ca, &chain[0], &["-verify_hostname", "localhost"]).unwrap();
+            // A name the certificate does not cover is refused (the check can fail).
+            assert!(openssl_verify(&ca, &chain[0], &["-verify_hostname", "example.com"]).is_err());
+        }
+        let ca_arg = ca.to_str().unwrap();
+        let by_ip = curl(&["--cacert", ca_arg, &format!("https://{LAN_ADDRESS}:{port}/")]);
+        assert_eq!(by_ip.status, 302, "{by_ip:?}");
+        assert!(by_ip.header("location").unwrap().contains("/_simpleotp/login"), "{by_ip:?}");
+        let resolve = format!("{local_name}:{port}:{LAN_ADDRESS}");
+        let by_name = curl(&["--cacert", ca_arg, "--resolve", &resolve, &format!("https://{local_name}:{port}/_simpleotp/login")]);
+        assert_eq!(by_name.status, 200, "{by_name:?}");
+        // Without the CA, curl refuses the certificate: it is the CA that makes it trusted.
+        let untrusted = try_curl(&[&format!("https://{LAN_ADDRESS}:{port}/")]).unwrap_err();
+        assert!(untrusted.contains("certificate"), "{untrusted}");
+        // TLS 1.1 and older are refused.
+        assert!(try_curl(&["--cacert", ca_arg, "--tls-max", "1.1", &format!("https://{LAN_ADDRESS}:{port}/")]).is_err());
+
+        // The loopback app stays plain HTTP.
+        let local = curl(&[&format!("http://127.0.0.1:{}/_simpleotp/login", serve.local_port)]);
+        assert_eq!(local.status, 200, "{local:?}");
+
+        // Signing in over TLS gives a Secure, __Host- session cookie.
+        let code = serve.fresh_code().await;
+        let origin = format!("https://{local_name}:{port}");
+        let login = curl(&[
+            "--cacert",
+            ca_arg,
+            "--resolve",
+            &resolve,
+            "-H",
+            &format!("Origin: {origin}"),
+            "--data",
+            &format!("code={code}&next=/"),
+            &format!("{origin}/_simpleotp/login"),
+        ]);
+        assert_eq!(login.status, 303, "{login:?}");
+        let cookie = login.header("set-cookie").unwrap();
+        assert!(cookie.starts_with(&format!("__Host-simpleotp_{port}=")), "{cookie}");
+        assert!(cookie.contains("; Secure") && cookie.contains("HttpOnly") && cookie.contains("Path=/"), "{cookie}");
+
+        // No private key anywhere it must not be: the CA's and the leaf's keys are in neither
+        // the config, nor the gateway's log, nor nginx's config or log.
+        let leaf_key = std::fs::read_to_string(serve.data_dir.join("nginx/tls-key.pem")).unwrap();
+        let mut keys = vec![pem_body(&leaf_key)];
+        keys.extend(ca_key_files(&serve).iter().map(|k| pem_body(k)));
+        assert!(keys.len() == 2 && keys.iter().all(|k| k.len() > 40), "the keys to look for: {keys:?}");
+        let nginx_conf = std::fs::read_to_string(serve.data_dir.join("nginx/nginx.conf")).unwrap();
+        let config = std::fs::read_to_string(&serve.config_path).unwrap();
+        for (place, text) in [("the config", config), ("the log", serve.log()), ("nginx.conf", nginx_conf), ("nginx's log", serve.nginx_log())] {
+            for key in &keys {
+                assert!(!text.contains(key.as_str()) && !text.contains(&key[..40]), "a private key is in {place}");
+            }
+        }
+        // The leaf's key and chain are the owner's alone.
+        use std::os::unix::fs::PermissionsExt;
+        for file in ["tls-key.pem", "tls-chain.pem"] {
+            let mode = std::fs::metadata(serve.data_dir.join("nginx").join(file)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{file}");
+        }
+    });
+}
+
+/// The CA's private key as stored next to the secret file (a server keeps its keys in files).
+fn ca_key_files(serve: &Serve) -> Vec<String> {
+    std::fs::read_dir(serve.dir.path())
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.unwrap().path()).ok())
+        .filter(|text| text.contains("PRIVATE KEY-----"))
+        .collect()
+}
+
+/// A browser that trusts the CA (NSS database, `certutil`) signs in over HTTPS by name and gets
+/// a `Secure`, `__Host-` cookie; then the machine gets a second address, and within 10 s nginx
+/// presents a certificate that covers it, while the browser stays signed in.
+#[test]
+fn certificate_follows_a_new_address_and_the_browser_stays_signed_in() {
+    netns::run("https::certificate_follows_a_new_address_and_the_browser_stays_signed_in", || async {
+        let mut serve = Serve::start().await;
+        let local_name = machine_local_name();
+        let port = serve.lan_port;
+        let ca = fetch_ca(&serve);
+        let home = serve.dir.path().join("home");
+        trust_in_nss(&home, &ca);
+
+        let driver = ChromeDriver::start(&home).await;
+        let browser = driver.session(&local_name, LAN_ADDRESS).await;
+        let app_url = format!("https://{local_name}:{port}/notebooks/demo.ipynb");
+        browser.goto(&app_url).await.unwrap();
+        // A certificate error would show Chromium's interstitial, not the login form.
+        let field = match browser.wait().at_most(Duration::from_secs(15)).for_element(Locator::Id("code")).await {
+            Ok(field) => field,
+            Err(e) => panic!("no login form ({e}) at {}:\n{}", browser.current_url().await.unwrap(), browser.source().await.unwrap()),
+        };
+        field.send_keys(&serve.fresh_code().await).await.unwrap();
+        browser.find(Locator::Id("submit")).await.unwrap().click().await.unwrap();
+        browser.wait().at_most(Duration::from_secs(15)).for_element(Locator::Id("demo-title")).await.unwrap();
+        assert_eq!(browser.current_url().await.unwrap().as_str(), app_url);
+        let cookies = browser.get_all_cookies().await.unwrap();
+        let session = cookies.iter().find(|c| c.name().starts_with("__Host-simpleotp_")).unwrap_or_else(|| panic!("{cookies:?}"));
+        assert_eq!(session.name(), format!("__Host-simpleotp_{port}"));
+        assert_eq!(session.secure(), Some(true), "{session:?}");
+
+        // A second address (DHCP, another network). Before, nginx's certificate does not cover
+        // it; within 10 s it does, without a restart.
+        let second = "10.77.2.2";
+        let before = presented_chain(LAN_ADDRESS, port, LAN_ADDRESS);
+        assert!(openssl_verify(&ca, &before[0], &["-verify_ip", second]).is_err(), "covered before it existed?");
+        netns::ip(&["addr", "add", &format!("{second}/32"), "dev", "lo"]);
+        let added = Instant::now();
+        loop {
+            let chain = presented_chain(second, port, second);
+            if chain.first().is_some_and(|leaf| openssl_verify(&ca, leaf, &["-verify_ip", second]).is_ok()) {
+                break;
+            }
+            assert!(added.elapsed() < Duration::from_secs(10), "no certificate for {second} after 10 s; log:\n{}", serve.log());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let ca_arg = ca.to_str().unwrap();
+        let by_new = curl(&["--cacert", ca_arg, &format!("https://{second}:{port}/_simpleotp/login")]);
+        assert_eq!(by_new.status, 200, "{by_new:?}");
+        // The old names still verify on the new certificate.
+        let after = presented_chain(LAN_ADDRESS, port, &local_name);
+        openssl_verify(&ca, &after[0], &["-verify_hostname", &local_name]).unwrap();
+        openssl_verify(&ca, &after[0], &["-verify_ip", LAN_ADDRESS]).unwrap();
+
+        // The browser is still signed in: sessions live in the engine, a reload keeps them.
+        browser.goto(&app_url).await.unwrap();
+        browser.wait().at_most(Duration::from_secs(15)).for_element(Locator::Id("demo-title")).await.unwrap();
+        assert_eq!(browser.current_url().await.unwrap().as_str(), app_url, "signed out by the new certificate");
+        browser.close().await.unwrap();
+    });
+}
