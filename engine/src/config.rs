@@ -428,6 +428,36 @@ pub(crate) fn host_name() -> Option<String> {
     std::env::var("COMPUTERNAME").ok().filter(|n| !n.is_empty())
 }
 
+/// This machine's own names, which every protected app answers for and the local CA may vouch
+/// for: the host name as the OS reports it, its first label, and `<first label>.local` (the name
+/// mDNS answers on the local network). Names that are not valid DNS names are left out;
+/// `localhost` is not among them (it is everyone's name, and each user adds it where it fits).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MachineNames(Vec<HostName>);
+
+impl MachineNames {
+    /// The names of the machine this runs on (none when the OS reports no usable host name).
+    pub fn this_machine() -> MachineNames {
+        host_name().map(|host| MachineNames::from_host_name(&host)).unwrap_or(MachineNames(Vec::new()))
+    }
+
+    /// The names that follow from a host name (`box`, `box.lan` → `box.lan`, `box`, `box.local`).
+    pub fn from_host_name(host: &str) -> MachineNames {
+        let short = host.split('.').next().unwrap_or_default().to_string();
+        let mut names: Vec<HostName> = Vec::new();
+        for name in [host.to_string(), short.clone(), format!("{short}.local")].iter().filter_map(|n| n.parse().ok()) {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        MachineNames(names)
+    }
+
+    pub fn names(&self) -> &[HostName] {
+        &self.0
+    }
+}
+
 /// A DNS host name an app may be reached by (`hosts = ["jupyter.home.arpa"]`): letters, digits,
 /// `-` and `.`, at most 253 characters, no wildcards. Lower-cased, as host names compare.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -12,6 +12,9 @@
 //!   URL, listen address, route prefix).
 //! * [`totp`]: the secret, code verification (RFC 6238, ±1 step, no replay) and `otpauth://` URIs.
 //! * [`secret`]: where the secret lives: the OS keychain through `keyring`, or a 0600 file.
+//! * [`ca`]: the local certificate authority for HTTPS on the local network: made for this
+//!   machine only (X.509 name constraints), its key kept beside the secret, and the leaf
+//!   certificates it issues for nginx.
 //! * [`session`]: random session tokens, stored only as hashes, with lifetimes, and their
 //!   persistence in the data directory.
 //! * [`limiter`]: the brute-force bound: per-IP escalating lockouts and a global budget.
@@ -36,6 +39,7 @@
 //! pages are internal.
 
 pub mod app;
+pub mod ca;
 pub mod config;
 pub mod control;
 pub mod demo;

@@ -181,6 +181,31 @@ impl SecretStore {
     /// Maps a `keyring` error to ours. `secret` (when storing) is scrubbed from the detail text
     /// in case a platform ever echoes its input.
     fn keychain_error(&self, err: keyring::Error, secret: Option<&str>) -> SecretError {
+        match KeychainFailure::from_keyring(err, secret) {
+            KeychainFailure::NotFound => SecretError::NotFound { location: self.describe() },
+            KeychainFailure::Locked(detail) => SecretError::KeychainLocked { detail },
+            KeychainFailure::Unavailable(detail) => SecretError::KeychainUnavailable { detail },
+            KeychainFailure::Corrupt(reason) => SecretError::Corrupt { location: self.describe(), reason },
+        }
+    }
+}
+
+/// A keychain failure, sorted by what a person can do about it, before it is put into words for
+/// one kind of value (the TOTP secret here, the CA key in [`crate::ca`]).
+pub(crate) enum KeychainFailure {
+    NotFound,
+    /// Locked, or access refused: unlock it, or use a file.
+    Locked(String),
+    /// No keychain at all (no D-Bus session, no Secret Service): use a file.
+    Unavailable(String),
+    /// Something is stored but unusable; the reason never contains the stored value.
+    Corrupt(String),
+}
+
+impl KeychainFailure {
+    /// Sorts a `keyring` error. `secret` (when storing) is scrubbed from the detail text in case
+    /// a platform ever echoes its input.
+    pub(crate) fn from_keyring(err: keyring::Error, secret: Option<&str>) -> KeychainFailure {
         use keyring::Error as K;
         let detail = |inner: &dyn std::fmt::Display| {
             let mut text = inner.to_string();
@@ -190,23 +215,20 @@ impl SecretStore {
             text
         };
         match err {
-            K::NoEntry => SecretError::NotFound { location: self.describe() },
+            K::NoEntry => KeychainFailure::NotFound,
             // Secret Service: the collection is locked and unlocking was refused or impossible
             // (no prompter), or there is no default collection at all.
-            K::NoStorageAccess(inner) => SecretError::KeychainLocked { detail: detail(&inner) },
+            K::NoStorageAccess(inner) => KeychainFailure::Locked(detail(&inner)),
             // No D-Bus session, no Secret Service on it, or the platform store failing.
-            K::PlatformFailure(inner) => SecretError::KeychainUnavailable { detail: detail(&inner) },
+            K::PlatformFailure(inner) => KeychainFailure::Unavailable(detail(&inner)),
             K::BadEncoding(mut bytes) => {
                 // These are the stored bytes: wipe them, and never show them.
                 bytes.zeroize();
-                SecretError::Corrupt { location: self.describe(), reason: "the stored value is not text".to_owned() }
+                KeychainFailure::Corrupt("the stored value is not text".to_owned())
             }
-            K::Ambiguous(items) => SecretError::Corrupt {
-                location: self.describe(),
-                reason: format!("{} keychain entries match it; remove the extra ones", items.len()),
-            },
+            K::Ambiguous(items) => KeychainFailure::Corrupt(format!("{} keychain entries match it; remove the extra ones", items.len())),
             // Invalid/too long service or account names: nothing that works on this platform.
-            other => SecretError::KeychainUnavailable { detail: detail(&other) },
+            other => KeychainFailure::Unavailable(detail(&other)),
         }
     }
 }
@@ -214,11 +236,42 @@ impl SecretStore {
 /// Reads a secret file after checking, on the open handle (so the file checked is the file read),
 /// that no other user can read or change it.
 fn read_private_file(path: &Path, store: &SecretStore) -> Result<Zeroizing<String>, SecretError> {
+    read_private_text(path).map_err(|failure| match failure {
+        PrivateFileFailure::NotFound => SecretError::NotFound { location: store.describe() },
+        PrivateFileFailure::Io(source) => SecretError::FileIo { path: path.to_owned(), source },
+        PrivateFileFailure::Permissions { mode } => SecretError::FilePermissions { path: path.to_owned(), mode },
+        PrivateFileFailure::Shared { who } => SecretError::FileShared { path: path.to_owned(), who },
+        PrivateFileFailure::NotText => SecretError::Corrupt { location: store.describe(), reason: "the file is not text".to_owned() },
+    })
+}
+
+/// Why a private file could not be read, before it is put into words for one kind of value (the
+/// TOTP secret here, the CA key in [`crate::ca`]).
+#[derive(Debug)]
+pub(crate) enum PrivateFileFailure {
+    NotFound,
+    Io(io::Error),
+    /// Unix: other users may read or write it (the permission bits).
+    Permissions {
+        mode: u32,
+    },
+    /// Windows: the file's access list lets `who` read or change it.
+    #[cfg_attr(not(windows), allow(dead_code))]
+    Shared {
+        who: String,
+    },
+    /// Not UTF-8 (the bytes are wiped, never shown).
+    NotText,
+}
+
+/// Reads a file that must be private to its owner, checking that on the open handle (so the file
+/// checked is the file read). The text is wiped from memory when dropped.
+pub(crate) fn read_private_text(path: &Path) -> Result<Zeroizing<String>, PrivateFileFailure> {
     let io_error = |source: io::Error| {
         if source.kind() == io::ErrorKind::NotFound {
-            SecretError::NotFound { location: store.describe() }
+            PrivateFileFailure::NotFound
         } else {
-            SecretError::FileIo { path: path.to_owned(), source }
+            PrivateFileFailure::Io(source)
         }
     };
     let mut file = File::open(path).map_err(io_error)?;
@@ -227,12 +280,12 @@ fn read_private_file(path: &Path, store: &SecretStore) -> Result<Zeroizing<Strin
         use std::os::unix::fs::PermissionsExt;
         let mode = file.metadata().map_err(io_error)?.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
-            return Err(SecretError::FilePermissions { path: path.to_owned(), mode });
+            return Err(PrivateFileFailure::Permissions { mode });
         }
     }
     #[cfg(windows)]
     if let Err(who) = crate::fsutil::check_owner_only(&file) {
-        return Err(SecretError::FileShared { path: path.to_owned(), who });
+        return Err(PrivateFileFailure::Shared { who });
     }
     let mut bytes = Zeroizing::new(Vec::new());
     file.read_to_end(&mut bytes).map_err(io_error)?;
@@ -240,7 +293,7 @@ fn read_private_file(path: &Path, store: &SecretStore) -> Result<Zeroizing<Strin
         Ok(text) => Ok(Zeroizing::new(text)),
         Err(e) => {
             e.into_bytes().zeroize();
-            Err(SecretError::Corrupt { location: store.describe(), reason: "the file is not text".to_owned() })
+            Err(PrivateFileFailure::NotText)
         }
     }
 }

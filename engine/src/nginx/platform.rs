@@ -537,19 +537,7 @@ pub(crate) fn is_group_leader(pid: u32) -> bool {
 /// This machine's own names, which every protected app answers for: its host name and, for
 /// the local network's mDNS, `<hostname>.local`. Names that are not valid DNS names are left out.
 pub(crate) fn machine_names() -> Vec<HostName> {
-    let Some(host) = crate::config::host_name() else {
-        return Vec::new();
-    };
-    let short = host.split('.').next().unwrap_or_default().to_string();
-    [host.clone(), short.clone(), format!("{short}.local")].iter().filter_map(|n| n.parse().ok()).fold(
-        Vec::new(),
-        |mut names, name: HostName| {
-            if !names.contains(&name) {
-                names.push(name);
-            }
-            names
-        },
-    )
+    crate::config::MachineNames::this_machine().names().to_vec()
 }
 
 /// The system's bundle of trusted root certificates, for checking `https` upstreams.

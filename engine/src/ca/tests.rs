@@ -1,0 +1,421 @@
+//! The CA's own tests. Certificates are checked by a verifier that is not ours (`openssl x509`,
+//! `openssl verify`), so a constraint we only *think* we wrote cannot pass. Keychain tests use the
+//! real OS keychain (on Linux: run through `scripts/with-keyring.sh`), like the secret's.
+
+use std::fs;
+use std::net::IpAddr;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, SystemTime};
+
+use super::*;
+use crate::secret::SecretStore;
+
+const SKIP_KEYCHAIN: &str = "SIMPLEOTP_SKIP_KEYCHAIN_TESTS";
+
+fn machine() -> MachineNames {
+    MachineNames::from_host_name("testbox")
+}
+
+fn host(name: &str) -> HostName {
+    name.parse().unwrap()
+}
+
+fn ip(text: &str) -> IpAddr {
+    text.parse().unwrap()
+}
+
+fn new_ca() -> CertificateAuthority {
+    CertificateAuthority::generate(&machine(), SystemTime::now()).unwrap()
+}
+
+/// The key PEM's base64 body (what would leak if a key were printed).
+fn key_body(pem: &str) -> String {
+    pem.lines().filter(|l| !l.starts_with("-----")).collect()
+}
+
+fn ca_key_pem(ca: &CertificateAuthority) -> Zeroizing<String> {
+    ca.key.to_pkcs8_pem(LineEnding::LF).unwrap()
+}
+
+fn file_store(dir: &Path) -> CaStore {
+    CaStore::beside(&SecretStore::file(dir.join("secret")), &dir.join("data"))
+}
+
+// ------------------------------------------------------------------------------ the certificate
+
+#[test]
+fn fingerprint_is_sha256_of_the_der_in_upper_case_pairs() {
+    let ca = new_ca();
+    let text = ca.fingerprint().to_string();
+    assert_eq!(text.len(), 32 * 3 - 1, "{text}");
+    assert!(text.split(':').all(|pair| pair.len() == 2 && pair.chars().all(|c| c.is_ascii_digit() || c.is_ascii_uppercase())), "{text}");
+    assert_eq!(ca.fingerprint().as_bytes(), &<[u8; 32]>::from(Sha256::digest(ca.certificate_der())));
+    assert_eq!(ca.fingerprint().to_hex(), text.replace(':', "").to_lowercase());
+    assert!(ca.certificate_pem().starts_with("-----BEGIN CERTIFICATE-----\n"));
+}
+
+#[test]
+fn the_ca_permits_the_machine_localhost_and_private_ranges_only() {
+    let ca = new_ca();
+    for name in ["testbox", "testbox.local", "localhost", "app.testbox.local"] {
+        assert!(ca.permits_name(&host(name)), "{name}");
+    }
+    for name in ["example.com", "testbox.example.com", "local", "xtestbox", "attacker-localhost"] {
+        assert!(!ca.permits_name(&host(name)), "{name}");
+    }
+    for address in ["127.0.0.1", "10.1.2.3", "172.31.255.1", "192.168.1.20", "169.254.3.4", "100.100.1.2", "::1", "fd12::1", "fe80::1"] {
+        assert!(ca.permits_address(ip(address)), "{address}");
+    }
+    for address in ["8.8.8.8", "172.32.0.1", "192.169.0.1", "100.128.0.1", "2001:db8::1", "::2", "1.1.1.1"] {
+        assert!(!ca.permits_address(ip(address)), "{address}");
+    }
+}
+
+#[test]
+fn a_leaf_covers_what_it_was_issued_for_and_nothing_else() {
+    let ca = new_ca();
+    let names = [host("testbox.local"), host("localhost")];
+    let addresses = [ip("192.168.1.20"), ip("::1")];
+    let leaf = ca.issue_leaf(&names, &addresses).unwrap();
+    assert!(leaf.covers(&names, &addresses));
+    assert!(leaf.covers(&names[..1], &[]));
+    assert!(!leaf.covers(&[host("testbox")], &[]));
+    assert!(!leaf.covers(&[], &[ip("192.168.1.21")]));
+    assert!(leaf.issued_by(&ca));
+    assert_eq!(leaf.issuer_fingerprint(), ca.fingerprint());
+    let life = leaf.not_after().duration_since(leaf.not_before()).unwrap();
+    assert!(life <= Duration::from_secs(397 * 24 * 3600), "{life:?}");
+    assert!(leaf.chain_pem().ends_with(&ca.certificate_pem()), "the chain is leaf then CA");
+    assert!(leaf.private_key_pem().starts_with("-----BEGIN PRIVATE KEY-----"));
+
+    // Read back from its PEM, it is the same leaf.
+    let again = LeafCertificate::from_pem(leaf.chain_pem(), leaf.private_key_pem()).unwrap();
+    assert_eq!(again.names(), leaf.names());
+    assert_eq!(again.addresses(), leaf.addresses());
+    assert_eq!(again.not_after(), leaf.not_after());
+}
+
+#[test]
+fn a_leaf_outside_the_constraints_is_refused_with_a_reason() {
+    let ca = new_ca();
+    let err = ca.issue_leaf(&[host("example.com")], &[]).unwrap_err();
+    assert!(matches!(err, CaError::NotPermitted { .. }), "{err:?}");
+    assert!(err.to_string().contains("example.com") && err.to_string().contains("testbox.local"), "{err}");
+    let err = ca.issue_leaf(&[host("testbox")], &[ip("8.8.8.8")]).unwrap_err();
+    assert!(err.to_string().contains("8.8.8.8"), "{err}");
+    assert!(matches!(ca.issue_leaf(&[], &[]), Err(CaError::NothingToCover)));
+}
+
+#[test]
+fn a_leaf_is_renewed_when_a_third_of_its_life_remains() {
+    let ca = new_ca();
+    let now = SystemTime::now();
+    let leaf = ca.issue_leaf_at(&[host("testbox")], &[], now).unwrap();
+    let day = Duration::from_secs(24 * 3600);
+    assert!(!leaf.needs_renewal(now));
+    assert!(!leaf.needs_renewal(now + 200 * day));
+    assert!(leaf.needs_renewal(now + 300 * day), "about 97 days left");
+    assert!(leaf.needs_renewal(now + 400 * day), "expired");
+    assert!(leaf.needs_renewal(now - 2 * day), "not valid yet");
+}
+
+#[test]
+fn a_leaf_with_a_foreign_key_or_a_broken_chain_is_refused() {
+    let ca = new_ca();
+    let leaf = ca.issue_leaf(&[host("testbox")], &[]).unwrap();
+    let other = ca.issue_leaf(&[host("testbox")], &[]).unwrap();
+    for (chain, key) in [
+        (leaf.chain_pem(), other.private_key_pem()),
+        (leaf.chain_pem(), "not a key"),
+        ("not a chain", leaf.private_key_pem()),
+        (&leaf.chain_pem()[..leaf.chain_pem().len() / 2], leaf.private_key_pem()),
+    ] {
+        let err = LeafCertificate::from_pem(chain, key).unwrap_err();
+        assert!(matches!(err, CaError::InvalidLeaf(_)), "{err:?}");
+        assert!(!format!("{err} {err:?}").contains(&key_body(leaf.private_key_pem())));
+    }
+}
+
+#[test]
+fn debug_output_never_shows_a_private_key() {
+    let ca = new_ca();
+    let leaf = ca.issue_leaf(&[host("testbox")], &[]).unwrap();
+    let shown = format!("{ca:?} {ca:#?} {leaf:?} {leaf:#?}");
+    assert!(shown.contains("redacted"), "{shown}");
+    assert!(!shown.contains(&key_body(leaf.private_key_pem())), "{shown}");
+    assert!(!shown.contains(&key_body(&ca_key_pem(&ca))), "{shown}");
+    // Nor in the key's bytes, in any form Debug would print them.
+    let scalar = ca.key.to_bytes();
+    assert!(!shown.contains(&format!("{:?}", scalar.as_slice())), "{shown}");
+}
+
+// --------------------------------------------------------------------- checked by openssl
+
+fn openssl(args: &[&str]) -> (bool, String) {
+    let output = Command::new("openssl").args(args).output().expect("openssl is needed for these tests (apt-get install openssl)");
+    (output.status.success(), format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)))
+}
+
+/// `openssl verify` of a leaf against the CA as the only trust anchor, as a TLS server
+/// certificate, at the current time.
+fn openssl_verify(dir: &Path, ca: &CertificateAuthority, leaf: &LeafCertificate) -> (bool, String) {
+    let ca_path = dir.join("ca.pem");
+    let leaf_path = dir.join("leaf.pem");
+    fs::write(&ca_path, ca.certificate_pem()).unwrap();
+    fs::write(&leaf_path, leaf.chain_pem()).unwrap();
+    openssl(&["verify", "-x509_strict", "-purpose", "sslserver", "-CAfile", ca_path.to_str().unwrap(), leaf_path.to_str().unwrap()])
+}
+
+#[test]
+fn openssl_sees_a_constrained_ca_and_a_server_leaf() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = new_ca();
+    let path = dir.path().join("ca.pem");
+    fs::write(&path, ca.certificate_pem()).unwrap();
+    let (ok, text) = openssl(&["x509", "-noout", "-text", "-in", path.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    for expected in [
+        "X509v3 Name Constraints: critical",
+        "Permitted:",
+        "DNS:testbox",
+        "DNS:testbox.local",
+        "DNS:localhost",
+        "IP:192.168.0.0/255.255.0.0",
+        "IP:10.0.0.0/255.0.0.0",
+        "IP:172.16.0.0/255.240.0.0",
+        "IP:127.0.0.0/255.0.0.0",
+        "IP:169.254.0.0/255.255.0.0",
+        "IP:100.64.0.0/255.192.0.0",
+        "IP:0:0:0:0:0:0:0:1/FFFF:FFFF:FFFF:FFFF:FFFF:FFFF:FFFF:FFFF",
+        "IP:FC00:0:0:0:0:0:0:0/FE00:0:0:0:0:0:0:0",
+        "IP:FE80:0:0:0:0:0:0:0/FFC0:0:0:0:0:0:0:0",
+        "X509v3 Basic Constraints: critical",
+        "CA:TRUE, pathlen:0",
+        "Certificate Sign, CRL Sign",
+        "ecdsa-with-SHA256",
+        "NIST CURVE: P-256",
+        "O = SimpleOTP",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    assert!(!text.contains("Excluded:"), "{text}");
+
+    let leaf = ca.issue_leaf(&[host("testbox.local")], &[ip("10.20.30.40")]).unwrap();
+    fs::write(&path, leaf.chain_pem()).unwrap();
+    let (ok, text) = openssl(&["x509", "-noout", "-text", "-in", path.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    for expected in [
+        "DNS:testbox.local, IP Address:10.20.30.40",
+        "TLS Web Server Authentication",
+        "Digital Signature",
+        "CA:FALSE",
+        "X509v3 Authority Key Identifier",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+}
+
+#[test]
+fn openssl_accepts_leaves_for_this_machine_and_rejects_public_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = new_ca();
+    let now = SystemTime::now();
+    for (names, addresses) in [
+        (vec![host("testbox"), host("testbox.local"), host("localhost")], vec![]),
+        (vec![], vec![ip("192.168.1.20"), ip("10.0.0.5"), ip("127.0.0.1"), ip("fd00::5"), ip("::1")]),
+        (vec![host("testbox.local")], vec![ip("100.101.102.103")]),
+    ] {
+        let leaf = ca.issue_leaf(&names, &addresses).unwrap();
+        let (ok, text) = openssl_verify(dir.path(), &ca, &leaf);
+        assert!(ok && text.contains(": OK"), "{names:?} {addresses:?}: {text}");
+    }
+    // Signed by the CA's key, but for names and addresses outside its constraints: what a thief
+    // with the key could make. Verifiers must refuse every one.
+    for (names, addresses) in [
+        (vec![host("example.com")], vec![]),
+        (vec![host("testbox"), host("bank.example")], vec![]),
+        (vec![], vec![ip("8.8.8.8")]),
+        (vec![host("testbox")], vec![ip("2001:db8::1")]),
+    ] {
+        let leaf = ca.sign_leaf(&names, &addresses, now).unwrap();
+        let (ok, text) = openssl_verify(dir.path(), &ca, &leaf);
+        assert!(!ok, "{names:?} {addresses:?} was accepted: {text}");
+        assert!(text.contains("name constraint") || text.contains("permitted subtree violation"), "{names:?} {addresses:?}: {text}");
+    }
+}
+
+// -------------------------------------------------------------------------------- the store
+
+#[test]
+fn the_file_store_keeps_the_key_private_and_beside_the_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = file_store(dir.path());
+    let CaStore::File { path, certificate } = &store else { panic!("{store:?}") };
+    assert_eq!(path, &dir.path().join("secret.ca-key.pem"));
+    assert_eq!(certificate, &dir.path().join("data").join(store::CERTIFICATE_FILE));
+
+    let ca = load_or_create(&store, &machine()).unwrap();
+    let again = load_or_create(&store, &machine()).unwrap();
+    assert_eq!(again.fingerprint(), ca.fingerprint(), "loaded, not made again");
+    assert_eq!(fs::read_to_string(certificate).unwrap(), ca.certificate_pem());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(fs::metadata(path).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    // The key is in its file and nowhere in the data directory.
+    let body = key_body(&ca_key_pem(&ca));
+    assert!(fs::read_to_string(path).unwrap().replace('\n', "").contains(&body));
+    for entry in fs::read_dir(dir.path().join("data")).unwrap() {
+        let text = fs::read_to_string(entry.unwrap().path()).unwrap();
+        assert!(!text.contains(&body) && !text.contains("PRIVATE KEY"), "{text}");
+    }
+    // A leaf from the loaded CA verifies against the certificate made at first.
+    let leaf = again.issue_leaf(&[host("testbox.local")], &[ip("192.168.5.5")]).unwrap();
+    let (ok, text) = openssl_verify(dir.path(), &ca, &leaf);
+    assert!(ok, "{text}");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_key_file_others_can_read_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let store = file_store(dir.path());
+    load_or_create(&store, &machine()).unwrap();
+    let CaStore::File { path, .. } = &store else { unreachable!() };
+    fs::set_permissions(path, fs::Permissions::from_mode(0o644)).unwrap();
+    let err = load_or_create(&store, &machine()).unwrap_err();
+    assert!(matches!(err, CaError::FilePermissions { mode: 0o644, .. }), "{err:?}");
+    assert!(err.to_string().contains("chmod 600"), "{err}");
+}
+
+#[test]
+fn a_corrupt_key_file_is_reported_with_its_place_and_the_way_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = file_store(dir.path());
+    let ca = load_or_create(&store, &machine()).unwrap();
+    let CaStore::File { path, .. } = &store else { unreachable!() };
+    let good = ca_key_pem(&ca);
+    let body = key_body(&good);
+    for content in [good.replace(&body[10..30], "AAAAAAAAAAAAAAAAAAAA"), "garbage".to_string(), String::new()] {
+        crate::fsutil::write_atomic(path, content.as_bytes()).unwrap();
+        let err = load_or_create(&store, &machine()).unwrap_err();
+        assert!(matches!(err, CaError::CorruptKey { .. }), "{err:?}");
+        let shown = format!("{err} {err:?}");
+        assert!(shown.contains(&path.display().to_string()) && shown.contains("simpleotp ca rotate"), "{shown}");
+        assert!(!shown.contains(&body[30..]), "key echoed: {shown}");
+    }
+    // rotate is the way out.
+    let rotated = rotate(&store, &machine()).unwrap();
+    assert_eq!(load_or_create(&store, &machine()).unwrap().fingerprint(), rotated.fingerprint());
+}
+
+#[test]
+fn a_key_and_certificate_that_do_not_belong_together_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = file_store(dir.path());
+    load_or_create(&store, &machine()).unwrap();
+    // Someone copies another CA's certificate over ours.
+    fs::write(store.certificate_path(), new_ca().certificate_pem()).unwrap();
+    let err = load_or_create(&store, &machine()).unwrap_err();
+    assert!(matches!(err, CaError::Mismatch { .. }), "{err:?}");
+    assert!(err.to_string().contains("do not belong together") && err.to_string().contains("simpleotp ca rotate"), "{err}");
+
+    fs::write(store.certificate_path(), "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n").unwrap();
+    let err = load_or_create(&store, &machine()).unwrap_err();
+    assert!(matches!(err, CaError::CorruptCertificate { .. }), "{err:?}");
+    fs::write(store.certificate_path(), "hello").unwrap();
+    assert!(matches!(load_or_create(&store, &machine()), Err(CaError::CorruptCertificate { .. })));
+}
+
+#[test]
+fn half_a_ca_is_reported_not_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = file_store(dir.path());
+    load_or_create(&store, &machine()).unwrap();
+    let certificate = fs::read(store.certificate_path()).unwrap();
+    fs::remove_file(store.certificate_path()).unwrap();
+    let err = load_or_create(&store, &machine()).unwrap_err();
+    assert!(matches!(err, CaError::CertificateMissing { .. }), "{err:?}");
+
+    fs::write(store.certificate_path(), &certificate).unwrap();
+    let CaStore::File { path, .. } = &store else { unreachable!() };
+    fs::remove_file(path).unwrap();
+    let err = load_or_create(&store, &machine()).unwrap_err();
+    assert!(matches!(err, CaError::KeyMissing { .. }), "{err:?}");
+    assert!(err.to_string().contains("simpleotp ca rotate"), "{err}");
+    assert_eq!(fs::read(store.certificate_path()).unwrap(), certificate, "the certificate devices trust is left alone");
+}
+
+#[test]
+fn rotate_makes_a_new_ca_whose_trust_does_not_cover_old_leaves() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = file_store(dir.path());
+    let old = load_or_create(&store, &machine()).unwrap();
+    let old_leaf = old.issue_leaf(&[host("testbox.local")], &[]).unwrap();
+    let new = rotate(&store, &machine()).unwrap();
+    assert_ne!(new.fingerprint(), old.fingerprint());
+    assert_eq!(load_or_create(&store, &machine()).unwrap().fingerprint(), new.fingerprint());
+    assert!(!old_leaf.issued_by(&new));
+    let (ok, text) = openssl_verify(dir.path(), &new, &old_leaf);
+    assert!(!ok, "the old CA's leaf verifies against the new CA: {text}");
+    let new_leaf = new.issue_leaf(&[host("testbox.local")], &[]).unwrap();
+    let (ok, text) = openssl_verify(dir.path(), &new, &new_leaf);
+    assert!(ok, "{text}");
+}
+
+// -------------------------------------------------------------------- real keychain (gated)
+
+/// Like the secret's keychain tests: they FAIL outside a session with a Secret Service rather
+/// than pass silently, unless the skip is asked for explicitly.
+fn keychain_tests_enabled(test: &str) -> bool {
+    if std::env::var(SKIP_KEYCHAIN).as_deref() == Ok("1") {
+        eprintln!("{test}: SKIPPED: {SKIP_KEYCHAIN}=1");
+        return false;
+    }
+    if cfg!(target_os = "linux") && std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_none() {
+        panic!("{test} needs a Secret Service: run it through `scripts/with-keyring.sh cargo test ...`, or set {SKIP_KEYCHAIN}=1");
+    }
+    true
+}
+
+#[test]
+fn the_keychain_store_keeps_the_key_in_the_keychain_only() {
+    if !keychain_tests_enabled("the_keychain_store_keeps_the_key_in_the_keychain_only") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let service = format!("org.simpleotp.test.{}.ca", std::process::id());
+    let secret = SecretStore::Keychain { service: service.clone(), account: crate::secret::KEYCHAIN_ACCOUNT.to_owned() };
+    let store = CaStore::beside(&secret, dir.path());
+    let entry = keyring::Entry::new(&service, KEYCHAIN_CA_ACCOUNT).unwrap();
+    struct Cleanup(keyring::Entry);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = self.0.delete_credential();
+        }
+    }
+    let _cleanup = Cleanup(keyring::Entry::new(&service, KEYCHAIN_CA_ACCOUNT).unwrap());
+
+    let ca = load_or_create(&store, &machine()).unwrap();
+    let stored = entry.get_password().unwrap();
+    assert_eq!(stored, *ca_key_pem(&ca), "the keychain holds the CA key");
+    assert_eq!(load_or_create(&store, &machine()).unwrap().fingerprint(), ca.fingerprint());
+    let body = key_body(&stored);
+    for file in fs::read_dir(dir.path()).unwrap() {
+        let text = fs::read_to_string(file.unwrap().path()).unwrap();
+        assert!(!text.contains(&body) && !text.contains("PRIVATE KEY"), "{text}");
+    }
+
+    // A corrupt keychain entry is named, not shown.
+    entry.set_password("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").unwrap();
+    let err = load_or_create(&store, &machine()).unwrap_err();
+    assert!(matches!(err, CaError::CorruptKey { .. }), "{err:?}");
+    assert!(err.to_string().contains(&service), "{err}");
+
+    let rotated = rotate(&store, &machine()).unwrap();
+    assert_ne!(rotated.fingerprint(), ca.fingerprint());
+    assert_eq!(entry.get_password().unwrap(), *ca_key_pem(&rotated));
+}
