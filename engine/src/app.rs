@@ -20,10 +20,10 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use crate::ca::CaStore;
 use crate::config::{AppConfig, Config};
 use crate::control::ControlFile;
 use crate::gateway::{Gateway, GatewayParts};
-use crate::ca::CaStore;
 use crate::lan::{LanCertificates, LanError};
 use crate::limiter::LimiterSettings;
 use crate::nginx::{self, Nginx, NginxError, NginxLayout};

@@ -55,7 +55,14 @@ impl Advertiser {
         }
         for app in apps.iter().filter(|app| app.listen.is_network_facing()) {
             let port = app.listen.socket_addr().port();
-            let service = ServiceInfo::new(SERVICE_TYPE, app.name.as_str(), &self.host, addresses, port, None::<std::collections::HashMap<String, String>>);
+            let service = ServiceInfo::new(
+                SERVICE_TYPE,
+                app.name.as_str(),
+                &self.host,
+                addresses,
+                port,
+                None::<std::collections::HashMap<String, String>>,
+            );
             let registered = service.and_then(|service| {
                 let full_name = service.get_fullname().to_string();
                 self.daemon.register(service).map(|()| full_name)

@@ -8,13 +8,11 @@ use fantoccini::Locator;
 use crate::netns::{self, LAN_ADDRESS};
 use crate::support::*;
 
-/// The CA certificate as the plain-HTTP CA page offers it, saved as PEM in the test's directory.
-fn fetch_ca(serve: &Serve) -> std::path::PathBuf {
-    let url = format!("http://{LAN_ADDRESS}:{}/_simpleotp/ca.crt", serve.lan_port);
-    let output = std::process::Command::new("curl").args(["-sS", "--fail", "--max-time", "10", &url]).output().unwrap();
-    assert!(output.status.success(), "the CA is not offered over plain HTTP at {url}: {}", String::from_utf8_lossy(&output.stderr));
-    let path = serve.dir.path().join("ca.pem");
-    std::fs::write(&path, to_pem(&output.stdout)).unwrap();
+/// The CA certificate, from the gateway's data directory (public; the key is elsewhere).
+fn ca_file(serve: &Serve) -> std::path::PathBuf {
+    let secret = simpleotp_engine::secret::SecretStore::file(serve.dir.path().join("secret"));
+    let path = simpleotp_engine::ca::CaStore::beside(&secret, &serve.data_dir).certificate_path().to_path_buf();
+    assert!(std::fs::read_to_string(&path).unwrap().starts_with("-----BEGIN CERTIFICATE-----"), "{}", path.display());
     path
 }
 
@@ -36,16 +34,17 @@ fn lan_app_is_served_over_tls_that_verifies_by_address_and_local_name() {
 
         // `serve` prints each app's URLs: HTTPS by name and by address for the LAN app.
         let printed = serve.stdout();
-        for url in [format!("https://{local_name}:{port}/"), format!("https://{LAN_ADDRESS}:{port}/"), format!("http://127.0.0.1:{}/", serve.local_port)] {
+        for url in [
+            format!("https://{local_name}:{port}/"),
+            format!("https://{LAN_ADDRESS}:{port}/"),
+            format!("http://127.0.0.1:{}/", serve.local_port),
+        ] {
             assert!(printed.contains(&url), "serve did not print {url}:\n{printed}");
         }
         assert!(!printed.contains(&format!("http://{LAN_ADDRESS}")), "{printed}");
 
-        // The CA page and its download are plain HTTP on the TLS port (a phone fetches the CA
-        // before it trusts it); everything else is redirected to https://, path and query kept.
-        let ca = fetch_ca(&serve);
-        let page = curl(&[&format!("http://{LAN_ADDRESS}:{port}/_simpleotp/ca")]);
-        assert_eq!(page.status, 200, "{page:?}");
+        // Plain HTTP on the TLS port is redirected to https://, path and query kept.
+        let ca = ca_file(&serve);
         let redirect = curl(&[&format!("http://{LAN_ADDRESS}:{port}/notebooks/x.ipynb?a=1")]);
         assert_eq!(redirect.status, 301, "{redirect:?}");
         assert_eq!(redirect.header("location").as_deref(), Some(format!("https://{LAN_ADDRESS}:{port}/notebooks/x.ipynb?a=1").as_str()));
@@ -69,6 +68,7 @@ fn lan_app_is_served_over_tls_that_verifies_by_address_and_local_name() {
         let resolve = format!("{local_name}:{port}:{LAN_ADDRESS}");
         let by_name = curl(&["--cacert", ca_arg, "--resolve", &resolve, &format!("https://{local_name}:{port}/_simpleotp/login")]);
         assert_eq!(by_name.status, 200, "{by_name:?}");
+        assert!(by_name.body.contains("id=\"code\""), "the login page: {}", by_name.body);
         // Without the CA, curl refuses the certificate: it is the CA that makes it trusted.
         let untrusted = try_curl(&[&format!("https://{LAN_ADDRESS}:{port}/")]).unwrap_err();
         assert!(untrusted.contains("certificate"), "{untrusted}");
@@ -106,11 +106,24 @@ fn lan_app_is_served_over_tls_that_verifies_by_address_and_local_name() {
         assert!(keys.len() == 2 && keys.iter().all(|k| k.len() > 40), "the keys to look for: {keys:?}");
         let nginx_conf = std::fs::read_to_string(serve.data_dir.join("nginx/nginx.conf")).unwrap();
         let config = std::fs::read_to_string(&serve.config_path).unwrap();
-        for (place, text) in [("the config", config), ("the log", serve.log()), ("nginx.conf", nginx_conf), ("nginx's log", serve.nginx_log())] {
+        for (place, text) in
+            [("the config", config), ("the log", serve.log()), ("nginx.conf", nginx_conf), ("nginx's log", serve.nginx_log())]
+        {
             for key in &keys {
                 assert!(!text.contains(key.as_str()) && !text.contains(&key[..40]), "a private key is in {place}");
             }
         }
+        // The CA page and its download are plain HTTP on the TLS port: a phone fetches the CA
+        // before it can trust the port's certificate.
+        let page = curl(&[&format!("http://{LAN_ADDRESS}:{port}/_simpleotp/ca")]);
+        assert_eq!(page.status, 200, "the CA page over plain HTTP: {page:?}");
+        let download = std::process::Command::new("curl")
+            .args(["-sS", "--fail", "--max-time", "10", &format!("http://{LAN_ADDRESS}:{port}/_simpleotp/ca.crt")])
+            .output()
+            .unwrap();
+        assert!(download.status.success(), "the CA download over plain HTTP: {}", String::from_utf8_lossy(&download.stderr));
+        assert_eq!(pem_body(&to_pem(&download.stdout)), pem_body(&std::fs::read_to_string(&ca).unwrap()), "the page offers this CA");
+
         // The leaf's key and chain are the owner's alone.
         use std::os::unix::fs::PermissionsExt;
         for file in ["tls-key.pem", "tls-chain.pem"] {
@@ -138,7 +151,7 @@ fn certificate_follows_a_new_address_and_the_browser_stays_signed_in() {
         let mut serve = Serve::start().await;
         let local_name = machine_local_name();
         let port = serve.lan_port;
-        let ca = fetch_ca(&serve);
+        let ca = ca_file(&serve);
         let home = serve.dir.path().join("home");
         trust_in_nss(&home, &ca);
 

@@ -209,13 +209,8 @@ pub fn presented_chain(addr: &str, port: u16, server_name: &str) -> Vec<String> 
 pub fn openssl_verify(ca: &Path, leaf_pem: &str, check: &[&str]) -> Result<(), String> {
     let leaf = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(leaf.path(), leaf_pem).unwrap();
-    let output = Command::new("openssl")
-        .args(["verify", "-purpose", "sslserver", "-CAfile"])
-        .arg(ca)
-        .args(check)
-        .arg(leaf.path())
-        .output()
-        .unwrap();
+    let output =
+        Command::new("openssl").args(["verify", "-purpose", "sslserver", "-CAfile"]).arg(ca).args(check).arg(leaf.path()).output().unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     if output.status.success() && text.contains(": OK") {
         Ok(())
@@ -286,8 +281,10 @@ pub fn trust_in_nss(home: &Path, ca: &Path) {
     let db = home.join(".pki/nssdb");
     std::fs::create_dir_all(&db).unwrap();
     let db = format!("sql:{}", db.display());
-    for args in [vec!["-N", "-d", &db, "--empty-password"], vec!["-A", "-d", &db, "-n", "SimpleOTP test CA", "-t", "C,,", "-i", ca.to_str().unwrap()]]
-    {
+    for args in [
+        vec!["-N", "-d", &db, "--empty-password"],
+        vec!["-A", "-d", &db, "-n", "SimpleOTP test CA", "-t", "C,,", "-i", ca.to_str().unwrap()],
+    ] {
         let output = Command::new("certutil").args(&args).output().expect("the LAN tests need certutil (libnss3-tools)");
         assert!(output.status.success(), "certutil {args:?}: {}", String::from_utf8_lossy(&output.stderr));
     }
