@@ -11,10 +11,12 @@
 //!
 //! * [`netns`]: the re-execution harness (needs root, like `unshare --net`).
 //! * [`support`]: starting `simpleotp serve`, TLS and HTTP probes with `openssl`/`curl`, chromedriver.
-//! * [`https`]: the tests.
+//! * [`https`]: HTTPS that verifies, by address and `<hostname>.local`, and follows new addresses.
+//! * [`mdns`]: `<hostname>.local` and the apps advertised over mDNS, and withdrawn on shutdown.
 
 #![cfg(target_os = "linux")]
 
 mod https;
+mod mdns;
 mod netns;
 mod support;
