@@ -164,7 +164,7 @@ impl Application {
             }
         }
 
-        let secret_store = secret.clone();
+        let ca_store = CaStore::beside(&secret, &data_dir);
         // The keychain may block on D-Bus or an unlock prompt: keep it off the async threads.
         let store = secret.clone();
         let secret = tokio::task::spawn_blocking(move || store.load()).await.map_err(StartError::SecretTask)?;
@@ -216,12 +216,23 @@ impl Application {
             nginx_proof: nginx_proof.clone(),
             apps: config.apps.clone(),
         });
+        // The CA page offers the local CA once one exists. Only its public certificate is read
+        // here (no keychain access, so no unlock prompt); the CA itself is loaded where HTTPS
+        // needs it, which updates the page too.
+        match ca_store.stored_certificate() {
+            Ok(certificate) => gateway.set_ca_certificate(certificate),
+            Err(e) => {
+                let warning = format!("the CA page is off: {e}");
+                warn!("{warning}");
+                warnings.push(warning);
+            }
+        }
 
         // The managed nginx serves network-facing apps over HTTPS: their certificate must be in
         // place before nginx starts (`nginx -t` reads it).
         let (nginx, lan) = match mode {
             NginxMode::Managed => {
-                let lan = Arc::new(LanCertificates::new(CaStore::beside(&secret_store, &data_dir), nginx_layout(&data_dir), &config.apps));
+                let lan = Arc::new(LanCertificates::new(ca_store, nginx_layout(&data_dir), &config.apps, gateway.clone()));
                 lan.prepare(&config.apps).await?;
                 (Some(Arc::new(start_nginx(&config, &data_dir, auth_addr, &nginx_proof).await?)), Some(lan))
             }

@@ -645,6 +645,16 @@ string_newtype!(RoutePrefix);
 mod tests {
     use super::*;
 
+    #[test]
+    fn machine_names_follow_from_the_host_name() {
+        let names = |host: &str| MachineNames::from_host_name(host).names().iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        assert_eq!(names("Box.LAN"), ["box.lan", "box", "box.local"]);
+        assert_eq!(names("testbox"), ["testbox", "testbox.local"]);
+        // A name that is not a valid DNS name is left out rather than guessed at.
+        assert_eq!(names("my_box"), Vec::<String>::new());
+        assert_eq!(names(""), Vec::<String>::new());
+    }
+
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(text, Path::new("config.toml"))
     }

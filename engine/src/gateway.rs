@@ -16,6 +16,7 @@ use subtle::ConstantTimeEq;
 use tokio::sync::{broadcast, watch};
 use tracing::{error, info, warn};
 
+use crate::ca::CaCertificate;
 use crate::config::{AppConfig, AppName, RoutePrefix, SessionSettings};
 use crate::limiter::{Limiter, LimiterSettings, LimiterStatus, Locked};
 use crate::protocol::NginxProof;
@@ -100,6 +101,9 @@ struct Inner {
     /// A `watch` rather than an event: a listener only needs to know "something ended since I
     /// last looked", so a burst of a thousand sign-outs is one wake-up, never a lagged queue.
     sessions_ended: watch::Sender<u64>,
+    /// The local CA's certificate the CA page offers, once there is one (see
+    /// [`Gateway::set_ca_certificate`]).
+    ca_certificate: RwLock<Option<Arc<CaCertificate>>>,
 }
 
 /// The step a code must be newer than. Normally the last step used; but if that lies beyond
@@ -163,12 +167,24 @@ impl Gateway {
                 events,
                 persist_error: Mutex::new(None),
                 sessions_ended: watch::Sender::new(0),
+                ca_certificate: RwLock::new(None),
             }),
         }
     }
 
     pub fn route_prefix(&self) -> &RoutePrefix {
         &self.inner.route_prefix
+    }
+
+    /// Sets (or clears) the local CA certificate the CA page and its downloads offer. Whoever
+    /// loads or rotates the CA calls this; until then the CA routes answer 404.
+    pub fn set_ca_certificate(&self, certificate: Option<CaCertificate>) {
+        *self.inner.ca_certificate.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = certificate.map(Arc::new);
+    }
+
+    /// The local CA certificate the CA page offers, if any.
+    pub fn ca_certificate(&self) -> Option<Arc<CaCertificate>> {
+        self.inner.ca_certificate.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<GatewayEvent> {

@@ -9,10 +9,10 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use simpleotp_engine::app::{Application, NginxMode, Settings};
-use simpleotp_engine::config::{Account, AppConfig, Config, Issuer, ListenAddr};
+use simpleotp_engine::config::{Account, AppConfig, Config, Issuer, ListenAddr, MachineNames};
 use simpleotp_engine::secret::SecretStore;
 use simpleotp_engine::totp::{unix_now, Totp, TotpSecret};
-use simpleotp_engine::{config, control, demo, nginx, qr};
+use simpleotp_engine::{ca, config, control, demo, nginx, qr};
 
 /// A second factor (TOTP codes from an authenticator app) in front of any local web app,
 /// through nginx.
@@ -79,12 +79,50 @@ enum Command {
         #[arg(long)]
         print_codes: bool,
     },
+    /// The local certificate authority for HTTPS on the local network: export it, or replace it.
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
     /// Lift brute-force lockouts in the running gateway that uses this data directory, and print a
     /// one-time sign-in link that works even while every sign-in is locked.
     Unlock {
         #[arg(long, value_name = "PATH")]
         data_dir: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum CaCommand {
+    /// Write the CA certificate (PEM) to FILE, to trust it on other devices, and print its
+    /// SHA-256 fingerprint. Makes the CA first if there is none yet.
+    Export {
+        /// Where to write the certificate (it is public).
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        #[command(flatten)]
+        store: CaStoreArgs,
+    },
+    /// Make a new CA in place of the old one (e.g. after the machine was renamed, or if its key
+    /// may have leaked). Devices must then trust the new one and should remove the old one.
+    Rotate {
+        #[command(flatten)]
+        store: CaStoreArgs,
+    },
+}
+
+/// Where `ca` finds the CA: the same options as `serve`, so it is the CA `serve` uses.
+#[derive(Debug, clap::Args)]
+struct CaStoreArgs {
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// The data directory `serve` uses (the CA certificate is kept there) [default: the OS data dir].
+    #[arg(long, value_name = "PATH")]
+    data_dir: Option<PathBuf>,
+    /// The secret file `serve` uses, if any: the CA key is kept next to it instead of in the OS
+    /// keychain.
+    #[arg(long, value_name = "PATH")]
+    secret_file: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -97,6 +135,8 @@ fn main() -> ExitCode {
         }
         Command::NginxSnippet { config, data_dir } => nginx_snippet(config, data_dir),
         Command::Demo { listen, print_codes } => runtime().block_on(run_demo(listen, print_codes)),
+        Command::Ca { command: CaCommand::Export { file, store } } => ca_export(&file, store),
+        Command::Ca { command: CaCommand::Rotate { store } } => ca_rotate(store),
         Command::Unlock { data_dir } => runtime().block_on(unlock(data_dir)),
     };
     match result {
@@ -272,6 +312,51 @@ async fn print_codes_forever(totp: Totp, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => return,
         }
     }
+}
+
+/// The CA store `serve` with the same options would use. The config is read (and checked) like
+/// `serve` reads it, so a mistake in it shows here too.
+fn ca_store(args: CaStoreArgs) -> Result<ca::CaStore, Box<dyn Error>> {
+    load_config(args.config)?;
+    let data_dir =
+        args.data_dir.or_else(config::default_data_dir).ok_or("cannot find the OS data directory (is $HOME set?); pass --data-dir PATH")?;
+    Ok(ca::CaStore::beside(&secret_store(args.secret_file), &data_dir))
+}
+
+fn ca_export(file: &Path, args: CaStoreArgs) -> CliResult {
+    let store = ca_store(args)?;
+    let authority = ca::load_or_create(&store, &MachineNames::this_machine())?;
+    std::fs::write(file, authority.certificate_pem()).map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+    println!("Wrote the SimpleOTP CA certificate (PEM) to {}.", file.display());
+    println!("SHA-256 fingerprint: {}", authority.fingerprint());
+    println!();
+    println!("It can only vouch for {} and private network addresses.", authority.permitted_names().join(", "));
+    println!("Trust it on each device that opens your apps over HTTPS, and check that the device shows");
+    println!("the same fingerprint. (Phones: open /_simpleotp/ca on any protected app's address.)");
+    Ok(())
+}
+
+fn ca_rotate(args: CaStoreArgs) -> CliResult {
+    let store = ca_store(args)?;
+    let old = store.stored_certificate().ok().flatten();
+    let authority = ca::rotate(&store, &MachineNames::this_machine())?;
+    println!("Made a new SimpleOTP CA: {}", authority.certificate().common_name());
+    println!("SHA-256 fingerprint: {}", authority.fingerprint());
+    println!();
+    match old {
+        Some(old) => {
+            println!("The old CA ({}, fingerprint {}) is gone: its key was replaced,", old.common_name(), old.fingerprint());
+            println!("so it can never sign again. On every device that trusted it:");
+        }
+        None => println!("On every device that trusted an earlier SimpleOTP CA:"),
+    }
+    println!("  1. Remove the old one (iOS: Settings > General > VPN & Device Management; Android: Settings >");
+    println!("     Encryption & credentials > User credentials; Windows: certmgr.msc > Trusted Root Certification");
+    println!("     Authorities; macOS: Keychain Access). A device that still trusts it accepts whatever the old key");
+    println!("     signed (for this machine's names and private addresses only) until that expires.");
+    println!("  2. Trust the new one: open /_simpleotp/ca on a protected app's address, or `simpleotp ca export FILE`.");
+    println!("Restart `simpleotp serve` (or the SimpleOTP app) so it issues certificates from the new CA.");
+    Ok(())
 }
 
 async fn unlock(data_dir: Option<PathBuf>) -> CliResult {

@@ -37,6 +37,16 @@ pub mod routes {
     pub const UPSTREAM_DOWN: &str = "upstream-down";
     /// `simpleotp unlock`'s request to a running gateway.
     pub const CONTROL_UNLOCK: &str = "control/unlock";
+    /// The page that helps a person trust the local CA on a phone or another computer
+    /// (fingerprint, downloads, steps). Public, and served over plain HTTP too: a device has to
+    /// fetch the CA before it can check an HTTPS certificate.
+    pub const CA_PAGE: &str = "ca";
+    /// The CA certificate, DER, as `application/x-x509-ca-cert`.
+    pub const CA_CERTIFICATE: &str = "ca.crt";
+    /// The CA certificate in an Apple configuration profile (`application/x-apple-aspen-config`).
+    pub const CA_PROFILE: &str = "ca.mobileconfig";
+    /// The CA routes, which need no session (nginx serves them over plain HTTP as well).
+    pub const CA_ROUTES: [&str; 3] = [CA_PAGE, CA_CERTIFICATE, CA_PROFILE];
 }
 
 /// nginx's proof that it is the nginx the engine configured.

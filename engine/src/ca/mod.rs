@@ -11,8 +11,11 @@
 //! A CA that a phone trusts can normally vouch for *any* site. mkcert's and Caddy's local CAs are
 //! like that: whoever steals their key can impersonate your bank to every device that trusts it.
 //! Ours carries a critical X.509 name-constraints extension (RFC 5280 §4.2.1.10): it may only
-//! vouch for this machine's names ([`MachineNames`] and `localhost`, each with its subdomains, as
-//! the RFC defines DNS constraints) and for non-public address ranges ([`PERMITTED_RANGES`]).
+//! vouch for this machine's names and `localhost` (each with its subdomains, as the RFC defines
+//! DNS constraints) and for non-public address ranges ([`PERMITTED_RANGES`]). Of the machine's
+//! names ([`MachineNames`]) only those that can never be a public name are permitted (see
+//! [`permitted_names`]): `<name>.local` always, but the bare host name only when it cannot be a
+//! top-level domain, because a DNS constraint `dev` would also permit every `*.dev` site.
 //! Verifiers reject any certificate under it for another name or address, so even a stolen key
 //! cannot be used against public sites. The constraints are fixed when the CA is made; a machine
 //! that is renamed needs a new CA ([`rotate`]), and [`CertificateAuthority::permits_name`] tells
@@ -58,7 +61,7 @@ use zeroize::Zeroizing;
 
 use crate::config::HostName;
 pub use crate::config::MachineNames;
-pub use store::{load_or_create, rotate, CaStore, KEYCHAIN_CA_ACCOUNT};
+pub use store::{load_or_create, rotate, CaStore, CERTIFICATE_FILE, KEYCHAIN_CA_ACCOUNT};
 
 /// How long the CA certificate is valid. Long, because every device that trusts it would have to
 /// be set up again when it expires; the name constraints bound what it can do meanwhile.
@@ -216,7 +219,7 @@ impl CertificateAuthority {
         let signer = P256Signer::new(&key);
         let mut params = CertificateParams::default();
         params.serial_number = Some(random_serial());
-        params.not_before = (now - BACKDATE).into();
+        params.not_before = now.checked_sub(BACKDATE).unwrap_or(now).into();
         params.not_after = (now + CA_LIFETIME).into();
         let mut subject = DistinguishedName::new();
         subject.push(DnType::CommonName, ca_common_name(machine, now));
@@ -264,6 +267,11 @@ impl CertificateAuthority {
             permitted_names,
             permitted_ranges,
         })
+    }
+
+    /// The CA's public part (certificate, fingerprint, name), for pages, exports and the tray.
+    pub fn certificate(&self) -> CaCertificate {
+        CaCertificate::from_der(self.certificate_der.clone()).expect("the CA's own certificate was read when it was loaded")
     }
 
     /// The CA certificate in PEM (public: what devices are asked to trust).
@@ -332,7 +340,7 @@ impl CertificateAuthority {
         let leaf_signer = P256Signer::new(&leaf_key);
         let mut params = CertificateParams::default();
         params.serial_number = Some(random_serial());
-        let not_before = now - BACKDATE;
+        let not_before = now.checked_sub(BACKDATE).unwrap_or(now);
         params.not_before = not_before.into();
         params.not_after = (not_before + LEAF_LIFETIME).into();
         let mut subject = DistinguishedName::new();
@@ -361,6 +369,125 @@ impl CertificateAuthority {
         let private_key_pem = leaf_key.to_pkcs8_pem(LineEnding::LF).map_err(|e| CaError::Signing(e.to_string()))?;
         let chain_pem = format!("{}{}", pem_encode("CERTIFICATE", certificate.der()), self.certificate_pem());
         LeafCertificate::from_pem(&chain_pem, &private_key_pem)
+    }
+}
+
+/// The CA's certificate alone (public), what devices are asked to trust: for the CA page, the
+/// tray and `simpleotp ca export`. Made from a loaded [`CertificateAuthority`], or read from the
+/// data directory without touching the keychain ([`CaStore::stored_certificate`]).
+#[derive(Clone, PartialEq, Eq)]
+pub struct CaCertificate {
+    der: Vec<u8>,
+    fingerprint: Fingerprint,
+    common_name: String,
+}
+
+impl fmt::Debug for CaCertificate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CaCertificate").field("common_name", &self.common_name).field("fingerprint", &self.fingerprint).finish()
+    }
+}
+
+impl CaCertificate {
+    /// Reads a CA certificate (DER); the reason on failure is for a message.
+    pub(crate) fn from_der(der: Vec<u8>) -> Result<CaCertificate, String> {
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).map_err(|e| format!("it is not a certificate ({e})"))?;
+        let common_name = cert.subject().iter_common_name().next().and_then(|cn| cn.as_str().ok()).unwrap_or("SimpleOTP CA").to_string();
+        let fingerprint = Fingerprint::of_der(&der);
+        Ok(CaCertificate { der, fingerprint, common_name })
+    }
+
+    /// DER, what the CA page offers as `.crt` (see [`crate::server`]).
+    pub fn der(&self) -> &[u8] {
+        &self.der
+    }
+
+    pub fn pem(&self) -> String {
+        pem_encode("CERTIFICATE", &self.der)
+    }
+
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.fingerprint
+    }
+
+    /// The name devices list it under ("SimpleOTP CA <host> <date>").
+    pub fn common_name(&self) -> &str {
+        &self.common_name
+    }
+
+    /// An iOS/iPadOS/macOS configuration profile (`.mobileconfig`, unsigned) with one
+    /// `com.apple.security.root` payload holding the certificate. Its identifiers and UUIDs are
+    /// derived from the fingerprint: installing the same CA again replaces the profile rather
+    /// than adding a second one, and a rotated CA is a different profile (the old one stays
+    /// until the person removes it, which the CA page tells them to do).
+    pub fn apple_profile(&self) -> String {
+        use base64::Engine as _;
+        let id = &self.fingerprint.to_hex()[..16];
+        let name = crate::server::pages::html_escape(&self.common_name);
+        let data = base64::engine::general_purpose::STANDARD.encode(&self.der);
+        let data: Vec<&str> = data.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap_or_default()).collect();
+        format!(
+            r#"<?xml version="1.0" encoding="UTF-8"?>
+<!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">
+<plist version="1.0">
+<dict>
+	<key>PayloadContent</key>
+	<array>
+		<dict>
+			<key>PayloadCertificateFileName</key>
+			<string>SimpleOTP-CA-{id}.cer</string>
+			<key>PayloadContent</key>
+			<data>
+			{data}
+			</data>
+			<key>PayloadDescription</key>
+			<string>Trusts {name}, which can only vouch for one computer's names and private network addresses.</string>
+			<key>PayloadDisplayName</key>
+			<string>{name}</string>
+			<key>PayloadIdentifier</key>
+			<string>org.simpleotp.ca.{id}.root</string>
+			<key>PayloadType</key>
+			<string>com.apple.security.root</string>
+			<key>PayloadUUID</key>
+			<string>{root_uuid}</string>
+			<key>PayloadVersion</key>
+			<integer>1</integer>
+		</dict>
+	</array>
+	<key>PayloadDescription</key>
+	<string>Lets this device open SimpleOTP-protected apps over HTTPS on your local network. SHA-256 fingerprint: {fingerprint}</string>
+	<key>PayloadDisplayName</key>
+	<string>{name}</string>
+	<key>PayloadIdentifier</key>
+	<string>org.simpleotp.ca.{id}</string>
+	<key>PayloadOrganization</key>
+	<string>SimpleOTP</string>
+	<key>PayloadRemovalDisallowed</key>
+	<false/>
+	<key>PayloadType</key>
+	<string>Configuration</string>
+	<key>PayloadUUID</key>
+	<string>{profile_uuid}</string>
+	<key>PayloadVersion</key>
+	<integer>1</integer>
+</dict>
+</plist>
+"#,
+            data = data.join("\n\t\t\t"),
+            fingerprint = self.fingerprint,
+            root_uuid = self.derived_uuid("root payload"),
+            profile_uuid = self.derived_uuid("profile"),
+        )
+    }
+
+    /// A UUID (RFC 9562 version 8, "custom") from SHA-256(purpose, fingerprint): the same for the
+    /// same CA, different for another.
+    fn derived_uuid(&self, purpose: &str) -> String {
+        let mut digest: [u8; 32] = Sha256::new().chain_update(purpose.as_bytes()).chain_update(self.fingerprint.0).finalize().into();
+        digest[6] = (digest[6] & 0x0f) | 0x80; // version 8
+        digest[8] = (digest[8] & 0x3f) | 0x80; // RFC 9562 variant
+        let hex: String = digest[..16].iter().map(|b| format!("{b:02X}")).collect();
+        format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
     }
 }
 
@@ -412,6 +539,10 @@ impl LeafCertificate {
         let key = p256::ecdsa::SigningKey::from_pkcs8_pem(private_key_pem).map_err(|_| invalid("the key is not a P-256 PKCS#8 key"))?;
         if leaf.public_key().subject_public_key.data.as_ref() != P256Signer::new(&key).public.as_slice() {
             return Err(invalid("the key does not belong to the certificate"));
+        }
+        let (_, ca) = x509_parser::parse_x509_certificate(ca_block.contents()).map_err(|_| invalid("the CA is not a certificate"))?;
+        if !signed_by(&leaf, &ca) {
+            return Err(invalid("the leaf is not signed by the CA in the chain"));
         }
         let mut names = Vec::new();
         let mut addresses = Vec::new();
@@ -490,9 +621,30 @@ impl LeafCertificate {
     }
 }
 
-/// The DNS names the CA for `machine` may vouch for: its own names and `localhost`.
-fn permitted_names(machine: &MachineNames) -> Vec<String> {
-    let mut names: Vec<String> = machine.names().iter().map(|n| n.as_str().to_string()).collect();
+/// The DNS names the CA for `machine` may vouch for: those of the machine's names that cannot be
+/// (or be above) a public name, and `localhost`.
+///
+/// A DNS constraint also permits every name below it, so a constraint equal to a public
+/// top-level domain would undo the point of constraining: a machine named `dev` or `ubuntu` (both
+/// are TLDs) must not get a CA that vouches for `*.dev`. Permitted are:
+/// * names under a suffix reserved for local use: `.local` (mDNS, RFC 6762), `.home.arpa`
+///   (RFC 8375), `.internal` (reserved by ICANN for private use), `.localhost` (RFC 6761);
+/// * a single-label host name with a digit or a hyphen in it (`desktop-7h3k2`, `pi4`): ICANN
+///   only delegates top-level domains made of letters (or IDN `xn--` labels), so such a label can
+///   never be one. A letters-only host name (`testbox`) is left out: it is reached over HTTPS as
+///   `testbox.local`;
+/// * `localhost`.
+///
+/// Anything else (`box.example.com`, `box.lan`) is left out: it may be, or lie under, a public
+/// domain.
+pub(crate) fn permitted_names(machine: &MachineNames) -> Vec<String> {
+    const LOCAL_SUFFIXES: [&str; 4] = [".local", ".home.arpa", ".internal", ".localhost"];
+    let never_public = |name: &str| {
+        let single_label_not_tld =
+            !name.contains('.') && !name.starts_with("xn--") && name.bytes().any(|b| b.is_ascii_digit() || b == b'-');
+        single_label_not_tld || LOCAL_SUFFIXES.iter().any(|suffix| name.ends_with(suffix))
+    };
+    let mut names: Vec<String> = machine.names().iter().map(|n| n.as_str().to_string()).filter(|n| never_public(n)).collect();
     names.push(LOCALHOST.to_string());
     dedup(names)
 }
@@ -521,6 +673,20 @@ fn distinguished_name(cert: &X509Certificate<'_>) -> Result<DistinguishedName, S
         name.push(kind, value);
     }
     Ok(name)
+}
+
+/// Whether `issuer`'s P-256 key made `cert`'s ECDSA-SHA256 signature (so [`LeafCertificate::issued_by`]
+/// means what it says, even for files read back from disk).
+fn signed_by(cert: &X509Certificate<'_>, issuer: &X509Certificate<'_>) -> bool {
+    use p256::ecdsa::signature::Verifier as _;
+    let Ok(key) = p256::ecdsa::VerifyingKey::from_sec1_bytes(issuer.public_key().subject_public_key.data.as_ref()) else {
+        return false;
+    };
+    let Ok(signature) = p256::ecdsa::Signature::from_der(cert.signature_value.data.as_ref()) else {
+        return false;
+    };
+    cert.signature_algorithm.algorithm == x509_parser::oid_registry::OID_SIG_ECDSA_WITH_SHA256
+        && key.verify(cert.tbs_certificate.as_ref(), &signature).is_ok()
 }
 
 /// The permitted DNS names and address ranges of a CA certificate's name constraints.

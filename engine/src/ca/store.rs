@@ -22,7 +22,7 @@ use std::time::SystemTime;
 use p256::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _, LineEnding};
 use zeroize::Zeroizing;
 
-use super::{CaError, CertificateAuthority, MachineNames, PartsError};
+use super::{CaCertificate, CaError, CertificateAuthority, MachineNames, PartsError};
 use crate::secret::{read_private_text, KeychainFailure, PrivateFileFailure, SecretStore};
 
 /// Keychain account (user) name of the CA's private key, under the TOTP secret's service.
@@ -63,6 +63,16 @@ impl CaStore {
         match self {
             CaStore::Keychain { certificate, .. } | CaStore::File { certificate, .. } => certificate,
         }
+    }
+
+    /// The stored CA certificate alone, without touching the key (no keychain access, so no
+    /// unlock prompt): for showing the fingerprint and serving the CA page. `None` when there is
+    /// none yet. It is not checked against the key; [`load_or_create`] does that.
+    pub fn stored_certificate(&self) -> Result<Option<CaCertificate>, CaError> {
+        let Some(der) = self.read_certificate()? else { return Ok(None) };
+        CaCertificate::from_der(der)
+            .map(Some)
+            .map_err(|reason| CaError::CorruptCertificate { path: self.certificate_path().to_owned(), reason })
     }
 
     /// Where the key is, in words, for messages.
@@ -142,7 +152,7 @@ impl CaStore {
         keyring::Entry::new(service, account).map_err(|e| self.keychain_error(KeychainFailure::from_keyring(e, None)))
     }
 
-    fn keychain_error(&self, failure: KeychainFailure) -> CaError {
+    pub(super) fn keychain_error(&self, failure: KeychainFailure) -> CaError {
         match failure {
             KeychainFailure::Locked(detail) => CaError::KeychainLocked { detail },
             KeychainFailure::Unavailable(detail) => CaError::KeychainUnavailable { detail },

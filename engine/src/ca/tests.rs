@@ -58,10 +58,11 @@ fn fingerprint_is_sha256_of_the_der_in_upper_case_pairs() {
 #[test]
 fn the_ca_permits_the_machine_localhost_and_private_ranges_only() {
     let ca = new_ca();
-    for name in ["testbox", "testbox.local", "localhost", "app.testbox.local"] {
+    for name in ["testbox.local", "localhost", "app.testbox.local"] {
         assert!(ca.permits_name(&host(name)), "{name}");
     }
-    for name in ["example.com", "testbox.example.com", "local", "xtestbox", "attacker-localhost"] {
+    // The bare "testbox" is letters only: it could be a top-level domain (see the next test).
+    for name in ["testbox", "www.testbox", "example.com", "testbox.example.com", "local", "xtestbox.local", "attacker-localhost"] {
         assert!(!ca.permits_name(&host(name)), "{name}");
     }
     for address in ["127.0.0.1", "10.1.2.3", "172.31.255.1", "192.168.1.20", "169.254.3.4", "100.100.1.2", "::1", "fd12::1", "fe80::1"] {
@@ -70,6 +71,35 @@ fn the_ca_permits_the_machine_localhost_and_private_ranges_only() {
     for address in ["8.8.8.8", "172.32.0.1", "192.169.0.1", "100.128.0.1", "2001:db8::1", "::2", "1.1.1.1"] {
         assert!(!ca.permits_address(ip(address)), "{address}");
     }
+}
+
+#[test]
+fn only_names_that_can_never_be_public_are_permitted() {
+    let permitted = |host: &str| permitted_names(&MachineNames::from_host_name(host));
+    // Letters-only host names can be top-level domains (.dev, .ubuntu): only `<name>.local`.
+    assert_eq!(permitted("dev"), ["dev.local", "localhost"]);
+    assert_eq!(permitted("ubuntu"), ["ubuntu.local", "localhost"]);
+    // With a digit or a hyphen, a label is never a TLD.
+    assert_eq!(permitted("DESKTOP-7H3K2"), ["desktop-7h3k2", "desktop-7h3k2.local", "localhost"]);
+    assert_eq!(permitted("pi4"), ["pi4", "pi4.local", "localhost"]);
+    assert_eq!(permitted("xn--mgbh0fb"), ["xn--mgbh0fb.local", "localhost"]);
+    // Full names only under suffixes reserved for local use.
+    assert_eq!(permitted("box.home.arpa"), ["box.home.arpa", "box.local", "localhost"]);
+    assert_eq!(permitted("box.internal"), ["box.internal", "box.local", "localhost"]);
+    assert_eq!(permitted("box.example.com"), ["box.local", "localhost"]);
+    assert_eq!(permitted("box.lan"), ["box.local", "localhost"]);
+    assert_eq!(permitted("box-1.example.com"), ["box-1", "box-1.local", "localhost"]);
+
+    // And verifiers agree: a CA made on a machine called "dev" cannot vouch for web.dev.
+    let dir = tempfile::tempdir().unwrap();
+    let ca = CertificateAuthority::generate(&MachineNames::from_host_name("dev"), SystemTime::now()).unwrap();
+    assert!(!ca.permits_name(&host("web.dev")) && !ca.permits_name(&host("dev")));
+    let leaf = ca.sign_leaf(&[host("web.dev")], &[], SystemTime::now()).unwrap();
+    let (ok, text) = openssl_verify(dir.path(), &ca, &leaf);
+    assert!(!ok, "web.dev accepted: {text}");
+    let leaf = ca.issue_leaf(&[host("dev.local")], &[]).unwrap();
+    let (ok, text) = openssl_verify(dir.path(), &ca, &leaf);
+    assert!(ok, "{text}");
 }
 
 #[test]
@@ -102,7 +132,7 @@ fn a_leaf_outside_the_constraints_is_refused_with_a_reason() {
     let err = ca.issue_leaf(&[host("example.com")], &[]).unwrap_err();
     assert!(matches!(err, CaError::NotPermitted { .. }), "{err:?}");
     assert!(err.to_string().contains("example.com") && err.to_string().contains("testbox.local"), "{err}");
-    let err = ca.issue_leaf(&[host("testbox")], &[ip("8.8.8.8")]).unwrap_err();
+    let err = ca.issue_leaf(&[host("testbox.local")], &[ip("8.8.8.8")]).unwrap_err();
     assert!(err.to_string().contains("8.8.8.8"), "{err}");
     assert!(matches!(ca.issue_leaf(&[], &[]), Err(CaError::NothingToCover)));
 }
@@ -111,7 +141,7 @@ fn a_leaf_outside_the_constraints_is_refused_with_a_reason() {
 fn a_leaf_is_renewed_when_a_third_of_its_life_remains() {
     let ca = new_ca();
     let now = SystemTime::now();
-    let leaf = ca.issue_leaf_at(&[host("testbox")], &[], now).unwrap();
+    let leaf = ca.issue_leaf_at(&[host("testbox.local")], &[], now).unwrap();
     let day = Duration::from_secs(24 * 3600);
     assert!(!leaf.needs_renewal(now));
     assert!(!leaf.needs_renewal(now + 200 * day));
@@ -123,9 +153,13 @@ fn a_leaf_is_renewed_when_a_third_of_its_life_remains() {
 #[test]
 fn a_leaf_with_a_foreign_key_or_a_broken_chain_is_refused() {
     let ca = new_ca();
-    let leaf = ca.issue_leaf(&[host("testbox")], &[]).unwrap();
-    let other = ca.issue_leaf(&[host("testbox")], &[]).unwrap();
+    let leaf = ca.issue_leaf(&[host("testbox.local")], &[]).unwrap();
+    let other = ca.issue_leaf(&[host("testbox.local")], &[]).unwrap();
+    // A leaf presented with a CA that did not sign it.
+    let leaf_only = leaf.chain_pem().strip_suffix(&ca.certificate_pem()).unwrap();
+    let wrong_ca = format!("{leaf_only}{}", new_ca().certificate_pem());
     for (chain, key) in [
+        (wrong_ca.as_str(), leaf.private_key_pem()),
         (leaf.chain_pem(), other.private_key_pem()),
         (leaf.chain_pem(), "not a key"),
         ("not a chain", leaf.private_key_pem()),
@@ -140,7 +174,7 @@ fn a_leaf_with_a_foreign_key_or_a_broken_chain_is_refused() {
 #[test]
 fn debug_output_never_shows_a_private_key() {
     let ca = new_ca();
-    let leaf = ca.issue_leaf(&[host("testbox")], &[]).unwrap();
+    let leaf = ca.issue_leaf(&[host("testbox.local")], &[]).unwrap();
     let shown = format!("{ca:?} {ca:#?} {leaf:?} {leaf:#?}");
     assert!(shown.contains("redacted"), "{shown}");
     assert!(!shown.contains(&key_body(leaf.private_key_pem())), "{shown}");
@@ -178,7 +212,6 @@ fn openssl_sees_a_constrained_ca_and_a_server_leaf() {
     for expected in [
         "X509v3 Name Constraints: critical",
         "Permitted:",
-        "DNS:testbox",
         "DNS:testbox.local",
         "DNS:localhost",
         "IP:192.168.0.0/255.255.0.0",
@@ -200,6 +233,7 @@ fn openssl_sees_a_constrained_ca_and_a_server_leaf() {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
     assert!(!text.contains("Excluded:"), "{text}");
+    assert!(!text.lines().any(|l| l.trim() == "DNS:testbox"), "the bare letters-only name is not permitted:\n{text}");
 
     let leaf = ca.issue_leaf(&[host("testbox.local")], &[ip("10.20.30.40")]).unwrap();
     fs::write(&path, leaf.chain_pem()).unwrap();
@@ -222,7 +256,7 @@ fn openssl_accepts_leaves_for_this_machine_and_rejects_public_names() {
     let ca = new_ca();
     let now = SystemTime::now();
     for (names, addresses) in [
-        (vec![host("testbox"), host("testbox.local"), host("localhost")], vec![]),
+        (vec![host("testbox.local"), host("localhost"), host("app.testbox.local")], vec![]),
         (vec![], vec![ip("192.168.1.20"), ip("10.0.0.5"), ip("127.0.0.1"), ip("fd00::5"), ip("::1")]),
         (vec![host("testbox.local")], vec![ip("100.101.102.103")]),
     ] {
@@ -234,9 +268,10 @@ fn openssl_accepts_leaves_for_this_machine_and_rejects_public_names() {
     // with the key could make. Verifiers must refuse every one.
     for (names, addresses) in [
         (vec![host("example.com")], vec![]),
-        (vec![host("testbox"), host("bank.example")], vec![]),
+        (vec![host("testbox.local"), host("bank.example")], vec![]),
+        (vec![host("testbox")], vec![]),
         (vec![], vec![ip("8.8.8.8")]),
-        (vec![host("testbox")], vec![ip("2001:db8::1")]),
+        (vec![host("testbox.local")], vec![ip("2001:db8::1")]),
     ] {
         let leaf = ca.sign_leaf(&names, &addresses, now).unwrap();
         let (ok, text) = openssl_verify(dir.path(), &ca, &leaf);
@@ -379,6 +414,19 @@ fn keychain_tests_enabled(test: &str) -> bool {
         panic!("{test} needs a Secret Service: run it through `scripts/with-keyring.sh cargo test ...`, or set {SKIP_KEYCHAIN}=1");
     }
     true
+}
+
+/// A locked or missing keychain cannot be caused here for the CA alone; the secret's tests cause
+/// both for real through the same `KeychainFailure` sorting. Here: what the CA's errors say.
+#[test]
+fn keychain_failures_say_what_to_do() {
+    use crate::secret::KeychainFailure;
+    let store = CaStore::beside(&SecretStore::keychain(), Path::new("/data"));
+    for failure in [KeychainFailure::Locked("the collection is locked".into()), KeychainFailure::Unavailable("no D-Bus session".into())] {
+        let err = store.keychain_error(failure);
+        assert!(err.to_string().contains("--secret-file PATH"), "{err}");
+        assert!(err.to_string().contains("local CA"), "{err}");
+    }
 }
 
 #[test]

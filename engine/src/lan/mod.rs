@@ -32,6 +32,7 @@ use tracing::{info, warn};
 use crate::ca::{CaStore, CertificateAuthority, LeafCertificate};
 use crate::config::{AppConfig, HostName, MachineNames};
 use crate::fsutil::write_atomic;
+use crate::gateway::Gateway;
 use crate::nginx::{Nginx, NginxLayout};
 
 /// How often the watcher looks at the machine's addresses (and the leaf's expiry).
@@ -159,11 +160,14 @@ pub struct LanCertificates {
     apps: std::sync::Mutex<Vec<AppConfig>>,
     /// What the leaf in nginx's files covers, and the leaf.
     current: tokio::sync::Mutex<Option<(Reach, LeafCertificate)>>,
+    /// Offers the CA on its page once it is loaded (or made).
+    gateway: Gateway,
 }
 
 impl LanCertificates {
-    pub fn new(store: CaStore, layout: NginxLayout, apps: &[AppConfig]) -> LanCertificates {
+    pub fn new(store: CaStore, layout: NginxLayout, apps: &[AppConfig], gateway: Gateway) -> LanCertificates {
         LanCertificates {
+            gateway,
             store,
             layout,
             machine: MachineNames::this_machine(),
@@ -183,6 +187,8 @@ impl LanCertificates {
                     .await
                     .map_err(|e| LanError::Task(e.to_string()))?
                     .map_err(LanError::Ca)?;
+                // A CA made just now is offered on the CA page at once.
+                self.gateway.set_ca_certificate(Some(ca.certificate()));
                 Ok(Arc::new(ca))
             })
             .await

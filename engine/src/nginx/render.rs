@@ -38,9 +38,6 @@ const IP_LITERAL_NAMES: [&str; 2] = ["~^[0-9.]+$", "~^[[][0-9a-f:.]+[]]$"];
 /// Name of the variable that says whether a plain-HTTP request on an HTTPS port may be answered
 /// (the CA page: a phone must fetch the CA before it can trust the port's certificate).
 const PLAIN_ALLOWED_VAR: &str = "$simpleotp_plain_http_allowed";
-/// The gateway routes a plain-HTTP request to a network-facing (HTTPS) port may still reach:
-/// the CA page and its downloads. Everything else is redirected to https://.
-const PLAIN_HTTP_ROUTES: [&str; 3] = ["ca", "ca.crt", "ca.mobileconfig"];
 /// TLS settings for network-facing ports: TLS 1.2 and 1.3 only, with forward-secret AEAD
 /// ciphers (Mozilla's "intermediate" list; 1.3's suites are fixed by OpenSSL), the client's
 /// preference among them, and no session tickets (their key would live for the whole run and
@@ -190,7 +187,9 @@ fn render_http_blocks(
     if any_tls {
         // Exact paths (a map compares strings, so the prefix needs no regex escaping).
         let _ = write!(text, "map $uri {PLAIN_ALLOWED_VAR} {{\n    default 0;\n");
-        for route in PLAIN_HTTP_ROUTES {
+        // The gateway routes a plain-HTTP request to a network-facing (HTTPS) port may still
+        // reach: the CA page and its downloads. Everything else is redirected to https://.
+        for route in routes::CA_ROUTES {
             let _ = writeln!(text, "    {} 1;", quote(&prefix.route(route)));
         }
         text.push_str("}\n");

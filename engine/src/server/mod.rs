@@ -10,6 +10,15 @@
 //! | `logout` | GET / POST | the browser | a confirm page / end the session (CSRF-checked) |
 //! | `health` | GET | monitoring | `{"status":"ok",...}`, nothing secret |
 //! | `control/unlock` | POST | `simpleotp unlock`, directly on loopback | lifts per-address lockouts, answers a one-time login link (JSON); needs the control token |
+//! | `ca` | GET | a person setting up a phone | the page to trust the local CA: fingerprint, downloads, steps per OS; 404 while there is no CA |
+//! | `ca.crt` | GET | that page | the CA certificate, DER, `application/x-x509-ca-cert` |
+//! | `ca.mobileconfig` | GET | that page, on iOS | the certificate in an Apple configuration profile |
+//!
+//! The CA routes need no session: the certificate is public, and a device must be able to fetch
+//! it over plain HTTP before it can check any HTTPS certificate. `.crt` is DER, not PEM, because
+//! DER is what `application/x-x509-ca-cert` means to the installers that react to it (Android's
+//! certificate installer, Windows' certificate dialog, iOS Safari), and because the SHA-256 of
+//! the downloaded file is then the fingerprint itself (`certutil -hashfile`, `shasum -a 256`).
 //!
 //! The logic lives in [`Gateway`] (shared state and the operations the tray app and CLI use);
 //! this module only maps HTTP onto it. What nginx tells the server (client address, scheme, which
@@ -157,6 +166,14 @@ async fn route(gateway: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> R
         (&Method::POST, routes::LOGOUT) => logout_submit(gateway, &caller, req).await,
         (&Method::GET | &Method::HEAD, routes::HEALTH) => health(),
         (&Method::POST, routes::CONTROL_UNLOCK) => control_unlock(gateway, &caller, req.headers()),
+        (&Method::GET | &Method::HEAD, routes::CA_PAGE) => ca_page(gateway),
+        (&Method::GET | &Method::HEAD, routes::CA_CERTIFICATE) => ca_download(gateway, CaDownload::Certificate),
+        (&Method::GET | &Method::HEAD, routes::CA_PROFILE) => ca_download(gateway, CaDownload::AppleProfile),
+        (_, routes::CA_PAGE | routes::CA_CERTIFICATE | routes::CA_PROFILE) => {
+            let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+            response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            response
+        }
         (_, routes::CHECK | routes::LOGIN | routes::LOGOUT | routes::HEALTH | routes::CONTROL_UNLOCK) => {
             let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
             response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, POST"));
@@ -455,6 +472,61 @@ pub fn parse_form(body: &[u8]) -> Vec<(String, String)> {
 
 fn form_value<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
     form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+/// The page that helps a person trust the local CA on another device.
+fn ca_page(gateway: &Gateway) -> Response<Body> {
+    let prefix = gateway.route_prefix();
+    match gateway.ca_certificate() {
+        Some(certificate) => html(
+            StatusCode::OK,
+            pages::ca_page(&pages::CaView {
+                certificate: &certificate,
+                certificate_path: &prefix.route(routes::CA_CERTIFICATE),
+                profile_path: &prefix.route(routes::CA_PROFILE),
+            }),
+        ),
+        None => html(
+            StatusCode::NOT_FOUND,
+            pages::message_page(
+                "No certificate authority yet",
+                "HTTPS on the local network is not set up on this computer yet. Turn on access from other devices in the \
+                 SimpleOTP app first, then open this page again.",
+            ),
+        ),
+    }
+}
+
+enum CaDownload {
+    Certificate,
+    AppleProfile,
+}
+
+/// The CA certificate as a file to install: DER `.crt`, or the Apple profile.
+fn ca_download(gateway: &Gateway, kind: CaDownload) -> Response<Body> {
+    let Some(certificate) = gateway.ca_certificate() else {
+        return not_found();
+    };
+    let id = &certificate.fingerprint().to_hex()[..8];
+    let (body, content_type, file_name) = match kind {
+        CaDownload::Certificate => {
+            (Bytes::from(certificate.der().to_vec()), "application/x-x509-ca-cert", format!("SimpleOTP-CA-{id}.crt"))
+        }
+        CaDownload::AppleProfile => {
+            (Bytes::from(certificate.apple_profile()), "application/x-apple-aspen-config", format!("SimpleOTP-CA-{id}.mobileconfig"))
+        }
+    };
+    let mut response = Response::new(Body::from(body));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    // Made of ASCII letters, digits, '-' and '.': always a valid header value.
+    if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{file_name}\"")) {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    // A rotated CA must not be served from a cache.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 fn encode_query(value: &str) -> String {

@@ -288,6 +288,74 @@ pub fn logout_page(view: &LogoutView) -> String {
     document("Sign out", &card)
 }
 
+/// Everything the CA page shows.
+#[derive(Debug, Clone)]
+pub struct CaView<'a> {
+    pub certificate: &'a crate::ca::CaCertificate,
+    /// Where the DER certificate is, e.g. `"/_simpleotp/ca.crt"`.
+    pub certificate_path: &'a str,
+    /// Where the Apple profile is, e.g. `"/_simpleotp/ca.mobileconfig"`.
+    pub profile_path: &'a str,
+}
+
+/// The page that helps a person trust the local CA on a phone or another computer: what it is,
+/// its fingerprint to compare (this page may come over plain HTTP, so the comparison is what
+/// protects against someone on the network swapping the certificate), the two downloads, and
+/// short steps for iOS, Android, Windows and macOS (each a `<details>`, no script needed).
+#[must_use]
+pub fn ca_page(view: &CaView) -> String {
+    let name = html_escape(view.certificate.common_name());
+    let fingerprint = html_escape(&view.certificate.fingerprint().to_string());
+    let card = format!(
+        "<h1>Trust SimpleOTP on this device</h1>\n\
+         <p class=\"help\">Apps protected by SimpleOTP on this computer are served over HTTPS with \
+         certificates from its own certificate authority, <strong>{name}</strong>. It is made for this \
+         computer only: it can vouch for its names and private network addresses, never for another \
+         website. Trust it once on each device you use.</p>\n\
+         <p class=\"label\" id=\"fingerprint-label\">SHA-256 fingerprint</p>\n\
+         <p><code class=\"fingerprint\" id=\"fingerprint\" aria-labelledby=\"fingerprint-label\">{fingerprint}</code></p>\n\
+         <p class=\"help\">Before you trust it, check that this matches the fingerprint the SimpleOTP \
+         app shows on the computer (or <code>simpleotp ca export FILE</code> prints). If it does not, \
+         someone may be tampering with your network: do not install it.</p>\n\
+         <div class=\"actions\">\n\
+         <a class=\"btn btn-primary\" id=\"profile\" href=\"{profile}\">iPhone / iPad profile</a>\n\
+         <a class=\"btn btn-secondary\" id=\"certificate\" href=\"{certificate}\" download>Certificate (.crt)</a>\n\
+         </div>\n\
+         <div class=\"steps\">\n\
+         <details id=\"steps-ios\"><summary>iPhone and iPad</summary><ol>\
+         <li>Open this page in Safari, tap <strong>iPhone / iPad profile</strong> and allow the download.</li>\
+         <li>Open Settings, tap <strong>Profile Downloaded</strong>, then <strong>Install</strong>.</li>\
+         <li>Settings &gt; General &gt; About &gt; <strong>Certificate Trust Settings</strong>: turn on full \
+         trust for {name}.</li></ol></details>\n\
+         <details id=\"steps-android\"><summary>Android</summary><ol>\
+         <li>Tap <strong>Certificate (.crt)</strong> to download it.</li>\
+         <li>Settings &gt; Security &gt; More security settings &gt; Encryption &amp; credentials &gt; \
+         <strong>Install a certificate</strong> &gt; <strong>CA certificate</strong> (or search Settings for \
+         “CA certificate”), and pick the downloaded file.</li>\
+         <li>Chrome trusts it from then on; some other apps ignore certificates you add.</li></ol></details>\n\
+         <details id=\"steps-windows\"><summary>Windows</summary><ol>\
+         <li>Download the certificate. To compare the fingerprint, run \
+         <code>certutil -hashfile FILE SHA256</code> on it.</li>\
+         <li>Open the file, <strong>Install Certificate</strong>, <strong>Current User</strong>, \
+         <strong>Place all certificates in the following store</strong>: \
+         <strong>Trusted Root Certification Authorities</strong>, then Finish and Yes.</li>\
+         <li>Firefox keeps its own list: Settings &gt; Privacy &amp; Security &gt; View Certificates &gt; \
+         Authorities &gt; Import.</li></ol></details>\n\
+         <details id=\"steps-macos\"><summary>macOS</summary><ol>\
+         <li>Download the certificate and open it: Keychain Access adds it to your login keychain. \
+         (<code>shasum -a 256 FILE</code> shows the fingerprint.)</li>\
+         <li>In Keychain Access, open {name}, expand <strong>Trust</strong> and set \
+         <strong>When using this certificate</strong> to <strong>Always Trust</strong>; close it and \
+         confirm with your password.</li></ol></details>\n\
+         </div>\n\
+         <p class=\"help\">If the certificate authority is ever replaced (<code>simpleotp ca rotate</code>), \
+         remove the old one from your devices and trust the new one here.</p>\n",
+        profile = html_escape(view.profile_path),
+        certificate = html_escape(view.certificate_path),
+    );
+    document("Trust SimpleOTP", &card)
+}
+
 /// A plain page with a heading and one paragraph, for errors like "Bad request" or
 /// "Forbidden". Both strings are escaped.
 #[must_use]

@@ -1,6 +1,6 @@
 //! The login flow in a real browser: headless Chromium driven through chromedriver.
 //!
-//! Screenshots of the login page are taken on every run (and checked to be PNGs); with
+//! Screenshots of the login page and the CA page are taken on every run (and checked to be PNGs); with
 //! `SIMPLEOTP_UPDATE_SCREENSHOTS=1` they replace the ones under `docs/screenshots/` that the
 //! README shows.
 
@@ -158,5 +158,33 @@ async fn login_page_fits_a_phone_and_shows_a_lockout() {
     let message = text_of(&browser, "#msg").await;
     assert!(message.contains("Too many wrong codes") && message.contains("Try again in"), "{message}");
     save_screenshot(&browser, "login-locked-phone").await;
+    browser.close().await.unwrap();
+}
+
+/// The page that helps trust the local CA, on a phone: the CSP lets its stylesheet apply (the
+/// fingerprint is a block that wraps), nothing scrolls sideways, the steps open without a script.
+#[tokio::test]
+async fn ca_page_fits_a_phone_and_opens_its_steps() {
+    let app = spawn_app().await;
+    let store = simpleotp_engine::ca::CaStore::beside(&simpleotp_engine::secret::SecretStore::file(&app.secret_file), &app.data_dir);
+    let authority = simpleotp_engine::ca::load_or_create(&store, &simpleotp_engine::config::MachineNames::this_machine()).unwrap();
+    app.handle().gateway().set_ca_certificate(Some(authority.certificate()));
+    let driver = ChromeDriver::start().await;
+    let browser = driver.session(true).await;
+    browser.goto(&app.route(simpleotp_engine::protocol::routes::CA_PAGE)).await.unwrap();
+    assert_eq!(text_of(&browser, "#fingerprint").await, authority.fingerprint().to_string());
+    let display = browser.execute("return getComputedStyle(document.getElementById('fingerprint')).display", vec![]).await.unwrap();
+    assert_eq!(display, "block", "the page's stylesheet was not applied (CSP?)");
+    let overflow = browser.execute("return document.documentElement.scrollWidth - window.innerWidth", vec![]).await.unwrap();
+    assert!(overflow.as_i64().unwrap() <= 0, "the page scrolls sideways by {overflow}px");
+    save_screenshot(&browser, "ca-page-phone").await;
+
+    browser.find(Locator::Css("#steps-ios summary")).await.unwrap().click().await.unwrap();
+    let steps = text_of(&browser, "#steps-ios ol").await;
+    assert!(steps.contains("Certificate Trust Settings"), "{steps}");
+    browser.execute("document.getElementById('steps-ios').scrollIntoView()", vec![]).await.unwrap();
+    save_screenshot(&browser, "ca-page-phone-ios-steps").await;
+    let href = browser.find(Locator::Id("profile")).await.unwrap().attr("href").await.unwrap();
+    assert_eq!(href.as_deref(), Some("/_simpleotp/ca.mobileconfig"));
     browser.close().await.unwrap();
 }

@@ -13,21 +13,21 @@ use crate::helpers::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_simpleotp");
 
-fn simpleotp(args: &[&str]) -> Command {
+pub fn simpleotp(args: &[&str]) -> Command {
     let mut command = Command::new(BIN);
     command.args(args).env("SIMPLEOTP_LOG", "info").env_remove("RUST_LOG");
     command
 }
 
-fn run(command: &mut Command) -> Output {
+pub fn run(command: &mut Command) -> Output {
     command.output().expect("simpleotp runs")
 }
 
-fn stdout(output: &Output) -> String {
+pub fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-fn stderr(output: &Output) -> String {
+pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 

@@ -10,6 +10,7 @@
 //! * [`budget`]: the attempt budget across restarts, and unlock's one-time sign-in link.
 //! * [`flow`]: the HTTP contract through nginx (login, logout, replay, lockout, restart, ...).
 //! * [`browser`]: the same flow in a real browser, plus the login page screenshots.
+//! * [`ca`]: `simpleotp ca export/rotate` with the file and keychain stores; the CA page and downloads.
 //! * [`cli`]: the `simpleotp` command as a user runs it (errors, signals, SIGKILL).
 //! * [`faults`]: an app that is down, a full or read-only disk, SIGKILL mid-write, clock jumps.
 //! * [`nginx`]: the nginx supervisor on its own, with a stand-in auth server.
@@ -22,6 +23,7 @@
 mod attacks;
 mod browser;
 mod budget;
+mod ca;
 mod cli;
 mod faults;
 mod flow;
