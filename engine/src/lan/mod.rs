@@ -232,7 +232,9 @@ impl LanCertificates {
         // Names and addresses outside the CA's name constraints (an app's extra host name, a
         // public address) would make verifiers reject the whole certificate: they are left out,
         // and those who use them get a name mismatch instead of losing every other name.
-        let (names, refused_names): (Vec<HostName>, Vec<HostName>) = reach.names.iter().cloned().partition(|n| ca.permits_name(n));
+        // (The machine's bare name, `box`, is one of those by design: no warning for it.)
+        let (names, mut refused_names): (Vec<HostName>, Vec<HostName>) = reach.names.iter().cloned().partition(|n| ca.permits_name(n));
+        refused_names.retain(|n| !self.machine.names().contains(n));
         let (addresses, refused_addresses): (Vec<IpAddr>, Vec<IpAddr>) = reach.addresses.iter().partition(|a| ca.permits_address(**a));
         if !refused_names.is_empty() || !refused_addresses.is_empty() {
             let list: Vec<String> =
@@ -372,6 +374,78 @@ mod tests {
         let mut shuffled = ips(&INTERFACES);
         shuffled.reverse();
         assert_eq!(Reach::of(&[app("0.0.0.0:8081")], &machine, &shuffled).unwrap(), before);
+    }
+
+    fn test_gateway(dir: &std::path::Path) -> Gateway {
+        use crate::config::{Account, Issuer};
+        crate::gateway::Gateway::new(crate::gateway::GatewayParts {
+            route_prefix: Default::default(),
+            totp: crate::totp::Totp::new(&crate::totp::TotpSecret::generate(), &Issuer::parse("t").unwrap(), &Account::parse("t").unwrap()),
+            session_settings: Default::default(),
+            limiter_settings: Default::default(),
+            state_file: crate::state::StateFile::in_dir(dir),
+            persisted: Default::default(),
+            control_token: "t".into(),
+            nginx_proof: crate::protocol::NginxProof::generate(),
+            apps: Vec::new(),
+        })
+    }
+
+    /// The leaf is issued once per reach (with the real CA, keys in files), written owner-only,
+    /// offered on the CA page, issued again for a new address and when due for renewal; what the
+    /// CA may not vouch for is left out instead of failing the rest.
+    #[tokio::test]
+    async fn a_leaf_is_issued_per_reach_written_privately_and_renewed_when_due() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CaStore::File { path: dir.path().join("ca-key.pem"), certificate: dir.path().join("ca.pem") };
+        let layout = NginxLayout::new(dir.path().join("nginx"));
+        layout.prepare().unwrap();
+        let gateway = test_gateway(dir.path());
+        let apps = [app("0.0.0.0:8081")];
+        let lan = LanCertificates::new(store, layout.clone(), &apps, gateway.clone());
+        let machine = MachineNames::this_machine();
+        let reach = Reach::of(&apps, &machine, &ips(&["127.0.0.1", "192.168.1.20"])).unwrap();
+
+        assert!(gateway.ca_certificate().is_none());
+        assert!(lan.ensure(&reach).await.unwrap(), "the first leaf is written");
+        assert!(gateway.ca_certificate().is_some(), "the CA page offers the CA once it exists");
+        let read_back = || {
+            let chain = std::fs::read_to_string(layout.tls_chain_path()).unwrap();
+            let key = std::fs::read_to_string(layout.tls_key_path()).unwrap();
+            LeafCertificate::from_pem(&chain, &key).unwrap()
+        };
+        // (Single-label names such as `box` are outside what the CA may vouch for.)
+        let ca = lan.ca().await.unwrap();
+        let permitted = |reach: &Reach| reach.names.iter().filter(|n| ca.permits_name(n)).cloned().collect::<Vec<_>>();
+        assert!(permitted(&reach).iter().any(|n| n.as_str().ends_with(".local")) && permitted(&reach).len() >= 2);
+        assert!(read_back().covers(&permitted(&reach), &reach.addresses), "{:?}", read_back().names());
+        #[cfg(unix)]
+        for path in [layout.tls_chain_path(), layout.tls_key_path()] {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600, "{}", path.display());
+        }
+        assert!(!lan.ensure(&reach).await.unwrap(), "the same reach needs no new leaf");
+
+        let moved = Reach::of(&apps, &machine, &ips(&["127.0.0.1", "192.168.1.20", "10.1.2.3"])).unwrap();
+        assert!(lan.ensure(&moved).await.unwrap(), "a new address needs a new leaf");
+        assert!(read_back().covers(&[], &ips(&["10.1.2.3"])));
+
+        // A leaf with less than a third of its life left is renewed by the same check.
+        let old = ca.issue_leaf_at(&permitted(&moved), &moved.addresses, SystemTime::now() - Duration::from_secs(300 * 24 * 3600)).unwrap();
+        assert!(old.needs_renewal(SystemTime::now()));
+        lan.current.lock().await.as_mut().unwrap().1 = old;
+        assert!(lan.ensure(&moved).await.unwrap(), "a leaf due for renewal is replaced");
+        assert!(!read_back().needs_renewal(SystemTime::now()));
+
+        // A public address and a name that is not this machine's cannot be vouched for: the
+        // leaf covers the rest.
+        let mut wider = moved.clone();
+        wider.addresses.push("203.0.113.7".parse().unwrap());
+        wider.names.push("jupyter.example.com".parse().unwrap());
+        assert!(lan.ensure(&wider).await.unwrap());
+        let leaf = read_back();
+        assert!(leaf.covers(&permitted(&moved), &moved.addresses));
+        assert!(!leaf.covers(&[], &ips(&["203.0.113.7"])) && !leaf.covers(&["jupyter.example.com".parse().unwrap()], &[]));
     }
 
     #[test]
