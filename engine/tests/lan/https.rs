@@ -124,6 +124,11 @@ fn lan_app_is_served_over_tls_that_verifies_by_address_and_local_name() {
         assert!(download.status.success(), "the CA download over plain HTTP: {}", String::from_utf8_lossy(&download.stderr));
         assert_eq!(pem_body(&to_pem(&download.stdout)), pem_body(&std::fs::read_to_string(&ca).unwrap()), "the page offers this CA");
 
+        // Only `lo` here, which carries no multicast: mDNS is not possible, the log says so
+        // clearly, and everything else works.
+        let log = serve.log();
+        assert!(log.contains(&format!("cannot advertise {local_name} over mDNS")), "{log}");
+
         // The leaf's key and chain are the owner's alone.
         use std::os::unix::fs::PermissionsExt;
         for file in ["tls-key.pem", "tls-chain.pem"] {
