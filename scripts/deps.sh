@@ -12,7 +12,8 @@ set -euo pipefail
 case "${1:-}" in
     run) packages=(nginx ca-certificates pkg-config libdbus-1-dev) ;;
     test) packages=(nginx ca-certificates pkg-config libdbus-1-dev chromium chromium-driver
-                    dbus dbus-daemon gnome-keyring libsecret-tools procps wrk faketime) ;;
+                    dbus dbus-daemon gnome-keyring libsecret-tools procps wrk faketime
+                    libnss3-tools curl openssl iproute2 util-linux) ;;
     *) echo "usage: $0 run|test" >&2; exit 2 ;;
 esac
 

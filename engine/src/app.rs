@@ -20,9 +20,11 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use crate::ca::CaStore;
 use crate::config::{AppConfig, Config};
 use crate::control::ControlFile;
 use crate::gateway::{Gateway, GatewayParts};
+use crate::lan::{LanCertificates, LanError};
 use crate::limiter::LimiterSettings;
 use crate::nginx::{self, Nginx, NginxError, NginxLayout};
 use crate::protocol::NginxProof;
@@ -102,6 +104,9 @@ pub enum StartError {
     ExternalNeedsAuthListen,
     #[error(transparent)]
     Nginx(#[from] NginxError),
+    /// The certificate for network-facing apps could not be made (see [`crate::lan`]).
+    #[error("cannot serve the apps on the local network over HTTPS: {0}")]
+    Lan(#[from] LanError),
 }
 
 /// A built gateway, ready to run.
@@ -110,6 +115,8 @@ pub struct Application {
     listener: TcpListener,
     auth_addr: SocketAddr,
     nginx: Option<Arc<Nginx>>,
+    /// The certificate of the network-facing apps (with the managed nginx only).
+    lan: Option<Arc<LanCertificates>>,
     config: Config,
     data_dir: PathBuf,
     control: ControlFile,
@@ -157,7 +164,7 @@ impl Application {
             }
         }
 
-        let ca_store = crate::ca::CaStore::beside(&secret, &data_dir);
+        let ca_store = CaStore::beside(&secret, &data_dir);
         // The keychain may block on D-Bus or an unlock prompt: keep it off the async threads.
         let store = secret.clone();
         let secret = tokio::task::spawn_blocking(move || store.load()).await.map_err(StartError::SecretTask)?;
@@ -221,13 +228,19 @@ impl Application {
             }
         }
 
-        let nginx = match mode {
-            NginxMode::Managed => Some(Arc::new(start_nginx(&config, &data_dir, auth_addr, &nginx_proof).await?)),
-            NginxMode::External => None,
+        // The managed nginx serves network-facing apps over HTTPS: their certificate must be in
+        // place before nginx starts (`nginx -t` reads it).
+        let (nginx, lan) = match mode {
+            NginxMode::Managed => {
+                let lan = Arc::new(LanCertificates::new(ca_store, nginx_layout(&data_dir), &config.apps, gateway.clone()));
+                lan.prepare(&config.apps).await?;
+                (Some(Arc::new(start_nginx(&config, &data_dir, auth_addr, &nginx_proof).await?)), Some(lan))
+            }
+            NginxMode::External => (None, None),
         };
         control.write(&data_dir).map_err(|source| StartError::DataDir { path: data_dir.clone(), source })?;
         info!(auth = %auth_addr, data_dir = %data_dir.display(), apps = config.apps.len(), "gateway started");
-        Ok(Application { gateway, listener, auth_addr, nginx, config, data_dir, control, nginx_proof, warnings })
+        Ok(Application { gateway, listener, auth_addr, nginx, lan, config, data_dir, control, nginx_proof, warnings })
     }
 
     pub fn gateway(&self) -> &Gateway {
@@ -258,6 +271,7 @@ impl Application {
         GatewayHandle {
             gateway: self.gateway.clone(),
             nginx: self.nginx.clone(),
+            lan: self.lan.clone(),
             data_dir: self.data_dir.clone(),
             auth_addr: self.auth_addr,
             nginx_proof: self.nginx_proof.clone(),
@@ -269,14 +283,27 @@ impl Application {
         self.config.apps.iter().map(|app| (app.name.to_string(), app.protected_url())).collect()
     }
 
+    /// Each protected app and every URL it can be opened at now: `http://127.0.0.1:PORT/` for a
+    /// loopback app; `https://<hostname>.local:PORT/` and `https://<address>:PORT/` for each
+    /// of the machine's addresses for a network-facing one (see [`crate::lan::app_urls`]).
+    pub fn app_urls(&self) -> Vec<(String, Vec<String>)> {
+        let machine = crate::config::MachineNames::this_machine();
+        let interfaces = crate::lan::interface_addresses();
+        self.config.apps.iter().map(|app| (app.name.to_string(), crate::lan::app_urls(app, &machine, &interfaces))).collect()
+    }
+
     /// Serves until `shutdown` is cancelled, then stops nginx gracefully, lets in-flight
     /// requests finish and writes the state one last time.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) {
-        let Application { gateway, listener, nginx, data_dir, control, .. } = self;
+        let Application { gateway, listener, nginx, lan, data_dir, control, .. } = self;
         let server_stop = CancellationToken::new();
         let server = tokio::spawn(crate::server::serve(listener, gateway.clone(), server_stop.clone()));
+        let mut watcher = None;
         if let Some(nginx) = &nginx {
             tokio::spawn(cut_upgraded_connections(&gateway, nginx.clone(), shutdown.clone()));
+            if let Some(lan) = lan {
+                watcher = Some(tokio::spawn(crate::lan::watch(lan, nginx.clone(), shutdown.clone())));
+            }
         }
 
         let mut ticker = tokio::time::interval(MAINTENANCE_INTERVAL);
@@ -289,6 +316,10 @@ impl Application {
         }
 
         info!("shutting down");
+        // The watcher withdraws the mDNS names (it saw the same cancellation).
+        if let Some(watcher) = watcher {
+            let _ = watcher.await;
+        }
         // nginx first, so no new request arrives at a server that is going away.
         if let Some(nginx) = nginx {
             nginx.stop().await;
@@ -365,6 +396,7 @@ async fn after_each_burst<F: std::future::Future<Output = ()>>(
 pub struct GatewayHandle {
     gateway: Gateway,
     nginx: Option<Arc<Nginx>>,
+    lan: Option<Arc<LanCertificates>>,
     data_dir: PathBuf,
     auth_addr: SocketAddr,
     nginx_proof: NginxProof,
@@ -390,6 +422,10 @@ impl GatewayHandle {
             return Err(StartError::Config("the route prefix can only change with a restart".into()));
         }
         if let Some(nginx) = &self.nginx {
+            // A newly network-facing app (or a new host name) needs its certificate first.
+            if let Some(lan) = &self.lan {
+                lan.prepare(&config.apps).await?;
+            }
             nginx.reload(nginx_config(config, &self.data_dir, self.auth_addr, &self.nginx_proof), &config.apps).await?;
         }
         self.gateway.set_session_settings(config.session);

@@ -131,7 +131,9 @@ impl AppConfig {
         AppConfig { name, upstream, listen, hosts: Vec::new(), tls_verify: true }
     }
 
-    /// The URL a person opens to reach this app through the gateway.
+    /// The URL a person opens on this machine to reach this app through the gateway: `http://`
+    /// for a loopback app, `https://` for a network-facing one (its port speaks TLS only;
+    /// `0.0.0.0` is opened as `localhost`). [`crate::lan::app_urls`] gives the LAN URLs too.
     pub fn protected_url(&self) -> String {
         let addr = self.listen.0;
         let host = if addr.ip().is_unspecified() {
@@ -141,7 +143,8 @@ impl AppConfig {
         } else {
             addr.ip().to_string()
         };
-        format!("http://{host}:{}/", addr.port())
+        let scheme = if self.listen.is_network_facing() { "https" } else { "http" };
+        format!("{scheme}://{host}:{}/", addr.port())
     }
 }
 
@@ -574,6 +577,11 @@ impl ListenAddr {
     pub fn socket_addr(&self) -> SocketAddr {
         self.0
     }
+    /// Whether other machines can reach this address: anything but loopback (`0.0.0.0`, `::`
+    /// and the machine's own addresses). Such apps are served over HTTPS only.
+    pub fn is_network_facing(&self) -> bool {
+        !self.0.ip().is_loopback()
+    }
     fn as_string(&self) -> String {
         self.0.to_string()
     }
@@ -672,6 +680,8 @@ listen = "127.0.0.1:8081"
         assert_eq!(c.session.lifetime, Duration::from_secs(3600));
         assert_eq!(c.apps[0].upstream.port(), 8888);
         assert_eq!(c.apps[0].protected_url(), "http://127.0.0.1:8081/");
+        let lan = AppConfig::new("lan".parse().unwrap(), "http://127.0.0.1:1".parse().unwrap(), "0.0.0.0:8082".parse().unwrap());
+        assert_eq!(lan.protected_url(), "https://localhost:8082/", "a network-facing port speaks TLS only");
         assert_eq!(c.nginx.path.as_deref(), Some(Path::new("/opt/nginx/sbin/nginx")));
     }
 

@@ -28,6 +28,8 @@
 //! * [`nginx`]: finding nginx, generating its config, and supervising it as a child process.
 //! * [`state`]: the persisted state file (sessions, the replay counter, the attempt budget).
 //! * [`control`]: how a local command reaches a running gateway (e.g. `simpleotp unlock`).
+//! * [`lan`]: other devices on the network: the apps' HTTPS certificate that follows the
+//!   machine's addresses, and `<hostname>.local` over mDNS.
 //! * [`demo`]: the little app `simpleotp demo` protects (also the tests' upstream).
 //! * [`qr`]: QR codes for the terminal, PNG and SVG.
 //! * [`app`]: [`app::Application`], which wires everything together and runs until stopped.
@@ -45,6 +47,7 @@ pub mod control;
 pub mod demo;
 mod fsutil;
 pub mod gateway;
+pub mod lan;
 pub mod limiter;
 pub mod nginx;
 pub mod protocol;

@@ -225,8 +225,8 @@ async fn serve(config: Option<PathBuf>, data_dir: Option<PathBuf>, secret_file: 
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
     let app = Application::build(settings).await?;
-    for (name, url) in app.protected_urls() {
-        println!("{name}: {url}");
+    for (name, urls) in app.app_urls() {
+        println!("{name}: {}", urls.join("  "));
     }
     app.run_until_stopped(shutdown).await;
     Ok(())

@@ -62,6 +62,18 @@ impl NginxLayout {
         self.prefix_dir.join("nginx.lock")
     }
 
+    /// `<prefix>/tls-chain.pem`: the certificate nginx presents on network-facing ports (the
+    /// leaf, then the CA that issued it). Written 0600 in the 0700 prefix, like everything here.
+    pub fn tls_chain_path(&self) -> PathBuf {
+        self.prefix_dir.join("tls-chain.pem")
+    }
+
+    /// `<prefix>/tls-key.pem`: that certificate's private key (0600; nginx's master reads it
+    /// before it drops to the workers' account, so the workers never need it).
+    pub fn tls_key_path(&self) -> PathBuf {
+        self.prefix_dir.join("tls-key.pem")
+    }
+
     /// `<prefix>/logs`.
     pub fn logs_dir(&self) -> PathBuf {
         self.prefix_dir.join("logs")

@@ -144,8 +144,36 @@ mod tests {
         ]
     }
 
+    /// A throw-away self-signed certificate where the managed nginx expects its TLS files
+    /// (made by the real `openssl`), so `nginx -t` can load them for network-facing apps.
+    fn write_test_certificate(layout: &NginxLayout) {
+        let status = std::process::Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=localhost",
+            ])
+            .arg("-keyout")
+            .arg(layout.tls_key_path())
+            .arg("-out")
+            .arg(layout.tls_chain_path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("these tests need openssl");
+        assert!(status.success());
+    }
+
     async fn test_text(layout: &NginxLayout, text: &str) -> Result<(), NginxError> {
         layout.prepare().unwrap();
+        write_test_certificate(layout);
         crate::fsutil::write_atomic(&layout.conf_path(), text.as_bytes()).unwrap();
         test_config(&nginx(), layout).await
     }

@@ -7,10 +7,13 @@
 //! There is exactly one function that renders the `upstream`, `map` and `server` blocks
 //! ([`render_http_blocks`]); the managed nginx.conf and the copy-paste snippet for people who
 //! run their own nginx both use it, so the two can never disagree about how an app is guarded.
+//! The one difference: the managed nginx serves network-facing apps over HTTPS with the
+//! certificate SimpleOTP's CA issues for this machine ([`crate::lan`]); the snippet cannot know
+//! that nginx's certificates and says so.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::layout::{NginxLayout, TEMP_KINDS};
 use crate::config::{AppConfig, HostName, RoutePrefix};
@@ -32,6 +35,20 @@ const LOGIN_VAR: &str = "$simpleotp_login";
 /// address literal is allowed (the machine's addresses change with DHCP; the set of literals
 /// that can reach a listen socket is exactly the machine's own addresses anyway).
 const IP_LITERAL_NAMES: [&str; 2] = ["~^[0-9.]+$", "~^[[][0-9a-f:.]+[]]$"];
+/// Name of the variable that says whether a plain-HTTP request on an HTTPS port may be answered
+/// (the CA page: a phone must fetch the CA before it can trust the port's certificate).
+const PLAIN_ALLOWED_VAR: &str = "$simpleotp_plain_http_allowed";
+/// TLS settings for network-facing ports: TLS 1.2 and 1.3 only, with forward-secret AEAD
+/// ciphers (Mozilla's "intermediate" list; 1.3's suites are fixed by OpenSSL), the client's
+/// preference among them, and no session tickets (their key would live for the whole run and
+/// undo forward secrecy; the session cache resumes without one).
+const TLS_SETTINGS: &str = "ssl_protocols TLSv1.2 TLSv1.3;
+ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305;
+ssl_prefer_server_ciphers off;
+ssl_session_tickets off;
+ssl_session_cache shared:simpleotp_tls:1m;
+ssl_session_timeout 1h;
+";
 /// Name of the variable holding the `Upgrade` header forwarded to apps: `websocket` or nothing.
 const UPGRADE_PROTOCOL_VAR: &str = "$simpleotp_upgrade";
 /// How long a replaced nginx worker may keep serving the connections it still holds. Short on
@@ -103,9 +120,16 @@ pub fn render_config(layout: &NginxLayout, auth: SocketAddr, proof: &NginxProof,
     // request that is not signed in, read before the redirect to the login page.
     out.push_str("    client_body_buffer_size 16k;\n    proxy_max_temp_file_size 0;\n");
     out.push('\n');
-    render_http_blocks(&mut out, &auth.to_string(), proof, prefix, apps, "    ");
+    let tls = TlsFiles { chain: layout.tls_chain_path(), key: layout.tls_key_path() };
+    render_http_blocks(&mut out, &auth.to_string(), proof, prefix, apps, Some(&tls), "    ");
     out.push_str("}\n");
     out
+}
+
+/// The certificate chain and key nginx presents on network-facing ports.
+struct TlsFiles {
+    chain: PathBuf,
+    key: PathBuf,
 }
 
 /// The `upstream`, `map` and `server` blocks alone, for people who run their own nginx and want
@@ -123,14 +147,31 @@ pub fn render_snippet(prefix: &RoutePrefix, auth: &str, proof: &NginxProof, apps
          # SimpleOTP cannot reload this nginx: WebSockets stay open after a sign-out until you\n\
          # reload it yourself, with `worker_shutdown_timeout 3s;` in its main context.\n\n",
     );
-    render_http_blocks(&mut out, auth, proof, prefix, apps, "");
+    if apps.iter().any(|app| app.listen.is_network_facing()) {
+        out.push_str(
+            "# Apps that listen beyond loopback are served over plain HTTP here: add `ssl` to their\n\
+             # `listen` lines with your own certificate (the managed nginx does this with SimpleOTP's CA).\n\n",
+        );
+    }
+    render_http_blocks(&mut out, auth, proof, prefix, apps, None, "");
     out
 }
 
 /// The single renderer of everything inside `http {}` that SimpleOTP needs: the auth
 /// `upstream`, the WebSocket `map`, and one `server` per app. `indent` is prepended to every
 /// line so the blocks read well both inside the managed config and as a snippet.
-fn render_http_blocks(out: &mut String, auth: &str, proof: &NginxProof, prefix: &RoutePrefix, apps: &[AppConfig], indent: &str) {
+///
+/// With `tls`, apps that listen beyond loopback are served over HTTPS with those files; without
+/// (the snippet: we do not manage that nginx's certificates) every app is plain HTTP.
+fn render_http_blocks(
+    out: &mut String,
+    auth: &str,
+    proof: &NginxProof,
+    prefix: &RoutePrefix,
+    apps: &[AppConfig],
+    tls: Option<&TlsFiles>,
+    indent: &str,
+) {
     let mut text = String::new();
     // keepalive: every protected request causes an auth subrequest; reusing connections keeps
     // that cheap. It needs HTTP/1.1 and an empty Connection header in each proxying location.
@@ -142,9 +183,21 @@ fn render_http_blocks(out: &mut String, auth: &str, proof: &NginxProof, prefix: 
     let _ = write!(text, "map $http_upgrade {UPGRADE_PROTOCOL_VAR} {{\n    default '';\n    '~*^websocket$' websocket;\n}}\n");
     let _ = write!(text, "map $http_upgrade {UPGRADE_VAR} {{\n    default '';\n    '~*^websocket$' upgrade;\n}}\n");
     let machine_names = super::platform::machine_names();
+    let any_tls = tls.is_some() && apps.iter().any(|app| app.listen.is_network_facing());
+    if any_tls {
+        // Exact paths (a map compares strings, so the prefix needs no regex escaping).
+        let _ = write!(text, "map $uri {PLAIN_ALLOWED_VAR} {{\n    default 0;\n");
+        // The gateway routes a plain-HTTP request to a network-facing (HTTPS) port may still
+        // reach: the CA page and its downloads. Everything else is redirected to https://.
+        for route in routes::CA_ROUTES {
+            let _ = writeln!(text, "    {} 1;", quote(&prefix.route(route)));
+        }
+        text.push_str("}\n");
+    }
     for app in apps {
         text.push('\n');
-        render_server(&mut text, proof, prefix, app, &machine_names);
+        let tls = tls.filter(|_| app.listen.is_network_facing());
+        render_server(&mut text, proof, prefix, app, &machine_names, tls);
     }
     for line in text.lines() {
         if line.is_empty() {
@@ -190,7 +243,23 @@ fn allowed_host_names(app: &AppConfig, machine_names: &[HostName]) -> Vec<String
     names
 }
 
-fn render_server(out: &mut String, proof: &NginxProof, prefix: &RoutePrefix, app: &AppConfig, machine_names: &[HostName]) {
+/// The TLS lines of a network-facing server block: its certificate and [`TLS_SETTINGS`].
+fn tls_directives(out: &mut String, tls: &TlsFiles) {
+    let _ = writeln!(out, "    ssl_certificate {};", quote_path(&tls.chain));
+    let _ = writeln!(out, "    ssl_certificate_key {};", quote_path(&tls.key));
+    for line in TLS_SETTINGS.lines() {
+        let _ = writeln!(out, "    {line}");
+    }
+}
+
+fn render_server(
+    out: &mut String,
+    proof: &NginxProof,
+    prefix: &RoutePrefix,
+    app: &AppConfig,
+    machine_names: &[HostName],
+    tls: Option<&TlsFiles>,
+) {
     let p = prefix.as_str();
     let check = prefix.route(routes::CHECK);
     let up = &app.upstream;
@@ -202,15 +271,48 @@ fn render_server(out: &mut String, proof: &NginxProof, prefix: &RoutePrefix, app
     // this port as a "same-origin" site. Such requests carry `Host: evil.example`; they land in
     // this default server and get 421 from nginx itself, before anything reaches the auth server
     // (so they cannot spend the owner's login attempts either).
+    //
+    // Network-facing ports speak TLS only (both servers: the default one needs the certificate
+    // for the handshake that comes before any Host header). A plain-HTTP request to such a port
+    // is error 497 in nginx; the app's server turns it into a redirect to https://, except for
+    // the CA page (see `@simpleotp_plain_http` below). The default server leaves it at nginx's
+    // own 400.
+    let ssl = if tls.is_some() { " ssl" } else { "" };
     out.push_str("server {\n");
-    let _ = writeln!(out, "    listen {listen} default_server;");
+    let _ = writeln!(out, "    listen {listen}{ssl} default_server;");
     out.push_str("    server_name \"\";\n");
+    if let Some(tls) = tls {
+        tls_directives(out, tls);
+    }
     out.push_str("    default_type text/plain;\n");
     out.push_str("    return 421 \"This address does not serve that host name. Open the app by this computer's name or address.\\n\";\n");
     out.push_str("}\n");
     out.push_str("server {\n");
-    let _ = writeln!(out, "    listen {listen};");
-    let _ = writeln!(out, "    server_name {};\n", allowed_host_names(app, machine_names).join(" "));
+    let _ = writeln!(out, "    listen {listen}{ssl};");
+    let _ = writeln!(out, "    server_name {};", allowed_host_names(app, machine_names).join(" "));
+    if let Some(tls) = tls {
+        tls_directives(out, tls);
+        out.push_str("    error_page 497 = @simpleotp_plain_http;\n");
+    }
+    out.push('\n');
+
+    if tls.is_some() {
+        // A plain-HTTP request on this HTTPS port. A phone must be able to fetch the CA before it
+        // trusts this port's certificate, so the CA page and its downloads are answered over
+        // plain HTTP (they hold nothing secret: the certificate is public, and the page shows
+        // its fingerprint to compare with the tray's). Everything else, the login page
+        // included, goes to https:// (`if` with only a `return` inside is safe in nginx).
+        out.push_str("    location @simpleotp_plain_http {\n");
+        let _ = writeln!(
+            out,
+            "        if ({PLAIN_ALLOWED_VAR} = 0) {{\n            return 301 https://$host:$server_port$request_uri;\n        }}"
+        );
+        auth_keepalive(out);
+        auth_headers(out, proof, app, "\"\"");
+        out.push_str("        proxy_pass_request_body off;\n");
+        out.push_str("        proxy_set_header Content-Length \"\";\n");
+        out.push_str("    }\n\n");
+    }
 
     // The auth_request subrequest: no body (the auth server only looks at headers and cookies).
     // nginx checks the main request's Content-Length against *this* location's body limit, so
@@ -577,8 +679,84 @@ mod tests {
             .map(|l| l.strip_prefix("    ").unwrap_or(l))
             .collect::<Vec<_>>()
             .join("\n");
-        let snippet_server = &snippet[snippet.find("# App \"Jupyter\"").unwrap()..];
+        // (Up to the network-facing app, which only the managed nginx serves over HTTPS.)
+        let snippet_server = &snippet[snippet.find("# App \"Jupyter\"").unwrap()..snippet.find("# App \"Grafana\"").unwrap()];
         assert!(managed_server.starts_with(snippet_server.trim_end()), "managed:\n{managed_server}\nsnippet:\n{snippet_server}");
+        assert!(
+            snippet.contains("listen 0.0.0.0:8082 default_server;") && !snippet.contains("ssl_certificate") && !snippet.contains(" ssl;"),
+            "{snippet}"
+        );
+        assert!(snippet.contains("add `ssl` to their\n# `listen` lines"), "the snippet says what it leaves to its owner:\n{snippet}");
+        assert!(managed.contains("listen 0.0.0.0:8082 ssl default_server;"), "{managed}");
+    }
+
+    /// The server block (default or app) that listens with `listen_line`.
+    fn server_block<'a>(text: &'a str, listen_line: &str) -> &'a str {
+        let at = text.find(listen_line).unwrap_or_else(|| panic!("no {listen_line:?} in\n{text}"));
+        let start = text[..at].rfind("server {").unwrap();
+        let end = text[start..].find("\n    }\n").unwrap();
+        &text[start..start + end]
+    }
+
+    #[test]
+    fn network_facing_apps_speak_tls_and_loopback_ones_plain_http() {
+        let text = config(&[app("lan", "http://127.0.0.1:8888", "0.0.0.0:8081"), app("local", "http://127.0.0.1:8889", "127.0.0.1:8082")]);
+        let chain = "ssl_certificate \"/var/tmp/simpleotp \\\"test\\\"/nginx/tls-chain.pem\";";
+        let key = "ssl_certificate_key \"/var/tmp/simpleotp \\\"test\\\"/nginx/tls-key.pem\";";
+        // Both servers of the network-facing port: the default one (421 for unknown names) needs
+        // the certificate too, because the handshake comes before the Host header.
+        for listen in ["listen 0.0.0.0:8081 ssl default_server;", "listen 0.0.0.0:8081 ssl;"] {
+            let server = server_block(&text, listen);
+            for needle in [
+                chain,
+                key,
+                "ssl_protocols TLSv1.2 TLSv1.3;",
+                "ssl_prefer_server_ciphers off;",
+                "ssl_session_tickets off;",
+                "ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256:",
+            ] {
+                assert!(server.contains(needle), "{listen} lacks {needle:?}:\n{server}");
+            }
+            assert!(!server.contains("CBC") && !server.contains("TLSv1 ") && !server.contains("TLSv1.1"), "{server}");
+        }
+        assert!(server_block(&text, "listen 0.0.0.0:8081 ssl default_server;").contains("return 421 "));
+        // Loopback stays plain HTTP.
+        let local = server_block(&text, "listen 127.0.0.1:8082;");
+        assert!(!local.contains("ssl") && !local.contains("error_page 497"), "{local}");
+        assert!(text.contains("listen 127.0.0.1:8082 default_server;"), "{text}");
+
+        // Plain HTTP on the TLS port: redirected to https://, except the CA page and downloads.
+        let app_server = server_block(&text, "listen 0.0.0.0:8081 ssl;");
+        assert!(app_server.contains("error_page 497 = @simpleotp_plain_http;"), "{app_server}");
+        let plain = block(&text, "location @simpleotp_plain_http {");
+        for needle in [
+            "if ($simpleotp_plain_http_allowed = 0) {",
+            "return 301 https://$host:$server_port$request_uri;",
+            "proxy_pass http://simpleotp_auth;",
+            "proxy_set_header x-forwarded-proto $scheme;",
+            "proxy_set_header x-simpleotp-app 8081;",
+            "proxy_pass_request_body off;",
+        ] {
+            assert!(plain.contains(needle), "plain-HTTP location lacks {needle:?}:\n{plain}");
+        }
+        let allowed = &text[text.find("map $uri $simpleotp_plain_http_allowed {").expect("the CA map")..];
+        let allowed = &allowed[..allowed.find('}').unwrap()];
+        for needle in ["default 0;", "\"/_simpleotp/ca\" 1;", "\"/_simpleotp/ca.crt\" 1;", "\"/_simpleotp/ca.mobileconfig\" 1;"] {
+            assert!(allowed.contains(needle), "{allowed}");
+        }
+        assert_eq!(allowed.matches(" 1;").count(), 3, "only the CA routes are answered over plain HTTP:\n{allowed}");
+
+        // Without a network-facing app there is no TLS at all.
+        let local_only = config(&[app("local", "http://127.0.0.1:8889", "127.0.0.1:8082")]);
+        assert!(!local_only.contains("ssl") && !local_only.contains("497"), "{local_only}");
+    }
+
+    #[test]
+    fn a_specific_lan_address_and_ipv6_any_are_network_facing() {
+        let text = config(&[app("a", "http://127.0.0.1:1", "192.168.1.20:8081"), app("b", "http://127.0.0.1:2", "[::]:8082")]);
+        assert!(text.contains("listen 192.168.1.20:8081 ssl;"), "{text}");
+        assert!(text.contains("listen [::]:8082 ssl;"), "{text}");
+        assert!(config(&[app("c", "http://127.0.0.1:3", "[::1]:8083")]).contains("listen [::1]:8083;"));
     }
 
     #[test]

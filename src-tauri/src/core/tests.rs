@@ -469,18 +469,18 @@ async fn settings_change_lifetimes_listen_scope_nginx_path_and_launch_at_login()
         .settings_set(SettingsView { lifetime_secs: 3600, idle_timeout_secs: 600, launch_at_login: true, lan: true, nginx_path: None })
         .await
         .unwrap();
-    assert!(saved.warnings.iter().any(|w| w.contains("plain HTTP")), "{:?}", saved.warnings);
+    assert!(saved.warnings.iter().any(|w| w.contains("over HTTPS") && w.contains("trust that CA")), "{:?}", saved.warnings);
     assert!(saved.nginx.starts_with("Using nginx at"), "{}", saved.nginx);
     assert_eq!(saved.settings.lifetime_secs, 3600);
     assert!(saved.settings.launch_at_login);
     assert!(h.core.tray_state().launch_at_login);
-    assert_eq!(h.core.status().apps[0].url, format!("http://localhost:{port}/"), "0.0.0.0 is opened as localhost");
+    assert_eq!(h.core.status().apps[0].url, format!("https://localhost:{port}/"), "0.0.0.0 is opened as localhost, over HTTPS");
     assert!(h.config_text().contains(&format!("0.0.0.0:{port}")));
     assert!(h.config_text().contains("lifetime_seconds = 3600"));
     assert_eq!(h.core.running_gateway().unwrap().session_settings().idle_timeout, Duration::from_secs(600));
     // New apps follow the scope.
     let (_, other) = on_free_port("the app", async |port| h.core.app_add(input("Other", "http://127.0.0.1:9999", port)).await).await;
-    assert!(other.app.url.starts_with("http://localhost:"));
+    assert!(other.app.url.starts_with("https://localhost:"), "{}", other.app.url);
 
     // Back to this computer only; an explicit nginx path restarts the gateway with it.
     let nginx = nginx::discover(None).unwrap();

@@ -171,8 +171,8 @@ pub struct SettingsView {
     pub nginx_path: Option<String>,
 }
 
-pub const LAN_WARNING: &str = "Your apps can now be reached from other devices on your network, over plain HTTP: \
-codes and session cookies cross the network unencrypted. Use this only on a network you trust.";
+pub const LAN_WARNING: &str = "Your apps can now be reached from other devices on your network, over HTTPS with a certificate \
+from SimpleOTP's own CA: trust that CA on each device first (open /_simpleotp/ca on the app's port), or browsers will warn.";
 
 #[derive(Debug, Clone, Serialize)]
 pub struct SettingsSaved {

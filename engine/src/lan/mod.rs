@@ -1,0 +1,457 @@
+//! Reaching the protected apps from other devices on the local network, safely.
+//!
+//! An app whose listen address is not loopback is served by the managed nginx over HTTPS (see
+//! `nginx::render_config`) with a certificate from this machine's own CA ([`crate::ca`]). This
+//! module keeps that certificate true to the machine:
+//!
+//! * [`Reach`]: every name and address the network-facing apps can be reached at (the
+//!   machine's names, `localhost`, each app's `hosts`, and the machine's addresses when an app
+//!   listens on `0.0.0.0`/`::`). The leaf must cover all of it.
+//! * [`LanCertificates`]: loads the CA when first needed, issues a leaf for the current
+//!   [`Reach`], writes it (0600) where nginx reads it, and tells whether it changed.
+//! * [`watch`]: polls the interfaces every [`POLL_INTERVAL`]; a new or removed address (DHCP,
+//!   another Wi-Fi), or a leaf near its expiry, means a new leaf and an nginx reload. Sessions
+//!   live in the engine, so a reload keeps everyone signed in.
+//! * [`mdns`]: advertises `<hostname>.local` and an `_https._tcp` service per app, so phones
+//!   can open a name rather than an address.
+//! * [`app_urls`]: the URLs a person opens (printed by `simpleotp serve`).
+//!
+//! Why poll rather than subscribe to the OS's address-change events: each OS has its own API
+//! (netlink, `NotifyIpInterfaceChange`, `SCDynamicStore`), while listing the interfaces is one
+//! cheap, portable call; two seconds is well within "a new address works within seconds".
+
+pub mod mdns;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::ca::{CaStore, CertificateAuthority, LeafCertificate};
+use crate::config::{AppConfig, HostName, MachineNames};
+use crate::fsutil::write_atomic;
+use crate::gateway::Gateway;
+use crate::nginx::{Nginx, NginxLayout};
+
+/// How often the watcher looks at the machine's addresses (and the leaf's expiry).
+pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Why the LAN certificate could not be made or put in place.
+#[derive(Debug, thiserror::Error)]
+pub enum LanError {
+    /// Loading or making the CA, or issuing the leaf, failed; the CA's message says what to do.
+    #[error(transparent)]
+    Ca(crate::ca::CaError),
+    /// The blocking task (keychain, interface list) did not finish.
+    #[error("the local CA could not be loaded: {0}")]
+    Task(String),
+    #[error("cannot write the certificate for nginx to {}: {source}", .path.display())]
+    Write {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Every name and address the network-facing apps can be reached at: what their certificate
+/// must cover. Sorted and without duplicates, so two reaches compare equal when they cover the
+/// same things.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Reach {
+    pub names: Vec<HostName>,
+    pub addresses: Vec<IpAddr>,
+}
+
+impl Reach {
+    /// The reach of `apps` on a machine with these names and interface addresses; `None` when
+    /// no app listens beyond loopback (then no certificate is needed).
+    ///
+    /// An app on `0.0.0.0` is reachable at every IPv4 address of the machine, one on `::` at
+    /// every IPv6 one (nginx listens IPv6-only there); one on a specific address only at that.
+    /// `localhost` and loopback addresses are covered too: the port speaks TLS to every client,
+    /// this machine's browser included.
+    pub fn of(apps: &[AppConfig], machine: &MachineNames, interfaces: &[IpAddr]) -> Option<Reach> {
+        let facing: Vec<&AppConfig> = apps.iter().filter(|app| app.listen.is_network_facing()).collect();
+        if facing.is_empty() {
+            return None;
+        }
+        let mut names: Vec<HostName> = vec!["localhost".parse().expect("localhost is a valid host name")];
+        names.extend(machine.names().iter().cloned());
+        names.extend(facing.iter().flat_map(|app| app.hosts.iter().cloned()));
+        let mut addresses = Vec::new();
+        for app in &facing {
+            let ip = app.listen.socket_addr().ip();
+            match ip {
+                IpAddr::V4(v4) if v4.is_unspecified() => addresses.extend(interfaces.iter().filter(|a| a.is_ipv4())),
+                IpAddr::V6(v6) if v6.is_unspecified() => addresses.extend(interfaces.iter().filter(|a| a.is_ipv6())),
+                _ => addresses.push(ip),
+            }
+        }
+        names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        names.dedup();
+        addresses.sort();
+        addresses.dedup();
+        Some(Reach { names, addresses })
+    }
+
+    /// The addresses other devices use (loopback left out): for URLs and mDNS.
+    pub fn lan_addresses(&self) -> impl Iterator<Item = &IpAddr> {
+        self.addresses.iter().filter(|a| !a.is_loopback())
+    }
+}
+
+/// The machine's interface addresses, as [`Reach::of`] wants them: loopback included, IPv6
+/// link-local left out (an `fe80::` address only works with a zone, which no URL or certificate
+/// can carry). An error listing them is logged and counts as "no addresses".
+pub fn interface_addresses() -> Vec<IpAddr> {
+    match if_addrs::get_if_addrs() {
+        Ok(interfaces) => {
+            let mut addresses: Vec<IpAddr> = interfaces
+                .iter()
+                .map(|i| i.ip())
+                .filter(|ip| !matches!(ip, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80))
+                .collect();
+            addresses.sort();
+            addresses.dedup();
+            addresses
+        }
+        Err(e) => {
+            warn!("cannot list this machine's network addresses: {e}");
+            Vec::new()
+        }
+    }
+}
+
+/// The URLs a person opens for `app`: `http://127.0.0.1:PORT/` for a loopback app; for a
+/// network-facing one `https://<hostname>.local:PORT/` and `https://<address>:PORT/` for each
+/// address other devices can use.
+pub fn app_urls(app: &AppConfig, machine: &MachineNames, interfaces: &[IpAddr]) -> Vec<String> {
+    if !app.listen.is_network_facing() {
+        return vec![app.protected_url()];
+    }
+    let port = app.listen.socket_addr().port();
+    let mut urls: Vec<String> =
+        machine.names().iter().filter(|n| n.as_str().ends_with(".local")).map(|n| format!("https://{}:{port}/", n.as_str())).collect();
+    if let Some(reach) = Reach::of(std::slice::from_ref(app), machine, interfaces) {
+        for ip in reach.lan_addresses() {
+            urls.push(match ip {
+                IpAddr::V4(v4) => format!("https://{v4}:{port}/"),
+                IpAddr::V6(v6) => format!("https://[{v6}]:{port}/"),
+            });
+        }
+    }
+    if urls.is_empty() {
+        urls.push(app.protected_url());
+    }
+    urls
+}
+
+/// The leaf certificate nginx presents on network-facing ports, kept covering the apps' current
+/// [`Reach`]. The CA is loaded (or made) the first time a network-facing app needs it, so a
+/// gateway that only serves loopback never touches the CA key.
+pub struct LanCertificates {
+    store: CaStore,
+    layout: NginxLayout,
+    machine: MachineNames,
+    ca: tokio::sync::OnceCell<Arc<CertificateAuthority>>,
+    /// The apps nginx serves now (they change when the configuration is applied).
+    apps: std::sync::Mutex<Vec<AppConfig>>,
+    /// What the leaf in nginx's files covers, and the leaf.
+    current: tokio::sync::Mutex<Option<(Reach, LeafCertificate)>>,
+    /// Offers the CA on its page once it is loaded (or made).
+    gateway: Gateway,
+}
+
+impl LanCertificates {
+    pub fn new(store: CaStore, layout: NginxLayout, apps: &[AppConfig], gateway: Gateway) -> LanCertificates {
+        LanCertificates {
+            gateway,
+            store,
+            layout,
+            machine: MachineNames::this_machine(),
+            ca: tokio::sync::OnceCell::new(),
+            apps: std::sync::Mutex::new(apps.to_vec()),
+            current: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The CA, loaded or made on first use (off the async threads: the keychain may block).
+    pub async fn ca(&self) -> Result<Arc<CertificateAuthority>, LanError> {
+        self.ca
+            .get_or_try_init(|| async {
+                let store = self.store.clone();
+                let machine = self.machine.clone();
+                let ca = tokio::task::spawn_blocking(move || crate::ca::load_or_create(&store, &machine))
+                    .await
+                    .map_err(|e| LanError::Task(e.to_string()))?
+                    .map_err(LanError::Ca)?;
+                // A CA made just now is offered on the CA page at once.
+                self.gateway.set_ca_certificate(Some(ca.certificate()));
+                Ok(Arc::new(ca))
+            })
+            .await
+            .cloned()
+    }
+
+    /// The apps nginx serves now.
+    pub fn apps(&self) -> Vec<AppConfig> {
+        self.apps.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The reach of the current apps on this machine now; `None` without network-facing apps.
+    pub fn reach(&self) -> Option<Reach> {
+        Reach::of(&self.apps(), &self.machine, &interface_addresses())
+    }
+
+    /// Makes `apps` the current ones and, if any of them faces the network, makes sure nginx's
+    /// files hold a leaf for them (before nginx starts or reloads with them: `nginx -t` reads
+    /// the files). Returns whether the files changed.
+    pub async fn prepare(&self, apps: &[AppConfig]) -> Result<bool, LanError> {
+        *self.apps.lock().unwrap_or_else(|p| p.into_inner()) = apps.to_vec();
+        let interfaces = tokio::task::spawn_blocking(interface_addresses).await.map_err(|e| LanError::Task(e.to_string()))?;
+        match Reach::of(apps, &self.machine, &interfaces) {
+            Some(reach) => self.ensure(&reach).await,
+            None => Ok(false),
+        }
+    }
+
+    /// Makes sure the files nginx reads hold a leaf that covers `reach` and is not due for
+    /// renewal, issuing and writing a new one when not. Returns whether the files changed (then
+    /// nginx must reload to present it). The private key goes only into its 0600 file in
+    /// nginx's 0700 prefix; it is never logged.
+    pub async fn ensure(&self, reach: &Reach) -> Result<bool, LanError> {
+        let mut current = self.current.lock().await;
+        if let Some((covered, leaf)) = current.as_ref() {
+            if covered == reach && !leaf.needs_renewal(SystemTime::now()) && self.layout.tls_chain_path().exists() {
+                return Ok(false);
+            }
+        }
+        let ca = self.ca().await?;
+        // Names and addresses outside the CA's name constraints (an app's extra host name, a
+        // public address) would make verifiers reject the whole certificate: they are left out,
+        // and those who use them get a name mismatch instead of losing every other name.
+        // (The machine's bare name, `box`, is one of those by design: no warning for it.)
+        let (names, mut refused_names): (Vec<HostName>, Vec<HostName>) = reach.names.iter().cloned().partition(|n| ca.permits_name(n));
+        refused_names.retain(|n| !self.machine.names().contains(n));
+        let (addresses, refused_addresses): (Vec<IpAddr>, Vec<IpAddr>) = reach.addresses.iter().partition(|a| ca.permits_address(**a));
+        if !refused_names.is_empty() || !refused_addresses.is_empty() {
+            let list: Vec<String> =
+                refused_names.iter().map(|n| n.as_str().to_string()).chain(refused_addresses.iter().map(IpAddr::to_string)).collect();
+            warn!(
+                "the certificate cannot cover {} (SimpleOTP's CA only vouches for this machine's names and private addresses); \
+                 browsers that use them will warn",
+                list.join(", ")
+            );
+        }
+        let leaf = ca.issue_leaf(&names, &addresses).map_err(LanError::Ca)?;
+        // Key first, then the chain: nginx only re-reads them when told to reload, after both.
+        for (path, contents) in [(self.layout.tls_key_path(), leaf.private_key_pem()), (self.layout.tls_chain_path(), leaf.chain_pem())] {
+            write_atomic(&path, contents.as_bytes()).map_err(|source| LanError::Write { path, source })?;
+        }
+        info!(
+            names = %names.iter().map(HostName::as_str).collect::<Vec<_>>().join(" "),
+            addresses = %addresses.iter().map(IpAddr::to_string).collect::<Vec<_>>().join(" "),
+            "issued a new certificate for the network-facing apps"
+        );
+        *current = Some((reach.clone(), leaf));
+        Ok(true)
+    }
+}
+
+/// Keeps the leaf and mDNS true to the machine until `shutdown`: every [`POLL_INTERVAL`] it
+/// computes the apps' [`Reach`] from the current interfaces; when the leaf no longer covers it
+/// (or is due for renewal), a new one is written and nginx reloads (graceful: requests in
+/// flight finish, sessions are untouched). `<hostname>.local` is advertised while an app faces
+/// the network.
+pub async fn watch(certificates: Arc<LanCertificates>, nginx: Arc<Nginx>, shutdown: CancellationToken) {
+    let mut advertiser: Option<mdns::Advertiser> = None;
+    let mut advertised: Option<(Vec<AppConfig>, Vec<IpAddr>)> = None;
+    let mut mdns_failed = false;
+    loop {
+        let reach = tokio::task::spawn_blocking({
+            let certificates = certificates.clone();
+            move || certificates.reach()
+        })
+        .await
+        .unwrap_or_default();
+        match reach {
+            Some(reach) => {
+                match certificates.ensure(&reach).await {
+                    Ok(true) => {
+                        if let Err(e) = nginx.reload_certificates().await {
+                            warn!("cannot make nginx present the new certificate: {e}");
+                        }
+                    }
+                    Ok(false) => {}
+                    Err(e) => warn!("{e}"),
+                }
+                if advertiser.is_none() && !mdns_failed {
+                    advertiser = mdns::Advertiser::start(&certificates.machine);
+                    mdns_failed = advertiser.is_none();
+                }
+                let wanted = (certificates.apps(), reach.lan_addresses().copied().collect::<Vec<_>>());
+                if let Some(advertiser) = advertiser.as_mut().filter(|_| advertised.as_ref() != Some(&wanted)) {
+                    advertiser.update(&wanted.0, &wanted.1);
+                    advertised = Some(wanted);
+                }
+            }
+            None => {
+                if let Some(advertiser) = advertiser.take() {
+                    let _ = tokio::task::spawn_blocking(move || advertiser.stop()).await;
+                    advertised = None;
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(POLL_INTERVAL) => {}
+            _ = shutdown.cancelled() => break,
+        }
+    }
+    if let Some(advertiser) = advertiser {
+        let _ = tokio::task::spawn_blocking(move || advertiser.stop()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app(listen: &str) -> AppConfig {
+        AppConfig::new("a".parse().unwrap(), "http://127.0.0.1:1".parse().unwrap(), listen.parse().unwrap())
+    }
+
+    fn ips(list: &[&str]) -> Vec<IpAddr> {
+        list.iter().map(|s| s.parse().unwrap()).collect()
+    }
+
+    fn names(reach: &Reach) -> Vec<&str> {
+        reach.names.iter().map(HostName::as_str).collect()
+    }
+
+    const INTERFACES: [&str; 5] = ["127.0.0.1", "192.168.1.20", "10.0.0.5", "::1", "2001:db8::7"];
+
+    #[test]
+    fn loopback_apps_need_no_certificate() {
+        let machine = MachineNames::from_host_name("box");
+        assert_eq!(Reach::of(&[app("127.0.0.1:8081"), app("[::1]:8082")], &machine, &ips(&INTERFACES)), None);
+        assert_eq!(app_urls(&app("127.0.0.1:8081"), &machine, &ips(&INTERFACES)), ["http://127.0.0.1:8081/"]);
+    }
+
+    #[test]
+    fn any_address_covers_every_address_of_its_family_and_all_names() {
+        let machine = MachineNames::from_host_name("box.lan");
+        let mut jupyter = app("0.0.0.0:8081");
+        jupyter.hosts = vec!["box.local".parse().unwrap()];
+        let reach = Reach::of(&[jupyter.clone(), app("127.0.0.1:8082")], &machine, &ips(&INTERFACES)).unwrap();
+        assert_eq!(names(&reach), ["box", "box.lan", "box.local", "localhost"]);
+        assert_eq!(reach.addresses, ips(&["10.0.0.5", "127.0.0.1", "192.168.1.20"]));
+        assert_eq!(reach.lan_addresses().copied().collect::<Vec<_>>(), ips(&["10.0.0.5", "192.168.1.20"]));
+        assert_eq!(
+            app_urls(&jupyter, &machine, &ips(&INTERFACES)),
+            ["https://box.local:8081/", "https://10.0.0.5:8081/", "https://192.168.1.20:8081/"]
+        );
+
+        let v6 = Reach::of(&[app("[::]:8083")], &machine, &ips(&INTERFACES)).unwrap();
+        assert_eq!(v6.addresses, ips(&["::1", "2001:db8::7"]));
+        assert_eq!(app_urls(&app("[::]:8083"), &machine, &ips(&INTERFACES))[1], "https://[2001:db8::7]:8083/");
+    }
+
+    #[test]
+    fn a_specific_address_covers_only_itself_and_a_new_interface_changes_the_reach() {
+        let machine = MachineNames::from_host_name("box");
+        let reach = Reach::of(&[app("192.168.1.20:8081")], &machine, &ips(&INTERFACES)).unwrap();
+        assert_eq!(reach.addresses, ips(&["192.168.1.20"]));
+
+        let before = Reach::of(&[app("0.0.0.0:8081")], &machine, &ips(&INTERFACES)).unwrap();
+        let mut more = ips(&INTERFACES);
+        more.push("172.16.0.9".parse().unwrap());
+        let after = Reach::of(&[app("0.0.0.0:8081")], &machine, &more).unwrap();
+        assert_ne!(before, after, "a new address needs a new certificate");
+        assert!(after.addresses.contains(&"172.16.0.9".parse().unwrap()));
+        // The same addresses in another order are the same reach (no needless new certificate).
+        let mut shuffled = ips(&INTERFACES);
+        shuffled.reverse();
+        assert_eq!(Reach::of(&[app("0.0.0.0:8081")], &machine, &shuffled).unwrap(), before);
+    }
+
+    fn test_gateway(dir: &std::path::Path) -> Gateway {
+        use crate::config::{Account, Issuer};
+        crate::gateway::Gateway::new(crate::gateway::GatewayParts {
+            route_prefix: Default::default(),
+            totp: crate::totp::Totp::new(&crate::totp::TotpSecret::generate(), &Issuer::parse("t").unwrap(), &Account::parse("t").unwrap()),
+            session_settings: Default::default(),
+            limiter_settings: Default::default(),
+            state_file: crate::state::StateFile::in_dir(dir),
+            persisted: Default::default(),
+            control_token: "t".into(),
+            nginx_proof: crate::protocol::NginxProof::generate(),
+            apps: Vec::new(),
+        })
+    }
+
+    /// The leaf is issued once per reach (with the real CA, keys in files), written owner-only,
+    /// offered on the CA page, issued again for a new address and when due for renewal; what the
+    /// CA may not vouch for is left out instead of failing the rest.
+    #[tokio::test]
+    async fn a_leaf_is_issued_per_reach_written_privately_and_renewed_when_due() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CaStore::File { path: dir.path().join("ca-key.pem"), certificate: dir.path().join("ca.pem") };
+        let layout = NginxLayout::new(dir.path().join("nginx"));
+        layout.prepare().unwrap();
+        let gateway = test_gateway(dir.path());
+        let apps = [app("0.0.0.0:8081")];
+        let lan = LanCertificates::new(store, layout.clone(), &apps, gateway.clone());
+        let machine = MachineNames::this_machine();
+        let reach = Reach::of(&apps, &machine, &ips(&["127.0.0.1", "192.168.1.20"])).unwrap();
+
+        assert!(gateway.ca_certificate().is_none());
+        assert!(lan.ensure(&reach).await.unwrap(), "the first leaf is written");
+        assert!(gateway.ca_certificate().is_some(), "the CA page offers the CA once it exists");
+        let read_back = || {
+            let chain = std::fs::read_to_string(layout.tls_chain_path()).unwrap();
+            let key = std::fs::read_to_string(layout.tls_key_path()).unwrap();
+            LeafCertificate::from_pem(&chain, &key).unwrap()
+        };
+        // (Single-label names such as `box` are outside what the CA may vouch for.)
+        let ca = lan.ca().await.unwrap();
+        let permitted = |reach: &Reach| reach.names.iter().filter(|n| ca.permits_name(n)).cloned().collect::<Vec<_>>();
+        assert!(permitted(&reach).iter().any(|n| n.as_str().ends_with(".local")) && permitted(&reach).len() >= 2);
+        assert!(read_back().covers(&permitted(&reach), &reach.addresses), "{:?}", read_back().names());
+        #[cfg(unix)]
+        for path in [layout.tls_chain_path(), layout.tls_key_path()] {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600, "{}", path.display());
+        }
+        assert!(!lan.ensure(&reach).await.unwrap(), "the same reach needs no new leaf");
+
+        let moved = Reach::of(&apps, &machine, &ips(&["127.0.0.1", "192.168.1.20", "10.1.2.3"])).unwrap();
+        assert!(lan.ensure(&moved).await.unwrap(), "a new address needs a new leaf");
+        assert!(read_back().covers(&[], &ips(&["10.1.2.3"])));
+
+        // A leaf with less than a third of its life left is renewed by the same check.
+        let old = ca.issue_leaf_at(&permitted(&moved), &moved.addresses, SystemTime::now() - Duration::from_secs(300 * 24 * 3600)).unwrap();
+        assert!(old.needs_renewal(SystemTime::now()));
+        lan.current.lock().await.as_mut().unwrap().1 = old;
+        assert!(lan.ensure(&moved).await.unwrap(), "a leaf due for renewal is replaced");
+        assert!(!read_back().needs_renewal(SystemTime::now()));
+
+        // A public address and a name that is not this machine's cannot be vouched for: the
+        // leaf covers the rest.
+        let mut wider = moved.clone();
+        wider.addresses.push("203.0.113.7".parse().unwrap());
+        wider.names.push("jupyter.example.com".parse().unwrap());
+        assert!(lan.ensure(&wider).await.unwrap());
+        let leaf = read_back();
+        assert!(leaf.covers(&permitted(&moved), &moved.addresses));
+        assert!(!leaf.covers(&[], &ips(&["203.0.113.7"])) && !leaf.covers(&["jupyter.example.com".parse().unwrap()], &[]));
+    }
+
+    #[test]
+    fn interface_addresses_include_loopback_but_no_link_local_ipv6() {
+        let addresses = interface_addresses();
+        assert!(addresses.contains(&"127.0.0.1".parse().unwrap()), "{addresses:?}");
+        assert!(!addresses.iter().any(|a| a.to_string().starts_with("fe80:")), "{addresses:?}");
+    }
+}

@@ -1,0 +1,271 @@
+//! HTTPS for network-facing apps, from SimpleOTP's own CA, with certificates that follow the
+//! machine's addresses. Each test runs in its own network namespace (see [`crate::netns`]).
+
+use std::time::{Duration, Instant};
+
+use fantoccini::Locator;
+
+use crate::netns::{self, LAN_ADDRESS};
+use crate::support::*;
+
+/// The CA certificate, from the gateway's data directory (public; the key is elsewhere).
+fn ca_file(serve: &Serve) -> std::path::PathBuf {
+    let secret = simpleotp_engine::secret::SecretStore::file(serve.dir.path().join("secret"));
+    let path = simpleotp_engine::ca::CaStore::beside(&secret, &serve.data_dir).certificate_path().to_path_buf();
+    assert!(std::fs::read_to_string(&path).unwrap().starts_with("-----BEGIN CERTIFICATE-----"), "{}", path.display());
+    path
+}
+
+/// The base64 body of a PEM block (what a leak would contain, whatever the line breaks).
+fn pem_body(pem: &str) -> String {
+    pem.lines().filter(|l| !l.starts_with("-----")).collect::<String>()
+}
+
+/// An app on 0.0.0.0 answers over TLS at the LAN address and at `<hostname>.local`, with a chain
+/// `openssl verify` and `curl --cacert` accept; plain HTTP is redirected to https:// except the
+/// CA page; the loopback app stays plain HTTP; a sign-in over TLS gets a `Secure`, `__Host-`
+/// cookie; `serve` printed the URLs; no private key is in the config or any log.
+#[test]
+fn lan_app_is_served_over_tls_that_verifies_by_address_and_local_name() {
+    netns::run("https::lan_app_is_served_over_tls_that_verifies_by_address_and_local_name", || async {
+        let mut serve = Serve::start().await;
+        let local_name = machine_local_name();
+        let port = serve.lan_port;
+
+        // `serve` prints each app's URLs: HTTPS by name and by address for the LAN app.
+        let printed = serve.stdout();
+        for url in [
+            format!("https://{local_name}:{port}/"),
+            format!("https://{LAN_ADDRESS}:{port}/"),
+            format!("http://127.0.0.1:{}/", serve.local_port),
+        ] {
+            assert!(printed.contains(&url), "serve did not print {url}:\n{printed}");
+        }
+        assert!(!printed.contains(&format!("http://{LAN_ADDRESS}")), "{printed}");
+
+        // Plain HTTP on the TLS port is redirected to https://, path and query kept.
+        let ca = ca_file(&serve);
+        let redirect = curl(&[&format!("http://{LAN_ADDRESS}:{port}/notebooks/x.ipynb?a=1")]);
+        assert_eq!(redirect.status, 301, "{redirect:?}");
+        assert_eq!(redirect.header("location").as_deref(), Some(format!("https://{LAN_ADDRESS}:{port}/notebooks/x.ipynb?a=1").as_str()));
+        let login_plain = curl(&[&format!("http://{LAN_ADDRESS}:{port}/_simpleotp/login")]);
+        assert_eq!(login_plain.status, 301, "the login page is never served over plain HTTP on the LAN: {login_plain:?}");
+
+        // The chain nginx presents verifies for the address and for <hostname>.local.
+        for server_name in [LAN_ADDRESS, local_name.as_str()] {
+            let chain = presented_chain(LAN_ADDRESS, port, server_name);
+            assert!(!chain.is_empty(), "no certificate presented for {server_name}");
+            openssl_verify(&ca, &chain[0], &["-verify_ip", LAN_ADDRESS]).unwrap();
+            openssl_verify(&ca, &chain[0], &["-verify_hostname", &local_name]).unwrap();
+            openssl_verify(&ca, &chain[0], &["-verify_hostname", "localhost"]).unwrap();
+            // A name the certificate does not cover is refused (the check can fail).
+            assert!(openssl_verify(&ca, &chain[0], &["-verify_hostname", "example.com"]).is_err());
+        }
+        let ca_arg = ca.to_str().unwrap();
+        let by_ip = curl(&["--cacert", ca_arg, &format!("https://{LAN_ADDRESS}:{port}/")]);
+        assert_eq!(by_ip.status, 302, "{by_ip:?}");
+        assert!(by_ip.header("location").unwrap().contains("/_simpleotp/login"), "{by_ip:?}");
+        let resolve = format!("{local_name}:{port}:{LAN_ADDRESS}");
+        let by_name = curl(&["--cacert", ca_arg, "--resolve", &resolve, &format!("https://{local_name}:{port}/_simpleotp/login")]);
+        assert_eq!(by_name.status, 200, "{by_name:?}");
+        assert!(by_name.body.contains("id=\"code\""), "the login page: {}", by_name.body);
+        // Without the CA, curl refuses the certificate: it is the CA that makes it trusted.
+        let untrusted = try_curl(&[&format!("https://{LAN_ADDRESS}:{port}/")]).unwrap_err();
+        assert!(untrusted.contains("certificate"), "{untrusted}");
+        // TLS 1.1 and older are refused.
+        assert!(try_curl(&["--cacert", ca_arg, "--tls-max", "1.1", &format!("https://{LAN_ADDRESS}:{port}/")]).is_err());
+
+        // The loopback app stays plain HTTP.
+        let local = curl(&[&format!("http://127.0.0.1:{}/_simpleotp/login", serve.local_port)]);
+        assert_eq!(local.status, 200, "{local:?}");
+
+        // Signing in over TLS gives a Secure, __Host- session cookie.
+        let code = serve.fresh_code().await;
+        let origin = format!("https://{local_name}:{port}");
+        let login = curl(&[
+            "--cacert",
+            ca_arg,
+            "--resolve",
+            &resolve,
+            "-H",
+            &format!("Origin: {origin}"),
+            "--data",
+            &format!("code={code}&next=/"),
+            &format!("{origin}/_simpleotp/login"),
+        ]);
+        assert_eq!(login.status, 303, "{login:?}");
+        let cookie = login.header("set-cookie").unwrap();
+        assert!(cookie.starts_with(&format!("__Host-simpleotp_{port}=")), "{cookie}");
+        assert!(cookie.contains("; Secure") && cookie.contains("HttpOnly") && cookie.contains("Path=/"), "{cookie}");
+
+        // No private key anywhere it must not be: the CA's and the leaf's keys are in neither
+        // the config, nor the gateway's log, nor nginx's config or log.
+        let leaf_key = std::fs::read_to_string(serve.data_dir.join("nginx/tls-key.pem")).unwrap();
+        let mut keys = vec![pem_body(&leaf_key)];
+        keys.extend(ca_key_files(&serve).iter().map(|k| pem_body(k)));
+        assert!(keys.len() == 2 && keys.iter().all(|k| k.len() > 40), "the keys to look for: {keys:?}");
+        let nginx_conf = std::fs::read_to_string(serve.data_dir.join("nginx/nginx.conf")).unwrap();
+        let config = std::fs::read_to_string(&serve.config_path).unwrap();
+        for (place, text) in
+            [("the config", config), ("the log", serve.log()), ("nginx.conf", nginx_conf), ("nginx's log", serve.nginx_log())]
+        {
+            for key in &keys {
+                assert!(!text.contains(key.as_str()) && !text.contains(&key[..40]), "a private key is in {place}");
+            }
+        }
+        // The CA page and its download are plain HTTP on the TLS port: a phone fetches the CA
+        // before it can trust the port's certificate.
+        let page = curl(&[&format!("http://{LAN_ADDRESS}:{port}/_simpleotp/ca")]);
+        assert_eq!(page.status, 200, "the CA page over plain HTTP: {page:?}");
+        let download = std::process::Command::new("curl")
+            .args(["-sS", "--fail", "--max-time", "10", &format!("http://{LAN_ADDRESS}:{port}/_simpleotp/ca.crt")])
+            .output()
+            .unwrap();
+        assert!(download.status.success(), "the CA download over plain HTTP: {}", String::from_utf8_lossy(&download.stderr));
+        assert_eq!(pem_body(&to_pem(&download.stdout)), pem_body(&std::fs::read_to_string(&ca).unwrap()), "the page offers this CA");
+
+        // Only `lo` here, which carries no multicast: mDNS is not possible, the log says so
+        // clearly, and everything else works.
+        let log = serve.log();
+        assert!(log.contains(&format!("cannot advertise {local_name} over mDNS")), "{log}");
+
+        // The leaf's key and chain are the owner's alone.
+        use std::os::unix::fs::PermissionsExt;
+        for file in ["tls-key.pem", "tls-chain.pem"] {
+            let mode = std::fs::metadata(serve.data_dir.join("nginx").join(file)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{file}");
+        }
+    });
+}
+
+/// The CA's private key as stored next to the secret file (a server keeps its keys in files).
+fn ca_key_files(serve: &Serve) -> Vec<String> {
+    vec![std::fs::read_to_string(ca_key_path(&serve.dir.path().join("secret"), &serve.data_dir)).unwrap()]
+}
+
+/// A browser that trusts the CA (NSS database, `certutil`) signs in over HTTPS by name and gets
+/// a `Secure`, `__Host-` cookie; then the machine gets a second address, and within 10 s nginx
+/// presents a certificate that covers it, while the browser stays signed in.
+#[test]
+fn certificate_follows_a_new_address_and_the_browser_stays_signed_in() {
+    netns::run("https::certificate_follows_a_new_address_and_the_browser_stays_signed_in", || async {
+        let mut serve = Serve::start().await;
+        let local_name = machine_local_name();
+        let port = serve.lan_port;
+        let ca = ca_file(&serve);
+        let home = serve.dir.path().join("home");
+        trust_in_nss(&home, &ca);
+
+        let driver = ChromeDriver::start(&home).await;
+        let browser = driver.session(&local_name, LAN_ADDRESS).await;
+        let app_url = format!("https://{local_name}:{port}/notebooks/demo.ipynb");
+        browser.goto(&app_url).await.unwrap();
+        // A certificate error would show Chromium's interstitial, not the login form.
+        let field = match browser.wait().at_most(Duration::from_secs(15)).for_element(Locator::Id("code")).await {
+            Ok(field) => field,
+            Err(e) => panic!("no login form ({e}) at {}:\n{}", browser.current_url().await.unwrap(), browser.source().await.unwrap()),
+        };
+        field.send_keys(&serve.fresh_code().await).await.unwrap();
+        browser.find(Locator::Id("submit")).await.unwrap().click().await.unwrap();
+        browser.wait().at_most(Duration::from_secs(15)).for_element(Locator::Id("demo-title")).await.unwrap();
+        assert_eq!(browser.current_url().await.unwrap().as_str(), app_url);
+        let cookies = browser.get_all_cookies().await.unwrap();
+        let session = cookies.iter().find(|c| c.name().starts_with("__Host-simpleotp_")).unwrap_or_else(|| panic!("{cookies:?}"));
+        assert_eq!(session.name(), format!("__Host-simpleotp_{port}"));
+        assert_eq!(session.secure(), Some(true), "{session:?}");
+
+        // A second address (DHCP, another network). Before, nginx's certificate does not cover
+        // it; within 10 s it does, without a restart.
+        let second = "10.77.2.2";
+        let before = presented_chain(LAN_ADDRESS, port, LAN_ADDRESS);
+        assert!(openssl_verify(&ca, &before[0], &["-verify_ip", second]).is_err(), "covered before it existed?");
+        netns::ip(&["addr", "add", &format!("{second}/32"), "dev", "lo"]);
+        let added = Instant::now();
+        loop {
+            let chain = presented_chain(second, port, second);
+            if chain.first().is_some_and(|leaf| openssl_verify(&ca, leaf, &["-verify_ip", second]).is_ok()) {
+                break;
+            }
+            assert!(added.elapsed() < Duration::from_secs(10), "no certificate for {second} after 10 s; log:\n{}", serve.log());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let ca_arg = ca.to_str().unwrap();
+        let by_new = curl(&["--cacert", ca_arg, &format!("https://{second}:{port}/_simpleotp/login")]);
+        assert_eq!(by_new.status, 200, "{by_new:?}");
+        // The old names still verify on the new certificate.
+        let after = presented_chain(LAN_ADDRESS, port, &local_name);
+        openssl_verify(&ca, &after[0], &["-verify_hostname", &local_name]).unwrap();
+        openssl_verify(&ca, &after[0], &["-verify_ip", LAN_ADDRESS]).unwrap();
+
+        // The browser is still signed in: sessions live in the engine, a reload keeps them.
+        browser.goto(&app_url).await.unwrap();
+        browser.wait().at_most(Duration::from_secs(15)).for_element(Locator::Id("demo-title")).await.unwrap();
+        assert_eq!(browser.current_url().await.unwrap().as_str(), app_url, "signed out by the new certificate");
+        browser.close().await.unwrap();
+    });
+}
+
+/// A CA key file other users can read is refused: `serve` with a network-facing app stops before
+/// anything listens, and says what to do.
+#[test]
+fn a_ca_key_others_can_read_stops_the_start_with_what_to_do() {
+    netns::run("https::a_ca_key_others_can_read_stops_the_start_with_what_to_do", || async {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let secret_file = dir.path().join("secret");
+        let store = simpleotp_engine::secret::SecretStore::file(&secret_file);
+        store.store(&simpleotp_engine::totp::TotpSecret::generate(), false).unwrap();
+        let port = free_port();
+        let mut config = simpleotp_engine::config::Config::default();
+        config.apps.push(simpleotp_engine::config::AppConfig::new(
+            "LAN".parse().unwrap(),
+            "http://127.0.0.1:9".parse().unwrap(),
+            format!("0.0.0.0:{port}").parse().unwrap(),
+        ));
+        let config_path = dir.path().join("config.toml");
+        config.save(&config_path).unwrap();
+        let data_dir = dir.path().join("data");
+        let common = |command: &mut std::process::Command| {
+            command.arg("--config").arg(&config_path).arg("--data-dir").arg(&data_dir).arg("--secret-file").arg(&secret_file);
+        };
+        // `ca export` makes the CA, its key in a 0600 file beside the secret.
+        let mut export = std::process::Command::new(env!("CARGO_BIN_EXE_simpleotp"));
+        export.args(["ca", "export"]).arg(dir.path().join("exported.pem"));
+        common(&mut export);
+        let exported = export.output().unwrap();
+        assert!(exported.status.success(), "{}", String::from_utf8_lossy(&exported.stderr));
+        let key_file = ca_key_path(&secret_file, &data_dir);
+        assert_eq!(std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777, 0o600);
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+
+        let mut serve = std::process::Command::new(env!("CARGO_BIN_EXE_simpleotp"));
+        serve.arg("serve");
+        common(&mut serve);
+        let mut child = serve.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if started.elapsed() > Duration::from_secs(20) {
+                let _ = child.kill();
+                panic!("serve started with a CA key others can read");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+        assert!(!status.success());
+        assert!(stderr.contains("cannot serve the apps on the local network over HTTPS"), "{stderr}");
+        assert!(stderr.contains(&format!("chmod 600 {}", key_file.display())), "{stderr}");
+        assert!(std::net::TcpStream::connect((LAN_ADDRESS, port)).is_err(), "nothing listens");
+    });
+}
+
+/// Where the CA key of a gateway with this secret file is kept.
+fn ca_key_path(secret_file: &std::path::Path, data_dir: &std::path::Path) -> std::path::PathBuf {
+    match simpleotp_engine::ca::CaStore::beside(&simpleotp_engine::secret::SecretStore::file(secret_file), data_dir) {
+        simpleotp_engine::ca::CaStore::File { path, .. } => path,
+        other => panic!("{other:?}"),
+    }
+}
