@@ -6,15 +6,14 @@
 //! * [`tray`]: renders that menu and keeps it current;
 //! * [`commands`]: the thin Tauri commands the window calls;
 //! * [`paths`]: where the config, data and secret live (overridable for tests);
-//! * `sync`: the one way to take a mutex (a poisoned one is taken over, not a crash).
-//!
+//! * `sync`: the one way to take a mutex (a poisoned one is taken over, not a crash);
 //! * `webview_memory`: gives WebKit's memory back once the last window is gone (Linux).
 //!
 //! The window is created on demand (first run, the tray, a second launch) and closing it destroys
 //! it: a tray app runs all day, and a hidden window would keep WebKit's web and network processes
-//! (some 340 MiB) alive for nothing. The page keeps no state of its own: it asks the core for
-//! everything when it loads, so events sent while no window exists need no replay. Quit stops
-//! nginx and the auth server cleanly before the process exits.
+//! (about 200 MiB, docs/bench/tray.md) alive for nothing. The page keeps no state of its own: it
+//! asks the core for everything when it loads, so events sent while no window exists need no
+//! replay. Quit stops nginx and the auth server cleanly before the process exits.
 
 pub mod commands;
 pub mod core;
