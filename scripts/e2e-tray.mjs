@@ -6,7 +6,9 @@
 // and a throw-away GNOME keyring. What it checks:
 //   wizard → the secret reaches the keychain only after a correct code → first app added →
 //   Chromium logs in through nginx → the session shows in Sessions → Revoke → Chromium is
-//   sent back to the login page. Screenshots go to $SCREENSHOT_DIR (docs/screenshots when
+//   sent back to the login page … Quit, a restart as at login, and last: closing the window
+//   like a person (openbox + wmctrl) ends WebKit's processes while the app keeps protecting,
+//   and the window opens again. Screenshots go to $SCREENSHOT_DIR (docs/screenshots when
 //   SIMPLEOTP_UPDATE_SCREENSHOTS=1), else to the temporary directory.
 //
 // Every screen is taken in the light and the dark theme in the same run: an XSETTINGS daemon
@@ -73,6 +75,11 @@ function setGtkTheme(name) {
   fs.writeFileSync(xsettingsConf, `Net/ThemeName "${name}"\n`);
   if (xsettingsd) xsettingsd.kill('SIGHUP');
   else xsettingsd = start('xsettingsd', 'xsettingsd', ['-c', xsettingsConf]);
+}
+
+/** Whether a process has exited. */
+function gone(pid) {
+  try { process.kill(pid, 0); return false; } catch { return true; }
 }
 
 function canConnect(port) {
@@ -154,6 +161,35 @@ function clickTray(item) {
 
 function menuItem(label) {
   return waitFor(`the tray menu item "${label}"`, () => trayMenu().find((item) => item.label === label));
+}
+
+// ---------------------------------------------------------------- processes and windows
+
+/** The executable names of `pid` and every process below it, from /proc. */
+function processTree(pid) {
+  const parents = [];
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
+      parents.push([Number(entry), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])]);
+    } catch { /* gone meanwhile */ }
+  }
+  const tree = [pid];
+  for (let i = 0; i < tree.length; i++) tree.push(...parents.filter(([, ppid]) => ppid === tree[i]).map(([child]) => child));
+  return tree.flatMap((p) => {
+    try { return [path.basename(fs.readlinkSync(`/proc/${p}/exe`))]; } catch { return []; }
+  });
+}
+
+/** wmctrl's output, or null when it fails (no window manager yet). */
+function wmctrl(...args) {
+  try { return execFileSync('wmctrl', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }); } catch { return null; }
+}
+
+/** Whether the app's window is on the screen (`wmctrl -l`: id, desktop, host, title). */
+function windowOpen() {
+  return (wmctrl('-l') ?? '').split('\n').some((line) => line.split(/\s+/).slice(3).join(' ') === 'SimpleOTP');
 }
 
 /** A minimal W3C WebDriver client. */
@@ -533,7 +569,6 @@ try {
   // 9. Quit from the tray menu (clicked through D-Bus, as the panel would): nginx stops, the
   // state file is written, and the control file goes away (the last step of a clean stop).
   const dataDir = appEnv.SIMPLEOTP_DATA_DIR;
-  const gone = (pid) => { try { process.kill(pid, 0); return false; } catch { return true; } };
   const running = () => ({
     app: JSON.parse(fs.readFileSync(path.join(dataDir, 'control.json'), 'utf8')).pid,
     nginx: Number(fs.readFileSync(path.join(dataDir, 'nginx', 'nginx.pid'), 'utf8')),
@@ -552,14 +587,43 @@ try {
 
   // 10. Started again (as at login): protection comes back by itself, no window; SIGTERM (logout,
   // kill) stops it as cleanly as Quit.
-  const restarted = spawn(APP, ['--autostart'], { env: { ...process.env, ...appEnv }, stdio: 'ignore' });
-  children.push({ name: 'app', child: restarted });
+  start('app', APP, ['--autostart'], appEnv);
   await waitFor('protection after a restart', () => canConnect(protectedPort), 30000);
   await menuItem('Protection on · nobody signed in');
   pids = running();
+  log('a restart finds the secret and the app');
+
+  // 11. Closing the window gives WebKit's memory back. Started as at login, the app runs no
+  // WebKit process. A second launch shows the window; closing it as a person does (openbox's
+  // close request, sent by wmctrl) destroys it: WebKit's processes end, the app stays in the
+  // tray, protection keeps serving, and the window opens again with its page.
+  const webkit = () => processTree(pids.app).filter((name) => name.startsWith('WebKit'));
+  if (webkit().length) throw new Error(`WebKit runs before a window was opened: ${webkit()}`);
+  start('openbox', 'openbox', []);
+  await waitFor('the window manager', () => wmctrl('-m') !== null);
+  const pagesLoaded = () => fs.readFileSync(path.join(tmp, 'app.log'), 'utf8').split("the window's page loaded").length - 1;
+  const openByLaunch = async () => {
+    const loaded = pagesLoaded();
+    const launch = spawn(APP, [], { env: { ...process.env, ...appEnv }, stdio: 'ignore' });
+    const code = await new Promise((resolve) => launch.on('exit', resolve));
+    if (code !== 0) throw new Error(`the second launch exited with ${code}`);
+    await waitFor('the window', windowOpen);
+    await waitFor("the window's page to load", () => pagesLoaded() > loaded);
+    await waitFor("WebKit's web and network processes", () => ['WebKitWebProcess', 'WebKitNetworkProcess'].every((n) => webkit().includes(n)));
+  };
+  await openByLaunch();
+  wmctrl('-c', 'SimpleOTP');
+  await waitFor('the window to close', () => !windowOpen());
+  await waitFor("WebKit's processes to end", () => webkit().length === 0, 15000);
+  if (gone(pids.app)) throw new Error('closing the window ended the app');
+  const login = await fetch(`${url}_simpleotp/login`);
+  if (login.status !== 200) throw new Error(`the login page answered ${login.status} after the window closed`);
+  await menuItem('Protection on · nobody signed in');
+  await openByLaunch();
+  log("closing the window ends WebKit's processes; the app keeps protecting, and the window opens again");
   process.kill(pids.app, 'SIGTERM');
   await stoppedCleanly(pids, 'SIGTERM');
-  log('a restart finds the secret and the app; SIGTERM stops cleanly');
+  log('SIGTERM stops cleanly');
   log('PASS');
 } catch (e) {
   failed = true;
@@ -578,7 +642,8 @@ try {
   upstream?.close();
   for (const { child } of children.reverse()) child.kill('SIGTERM');
   if (failed) {
-    for (const name of ['tauri-driver', 'chromedriver']) {
+    for (const name of ['tauri-driver', 'chromedriver', 'app']) {
+      if (!fs.existsSync(path.join(tmp, `${name}.log`))) continue;
       console.error(`---- ${name}.log ----\n${fs.readFileSync(path.join(tmp, `${name}.log`), 'utf8').slice(-6000)}`);
     }
   } else {

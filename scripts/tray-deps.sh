@@ -7,7 +7,9 @@
 #   - Debian's Chromium + ChromeDriver, the browser that logs in to the protected app,
 #   - nginx, which the engine manages,
 #   - xsettingsd, through which the end-to-end test switches GTK's theme at run time (one run
-#     takes every screenshot in the light and the dark theme).
+#     takes every screenshot in the light and the dark theme),
+#   - openbox and wmctrl: a window manager, so the end-to-end test and the benchmark can close
+#     the window as a person does (the close request, WM_DELETE_WINDOW).
 #
 #   scripts/tray-deps.sh           all of the above
 #   scripts/tray-deps.sh --build   only what compiling the tray app (and so its core tests, which
@@ -25,7 +27,7 @@ packages=(
 if ! $build_only; then
     packages+=(
         xvfb xauth dbus-daemon gnome-keyring libsecret-tools xsettingsd
-        webkit2gtk-driver chromium chromium-driver nginx
+        webkit2gtk-driver chromium chromium-driver nginx openbox wmctrl
     )
 fi
 

@@ -501,11 +501,6 @@ setUpWizard();
 setUpMain();
 selectSection('status');
 render();
-listen('forget-secrets', () => {
-  hideSecurityQr();
-  const step = document.querySelector('#wizard .step:not([hidden])')?.dataset.step;
-  if (step === 'qr' || step === 'confirm') wizardStep('explain');
-});
 listen('state-changed', () => {
   if (wizardDone) render(); // the wizard drives itself
 });

@@ -12,16 +12,19 @@
 //!
 //! Each connection count runs A, B, C, D back to back, so the ratios hold on a noisy machine.
 //! Then memory and start-up: the engine's RSS idle, under load and with 100 000 sessions, and the
-//! time from `simpleotp serve` to the first protected response.
+//! time from `simpleotp serve` to the first protected response. Last, the tray app's memory
+//! (whole process tree) before its window was ever opened, with it open and after closing it
+//! (`tray.rs`, written to `tray.md`).
 //!
 //! Results go to `docs/bench/` (markdown, JSON, SVG chart); `--quick` is the CI smoke run (short,
-//! one connection count, results in a temp dir, no thresholds). `--soak SECONDS` is the
-//! sustained-load run of the hardening work (see `soak.rs`).
+//! one connection count, results in a temp dir, no thresholds, no tray). `--tray` measures only
+//! the tray app. `--soak SECONDS` is the sustained-load run of the hardening work (see `soak.rs`).
 
 mod chart;
 mod measure;
 mod report;
 mod soak;
+mod tray;
 
 use std::path::PathBuf;
 
@@ -35,6 +38,16 @@ fn main() {
             PathBuf::from("docs/bench")
         }
     });
+    if let Some(json) = args.iter().position(|a| a == "--tray-inside").and_then(|i| args.get(i + 1)) {
+        if let Err(e) = tray::inside(std::path::Path::new(json)) {
+            eprintln!("tray measurement: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    if args.iter().any(|a| a == "--tray") {
+        return tray_main(&out, true);
+    }
     if let Some(seconds) = args.iter().position(|a| a == "--soak").map(|i| args.get(i + 1).and_then(|s| s.parse().ok()).unwrap_or(180)) {
         return soak_main(seconds, &out);
     }
@@ -54,6 +67,31 @@ fn main() {
     std::fs::write(out.join("chart.svg"), chart::svg(&results)).unwrap();
     println!("{}", report::markdown(&results));
     println!("written to {}", out.display());
+    if !quick {
+        tray_main(&out, false);
+    }
+}
+
+/// The tray app's three memory figures, to `tray.md` and `tray.json`. Fails the run when it was
+/// asked for on its own (`--tray`); in the full run a machine without a display server only
+/// skips it.
+fn tray_main(out: &std::path::Path, required: bool) {
+    match tray::measure() {
+        Ok(memory) => {
+            std::fs::create_dir_all(out).expect("create the output directory");
+            let text = report::tray_markdown(&memory);
+            std::fs::write(out.join("tray.json"), serde_json::to_string_pretty(&memory).unwrap()).unwrap();
+            std::fs::write(out.join("tray.md"), &text).unwrap();
+            println!("{text}");
+            println!("written to {}", out.join("tray.md").display());
+        }
+        Err(e) => {
+            eprintln!("tray app not measured: {e}");
+            if required {
+                std::process::exit(1);
+            }
+        }
+    }
 }
 
 /// `--soak SECONDS`: the sustained-load run; exits non-zero when it saw errors or growth.

@@ -21,17 +21,16 @@ pub struct Plan {
     pub connections: Vec<u32>,
     pub duration: Duration,
     pub many_sessions: usize,
-    pub measure_tray: bool,
 }
 
 impl Plan {
     pub fn full() -> Plan {
-        Plan { connections: vec![1, 16, 64, 256], duration: Duration::from_secs(10), many_sessions: 100_000, measure_tray: true }
+        Plan { connections: vec![1, 16, 64, 256], duration: Duration::from_secs(10), many_sessions: 100_000 }
     }
 
     /// The CI smoke run: every code path, a few seconds, no thresholds.
     pub fn quick() -> Plan {
-        Plan { connections: vec![16], duration: Duration::from_secs(2), many_sessions: 1_000, measure_tray: false }
+        Plan { connections: vec![16], duration: Duration::from_secs(2), many_sessions: 1_000 }
     }
 }
 
@@ -98,7 +97,6 @@ pub struct Memory {
     pub check_with_sessions: WrkRun,
     pub startup_ms: f64,
     pub startup_with_sessions_ms: f64,
-    pub tray_idle_rss_kib: Option<u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -281,45 +279,8 @@ pub async fn run(plan: &Plan) -> BenchResult<Results> {
             check_with_sessions,
             startup_ms,
             startup_with_sessions_ms,
-            tray_idle_rss_kib: if plan.measure_tray { tray_idle_rss_kib(&bin_dir).await } else { None },
         },
     })
-}
-
-/// The tray app's RSS after 8 s of idling in its first-run state, when it was built next to the
-/// bench (`cargo build --release -p simpleotp-app`) and Xvfb is there; run inside a throw-away
-/// keyring session (scripts/with-keyring.sh) with a throw-away home.
-async fn tray_idle_rss_kib(bin_dir: &Path) -> Option<u64> {
-    let app = bin_dir.join("simpleotp-app");
-    let keyring = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/with-keyring.sh");
-    if !app.exists() || std::process::Command::new("xvfb-run").arg("--help").output().is_err() {
-        eprintln!("tray app not measured: build it with `cargo build --release -p simpleotp-app` (and install xvfb)");
-        return None;
-    }
-    let home = tempfile::tempdir().ok()?;
-    let mut child = Command::new(keyring)
-        .args(["xvfb-run", "-a"])
-        .arg(&app)
-        .env("HOME", home.path())
-        .env("XDG_CONFIG_HOME", home.path().join("config"))
-        .env("XDG_DATA_HOME", home.path().join("data"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .ok()?;
-    tokio::time::sleep(Duration::from_secs(8)).await;
-    let pid = std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
-        let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
-        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
-        (exe == app).then_some(pid)
-    });
-    let rss = pid.map(rss_kib);
-    if let Some(pid) = pid {
-        let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status().await;
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
-    rss
 }
 
 fn app(name: &str, upstream: SocketAddr, port: u16) -> AppConfig {

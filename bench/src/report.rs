@@ -3,6 +3,7 @@
 use std::fmt::Write;
 
 use crate::measure::{Results, WrkRun};
+use crate::tray::{Snapshot, TrayMemory};
 
 fn ms(us: u64) -> String {
     format!("{:.2}", us as f64 / 1000.0)
@@ -97,8 +98,7 @@ pub fn markdown(results: &Results) -> String {
     );
     let _ = writeln!(out, "| `simpleotp serve` start → first protected response | {:.0} ms |", mem.startup_ms);
     let _ = writeln!(out, "| the same with {} sessions to load | {:.0} ms |", mem.sessions, mem.startup_with_sessions_ms);
-    let tray = mem.tray_idle_rss_kib.map(mib).unwrap_or_else(|| "not measured in this run".into());
-    let _ = writeln!(out, "| tray app RSS, idle | {tray} |");
+    let _ = writeln!(out, "\nThe tray app's memory (before, with and after its window): [tray.md](tray.md).");
 
     let _ = writeln!(out, "\n## Targets\n");
     let _ = writeln!(out, "| target | measured | |\n|---|---|---|");
@@ -123,6 +123,54 @@ pub fn markdown(results: &Results) -> String {
         mem.sessions,
         mib(mem.rss_with_sessions_kib),
         verdict(mem.rss_with_sessions_kib < limit)
+    );
+    out
+}
+
+/// The tray app's memory in its three states, by process, with its targets.
+pub fn tray_markdown(tray: &TrayMemory) -> String {
+    let mut out = String::new();
+    let states = [("never opened", &tray.never_opened), ("window open", &tray.open), ("window closed", &tray.closed)];
+    let _ = writeln!(out, "# The tray app's memory\n");
+    let _ = writeln!(
+        out,
+        "Release build under Xvfb with openbox, set up (a secret and one protected app) and started as at login. \
+         *Never opened*: {s} s after protection came up, no window yet. *Window open*: a second launch showed the window, \
+         measured {s} s later. *Window closed*: `wmctrl -c SimpleOTP` closed it as a person does, measured {s} s later. \
+         Each figure is PSS (`/proc/PID/smaps_rollup`) summed over the app's whole process tree: the app, WebKit's \
+         processes and nginx (master and worker).\n",
+        s = tray.settle_s
+    );
+    let _ = writeln!(out, "Rerun: `bench/run --tray` (writes this file and `tray.json`).\n");
+    let _ = writeln!(out, "| | never opened | window open | window closed |\n|---|---:|---:|---:|");
+    let row = |out: &mut String, name: &str, value: &dyn Fn(&Snapshot) -> u64| {
+        let cells: Vec<String> = states.iter().map(|(_, s)| mib(value(s))).collect();
+        let _ = writeln!(out, "| {name} | {} |", cells.join(" | "));
+    };
+    row(&mut out, "**all processes (PSS)**", &|s| s.pss_kib());
+    row(&mut out, "the app (`simpleotp-app`)", &|s| s.pss_of("simpleotp-app"));
+    row(&mut out, "… of it mapped files (libraries)", &|s| {
+        s.processes.iter().filter(|p| p.name == "simpleotp-app").map(|p| p.pss_file_kib).sum()
+    });
+    row(&mut out, "`WebKitWebProcess`", &|s| s.pss_of("WebKitWebProcess"));
+    row(&mut out, "`WebKitNetworkProcess`", &|s| s.pss_of("WebKitNetworkProcess"));
+    row(&mut out, "nginx (master + worker)", &|s| s.pss_of("nginx"));
+    row(&mut out, "RSS summed (counts shared pages once per process)", &|s| s.processes.iter().map(|p| p.rss_kib).sum());
+    let counts: Vec<String> = states.iter().map(|(_, s)| s.processes.len().to_string()).collect();
+    let _ = writeln!(out, "| processes | {} |", counts.join(" | "));
+
+    let (never, closed) = (tray.never_opened.pss_kib(), tray.closed.pss_kib());
+    let _ = writeln!(out, "\n## Targets\n");
+    let _ = writeln!(out, "| target | measured | |\n|---|---|---|");
+    let ratio = closed as f64 / never.max(1) as f64;
+    let _ = writeln!(out, "| closed ≤ 1.1 × never opened | {ratio:.2} × | {} |", verdict(ratio <= 1.1));
+    let _ = writeln!(out, "| closed ≤ 150 MiB | {} | {} |", mib(closed), verdict(closed <= 150 * 1024));
+    let _ = writeln!(out, "| stretch: closed ≤ 60 MiB | {} | {} |", mib(closed), verdict(closed <= 60 * 1024));
+    let _ = writeln!(
+        out,
+        "| the protected app still served after the close | {} | {} |",
+        if tray.serves_after_close { "yes" } else { "no" },
+        verdict(tray.serves_after_close)
     );
     out
 }

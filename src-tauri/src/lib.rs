@@ -6,10 +6,14 @@
 //! * [`tray`]: renders that menu and keeps it current;
 //! * [`commands`]: the thin Tauri commands the window calls;
 //! * [`paths`]: where the config, data and secret live (overridable for tests);
-//! * `sync`: the one way to take a mutex (a poisoned one is taken over, not a crash).
+//! * `sync`: the one way to take a mutex (a poisoned one is taken over, not a crash);
+//! * `webview_memory`: gives WebKit's memory back once the last window is gone (Linux).
 //!
-//! The window is created on demand (first run, the tray, a second launch) and closing it only
-//! hides it; Quit stops nginx and the auth server cleanly before the process exits.
+//! The window is created on demand (first run, the tray, a second launch) and closing it destroys
+//! it: a tray app runs all day, and a hidden window would keep WebKit's web and network processes
+//! (about 200 MiB, docs/bench/tray.md) alive for nothing. The page keeps no state of its own: it
+//! asks the core for everything when it loads, so events sent while no window exists need no
+//! replay. Quit stops nginx and the auth server cleanly before the process exits.
 
 pub mod commands;
 pub mod core;
@@ -17,9 +21,11 @@ pub mod paths;
 mod sync;
 pub mod tray;
 pub mod tray_menu;
+mod webview_memory;
 
 use std::sync::Arc;
 
+use tauri::webview::PageLoadEvent;
 use tauri::{AppHandle, Emitter, Manager, RunEvent, WebviewUrl, WebviewWindowBuilder, WindowEvent};
 use tauri_plugin_autostart::ManagerExt as _;
 use tauri_plugin_notification::NotificationExt as _;
@@ -113,22 +119,25 @@ pub fn run() {
                 core.start_up().await;
                 if show_now || core.needs_setup() || core.status().state == Protection::Error {
                     show_window(&handle);
+                } else {
+                    // In the tray only (as at login): give back what only start-up needed.
+                    webview_memory::release_when_no_window(handle);
                 }
             });
             Ok(())
         })
         .on_window_event(|window, event| {
-            // Closing the window keeps the app (and protection) running in the tray.
-            if let WindowEvent::CloseRequested { api, .. } = event {
-                api.prevent_close();
-                // A hidden window keeps its page: make it drop any secret it shows, and forget
-                // an unconfirmed one (the wizard starts again with a new secret).
-                if let Some(core) = window.app_handle().try_state::<Arc<Core>>() {
+            // Closing the window destroys it (the app and protection keep running in the tray, see
+            // `RunEvent::ExitRequested` below): its page and WebKit's web process go away with it,
+            // and so does any secret the page showed. The next `show_window` builds a new one.
+            if let WindowEvent::Destroyed = event {
+                let app = window.app_handle();
+                // An unconfirmed secret is forgotten: a new window starts the wizard with a new one.
+                if let Some(core) = app.try_state::<Arc<Core>>() {
                     core.wizard_cancel();
                 }
-                let _ = window.emit("forget-secrets", ());
-                let _ = window.hide();
-                show_in_dock(window.app_handle(), false);
+                show_in_dock(app, false);
+                webview_memory::release_when_no_window(app.clone());
             }
         })
         .build(tauri::generate_context!());
@@ -157,6 +166,7 @@ fn update_ui(app: &AppHandle) {
     if let (Some(tray), Some(core)) = (app.try_state::<Tray>(), app.try_state::<Arc<Core>>()) {
         tray.update(app, &core);
     }
+    // With no window open this reaches nobody, and need not: a new window loads the whole state.
     let _ = app.emit_to(WINDOW, "state-changed", ());
 }
 
@@ -213,7 +223,7 @@ fn show_in_dock(app: &AppHandle, visible: bool) {
     let _ = (app, visible);
 }
 
-/// Shows the window, creating it the first time.
+/// Shows the window, creating it when there is none (never opened, or closed since).
 pub fn show_window(app: &AppHandle) {
     show_in_dock(app, true);
     if let Some(window) = app.get_webview_window(WINDOW) {
@@ -226,6 +236,13 @@ pub fn show_window(app: &AppHandle) {
         .title("SimpleOTP")
         .inner_size(760.0, 600.0)
         .min_inner_size(560.0, 440.0)
+        // Each opening makes a new page (the last one was destroyed with its window): say when
+        // it is there (the end-to-end test waits for this after reopening the window).
+        .on_page_load(|_, payload| {
+            if let PageLoadEvent::Finished = payload.event() {
+                info!("the window's page loaded");
+            }
+        })
         .build();
     if let Err(e) = built {
         error!("cannot open the window: {e}");
