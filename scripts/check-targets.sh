@@ -48,10 +48,12 @@ export CARGO_TARGET_DIR="${CHECK_TARGETS_DIR:-${CARGO_TARGET_DIR:-$root/target}/
 # ---- placeholders for tauri-build, removed on exit (only what this run created, newest first)
 created=()
 cleanup() {
-    local i
+    local status=$? i
     for ((i = ${#created[@]} - 1; i >= 0; i--)); do
         if [ -d "${created[i]}" ]; then rmdir "${created[i]}" 2>/dev/null || true; else rm -f "${created[i]}"; fi
     done
+    # The last line (scripts/test takes the log's last write as the end of the run).
+    echo "check-targets: finished in ${SECONDS}s (exit $status)"
 }
 trap cleanup EXIT
 # scripts/test stops a run it no longer waits for with SIGTERM: exit, so the EXIT trap cleans up.
