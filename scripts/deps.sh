@@ -5,6 +5,9 @@
 #   scripts/deps.sh test   everything the test suite uses: nginx, Chromium + chromedriver,
 #                          a Secret Service (gnome-keyring on a private D-Bus) and the build
 #                          headers the keyring crate links against
+#   scripts/deps.sh cross  what scripts/check-targets.sh needs: Debian's Rust 1.96 with its std
+#                          sources and its clippy (rustc-web, cargo-web, rust-web-src,
+#                          rust-web-clippy), installed beside a rustup toolchain, not instead
 #
 # Needs root or sudo. Safe to run again: it does nothing when all is installed.
 set -euo pipefail
@@ -14,7 +17,10 @@ case "${1:-}" in
     test) packages=(nginx ca-certificates pkg-config libdbus-1-dev chromium chromium-driver
                     dbus dbus-daemon gnome-keyring libsecret-tools procps wrk faketime
                     libnss3-tools curl openssl iproute2 util-linux) ;;
-    *) echo "usage: $0 run|test" >&2; exit 2 ;;
+    # They conflict with Debian's own `rustup` package (not with rustup installed from
+    # rustup.rs): apt-get runs with --no-remove below, so it fails rather than remove it.
+    cross) packages=(rustc-web cargo-web rust-web-src rust-web-clippy) ;;
+    *) echo "usage: $0 run|test|cross" >&2; exit 2 ;;
 esac
 
 missing=()
@@ -32,9 +38,12 @@ if [ ${#missing[@]} -gt 0 ]; then
     fi
     echo "Installing: ${missing[*]}"
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends --no-remove "${missing[@]}"
 fi
 
+if [ "$1" = cross ]; then
+    exit 0
+fi
 if ! command -v cargo >/dev/null; then
     echo "$0: cargo (Rust 1.85 or newer) is needed; install it from https://rustup.rs" >&2
     exit 1
