@@ -7,7 +7,9 @@
 #   - Debian's Chromium + ChromeDriver, the browser that logs in to the protected app,
 #   - nginx, which the engine manages,
 #   - xsettingsd, through which the end-to-end test switches GTK's theme at run time (one run
-#     takes every screenshot in the light and the dark theme).
+#     takes every screenshot in the light and the dark theme),
+#   - zbarimg (zbar-tools) and openssl, with which it reads the "Other devices" QR codes back
+#     from the window and checks the CA's fingerprint.
 #
 #   scripts/tray-deps.sh           all of the above
 #   scripts/tray-deps.sh --build   only what compiling the tray app (and so its core tests, which
@@ -26,6 +28,7 @@ if ! $build_only; then
     packages+=(
         xvfb xauth dbus-daemon gnome-keyring libsecret-tools xsettingsd
         webkit2gtk-driver chromium chromium-driver nginx
+        zbar-tools openssl
     )
 fi
 

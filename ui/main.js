@@ -344,7 +344,8 @@ async function changeTrust(button, command) {
   $('devices-trust-wait').hidden = false;
   try {
     await busy(button, async () => {
-      const view = await call(command, {}, $('devices-error'));
+      // Its own error line: the refreshes of the screen (on every state change) leave it alone.
+      const view = await call(command, {}, $('devices-trust-error'));
       if (view) renderDevicesView(view);
       else renderDevices();
     });
