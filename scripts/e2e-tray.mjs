@@ -538,6 +538,7 @@ try {
   // here: the window shows why.
   await tauri.clickOn('.nav[data-section="devices"]');
   await tauri.visible('#devices-off');
+  await tauri.screenshots('tray-devices-off.png');
   await tauri.clickOn('#devices-to-settings');
   await tauri.clickOn('#settings-lan');
   await tauri.clickOn('#settings-save');
@@ -585,6 +586,8 @@ try {
     const id = await tauri.find('#devices-trust-error');
     return (await tauri.displayed(id)) && /pkexec|did not allow|cancelled/.test(await tauri.text(id));
   }, 60000);
+  await tauri.exec('document.getElementById("devices-trust").scrollIntoView({ block: "end" })');
+  await tauri.screenshots('tray-devices-trust.png');
   log('Trust on this computer goes to the OS prompt (pkexec), and says why it did not happen');
 
   // 9. Quit from the tray menu (clicked through D-Bus, as the panel would): nginx stops, the

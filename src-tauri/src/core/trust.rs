@@ -76,6 +76,9 @@ pub struct CaFile<'a> {
     pub certificate: &'a CaCertificate,
 }
 
+// What the Linux stores need to find and name the certificate (macOS and Windows find it by
+// its file and its fingerprint or name).
+#[cfg(target_os = "linux")]
 impl CaFile<'_> {
     /// The certificate's base64 body without line breaks: how it is found in PEM bundles and in
     /// `certutil -a` output, whatever their line length.
