@@ -41,6 +41,17 @@
 //! [`LeafCertificate`] (chain and key PEM for nginx). A leaf kept on disk is read back with
 //! [`LeafCertificate::from_pem`] and checked with [`LeafCertificate::covers`],
 //! [`LeafCertificate::needs_renewal`] and [`LeafCertificate::issued_by`].
+//!
+//! Where this differs from the API first sketched for issue 12: [`CaStore`]'s variants also carry
+//! the certificate's path (`Keychain { service, account, certificate }`, `File { path,
+//! certificate }`), and [`CaStore::beside`] is the one way to make one (next to the TOTP secret's
+//! store, certificate in the data directory); names are [`HostName`]s; [`MachineNames`] lives in
+//! [`crate::config`] (nginx's allowed names come from it too) and is re-exported here;
+//! [`CertificateAuthority::issue_leaf`] refuses names and addresses outside the constraints
+//! (filter with [`CertificateAuthority::permits_name`] / [`permits_address`](CertificateAuthority::permits_address):
+//! a letters-only bare host name is not permitted, see [`permitted_names`]); the public part for
+//! pages and the tray is [`CaCertificate`] ([`CertificateAuthority::certificate`], or
+//! [`CaStore::stored_certificate`] without the keychain).
 
 mod store;
 

@@ -16,6 +16,59 @@ use tracing::{info, warn};
 
 use crate::config::{AppConfig, MachineNames};
 
+/// Whether any of `addresses` sits on an interface that is up and carries multicast (on Unix,
+/// the `IFF_MULTICAST` flag, which e.g. `lo` lacks). Only for the log line: the responder itself
+/// follows the interfaces as they come and go.
+#[cfg(unix)]
+fn multicast_capable(addresses: &[IpAddr]) -> bool {
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `list` with a linked list we only read, then free once.
+    if unsafe { libc::getifaddrs(&mut list) } != 0 {
+        return true; // cannot tell: do not claim it is unavailable
+    }
+    let mut capable = false;
+    let mut entry = list;
+    while !entry.is_null() {
+        // SAFETY: `entry` is a node of the list getifaddrs returned, not yet freed.
+        let node = unsafe { &*entry };
+        let flags = node.ifa_flags as libc::c_int;
+        let usable = flags & libc::IFF_UP != 0 && flags & libc::IFF_MULTICAST != 0 && flags & libc::IFF_LOOPBACK == 0;
+        // SAFETY: a non-null ifa_addr points at a sockaddr of the family it names.
+        if usable && !node.ifa_addr.is_null() && unsafe { sockaddr_ip(node.ifa_addr) }.is_some_and(|ip| addresses.contains(&ip)) {
+            capable = true;
+        }
+        entry = node.ifa_next;
+    }
+    // SAFETY: `list` came from getifaddrs and is freed exactly once.
+    unsafe { libc::freeifaddrs(list) };
+    capable
+}
+
+/// The IP address in a `sockaddr`, for IPv4 and IPv6 ones.
+///
+/// # Safety
+/// `addr` must point at a valid `sockaddr` whose storage matches its `sa_family`.
+#[cfg(unix)]
+unsafe fn sockaddr_ip(addr: *const libc::sockaddr) -> Option<IpAddr> {
+    match (*addr).sa_family as libc::c_int {
+        libc::AF_INET => {
+            let v4 = &*(addr as *const libc::sockaddr_in);
+            Some(IpAddr::from(u32::from_be(v4.sin_addr.s_addr).to_be_bytes()))
+        }
+        libc::AF_INET6 => {
+            let v6 = &*(addr as *const libc::sockaddr_in6);
+            Some(IpAddr::from(v6.sin6_addr.s6_addr))
+        }
+        _ => None,
+    }
+}
+
+/// Windows reports no such flag through a portable call; assume multicast works there.
+#[cfg(not(unix))]
+fn multicast_capable(_addresses: &[IpAddr]) -> bool {
+    true
+}
+
 /// The DNS-SD service type each network-facing app is advertised as.
 const SERVICE_TYPE: &str = "_https._tcp.local.";
 
@@ -74,7 +127,12 @@ impl Advertiser {
         }
         if !self.registered.is_empty() {
             let list = addresses.iter().map(IpAddr::to_string).collect::<Vec<_>>().join(" ");
-            info!("advertising {} over mDNS at {list}", self.host.trim_end_matches('.'));
+            let name = self.host.trim_end_matches('.');
+            if multicast_capable(addresses) {
+                info!("advertising {name} over mDNS at {list}");
+            } else {
+                warn!("cannot advertise {name} over mDNS: no network interface that is up carries {list} (multicast unavailable?); open the apps by address instead");
+            }
         }
     }
 

@@ -280,7 +280,7 @@ pub async fn watch(certificates: Arc<LanCertificates>, nginx: Arc<Nginx>, shutdo
             Some(reach) => {
                 match certificates.ensure(&reach).await {
                     Ok(true) => {
-                        if let Err(e) = nginx.recycle_workers().await {
+                        if let Err(e) = nginx.reload_certificates().await {
                             warn!("cannot make nginx present the new certificate: {e}");
                         }
                     }

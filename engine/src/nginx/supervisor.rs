@@ -251,6 +251,19 @@ impl Nginx {
     /// that reconnects passes `auth_request` again. Does nothing unless nginx is running (a
     /// nginx being restarted has no old connections).
     pub async fn recycle_workers(&self) -> Result<(), NginxError> {
+        self.reload_in_place("nginx is replacing its workers (sessions ended)").await
+    }
+
+    /// Makes nginx read its TLS certificate and key files again (they were replaced; see
+    /// [`crate::lan`]): the same graceful reload, for the nginx.conf already in place. Requests
+    /// in flight finish; new connections get the new certificate.
+    pub async fn reload_certificates(&self) -> Result<(), NginxError> {
+        self.reload_in_place("nginx is reloading to present a new certificate").await
+    }
+
+    /// Sends the reload signal for the configuration already in place, if nginx is running,
+    /// and logs `why`.
+    async fn reload_in_place(&self, why: &str) -> Result<(), NginxError> {
         let shared = &self.shared;
         let _ops = shared.ops.lock().await;
         if shared.cancel.is_cancelled() {
@@ -260,8 +273,8 @@ impl Nginx {
         if let NginxStatus::Running { pid } = status {
             platform::send(&shared.binary, &shared.layout, pid, Request::Reload)
                 .await
-                .map_err(|e| NginxError::io(format!("signal nginx (pid {pid}) to replace its workers"), e))?;
-            tracing::info!(pid, "nginx is replacing its workers (sessions ended)");
+                .map_err(|e| NginxError::io(format!("signal nginx (pid {pid}) to reload"), e))?;
+            tracing::info!(pid, "{why}");
         }
         Ok(())
     }

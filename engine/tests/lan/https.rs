@@ -124,6 +124,11 @@ fn lan_app_is_served_over_tls_that_verifies_by_address_and_local_name() {
         assert!(download.status.success(), "the CA download over plain HTTP: {}", String::from_utf8_lossy(&download.stderr));
         assert_eq!(pem_body(&to_pem(&download.stdout)), pem_body(&std::fs::read_to_string(&ca).unwrap()), "the page offers this CA");
 
+        // Only `lo` here, which carries no multicast: mDNS is not possible, the log says so
+        // clearly, and everything else works.
+        let log = serve.log();
+        assert!(log.contains(&format!("cannot advertise {local_name} over mDNS")), "{log}");
+
         // The leaf's key and chain are the owner's alone.
         use std::os::unix::fs::PermissionsExt;
         for file in ["tls-key.pem", "tls-chain.pem"] {
@@ -135,11 +140,7 @@ fn lan_app_is_served_over_tls_that_verifies_by_address_and_local_name() {
 
 /// The CA's private key as stored next to the secret file (a server keeps its keys in files).
 fn ca_key_files(serve: &Serve) -> Vec<String> {
-    std::fs::read_dir(serve.dir.path())
-        .unwrap()
-        .filter_map(|e| std::fs::read_to_string(e.unwrap().path()).ok())
-        .filter(|text| text.contains("PRIVATE KEY-----"))
-        .collect()
+    vec![std::fs::read_to_string(ca_key_path(&serve.dir.path().join("secret"), &serve.data_dir)).unwrap()]
 }
 
 /// A browser that trusts the CA (NSS database, `certutil`) signs in over HTTPS by name and gets
@@ -202,4 +203,69 @@ fn certificate_follows_a_new_address_and_the_browser_stays_signed_in() {
         assert_eq!(browser.current_url().await.unwrap().as_str(), app_url, "signed out by the new certificate");
         browser.close().await.unwrap();
     });
+}
+
+/// A CA key file other users can read is refused: `serve` with a network-facing app stops before
+/// anything listens, and says what to do.
+#[test]
+fn a_ca_key_others_can_read_stops_the_start_with_what_to_do() {
+    netns::run("https::a_ca_key_others_can_read_stops_the_start_with_what_to_do", || async {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let secret_file = dir.path().join("secret");
+        let store = simpleotp_engine::secret::SecretStore::file(&secret_file);
+        store.store(&simpleotp_engine::totp::TotpSecret::generate(), false).unwrap();
+        let port = free_port();
+        let mut config = simpleotp_engine::config::Config::default();
+        config.apps.push(simpleotp_engine::config::AppConfig::new(
+            "LAN".parse().unwrap(),
+            "http://127.0.0.1:9".parse().unwrap(),
+            format!("0.0.0.0:{port}").parse().unwrap(),
+        ));
+        let config_path = dir.path().join("config.toml");
+        config.save(&config_path).unwrap();
+        let data_dir = dir.path().join("data");
+        let common = |command: &mut std::process::Command| {
+            command.arg("--config").arg(&config_path).arg("--data-dir").arg(&data_dir).arg("--secret-file").arg(&secret_file);
+        };
+        // `ca export` makes the CA, its key in a 0600 file beside the secret.
+        let mut export = std::process::Command::new(env!("CARGO_BIN_EXE_simpleotp"));
+        export.args(["ca", "export"]).arg(dir.path().join("exported.pem"));
+        common(&mut export);
+        let exported = export.output().unwrap();
+        assert!(exported.status.success(), "{}", String::from_utf8_lossy(&exported.stderr));
+        let key_file = ca_key_path(&secret_file, &data_dir);
+        assert_eq!(std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777, 0o600);
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+
+        let mut serve = std::process::Command::new(env!("CARGO_BIN_EXE_simpleotp"));
+        serve.arg("serve");
+        common(&mut serve);
+        let mut child = serve.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if started.elapsed() > Duration::from_secs(20) {
+                let _ = child.kill();
+                panic!("serve started with a CA key others can read");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+        assert!(!status.success());
+        assert!(stderr.contains("cannot serve the apps on the local network over HTTPS"), "{stderr}");
+        assert!(stderr.contains(&format!("chmod 600 {}", key_file.display())), "{stderr}");
+        assert!(std::net::TcpStream::connect((LAN_ADDRESS, port)).is_err(), "nothing listens");
+    });
+}
+
+/// Where the CA key of a gateway with this secret file is kept.
+fn ca_key_path(secret_file: &std::path::Path, data_dir: &std::path::Path) -> std::path::PathBuf {
+    match simpleotp_engine::ca::CaStore::beside(&simpleotp_engine::secret::SecretStore::file(secret_file), data_dir) {
+        simpleotp_engine::ca::CaStore::File { path, .. } => path,
+        other => panic!("{other:?}"),
+    }
 }

@@ -48,6 +48,8 @@ fn hostname_local_and_each_lan_app_are_advertised_and_withdrawn_on_shutdown() {
         }
         assert_eq!(services, [("LAN._https._tcp.local.".to_string(), format!("{local_name}."), serve.lan_port)]);
 
+        assert!(serve.log().contains(&format!("advertising {local_name} over mDNS at ")), "{}", serve.log());
+
         // On shutdown the gateway says goodbye: the service is withdrawn.
         drop(serve);
         let deadline = Instant::now() + Duration::from_secs(10);
