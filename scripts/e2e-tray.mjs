@@ -566,6 +566,66 @@ try {
   if ((await menuItem('Open Upstream app')).id !== openItem.id) throw new Error('the tray menu was rebuilt on rename');
   log('editing an app renames it in the list and the tray menu');
 
+  // 8b. Other devices. With LAN access off the screen says how to turn it on; on (the app then
+  // listens on 0.0.0.0, over HTTPS), each app has a QR code of its https://<hostname>.local
+  // address, read back from the window's pixels with zbarimg, and the CA card a QR code of the
+  // CA page over plain HTTP, which answers with the fingerprint the card shows (the engine's CA,
+  // as openssl computes it). "Trust on this computer" asks the OS (pkexec), which cannot say yes
+  // here: the window shows why.
+  await tauri.clickOn('.nav[data-section="devices"]');
+  await tauri.visible('#devices-off');
+  await tauri.screenshots('tray-devices-off.png');
+  await tauri.clickOn('#devices-to-settings');
+  await tauri.clickOn('#settings-lan');
+  await tauri.clickOn('#settings-save');
+  await waitFor('the LAN warning', async () => /over HTTPS/.test(await tauri.text(await tauri.find('#settings-warnings'))), 30000);
+  await tauri.clickOn('.nav[data-section="devices"]');
+  const deviceApp = '#devices-apps li[data-name="Upstream app"]';
+  await tauri.visible(`${deviceApp} img.qr`, 30000);
+  const lanUrl = `https://${os.hostname().split('.')[0].toLowerCase()}.local:${protectedPort}/`;
+  const shownUrl = await tauri.text(await tauri.find(`${deviceApp} code.address`));
+  if (shownUrl !== lanUrl) throw new Error(`Other devices shows ${shownUrl}, not ${lanUrl}`);
+  /** The QR codes zbarimg reads in the window as drawn, with `css` scrolled into view (saved as
+   * `file`). WebKitWebDriver's element screenshots come out black, so the window is read whole. */
+  const readQr = async (css, file) => {
+    await tauri.visible(css);
+    await tauri.exec('document.querySelector(arguments[0]).scrollIntoView({ block: "center" })', [css]);
+    await tauri.look(); // two animation frames: the scroll is painted
+    await tauri.screenshot(file, tmp);
+    return execFileSync('zbarimg', ['--raw', '-q', path.join(tmp, file)], { encoding: 'utf8' }).trim().split('\n');
+  };
+  const scanned = await readQr(`${deviceApp} img.qr`, 'devices-app-qr.png');
+  if (!scanned.includes(lanUrl)) throw new Error(`the QR codes read ${JSON.stringify(scanned)}, none ${lanUrl}`);
+  const caPage = `http://${os.hostname().split('.')[0].toLowerCase()}.local:${protectedPort}/_simpleotp/ca`;
+  await waitFor('the CA card', async () => (await tauri.text(await tauri.find('#devices-ca-url'))) === caPage, 30000);
+  const caScanned = await readQr('#devices-ca-qr', 'devices-ca-qr.png');
+  if (!caScanned.includes(caPage)) throw new Error(`the QR codes read ${JSON.stringify(caScanned)}, none ${caPage}`);
+  const fingerprint = await tauri.text(await tauri.find('#devices-ca-fingerprint'));
+  const caFile = path.join(appEnv.SIMPLEOTP_DATA_DIR, 'ca-certificate.pem');
+  const opensslSays = execFileSync('openssl', ['x509', '-noout', '-fingerprint', '-sha256', '-in', caFile], { encoding: 'utf8' }).trim().split('=')[1];
+  if (fingerprint !== opensslSays) throw new Error(`the card shows ${fingerprint}, the CA file is ${opensslSays}`);
+  // The page as the phone gets it: plain HTTP to the app's port, by that name.
+  const pageBody = await new Promise((resolve, reject) => {
+    const req = http.get({ host: '127.0.0.1', port: protectedPort, path: '/_simpleotp/ca', headers: { host: new URL(caPage).host } }, (res) => {
+      let body = '';
+      res.on('data', (d) => { body += d; });
+      res.on('end', () => (res.statusCode === 200 ? resolve(body) : reject(new Error(`the CA page answered ${res.statusCode}`))));
+    });
+    req.on('error', reject);
+  });
+  if (!pageBody.includes(fingerprint)) throw new Error('the CA page does not show the fingerprint the tray shows');
+  log('Other devices: the QR codes read as the https://….local address and the CA page, which shows the same fingerprint');
+  await tauri.exec('document.querySelector(".content").scrollTop = 0');
+  await tauri.screenshots('tray-devices.png');
+  await tauri.clickOn('#devices-trust-add');
+  await waitFor('the reason trusting did not happen', async () => {
+    const id = await tauri.find('#devices-trust-error');
+    return (await tauri.displayed(id)) && /pkexec|did not allow|cancelled/.test(await tauri.text(id));
+  }, 60000);
+  await tauri.exec('document.getElementById("devices-trust").scrollIntoView({ block: "end" })');
+  await tauri.screenshots('tray-devices-trust.png');
+  log('Trust on this computer goes to the OS prompt (pkexec), and says why it did not happen');
+
   // 9. Quit from the tray menu (clicked through D-Bus, as the panel would): nginx stops, the
   // state file is written, and the control file goes away (the last step of a clean stop).
   const dataDir = appEnv.SIMPLEOTP_DATA_DIR;

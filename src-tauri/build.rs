@@ -22,6 +22,9 @@ const COMMANDS: &[&str] = &[
     "secret_replace_confirm",
     "settings_get",
     "settings_set",
+    "devices",
+    "ca_trust",
+    "ca_untrust",
 ];
 
 fn main() {

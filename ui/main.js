@@ -53,6 +53,23 @@ function confirmFirst(button, onConfirm) {
   });
 }
 
+/** Copies `text`; the button says so for a moment. */
+async function copyText(text, button, selectEl) {
+  try {
+    await navigator.clipboard.writeText(text);
+  } catch {
+    // Older WebKitGTK: select the text so Ctrl+C copies it.
+    const range = document.createRange();
+    range.selectNodeContents(selectEl);
+    getSelection().removeAllRanges();
+    getSelection().addRange(range);
+    document.execCommand('copy');
+  }
+  const label = button.textContent;
+  button.textContent = 'Copied';
+  setTimeout(() => { button.textContent = label; }, 2000);
+}
+
 function qrDataUrl(svg) {
   return 'data:image/svg+xml;charset=utf-8,' + encodeURIComponent(svg);
 }
@@ -131,21 +148,7 @@ function setUpWizard() {
       else wizardStep(button.dataset.goto);
     });
   }
-  $('wizard-copy').addEventListener('click', async () => {
-    const text = (wizardSecretGroups ?? []).join('');
-    try {
-      await navigator.clipboard.writeText(text);
-    } catch {
-      // Older WebKitGTK: select the key so Ctrl+C copies it.
-      const range = document.createRange();
-      range.selectNodeContents($('wizard-secret'));
-      getSelection().removeAllRanges();
-      getSelection().addRange(range);
-      document.execCommand('copy');
-    }
-    $('wizard-copy').textContent = 'Copied';
-    setTimeout(() => { $('wizard-copy').textContent = 'Copy key'; }, 2000);
-  });
+  $('wizard-copy').addEventListener('click', () => copyText((wizardSecretGroups ?? []).join(''), $('wizard-copy'), $('wizard-secret')));
   $('wizard-confirm-form').addEventListener('submit', async (event) => {
     event.preventDefault();
     await busy($('wizard-confirm'), async () => {
@@ -282,6 +285,75 @@ function stopEdit() {
   $('apps-cancel').hidden = true;
 }
 
+/** One app on "Other devices": its QR code, its address to copy, and its other addresses. */
+function deviceApp(app) {
+  const img = el('img', { className: 'qr', src: qrDataUrl(app.qr_svg), alt: `QR code of ${app.name}'s address` });
+  const address = el('code', { className: 'address', textContent: app.url });
+  const copy = el('button', { type: 'button', className: 'copy', textContent: 'Copy' });
+  copy.setAttribute('aria-label', `Copy ${app.name}'s address`);
+  copy.addEventListener('click', () => copyText(app.url, copy, address));
+  const parts = [el('div', { className: 'name', textContent: app.name }), el('div', { className: 'copy-row' }, address, copy)];
+  if (app.other_urls.length) {
+    parts.push(el('div', { className: 'muted small', textContent: 'Or, on devices that do not find the name, at:' }),
+      el('ul', { className: 'also' }, ...app.other_urls.map((u) => el('li', {}, el('code', { textContent: u })))));
+  }
+  const li = el('li', {}, img, el('div', {}, ...parts));
+  li.dataset.name = app.name;
+  return li;
+}
+
+function trustText(trust) {
+  if (trust.system && trust.browsers !== false) return 'This computer trusts SimpleOTP\'s certificate authority.';
+  if (trust.system) return 'The system trusts SimpleOTP\'s certificate authority; Chromium and Firefox do not yet.';
+  if (trust.browsers) return 'Chromium and Firefox trust SimpleOTP\'s certificate authority; the system does not yet.';
+  return 'This computer does not trust SimpleOTP\'s certificate authority yet: its browsers warn on the apps\' HTTPS addresses.';
+}
+
+function renderDevicesView(view) {
+  $('devices-off').hidden = view.lan;
+  $('devices-on').hidden = !view.lan;
+  $('devices-apps').replaceChildren(...(view.apps.length ? view.apps.map(deviceApp)
+    : [el('li', { className: 'muted', textContent: 'No apps yet. Add one under Apps.' })]));
+  const ca = view.ca;
+  const page = ca?.page_url;
+  $('devices-ca').hidden = !page;
+  if (page) {
+    $('devices-ca-qr').src = qrDataUrl(ca.page_qr_svg);
+    $('devices-ca-url').textContent = page;
+    $('devices-ca-fingerprint').textContent = ca.fingerprint;
+  }
+  show($('devices-ca-missing'), view.ca_problem ?? (page ? '' : ca
+    ? 'Add an app to get the page that offers the certificate.'
+    : 'SimpleOTP makes its certificate authority when protection runs with other devices allowed. Wait a moment, or check Status.'));
+  $('devices-trust-part').hidden = !ca;
+  if (ca) {
+    $('devices-trust-state').textContent = trustText(ca.trust) + (ca.trust.problem ? ` (${ca.trust.problem})` : '');
+    $('devices-trust-name').textContent = `Listed as “${ca.common_name}”.`;
+    $('devices-trust-add').hidden = ca.trust.system && ca.trust.browsers !== false;
+    $('devices-trust-remove').hidden = !(ca.trust.system || ca.trust.browsers);
+  }
+}
+
+async function renderDevices() {
+  const view = await call('devices', {}, $('devices-error'));
+  if (view) renderDevicesView(view);
+}
+
+/** Trust or Remove: the OS asks the person, which can take a while. */
+async function changeTrust(button, command) {
+  $('devices-trust-wait').hidden = false;
+  try {
+    await busy(button, async () => {
+      // Its own error line: the refreshes of the screen (on every state change) leave it alone.
+      const view = await call(command, {}, $('devices-trust-error'));
+      if (view) renderDevicesView(view);
+      else renderDevices();
+    });
+  } finally {
+    $('devices-trust-wait').hidden = true;
+  }
+}
+
 async function renderSessions() {
   const sessions = await call('sessions_list', {}, $('sessions-error')) ?? [];
   $('sessions-empty').hidden = sessions.length > 0;
@@ -387,6 +459,11 @@ function setUpMain() {
   });
   $('apps-cancel').addEventListener('click', stopEdit);
 
+  $('devices-to-settings').addEventListener('click', () => selectSection('settings'));
+  $('devices-ca-copy').addEventListener('click', () => copyText($('devices-ca-url').textContent, $('devices-ca-copy'), $('devices-ca-url')));
+  $('devices-trust-add').addEventListener('click', () => changeTrust($('devices-trust-add'), 'ca_trust'));
+  confirmFirst($('devices-trust-remove'), () => changeTrust($('devices-trust-remove'), 'ca_untrust'));
+
   confirmFirst($('sessions-revoke-all'), async () => {
     await call('sessions_revoke_all', {}, $('sessions-error'));
     renderSessions();
@@ -479,6 +556,7 @@ async function refreshSection() {
   if (section === 'status') renderStatus(status);
   if (section === 'apps') renderApps(status);
   if (section === 'sessions') renderSessions();
+  if (section === 'devices') renderDevices();
   if (section === 'security') renderSecurity();
   // Settings are not re-read on every change: that would overwrite what the user is typing.
 }

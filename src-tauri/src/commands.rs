@@ -6,7 +6,8 @@ use std::sync::Arc;
 use tauri::State;
 
 use crate::core::{
-    AppInput, AppSaved, Core, CoreError, SecretView, SecurityView, SessionView, SettingsSaved, SettingsView, StatusView, UnlockView,
+    AppInput, AppSaved, Core, CoreError, DevicesView, SecretView, SecurityView, SessionView, SettingsSaved, SettingsView, StatusView,
+    UnlockView,
 };
 
 type Core_<'a> = State<'a, Arc<Core>>;
@@ -128,6 +129,23 @@ pub async fn settings_set(core: Core_<'_>, settings: SettingsView) -> Answer<Set
     core.settings_set(settings).await.map_err(message)
 }
 
+/// "Open on another device": the apps' addresses and QR codes, and the CA card.
+#[tauri::command]
+pub async fn devices(core: Core_<'_>) -> Answer<DevicesView> {
+    core.devices().await.map_err(message)
+}
+
+/// "Trust on this computer" (the OS asks the person to confirm).
+#[tauri::command]
+pub async fn ca_trust(core: Core_<'_>) -> Answer<DevicesView> {
+    core.ca_trust().await.map_err(message)
+}
+
+#[tauri::command]
+pub async fn ca_untrust(core: Core_<'_>) -> Answer<DevicesView> {
+    core.ca_untrust().await.map_err(message)
+}
+
 /// The three lists that must agree: the commands `build.rs` makes permissions for, the ones
 /// the capability grants, and the ones registered with Tauri.
 #[cfg(test)]
@@ -142,7 +160,7 @@ mod tests {
     #[test]
     fn every_command_is_generated_granted_and_registered() {
         let commands = build_rs_commands();
-        assert_eq!(commands.len(), 21, "{commands:?}");
+        assert_eq!(commands.len(), 24, "{commands:?}");
         let capability: serde_json::Value = serde_json::from_str(include_str!("../capabilities/main.json")).unwrap();
         let granted: Vec<String> = capability["permissions"]
             .as_array()

@@ -96,6 +96,9 @@ pub fn run() {
             commands::secret_replace_confirm,
             commands::settings_get,
             commands::settings_set,
+            commands::devices,
+            commands::ca_trust,
+            commands::ca_untrust,
         ])
         .setup(move |app| {
             // macOS: no Dock icon while the app lives in the menu bar only.

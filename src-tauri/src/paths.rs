@@ -8,6 +8,9 @@
 //! * `SIMPLEOTP_DATA_DIR`: sessions, nginx's prefix, the control file;
 //! * `SIMPLEOTP_SECRET_FILE`: keep the secret in this 0600 file instead of the OS keychain
 //!   (for machines without a Secret Service).
+//!
+//! The user's home (`HOME`) is where "Trust on this computer" finds the browsers' own
+//! certificate databases on Linux and the login keychain on macOS.
 
 use std::path::PathBuf;
 
@@ -19,6 +22,8 @@ pub struct Paths {
     pub config: PathBuf,
     pub data_dir: PathBuf,
     pub secret: SecretStore,
+    /// The user's home directory, if known.
+    pub home: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -45,7 +50,7 @@ impl Paths {
             None => default_data_dir().ok_or(NoDefaultDir { what: "data", var: "SIMPLEOTP_DATA_DIR" })?,
         };
         let secret = var("SIMPLEOTP_SECRET_FILE").map(SecretStore::file).unwrap_or_else(SecretStore::keychain);
-        Ok(Paths { config, data_dir, secret })
+        Ok(Paths { config, data_dir, secret, home: var("HOME") })
     }
 }
 

@@ -22,6 +22,8 @@
 //! * `apps` and `settings`: what the user changes; both go through `config`, the one write
 //!   path of the config file (one change at a time, applied before it is saved);
 //! * `sessions`: who is signed in;
+//! * `devices`: "Open on another device" (QR codes of the apps' HTTPS addresses and of the CA
+//!   page) and "Trust on this computer", which `trust` carries out in each OS's own way;
 //! * `views`: what the window is sent, as JSON (re-exported here), with [`Protection`], the
 //!   status the window, the tray menu and the Tauri part all match on, and the wording they
 //!   share ([`human_duration`], [`LAN_WARNING`]).
@@ -36,10 +38,12 @@
 
 mod apps;
 mod config;
+mod devices;
 mod lifecycle;
 mod security;
 mod sessions;
 mod settings;
+pub(crate) mod trust;
 pub(crate) mod views;
 mod wizard;
 
@@ -59,9 +63,10 @@ use simpleotp_engine::totp::{CodeRejected, TotpSecret};
 use crate::paths::Paths;
 use crate::sync::lock;
 
+pub use trust::{TrustError, TrustState};
 pub use views::{
-    human_duration, AppInput, AppSaved, AppView, FailureView, LockedClientView, Protection, SecretView, SecurityView, SessionView,
-    SettingsSaved, SettingsView, StatusView, UnlockLinkView, UnlockView, LAN_WARNING,
+    human_duration, AppInput, AppSaved, AppView, CaView, DeviceAppView, DevicesView, FailureView, LockedClientView, Protection, SecretView,
+    SecurityView, SessionView, SettingsSaved, SettingsView, StatusView, UnlockLinkView, UnlockView, LAN_WARNING,
 };
 
 /// Errors of the commands. Each message is shown to the user as it is.
@@ -99,6 +104,12 @@ pub enum CoreError {
     LaunchAtLogin(String),
     #[error("The QR code cannot be shown ({0}); shorten the issuer or account name in the config file.")]
     Qr(#[from] simpleotp_engine::qr::QrError),
+    #[error("There is no certificate authority yet: it is made when protection runs with \"Other devices on my network\" on (Settings).")]
+    NoCa,
+    #[error(transparent)]
+    Ca(#[from] simpleotp_engine::ca::CaError),
+    #[error(transparent)]
+    Trust(#[from] TrustError),
 }
 
 impl CoreError {

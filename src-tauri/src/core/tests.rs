@@ -39,6 +39,11 @@ struct Harness {
 impl Drop for Harness {
     fn drop(&mut self) {
         let _ = self.store.delete();
+        // And the CA's key, which the engine put beside the secret when LAN access was on.
+        if let SecretStore::Keychain { service, .. } = &self.store {
+            let ca_key = SecretStore::Keychain { service: service.clone(), account: simpleotp_engine::ca::KEYCHAIN_CA_ACCOUNT.into() };
+            let _ = ca_key.delete();
+        }
     }
 }
 
@@ -51,7 +56,12 @@ impl Harness {
         let store = if std::env::var("SIMPLEOTP_SKIP_KEYCHAIN_TESTS").as_deref() == Ok("1") {
             SecretStore::file(dir.path().join("secret"))
         } else {
-            SecretStore::Keychain { service: "org.simpleotp.SimpleOTP.tests".into(), account: format!("{name}-{}", std::process::id()) }
+            // A service of its own: the CA's key goes beside the secret, under the secret's
+            // service with a fixed account, and two tests with LAN access must not share one.
+            SecretStore::Keychain {
+                service: format!("org.simpleotp.SimpleOTP.tests.{name}-{}", std::process::id()),
+                account: "totp-secret".into(),
+            }
         };
         let _ = store.delete();
         let core = Core::new(Self::paths(&dir, &store), Box::new(FakeLaunch(AtomicBool::new(false))));
@@ -59,7 +69,12 @@ impl Harness {
     }
 
     fn paths(dir: &tempfile::TempDir, store: &SecretStore) -> Paths {
-        Paths { config: dir.path().join("config.toml"), data_dir: dir.path().join("data"), secret: store.clone() }
+        Paths {
+            config: dir.path().join("config.toml"),
+            data_dir: dir.path().join("data"),
+            secret: store.clone(),
+            home: Some(dir.path().join("home")),
+        }
     }
 
     /// A second app instance over the same files (as after a restart).
@@ -625,4 +640,58 @@ fn the_window_gets_the_status_names_it_matches_on() {
     }
     let status = StatusView { state: Protection::NeedsSetup, message: None, apps: vec![], sessions: 0, warnings: vec![], lan: false };
     assert_eq!(serde_json::to_value(&status).unwrap()["state"], "needs_setup");
+}
+
+/// "Other devices": nothing (and no CA) while the apps are for this computer only; with LAN
+/// access on, each app's HTTPS address as a QR code, and the engine's own CA: the same
+/// certificate file (fingerprint checked with openssl), and a CA page address that really
+/// answers over plain HTTP on the app's TLS port and shows that fingerprint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_devices_show_each_apps_https_address_and_the_engines_ca() {
+    let h = Harness::new("devices");
+    h.set_up().await;
+    let port = free_port();
+    h.core.app_add(input("Jupyter", "http://127.0.0.1:8888", port)).await.unwrap();
+    let store = simpleotp_engine::ca::CaStore::beside(&h.store, &h.dir.path().join("data"));
+
+    let off = h.core.devices().await.unwrap();
+    assert!(!off.lan && off.apps.is_empty() && off.ca.is_none(), "{off:?}");
+    assert!(!store.certificate_path().exists(), "showing the screen never makes a CA");
+
+    let settings = SettingsView { lan: true, ..h.core.settings_get() };
+    h.core.settings_set(settings).await.unwrap();
+    let on = h.core.devices().await.unwrap();
+    assert!(on.lan);
+    assert_eq!(on.apps.len(), 1, "{on:?}");
+    let app = &on.apps[0];
+    let machine = simpleotp_engine::config::MachineNames::this_machine();
+    let local = machine.names().iter().map(|n| n.as_str().to_string()).find(|n| n.ends_with(".local"));
+    if let Some(local) = &local {
+        assert_eq!(app.url, format!("https://{local}:{port}/"), "the .local name comes first");
+    }
+    assert!(app.url.starts_with("https://"), "{}", app.url);
+    assert_eq!(app.qr_svg, simpleotp_engine::qr::svg(&app.url).unwrap(), "the QR code holds the address");
+    assert!(app.other_urls.iter().all(|u| u.starts_with("https://") && u.ends_with(&format!(":{port}/"))), "{:?}", app.other_urls);
+
+    let ca = on.ca.as_ref().expect("the engine made its CA when LAN access started");
+    let openssl = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(store.certificate_path())
+        .output()
+        .expect("openssl runs");
+    let openssl = String::from_utf8_lossy(&openssl.stdout);
+    assert_eq!(openssl.trim().rsplit('=').next().unwrap(), ca.fingerprint, "the fingerprint of the engine's CA file");
+    let page = ca.page_url.clone().expect("a CA page address");
+    assert_eq!(page, format!("http://{}/_simpleotp/ca", app.url.trim_start_matches("https://").trim_end_matches('/')));
+    assert_eq!(ca.page_qr_svg.as_deref(), Some(simpleotp_engine::qr::svg(&page).unwrap().as_str()));
+    // The page as a phone opens it: plain HTTP to the app's port, by the name in the QR code
+    // (resolved to this machine here, as mDNS would on the network).
+    let host = page.trim_start_matches("http://").rsplit_once(':').unwrap().0.to_string();
+    let curl = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--resolve", &format!("{host}:{port}:127.0.0.1"), &page])
+        .output()
+        .expect("curl runs");
+    let body = String::from_utf8_lossy(&curl.stdout);
+    assert!(body.contains(&ca.fingerprint), "the CA page shows the fingerprint the tray shows:\n{body}");
+    h.core.shutdown().await;
 }

@@ -11,6 +11,8 @@ use simpleotp_engine::config::{AppConfig, Config};
 use simpleotp_engine::qr;
 use simpleotp_engine::totp::{Totp, TotpSecret};
 
+use super::trust::TrustState;
+
 /// Where protection is, as the window (`status.state`), the tray menu and the Tauri part see it.
 /// One enum for all three, so that no one compares strings: the JSON names are what
 /// `ui/main.js` matches on.
@@ -171,8 +173,48 @@ pub struct SettingsView {
     pub nginx_path: Option<String>,
 }
 
+/// "Open on another device": each app's addresses for phones and laptops, and the card that
+/// helps them trust SimpleOTP's CA.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct DevicesView {
+    /// Whether other devices may connect at all (Settings); when not, the screen says how.
+    pub lan: bool,
+    pub apps: Vec<DeviceAppView>,
+    /// `None` until the CA exists (it is made when protection first runs with LAN access on).
+    pub ca: Option<CaView>,
+    /// Why the CA could not be read (a damaged file), as the CA's own message.
+    pub ca_problem: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct DeviceAppView {
+    pub name: String,
+    /// The address to open on another device: `https://<hostname>.local:PORT/` when the
+    /// machine has a name, else its first network address.
+    pub url: String,
+    /// A QR code of `url` (SVG).
+    pub qr_svg: String,
+    /// The same app at each of this machine's network addresses (for devices without mDNS).
+    pub other_urls: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct CaView {
+    /// SHA-256 of the CA certificate, `AB:CD:…`, to compare with the CA page on the phone.
+    pub fingerprint: String,
+    pub common_name: String,
+    /// The CA page over plain HTTP (a phone cannot check HTTPS before it trusts the CA).
+    pub page_url: Option<String>,
+    pub page_qr_svg: Option<String>,
+    /// Where this computer trusts it.
+    pub trust: TrustState,
+}
+
+/// Shown when LAN access is turned on: what is true now (HTTPS from SimpleOTP's own CA) and the
+/// one thing each device needs.
 pub const LAN_WARNING: &str = "Your apps can now be reached from other devices on your network, over HTTPS with a certificate \
-from SimpleOTP's own CA: trust that CA on each device first (open /_simpleotp/ca on the app's port), or browsers will warn.";
+from SimpleOTP's own certificate authority (CA). Once on each device, trust that CA (Other devices shows how: scan \
+\"Trust SimpleOTP on a phone\"), or its browser will warn.";
 
 #[derive(Debug, Clone, Serialize)]
 pub struct SettingsSaved {
