@@ -252,6 +252,7 @@ pub(crate) enum PrivateFileFailure {
     NotFound,
     Io(io::Error),
     /// Unix: other users may read or write it (the permission bits).
+    #[cfg_attr(not(unix), allow(dead_code))]
     Permissions {
         mode: u32,
     },
