@@ -628,7 +628,7 @@ try {
   // Back to this computer only: the app answers plain HTTP on loopback again (the steps below
   // use that address).
   await tauri.clickOn('.nav[data-section="settings"]');
-  await tauri.clickOn('#settings-lan');
+  await tauri.clickOn('#settings-local');
   await tauri.clickOn('#settings-save');
   await waitFor('plain HTTP on loopback again', async () => (await fetch(`${url}_simpleotp/login`, { redirect: 'manual' }).catch(() => null))?.status === 200, 30000);
   log('turning LAN access off serves the app over plain HTTP on this computer again');
