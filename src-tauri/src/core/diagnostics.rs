@@ -70,8 +70,8 @@ impl Core {
         line(&mut out, "Reachable from", if status.lan { "other devices on the network (HTTPS)" } else { "this computer only" });
         line(
             &mut out,
-            "Sign-ins last",
-            &format!("{} ({} when unused)", human_duration(config.session.lifetime), human_duration(config.session.idle_timeout)),
+            "Sessions last",
+            &format!("{} ({} when unused)", lifetime_words(config.session.lifetime), lifetime_words(config.session.idle_timeout)),
         );
         out.push_str(&format!("Apps: {}\n", config.apps.len()));
         for app in &config.apps {
@@ -112,6 +112,17 @@ fn protection_words(state: Protection) -> &'static str {
     }
 }
 
+/// A session length as the Settings screen offers it: whole days as days ("7 days"), else as
+/// [`human_duration`] says it.
+fn lifetime_words(d: Duration) -> String {
+    let days = d.as_secs() / 86_400;
+    if days >= 1 && d.as_secs() % 86_400 == 0 {
+        format!("{days} day{}", if days == 1 { "" } else { "s" })
+    } else {
+        human_duration(d)
+    }
+}
+
 /// `nginx -v` (nginx prints it on stderr), or why it could not be run.
 async fn nginx_version(binary: PathBuf) -> String {
     let run = tokio::task::spawn_blocking(move || Command::new(&binary).arg("-v").output()).await;
@@ -137,7 +148,16 @@ fn without_userinfo(url: &str) -> String {
 
 #[cfg(test)]
 mod unit {
-    use super::without_userinfo;
+    use std::time::Duration;
+
+    use super::{lifetime_words, without_userinfo};
+
+    #[test]
+    fn session_lengths_read_as_the_settings_offer_them() {
+        assert_eq!(lifetime_words(Duration::from_secs(7 * 86_400)), "7 days");
+        assert_eq!(lifetime_words(Duration::from_secs(86_400)), "1 day");
+        assert_eq!(lifetime_words(Duration::from_secs(12 * 3600)), "12 hours");
+    }
 
     #[test]
     fn passwords_in_upstream_urls_are_left_out() {

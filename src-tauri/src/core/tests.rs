@@ -715,6 +715,7 @@ async fn diagnostics_name_versions_nginx_ports_and_errors_but_no_secret_or_token
     assert!(report.contains(&format!("Jupyter: port 127.0.0.1:{port}")), "{report}");
     assert!(report.contains("Protection: on"), "{report}");
     assert!(report.contains("Signed in: 1"), "{report}");
+    assert!(report.contains("Sessions last: 7 days (12 hours when unused)"), "{report}");
     assert!(report.contains("nginx keeps failing: example"), "{report}");
     assert!(report.contains(&h.dir.path().join("config.toml").display().to_string()), "{report}");
 
