@@ -2,8 +2,9 @@
 # End-to-end test of the tray app: builds it (debug), then drives the real WebKit webview through
 # tauri-driver + WebKitWebDriver and a headless Chromium through chromedriver, under Xvfb, in a
 # fresh D-Bus session with a throw-away GNOME keyring (scripts/with-keyring.sh).
-# The test itself is scripts/e2e-tray.mjs (Node, no npm packages). It takes every screenshot in
-# the light and the dark theme in one run (switching GTK's theme through xsettingsd). With
+# The test itself is scripts/e2e-tray.mjs (Node; its one npm package, axe-core, comes from
+# package-lock.json through `npm ci`). It takes every screenshot in the light and the dark theme
+# in one run (switching GTK's theme through xsettingsd) and runs axe-core on each screen. With
 # SIMPLEOTP_UPDATE_SCREENSHOTS=1 its screenshots replace docs/screenshots/tray-*.png.
 #
 #     scripts/tray-deps.sh     # once: WebKitGTK, Xvfb, keyring, drivers, Chromium, nginx
@@ -13,6 +14,10 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 
 if [ "${1:-}" != "--inside" ]; then
     export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
+    # axe-core, pinned by package-lock.json (installed once; `npm ci` replaces node_modules).
+    if [ ! -f "$root/node_modules/axe-core/axe.min.js" ]; then
+        (cd "$root" && npm ci --no-audit --no-fund --silent)
+    fi
     cargo build -p simpleotp-app
     export SIMPLEOTP_APP_BIN="$CARGO_TARGET_DIR/debug/simpleotp-app"
     # Screenshots are always taken; they replace the ones in docs/ only when asked to, as for

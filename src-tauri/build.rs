@@ -25,6 +25,8 @@ const COMMANDS: &[&str] = &[
     "devices",
     "ca_trust",
     "ca_untrust",
+    "diagnostics",
+    "open_config_folder",
 ];
 
 fn main() {

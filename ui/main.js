@@ -92,6 +92,44 @@ function when(unix) {
   return new Date(unix * 1000).toLocaleString([], { dateStyle: 'medium', timeStyle: 'short' });
 }
 
+/** "2 minutes ago", "in 6 days" (or "just now"): how far `unix` is from `now`, both in seconds,
+ * rounded to the largest unit as a person would say it. */
+function relativeTime(unix, now = Date.now() / 1000) {
+  const diff = unix - now;
+  const secs = Math.abs(diff);
+  if (secs < 45) return diff < 0 ? 'just now' : 'in a moment';
+  const units = [['day', 86400], ['hour', 3600], ['minute', 60]];
+  const [unit, size] = units.find(([, size]) => secs >= size * 0.95) ?? units[2];
+  const n = Math.max(1, Math.round(secs / size));
+  const amount = `${n} ${unit}${n === 1 ? '' : 's'}`;
+  return diff < 0 ? `${amount} ago` : `in ${amount}`;
+}
+
+/** A `<time>` that reads relative ("2 minutes ago"), with the exact time as its tooltip. */
+function timeCell(unix, prefix = '') {
+  const t = el('time', { textContent: prefix + relativeTime(unix), title: when(unix) });
+  t.dateTime = new Date(unix * 1000).toISOString();
+  return t;
+}
+
+/** The address a browser came from, in the user's words: this computer's own addresses read as
+ * "This computer". */
+function clientName(ip) {
+  if (ip === '127.0.0.1' || ip === '::1' || ip === '::ffff:127.0.0.1') return 'This computer';
+  return ip;
+}
+
+/** A wait as "4:59" (or "1:02:03"), for the lockout countdown. */
+function clock(secs) {
+  const s = Math.max(0, Math.ceil(secs));
+  const [h, m, r] = [Math.floor(s / 3600), Math.floor((s % 3600) / 60), s % 60];
+  const two = (n) => String(n).padStart(2, '0');
+  return h ? `${h}:${two(m)}:${two(r)}` : `${m}:${two(r)}`;
+}
+
+// For the end-to-end test, which checks the wording the screens use.
+window.simpleotpFormat = { relativeTime, clientName, clock };
+
 /** "Chrome 156 on Linux" from a User-Agent header; the full header stays in the tooltip. */
 function describeBrowser(ua) {
   if (!ua) return 'unknown';
@@ -231,7 +269,7 @@ async function renderStatus(status) {
   $('status-text').textContent = STATE_TEXT[status.state] ?? status.state;
   show($('status-message'), status.message);
   const apps = status.apps.length === 1 ? '1 app' : `${status.apps.length} apps`;
-  const sessions = status.sessions === 0 ? 'nobody signed in' : status.sessions === 1 ? '1 browser signed in' : `${status.sessions} browsers signed in`;
+  const sessions = status.sessions === 0 ? 'no sessions' : status.sessions === 1 ? '1 session' : `${status.sessions} sessions`;
   $('status-detail').textContent = status.state === 'running' ? `${apps} protected · ${sessions}` : '';
   $('status-warnings').replaceChildren(...status.warnings.map((w) => el('li', { textContent: w })));
   $('status-retry').hidden = status.state !== 'error';
@@ -358,44 +396,91 @@ async function renderSessions() {
   const sessions = await call('sessions_list', {}, $('sessions-error')) ?? [];
   $('sessions-empty').hidden = sessions.length > 0;
   $('sessions-revoke-all').disabled = sessions.length === 0;
-  $('sessions-list').replaceChildren(...sessions.map((s) => {
+  $('sessions-list').replaceChildren(...sessions.map((s, i) => {
+    // Its accessible name is its text ("Revoke"); the row's app and device describe it.
     const revoke = el('button', { textContent: 'Revoke', type: 'button', className: 'danger revoke' });
-    revoke.setAttribute('aria-label', `Sign out ${s.client_ip} from ${s.app}`);
+    revoke.setAttribute('aria-describedby', `session-${i}-app session-${i}-client`);
     revoke.addEventListener('click', () => busy(revoke, async () => {
       await call('session_revoke', { id: s.id }, $('sessions-error'));
       renderSessions();
     }));
     const tr = el('tr', { className: 'session' },
-      el('td', { className: 'app', textContent: s.app }),
-      el('td', { textContent: s.client_ip }),
+      el('td', { className: 'app', id: `session-${i}-app`, textContent: s.app }),
+      el('td', { className: 'client', id: `session-${i}-client`, textContent: clientName(s.client_ip), title: s.client_ip }),
       el('td', { className: 'ua', textContent: describeBrowser(s.user_agent), title: s.user_agent }),
-      el('td', { textContent: when(s.created_at) }),
-      el('td', { textContent: when(s.last_seen) }),
+      el('td', { className: 'started' }, timeCell(s.created_at)),
+      el('td', { className: 'seen' }, timeCell(s.last_seen)),
+      el('td', { className: 'ends' }, timeCell(s.expires_at, 'ends ')),
       el('td', {}, revoke));
     tr.dataset.id = s.id;
     return tr;
   }));
 }
 
+/** When the lockout shown in the banner ends (ms since the epoch), for its live countdown. */
+let lockoutEndsAt = 0;
+
+function tickLockout() {
+  const left = (lockoutEndsAt - Date.now()) / 1000;
+  const countdown = $('security-countdown');
+  if (!lockoutEndsAt) { countdown.hidden = true; return; }
+  if (left <= 0) {
+    lockoutEndsAt = 0;
+    countdown.hidden = true;
+    if (section === 'security') renderSecurity();
+    return;
+  }
+  countdown.hidden = false;
+  countdown.textContent = `Sign-ins work again in ${clock(left)}`;
+}
+setInterval(tickLockout, 1000);
+
+/** Wrong codes per address, newest address first: [{ ip, count, last }]. */
+function groupFailures(failures) {
+  const groups = new Map();
+  for (const f of failures) {
+    const g = groups.get(f.ip) ?? { ip: f.ip, count: 0, last: 0 };
+    g.count += 1;
+    g.last = Math.max(g.last, f.at);
+    groups.set(f.ip, g);
+  }
+  return [...groups.values()].sort((a, b) => b.last - a.last);
+}
+
 async function renderSecurity() {
   const sec = await call('security_status', {});
   if (!sec) return;
   const lockout = $('security-lockout');
+  let wait = 0;
   if (!sec.running) {
     lockout.textContent = 'Protection is not running.';
   } else if (sec.everyone_locked_for_secs) {
-    lockout.textContent = `Too many wrong codes: every sign-in waits ${Math.ceil(sec.everyone_locked_for_secs / 60)} more minute(s).`;
+    lockout.textContent = 'Too many wrong codes: every sign-in is locked for now.';
+    wait = sec.everyone_locked_for_secs;
   } else if (sec.locked_clients.length) {
-    lockout.textContent = 'Locked out after wrong codes: ' + sec.locked_clients.map((c) => `${c.ip} (${Math.ceil(c.secs / 60)} min)`).join(', ');
+    lockout.textContent = 'Locked out after wrong codes: ' + sec.locked_clients.map((c) => clientName(c.ip)).join(', ') + '.';
+    wait = Math.max(...sec.locked_clients.map((c) => c.secs));
   } else {
     lockout.textContent = 'No lockouts. Sign-ins work as usual.';
   }
-  const locked = Boolean(sec.everyone_locked_for_secs || sec.locked_clients.length);
+  const locked = wait > 0;
+  lockoutEndsAt = locked ? Date.now() + wait * 1000 : 0;
+  tickLockout();
   $('security-unlock').hidden = !locked;
-  lockout.classList.toggle('locked', locked);
-  $('security-failures').replaceChildren(...(sec.recent_failures.length
-    ? sec.recent_failures.slice(0, 20).map((f) => el('li', {}, el('span', { textContent: f.ip }), el('span', { className: 'detail', textContent: when(f.at) })))
-    : [el('li', { className: 'muted', textContent: 'None.' })]));
+  $('security-banner').classList.toggle('locked', locked);
+  const groups = groupFailures(sec.recent_failures);
+  $('security-failures').replaceChildren(...(groups.length
+    ? groups.slice(0, 20).map((g) => {
+      const li = el('li', { className: 'failure' },
+        el('span', { className: 'who' }, el('span', { className: 'name', textContent: clientName(g.ip) }),
+          g.ip !== clientName(g.ip) ? el('span', { className: 'detail', textContent: ` (${g.ip})` }) : ''),
+        el('span', { className: 'count', textContent: g.count === 1 ? '1 wrong code' : `${g.count} wrong codes` }),
+        el('span', { className: 'detail' }, 'latest ', timeCell(g.last)));
+      li.dataset.ip = g.ip;
+      li.dataset.count = g.count;
+      return li;
+    })
+    : [el('li', { className: 'muted', textContent: 'No wrong codes lately.' })]));
 }
 
 function hideSecurityQr() {
@@ -405,17 +490,60 @@ function hideSecurityQr() {
   forgetSecret($('security-replace-img'), $('security-replace-secret'));
 }
 
+/** Selects `secs` in a duration choice; a value set elsewhere (the config file) is kept as an
+ * extra choice rather than silently changed. */
+function chooseDuration(select, secs) {
+  select.querySelector('option.custom')?.remove();
+  if (![...select.options].some((o) => Number(o.value) === secs)) {
+    const hours = secs / 3600;
+    const label = hours >= 1 ? `${+hours.toFixed(2)} hour${hours === 1 ? '' : 's'}` : `${Math.round(secs / 60)} minutes`;
+    select.append(el('option', { className: 'custom', value: String(secs), textContent: label }));
+  }
+  select.value = String(secs);
+}
+
 async function renderSettings() {
-  const got = await call('settings_get', {}, $('settings-error'));
+  const got = await call('settings_get', {}, null);
   if (!got) return;
   const s = got.settings;
-  $('settings-lifetime').value = +(s.lifetime_secs / 3600).toFixed(2);
-  $('settings-idle').value = +(s.idle_timeout_secs / 3600).toFixed(2);
+  chooseDuration($('settings-lifetime'), s.lifetime_secs);
+  chooseDuration($('settings-idle'), s.idle_timeout_secs);
   $(s.lan ? 'settings-lan' : 'settings-local').checked = true;
   $('settings-lan-note').hidden = !s.lan;
   $('settings-autostart').checked = s.launch_at_login;
   $('settings-nginx').value = s.nginx_path ?? '';
   $('settings-nginx-found').textContent = got.nginx;
+}
+
+function settingsInput() {
+  return {
+    lifetime_secs: Number($('settings-lifetime').value),
+    idle_timeout_secs: Number($('settings-idle').value),
+    launch_at_login: $('settings-autostart').checked,
+    lan: $('settings-lan').checked,
+    nginx_path: $('settings-nginx').value.trim() || null,
+  };
+}
+
+/** Changes apply one after the other, in the order they were made. */
+let settingsQueue = Promise.resolve();
+
+/** Applies the settings after a change of `field` (the prefix of its "saved" and error ids). */
+function applySettings(field) {
+  settingsQueue = settingsQueue.then(async () => {
+    const saved = $(`settings-${field}-saved`);
+    saved.textContent = 'Saving…';
+    const done = await call('settings_set', { settings: settingsInput() }, $(`settings-${field}-error`));
+    if (!done) {
+      saved.textContent = '';
+      return;
+    }
+    $('settings-warnings').replaceChildren(...done.warnings.map((w) => el('li', { textContent: w })));
+    $('settings-nginx-found').textContent = done.nginx;
+    saved.textContent = 'Saved';
+    setTimeout(() => { if (saved.textContent === 'Saved') saved.textContent = ''; }, 3000);
+  });
+  return settingsQueue;
 }
 
 function setUpMain() {
@@ -521,33 +649,30 @@ function setUpMain() {
     $('security-replace-code').value = '';
     if (signedOut === undefined) return;
     hideSecurityQr();
-    show($('security-replace-done'), `The new secret is in use. ${signedOut} session(s) were signed out.`);
+    show($('security-replace-done'), `The new secret is in use. ${signedOut === 1 ? '1 session was' : `${signedOut} sessions were`} revoked.`);
   });
   $('security-replace-cancel').addEventListener('click', () => { call('wizard_cancel', {}); hideSecurityQr(); });
 
   for (const radio of document.querySelectorAll('input[name=listen]')) {
-    radio.addEventListener('change', () => { $('settings-lan-note').hidden = !$('settings-lan').checked; });
-  }
-  $('settings-form').addEventListener('submit', async (event) => {
-    event.preventDefault();
-    clear('settings-saved');
-    await busy($('settings-save'), async () => {
-      const hours = (id) => Math.round(Number($(id).value) * 3600);
-      const saved = await call('settings_set', {
-        settings: {
-          lifetime_secs: hours('settings-lifetime'),
-          idle_timeout_secs: hours('settings-idle'),
-          launch_at_login: $('settings-autostart').checked,
-          lan: $('settings-lan').checked,
-          nginx_path: $('settings-nginx').value.trim() || null,
-        },
-      }, $('settings-error'));
-      if (!saved) return;
-      $('settings-warnings').replaceChildren(...saved.warnings.map((w) => el('li', { textContent: w })));
-      $('settings-nginx-found').textContent = saved.nginx;
-      show($('settings-saved'), 'Saved.');
+    radio.addEventListener('change', () => {
+      $('settings-lan-note').hidden = !$('settings-lan').checked;
+      applySettings('listen');
     });
-  });
+  }
+  $('settings-lifetime').addEventListener('change', () => applySettings('lifetime'));
+  $('settings-idle').addEventListener('change', () => applySettings('idle'));
+  $('settings-autostart').addEventListener('change', () => applySettings('autostart'));
+  // The path applies when the field is left or Enter is pressed, not at every keystroke.
+  $('settings-nginx').addEventListener('change', () => applySettings('nginx'));
+  $('settings-form').addEventListener('submit', (event) => event.preventDefault());
+  $('settings-diagnostics').addEventListener('click', () => busy($('settings-diagnostics'), async () => {
+    const text = await call('diagnostics', {}, $('settings-help-error'));
+    if (text === undefined) return;
+    // Shown as well: the user sees what is copied (and can select it if the clipboard fails).
+    show($('settings-diagnostics-text'), text);
+    await copyText(text, $('settings-diagnostics'), $('settings-diagnostics-text'));
+  }));
+  $('settings-config-folder').addEventListener('click', () => call('open_config_folder', {}, $('settings-help-error')));
 }
 
 async function refreshSection() {

@@ -146,6 +146,19 @@ pub async fn ca_untrust(core: Core_<'_>) -> Answer<DevicesView> {
     core.ca_untrust().await.map_err(message)
 }
 
+/// "Copy diagnostics": versions, paths, ports, state and recent errors (never a secret).
+#[tauri::command]
+pub async fn diagnostics(core: Core_<'_>) -> Answer<String> {
+    Ok(core.diagnostics().await)
+}
+
+/// "Open config folder": the folder of the config file, in the file manager.
+#[tauri::command]
+pub fn open_config_folder(core: Core_<'_>) -> Answer<()> {
+    let folder = core.config_folder();
+    open::that_detached(&folder).map_err(|e| format!("cannot open {}: {e}", folder.display()))
+}
+
 /// The three lists that must agree: the commands `build.rs` makes permissions for, the ones
 /// the capability grants, and the ones registered with Tauri.
 #[cfg(test)]
@@ -160,7 +173,7 @@ mod tests {
     #[test]
     fn every_command_is_generated_granted_and_registered() {
         let commands = build_rs_commands();
-        assert_eq!(commands.len(), 24, "{commands:?}");
+        assert_eq!(commands.len(), 26, "{commands:?}");
         let capability: serde_json::Value = serde_json::from_str(include_str!("../capabilities/main.json")).unwrap();
         let granted: Vec<String> = capability["permissions"]
             .as_array()

@@ -99,6 +99,8 @@ pub fn run() {
             commands::devices,
             commands::ca_trust,
             commands::ca_untrust,
+            commands::diagnostics,
+            commands::open_config_folder,
         ])
         .setup(move |app| {
             // macOS: no Dock icon while the app lives in the menu bar only.

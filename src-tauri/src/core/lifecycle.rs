@@ -25,6 +25,9 @@ use crate::tray_menu::TrayState;
 
 impl Core {
     pub(super) fn set_phase(&self, phase: Phase) {
+        if let Phase::Failed(message) = &phase {
+            self.remember_error(message);
+        }
         *lock(&self.phase) = phase;
         self.changed();
     }

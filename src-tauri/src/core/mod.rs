@@ -24,6 +24,8 @@
 //! * `sessions`: who is signed in;
 //! * `devices`: "Open on another device" (QR codes of the apps' HTTPS addresses and of the CA
 //!   page) and "Trust on this computer", which `trust` carries out in each OS's own way;
+//! * `diagnostics`: "Copy diagnostics" (versions, paths, ports, state, recent errors; never
+//!   a secret) and the config folder;
 //! * `views`: what the window is sent, as JSON (re-exported here), with [`Protection`], the
 //!   status the window, the tray menu and the Tauri part all match on, and the wording they
 //!   share ([`human_duration`], [`LAN_WARNING`]).
@@ -39,6 +41,7 @@
 mod apps;
 mod config;
 mod devices;
+mod diagnostics;
 mod lifecycle;
 mod security;
 mod sessions;
@@ -219,6 +222,8 @@ pub struct Core {
     handle: Mutex<Option<GatewayHandle>>,
     pending: Mutex<Option<Pending>>,
     events: broadcast::Sender<CoreEvent>,
+    /// The last error messages protection failed with, for "Copy diagnostics" (when, message).
+    recent_errors: Mutex<std::collections::VecDeque<(u64, String)>>,
 }
 
 impl Core {
@@ -243,6 +248,7 @@ impl Core {
             handle: Mutex::new(None),
             pending: Mutex::new(None),
             events,
+            recent_errors: Mutex::new(std::collections::VecDeque::with_capacity(diagnostics::RECENT_ERRORS)),
         })
     }
 

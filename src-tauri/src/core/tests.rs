@@ -695,3 +695,41 @@ async fn other_devices_show_each_apps_https_address_and_the_engines_ca() {
     assert!(body.contains(&ca.fingerprint), "the CA page shows the fingerprint the tray shows:\n{body}");
     h.core.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diagnostics_name_versions_nginx_ports_and_errors_but_no_secret_or_token() {
+    let h = Harness::new("diagnostics");
+    h.set_up().await;
+    let (up, _stop) = upstream().await;
+    let (port, _) = on_free_port("the app", async |port| h.core.app_add(input("Jupyter", &up.to_string(), port)).await).await;
+    let secret = h.store.load().unwrap();
+    let session = sign_in(&h.core, "127.0.0.1", port, &h.stored_code()).await;
+    let ticket_link = h.core.security_unlock().unwrap().links.remove(0).url;
+    let session_id = h.core.sessions_list()[0].id.clone();
+    h.core.remember_error("nginx keeps failing: example");
+
+    let report = h.core.diagnostics().await;
+    assert!(report.contains(&format!("SimpleOTP {}", env!("CARGO_PKG_VERSION"))), "{report}");
+    assert!(report.contains("nginx version: nginx/") || report.contains("nginx version: "), "{report}");
+    assert!(report.contains("nginx -t: ok"), "{report}");
+    assert!(report.contains(&format!("Jupyter: port 127.0.0.1:{port}")), "{report}");
+    assert!(report.contains("Protection: on"), "{report}");
+    assert!(report.contains("Signed in: 1"), "{report}");
+    assert!(report.contains("Sessions last: 7 days (12 hours when unused)"), "{report}");
+    assert!(report.contains("nginx keeps failing: example"), "{report}");
+    assert!(report.contains(&h.dir.path().join("config.toml").display().to_string()), "{report}");
+
+    // Nothing a person could sign in with, in any spelling.
+    let base32 = secret.to_grouped_base32();
+    for group in base32.split_whitespace() {
+        assert!(!report.contains(group), "a piece of the secret is in the report:\n{report}");
+    }
+    assert!(!report.contains(&base32.replace(' ', "")));
+    assert!(!report.contains(&session), "the session token is in the report");
+    assert!(!report.contains(&session_id), "the session id is in the report");
+    let ticket = ticket_link.split("ticket=").nth(1).unwrap();
+    assert!(!report.contains(ticket), "the unlock ticket is in the report");
+    assert!(!report.contains(&h.stored_code()), "a current code is in the report");
+    assert_eq!(h.core.config_folder(), h.dir.path());
+    h.core.shutdown().await;
+}
