@@ -780,13 +780,6 @@ try {
   await tauri.exec('document.getElementById("devices-trust").scrollIntoView({ block: "end" })');
   await tauri.screenshots('tray-devices-trust.png');
   log('Trust on this computer goes to the OS prompt (pkexec), and says why it did not happen');
-  // Back to this computer only: the app answers plain HTTP on loopback again (the steps below
-  // use that address).
-  await tauri.clickOn('.nav[data-section="settings"]');
-  await tauri.clickOn('#settings-local');
-  await tauri.clickOn('#settings-save');
-  await waitFor('plain HTTP on loopback again', async () => (await fetch(`${url}_simpleotp/login`, { redirect: 'manual' }).catch(() => null))?.status === 200, 30000);
-  log('turning LAN access off serves the app over plain HTTP on this computer again');
 
   // 9. Quit from the tray menu (clicked through D-Bus, as the panel would): nginx stops, the
   // state file is written, and the control file goes away (the last step of a clean stop).
