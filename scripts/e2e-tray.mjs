@@ -297,7 +297,9 @@ try {
   });
   await new Promise((r) => upstream.listen(0, '127.0.0.1', r));
   const upstreamAddr = `127.0.0.1:${upstream.address().port}`;
-  const protectedPort = await freePort();
+  // Where the protected app answers: the free port the wizard offers when the one typed first
+  // is taken (step 3).
+  let protectedPort;
 
   const home = path.join(tmp, 'home');
   fs.mkdirSync(home);
@@ -352,13 +354,60 @@ try {
   if (stored !== shownSecret) throw new Error('the keychain holds a different secret than the one shown');
   log('secret confirmed and found in the keychain');
 
-  // 3. The first app, through the wizard.
+  // 3. The first app, through the wizard: its step says where it is, a free port is offered,
+  // Test asks the upstream for real (a dead one, then the live one), the address follows the
+  // port as it is typed, and a taken port is refused with a free one that one click uses.
+  const shownText = async (css) => {
+    const id = await tauri.find(css);
+    return (await tauri.displayed(id)) ? tauri.text(id) : null;
+  };
+  const stepOf = await shownText('#wizard .step[data-step="app"] .step-of');
+  if (stepOf !== 'Step 3 of 3') throw new Error(`unexpected step indicator ${stepOf}`);
+  const offered = Number(await waitFor('the offered port', () => tauri.exec('return document.getElementById("wizard-app-port").value')));
+  if (!(offered >= 8081)) throw new Error(`the wizard offered port ${offered}`);
   await tauri.fill('#wizard-app-name', 'Upstream');
+  const deadPort = await freePort();
+  await tauri.fill('#wizard-app-upstream', `http://127.0.0.1:${deadPort}`);
+  await tauri.clickOn('#wizard-app-test');
+  const dead = await waitFor('the Test result for a dead upstream', async () => {
+    const text = await shownText('#wizard-app-test-result');
+    return text && text !== 'Testing…' && text;
+  });
+  if (dead !== `Nothing answers at http://127.0.0.1:${deadPort} — is it running?`) throw new Error(`unexpected Test result ${dead}`);
   await tauri.fill('#wizard-app-upstream', `http://${upstreamAddr}`);
-  await tauri.fill('#wizard-app-port', String(protectedPort));
+  await tauri.clickOn('#wizard-app-test');
+  const live = await waitFor('the Test result for the live upstream', async () => {
+    const text = await shownText('#wizard-app-test-result');
+    return text && text !== 'Testing…' && text;
+  });
+  if (live !== 'Upstream answers (HTTP 200).') throw new Error(`unexpected Test result ${live}`);
+  if (await shownText('#wizard-app-exposure')) throw new Error('an upstream on 127.0.0.1 was flagged as listening on all interfaces');
+  log(`Test: "${dead}", then "${live}"`);
+
+  const blocker = net.createServer();
+  await new Promise((r) => blocker.listen(0, '127.0.0.1', r));
+  const takenPort = blocker.address().port;
+  await tauri.fill('#wizard-app-port', String(takenPort));
+  await waitFor('the address to follow the port', async () =>
+    (await shownText('#wizard-app-address'))?.endsWith(`http://127.0.0.1:${takenPort}/`));
+  await tauri.screenshots('tray-wizard-app.png');
   await tauri.clickOn('#wizard-add-app');
+  const refusal = await waitFor('the taken-port message', () => shownText('#wizard-app-error'));
+  const use = await waitFor('the offered alternative', () => shownText('#wizard-app-use-port'));
+  protectedPort = Number(use.replace(/^Use /, ''));
+  if (refusal !== `Port ${takenPort} is already in use by another program. Use ${protectedPort} instead.` || !(protectedPort > takenPort)) {
+    throw new Error(`unexpected taken-port message ${refusal} / ${use}`);
+  }
+  await tauri.clickOn('#wizard-app-use-port');
   const url = await waitFor('the protected URL', async () => tauri.text(await tauri.visible('#wizard-url')));
   if (url !== `http://127.0.0.1:${protectedPort}/`) throw new Error(`unexpected protected URL ${url}`);
+  blocker.close();
+  log(`port ${takenPort} taken: "Use ${protectedPort}" saved the app there`);
+  const openLabel = await shownText('#wizard-open');
+  if (openLabel !== 'Open Upstream') throw new Error(`the done screen's main button says ${openLabel}`);
+  if (!(await shownText('#wizard-copy-link'))) throw new Error('no Copy link on the done screen');
+  const ownSignIn = await shownText('#wizard-own-sign-in');
+  if (!/password of its own/.test(ownSignIn ?? '')) throw new Error(`unexpected own sign-in line ${ownSignIn}`);
   await tauri.screenshots('tray-wizard-done.png');
   await tauri.clickOn('#wizard-finish');
   await tauri.visible('#status-text');
