@@ -252,7 +252,8 @@ async function testUpstream(prefix) {
 
 /** Saves an app; when its port is taken, the refusal comes with a free one, offered as "Use 8082". */
 async function saveApp(prefix, command, args) {
-  clearAppHints(prefix);
+  show($(`${prefix}-error`), '');
+  $(`${prefix}-offer`).hidden = true;
   try {
     return await invoke(command, args);
   } catch (refused) {
