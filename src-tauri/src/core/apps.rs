@@ -100,6 +100,7 @@ impl Core {
         };
         let (answers, message) = match probe(&upstream).await {
             Probe::Http(status) => (true, format!("{name} answers (HTTP {status}).")),
+            Probe::Tls => (true, format!("{name} answers at {upstream} (HTTPS: the connection works; its answer is not read here).")),
             Probe::Connected => (true, format!("Something answers at {upstream}, but not with plain HTTP (is it HTTPS?).")),
             Probe::Nothing => (false, format!("Nothing answers at {upstream} — is it running?")),
         };
@@ -116,8 +117,8 @@ impl Core {
     fn check_port_is_free(&self, config: &Config, app: &AppConfig, editing: Option<&str>) -> Result<()> {
         let addr = app.listen.socket_addr();
         let port = addr.port();
-        let others = config.apps.iter().filter(|a| Some(a.name.as_str()) != editing);
-        let used_by = others.clone().find(|a| a.listen.socket_addr().port() == port).map(|a| a.name.to_string());
+        let mut others = config.apps.iter().filter(|a| Some(a.name.as_str()) != editing);
+        let used_by = others.find(|a| a.listen.socket_addr().port() == port).map(|a| a.name.to_string());
         let own_port = config.apps.iter().any(|a| Some(a.name.as_str()) == editing && a.listen.socket_addr().port() == port);
         if used_by.is_none() && (own_port || bindable(addr.ip(), port)) {
             return Ok(());
@@ -134,7 +135,7 @@ impl Core {
         if input.port == 0 {
             return Err(CoreError::Invalid("Choose a port between 1 and 65535 for the protected app.".into()));
         }
-        let ip = listen_ip(*lock(&self.lan));
+        let ip = self.listen_ip();
         if upstream_port_if_local(&upstream) == Some(input.port) {
             return Err(CoreError::Invalid(format!(
                 "Port {} is the app's own port. Choose another port for the protected address (for example {}).",
@@ -218,8 +219,10 @@ fn exposure_warning(name: &str, upstream: &UpstreamUrl) -> Option<String> {
 enum Probe {
     /// An HTTP status line came back.
     Http(u16),
-    /// A connection, but no HTTP answer (TLS, or another protocol).
+    /// A connection, but no HTTP answer (another protocol, or nothing said in time).
     Connected,
+    /// A connection to an `https` upstream (its status would need a TLS client).
+    Tls,
     Nothing,
 }
 
@@ -230,7 +233,7 @@ async fn probe(upstream: &UpstreamUrl) -> Probe {
     let connect = tokio::net::TcpStream::connect((host, upstream.port()));
     let Ok(Ok(mut stream)) = tokio::time::timeout(UPSTREAM_PROBE_TIMEOUT, connect).await else { return Probe::Nothing };
     if upstream.scheme() != "http" {
-        return Probe::Connected;
+        return Probe::Tls;
     }
     let request = async {
         let path = if upstream.path().is_empty() { "/" } else { upstream.path() };

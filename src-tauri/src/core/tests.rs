@@ -796,6 +796,12 @@ async fn the_test_button_asks_the_upstream_over_http() {
     let other = h.core.app_test(&input("Jupyter", &format!("http://{not_http_addr}"), 0)).await.unwrap();
     assert!(other.message.contains("not with plain HTTP"), "{other:?}");
 
+    // An https upstream: connected to, and said so (no TLS client here to read its status).
+    let tls = h.core.app_test(&input("Jupyter", &format!("https://{up}"), 0)).await.unwrap();
+    assert!(tls.answers && tls.message.contains("HTTPS: the connection works"), "{tls:?}");
+    let tls_dead = h.core.app_test(&input("Jupyter", &format!("https://127.0.0.1:{dead_port}"), 0)).await.unwrap();
+    assert!(!tls_dead.answers, "{tls_dead:?}");
+
     let bad = h.core.app_test(&input("Jupyter", "ftp://127.0.0.1:21", 0)).await.unwrap_err();
     assert!(bad.user_message().contains("only http and https"), "{}", bad.user_message());
 }
