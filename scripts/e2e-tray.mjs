@@ -421,6 +421,20 @@ try {
   if ((await menuItem('Sign everyone out')).enabled) throw new Error('Sign everyone out is enabled with nobody signed in');
   await tauri.clickOn('.nav[data-section="apps"]');
   await tauri.visible('#apps-list li[data-name="Upstream"]');
+  // The Apps editor works like the wizard's step: a free port (not the app's), and Test. An
+  // app that itself listens on all interfaces (a server on 0.0.0.0) is flagged.
+  const appsOffered = Number(await waitFor('the port offered under Apps', () => tauri.exec('return document.getElementById("apps-port").value')));
+  if (!(appsOffered >= 8081) || appsOffered === protectedPort) throw new Error(`Apps offered port ${appsOffered}`);
+  const everywhere = http.createServer((req, res) => res.end('open to all'));
+  await new Promise((r) => everywhere.listen(0, '0.0.0.0', r));
+  await tauri.fill('#apps-name', 'Notebook');
+  await tauri.fill('#apps-upstream', `http://127.0.0.1:${everywhere.address().port}`);
+  await tauri.clickOn('#apps-test');
+  const exposure = await waitFor('the all-interfaces warning', () => shownText('#apps-exposure'));
+  if (!/Notebook itself listens on all interfaces/.test(exposure)) throw new Error(`unexpected warning ${exposure}`);
+  if ((await shownText('#apps-test-result')) !== 'Notebook answers (HTTP 200).') throw new Error('the Apps editor Test did not answer');
+  everywhere.close();
+  log('the Apps editor offers a free port, and Test flags an app listening on all interfaces');
   await tauri.screenshots('tray-apps.png');
 
   // 4. Chromium opens the protected URL: the login page, then the app after a code.
