@@ -377,8 +377,9 @@ try {
   const upstreamPort = await portOr(8888);
   await new Promise((r) => upstream.listen(upstreamPort, '127.0.0.1', r));
   const upstreamAddr = `127.0.0.1:${upstream.address().port}`;
-  const protectedPort = await portOr(8081);
-  log(`Jupyter stand-in at ${upstreamAddr}, protected on ${protectedPort}`);
+  // Where the protected app answers: the free port the wizard offers when the one typed first
+  // is taken (step 3): 8081 when 8080 can be taken for the test and 8081 is free.
+  let protectedPort;
 
   const home = path.join(tmp, 'home');
   fs.mkdirSync(home);
@@ -435,14 +436,65 @@ try {
   if (stored !== shownSecret) throw new Error('the keychain holds a different secret than the one shown');
   log('secret confirmed and found in the keychain');
 
-  // 3. The first app, through the wizard.
+  // 3. The first app, through the wizard: its step says where it is, a free port is offered,
+  // Test asks the upstream for real (a dead one, then the live one), the address follows the
+  // port as it is typed, and a taken port is refused with a free one that one click uses.
+  const shownText = async (css) => {
+    const id = await tauri.find(css);
+    return (await tauri.displayed(id)) ? tauri.text(id) : null;
+  };
+  const stepOf = await shownText('#wizard .step[data-step="app"] .step-of');
+  if (stepOf !== 'Step 3 of 3') throw new Error(`unexpected step indicator ${stepOf}`);
+  const offered = Number(await waitFor('the offered port', () => tauri.exec('return document.getElementById("wizard-app-port").value')));
+  if (!(offered >= 8081)) throw new Error(`the wizard offered port ${offered}`);
   await tauri.a11y('wizard-app');
   await tauri.fill('#wizard-app-name', 'Jupyter');
+  const deadPort = await freePort();
+  await tauri.fill('#wizard-app-upstream', `http://127.0.0.1:${deadPort}`);
+  await tauri.clickOn('#wizard-app-test');
+  const dead = await waitFor('the Test result for a dead upstream', async () => {
+    const text = await shownText('#wizard-app-test-result');
+    return text && text !== 'Testing…' && text;
+  });
+  if (dead !== `Nothing answers at http://127.0.0.1:${deadPort} — is it running?`) throw new Error(`unexpected Test result ${dead}`);
   await tauri.fill('#wizard-app-upstream', `http://${upstreamAddr}`);
-  await tauri.fill('#wizard-app-port', String(protectedPort));
+  await tauri.clickOn('#wizard-app-test');
+  const live = await waitFor('the Test result for the live upstream', async () => {
+    const text = await shownText('#wizard-app-test-result');
+    return text && text !== 'Testing…' && text;
+  });
+  if (live !== 'Jupyter answers (HTTP 200).') throw new Error(`unexpected Test result ${live}`);
+  if (await shownText('#wizard-app-exposure')) throw new Error('an upstream on 127.0.0.1 was flagged as listening on all interfaces');
+  log(`Test: "${dead}", then "${live}"`);
+
+  // The port typed first is taken: 8080 where it and 8081 are free (the alternative offered is
+  // then 8081, the port of the screenshots), else any.
+  const blocker = net.createServer();
+  const blockPort = (await portOr(8080)) === 8080 && (await portOr(8081)) === 8081 ? 8080 : 0;
+  await new Promise((r) => blocker.listen(blockPort, '127.0.0.1', r));
+  const takenPort = blocker.address().port;
+  await tauri.fill('#wizard-app-port', String(takenPort));
+  await waitFor('the address to follow the port', async () =>
+    (await shownText('#wizard-app-address'))?.endsWith(`http://127.0.0.1:${takenPort}/`));
+  await tauri.screenshots('tray-wizard-app.png');
   await tauri.clickOn('#wizard-add-app');
+  const refusal = await waitFor('the taken-port message', () => shownText('#wizard-app-error'));
+  const use = await waitFor('the offered alternative', () => shownText('#wizard-app-use-port'));
+  protectedPort = Number(use.replace(/^Use /, ''));
+  if (refusal !== `Port ${takenPort} is already in use by another program. Use ${protectedPort} instead.` || !(protectedPort > takenPort)) {
+    throw new Error(`unexpected taken-port message ${refusal} / ${use}`);
+  }
+  await tauri.screenshots('tray-wizard-port-taken.png');
+  await tauri.clickOn('#wizard-app-use-port');
   const url = await waitFor('the protected URL', async () => tauri.text(await tauri.visible('#wizard-url')));
   if (url !== `http://127.0.0.1:${protectedPort}/`) throw new Error(`unexpected protected URL ${url}`);
+  blocker.close();
+  log(`port ${takenPort} taken: "Use ${protectedPort}" saved the app there`);
+  const openLabel = await shownText('#wizard-open');
+  if (openLabel !== 'Open Jupyter') throw new Error(`the done screen's main button says ${openLabel}`);
+  if (!(await shownText('#wizard-copy-link'))) throw new Error('no Copy link on the done screen');
+  const ownSignIn = await shownText('#wizard-own-sign-in');
+  if (!/Jupyter will still ask for its own token or password/.test(ownSignIn ?? '')) throw new Error(`unexpected own sign-in line ${ownSignIn}`);
   await tauri.screenshots('tray-wizard-done.png');
   await tauri.clickOn('#wizard-finish');
   await tauri.visible('#status-text');
@@ -454,6 +506,20 @@ try {
   if ((await menuItem('Sign everyone out')).enabled) throw new Error('Sign everyone out is enabled with nobody signed in');
   await tauri.clickOn('.nav[data-section="apps"]');
   await tauri.visible('#apps-list li[data-name="Jupyter"]');
+  // The Apps editor works like the wizard's step: a free port (not the app's), and Test. An
+  // app that itself listens on all interfaces (a server on 0.0.0.0) is flagged.
+  const appsOffered = Number(await waitFor('the port offered under Apps', () => tauri.exec('return document.getElementById("apps-port").value')));
+  if (!(appsOffered >= 8081) || appsOffered === protectedPort) throw new Error(`Apps offered port ${appsOffered}`);
+  const everywhere = http.createServer((req, res) => res.end('open to all'));
+  await new Promise((r) => everywhere.listen(0, '0.0.0.0', r));
+  await tauri.fill('#apps-name', 'Notebook');
+  await tauri.fill('#apps-upstream', `http://127.0.0.1:${everywhere.address().port}`);
+  await tauri.clickOn('#apps-test');
+  const exposure = await waitFor('the all-interfaces warning', () => shownText('#apps-exposure'));
+  if (!/Notebook itself listens on all interfaces/.test(exposure)) throw new Error(`unexpected warning ${exposure}`);
+  if ((await shownText('#apps-test-result')) !== 'Notebook answers (HTTP 200).') throw new Error('the Apps editor Test did not answer');
+  everywhere.close();
+  log('the Apps editor offers a free port, and Test flags an app listening on all interfaces');
   await tauri.screenshots('tray-apps.png');
 
   // 4. Chromium opens the protected URL: the login page, then the app after a code.

@@ -165,6 +165,7 @@ function wizardStep(name) {
   }
   const focus = document.querySelector(`#wizard .step[data-step="${name}"] input, #wizard .step[data-step="${name}"] button.primary`);
   focus?.focus();
+  if (name === 'app') offerFreePort('wizard-app');
 }
 
 async function wizardShowQr() {
@@ -199,17 +200,23 @@ function setUpWizard() {
       wizardStep('app');
     });
   });
+  setUpAppForm('wizard-app');
   $('wizard-app-form').addEventListener('submit', async (event) => {
     event.preventDefault();
     await busy($('wizard-add-app'), async () => {
-      const saved = await call('app_add', { app: appInput('wizard-app') }, $('wizard-app-error'));
+      const saved = await saveApp('wizard-app', 'app_add', { app: appInput('wizard-app') });
       if (!saved) return;
       $('wizard-url').textContent = saved.app.url;
       $('wizard-url').href = saved.app.url;
       $('wizard-url').dataset.name = saved.app.name;
+      show($('wizard-own-sign-in'), saved.own_sign_in);
       show($('wizard-warning'), saved.warning);
+      show($('wizard-exposure'), saved.exposure);
       $('wizard-done-text').hidden = false;
+      $('wizard-open').textContent = `Open ${saved.app.name}`;
       $('wizard-open').hidden = false;
+      $('wizard-copy-link').hidden = false;
+      $('wizard-finish').classList.remove('primary');
       wizardStep('done');
     });
   });
@@ -217,9 +224,12 @@ function setUpWizard() {
     $('wizard-done-text').textContent = 'Protection is on. Add apps any time under Apps.';
     $('wizard-url').textContent = '';
     $('wizard-open').hidden = true;
-    show($('wizard-warning'), '');
+    $('wizard-copy-link').hidden = true;
+    $('wizard-finish').classList.add('primary');
+    clear('wizard-warning', 'wizard-exposure', 'wizard-own-sign-in');
     wizardStep('done');
   });
+  $('wizard-copy-link').addEventListener('click', () => copyText($('wizard-url').href, $('wizard-copy-link'), $('wizard-url')));
   const openWizardApp = (event) => {
     event.preventDefault();
     call('open_app', { name: $('wizard-url').dataset.name });
@@ -227,6 +237,86 @@ function setUpWizard() {
   $('wizard-url').addEventListener('click', openWizardApp);
   $('wizard-open').addEventListener('click', openWizardApp);
   $('wizard-finish').addEventListener('click', () => { wizardDone = true; selectSection('status'); render(); });
+}
+
+// ---------------------------------------------------------------- the app forms (wizard and Apps)
+// Both forms (`wizard-app-…` and `apps-…`) work alike: a free port offered up front, the
+// address it makes shown as the port is typed, a Test of the upstream before saving, and a
+// taken port answered with a one-click "Use 8082".
+
+const validPort = (port) => Number.isInteger(port) && port >= 1 && port <= 65535;
+
+/** "Open it at: http://127.0.0.1:[port]/": the core says the scheme and host (HTTPS with LAN access). */
+async function previewAddress(prefix) {
+  const typed = Number($(`${prefix}-port`).value);
+  const port = validPort(typed) ? typed : 8081;
+  const url = await call('app_address', { port }, null);
+  if (!url) return;
+  $(`${prefix}-address-prefix`).textContent = url.slice(0, url.length - `${port}/`.length);
+  $(`${prefix}-address`).textContent = validPort(typed)
+    ? `The new, protected address of the app: ${url}` : 'Type a port between 1 and 65535.';
+}
+
+/** Fills the port with one nothing uses (8081 if free, else the next free one). */
+async function offerFreePort(prefix) {
+  const port = await call('app_free_port', {}, null);
+  if (port) $(`${prefix}-port`).value = port;
+  await previewAddress(prefix);
+}
+
+function clearAppHints(prefix) {
+  clear(`${prefix}-test-result`, `${prefix}-exposure`, `${prefix}-error`);
+  $(`${prefix}-offer`).hidden = true;
+}
+
+/** The Test button: does the app answer at "Where does it run now?" (nothing is saved). */
+async function testUpstream(prefix) {
+  const result = $(`${prefix}-test-result`);
+  await busy($(`${prefix}-test`), async () => {
+    result.className = 'test-result';
+    show(result, 'Testing…');
+    show($(`${prefix}-exposure`), '');
+    try {
+      const check = await invoke('app_test', { app: appInput(prefix) });
+      result.classList.add(check.answers ? 'ok' : 'bad');
+      show(result, check.message);
+      show($(`${prefix}-exposure`), check.exposure);
+    } catch (message) {
+      result.classList.add('bad');
+      show(result, String(message));
+    }
+  });
+}
+
+/** Saves an app; when its port is taken, the refusal comes with a free one, offered as "Use 8082". */
+async function saveApp(prefix, command, args) {
+  show($(`${prefix}-error`), '');
+  $(`${prefix}-offer`).hidden = true;
+  try {
+    return await invoke(command, args);
+  } catch (refused) {
+    show($(`${prefix}-error`), refused?.message ?? String(refused));
+    if (refused?.use_port) {
+      const use = $(`${prefix}-use-port`);
+      use.textContent = `Use ${refused.use_port}`;
+      use.dataset.port = refused.use_port;
+      $(`${prefix}-offer`).hidden = false;
+    }
+    return undefined;
+  }
+}
+
+function setUpAppForm(prefix) {
+  $(`${prefix}-port`).addEventListener('input', () => previewAddress(prefix));
+  $(`${prefix}-upstream`).addEventListener('input', () => clear(`${prefix}-test-result`, `${prefix}-exposure`));
+  $(`${prefix}-test`).addEventListener('click', () => testUpstream(prefix));
+  // One click: take the free port and save with it.
+  $(`${prefix}-use-port`).addEventListener('click', async () => {
+    $(`${prefix}-port`).value = $(`${prefix}-use-port`).dataset.port;
+    $(`${prefix}-offer`).hidden = true;
+    await previewAddress(prefix);
+    $(`${prefix}-form`).requestSubmit();
+  });
 }
 
 // ---------------------------------------------------------------- main window
@@ -253,6 +343,7 @@ function selectSection(name) {
   for (const s of document.querySelectorAll('.section')) s.hidden = s.id !== `section-${name}`;
   if (name !== 'security') hideSecurityQr();
   if (name === 'settings') renderSettings();
+  if (name === 'apps' && !editing && !$('apps-port').value) offerFreePort('apps');
   refreshSection();
 }
 
@@ -312,6 +403,8 @@ function startEdit(app) {
   $('apps-port').value = app.port;
   $('apps-save').textContent = 'Save changes';
   $('apps-cancel').hidden = false;
+  clearAppHints('apps');
+  previewAddress('apps');
   $('apps-name').focus();
 }
 
@@ -321,6 +414,8 @@ function stopEdit() {
   $('apps-form-h').textContent = 'Add an app';
   $('apps-save').textContent = 'Add app';
   $('apps-cancel').hidden = true;
+  clearAppHints('apps');
+  offerFreePort('apps');
 }
 
 /** One app on "Other devices": its QR code, its address to copy, and its other addresses. */
@@ -572,16 +667,17 @@ function setUpMain() {
     render();
   }));
 
+  setUpAppForm('apps');
   $('apps-form').addEventListener('submit', async (event) => {
     event.preventDefault();
     clear('apps-warning');
     await busy($('apps-save'), async () => {
       const saved = editing
-        ? await call('app_edit', { original: editing, app: appInput('apps') }, $('apps-error'))
-        : await call('app_add', { app: appInput('apps') }, $('apps-error'));
+        ? await saveApp('apps', 'app_edit', { original: editing, app: appInput('apps') })
+        : await saveApp('apps', 'app_add', { app: appInput('apps') });
       if (!saved) return;
-      show($('apps-warning'), saved.warning);
       stopEdit();
+      show($('apps-warning'), [saved.warning, saved.exposure].filter(Boolean).join(' '));
       render();
     });
   });

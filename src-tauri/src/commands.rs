@@ -5,9 +5,11 @@ use std::sync::Arc;
 
 use tauri::State;
 
+use serde::Serialize;
+
 use crate::core::{
     AppInput, AppSaved, Core, CoreError, DevicesView, SecretView, SecurityView, SessionView, SettingsSaved, SettingsView, StatusView,
-    UnlockView,
+    UnlockView, UpstreamCheck,
 };
 
 type Core_<'a> = State<'a, Arc<Core>>;
@@ -47,14 +49,50 @@ pub fn wizard_cancel(core: Core_<'_>) {
     core.wizard_cancel()
 }
 
-#[tauri::command]
-pub async fn app_add(core: Core_<'_>, app: AppInput) -> Answer<AppSaved> {
-    core.app_add(app).await.map_err(message)
+/// Why an app was not saved, and, when its port is taken, a free one the window offers as a
+/// one-click "Use 8082".
+#[derive(Debug, Serialize)]
+pub struct AppRefused {
+    message: String,
+    use_port: Option<u16>,
+}
+
+impl From<CoreError> for AppRefused {
+    fn from(e: CoreError) -> AppRefused {
+        let use_port = match &e {
+            CoreError::PortTaken { alternative, .. } => *alternative,
+            _ => None,
+        };
+        AppRefused { message: e.user_message(), use_port }
+    }
 }
 
 #[tauri::command]
-pub async fn app_edit(core: Core_<'_>, original: String, app: AppInput) -> Answer<AppSaved> {
-    core.app_edit(&original, app).await.map_err(message)
+pub async fn app_add(core: Core_<'_>, app: AppInput) -> Result<AppSaved, AppRefused> {
+    Ok(core.app_add(app).await?)
+}
+
+#[tauri::command]
+pub async fn app_edit(core: Core_<'_>, original: String, app: AppInput) -> Result<AppSaved, AppRefused> {
+    Ok(core.app_edit(&original, app).await?)
+}
+
+/// The port the app forms start with: 8081 if free, else the next free one.
+#[tauri::command]
+pub fn app_free_port(core: Core_<'_>) -> Answer<u16> {
+    core.app_free_port().map_err(message)
+}
+
+/// "Open it at: …" for the port being typed.
+#[tauri::command]
+pub fn app_address(core: Core_<'_>, port: u16) -> Answer<String> {
+    core.app_address(port).map_err(message)
+}
+
+/// The **Test** button: does the app answer at its upstream (nothing is saved).
+#[tauri::command]
+pub async fn app_test(core: Core_<'_>, app: AppInput) -> Answer<UpstreamCheck> {
+    core.app_test(&app).await.map_err(message)
 }
 
 #[tauri::command]
@@ -173,7 +211,7 @@ mod tests {
     #[test]
     fn every_command_is_generated_granted_and_registered() {
         let commands = build_rs_commands();
-        assert_eq!(commands.len(), 26, "{commands:?}");
+        assert_eq!(commands.len(), 29, "{commands:?}");
         let capability: serde_json::Value = serde_json::from_str(include_str!("../capabilities/main.json")).unwrap();
         let granted: Vec<String> = capability["permissions"]
             .as_array()

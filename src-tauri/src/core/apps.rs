@@ -1,35 +1,47 @@
 //! The protected apps: added, edited and removed from the window, each change applied to the
 //! running nginx before it is saved (through `config`).
+//!
+//! Around that, what makes the first app work in one try: a free port offered up front, a
+//! taken port answered with a free one to use instead (not nginx's bind error), a **Test** of
+//! the upstream before saving, and a warning when the app itself listens on all interfaces
+//! (`listeners`), since other devices then skip the code through its own port.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::time::Duration;
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::info;
 
-use simpleotp_engine::config::{AppConfig, AppName, ListenAddr, UpstreamUrl};
+use simpleotp_engine::config::{AppConfig, AppName, Config, ListenAddr, UpstreamUrl};
 
-use super::views::{AppInput, AppSaved, AppView, StatusView};
+use super::listeners::{self, Exposure};
+use super::views::{AppInput, AppSaved, AppView, StatusView, UpstreamCheck};
 use super::{listen_ip, Core, CoreError, Result};
 use crate::sync::lock;
 
 /// How long "does the upstream answer?" waits before warning.
 const UPSTREAM_PROBE_TIMEOUT: Duration = Duration::from_millis(1500);
 
+/// The port offered for a new app, when it is free: the one the README and the screens use.
+const FIRST_OFFERED_PORT: u16 = 8081;
+
 impl Core {
     pub async fn app_add(&self, input: AppInput) -> Result<AppSaved> {
         let mut edit = self.edit_config().await;
         let app = self.parse_app(&input)?;
+        self.check_port_is_free(&edit.config, &app, None)?;
         edit.config.apps.push(app.clone());
         self.apply(&edit).await?;
         drop(edit);
         info!(app = %app.name, "app added");
-        Ok(AppSaved { warning: upstream_warning(&app.upstream).await, app: AppView::from(&app) })
+        Ok(saved(&app).await)
     }
 
     /// Changes the app named `original` (its name may change too).
     pub async fn app_edit(&self, original: &str, input: AppInput) -> Result<AppSaved> {
         let mut edit = self.edit_config().await;
         let app = self.parse_app(&input)?;
+        self.check_port_is_free(&edit.config, &app, Some(original))?;
         let slot =
             edit.config.apps.iter_mut().find(|a| a.name.as_str() == original).ok_or_else(|| CoreError::NoSuchApp(original.into()))?;
         // The window edits name, upstream and port; settings only the config file has (extra
@@ -39,7 +51,7 @@ impl Core {
         self.apply(&edit).await?;
         drop(edit);
         info!(app = %app.name, "app changed");
-        Ok(AppSaved { warning: upstream_warning(&app.upstream).await, app: AppView::from(&app) })
+        Ok(saved(&app).await)
     }
 
     pub async fn app_remove(&self, name: &str) -> Result<StatusView> {
@@ -61,18 +73,70 @@ impl Core {
         config.apps.iter().find(|a| a.name.as_str() == name).map(|a| a.protected_url()).ok_or_else(|| CoreError::NoSuchApp(name.into()))
     }
 
+    /// A port to offer for a new app: 8081 if it is free, else the next free one.
+    pub fn app_free_port(&self) -> Result<u16> {
+        let config = self.config();
+        free_port_from(&config, self.listen_ip(), FIRST_OFFERED_PORT, None)
+            .ok_or_else(|| CoreError::Invalid("No port from 8081 up is free; stop a program that holds ports.".into()))
+    }
+
+    /// Where an app on `port` will answer ("Open it at: …"), as the window previews it while the
+    /// port is typed: `http://127.0.0.1:PORT/`, or the HTTPS address when other devices may
+    /// reach the apps.
+    pub fn app_address(&self, port: u16) -> Result<String> {
+        let listen = ListenAddr(SocketAddr::new(self.listen_ip(), port));
+        let name: AppName = "preview".parse().map_err(CoreError::Invalid)?;
+        let upstream: UpstreamUrl = "http://127.0.0.1:1".parse().map_err(CoreError::Invalid)?;
+        Ok(AppConfig::new(name, upstream, listen).protected_url())
+    }
+
+    /// The **Test** button: a real HTTP request to the upstream the window describes (nothing
+    /// is saved), and whether the app itself is reachable from other devices.
+    pub async fn app_test(&self, input: &AppInput) -> Result<UpstreamCheck> {
+        let upstream = parse_upstream(&input.upstream)?;
+        let name = match input.name.trim() {
+            "" => "The app",
+            name => name,
+        };
+        let (answers, message) = match probe(&upstream).await {
+            Probe::Http(status) => (true, format!("{name} answers (HTTP {status}).")),
+            Probe::Tls => (true, format!("{name} answers at {upstream} (HTTPS: the connection works; its answer is not read here).")),
+            Probe::Connected => (true, format!("Something answers at {upstream}, but not with plain HTTP (is it HTTPS?).")),
+            Probe::Nothing => (false, format!("Nothing answers at {upstream} — is it running?")),
+        };
+        Ok(UpstreamCheck { answers, message, exposure: exposure_warning(name, &upstream) })
+    }
+
+    fn listen_ip(&self) -> IpAddr {
+        listen_ip(*lock(&self.lan))
+    }
+
+    /// Refuses a port another app of ours or another program holds, with a free one to use
+    /// instead. `editing`: the app being changed, whose own port is not "taken" (our nginx
+    /// holds it).
+    fn check_port_is_free(&self, config: &Config, app: &AppConfig, editing: Option<&str>) -> Result<()> {
+        let addr = app.listen.socket_addr();
+        let port = addr.port();
+        let mut others = config.apps.iter().filter(|a| Some(a.name.as_str()) != editing);
+        let used_by = others.find(|a| a.listen.socket_addr().port() == port).map(|a| a.name.to_string());
+        let own_port = config.apps.iter().any(|a| Some(a.name.as_str()) == editing && a.listen.socket_addr().port() == port);
+        if used_by.is_none() && (own_port || bindable(addr.ip(), port)) {
+            return Ok(());
+        }
+        let avoid = upstream_port_if_local(&app.upstream);
+        let alternative = free_port_from(config, addr.ip(), port.saturating_add(1), avoid);
+        Err(CoreError::PortTaken { port, used_by, alternative })
+    }
+
     /// The app the window describes, listening where the other apps do (see `listen_ip`).
     fn parse_app(&self, input: &AppInput) -> Result<AppConfig> {
         let name: AppName = input.name.parse().map_err(CoreError::Invalid)?;
-        let upstream_text = input.upstream.trim();
-        let upstream_text = if upstream_text.contains("://") { upstream_text.to_string() } else { format!("http://{upstream_text}") };
-        let upstream: UpstreamUrl = upstream_text.parse().map_err(CoreError::Invalid)?;
+        let upstream = parse_upstream(&input.upstream)?;
         if input.port == 0 {
             return Err(CoreError::Invalid("Choose a port between 1 and 65535 for the protected app.".into()));
         }
-        let ip = listen_ip(*lock(&self.lan));
-        let upstream_is_local = matches!(upstream.host(), "localhost" | "127.0.0.1" | "[::1]" | "0.0.0.0");
-        if upstream_is_local && upstream.port() == input.port {
+        let ip = self.listen_ip();
+        if upstream_port_if_local(&upstream) == Some(input.port) {
             return Err(CoreError::Invalid(format!(
                 "Port {} is the app's own port. Choose another port for the protected address (for example {}).",
                 input.port,
@@ -81,6 +145,117 @@ impl Core {
         }
         Ok(AppConfig::new(name, upstream, ListenAddr(SocketAddr::new(ip, input.port))))
     }
+}
+
+/// `http://127.0.0.1:8888`, also typed as `127.0.0.1:8888`.
+fn parse_upstream(text: &str) -> Result<UpstreamUrl> {
+    let text = text.trim();
+    let text = if text.contains("://") { text.to_string() } else { format!("http://{text}") };
+    text.parse().map_err(CoreError::Invalid)
+}
+
+fn is_local(upstream: &UpstreamUrl) -> bool {
+    matches!(upstream.host(), "localhost" | "127.0.0.1" | "[::1]" | "0.0.0.0")
+}
+
+/// The upstream's port when it runs on this computer (then the protected app cannot use it).
+fn upstream_port_if_local(upstream: &UpstreamUrl) -> Option<u16> {
+    is_local(upstream).then(|| upstream.port())
+}
+
+/// Whether nothing listens on `ip:port` now (binding it and letting go at once).
+fn bindable(ip: IpAddr, port: u16) -> bool {
+    TcpListener::bind((ip, port)).is_ok()
+}
+
+/// The first port from `first` up that no app of `config` uses, is not `avoid`, and nothing
+/// listens on.
+fn free_port_from(config: &Config, ip: IpAddr, first: u16, avoid: Option<u16>) -> Option<u16> {
+    (first.max(1)..=u16::MAX)
+        .find(|&port| Some(port) != avoid && !config.apps.iter().any(|a| a.listen.socket_addr().port() == port) && bindable(ip, port))
+}
+
+/// What the app asks for itself once SimpleOTP lets the browser through.
+fn own_sign_in_note(app: &AppConfig) -> String {
+    let looks_like_jupyter = app.name.as_str().to_ascii_lowercase().contains("jupyter") || app.upstream.port() == 8888;
+    if looks_like_jupyter {
+        format!(
+            "{} will still ask for its own token or password: SimpleOTP adds the code in front of it, it does not replace it.",
+            app.name
+        )
+    } else {
+        format!("If {} has a password of its own, it still asks for it after the code.", app.name)
+    }
+}
+
+async fn saved(app: &AppConfig) -> AppSaved {
+    AppSaved {
+        warning: upstream_warning(&app.upstream).await,
+        exposure: exposure_warning(app.name.as_str(), &app.upstream),
+        own_sign_in: own_sign_in_note(app),
+        app: AppView::from(app),
+    }
+}
+
+/// When the app runs on this computer and listens on all interfaces, other devices reach it
+/// on its own port without a code: say so (or, where the OS does not tell, what to check).
+fn exposure_warning(name: &str, upstream: &UpstreamUrl) -> Option<String> {
+    let port = upstream_port_if_local(upstream)?;
+    match listeners::exposure(port) {
+        Exposure::NotAllInterfaces => None,
+        Exposure::AllInterfaces => Some(format!(
+            "{name} itself listens on all interfaces (port {port}), so other devices can open it at this computer's address, port {port}, \
+             without a code. Start it on 127.0.0.1 only (Jupyter: --ip=127.0.0.1), or block port {port} in the firewall."
+        )),
+        Exposure::Unknown => Some(format!(
+            "Check that {name} listens on 127.0.0.1 only: if it listens on all interfaces (0.0.0.0), other devices can open it on \
+             port {port} without a code. To check, {}.",
+            listeners::how_to_check(port)
+        )),
+    }
+}
+
+/// What answered the **Test** button's request.
+enum Probe {
+    /// An HTTP status line came back.
+    Http(u16),
+    /// A connection, but no HTTP answer (another protocol, or nothing said in time).
+    Connected,
+    /// A connection to an `https` upstream (its status would need a TLS client).
+    Tls,
+    Nothing,
+}
+
+/// A real `GET` of the upstream's path, within [`UPSTREAM_PROBE_TIMEOUT`]; only the status
+/// line is read. An `https` upstream is only connected to (the status would need TLS).
+async fn probe(upstream: &UpstreamUrl) -> Probe {
+    let host = upstream.host().trim_start_matches('[').trim_end_matches(']').to_string();
+    let connect = tokio::net::TcpStream::connect((host, upstream.port()));
+    let Ok(Ok(mut stream)) = tokio::time::timeout(UPSTREAM_PROBE_TIMEOUT, connect).await else { return Probe::Nothing };
+    if upstream.scheme() != "http" {
+        return Probe::Tls;
+    }
+    let request = async {
+        let path = if upstream.path().is_empty() { "/" } else { upstream.path() };
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nUser-Agent: SimpleOTP-test\r\n\r\n", upstream.authority());
+        if stream.write_all(request.as_bytes()).await.is_err() {
+            return Probe::Connected;
+        }
+        let mut head = Vec::new();
+        let mut buf = [0u8; 512];
+        while !head.contains(&b'\n') && head.len() < 4096 {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+        let status_line = String::from_utf8_lossy(&head);
+        let status = status_line.strip_prefix("HTTP/").and_then(|rest| rest.split_whitespace().nth(1)).and_then(|code| code.parse().ok());
+        status.map_or(Probe::Connected, Probe::Http)
+    };
+    // It accepted but said nothing in time: something is there all the same.
+    tokio::time::timeout(UPSTREAM_PROBE_TIMEOUT, request).await.unwrap_or(Probe::Connected)
 }
 
 /// `Some(warning)` when nothing accepts a connection at the upstream right now.

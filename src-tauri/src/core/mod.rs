@@ -19,6 +19,7 @@
 //! * `wizard`: the setup wizard and replacing the secret (a new secret waits in memory until
 //!   a code from it confirms it);
 //! * `security`: the lockouts, unlock links, and the current-code gate in front of the secret;
+//! * `listeners`: whether an app itself listens on all interfaces (the OS-specific part);
 //! * `apps` and `settings`: what the user changes; both go through `config`, the one write
 //!   path of the config file (one change at a time, applied before it is saved);
 //! * `sessions`: who is signed in;
@@ -43,6 +44,7 @@ mod config;
 mod devices;
 mod diagnostics;
 mod lifecycle;
+pub(crate) mod listeners;
 mod security;
 mod sessions;
 mod settings;
@@ -69,7 +71,7 @@ use crate::sync::lock;
 pub use trust::{TrustError, TrustState};
 pub use views::{
     human_duration, AppInput, AppSaved, AppView, CaView, DeviceAppView, DevicesView, FailureView, LockedClientView, Protection, SecretView,
-    SecurityView, SessionView, SettingsSaved, SettingsView, StatusView, UnlockLinkView, UnlockView, LAN_WARNING,
+    SecurityView, SessionView, SettingsSaved, SettingsView, StatusView, UnlockLinkView, UnlockView, UpstreamCheck, LAN_WARNING,
 };
 
 /// Errors of the commands. Each message is shown to the user as it is.
@@ -99,6 +101,8 @@ pub enum CoreError {
     NoPendingSecret,
     #[error("Protection is not running. {0}")]
     NotRunning(&'static str),
+    #[error("{}", port_taken_message(*port, used_by.as_deref(), *alternative))]
+    PortTaken { port: u16, used_by: Option<String>, alternative: Option<u16> },
     #[error("No app is named {0:?}.")]
     NoSuchApp(String),
     #[error("That session has already ended.")]
@@ -119,6 +123,19 @@ impl CoreError {
     /// The message with its causes, for the UI (`cannot write …: Permission denied`).
     pub fn user_message(&self) -> String {
         simpleotp_engine::error_chain(self)
+    }
+}
+
+/// "Port 8081 is already in use by another program. Use 8082 instead." (the window turns the
+/// alternative into a button).
+fn port_taken_message(port: u16, used_by: Option<&str>, alternative: Option<u16>) -> String {
+    let by = match used_by {
+        Some(app) => format!("by {app}"),
+        None => "by another program".into(),
+    };
+    match alternative {
+        Some(free) => format!("Port {port} is already in use {by}. Use {free} instead."),
+        None => format!("Port {port} is already in use {by}. Choose another port."),
     }
 }
 

@@ -733,3 +733,140 @@ async fn diagnostics_name_versions_nginx_ports_and_errors_but_no_secret_or_token
     assert_eq!(h.core.config_folder(), h.dir.path());
     h.core.shutdown().await;
 }
+
+/// The app forms start with a port nothing uses: 8081 if it is free, else the next free one,
+/// skipping ports other programs hold and ports our own apps use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_offered_port_is_8081_or_the_next_free_one() {
+    let h = Harness::new("free-port-offer");
+    let offered = h.core.app_free_port().unwrap();
+    assert!(offered >= 8081, "{offered}");
+    // Another program takes it: the next offer is past it.
+    let holder = std::net::TcpListener::bind(("127.0.0.1", offered)).expect("the offered port is free");
+    let next = h.core.app_free_port().unwrap();
+    assert!(next > offered, "{next} after {offered}, which is held");
+    drop(holder);
+    // One of our own apps uses it (protection is off, so nothing listens there yet): skipped too.
+    h.core.app_add(input("Jupyter", "http://127.0.0.1:8888", offered)).await.unwrap();
+    let after_app = h.core.app_free_port().unwrap();
+    assert_ne!(after_app, offered, "the port of an app is not offered again");
+    assert!(std::net::TcpListener::bind(("127.0.0.1", after_app)).is_ok(), "{after_app} is free");
+}
+
+/// "Open it at: …" while the port is typed: this computer's address, or the HTTPS one when
+/// other devices may reach the apps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_address_preview_follows_the_port_and_lan_access() {
+    let h = Harness::new("address-preview");
+    assert_eq!(h.core.app_address(8081).unwrap(), "http://127.0.0.1:8081/");
+    assert_eq!(h.core.app_address(9000).unwrap(), "http://127.0.0.1:9000/");
+    *lock(&h.core.lan) = true;
+    assert_eq!(h.core.app_address(8081).unwrap(), "https://localhost:8081/");
+}
+
+/// A taken port is refused with a free one to use instead, which then works; a port of another
+/// of our apps names that app; an app keeps its own port when edited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_taken_port_is_refused_with_a_free_alternative_that_works() {
+    let h = Harness::new("port-alternative");
+    h.set_up().await;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_port = taken.local_addr().unwrap().port();
+    let err = h.core.app_add(input("Jupyter", "http://127.0.0.1:8888", taken_port)).await.unwrap_err();
+    let message = err.user_message();
+    let CoreError::PortTaken { port, used_by: None, alternative: Some(alternative) } = err else { panic!("{err:?}") };
+    assert_eq!(port, taken_port);
+    assert!(alternative > taken_port, "{alternative}");
+    assert_eq!(message, format!("Port {taken_port} is already in use by another program. Use {alternative} instead."));
+    assert!(h.core.status().apps.is_empty(), "nothing saved");
+
+    // The alternative works (the window's "Use …" button sends the same app with it).
+    let saved = h.core.app_add(input("Jupyter", "http://127.0.0.1:8888", alternative)).await.unwrap();
+    assert_eq!(saved.app.url, format!("http://127.0.0.1:{alternative}/"));
+    assert!(saved.own_sign_in.contains("Jupyter will still ask for its own token or password"), "{}", saved.own_sign_in);
+
+    // Our own app's port: named, with another alternative; editing the app keeps its port.
+    let err = h.core.app_add(input("Grafana", "http://127.0.0.1:3000", alternative)).await.unwrap_err();
+    assert!(err.user_message().starts_with(&format!("Port {alternative} is already in use by Jupyter. Use ")), "{}", err.user_message());
+    assert!(matches!(err, CoreError::PortTaken { alternative: Some(other), .. } if other != alternative && other != taken_port));
+    let edited = h.core.app_edit("Jupyter", input("Jupyter", "http://127.0.0.1:8889", alternative)).await.unwrap();
+    assert_eq!(edited.app.port, alternative);
+    let (_, grafana) = on_free_port("Grafana", async |port| h.core.app_add(input("Grafana", "http://127.0.0.1:3000", port)).await).await;
+    assert!(grafana.own_sign_in.contains("If Grafana has a password of its own"), "{}", grafana.own_sign_in);
+    drop(taken);
+    h.core.shutdown().await;
+}
+
+/// The **Test** button makes a real HTTP request: a live upstream answers with its status, a
+/// closed port is "nothing answers", and a server that accepts but does not speak HTTP is not
+/// taken for a working app.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_test_button_asks_the_upstream_over_http() {
+    let h = Harness::new("upstream-test");
+    let (up, _stop) = upstream().await;
+    let live = h.core.app_test(&input("Jupyter", &format!("http://{up}"), 0)).await.unwrap();
+    assert!(live.answers, "{live:?}");
+    assert_eq!(live.message, "Jupyter answers (HTTP 200).");
+
+    // A server that redirects (as Jupyter does to its login): its status is shown as it is.
+    let redirecting = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let redirecting_addr = redirecting.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut stream, _) = redirecting.accept().await.unwrap();
+        let mut buf = [0u8; 1024];
+        let _ = stream.read(&mut buf).await;
+        let _ = stream.write_all(b"HTTP/1.1 302 Found\r\nLocation: /login\r\nContent-Length: 0\r\n\r\n").await;
+    });
+    let redirect = h.core.app_test(&input("Jupyter", &redirecting_addr.to_string(), 0)).await.unwrap();
+    assert_eq!(redirect.message, "Jupyter answers (HTTP 302).");
+
+    let dead_port = free_port();
+    let dead = h.core.app_test(&input("Jupyter", &format!("http://127.0.0.1:{dead_port}"), 0)).await.unwrap();
+    assert!(!dead.answers, "{dead:?}");
+    assert_eq!(dead.message, format!("Nothing answers at http://127.0.0.1:{dead_port} — is it running?"));
+
+    let not_http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let not_http_addr = not_http.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut stream, _) = not_http.accept().await.unwrap();
+        let _ = stream.write_all(b"SSH-2.0-OpenSSH_9.6\r\n").await;
+    });
+    let other = h.core.app_test(&input("Jupyter", &format!("http://{not_http_addr}"), 0)).await.unwrap();
+    assert!(other.message.contains("not with plain HTTP"), "{other:?}");
+
+    // An https upstream: connected to, and said so (no TLS client here to read its status).
+    let tls = h.core.app_test(&input("Jupyter", &format!("https://{up}"), 0)).await.unwrap();
+    assert!(tls.answers && tls.message.contains("HTTPS: the connection works"), "{tls:?}");
+    let tls_dead = h.core.app_test(&input("Jupyter", &format!("https://127.0.0.1:{dead_port}"), 0)).await.unwrap();
+    assert!(!tls_dead.answers, "{tls_dead:?}");
+
+    let bad = h.core.app_test(&input("Jupyter", "ftp://127.0.0.1:21", 0)).await.unwrap_err();
+    assert!(bad.user_message().contains("only http and https"), "{}", bad.user_message());
+}
+
+/// An app that itself listens on all interfaces is flagged (a real listener on 0.0.0.0, read
+/// back from /proc/net/tcp); one on 127.0.0.1 is not.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_listening_on_all_interfaces_is_flagged() {
+    use super::listeners::{exposure, Exposure};
+    let h = Harness::new("all-interfaces");
+    let everywhere = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let everywhere_port = everywhere.local_addr().unwrap().port();
+    assert_eq!(exposure(everywhere_port), Exposure::AllInterfaces);
+    let check = h.core.app_test(&input("Jupyter", &format!("http://127.0.0.1:{everywhere_port}"), 0)).await.unwrap();
+    let warning = check.exposure.expect("a warning");
+    assert!(warning.contains("Jupyter itself listens on all interfaces") && warning.contains("without a code"), "{warning}");
+
+    let local = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let local_port = local.local_addr().unwrap().port();
+    assert_eq!(exposure(local_port), Exposure::NotAllInterfaces);
+    let check = h.core.app_test(&input("Jupyter", &format!("http://127.0.0.1:{local_port}"), 0)).await.unwrap();
+    assert_eq!(check.exposure, None);
+
+    // IPv6's "all interfaces" (::) counts too, where this machine has IPv6.
+    if let Ok(v6) = std::net::TcpListener::bind("[::]:0") {
+        assert_eq!(exposure(v6.local_addr().unwrap().port()), Exposure::AllInterfaces);
+    }
+    drop((everywhere, local));
+}

@@ -105,6 +105,21 @@ pub struct AppSaved {
     pub app: AppView,
     /// Set when nothing answers at the upstream (the app may just not be running yet).
     pub warning: Option<String>,
+    /// Set when the app itself may be reachable from other devices without a code (see
+    /// `listeners`): that it does, or, where the OS does not tell, what to check.
+    pub exposure: Option<String>,
+    /// What the app asks for itself once past SimpleOTP (Jupyter's token), for the done screen.
+    pub own_sign_in: String,
+}
+
+/// The window's **Test** button: does the app answer at the upstream, before it is saved.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct UpstreamCheck {
+    pub answers: bool,
+    /// "Jupyter answers (HTTP 302)" or "Nothing answers at … — is it running?"
+    pub message: String,
+    /// As [`AppSaved::exposure`].
+    pub exposure: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
