@@ -219,6 +219,12 @@ pub struct Core {
     handle: Mutex<Option<GatewayHandle>>,
     pending: Mutex<Option<Pending>>,
     events: broadcast::Sender<CoreEvent>,
+    /// Whether the desktop shows tray icons (the Tauri part finds out at launch). Without one,
+    /// the window says how it is reached instead of pointing at a tray.
+    tray_available: std::sync::atomic::AtomicBool,
+    /// What Unlock sign-ins in the tray menu gave, until the window (which it opens) takes it
+    /// to show the one-time links. In memory only: the links carry a ticket.
+    tray_unlock: Mutex<Option<UnlockView>>,
 }
 
 impl Core {
@@ -243,7 +249,15 @@ impl Core {
             handle: Mutex::new(None),
             pending: Mutex::new(None),
             events,
+            tray_available: std::sync::atomic::AtomicBool::new(true),
+            tray_unlock: Mutex::new(None),
         })
+    }
+
+    /// Records whether a tray shows SimpleOTP's icon (see [`StatusView::tray_available`]).
+    pub fn set_tray_available(&self, available: bool) {
+        self.tray_available.store(available, std::sync::atomic::Ordering::Relaxed);
+        self.changed();
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<CoreEvent> {
