@@ -582,14 +582,16 @@ try {
   if (!String(denied).startsWith('denied')) throw new Error(`a command outside the capability was allowed: ${denied}`);
   log('commands outside the capability are refused');
 
-  // Rename the app: the list and the tray entry follow (the tray item is renamed in place).
-  const openItem = await menuItem('Upstream');
+  // Rename the app: the list and the tray entry follow (its submenu is rebuilt: on Linux a
+  // submenu's label cannot change in place, see tray_menu::same_shape).
+  await menuItem('Upstream');
   await tauri.clickOn('.nav[data-section="apps"]');
   await tauri.clickOn('#apps-list li[data-name="Upstream"] button.edit');
   await tauri.fill('#apps-name', 'Upstream app');
   await tauri.clickOn('#apps-save');
   await tauri.visible('#apps-list li[data-name="Upstream app"]');
-  if ((await menuItem('Upstream app')).id !== openItem.id) throw new Error('the tray menu was rebuilt on rename');
+  await menuItem('Upstream app');
+  if (trayMenu().some((item) => item.label === 'Upstream')) throw new Error('the old name stayed in the tray menu');
   log('editing an app renames it in the list and the tray menu');
 
   // 8b. Other devices. With LAN access off the screen says how to turn it on; on (the app then

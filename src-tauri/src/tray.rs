@@ -3,7 +3,7 @@
 //! When only texts and flags change (the usual case: status, session count, pause, the check),
 //! the existing items are updated in place. Linux's appindicator menus are exported over D-Bus
 //! and a replaced menu closes under the user's pointer; only a change in the number of apps
-//! builds a new one (as do the Unlock item appearing and going).
+//! builds a new one (as do the Unlock item appearing and going, and a renamed app).
 //!
 //! The icon follows the state too ([`crate::tray_icon`]): it is replaced only when its kind
 //! changes.
@@ -164,8 +164,8 @@ fn update_in_place(items: &[Rendered], old: &[MenuEntry], new: &[MenuEntry]) -> 
                 c.set_checked(*checked)?;
                 c.set_enabled(*enabled)?;
             }
-            (Rendered::Submenu(m, children), MenuEntry::Submenu { text, items, .. }) => {
-                m.set_text(text)?;
+            // Same label (see `tray_menu::same_shape`): only the items inside change.
+            (Rendered::Submenu(_, children), MenuEntry::Submenu { items, .. }) => {
                 if let MenuEntry::Submenu { items: old_items, .. } = before {
                     update_in_place(children, old_items, items)?;
                 }

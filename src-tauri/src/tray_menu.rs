@@ -162,12 +162,19 @@ pub fn tray_menu(state: &TrayState) -> Vec<MenuEntry> {
 /// Whether `new` can be shown by changing the items of `old` (same ids and kinds in the same
 /// order, submenus included), so that the renderer updates texts and flags instead of building
 /// a new menu.
+///
+/// A submenu's own label counts as shape: on Linux its label sits in a box next to an image
+/// (muda 0.20), and changing it in place does not reach the GTK label the panel shows. Only a
+/// renamed app changes it, which is rare; the frequent changes (status, counts, flags) stay in
+/// place.
 pub fn same_shape(old: &[MenuEntry], new: &[MenuEntry]) -> bool {
     old.len() == new.len()
         && old.iter().zip(new).all(|(a, b)| match (a, b) {
             (MenuEntry::Item { id: x, .. }, MenuEntry::Item { id: y, .. }) => x == y,
             (MenuEntry::Check { id: x, .. }, MenuEntry::Check { id: y, .. }) => x == y,
-            (MenuEntry::Submenu { id: x, items: a, .. }, MenuEntry::Submenu { id: y, items: b, .. }) => x == y && same_shape(a, b),
+            (MenuEntry::Submenu { id: x, text: t, items: a }, MenuEntry::Submenu { id: y, text: u, items: b }) => {
+                x == y && t == u && same_shape(a, b)
+            }
             (MenuEntry::Separator, MenuEntry::Separator) => true,
             _ => false,
         })
@@ -351,12 +358,15 @@ mod tests {
     }
 
     #[test]
-    fn content_changes_keep_the_shape_but_app_count_changes_do_not() {
+    fn content_changes_keep_the_shape_but_app_count_changes_and_renames_do_not() {
         let on = tray_menu(&state(Protection::Running));
         let mut s = state(Protection::Paused);
         s.launch_at_login = true;
-        s.apps[0].0 = "Lab".into();
+        s.active_sessions = 0;
         assert!(same_shape(&on, &tray_menu(&s)), "status, labels and flags change in place");
+        s.apps[0].0 = "Lab".into();
+        assert!(!same_shape(&on, &tray_menu(&s)), "a renamed app's submenu is rebuilt (its label cannot change in place)");
+        s.apps[0].0 = "Jupyter".into();
         s.apps.pop();
         assert!(!same_shape(&on, &tray_menu(&s)), "one app fewer needs a new menu");
         s.apps.clear();
