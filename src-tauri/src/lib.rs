@@ -117,21 +117,15 @@ pub fn run() {
             app.manage(Clipboard(std::sync::Mutex::new(None)));
             // No tray (no StatusNotifier host, as on stock GNOME, or the icon failed): the window
             // is then the only way in, and says how to reach it again.
-            let tray_created = match Tray::create(&handle, &core) {
+            match Tray::create(&handle, &core) {
                 Ok(tray) => {
                     app.manage(tray);
-                    true
                 }
-                Err(e) => {
-                    warn!("no tray icon: {e}");
-                    false
-                }
-            };
-            let tray_available = tray_created && tray_host::tray_host_present();
-            if !tray_available {
+                Err(e) => warn!("no tray icon: {e}"),
+            }
+            if !refresh_tray_available(&handle) {
                 info!("no tray shows the icon: the window is reached by running SimpleOTP again");
             }
-            core.set_tray_available(tray_available);
             let show_now = std::env::args().any(|a| a == SHOW_FLAG);
             tauri::async_runtime::spawn(forward_events(handle.clone(), core.clone()));
             tauri::async_runtime::spawn(quit_on_signal(handle.clone(), core.clone()));
@@ -243,8 +237,20 @@ fn show_in_dock(app: &AppHandle, visible: bool) {
     let _ = (app, visible);
 }
 
+/// Finds out again whether a tray shows the icon, and tells the core (the window's wording
+/// follows). Asked at launch and whenever the window opens: at login SimpleOTP may start before
+/// the desktop's tray host (a GNOME extension) has.
+fn refresh_tray_available(app: &AppHandle) -> bool {
+    let available = app.try_state::<Tray>().is_some() && tray_host::tray_host_present();
+    if let Some(core) = app.try_state::<Arc<Core>>() {
+        core.set_tray_available(available);
+    }
+    available
+}
+
 /// Shows the window, creating it when there is none (never opened, or closed since).
 pub fn show_window(app: &AppHandle) {
+    refresh_tray_available(app);
     show_in_dock(app, true);
     if let Some(window) = app.get_webview_window(WINDOW) {
         let _ = window.unminimize();

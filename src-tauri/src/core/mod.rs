@@ -254,10 +254,12 @@ impl Core {
         })
     }
 
-    /// Records whether a tray shows SimpleOTP's icon (see [`StatusView::tray_available`]).
+    /// Records whether a tray shows SimpleOTP's icon (see [`StatusView::tray_available`]); the
+    /// window hears of a change.
     pub fn set_tray_available(&self, available: bool) {
-        self.tray_available.store(available, std::sync::atomic::Ordering::Relaxed);
-        self.changed();
+        if self.tray_available.swap(available, std::sync::atomic::Ordering::Relaxed) != available {
+            self.changed();
+        }
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<CoreEvent> {

@@ -728,3 +728,19 @@ async fn other_devices_show_each_apps_https_address_and_the_engines_ca() {
     assert!(body.contains(&ca.fingerprint), "the CA page shows the fingerprint the tray shows:\n{body}");
     h.core.shutdown().await;
 }
+
+/// The window's "how to reach me" wording follows `tray_available`: in the status, and announced
+/// (once) when it changes, since the Tauri part asks again each time the window opens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tray_available_is_in_the_status_and_announced_when_it_changes() {
+    let h = Harness::new("tray-available");
+    let mut events = h.core.subscribe();
+    assert!(h.core.status().tray_available, "assumed until the Tauri part knows better");
+    h.core.set_tray_available(false);
+    assert!(!h.core.status().tray_available);
+    assert!(matches!(events.try_recv(), Ok(CoreEvent::Changed)));
+    h.core.set_tray_available(false);
+    assert!(events.try_recv().is_err(), "no change, no event");
+    h.core.set_tray_available(true);
+    assert!(h.core.status().tray_available);
+}
