@@ -11,7 +11,8 @@
 #   - openbox and wmctrl: a window manager, so the end-to-end test and the benchmark can close
 #     the window as a person does (the close request, WM_DELETE_WINDOW),
 #   - zbarimg (zbar-tools) and openssl, with which it reads the "Other devices" QR codes back
-#     from the window and checks the CA's fingerprint.
+#     from the window and checks the CA's fingerprint,
+#   - xclip, with which it reads back what the tray's Copy link put on the clipboard.
 #
 #   scripts/tray-deps.sh           all of the above
 #   scripts/tray-deps.sh --build   only what compiling the tray app (and so its core tests, which
@@ -30,7 +31,7 @@ if ! $build_only; then
     packages+=(
         xvfb xauth dbus-daemon gnome-keyring libsecret-tools xsettingsd
         webkit2gtk-driver chromium chromium-driver nginx openbox wmctrl
-        zbar-tools openssl
+        zbar-tools openssl xclip
     )
 fi
 

@@ -19,6 +19,7 @@ const COMMANDS: &[&str] = &[
     "sessions_revoke_all",
     "security_status",
     "security_unlock",
+    "security_take_tray_unlock",
     "open_unlock_link",
     "security_show_qr",
     "secret_replace_begin",

@@ -350,7 +350,7 @@ function selectSection(name) {
 const STATE_TEXT = {
   running: 'Protection is on',
   starting: 'Starting…',
-  paused: 'Protection is paused: protected addresses do not answer',
+  paused: 'Apps are offline: their protected addresses do not answer',
   error: 'Protection is off because of a problem',
   needs_setup: 'Not set up yet',
 };
@@ -364,7 +364,8 @@ async function renderStatus(status) {
   $('status-detail').textContent = status.state === 'running' ? `${apps} protected · ${sessions}` : '';
   $('status-warnings').replaceChildren(...status.warnings.map((w) => el('li', { textContent: w })));
   $('status-retry').hidden = status.state !== 'error';
-  $('status-pause').textContent = status.state === 'paused' ? 'Resume protection' : 'Pause protection';
+  $('status-pause').textContent = status.state === 'paused' ? 'Bring apps back online' : 'Take apps offline';
+  $('status-pause').dataset.offline = String(status.state === 'paused');
   $('status-pause').disabled = !['running', 'paused', 'starting'].includes(status.state);
   $('status-apps').replaceChildren(...(status.apps.length ? status.apps.map((app) => el('li', {},
     el('div', {}, el('div', { className: 'name', textContent: app.name }), el('div', { className: 'detail', textContent: app.url })),
@@ -662,7 +663,7 @@ function setUpMain() {
     render();
   }));
   $('status-pause').addEventListener('click', () => busy($('status-pause'), async () => {
-    const paused = $('status-pause').textContent.startsWith('Pause');
+    const paused = $('status-pause').dataset.offline !== 'true';
     await call('set_paused', { paused }, null);
     render();
   }));
@@ -694,7 +695,18 @@ function setUpMain() {
   });
 
   $('security-unlock').addEventListener('click', async () => {
-    const unlocked = await call('security_unlock', {}, $('security-unlock-error'));
+    showUnlocked(await call('security_unlock', {}, $('security-unlock-error')));
+  });
+  // Unlock sign-ins in the tray menu unlocked already; its links are shown here, once.
+  const takeTrayUnlock = async () => {
+    const unlocked = await call('security_take_tray_unlock', {});
+    if (!unlocked) return;
+    selectSection('security');
+    showUnlocked(unlocked);
+  };
+  listen('tray-unlocked', takeTrayUnlock);
+  takeTrayUnlock();
+  function showUnlocked(unlocked) {
     renderSecurity();
     if (!unlocked) return;
     // The shared budget is not refilled (that would give a guesser more tries too): the owner
@@ -709,7 +721,7 @@ function setUpMain() {
       return el('div', { className: 'unlock-link' }, button, el('code', { textContent: link.url }));
     }));
     $('security-unlock-panel').hidden = false;
-  });
+  }
   $('security-qr-form').addEventListener('submit', async (event) => {
     event.preventDefault();
     await busy($('security-show-qr'), async () => {
@@ -783,9 +795,18 @@ async function refreshSection() {
 }
 
 /** Shows the wizard while setup is unfinished, else the main window with the current section. */
+/** How the window is reached again once closed: from the tray, or (a desktop without one, such
+ * as stock GNOME) by running SimpleOTP again. */
+function reachText(status) {
+  return status.tray_available
+    ? 'SimpleOTP keeps running in the system tray. Closing this window does not turn protection off.'
+    : 'This desktop shows no tray icons, so SimpleOTP keeps running in the background without one. Closing this window does not turn protection off; to open it again, start SimpleOTP again from the app menu.';
+}
+
 async function render() {
   const status = await call('status', {});
   if (!status) return;
+  for (const id of ['wizard-reach', 'status-reach']) $(id).textContent = reachText(status);
   if (status.state === 'needs_setup' && wizardDone) {
     wizardDone = false;
     wizardStep('explain');

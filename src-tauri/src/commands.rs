@@ -133,6 +133,12 @@ pub fn security_unlock(core: Core_<'_>) -> Answer<UnlockView> {
     core.security_unlock().map_err(message)
 }
 
+/// The links of an Unlock sign-ins made in the tray menu, once (`None` when there was none).
+#[tauri::command]
+pub fn security_take_tray_unlock(core: Core_<'_>) -> Option<UnlockView> {
+    core.take_tray_unlock()
+}
+
 /// Opens an unlock link in the default browser; only a live ticket on a configured app's
 /// address is opened (the window cannot launch arbitrary URLs).
 #[tauri::command]
@@ -211,7 +217,7 @@ mod tests {
     #[test]
     fn every_command_is_generated_granted_and_registered() {
         let commands = build_rs_commands();
-        assert_eq!(commands.len(), 29, "{commands:?}");
+        assert_eq!(commands.len(), 30, "{commands:?}");
         let capability: serde_json::Value = serde_json::from_str(include_str!("../capabilities/main.json")).unwrap();
         let granted: Vec<String> = capability["permissions"]
             .as_array()

@@ -3,7 +3,10 @@
 //!
 //! * [`core`]: the state and every command, in plain Rust (tested without a webview);
 //! * [`tray_menu`]: the tray menu's content as a pure function of the state;
-//! * [`tray`]: renders that menu and keeps it current;
+//! * [`tray_icon`]: the tray icon for each state, drawn from the app's mark (template image on
+//!   macOS, coloured tile elsewhere);
+//! * [`tray`]: renders that menu and icon and keeps them current;
+//! * [`tray_host`]: whether the desktop shows tray icons at all (stock GNOME does not);
 //! * [`commands`]: the thin Tauri commands the window calls;
 //! * [`paths`]: where the config, data and secret live (overridable for tests);
 //! * `sync`: the one way to take a mutex (a poisoned one is taken over, not a crash);
@@ -20,6 +23,8 @@ pub mod core;
 pub mod paths;
 mod sync;
 pub mod tray;
+pub mod tray_host;
+pub mod tray_icon;
 pub mod tray_menu;
 mod webview_memory;
 
@@ -34,7 +39,7 @@ use tracing::{error, info, warn};
 use crate::core::{Core, CoreEvent, LaunchAtLogin, Protection};
 use crate::paths::Paths;
 use crate::tray::Tray;
-use crate::tray_menu::ids;
+use crate::tray_menu::MenuAction;
 
 const WINDOW: &str = "main";
 /// The autostart entry launches with this flag, so logging in does not pop the window up.
@@ -93,6 +98,7 @@ pub fn run() {
             commands::sessions_revoke_all,
             commands::security_status,
             commands::security_unlock,
+            commands::security_take_tray_unlock,
             commands::open_unlock_link,
             commands::security_show_qr,
             commands::secret_replace_begin,
@@ -113,12 +119,17 @@ pub fn run() {
             let handle = app.handle().clone();
             let core = Core::new(paths, Box::new(Autostart(handle.clone())));
             app.manage(core.clone());
+            app.manage(Clipboard(std::sync::Mutex::new(None)));
+            // No tray (no StatusNotifier host, as on stock GNOME, or the icon failed): the window
+            // is then the only way in, and says how to reach it again.
             match Tray::create(&handle, &core) {
                 Ok(tray) => {
                     app.manage(tray);
                 }
-                // No tray (e.g. no StatusNotifier host): the window is then the only way in.
                 Err(e) => warn!("no tray icon: {e}"),
+            }
+            if !refresh_tray_available(&handle) {
+                info!("no tray shows the icon: the window is reached by running SimpleOTP again");
             }
             let show_now = std::env::args().any(|a| a == SHOW_FLAG);
             tauri::async_runtime::spawn(forward_events(handle.clone(), core.clone()));
@@ -231,8 +242,20 @@ fn show_in_dock(app: &AppHandle, visible: bool) {
     let _ = (app, visible);
 }
 
+/// Finds out again whether a tray shows the icon, and tells the core (the window's wording
+/// follows). Asked at launch and whenever the window opens: at login SimpleOTP may start before
+/// the desktop's tray host (a GNOME extension) has.
+fn refresh_tray_available(app: &AppHandle) -> bool {
+    let available = app.try_state::<Tray>().is_some() && tray_host::tray_host_present();
+    if let Some(core) = app.try_state::<Arc<Core>>() {
+        core.set_tray_available(available);
+    }
+    available
+}
+
 /// Shows the window, creating it when there is none (never opened, or closed since).
 pub fn show_window(app: &AppHandle) {
+    refresh_tray_available(app);
     show_in_dock(app, true);
     if let Some(window) = app.get_webview_window(WINDOW) {
         let _ = window.unminimize();
@@ -262,47 +285,74 @@ pub fn open_in_browser(url: &str) -> Result<(), String> {
     open::that_detached(url).map_err(|e| format!("cannot open the browser: {e}"))
 }
 
+/// The event the window listens for to show the links of an Unlock made in the tray menu.
+const TRAY_UNLOCKED: &str = "tray-unlocked";
+
 /// The tray menu's actions.
 pub fn on_menu(app: &AppHandle, id: &str) {
     let Some(core) = app.try_state::<Arc<Core>>().map(|c| c.inner().clone()) else { return };
-    if let Some(index) = tray_menu::app_index(id) {
-        if let Some(app_view) = core.status().apps.get(index) {
-            if let Err(e) = open_in_browser(&app_view.url) {
+    let Some(action) = MenuAction::parse(id) else { return };
+    let app_url = |index: usize| core.status().apps.get(index).map(|a| a.url.clone());
+    let app = app.clone();
+    match action {
+        MenuAction::ShowWindow => show_window(&app),
+        MenuAction::OpenApp(index) => {
+            if let Some(Err(e)) = app_url(index).map(|url| open_in_browser(&url)) {
                 warn!("{e}");
             }
         }
-        return;
-    }
-    let app = app.clone();
-    match id {
-        ids::OPEN | ids::STATUS => show_window(&app),
-        ids::SIGN_OUT_ALL => {
-            tauri::async_runtime::spawn(async move {
-                let count = core.sessions_revoke_all().await;
-                info!(count, "everyone signed out from the tray");
-            });
+        MenuAction::CopyAppLink(index) => {
+            if let Some(url) = app_url(index) {
+                match copy_to_clipboard(&app, url) {
+                    Ok(()) => info!("an app's link was copied from the tray"),
+                    Err(e) => warn!("cannot copy the link: {e}"),
+                }
+            }
         }
-        ids::PAUSE => {
+        MenuAction::Unlock => match core.unlock_from_tray() {
+            Ok(()) => {
+                info!("sign-ins unlocked from the tray");
+                // The window shows the one-time links, as its own Unlock does: a window that is
+                // open takes them on this event, a new one when its page loads.
+                show_window(&app);
+                let _ = app.emit_to(WINDOW, TRAY_UNLOCKED, ());
+            }
+            Err(e) => warn!("{}", e.user_message()),
+        },
+        MenuAction::ToggleOffline => {
             tauri::async_runtime::spawn(async move {
-                let paused = core.status().state == Protection::Paused;
-                if let Err(e) = core.set_paused(!paused).await {
+                let offline = core.status().state == Protection::Paused;
+                if let Err(e) = core.set_paused(!offline).await {
                     warn!("{}", e.user_message());
                     show_window(&app);
                 }
             });
         }
-        ids::LAUNCH_AT_LOGIN => {
+        MenuAction::ToggleLaunchAtLogin => {
             if let Err(e) = core.toggle_launch_at_login() {
                 warn!("{}", e.user_message());
             }
         }
-        ids::QUIT => {
+        MenuAction::Quit => {
             tauri::async_runtime::spawn(async move {
                 info!("quitting");
                 core.shutdown().await;
                 app.exit(0);
             });
         }
-        _ => {}
     }
+}
+
+/// The system clipboard, kept for the life of the app: on X11 a copy lasts only as long as its
+/// owner answers for it, so the clipboard must not be dropped after copying.
+struct Clipboard(std::sync::Mutex<Option<arboard::Clipboard>>);
+
+fn copy_to_clipboard(app: &AppHandle, text: String) -> Result<(), arboard::Error> {
+    let clipboard = app.state::<Clipboard>();
+    let mut slot = sync::lock(&clipboard.0);
+    let clipboard = match slot.as_mut() {
+        Some(clipboard) => clipboard,
+        None => slot.insert(arboard::Clipboard::new()?),
+    };
+    clipboard.set_text(text)
 }

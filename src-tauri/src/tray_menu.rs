@@ -4,6 +4,11 @@
 //! every wording and every enabled/checked rule is unit-tested without a desktop, and the
 //! renderer can compare two menus to decide whether it may update items in place (Linux's
 //! appindicator menus flicker and lose keyboard focus when replaced) or must rebuild.
+//!
+//! Nothing destructive is one click away in the menu: "Sign everyone out" lives in the window
+//! (Sessions), behind a confirmation. What the menu offers is what a glance at the tray calls
+//! for: open or copy an app's address, take the apps offline or back, and, while wrong codes
+//! have locked sign-ins, **Unlock sign-ins**.
 
 use crate::core::views::Protection;
 
@@ -15,17 +20,24 @@ pub struct TrayState {
     pub apps: Vec<(String, String)>,
     pub active_sessions: usize,
     pub launch_at_login: bool,
+    /// Sign-ins are locked (for everyone, or for some address) after too many wrong codes.
+    pub locked_out: bool,
 }
 
 /// The menu item ids the event handler dispatches on.
 pub mod ids {
     pub const STATUS: &str = "status";
+    pub const UNLOCK: &str = "unlock";
+    /// `app:N`: the submenu of the N-th app (by index, not name: renaming an app then changes
+    /// one label in place).
     pub const APP_PREFIX: &str = "app:";
+    pub const APP_OPEN_PREFIX: &str = "app-open:";
+    pub const APP_COPY_PREFIX: &str = "app-copy:";
     pub const NO_APPS: &str = "no-apps";
     pub const OPEN: &str = "open";
-    pub const SIGN_OUT_ALL: &str = "sign-out-all";
-    pub const PAUSE: &str = "pause";
+    pub const OFFLINE: &str = "offline";
     pub const LAUNCH_AT_LOGIN: &str = "launch-at-login";
+    pub const ABOUT: &str = "about";
     pub const QUIT: &str = "quit";
 }
 
@@ -34,6 +46,7 @@ pub mod ids {
 pub enum MenuEntry {
     Item { id: String, text: String, enabled: bool },
     Check { id: String, text: String, checked: bool, enabled: bool },
+    Submenu { id: String, text: String, items: Vec<MenuEntry> },
     Separator,
 }
 
@@ -44,10 +57,48 @@ impl MenuEntry {
 
     pub fn id(&self) -> Option<&str> {
         match self {
-            MenuEntry::Item { id, .. } | MenuEntry::Check { id, .. } => Some(id),
+            MenuEntry::Item { id, .. } | MenuEntry::Check { id, .. } | MenuEntry::Submenu { id, .. } => Some(id),
             MenuEntry::Separator => None,
         }
     }
+}
+
+/// What a click on a menu id asks for, parsed once so the handler matches on a type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MenuAction {
+    ShowWindow,
+    Unlock,
+    OpenApp(usize),
+    CopyAppLink(usize),
+    ToggleOffline,
+    ToggleLaunchAtLogin,
+    Quit,
+}
+
+impl MenuAction {
+    pub fn parse(id: &str) -> Option<MenuAction> {
+        let index = |prefix: &str| id.strip_prefix(prefix).and_then(|n| n.parse().ok());
+        if let Some(n) = index(ids::APP_OPEN_PREFIX) {
+            return Some(MenuAction::OpenApp(n));
+        }
+        if let Some(n) = index(ids::APP_COPY_PREFIX) {
+            return Some(MenuAction::CopyAppLink(n));
+        }
+        Some(match id {
+            // The status line and About are informative; a click on them opens the window.
+            ids::OPEN | ids::STATUS | ids::ABOUT => MenuAction::ShowWindow,
+            ids::UNLOCK => MenuAction::Unlock,
+            ids::OFFLINE => MenuAction::ToggleOffline,
+            ids::LAUNCH_AT_LOGIN => MenuAction::ToggleLaunchAtLogin,
+            ids::QUIT => MenuAction::Quit,
+            _ => return None,
+        })
+    }
+}
+
+/// "About SimpleOTP 0.1.0": the version where people look for it.
+pub fn about_text() -> String {
+    format!("About SimpleOTP {}", env!("CARGO_PKG_VERSION"))
 }
 
 /// The whole menu for `state`.
@@ -55,36 +106,47 @@ pub fn tray_menu(state: &TrayState) -> Vec<MenuEntry> {
     let status = match state.protection {
         Protection::NeedsSetup => "SimpleOTP: not set up yet".to_string(),
         Protection::Starting => "SimpleOTP: starting…".to_string(),
+        Protection::Running if state.locked_out => "Sign-ins locked: too many wrong codes".to_string(),
         Protection::Running => match state.active_sessions {
             0 => "Protection on · nobody signed in".to_string(),
             1 => "Protection on · 1 session".to_string(),
             n => format!("Protection on · {n} sessions"),
         },
-        Protection::Paused => "Protection paused".to_string(),
+        Protection::Paused => "Apps offline: protection paused".to_string(),
         Protection::Error => "Protection stopped: see SimpleOTP".to_string(),
     };
     let running = state.protection == Protection::Running;
-    let mut entries = vec![MenuEntry::item(ids::STATUS, status, false), MenuEntry::Separator];
+    let mut entries = vec![MenuEntry::item(ids::STATUS, status, false)];
+    if running && state.locked_out {
+        entries.push(MenuEntry::item(ids::UNLOCK, "Unlock sign-ins", true));
+    }
+    entries.push(MenuEntry::Separator);
 
     if state.apps.is_empty() {
         entries.push(MenuEntry::item(ids::NO_APPS, "No protected apps yet", false));
     }
     for (index, (name, _url)) in state.apps.iter().enumerate() {
-        // By index, not name: renaming an app then changes one label in place.
-        entries.push(MenuEntry::item(format!("{}{index}", ids::APP_PREFIX), format!("Open {name}"), running));
+        entries.push(MenuEntry::Submenu {
+            id: format!("{}{index}", ids::APP_PREFIX),
+            text: name.clone(),
+            items: vec![
+                // An offline app does not answer, so do not offer to open it; its link stays
+                // valid and can be copied.
+                MenuEntry::item(format!("{}{index}", ids::APP_OPEN_PREFIX), "Open", running),
+                MenuEntry::item(format!("{}{index}", ids::APP_COPY_PREFIX), "Copy link", true),
+            ],
+        });
     }
     entries.push(MenuEntry::Separator);
 
     let open_text = if state.protection == Protection::NeedsSetup { "Set up SimpleOTP…" } else { "Open SimpleOTP…" };
     entries.push(MenuEntry::item(ids::OPEN, open_text, true));
-    entries.push(MenuEntry::item(ids::SIGN_OUT_ALL, "Sign everyone out", running && state.active_sessions > 0));
-    let (pause_text, pause_enabled) = match state.protection {
-        Protection::Paused => ("Resume protection", true),
-        Protection::Running | Protection::Starting => ("Pause protection", true),
-        Protection::Error => ("Pause protection", false),
-        Protection::NeedsSetup => ("Pause protection", false),
+    let (offline_text, offline_enabled) = match state.protection {
+        Protection::Paused => ("Bring apps back online", true),
+        Protection::Running | Protection::Starting => ("Take apps offline", true),
+        Protection::Error | Protection::NeedsSetup => ("Take apps offline", false),
     };
-    entries.push(MenuEntry::item(ids::PAUSE, pause_text, pause_enabled));
+    entries.push(MenuEntry::item(ids::OFFLINE, offline_text, offline_enabled));
     entries.push(MenuEntry::Check {
         id: ids::LAUNCH_AT_LOGIN.into(),
         text: "Launch at login".into(),
@@ -92,22 +154,27 @@ pub fn tray_menu(state: &TrayState) -> Vec<MenuEntry> {
         enabled: true,
     });
     entries.push(MenuEntry::Separator);
+    entries.push(MenuEntry::item(ids::ABOUT, about_text(), true));
     entries.push(MenuEntry::item(ids::QUIT, "Quit SimpleOTP", true));
     entries
 }
 
-/// The app a menu id opens, if it is an app entry.
-pub fn app_index(id: &str) -> Option<usize> {
-    id.strip_prefix(ids::APP_PREFIX)?.parse().ok()
-}
-
 /// Whether `new` can be shown by changing the items of `old` (same ids and kinds in the same
-/// order), so that the renderer updates texts and flags instead of building a new menu.
+/// order, submenus included), so that the renderer updates texts and flags instead of building
+/// a new menu.
+///
+/// A submenu's own label counts as shape: on Linux its label sits in a box next to an image
+/// (muda 0.20), and changing it in place does not reach the GTK label the panel shows. Only a
+/// renamed app changes it, which is rare; the frequent changes (status, counts, flags) stay in
+/// place.
 pub fn same_shape(old: &[MenuEntry], new: &[MenuEntry]) -> bool {
     old.len() == new.len()
         && old.iter().zip(new).all(|(a, b)| match (a, b) {
             (MenuEntry::Item { id: x, .. }, MenuEntry::Item { id: y, .. }) => x == y,
             (MenuEntry::Check { id: x, .. }, MenuEntry::Check { id: y, .. }) => x == y,
+            (MenuEntry::Submenu { id: x, text: t, items: a }, MenuEntry::Submenu { id: y, text: u, items: b }) => {
+                x == y && t == u && same_shape(a, b)
+            }
             (MenuEntry::Separator, MenuEntry::Separator) => true,
             _ => false,
         })
@@ -123,31 +190,106 @@ mod tests {
             apps: vec![("Jupyter".into(), "http://127.0.0.1:8081/".into()), ("Grafana".into(), "http://127.0.0.1:8082/".into())],
             active_sessions: 2,
             launch_at_login: false,
+            locked_out: false,
         }
     }
 
+    /// Every entry, submenus' entries after their submenu.
+    fn flat(menu: &[MenuEntry]) -> Vec<&MenuEntry> {
+        menu.iter()
+            .flat_map(|e| {
+                let mut v = vec![e];
+                if let MenuEntry::Submenu { items, .. } = e {
+                    v.extend(flat(items));
+                }
+                v
+            })
+            .collect()
+    }
+
     fn find<'a>(menu: &'a [MenuEntry], id: &str) -> &'a MenuEntry {
-        menu.iter().find(|e| e.id() == Some(id)).unwrap_or_else(|| panic!("no entry {id}"))
+        flat(menu).into_iter().find(|e| e.id() == Some(id)).unwrap_or_else(|| panic!("no entry {id}"))
+    }
+
+    fn texts(menu: &[MenuEntry]) -> Vec<&str> {
+        flat(menu).into_iter().filter_map(|e| text_and_enabled_opt(e).map(|(t, _)| t)).collect()
+    }
+
+    fn text_and_enabled_opt(entry: &MenuEntry) -> Option<(&str, bool)> {
+        match entry {
+            MenuEntry::Item { text, enabled, .. } | MenuEntry::Check { text, enabled, .. } => Some((text, *enabled)),
+            MenuEntry::Submenu { text, .. } => Some((text, true)),
+            MenuEntry::Separator => None,
+        }
     }
 
     fn text_and_enabled(entry: &MenuEntry) -> (&str, bool) {
-        match entry {
-            MenuEntry::Item { text, enabled, .. } | MenuEntry::Check { text, enabled, .. } => (text, *enabled),
-            MenuEntry::Separator => panic!("separator"),
+        text_and_enabled_opt(entry).expect("not a separator")
+    }
+
+    #[test]
+    fn running_menu_lists_status_apps_actions_about_and_quit_in_order() {
+        let menu = tray_menu(&state(Protection::Running));
+        let ids: Vec<_> = menu.iter().map(|e| e.id().unwrap_or("---")).collect();
+        assert_eq!(ids, ["status", "---", "app:0", "app:1", "---", "open", "offline", "launch-at-login", "---", "about", "quit"]);
+        assert_eq!(text_and_enabled(&menu[0]), ("Protection on · 2 sessions", false), "the status line is not clickable");
+        assert_eq!(text_and_enabled(find(&menu, "app:0")).0, "Jupyter");
+        assert_eq!(text_and_enabled(find(&menu, "app:1")).0, "Grafana");
+        assert_eq!(text_and_enabled(find(&menu, "offline")), ("Take apps offline", true));
+        assert_eq!(text_and_enabled(find(&menu, "quit")), ("Quit SimpleOTP", true));
+    }
+
+    #[test]
+    fn each_app_has_open_and_copy_link() {
+        let menu = tray_menu(&state(Protection::Running));
+        for index in 0..2 {
+            match find(&menu, &format!("app:{index}")) {
+                MenuEntry::Submenu { items, .. } => {
+                    let ids: Vec<_> = items.iter().map(|e| e.id().unwrap()).collect();
+                    assert_eq!(ids, [format!("app-open:{index}"), format!("app-copy:{index}")]);
+                    assert_eq!(text_and_enabled(&items[0]), ("Open", true));
+                    assert_eq!(text_and_enabled(&items[1]), ("Copy link", true));
+                }
+                other => panic!("not a submenu: {other:?}"),
+            }
+        }
+        assert_eq!(MenuAction::parse("app-open:1"), Some(MenuAction::OpenApp(1)));
+        assert_eq!(MenuAction::parse("app-copy:0"), Some(MenuAction::CopyAppLink(0)));
+        assert_eq!(MenuAction::parse("app-copy:x"), None);
+        assert_eq!(MenuAction::parse("app:0"), None, "the submenu itself does nothing");
+    }
+
+    #[test]
+    fn sign_everyone_out_is_not_in_the_menu() {
+        // Destructive: it lives in the window (Sessions) behind a confirmation.
+        for protection in [Protection::Running, Protection::Paused, Protection::Error] {
+            let menu = tray_menu(&state(protection));
+            assert!(!texts(&menu).iter().any(|t| t.contains("Sign") && t.contains("out")), "{:?}", texts(&menu));
         }
     }
 
     #[test]
-    fn running_menu_lists_status_apps_actions_and_quit_in_order() {
+    fn unlock_is_offered_only_during_a_lockout() {
+        let mut s = state(Protection::Running);
+        assert!(flat(&tray_menu(&s)).iter().all(|e| e.id() != Some(ids::UNLOCK)));
+        s.locked_out = true;
+        let menu = tray_menu(&s);
+        assert_eq!(text_and_enabled(&menu[0]), ("Sign-ins locked: too many wrong codes", false));
+        assert_eq!(menu[1].id(), Some(ids::UNLOCK), "right under the status line");
+        assert_eq!(text_and_enabled(&menu[1]), ("Unlock sign-ins", true));
+        assert_eq!(MenuAction::parse(ids::UNLOCK), Some(MenuAction::Unlock));
+        assert!(!same_shape(&tray_menu(&state(Protection::Running)), &menu), "the item appears: a new menu");
+        // Offline, nothing signs in (the limiter stopped with the gateway): no Unlock.
+        s.protection = Protection::Paused;
+        assert!(flat(&tray_menu(&s)).iter().all(|e| e.id() != Some(ids::UNLOCK)));
+    }
+
+    #[test]
+    fn about_shows_the_version() {
         let menu = tray_menu(&state(Protection::Running));
-        let ids: Vec<_> = menu.iter().map(|e| e.id().unwrap_or("---")).collect();
-        assert_eq!(ids, ["status", "---", "app:0", "app:1", "---", "open", "sign-out-all", "pause", "launch-at-login", "---", "quit"]);
-        assert_eq!(text_and_enabled(&menu[0]), ("Protection on · 2 sessions", false), "the status line is not clickable");
-        assert_eq!(text_and_enabled(find(&menu, "app:0")), ("Open Jupyter", true));
-        assert_eq!(text_and_enabled(find(&menu, "app:1")), ("Open Grafana", true));
-        assert_eq!(text_and_enabled(find(&menu, "sign-out-all")), ("Sign everyone out", true));
-        assert_eq!(text_and_enabled(find(&menu, "pause")), ("Pause protection", true));
-        assert_eq!(text_and_enabled(find(&menu, "quit")), ("Quit SimpleOTP", true));
+        assert_eq!(text_and_enabled(find(&menu, "about")), (format!("About SimpleOTP {}", env!("CARGO_PKG_VERSION")).as_str(), true));
+        assert!(about_text().starts_with("About SimpleOTP 0."), "{}", about_text());
+        assert_eq!(MenuAction::parse(ids::ABOUT), Some(MenuAction::ShowWindow));
     }
 
     #[test]
@@ -160,19 +302,13 @@ mod tests {
     }
 
     #[test]
-    fn sign_out_is_disabled_without_sessions() {
-        let mut s = state(Protection::Running);
-        s.active_sessions = 0;
-        assert!(!text_and_enabled(find(&tray_menu(&s), "sign-out-all")).1);
-    }
-
-    #[test]
-    fn paused_offers_resume_and_disables_apps() {
+    fn offline_offers_back_online_and_disables_open_but_not_copy() {
         let menu = tray_menu(&state(Protection::Paused));
-        assert_eq!(text_and_enabled(&menu[0]).0, "Protection paused");
-        assert_eq!(text_and_enabled(find(&menu, "pause")), ("Resume protection", true));
-        assert!(!text_and_enabled(find(&menu, "app:0")).1, "a paused app does not answer, so do not offer to open it");
-        assert!(!text_and_enabled(find(&menu, "sign-out-all")).1);
+        assert_eq!(text_and_enabled(&menu[0]).0, "Apps offline: protection paused");
+        assert_eq!(text_and_enabled(find(&menu, "offline")), ("Bring apps back online", true));
+        assert!(!text_and_enabled(find(&menu, "app-open:0")).1, "an offline app does not answer, so do not offer to open it");
+        assert!(text_and_enabled(find(&menu, "app-copy:0")).1, "its link stays valid");
+        assert!(!texts(&menu).iter().any(|t| t.contains("Pause") || t.contains("Resume")), "the old names are gone");
     }
 
     #[test]
@@ -184,14 +320,14 @@ mod tests {
         assert_eq!(text_and_enabled(&menu[0]).0, "SimpleOTP: not set up yet");
         assert_eq!(text_and_enabled(find(&menu, "no-apps")), ("No protected apps yet", false));
         assert_eq!(text_and_enabled(find(&menu, "open")), ("Set up SimpleOTP…", true));
-        assert!(!text_and_enabled(find(&menu, "pause")).1);
+        assert!(!text_and_enabled(find(&menu, "offline")).1);
     }
 
     #[test]
     fn error_points_to_the_window() {
         let menu = tray_menu(&state(Protection::Error));
         assert_eq!(text_and_enabled(&menu[0]).0, "Protection stopped: see SimpleOTP");
-        assert!(!text_and_enabled(find(&menu, "pause")).1);
+        assert!(!text_and_enabled(find(&menu, "offline")).1);
         assert!(text_and_enabled(find(&menu, "open")).1);
     }
 
@@ -208,20 +344,29 @@ mod tests {
     }
 
     #[test]
-    fn app_ids_map_back_to_indexes() {
-        assert_eq!(app_index("app:0"), Some(0));
-        assert_eq!(app_index("app:12"), Some(12));
-        assert_eq!(app_index("app:x"), None);
-        assert_eq!(app_index("open"), None);
+    fn every_clickable_id_parses_to_an_action() {
+        let mut s = state(Protection::Running);
+        s.locked_out = true;
+        for entry in flat(&tray_menu(&s)) {
+            match entry {
+                MenuEntry::Item { id, .. } if id != ids::NO_APPS => assert!(MenuAction::parse(id).is_some(), "{id}"),
+                MenuEntry::Check { id, .. } => assert!(MenuAction::parse(id).is_some(), "{id}"),
+                _ => {}
+            }
+        }
+        assert_eq!(MenuAction::parse("nonsense"), None);
     }
 
     #[test]
-    fn content_changes_keep_the_shape_but_app_count_changes_do_not() {
+    fn content_changes_keep_the_shape_but_app_count_changes_and_renames_do_not() {
         let on = tray_menu(&state(Protection::Running));
         let mut s = state(Protection::Paused);
         s.launch_at_login = true;
-        s.apps[0].0 = "Lab".into();
+        s.active_sessions = 0;
         assert!(same_shape(&on, &tray_menu(&s)), "status, labels and flags change in place");
+        s.apps[0].0 = "Lab".into();
+        assert!(!same_shape(&on, &tray_menu(&s)), "a renamed app's submenu is rebuilt (its label cannot change in place)");
+        s.apps[0].0 = "Jupyter".into();
         s.apps.pop();
         assert!(!same_shape(&on, &tray_menu(&s)), "one app fewer needs a new menu");
         s.apps.clear();

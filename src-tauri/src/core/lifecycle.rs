@@ -97,6 +97,7 @@ impl Core {
                     GatewayEvent::LockoutStarted(locked) => {
                         let _ = core.events.send(CoreEvent::LockoutStarted(lockout_notice(&locked)));
                         core.changed();
+                        core.refresh_when_lockout_ends(&locked);
                     }
                     GatewayEvent::SessionsChanged | GatewayEvent::PersistFailed(_) => core.changed(),
                 }
@@ -135,8 +136,8 @@ impl Core {
         self.stop_engine().await;
     }
 
-    /// Pause: protected addresses stop answering (nginx and the auth server stop); Resume
-    /// starts them again.
+    /// Take apps offline: protected addresses stop answering (nginx and the auth server stop); Resume
+    /// (bring them back online) starts them again.
     pub async fn set_paused(self: &Arc<Self>, paused: bool) -> Result<StatusView> {
         if self.needs_setup() {
             return Err(CoreError::NotRunning("Finish the setup first."));
@@ -208,6 +209,7 @@ impl Core {
             sessions: handle.map(|h| h.gateway().sessions().len()).unwrap_or(0),
             warnings,
             lan: *lock(&self.lan),
+            tray_available: self.tray_available.load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 
@@ -219,6 +221,7 @@ impl Core {
             apps: status.apps.into_iter().map(|a| (a.name, a.url)).collect(),
             active_sessions: status.sessions,
             launch_at_login: self.launch_at_login.is_enabled().unwrap_or(false),
+            locked_out: self.locked_out(),
         }
     }
 }

@@ -241,6 +241,12 @@ pub struct Core {
     events: broadcast::Sender<CoreEvent>,
     /// The last error messages protection failed with, for "Copy diagnostics" (when, message).
     recent_errors: Mutex<std::collections::VecDeque<(u64, String)>>,
+    /// Whether the desktop shows tray icons (the Tauri part finds out at launch). Without one,
+    /// the window says how it is reached instead of pointing at a tray.
+    tray_available: std::sync::atomic::AtomicBool,
+    /// What Unlock sign-ins in the tray menu gave, until the window (which it opens) takes it
+    /// to show the one-time links. In memory only: the links carry a ticket.
+    tray_unlock: Mutex<Option<UnlockView>>,
 }
 
 impl Core {
@@ -266,7 +272,17 @@ impl Core {
             pending: Mutex::new(None),
             events,
             recent_errors: Mutex::new(std::collections::VecDeque::with_capacity(diagnostics::RECENT_ERRORS)),
+            tray_available: std::sync::atomic::AtomicBool::new(true),
+            tray_unlock: Mutex::new(None),
         })
+    }
+
+    /// Records whether a tray shows SimpleOTP's icon (see [`StatusView::tray_available`]); the
+    /// window hears of a change.
+    pub fn set_tray_available(&self, available: bool) {
+        if self.tray_available.swap(available, std::sync::atomic::Ordering::Relaxed) != available {
+            self.changed();
+        }
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<CoreEvent> {

@@ -9,11 +9,30 @@ use simpleotp_engine::limiter::{LockScope, Locked};
 
 use super::views::{human_duration, FailureView, LockedClientView, SecretView, SecurityView, UnlockLinkView, UnlockView};
 use super::{Core, CoreError, CoreEvent, Result};
+use crate::sync::lock;
 
 /// The address the desktop user's own attempts count against in the limiter (show QR again).
 const DESKTOP_IP: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 impl Core {
+    /// Whether wrong codes have locked sign-ins now, for everyone or for some address (the
+    /// tray then shows the locked icon and offers Unlock sign-ins).
+    pub fn locked_out(&self) -> bool {
+        let security = self.security_status();
+        security.everyone_locked_for_secs.is_some() || !security.locked_clients.is_empty()
+    }
+
+    /// A lockout ends by itself, without an event: tell the UI when it has, so the tray's icon
+    /// and Unlock item do not outlive it.
+    pub(super) fn refresh_when_lockout_ends(&self, locked: &Locked) {
+        let events = self.events.clone();
+        let wait = locked.retry_after + std::time::Duration::from_secs(1);
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            let _ = events.send(CoreEvent::Changed);
+        });
+    }
+
     pub fn security_status(&self) -> SecurityView {
         let Some(gateway) = self.gateway() else {
             return SecurityView { running: false, everyone_locked_for_secs: None, locked_clients: vec![], recent_failures: vec![] };
@@ -56,6 +75,19 @@ impl Core {
         })
     }
 
+    /// Unlock sign-ins from the tray menu: the same unlock as the window's, its one-time links
+    /// kept for the window to show ([`Core::take_tray_unlock`]).
+    pub fn unlock_from_tray(&self) -> Result<()> {
+        let unlocked = self.security_unlock()?;
+        *lock(&self.tray_unlock) = Some(unlocked);
+        Ok(())
+    }
+
+    /// The links of the last Unlock from the tray, once.
+    pub fn take_tray_unlock(&self) -> Option<UnlockView> {
+        lock(&self.tray_unlock).take()
+    }
+
     /// Checks that `url` is an unlock link this app made, on a configured app's address, with
     /// a live ticket: the window may open those, not arbitrary URLs.
     pub fn check_unlock_link(&self, url: &str) -> Result<()> {
@@ -79,7 +111,7 @@ impl Core {
     /// without consuming it. Someone at an unlocked desktop must not be able to read the secret
     /// (show the QR code again) or swap in their own (replace) without the owner's phone.
     pub(super) async fn require_current_code(&self, code: &str) -> Result<()> {
-        let gateway = self.gateway().ok_or(CoreError::NotRunning("Resume protection first."))?;
+        let gateway = self.gateway().ok_or(CoreError::NotRunning("Bring apps back online first."))?;
         match gateway.verify_code(DESKTOP_IP, code) {
             Ok(()) => Ok(()),
             Err(LoginOutcome::Locked(locked)) => Err(CoreError::Locked(human_duration(locked.retry_after))),
@@ -88,6 +120,7 @@ impl Core {
                 if let Some(locked) = lockout {
                     let _ = self.events.send(CoreEvent::LockoutStarted(lockout_notice(&locked)));
                     self.changed();
+                    self.refresh_when_lockout_ends(&locked);
                 }
                 Err(CoreError::from(reason))
             }

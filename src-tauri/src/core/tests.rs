@@ -350,6 +350,29 @@ async fn the_qr_code_is_shown_again_only_after_a_current_code_and_guessing_locks
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tray_sees_a_lockout_and_unlocks_it_leaving_the_links_for_the_window() {
+    let h = Harness::new("tray-unlock");
+    h.set_up().await;
+    let (up, _stop) = upstream().await;
+    on_free_port("the app", async |port| h.core.app_add(input("Demo", &up.to_string(), port)).await).await;
+    assert!(!h.core.tray_state().locked_out);
+    assert!(h.core.take_tray_unlock().is_none());
+    for _ in 0..5 {
+        let _ = h.core.security_show_qr("000000").await;
+    }
+    assert!(h.core.tray_state().locked_out, "{:?}", h.core.security_status());
+    assert_eq!(crate::tray_icon::icon_for(&h.core.tray_state()), crate::tray_icon::TrayIconKind::LockedOut);
+
+    h.core.unlock_from_tray().unwrap();
+    assert!(!h.core.tray_state().locked_out, "{:?}", h.core.security_status());
+    let unlocked = h.core.take_tray_unlock().expect("the links wait for the window");
+    assert_eq!(unlocked.links.len(), 1);
+    h.core.check_unlock_link(&unlocked.links[0].url).unwrap();
+    assert!(h.core.take_tray_unlock().is_none(), "taken once");
+    h.core.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unlock_gives_a_one_time_sign_in_link_and_does_not_refill_the_budget() {
     let h = Harness::new("unlock-link");
     h.set_up().await;
@@ -638,8 +661,18 @@ fn the_window_gets_the_status_names_it_matches_on() {
         // Each state has its line in the status text table (STATE_TEXT).
         assert!(main_js.contains(&format!("\n  {name}: '")), "ui/main.js has no status text for {name:?}");
     }
-    let status = StatusView { state: Protection::NeedsSetup, message: None, apps: vec![], sessions: 0, warnings: vec![], lan: false };
+    let status = StatusView {
+        state: Protection::NeedsSetup,
+        message: None,
+        apps: vec![],
+        sessions: 0,
+        warnings: vec![],
+        lan: false,
+        tray_available: false,
+    };
     assert_eq!(serde_json::to_value(&status).unwrap()["state"], "needs_setup");
+    assert_eq!(serde_json::to_value(&status).unwrap()["tray_available"], false, "ui/main.js reads status.tray_available");
+    assert!(main_js.contains("status.tray_available"));
 }
 
 /// "Other devices": nothing (and no CA) while the apps are for this computer only; with LAN
@@ -869,4 +902,20 @@ async fn an_app_listening_on_all_interfaces_is_flagged() {
         assert_eq!(exposure(v6.local_addr().unwrap().port()), Exposure::AllInterfaces);
     }
     drop((everywhere, local));
+}
+
+/// The window's "how to reach me" wording follows `tray_available`: in the status, and announced
+/// (once) when it changes, since the Tauri part asks again each time the window opens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tray_available_is_in_the_status_and_announced_when_it_changes() {
+    let h = Harness::new("tray-available");
+    let mut events = h.core.subscribe();
+    assert!(h.core.status().tray_available, "assumed until the Tauri part knows better");
+    h.core.set_tray_available(false);
+    assert!(!h.core.status().tray_available);
+    assert!(matches!(events.try_recv(), Ok(CoreEvent::Changed)));
+    h.core.set_tray_available(false);
+    assert!(events.try_recv().is_err(), "no change, no event");
+    h.core.set_tray_available(true);
+    assert!(h.core.status().tray_available);
 }

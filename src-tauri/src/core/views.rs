@@ -23,7 +23,7 @@ pub enum Protection {
     NeedsSetup,
     Starting,
     Running,
-    /// The owner paused it: protected addresses do not answer.
+    /// The owner took the apps offline: protected addresses do not answer.
     Paused,
     /// It could not start or nginx keeps failing; the status message says why.
     Error,
@@ -38,6 +38,9 @@ pub struct StatusView {
     pub sessions: usize,
     pub warnings: Vec<String>,
     pub lan: bool,
+    /// Whether a system tray shows SimpleOTP's icon. Stock GNOME has none (without the
+    /// AppIndicator extension): the window then says to run SimpleOTP again to reach it.
+    pub tray_available: bool,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
