@@ -7,8 +7,10 @@
 //! elsewhere finding the owner of a port needs platform APIs, so the window explains in words
 //! what to check instead. This is the one place that knows the difference.
 
-/// What is known about the app's own listening socket.
+/// What is known about the app's own listening socket. Only Linux finds out; elsewhere every
+/// answer is `Unknown`, so the other two are never made there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub enum Exposure {
     /// A socket listens on 0.0.0.0 or :: with that port: other devices can reach it.
     AllInterfaces,
