@@ -3,8 +3,9 @@
 #
 #   scripts/deps.sh run    what `simpleotp` needs to run: nginx
 #   scripts/deps.sh test   everything the test suite uses: nginx, Chromium + chromedriver,
-#                          a Secret Service (gnome-keyring on a private D-Bus) and the build
-#                          headers the keyring crate links against
+#                          a Secret Service (gnome-keyring on a private D-Bus), the build
+#                          headers the keyring crate links against, and Node.js with the npm
+#                          packages of package-lock.json (axe-core for the accessibility checks)
 #   scripts/deps.sh cross  what scripts/check-targets.sh needs: Debian's Rust 1.96 with its std
 #                          sources and its clippy (rustc-web, cargo-web, rust-web-src,
 #                          rust-web-clippy), installed beside a rustup toolchain, not instead
@@ -16,7 +17,7 @@ case "${1:-}" in
     run) packages=(nginx ca-certificates pkg-config libdbus-1-dev) ;;
     test) packages=(nginx ca-certificates pkg-config libdbus-1-dev chromium chromium-driver
                     dbus dbus-daemon gnome-keyring libsecret-tools procps wrk faketime
-                    libnss3-tools curl openssl iproute2 util-linux) ;;
+                    libnss3-tools curl openssl iproute2 util-linux nodejs) ;;
     # They conflict with Debian's own `rustup` package (not with rustup installed from
     # rustup.rs): apt-get runs with --no-remove below, so it fails rather than remove it.
     cross) packages=(rustc-web cargo-web rust-web-src rust-web-clippy) ;;
@@ -55,4 +56,13 @@ if [ "$1" = test ]; then
             exit 1
         fi
     done
+fi
+if [ "$1" = test ]; then
+    # Debian's nodejs comes without npm (it is its own package); NodeSource's has it built in.
+    command -v npm >/dev/null || { echo "$0: npm is needed (apt-get install npm)" >&2; exit 1; }
+    # The browser tests read node_modules/axe-core; installed again only when the lock changed.
+    cd "$(dirname "$0")/.."
+    if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+        npm ci --no-audit --no-fund --silent
+    fi
 fi

@@ -169,7 +169,9 @@ impl Totp {
     /// The three candidate codes are always all computed and compared in constant time, so the
     /// answer's timing says nothing about which digits or which step matched.
     pub fn verify(&self, code: &str, unix_seconds: u64, last_used_step: Option<u64>) -> Result<u64, CodeRejected> {
-        let code: String = code.chars().filter(|c| !c.is_whitespace()).collect();
+        // Authenticator apps show and copy codes as "123 456" (some "123-456"): the grouping is
+        // not part of the code.
+        let code: String = code.chars().filter(|c| !c.is_whitespace() && *c != '-').collect();
         if code.len() != DIGITS || !code.bytes().all(|b| b.is_ascii_digit()) {
             return Err(CodeRejected::Malformed);
         }
@@ -272,6 +274,10 @@ mod tests {
         }
         // Spaces inside are forgiven: apps show "123 456".
         assert_eq!(totp.verify("287 082", 59, None), Ok(1));
+        // So are dashes ("123-456") and both around a paste.
+        assert_eq!(totp.verify("287-082", 59, None), Ok(1));
+        assert_eq!(totp.verify(" 287 - 082 ", 59, None), Ok(1));
+        assert_eq!(totp.verify("28-70-82", 59, None), Ok(1));
     }
 
     #[test]

@@ -254,13 +254,22 @@ fn login_page(gateway: &Gateway, caller: &Caller, req: &Request<Incoming>) -> Re
         }
         None => {
             if let Some(locked) = gateway.peek_lockout(caller.ip) {
-                message = Some(LoginMessage::LockedOut { retry_after: locked.retry_after });
+                message = Some(LoginMessage::locked_out(locked.retry_after));
             }
             None
         }
     };
     let action = gateway.route_prefix().route(routes::LOGIN);
-    html(StatusCode::OK, pages::login_page(&LoginView { action: &action, next: &next, message, ticket: ticket.as_deref() }))
+    let app_name = caller.app_port.and_then(|port| gateway.app_name(port));
+    let view = LoginView {
+        action: &action,
+        next: &next,
+        message,
+        ticket: ticket.as_deref(),
+        app_name: app_name.as_ref(),
+        session: gateway.session_settings(),
+    };
+    html(StatusCode::OK, pages::login_page(&view))
 }
 
 async fn login_submit(gateway: &Gateway, caller: &Caller, req: Request<Incoming>, started: Instant) -> Response<Body> {
@@ -297,23 +306,32 @@ async fn login_submit(gateway: &Gateway, caller: &Caller, req: Request<Incoming>
         }
         LoginOutcome::Rejected { reason, lockout } => {
             let message = match (lockout, reason) {
-                (Some(locked), _) => LoginMessage::LockedOut { retry_after: locked.retry_after },
+                (Some(locked), _) => LoginMessage::locked_out(locked.retry_after),
                 (None, crate::totp::CodeRejected::Replayed) => LoginMessage::CodeAlreadyUsed,
                 (None, _) => LoginMessage::WrongCode,
             };
             (StatusCode::UNAUTHORIZED, message)
         }
-        LoginOutcome::Locked(locked) => (StatusCode::TOO_MANY_REQUESTS, LoginMessage::LockedOut { retry_after: locked.retry_after }),
+        LoginOutcome::Locked(locked) => (StatusCode::TOO_MANY_REQUESTS, LoginMessage::locked_out(locked.retry_after)),
         LoginOutcome::NotSaved(_) => (StatusCode::SERVICE_UNAVAILABLE, LoginMessage::NotSaved),
     };
     tokio::time::sleep_until(started + FAILURE_FLOOR).await;
     let retry_after = match &message {
-        LoginMessage::LockedOut { retry_after } => Some(retry_after.as_secs().max(1)),
+        LoginMessage::LockedOut { retry_after, .. } => Some(retry_after.as_secs().max(1)),
         _ => None,
     };
     // A ticket with attempts left stays in the form for the next try.
     let ticket = ticket.filter(|t| gateway.unlock_ticket_is_valid(t));
-    let mut response = html(status, pages::login_page(&LoginView { action: &action, next: &next, message: Some(message), ticket }));
+    let app_name = gateway.app_name(app_port);
+    let view = LoginView {
+        action: &action,
+        next: &next,
+        message: Some(message),
+        ticket,
+        app_name: app_name.as_ref(),
+        session: gateway.session_settings(),
+    };
+    let mut response = html(status, pages::login_page(&view));
     if let Some(seconds) = retry_after {
         response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     }

@@ -2,14 +2,18 @@
 //!
 //! Screenshots of the login page and the CA page are taken on every run (and checked to be PNGs); with
 //! `SIMPLEOTP_UPDATE_SCREENSHOTS=1` they replace the ones under `docs/screenshots/` that the
-//! README shows.
+//! README shows. The login page is also checked with axe-core (from npm: `npm ci`, which
+//! `scripts/deps.sh test` runs) in each look: desktop and phone width, light and dark.
 
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
+use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};
-use serde_json::json;
+use serde_json::{json, Value};
+use simpleotp_engine::config::AppName;
+use simpleotp_engine::limiter::LimiterSettings;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::helpers::*;
@@ -60,6 +64,12 @@ impl ChromeDriver {
 
     /// A new headless Chromium session; `phone` emulates a phone's screen and touch.
     async fn session(&self, phone: bool) -> Client {
+        self.session_with(Look { phone, dark: false }, true).await
+    }
+
+    /// A new headless Chromium session in `look`, with JavaScript on or off.
+    async fn session_with(&self, look: Look, javascript: bool) -> Client {
+        let phone = look.phone;
         let mut options = json!({
             "binary": "/usr/bin/chromium",
             // The flags a sandboxed, offline CI machine needs (root has no Chromium sandbox; no
@@ -71,9 +81,133 @@ impl ChromeDriver {
         if phone {
             options["mobileEmulation"] = json!({ "deviceMetrics": { "width": 390, "height": 844, "pixelRatio": 2.0, "touch": true } });
         }
+        if !javascript {
+            // The content setting a user (or a policy) turns off: pages run no script at all,
+            // while chromedriver's own commands still work.
+            options["prefs"] = json!({ "profile.managed_default_content_settings.javascript": 2 });
+        }
         let mut caps = serde_json::Map::new();
         caps.insert("goog:chromeOptions".into(), options);
-        ClientBuilder::rustls().unwrap().capabilities(caps).connect(&self.url).await.expect("a Chromium session")
+        let browser = ClientBuilder::rustls().unwrap().capabilities(caps).connect(&self.url).await.expect("a Chromium session");
+        // prefers-color-scheme as the page sees it, for every page this tab loads.
+        let scheme = if look.dark { "dark" } else { "light" };
+        self.cdp(&browser, "Emulation.setEmulatedMedia", json!({ "features": [{ "name": "prefers-color-scheme", "value": scheme }] }))
+            .await;
+        browser
+    }
+
+    /// A Chrome DevTools Protocol command in `browser`'s tab, through chromedriver.
+    async fn cdp(&self, browser: &Client, cmd: &str, params: Value) -> Value {
+        let session = browser.session_id().await.unwrap().expect("a session id");
+        let response = reqwest::Client::new()
+            .post(format!("{}/session/{session}/goog/cdp/execute", self.url))
+            .header("content-type", "application/json")
+            .body(json!({ "cmd": cmd, "params": params }).to_string())
+            .send()
+            .await
+            .unwrap();
+        let ok = response.status().is_success();
+        let body = response.text().await.unwrap();
+        assert!(ok, "{cmd}: {body}");
+        serde_json::from_str(&body).unwrap()
+    }
+}
+
+/// How the login page is looked at: screen width and colour scheme.
+#[derive(Debug, Clone, Copy)]
+struct Look {
+    phone: bool,
+    dark: bool,
+}
+
+impl Look {
+    const ALL: [Look; 4] = [
+        Look { phone: false, dark: false },
+        Look { phone: true, dark: false },
+        Look { phone: false, dark: true },
+        Look { phone: true, dark: true },
+    ];
+
+    /// `desktop`, `phone-dark`, …: the screenshots' names (the light ones keep the names the
+    /// README shows).
+    fn name(self) -> String {
+        format!("{}{}", if self.phone { "phone" } else { "desktop" }, if self.dark { "-dark" } else { "" })
+    }
+
+    /// Checks that the page is shown in this look: the colour scheme the page's stylesheet
+    /// sees, and nothing wider than the screen (no sideways scrolling on a phone).
+    async fn check(self, browser: &Client) {
+        let dark = browser.execute("return matchMedia('(prefers-color-scheme: dark)').matches", vec![]).await.unwrap();
+        assert_eq!(dark, self.dark, "{self:?}: prefers-color-scheme");
+        let background = browser.execute("return getComputedStyle(document.body).backgroundColor", vec![]).await.unwrap();
+        let expected = if self.dark { "rgb(12, 16, 22)" } else { "rgb(238, 241, 245)" };
+        assert_eq!(background, expected, "{self:?}: the stylesheet's colours for the scheme (CSP?)");
+        let overflow = browser.execute("return document.documentElement.scrollWidth - window.innerWidth", vec![]).await.unwrap();
+        assert!(overflow.as_i64().unwrap() <= 0, "{self:?}: the page scrolls sideways by {overflow}px");
+    }
+}
+
+fn jupyter() -> AppName {
+    "Jupyter".parse().unwrap()
+}
+
+/// axe-core's script, from the repository's `node_modules` (package.json's devDependencies).
+fn axe_source() -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../node_modules/axe-core/axe.min.js");
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}: run `npm ci` in the repository (scripts/deps.sh test does) for axe-core", path.display()))
+}
+
+/// Runs axe-core (WCAG 2.x A and AA rules and best practices) on the current page and fails on
+/// any serious or critical violation, printing each with the elements it found.
+async fn assert_accessible(browser: &Client, axe: &str, what: &str) {
+    // Injected by the driver, which the page's CSP does not govern (the page itself may load
+    // no script but its own).
+    browser.execute(&format!("{axe}\nreturn typeof axe;"), vec![]).await.unwrap();
+    let result = browser
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             axe.run(document, { resultTypes: ['violations'] })
+                .then(r => done({ passes: r.passes.length, violations: r.violations.map(v => ({
+                    id: v.id, impact: v.impact, help: v.help,
+                    nodes: v.nodes.map(n => n.target.join(' ') + ': ' + n.failureSummary) })) }))
+                .catch(e => done({ error: String(e) }));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(result.get("error").is_none(), "{what}: axe failed: {result}");
+    let violations = result["violations"].as_array().expect("axe's violations");
+    for v in violations {
+        eprintln!("axe ({what}): {} [{}] {}: {}", v["id"], v["impact"], v["help"], v["nodes"]);
+    }
+    let serious: Vec<&Value> = violations.iter().filter(|v| v["impact"] == "serious" || v["impact"] == "critical").collect();
+    assert!(serious.is_empty(), "{what}: serious or critical accessibility violations: {serious:#?}");
+    assert!(result["passes"].as_u64().unwrap() > 10, "{what}: axe checked next to nothing: {result}");
+}
+
+/// Wrong codes over HTTP from this machine (the browser's address too) until it is locked out.
+async fn lock_out(app: &TestApp) {
+    let client = reqwest::Client::new();
+    let ip = "127.0.0.1".parse().unwrap();
+    for _ in 0..20 {
+        if app.handle().gateway().peek_lockout(ip).is_some() {
+            return;
+        }
+        app.post_code(&client, &app.wrong_code(), "/").await;
+    }
+    panic!("no lockout after 20 wrong codes");
+}
+
+/// `123456` as an authenticator app shows it: `123 456`.
+fn spaced(code: &str) -> String {
+    format!("{} {}", &code[..3], &code[3..])
+}
+
+/// Waits until the demo app's page is shown (the sign-in went through).
+async fn wait_for_the_app(browser: &Client, how: &str) {
+    if let Err(e) = browser.wait().at_most(Duration::from_secs(15)).for_element(Locator::Id("demo-title")).await {
+        panic!("{how}: not signed in ({e}); on {}:\n{}", browser.current_url().await.unwrap(), browser.source().await.unwrap());
     }
 }
 
@@ -100,12 +234,12 @@ async fn text_of(browser: &Client, css: &str) -> String {
     }
 }
 
-/// Types `code` and submits it, then waits until the page it was typed on is gone, so that the
-/// next lookup finds the answer's elements, not the old page's (which would then go stale).
+/// Types `code`, which submits itself at the sixth digit (no click: a click could submit it a
+/// second time), then waits until the page it was typed on is gone, so that the next lookup
+/// finds the answer's elements, not the old page's (which would then go stale).
 async fn submit_code(browser: &Client, code: &str) {
     let field = browser.wait().for_element(Locator::Id("code")).await.unwrap();
     field.send_keys(code).await.unwrap();
-    browser.find(Locator::Id("submit")).await.unwrap().click().await.unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while field.is_displayed().await.is_ok() {
         assert!(std::time::Instant::now() < deadline, "the form was not submitted");
@@ -115,7 +249,7 @@ async fn submit_code(browser: &Client, code: &str) {
 
 #[tokio::test]
 async fn browser_signs_in_to_the_url_it_asked_for_and_out_again() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(AppOptions { app_name: Some(jupyter()), ..Default::default() }).await;
     let driver = ChromeDriver::start().await;
     let browser = driver.session(false).await;
     let wanted = app.url("/notebooks/demo.ipynb?kernel=python3&x=1");
@@ -127,7 +261,6 @@ async fn browser_signs_in_to_the_url_it_asked_for_and_out_again() {
     // The field has focus on arrival: typing goes straight into it.
     let active = browser.active_element().await.unwrap();
     assert_eq!(active.attr("id").await.unwrap().as_deref(), Some("code"));
-    save_screenshot(&browser, "login-desktop").await;
 
     submit_code(&browser, &app.wrong_code()).await;
     let message = text_of(&browser, "#msg").await;
@@ -157,7 +290,7 @@ async fn browser_signs_in_to_the_url_it_asked_for_and_out_again() {
 
 #[tokio::test]
 async fn login_page_fits_a_phone_and_shows_a_lockout() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(AppOptions { app_name: Some(jupyter()), ..Default::default() }).await;
     let driver = ChromeDriver::start().await;
     let browser = driver.session(true).await;
     browser.goto(&app.url("/")).await.unwrap();
@@ -165,7 +298,6 @@ async fn login_page_fits_a_phone_and_shows_a_lockout() {
     // Nothing wider than the screen: no sideways scrolling on a phone.
     let overflow = browser.execute("return document.documentElement.scrollWidth - window.innerWidth", vec![]).await.unwrap();
     assert!(overflow.as_i64().unwrap() <= 0, "the page scrolls sideways by {overflow}px");
-    save_screenshot(&browser, "login-phone").await;
 
     for _ in 0..5 {
         submit_code(&browser, &app.wrong_code()).await;
@@ -173,8 +305,191 @@ async fn login_page_fits_a_phone_and_shows_a_lockout() {
     }
     let message = text_of(&browser, "#msg").await;
     assert!(message.contains("Too many wrong codes") && message.contains("Try again in"), "{message}");
-    save_screenshot(&browser, "login-locked-phone").await;
+    assert!(!browser.find(Locator::Id("code")).await.unwrap().is_enabled().await.unwrap(), "the field is disabled");
     browser.close().await.unwrap();
+}
+
+/// The login page in each look (desktop and phone width, light and dark), before and during a
+/// lockout: it names the app and how long the sign-in lasts, axe-core finds nothing serious, and
+/// the README's screenshots are taken with a realistic app name.
+#[tokio::test]
+async fn login_page_names_the_app_and_passes_axe_in_every_look() {
+    let limiter =
+        LimiterSettings { ip_free_failures: 2, ip_base_lockout: Duration::from_secs(300), global_burst: 100, ..Default::default() };
+    let app = spawn_app_with(AppOptions { app_name: Some(jupyter()), limiter, ..Default::default() }).await;
+    let driver = ChromeDriver::start().await;
+    let axe = axe_source();
+    for look in Look::ALL {
+        let browser = driver.session_with(look, true).await;
+        browser.goto(&app.url("/lab")).await.unwrap();
+        assert_eq!(text_of(&browser, "h1").await, "Sign in to Jupyter");
+        assert_eq!(browser.title().await.unwrap(), "Sign in to Jupyter · SimpleOTP");
+        assert_eq!(
+            text_of(&browser, "#lasts").await,
+            "You stay signed in for 7 days on this device, as long as you use Jupyter at least every 12 hours."
+        );
+        look.check(&browser).await;
+        assert_accessible(&browser, &axe, &format!("login page, {look:?}")).await;
+        save_screenshot(&browser, &format!("login-{}", look.name())).await;
+        browser.close().await.unwrap();
+    }
+
+    lock_out(&app).await;
+    for look in Look::ALL {
+        let browser = driver.session_with(look, true).await;
+        browser.goto(&app.url("/lab")).await.unwrap();
+        let message = text_of(&browser, "#msg").await;
+        assert!(message.contains("Too many wrong codes") && message.contains("Try again in"), "{message}");
+        assert!(message.contains("On the computer running SimpleOTP: tray menu → Unlock sign-ins."), "{message}");
+        assert!(message.contains("simpleotp unlock"), "{message}");
+        assert!(!browser.find(Locator::Id("code")).await.unwrap().is_enabled().await.unwrap(), "{look:?}: the field is disabled");
+        assert!(!browser.find(Locator::Id("submit")).await.unwrap().is_enabled().await.unwrap(), "{look:?}: the button is disabled");
+        // The script showed the end in the device's time (the server's fallback says UTC).
+        let end = text_of(&browser, "#lockout-end").await;
+        assert!(!end.contains("UTC") && end.contains(':'), "{look:?}: the end in local time: {end:?}");
+        look.check(&browser).await;
+        assert_accessible(&browser, &axe, &format!("login page during a lockout, {look:?}")).await;
+        save_screenshot(&browser, &format!("login-locked-{}", look.name())).await;
+        browser.close().await.unwrap();
+    }
+}
+
+/// A code typed as apps show it ("123 456", or "123-456") signs in at its sixth digit, with no
+/// click; so does one pasted from the clipboard (which `maxlength="6"` used to cut to "123 45").
+#[tokio::test]
+async fn a_code_typed_or_pasted_with_a_space_submits_itself() {
+    let app = spawn_app_with(AppOptions { app_name: Some(jupyter()), ..Default::default() }).await;
+    let driver = ChromeDriver::start().await;
+
+    // Typed, key by key.
+    let browser = driver.session(true).await;
+    browser.goto(&app.url("/lab")).await.unwrap();
+    let code = spaced(&app.fresh_code_waiting().await);
+    browser.wait().for_element(Locator::Id("code")).await.unwrap().send_keys(&code).await.unwrap();
+    wait_for_the_app(&browser, "typed \"123 456\"").await;
+    browser.close().await.unwrap();
+
+    // Pasted from the clipboard with Ctrl+V: the browser's own paste, maxlength and all.
+    let browser = driver.session(false).await;
+    browser.goto(&app.url("/lab")).await.unwrap();
+    let field = browser.wait().for_element(Locator::Id("code")).await.unwrap();
+    let code = spaced(&app.fresh_code_waiting().await);
+    // Copied like a person does: select the text, Ctrl+C (a script may not write the clipboard).
+    browser
+        .execute(
+            "const t = document.createElement('textarea'); t.id = 'copy-from'; t.value = arguments[0]; document.body.append(t);",
+            vec![json!(code)],
+        )
+        .await
+        .unwrap();
+    let source = browser.find(Locator::Id("copy-from")).await.unwrap();
+    source.send_keys(&(Key::Control + "a")).await.unwrap();
+    source.send_keys(&(Key::Control + "c")).await.unwrap();
+    browser.execute("document.getElementById('copy-from').remove()", vec![]).await.unwrap();
+    field.click().await.unwrap();
+    field.send_keys(&(Key::Control + "v")).await.unwrap();
+    wait_for_the_app(&browser, "pasted \"123 456\" with Ctrl+V").await;
+    browser.close().await.unwrap();
+
+    // Inserted as one piece of text (a password manager, an IME, a paste on a phone).
+    let browser = driver.session(true).await;
+    browser.goto(&app.url("/lab")).await.unwrap();
+    browser.wait().for_element(Locator::Id("code")).await.unwrap();
+    let code = app.fresh_code_waiting().await;
+    let code = format!("{}-{}", &code[..3], &code[3..]);
+    let inserted = browser
+        .execute(
+            "document.getElementById('code').focus(); return document.execCommand('insertText', false, arguments[0]);",
+            vec![json!(code)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(inserted, true);
+    wait_for_the_app(&browser, "inserted \"123-456\"").await;
+    browser.close().await.unwrap();
+}
+
+/// During a lockout the page counts down, and reloads into a working form when it ends: with
+/// its script, and without JavaScript (by `<meta http-equiv="refresh">`), where the form still
+/// signs in with a click and a code spaced as apps show it.
+#[tokio::test]
+async fn lockout_counts_down_and_the_page_reloads_when_it_ends_with_or_without_javascript() {
+    let limiter = LimiterSettings { ip_free_failures: 2, ip_base_lockout: Duration::from_secs(6), global_burst: 100, ..Default::default() };
+    let app = spawn_app_with(AppOptions { app_name: Some(jupyter()), limiter, ..Default::default() }).await;
+    let driver = ChromeDriver::start().await;
+    for javascript in [true, false] {
+        // The session first: the lockout is short, and starting Chromium is not.
+        let browser = driver.session_with(Look { phone: !javascript, dark: false }, javascript).await;
+        lock_out(&app).await;
+        browser.goto(&app.url("/lab")).await.unwrap();
+        let left = text_of(&browser, "#lockout-left").await;
+        assert!(left.ends_with(" s"), "{left:?}");
+        assert!(!browser.find(Locator::Id("code")).await.unwrap().is_enabled().await.unwrap(), "the field is disabled");
+        let end = text_of(&browser, "#lockout-end").await;
+        if javascript {
+            assert!(!end.contains("UTC"), "the end in local time: {end:?}");
+            tokio::time::sleep(Duration::from_millis(1100)).await;
+            let later = browser.find(Locator::Id("lockout-left")).await.unwrap().text().await.unwrap();
+            assert_ne!(later, left, "the countdown runs");
+        } else {
+            // The server's own words stay: this browser runs no script.
+            assert!(end.ends_with(" UTC"), "{end:?}");
+        }
+
+        // Once the lockout is over the form works again: enabled in place by the script, or
+        // reloaded by the no-script refresh (a plain GET: no message at all).
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let state = tokio::time::timeout(Duration::from_secs(5), async {
+                let enabled = match browser.find(Locator::Id("code")).await {
+                    Ok(field) => field.is_enabled().await.unwrap_or(false),
+                    Err(_) => false,
+                };
+                let message = match browser.find(Locator::Id("msg")).await {
+                    Ok(msg) => msg.text().await.unwrap_or_default(),
+                    Err(_) => String::new(),
+                };
+                (enabled, message)
+            })
+            .await;
+            if let Ok((true, message)) = &state {
+                if javascript {
+                    assert_eq!(message, "You can sign in again: enter the newest code.");
+                } else {
+                    assert_eq!(message, "", "reloaded");
+                }
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "javascript {javascript}: the form did not open again after the lockout: {state:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert_eq!(browser.current_url().await.unwrap().path(), "/_simpleotp/login");
+        assert_eq!(browser.current_url().await.unwrap().query_pairs().find(|(k, _)| k == "next").unwrap().1, "/lab");
+
+        let code = app.fresh_code_waiting().await;
+        let field = browser.find(Locator::Id("code")).await.unwrap();
+        if javascript {
+            field.send_keys(&format!("{}-{}", &code[..3], &code[3..])).await.unwrap();
+            wait_for_the_app(&browser, "javascript, after the lockout").await;
+        } else {
+            field.send_keys(&spaced(&code)).await.unwrap();
+            // Nothing submits by itself without a script…
+            tokio::time::sleep(Duration::from_millis(800)).await;
+            assert_eq!(browser.current_url().await.unwrap().path(), "/_simpleotp/login", "no script, no auto-submit");
+            // …and the form's plain POST, with the code as typed, signs in: the server ignores
+            // the space. (Posted over HTTP: in a tab with JavaScript turned off, chromedriver
+            // did not come back from clicking the button.)
+            let response = app
+                .post_code(&reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(), &spaced(&code), "/lab")
+                .await;
+            assert_eq!(response.status(), 303, "{}", response.text().await.unwrap());
+            assert_eq!(location(&response), "/lab");
+        }
+        tokio::time::timeout(Duration::from_secs(20), browser.close()).await.expect("the browser closes").unwrap();
+    }
 }
 
 /// The page that helps trust the local CA, on a phone: the CSP lets its stylesheet apply (the

@@ -58,6 +58,8 @@ pub struct AppOptions {
     pub upstream: Option<SocketAddr>,
     /// Use this data directory (e.g. a small filesystem) instead of one in the temp dir.
     pub data_dir: Option<PathBuf>,
+    /// The app's name (default "Demo"); the login page's screenshots use "Jupyter".
+    pub app_name: Option<simpleotp_engine::config::AppName>,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -84,7 +86,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     let (_, (config, running)) = on_free_port("the gateway", async |port| {
         let mut config = config.clone();
         config.apps.push(AppConfig::new(
-            "Demo".parse().unwrap(),
+            options.app_name.clone().unwrap_or_else(|| "Demo".parse().unwrap()),
             format!("http://{upstream}").parse().unwrap(),
             format!("127.0.0.1:{port}").parse().unwrap(),
         ));

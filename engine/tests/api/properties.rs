@@ -320,7 +320,7 @@ fn check_form_fields(form: &[(String, String)], now: u64) -> Result<Result<u64, 
     let get = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     check_return_path(get("next").unwrap_or("/"))?;
     let code = get("code").unwrap_or("");
-    let stripped: String = code.chars().filter(|c| !c.is_whitespace()).collect();
+    let stripped: String = code.chars().filter(|c| !c.is_whitespace() && *c != '-').collect();
     let well_formed = stripped.len() == 6 && stripped.bytes().all(|b| b.is_ascii_digit());
     let result = totp().verify(code, now, None);
     match result {
@@ -337,7 +337,16 @@ fn check_form_fields(form: &[(String, String)], now: u64) -> Result<Result<u64, 
 }
 
 fn form_value() -> impl Strategy<Value = String> {
-    prop_oneof!["[0-9]{6}", "[0-9]{3} [0-9]{3}", "[0-9 ]{0,10}", "[0-9a-z]{5,7}", return_path(), ".{0,30}",]
+    prop_oneof![
+        "[0-9]{6}",
+        "[0-9]{3} [0-9]{3}",
+        "[0-9]{3}-[0-9]{3}",
+        "[0-9 -]{0,10}",
+        "[0-9 ]{0,10}",
+        "[0-9a-z]{5,7}",
+        return_path(),
+        ".{0,30}",
+    ]
 }
 
 fn form_key() -> impl Strategy<Value = String> {
