@@ -189,8 +189,17 @@ fn certificate_follows_a_new_address_and_the_browser_stays_signed_in() {
             assert!(added.elapsed() < Duration::from_secs(10), "no certificate for {second} after 10 s; log:\n{}", serve.log());
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+        // nginx's reload is asynchronous: until the old workers have stopped accepting, a new
+        // connection may still meet the old certificate, so curl is asked until it verifies too.
         let ca_arg = ca.to_str().unwrap();
-        let by_new = curl(&["--cacert", ca_arg, &format!("https://{second}:{port}/_simpleotp/login")]);
+        let login_by_new = format!("https://{second}:{port}/_simpleotp/login");
+        let by_new = loop {
+            match try_curl(&["--cacert", ca_arg, &login_by_new]) {
+                Ok(reply) => break reply,
+                Err(e) => assert!(added.elapsed() < Duration::from_secs(10), "curl refuses {second} after 10 s: {e}"),
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
         assert_eq!(by_new.status, 200, "{by_new:?}");
         // The old names still verify on the new certificate.
         let after = presented_chain(LAN_ADDRESS, port, &local_name);
