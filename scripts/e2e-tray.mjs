@@ -805,6 +805,9 @@ try {
   await tauri.fill('#apps-name', 'JupyterLab');
   await tauri.clickOn('#apps-save');
   await tauri.visible('#apps-list li[data-name="JupyterLab"]');
+  // The list follows the core's change event, which can come before the save itself returns
+  // and puts the form back to "Add an app": wait for that before editing again.
+  await waitFor('the form back to adding', async () => (await tauri.text(await tauri.find('#apps-save'))) === 'Add app');
   await menuItem('JupyterLab');
   if (trayMenu().some((item) => item.label === 'Jupyter')) throw new Error('the old name stayed in the tray menu');
   // And back, for the screenshots that follow.

@@ -260,6 +260,8 @@ async function previewAddress(prefix) {
 /** Fills the port with one nothing uses (8081 if free, else the next free one). */
 async function offerFreePort(prefix) {
   const port = await call('app_free_port', {}, null);
+  // The answer can arrive after the person chose an app to edit: never overwrite its port.
+  if (prefix === 'apps' && editing) return;
   if (port) $(`${prefix}-port`).value = port;
   await previewAddress(prefix);
 }
