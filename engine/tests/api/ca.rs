@@ -14,7 +14,7 @@ use simpleotp_engine::config::HostName;
 use simpleotp_engine::protocol::routes;
 use simpleotp_engine::secret::SecretStore;
 
-use crate::cli::{run, simpleotp, stderr, stdout, write_config};
+use crate::cli::{keychain_tests_wanted, run, simpleotp, stderr, stdout, write_config};
 use crate::helpers::*;
 
 /// `simpleotp ca ARGS… --config … --data-dir … --secret-file …` in `dir` (the file store).
@@ -207,14 +207,9 @@ fn ca_without_a_keychain_suggests_the_secret_file() {
 /// The real keychain entry the app uses, in the throw-away keyring of `scripts/with-keyring.sh`.
 #[test]
 fn ca_export_with_the_os_keychain_keeps_the_key_there() {
-    if std::env::var("SIMPLEOTP_SKIP_KEYCHAIN_TESTS").as_deref() == Ok("1") {
-        eprintln!("SKIPPED: SIMPLEOTP_SKIP_KEYCHAIN_TESTS=1");
+    if !keychain_tests_wanted() {
         return;
     }
-    assert!(
-        std::env::var_os("SIMPLEOTP_THROWAWAY_KEYRING").is_some(),
-        "this test writes the app's keychain entry; run it through scripts/with-keyring.sh (or set SIMPLEOTP_SKIP_KEYCHAIN_TESTS=1)"
-    );
     let lookup = || {
         let output = Command::new("secret-tool")
             .args(["lookup", "service", simpleotp_engine::secret::KEYCHAIN_SERVICE, "username", ca::KEYCHAIN_CA_ACCOUNT])

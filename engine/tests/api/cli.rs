@@ -198,17 +198,26 @@ fn init_without_a_keychain_suggests_the_secret_file() {
     assert!(err.contains("keychain") && err.contains("--secret-file"), "{err}");
 }
 
-/// The real keychain entry the app uses, in the throw-away keyring of `scripts/with-keyring.sh`.
-#[test]
-fn init_and_serve_with_the_os_keychain() {
+/// Whether to run a test that writes the app's real keychain entry: skipped with
+/// SIMPLEOTP_SKIP_KEYCHAIN_TESTS=1, else only inside the throw-away keyring of `scripts/with-keyring.sh`.
+pub fn keychain_tests_wanted() -> bool {
     if std::env::var("SIMPLEOTP_SKIP_KEYCHAIN_TESTS").as_deref() == Ok("1") {
         eprintln!("SKIPPED: SIMPLEOTP_SKIP_KEYCHAIN_TESTS=1");
-        return;
+        return false;
     }
     assert!(
         std::env::var_os("SIMPLEOTP_THROWAWAY_KEYRING").is_some(),
         "this test writes the app's keychain entry; run it through scripts/with-keyring.sh (or set SIMPLEOTP_SKIP_KEYCHAIN_TESTS=1)"
     );
+    true
+}
+
+/// The real keychain entry the app uses, in the throw-away keyring of `scripts/with-keyring.sh`.
+#[test]
+fn init_and_serve_with_the_os_keychain() {
+    if !keychain_tests_wanted() {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let none = dir.path().join("none.toml");
     let output = run(simpleotp(&["init", "--force", "--config"]).arg(&none));
