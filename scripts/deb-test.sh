@@ -16,7 +16,10 @@ if [ "${1:-}" != "--installed" ]; then
     [ "$(id -u)" -eq 0 ] || fail "installing a package needs root"
     step "building (release) with the Tauri CLI from npm"
     npm ci --no-audit --no-fund --silent
-    cargo build --release --locked -p simpleotp-engine --bin simpleotp
+    # The `simpleotp` command with the features the Tauri CLI's build of the app resolves (the app's
+    # package selected, tauri/custom-protocol on): built alone (`-p simpleotp-engine`), ~130 of its
+    # crates would get other features and be compiled a second time in release.
+    cargo build --release --locked -p simpleotp-app -p simpleotp-engine --bin simpleotp --features tauri/custom-protocol
     mkdir -p src-tauri/binaries/linux
     cp "$target/release/simpleotp" src-tauri/binaries/linux/simpleotp
     npx tauri build --bundles deb

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# End-to-end test of the tray app: builds it (debug), then drives the real WebKit webview through
+# End-to-end test of the tray app: builds it (debug, scripts/debug-cargo.sh: the build the cargo
+# tests use, so after them nothing is rebuilt), then drives the real WebKit webview through
 # tauri-driver + WebKitWebDriver and a headless Chromium through chromedriver, under Xvfb, in a
 # fresh D-Bus session with a throw-away GNOME keyring (scripts/with-keyring.sh).
 # The test itself is scripts/e2e-tray.mjs (Node; its one npm package, axe-core, comes from
@@ -18,7 +19,7 @@ if [ "${1:-}" != "--inside" ]; then
     if [ ! -f "$root/node_modules/axe-core/axe.min.js" ]; then
         (cd "$root" && npm ci --no-audit --no-fund --silent)
     fi
-    cargo build -p simpleotp-app
+    "$root/scripts/debug-cargo.sh" build
     export SIMPLEOTP_APP_BIN="$CARGO_TARGET_DIR/debug/simpleotp-app"
     # Screenshots are always taken; they replace the ones in docs/ only when asked to, as for
     # the engine's browser tests (each run has new ports, times and secrets).
