@@ -95,11 +95,7 @@ done
 
 target_args=()
 for target in "${targets[@]}"; do target_args+=(--target "$target"); done
-# -Zbuild-std compiles std with code generation even for a check (cargo builds it as for linking);
-# at opt-level 0 instead of the dev profile's 1 for dependencies, that takes 40 % less CPU, and
-# for the dependencies themselves, only checked, the level changes nothing.
-common=("-Zbuild-std=std,panic_abort" "${target_args[@]}" -p simpleotp-engine -p simpleotp-app --lib --bins --locked
-    --config 'profile.dev.package."*".opt-level=0')
+common=("-Zbuild-std=std,panic_abort" "${target_args[@]}" -p simpleotp-engine -p simpleotp-app --lib --bins --locked)
 export RUSTC_BOOTSTRAP=1 RUSTC=/usr/bin/rustc CARGO=/usr/bin/cargo
 
 echo "check-targets: ${targets[*]} (target dir $CARGO_TARGET_DIR)"
