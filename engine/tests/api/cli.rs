@@ -281,8 +281,10 @@ fn bad_config_names_the_line_and_column_and_changes_nothing() {
 fn port_in_use_names_the_port_and_the_app() {
     let dir = tempfile::tempdir().unwrap();
     let (secret, _) = init_secret_file(dir.path());
-    let (config, port) = write_config(dir.path(), "http://127.0.0.1:9");
-    let _taken = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    // The port is taken first (port 0: the system picks one), then written into the config.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let config = write_config_on(dir.path(), "http://127.0.0.1:9", port);
     let output =
         run(simpleotp(&["serve", "--config"]).arg(&config).arg("--secret-file").arg(&secret).arg("--data-dir").arg(dir.path().join("d")));
     assert!(!output.status.success());
@@ -361,51 +363,61 @@ async fn external_nginx_with_the_pasted_snippet_protects_the_app() {
     let dir = tempfile::tempdir().unwrap();
     let (secret_file, totp) = init_secret_file(dir.path());
     let upstream_addr = spawn_demo_upstream().await;
-    let (config, port) = write_config(dir.path(), &format!("http://{upstream_addr}"));
-    let text = format!("auth_listen = \"127.0.0.1:{}\"\n{}", free_port(), std::fs::read_to_string(&config).unwrap());
-    std::fs::write(&config, text).unwrap();
+    let upstream = format!("http://{upstream_addr}");
     let data_dir = dir.path().join("data");
-    let pasted = print_snippet(&config, &data_dir);
-
     let own = dir.path().join("own-nginx");
     std::fs::create_dir_all(&own).unwrap();
-    let p = own.display();
-    // SAFETY: geteuid has no preconditions.
-    let user = if unsafe { libc::geteuid() } == 0 { "user root;\n" } else { "" };
-    let conf = format!(
-        "daemon off;\nworker_processes 1;\n{user}pid {p}/nginx.pid;\nerror_log {p}/error.log warn;\nevents {{ worker_connections 64; }}\n\
-         http {{\naccess_log off;\nclient_body_temp_path {p}/body;\nproxy_temp_path {p}/proxy;\nfastcgi_temp_path {p}/fcgi;\n\
-         uwsgi_temp_path {p}/uwsgi;\nscgi_temp_path {p}/scgi;\n{pasted}\n}}\n"
-    );
-    std::fs::write(own.join("nginx.conf"), conf).unwrap();
-    let binary = simpleotp_engine::nginx::discover(None).unwrap();
-    let nginx = Command::new(binary)
-        .arg("-p")
-        .arg(&own)
-        .arg("-c")
-        .arg(own.join("nginx.conf"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let nginx = StopOnDrop(nginx);
 
-    let mut serve = simpleotp(&["serve", "--external-nginx", "--config"]);
-    serve.arg(&config).arg("--data-dir").arg(&data_dir).arg("--secret-file").arg(&secret_file).stdout(Stdio::null()).stderr(Stdio::null());
-    let serve = StopOnDrop(serve.spawn().unwrap());
+    // Both are started on ports the test chooses (the app's for nginx, the auth server's for
+    // serve). Should another program take one of them first, that process exits saying the
+    // address is in use, and both start again on new ports.
+    let (port, (nginx, serve)) = on_free_port("the external nginx and serve", async |port| {
+        let config = write_config_on(dir.path(), &upstream, port);
+        let text = format!("auth_listen = \"127.0.0.1:{}\"\n{}", free_port(), std::fs::read_to_string(&config).unwrap());
+        std::fs::write(&config, text).unwrap();
+        let pasted = print_snippet(&config, &data_dir);
 
-    let base = format!("http://127.0.0.1:{port}");
-    wait_until("the login redirect through the external nginx", Duration::from_secs(15), async || {
-        reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap()
-            .get(&base)
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 302)
+        let p = own.display();
+        // SAFETY: geteuid has no preconditions.
+        let user = if unsafe { libc::geteuid() } == 0 { "user root;\n" } else { "" };
+        let conf = format!(
+            "daemon off;\nworker_processes 1;\n{user}pid {p}/nginx.pid;\nerror_log stderr warn;\nevents {{ worker_connections 64; }}\n\
+             http {{\naccess_log off;\nclient_body_temp_path {p}/body;\nproxy_temp_path {p}/proxy;\nfastcgi_temp_path {p}/fcgi;\n\
+             uwsgi_temp_path {p}/uwsgi;\nscgi_temp_path {p}/scgi;\n{pasted}\n}}\n"
+        );
+        std::fs::write(own.join("nginx.conf"), conf).unwrap();
+        let (nginx_log, serve_log) = (own.join("stderr.log"), dir.path().join("serve.log"));
+        let binary = simpleotp_engine::nginx::discover(None).unwrap();
+        let mut nginx = Command::new(binary);
+        nginx.arg("-p").arg(&own).arg("-c").arg(own.join("nginx.conf")).stdout(Stdio::null());
+        let nginx = StopOnDrop(nginx.stderr(std::fs::File::create(&nginx_log).unwrap()).spawn().unwrap());
+        let mut serve = simpleotp(&["serve", "--external-nginx", "--config"]);
+        serve.arg(&config).arg("--data-dir").arg(&data_dir).arg("--secret-file").arg(&secret_file).stdout(Stdio::null());
+        let serve = StopOnDrop(serve.stderr(std::fs::File::create(&serve_log).unwrap()).spawn().unwrap());
+
+        // Up when a request through nginx gets the login redirect.
+        let mut pair = [(nginx, nginx_log), (serve, serve_log)];
+        let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let answer = no_redirects.get(format!("http://127.0.0.1:{port}")).send().await;
+            if answer.is_ok_and(|r| r.status() == 302) {
+                let [(nginx, _), (serve, _)] = pair;
+                return Ok((nginx, serve));
+            }
+            for (process, log) in &mut pair {
+                if let Ok(Some(status)) = process.0.try_wait() {
+                    let said = std::fs::read_to_string(&*log).unwrap_or_default();
+                    return Err(std::io::Error::other(format!("{} exited ({status}): {said}", log.display())));
+                }
+            }
+            assert!(Instant::now() < deadline, "no login redirect through the external nginx on port {port} within 15 s");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     })
     .await;
+
+    let base = format!("http://127.0.0.1:{port}");
     let browser = client();
     let login = browser
         .post(format!("{base}/_simpleotp/login"))
