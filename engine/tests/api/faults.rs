@@ -15,7 +15,7 @@ use simpleotp_engine::session::SessionStore;
 use simpleotp_engine::state::{PersistedState, StateFile};
 use simpleotp_engine::totp::unix_now;
 
-use crate::cli::{init_secret_file, serve_on_free_port, write_config, Serve};
+use crate::cli::{init_secret_file, serve_on_free_port, write_config, write_config_on, Serve, ServeFailed};
 use crate::helpers::*;
 
 #[tokio::test]
@@ -258,15 +258,33 @@ async fn sigkill_while_writing_the_state_never_loses_a_persisted_session() {
     let data_dir = dir.path().join("data");
     let (secret, _) = init_secret_file(dir.path());
     let upstream_addr = spawn_demo_upstream().await;
-    let (config, port) = write_config(dir.path(), &format!("http://{upstream_addr}"));
-    let tokens = populate(&data_dir, port, SESSIONS, 50);
+    let upstream = format!("http://{upstream_addr}");
+    // The first start is on a port the test chooses, again on another one should a program take
+    // it first; the sessions are bound to the port, so they are written for each port tried. The
+    // restarts after each kill need that same port (as a restarted gateway does).
+    let (port, (config, tokens, started)) = on_free_port("simpleotp serve", async |port| {
+        let config = write_config_on(dir.path(), &upstream, port);
+        let tokens = populate(&data_dir, port, SESSIONS, 50);
+        let started = tokio::task::block_in_place(|| Serve::try_start_with_env(dir.path(), &config, &secret, &[]))?;
+        Ok::<_, ServeFailed>((config, tokens, started))
+    })
+    .await;
+    let mut started = Some(started);
     let cookie_name = session_cookie_name(port, false);
 
     // Kill at moments spread over the 5 s write cycle, while requests keep every write busy
     // (each request moves a session's `last seen`, so every cycle rewrites ~4 MB).
     for (round, delay_ms) in [300u64, 5_100, 2_600, 4_950, 1_250, 5_020, 3_700, 5_080].into_iter().enumerate() {
-        wait_until("the port to be free", Duration::from_secs(10), async || std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()).await;
-        let (serve, url) = tokio::task::block_in_place(|| Serve::start(dir.path(), &config, &secret));
+        let (serve, url) = match started.take() {
+            Some(first) => first,
+            None => {
+                wait_until("the port to be free", Duration::from_secs(10), async || {
+                    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+                })
+                .await;
+                tokio::task::block_in_place(|| Serve::start(dir.path(), &config, &secret))
+            }
+        };
         let hammer = {
             let tokens = tokens.clone();
             let cookie_name = cookie_name.clone();

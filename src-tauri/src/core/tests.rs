@@ -683,8 +683,7 @@ fn the_window_gets_the_status_names_it_matches_on() {
 async fn other_devices_show_each_apps_https_address_and_the_engines_ca() {
     let h = Harness::new("devices");
     h.set_up().await;
-    let port = free_port();
-    h.core.app_add(input("Jupyter", "http://127.0.0.1:8888", port)).await.unwrap();
+    let (port, _) = on_free_port("the app", async |port| h.core.app_add(input("Jupyter", "http://127.0.0.1:8888", port)).await).await;
     let store = simpleotp_engine::ca::CaStore::beside(&h.store, &h.dir.path().join("data"));
 
     let off = h.core.devices().await.unwrap();
