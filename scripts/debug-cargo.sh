@@ -13,11 +13,11 @@
 #   whole workspace in every step gives every step the same compiled crates.
 # - The clippy gate without a second compile of every dependency. `cargo clippy --workspace
 #   --all-targets` type-checks all ~750 dependencies on its own (in "check" mode, which cannot share
-#   the test build's artifacts: ~4 minutes of a cold run on two cores). Here clippy-driver is the
+#   the test build's artifacts: 5 minutes of a cold run on two cores). Here clippy-driver is the
 #   compiler of our own crates only (RUSTC_WORKSPACE_WRAPPER, the mechanism `cargo clippy` itself
-#   uses), so the same lints with `-D warnings` run on the same targets (lib, bins, tests,
-#   benches) while the dependencies are compiled once, normally. `[workspace.lints]` in Cargo.toml
-#   applies as with `cargo clippy`.
+#   uses; scripts/clippy-rustc.sh adds `-D warnings`), so the same lints run on the same targets
+#   (lib, bins, tests, benches) while the dependencies are compiled once, normally.
+#   `[workspace.lints]` in Cargo.toml applies as with `cargo clippy`.
 #
 # A plain `cargo test` also works; it recompiles only our three crates (another compiler wrapper).
 set -euo pipefail
@@ -28,10 +28,8 @@ if [ -z "$clippy_driver" ]; then
     echo "$0: clippy-driver is missing: rustup component add clippy" >&2
     exit 1
 fi
-export RUSTC_WORKSPACE_WRAPPER="$clippy_driver"
-# What `cargo clippy -- -D warnings` hands clippy-driver (its arguments, each followed by this
-# separator). clippy-driver records the variable in the dep-info, so changing it relints.
-export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
+export SIMPLEOTP_CLIPPY_DRIVER="$clippy_driver"
+export RUSTC_WORKSPACE_WRAPPER="$PWD/scripts/clippy-rustc.sh"
 
 subcommand=${1:-}
 [ $# -eq 0 ] || shift
