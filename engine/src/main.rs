@@ -48,14 +48,8 @@ enum Command {
     },
     /// Run the auth server and nginx in the foreground until Ctrl-C or SIGTERM.
     Serve {
-        #[arg(long, value_name = "PATH")]
-        config: Option<PathBuf>,
-        /// Where sessions, nginx's files and the control file live [default: the OS data dir].
-        #[arg(long, value_name = "PATH")]
-        data_dir: Option<PathBuf>,
-        /// Read the secret from this file instead of the OS keychain.
-        #[arg(long, value_name = "PATH")]
-        secret_file: Option<PathBuf>,
+        #[command(flatten)]
+        gateway: GatewayArgs,
         /// Do not start nginx; you run it with the output of `simpleotp nginx-snippet`
         /// (needs `auth_listen` in the config).
         #[arg(long)]
@@ -101,28 +95,38 @@ enum CaCommand {
         #[arg(value_name = "FILE")]
         file: PathBuf,
         #[command(flatten)]
-        store: CaStoreArgs,
+        gateway: GatewayArgs,
     },
     /// Make a new CA in place of the old one (e.g. after the machine was renamed, or if its key
     /// may have leaked). Devices must then trust the new one and should remove the old one.
     Rotate {
         #[command(flatten)]
-        store: CaStoreArgs,
+        gateway: GatewayArgs,
     },
 }
 
-/// Where `ca` finds the CA: the same options as `serve`, so it is the CA `serve` uses.
+/// Where a gateway keeps what it needs: the options `serve` and `ca` share, so that `ca` works on
+/// the CA that `serve` with the same options uses.
 #[derive(Debug, clap::Args)]
-struct CaStoreArgs {
+struct GatewayArgs {
+    /// The config file [default: config.toml in the OS config dir].
     #[arg(long, value_name = "PATH")]
     config: Option<PathBuf>,
-    /// The data directory `serve` uses (the CA certificate is kept there) [default: the OS data dir].
+    /// Where sessions, nginx's files, the control file and the CA certificate live [default: the
+    /// OS data dir].
     #[arg(long, value_name = "PATH")]
     data_dir: Option<PathBuf>,
-    /// The secret file `serve` uses, if any: the CA key is kept next to it instead of in the OS
-    /// keychain.
+    /// Read the secret from this file instead of the OS keychain (the CA key is then kept next to
+    /// it).
     #[arg(long, value_name = "PATH")]
     secret_file: Option<PathBuf>,
+}
+
+impl GatewayArgs {
+    /// The config (read and checked), the data directory and where the secret is.
+    fn open(self) -> Result<(Config, PathBuf, SecretStore), Box<dyn Error>> {
+        Ok((load_config(self.config)?, data_dir_or_default(self.data_dir)?, secret_store(self.secret_file)))
+    }
 }
 
 fn main() -> ExitCode {
@@ -130,13 +134,11 @@ fn main() -> ExitCode {
     init_logging();
     let result = match cli.command {
         Command::Init { secret_file, account, issuer, qr_png, force, config } => init(secret_file, account, issuer, qr_png, force, config),
-        Command::Serve { config, data_dir, secret_file, external_nginx } => {
-            runtime().block_on(serve(config, data_dir, secret_file, external_nginx))
-        }
+        Command::Serve { gateway, external_nginx } => runtime().block_on(serve(gateway, external_nginx)),
         Command::NginxSnippet { config, data_dir } => nginx_snippet(config, data_dir),
         Command::Demo { listen, print_codes } => runtime().block_on(run_demo(listen, print_codes)),
-        Command::Ca { command: CaCommand::Export { file, store } } => ca_export(&file, store),
-        Command::Ca { command: CaCommand::Rotate { store } } => ca_rotate(store),
+        Command::Ca { command: CaCommand::Export { file, gateway } } => ca_export(&file, gateway),
+        Command::Ca { command: CaCommand::Rotate { gateway } } => ca_rotate(gateway),
         Command::Unlock { data_dir } => runtime().block_on(unlock(data_dir)),
     };
     match result {
@@ -165,6 +167,10 @@ fn secret_store(secret_file: Option<PathBuf>) -> SecretStore {
 
 fn config_path(path: Option<PathBuf>) -> Result<PathBuf, Box<dyn Error>> {
     path.or_else(Config::default_path).ok_or_else(|| "cannot find the OS config directory (is $HOME set?); pass --config PATH".into())
+}
+
+fn data_dir_or_default(path: Option<PathBuf>) -> Result<PathBuf, Box<dyn Error>> {
+    path.or_else(config::default_data_dir).ok_or_else(|| "cannot find the OS data directory (is $HOME set?); pass --data-dir PATH".into())
 }
 
 fn load_config(path: Option<PathBuf>) -> Result<Config, Box<dyn Error>> {
@@ -209,16 +215,12 @@ fn init(
     Ok(())
 }
 
-async fn serve(config: Option<PathBuf>, data_dir: Option<PathBuf>, secret_file: Option<PathBuf>, external_nginx: bool) -> CliResult {
-    let config = load_config(config)?;
-    let data_dir = match data_dir.or_else(config::default_data_dir) {
-        Some(dir) => dir,
-        None => return Err("cannot find the OS data directory (is $HOME set?); pass --data-dir PATH".into()),
-    };
+async fn serve(gateway: GatewayArgs, external_nginx: bool) -> CliResult {
+    let (config, data_dir, secret) = gateway.open()?;
     if config.apps.is_empty() {
         eprintln!("note: the config has no [[app]] yet, so nothing is protected. Add one, e.g.\n\n[[app]]\nname = \"Jupyter\"\nupstream = \"http://127.0.0.1:8888\"\nlisten = \"127.0.0.1:8081\"\n");
     }
-    let mut settings = Settings::new(config, data_dir, secret_store(secret_file));
+    let mut settings = Settings::new(config, data_dir, secret);
     if external_nginx {
         settings.nginx = NginxMode::External;
     }
@@ -234,8 +236,7 @@ async fn serve(config: Option<PathBuf>, data_dir: Option<PathBuf>, secret_file: 
 
 fn nginx_snippet(config: Option<PathBuf>, data_dir: Option<PathBuf>) -> CliResult {
     let config = load_config(config)?;
-    let data_dir =
-        data_dir.or_else(config::default_data_dir).ok_or("cannot find the OS data directory (is $HOME set?); pass --data-dir PATH")?;
+    let data_dir = data_dir_or_default(data_dir)?;
     let proof = simpleotp_engine::app::external_nginx_proof(&data_dir)
         .map_err(|e| format!("cannot read or create nginx's proof in {}: {e}", data_dir.display()))?;
     let auth = match config.auth_listen {
@@ -316,15 +317,13 @@ async fn print_codes_forever(totp: Totp, shutdown: CancellationToken) {
 
 /// The CA store `serve` with the same options would use. The config is read (and checked) like
 /// `serve` reads it, so a mistake in it shows here too.
-fn ca_store(args: CaStoreArgs) -> Result<ca::CaStore, Box<dyn Error>> {
-    load_config(args.config)?;
-    let data_dir =
-        args.data_dir.or_else(config::default_data_dir).ok_or("cannot find the OS data directory (is $HOME set?); pass --data-dir PATH")?;
-    Ok(ca::CaStore::beside(&secret_store(args.secret_file), &data_dir))
+fn ca_store(gateway: GatewayArgs) -> Result<ca::CaStore, Box<dyn Error>> {
+    let (_, data_dir, secret) = gateway.open()?;
+    Ok(ca::CaStore::beside(&secret, &data_dir))
 }
 
-fn ca_export(file: &Path, args: CaStoreArgs) -> CliResult {
-    let store = ca_store(args)?;
+fn ca_export(file: &Path, gateway: GatewayArgs) -> CliResult {
+    let store = ca_store(gateway)?;
     let authority = ca::load_or_create(&store, &MachineNames::this_machine())?;
     std::fs::write(file, authority.certificate_pem()).map_err(|e| format!("cannot write {}: {e}", file.display()))?;
     println!("Wrote the SimpleOTP CA certificate (PEM) to {}.", file.display());
@@ -336,8 +335,8 @@ fn ca_export(file: &Path, args: CaStoreArgs) -> CliResult {
     Ok(())
 }
 
-fn ca_rotate(args: CaStoreArgs) -> CliResult {
-    let store = ca_store(args)?;
+fn ca_rotate(gateway: GatewayArgs) -> CliResult {
+    let store = ca_store(gateway)?;
     let old = store.stored_certificate().ok().flatten();
     let authority = ca::rotate(&store, &MachineNames::this_machine())?;
     println!("Made a new SimpleOTP CA: {}", authority.certificate().common_name());
@@ -360,8 +359,7 @@ fn ca_rotate(args: CaStoreArgs) -> CliResult {
 }
 
 async fn unlock(data_dir: Option<PathBuf>) -> CliResult {
-    let data_dir =
-        data_dir.or_else(config::default_data_dir).ok_or("cannot find the OS data directory (is $HOME set?); pass --data-dir PATH")?;
+    let data_dir = data_dir_or_default(data_dir)?;
     let (link, control) = control::unlock(Path::new(&data_dir)).await?;
     println!("Lockouts of single addresses are lifted. The shared budget of attempts is not refilled");
     println!("(that would give whoever is guessing more tries), so to sign in now, open this link");

@@ -149,6 +149,30 @@ pub fn init_secret_file(dir: &Path) -> (PathBuf, Totp) {
     (path, Totp::new(&secret, &Issuer::parse("SimpleOTP").unwrap(), &Account::parse("test").unwrap()))
 }
 
+/// `ca export`/`ca rotate` find the CA where `serve` with the same options keeps it: the three
+/// options mean the same in each, down to their help.
+#[test]
+fn serve_and_ca_take_the_same_gateway_options() {
+    let options = |args: &[&str]| -> Vec<String> {
+        let output = run(&mut simpleotp(args));
+        assert!(output.status.success(), "{}", stderr(&output));
+        let help = stdout(&output);
+        ["--config", "--data-dir", "--secret-file"]
+            .iter()
+            .map(|flag| {
+                help.lines()
+                    .find(|line| line.trim_start().starts_with(flag))
+                    .unwrap_or_else(|| panic!("{flag} missing:\n{help}"))
+                    .to_string()
+            })
+            .collect()
+    };
+    let serve = options(&["serve", "--help"]);
+    assert!(serve[1].contains("CA certificate") && serve[2].contains("CA key"), "{serve:?}");
+    assert_eq!(options(&["ca", "export", "--help"]), serve);
+    assert_eq!(options(&["ca", "rotate", "--help"]), serve);
+}
+
 #[test]
 fn version_is_printed() {
     let output = run(&mut simpleotp(&["--version"]));
