@@ -25,6 +25,7 @@
 //! * [`server`]: the hyper HTTP server nginx talks to: `check`, `login`, `logout`, `health`.
 //! * [`protocol`]: what nginx and the server say to each other: route names, shared header names, the
 //!   proof that a request comes from our nginx, the per-app session cookie names.
+//! * [`child`]: the one way to start another program (no console window on Windows).
 //! * [`nginx`]: finding nginx, generating its config, and supervising it as a child process.
 //! * [`state`]: the persisted state file (sessions, the replay counter, the attempt budget).
 //! * [`control`]: how a local command reaches a running gateway (e.g. `simpleotp unlock`).
@@ -42,6 +43,7 @@
 
 pub mod app;
 pub mod ca;
+pub mod child;
 pub mod config;
 pub mod control;
 pub mod demo;
