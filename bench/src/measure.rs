@@ -218,8 +218,8 @@ pub async fn run(plan: &Plan) -> BenchResult<Results> {
     let apps_c = [app("C", app_addr, port_c)];
     let layout_a = NginxLayout::new(dir.path().join("nginx-a"));
     let layout_c = NginxLayout::new(dir.path().join("nginx-c"));
-    let unprotected = strip_auth(&nginx::render_config(&layout_a, noop_addr, &NginxProof::generate(), &prefix, &apps_a));
-    let floor = nginx::render_config(&layout_c, noop_addr, &NginxProof::generate(), &prefix, &apps_c);
+    let unprotected = strip_auth(&nginx::render_config(noop_addr, &NginxProof::generate(), &prefix, &apps_a));
+    let floor = nginx::render_config(noop_addr, &NginxProof::generate(), &prefix, &apps_c);
     let _nginx_a = Nginx::start(binary.clone(), layout_a, unprotected, &apps_a).await.map_err(|e| e.to_string())?;
     let _nginx_c = Nginx::start(binary, layout_c, floor, &apps_c).await.map_err(|e| e.to_string())?;
 

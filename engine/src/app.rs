@@ -272,7 +272,6 @@ impl Application {
             gateway: self.gateway.clone(),
             nginx: self.nginx.clone(),
             lan: self.lan.clone(),
-            data_dir: self.data_dir.clone(),
             auth_addr: self.auth_addr,
             nginx_proof: self.nginx_proof.clone(),
         }
@@ -397,7 +396,6 @@ pub struct GatewayHandle {
     gateway: Gateway,
     nginx: Option<Arc<Nginx>>,
     lan: Option<Arc<LanCertificates>>,
-    data_dir: PathBuf,
     auth_addr: SocketAddr,
     nginx_proof: NginxProof,
 }
@@ -426,7 +424,7 @@ impl GatewayHandle {
             if let Some(lan) = &self.lan {
                 lan.prepare(&config.apps).await?;
             }
-            nginx.reload(nginx_config(config, &self.data_dir, self.auth_addr, &self.nginx_proof), &config.apps).await?;
+            nginx.reload(nginx_config(config, self.auth_addr, &self.nginx_proof), &config.apps).await?;
         }
         self.gateway.set_session_settings(config.session);
         self.gateway.set_apps(&config.apps);
@@ -435,8 +433,8 @@ impl GatewayHandle {
 }
 
 /// Renders the nginx configuration for `apps` (used at start and by reloads).
-pub fn nginx_config(config: &Config, data_dir: &std::path::Path, auth_addr: SocketAddr, proof: &NginxProof) -> String {
-    nginx::render_config(&nginx_layout(data_dir), auth_addr, proof, &config.route_prefix, &config.apps)
+pub fn nginx_config(config: &Config, auth_addr: SocketAddr, proof: &NginxProof) -> String {
+    nginx::render_config(auth_addr, proof, &config.route_prefix, &config.apps)
 }
 
 /// nginx's private prefix inside the data directory.
@@ -446,7 +444,7 @@ pub fn nginx_layout(data_dir: &std::path::Path) -> NginxLayout {
 
 async fn start_nginx(config: &Config, data_dir: &std::path::Path, auth_addr: SocketAddr, proof: &NginxProof) -> Result<Nginx, NginxError> {
     let binary = nginx::discover(config.nginx.path.as_deref())?;
-    let text = nginx_config(config, data_dir, auth_addr, proof);
+    let text = nginx_config(config, auth_addr, proof);
     let apps: &[AppConfig] = &config.apps;
     Nginx::start(binary, nginx_layout(data_dir), text, apps).await
 }

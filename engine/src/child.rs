@@ -23,6 +23,7 @@ pub const BASE_CREATION_FLAGS: u32 = CREATE_NO_WINDOW;
 /// A blocking command for `program`, with no console window on Windows.
 #[allow(clippy::disallowed_methods)] // the one allowed place
 pub fn command(program: impl AsRef<OsStr>) -> std::process::Command {
+    #[cfg_attr(not(windows), allow(unused_mut))]
     let mut command = std::process::Command::new(program);
     #[cfg(windows)]
     {
@@ -35,6 +36,7 @@ pub fn command(program: impl AsRef<OsStr>) -> std::process::Command {
 /// An async command for `program`, with no console window on Windows.
 #[allow(clippy::disallowed_methods)] // the one allowed place
 pub fn tokio_command(program: impl AsRef<OsStr>) -> tokio::process::Command {
+    #[cfg_attr(not(windows), allow(unused_mut))]
     let mut command = tokio::process::Command::new(program);
     #[cfg(windows)]
     command.creation_flags(BASE_CREATION_FLAGS);

@@ -419,7 +419,7 @@ mod tests {
         }
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("secret");
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
+        let out = crate::child::command(std::env::current_exe().unwrap())
             .args(["--exact", "fsutil::tests::atomic_write_is_0600_whatever_the_umask", "--nocapture", "--test-threads=1"])
             .env(CHILD, &target)
             .output()

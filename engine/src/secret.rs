@@ -673,7 +673,7 @@ mod tests {
 
     /// A command that re-runs `test` in this binary as a child doing `mode`.
     fn child_command(program: &Path, test: &str, mode: &str, service: &str, s: &TotpSecret) -> Command {
-        let mut command = Command::new(program);
+        let mut command = crate::child::command(program);
         command
             .args(["--exact", &test_path(test), "--nocapture", "--test-threads=1"])
             .env(CHILD_MODE, mode)
@@ -711,7 +711,7 @@ mod tests {
     }
 
     fn have(tool: &str) -> bool {
-        Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().is_ok_and(|o| o.status.success())
+        crate::child::command("sh").args(["-c", &format!("command -v {tool}")]).output().is_ok_and(|o| o.status.success())
     }
 
     /// (a) No Secret Service at all: the session bus address points nowhere, or there is none.
@@ -783,7 +783,7 @@ mod tests {
         "#;
         let in_session = |mode: &str, child_mode: &str| {
             let inner = child_command(&exe, test, child_mode, &service, &s);
-            let mut command = Command::new("dbus-run-session");
+            let mut command = crate::child::command("dbus-run-session");
             command
                 .args(["--", "sh", "-c", SESSION, "sh", mode])
                 .arg(inner.get_program())

@@ -183,8 +183,8 @@ mod linux {
             let dir = tempfile::tempdir().expect("temp dir");
             let webkit_named = dir.path().join("WebKitNetworkProcess");
             std::fs::copy("/bin/sleep", &webkit_named).expect("copy sleep");
-            let mut webkit = std::process::Command::new(&webkit_named).arg("30").spawn().expect("spawn");
-            let mut other = std::process::Command::new("sleep").arg("30").spawn().expect("spawn sleep");
+            let mut webkit = simpleotp_engine::child::command(&webkit_named).arg("30").spawn().expect("spawn");
+            let mut other = simpleotp_engine::child::command("sleep").arg("30").spawn().expect("spawn sleep");
             let found = webkit_children();
             for child in [&mut webkit, &mut other] {
                 let _ = child.kill();

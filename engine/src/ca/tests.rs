@@ -5,7 +5,6 @@
 use std::fs;
 use std::net::IpAddr;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 use super::*;
@@ -187,7 +186,7 @@ fn debug_output_never_shows_a_private_key() {
 // --------------------------------------------------------------------- checked by openssl
 
 fn openssl(args: &[&str]) -> (bool, String) {
-    let output = Command::new("openssl").args(args).output().expect("openssl is needed for these tests (apt-get install openssl)");
+    let output = crate::child::command("openssl").args(args).output().expect("openssl is needed for these tests (apt-get install openssl)");
     (output.status.success(), format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)))
 }
 

@@ -20,8 +20,8 @@
 // The files, each depending only on those listed before it (no import circles):
 // `layout` (where nginx's files are), `platform` (the OS-specific parts: accounts, process
 // containment, signals), `render` (the config text), `check` (`nginx -t`, free ports),
-// `launcher` (the thread that forks nginx), `process` (one running nginx), `supervisor`
-// (restarts, reloads, stop).
+// `upstream_ca` (the roots https upstreams are checked against), `launcher` (the thread that
+// forks nginx), `process` (one running nginx), `supervisor` (restarts, reloads, stop).
 mod check;
 mod discover;
 mod launcher;
@@ -30,6 +30,7 @@ mod platform;
 mod process;
 mod render;
 mod supervisor;
+mod upstream_ca;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -56,6 +57,11 @@ pub enum NginxError {
 
     #[error("port {} for app {app:?} ({addr}) is already in use by another program; stop it or choose another port", addr.port())]
     PortInUse { app: String, addr: SocketAddr },
+
+    /// Windows error 10013 (WSAEACCES): the port lies in a range Windows keeps for Hyper-V, WSL or
+    /// Docker (they change after updates and reboots), or a program holds it exclusively.
+    #[error("port {} for app {app:?} ({addr}) is reserved by Windows or held exclusively by another program (Hyper-V, WSL and Docker reserve ranges of ports; `netsh interface ipv4 show excludedportrange protocol=tcp` lists them). Choose another port", addr.port())]
+    PortReserved { app: String, addr: SocketAddr },
 
     #[error(
         "cannot listen on {addr} for app {app:?}: {source}. Choose another address or port (ports below 1024 need administrator rights)"
@@ -86,6 +92,9 @@ pub enum NginxError {
 
     #[error("nginx did not apply the new configuration:\n{message}")]
     ReloadFailed { message: String },
+
+    #[error("no trusted root certificates were found on this system{why}, so the certificates of https apps cannot be checked. Install the system's CA certificates (e.g. `apt-get install ca-certificates`), or set `tls_verify = false` for apps you trust on your own network")]
+    NoTrustedRoots { why: String },
 
     #[error("nginx is not running: it was stopped")]
     Stopped,
@@ -147,7 +156,7 @@ mod tests {
     /// A throw-away self-signed certificate where the managed nginx expects its TLS files
     /// (made by the real `openssl`), so `nginx -t` can load them for network-facing apps.
     fn write_test_certificate(layout: &NginxLayout) {
-        let status = std::process::Command::new("openssl")
+        let status = crate::child::command("openssl")
             .args([
                 "req",
                 "-x509",
@@ -174,6 +183,7 @@ mod tests {
     async fn test_text(layout: &NginxLayout, text: &str) -> Result<(), NginxError> {
         layout.prepare().unwrap();
         write_test_certificate(layout);
+        upstream_ca::write_if_needed(layout, &apps()).unwrap();
         crate::fsutil::write_atomic(&layout.conf_path(), text.as_bytes()).unwrap();
         test_config(&nginx(), layout).await
     }
@@ -182,7 +192,7 @@ mod tests {
     async fn nginx_accepts_the_generated_config() {
         let dir = tempfile::tempdir().unwrap();
         let layout = NginxLayout::new(dir.path().join("nginx dir"));
-        let text = render_config(&layout, "127.0.0.1:7000".parse().unwrap(), &proof(), &RoutePrefix::default(), &apps());
+        let text = render_config("127.0.0.1:7000".parse().unwrap(), &proof(), &RoutePrefix::default(), &apps());
         test_text(&layout, &text).await.unwrap();
         // `nginx -t` wrote nothing outside the prefix (it creates the temp dirs and error log).
         assert!(layout.error_log().exists());
@@ -207,7 +217,7 @@ mod tests {
     async fn invalid_config_reports_nginx_message() {
         let dir = tempfile::tempdir().unwrap();
         let layout = NginxLayout::new(dir.path());
-        let text = render_config(&layout, "127.0.0.1:7000".parse().unwrap(), &proof(), &RoutePrefix::default(), &apps());
+        let text = render_config("127.0.0.1:7000".parse().unwrap(), &proof(), &RoutePrefix::default(), &apps());
         let text = text.replace("access_log off;", "access_log off;\n    bogus_directive on;");
         let err = test_text(&layout, &text).await.unwrap_err();
         let NginxError::ConfigInvalid { message } = &err else { panic!("{err:?}") };
@@ -222,7 +232,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let layout = NginxLayout::new(dir.path());
         let apps = [app("Broken", "http://simpleotp-no-such-host.invalid:8000", "127.0.0.1:18084")];
-        let text = render_config(&layout, "127.0.0.1:7000".parse().unwrap(), &proof(), &RoutePrefix::default(), &apps);
+        let text = render_config("127.0.0.1:7000".parse().unwrap(), &proof(), &RoutePrefix::default(), &apps);
         let err = test_text(&layout, &text).await.unwrap_err();
         let NginxError::ConfigInvalid { message } = &err else { panic!("{err:?}") };
         assert!(message.contains("host not found in upstream"), "{message}");

@@ -8,8 +8,11 @@
 //! * Linux: `prctl(PR_SET_PDEATHSIG, SIGTERM)` in the child. The kernel delivers the signal
 //!   when the *thread* that forked the child exits, so children are forked only from the
 //!   dedicated, never-ending launcher thread (see `supervisor.rs`).
-//! * Windows: the child is put in a Job Object with `JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE`; the job
-//!   handle is held until the process ends, at which point the kernel closes it and kills nginx.
+//! * Windows: each nginx gets a Job Object with `JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE`. nginx is
+//!   created suspended and runs only once it is in the job, so every worker it starts is in the
+//!   job too (a worker started before the assignment would escape). The handle is held for as
+//!   long as that nginx runs and closed when the engine exits for any reason, which kills the
+//!   whole tree; terminating the job also ends workers whose master was killed.
 //! * macOS and other Unixes: a tiny `/bin/sh` watchdog polls the engine's pid every second and
 //!   sends SIGTERM to nginx once the engine is gone.
 //!
@@ -253,15 +256,37 @@ pub(crate) fn contain(cmd: &mut tokio::process::Command) {
         // Our own console group, so a Ctrl-C in the engine's console is handled by the engine,
         // which then stops nginx in order.
         const CREATE_NEW_PROCESS_GROUP: u32 = 0x0000_0200;
-        cmd.creation_flags(CREATE_NEW_PROCESS_GROUP);
+        // Runs only after `after_spawn` has put it in its job.
+        const CREATE_SUSPENDED: u32 = 0x0000_0004;
+        crate::child::with_flags(cmd, CREATE_NEW_PROCESS_GROUP | CREATE_SUSPENDED);
     }
 }
 
 /// Whatever must live as long as one nginx child to keep it contained; dropping it releases
-/// per-child resources (the watchdog on macOS). Nothing on Linux and Windows.
+/// per-child resources (the watchdog on macOS, the Job Object on Windows, whose closing kills
+/// what is left in it). Nothing on Linux.
 pub(crate) struct Containment {
     #[cfg(all(unix, not(target_os = "linux")))]
     watchdog: Option<std::process::Child>,
+    #[cfg(windows)]
+    job: windows_job::Job,
+}
+
+impl Containment {
+    /// Kills what is left of the nginx whose master was `pid` (its workers, which do not exit
+    /// when the master is killed outright, and would keep the ports). Returns how many
+    /// processes were ended where the platform can tell.
+    pub(crate) fn kill_leftovers(&self, pid: u32) -> usize {
+        #[cfg(unix)]
+        {
+            kill_group(pid)
+        }
+        #[cfg(windows)]
+        {
+            let _ = pid;
+            self.job.terminate()
+        }
+    }
 }
 
 impl Drop for Containment {
@@ -285,7 +310,7 @@ pub(crate) fn after_spawn(child: &tokio::process::Child) -> io::Result<Containme
     {
         use std::os::unix::process::CommandExt;
         let Some(pid) = child.id() else { return Ok(Containment { watchdog: None }) };
-        let watchdog = std::process::Command::new("/bin/sh")
+        let watchdog = crate::child::command("/bin/sh")
             .arg("-c")
             .arg("while kill -0 \"$1\" 2>/dev/null; do sleep 1; done; kill -TERM \"$2\" 2>/dev/null")
             .arg("simpleotp-nginx-watchdog")
@@ -301,63 +326,139 @@ pub(crate) fn after_spawn(child: &tokio::process::Child) -> io::Result<Containme
     }
     #[cfg(windows)]
     {
-        windows_job::assign(child)?;
-        Ok(Containment {})
+        let job = windows_job::Job::new()?;
+        job.assign(child)?;
+        if let Some(pid) = child.id() {
+            windows_job::resume(pid)?;
+        }
+        Ok(Containment { job })
     }
 }
 
 #[cfg(windows)]
 mod windows_job {
     use std::io;
-    use std::sync::OnceLock;
 
-    use windows_sys::Win32::Foundation::HANDLE;
+    use windows_sys::Win32::Foundation::{CloseHandle, HANDLE, INVALID_HANDLE_VALUE};
+    use windows_sys::Win32::System::Diagnostics::ToolHelp::{
+        CreateToolhelp32Snapshot, Thread32First, Thread32Next, TH32CS_SNAPTHREAD, THREADENTRY32,
+    };
     use windows_sys::Win32::System::JobObjects::{
-        AssignProcessToJobObject, CreateJobObjectW, JobObjectExtendedLimitInformation, SetInformationJobObject,
+        AssignProcessToJobObject, CreateJobObjectW, JobObjectBasicAccountingInformation, JobObjectExtendedLimitInformation,
+        QueryInformationJobObject, SetInformationJobObject, TerminateJobObject, JOBOBJECT_BASIC_ACCOUNTING_INFORMATION,
         JOBOBJECT_EXTENDED_LIMIT_INFORMATION, JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE,
     };
+    use windows_sys::Win32::System::Threading::{OpenThread, ResumeThread, THREAD_SUSPEND_RESUME};
 
-    /// One job for all our nginx processes, created once and never closed: the kernel closes it
-    /// when the engine exits for any reason, which kills everything in it (workers included,
-    /// since children of a job member join the job).
-    static JOB: OnceLock<Result<usize, i32>> = OnceLock::new();
+    /// One nginx's Job Object. Closing its handle (when the engine drops it, or when the engine
+    /// exits for any reason and the kernel closes it) kills everything in it: the master and
+    /// every worker, since children of a job member are created in the job.
+    pub(crate) struct Job(HANDLE);
 
-    fn job() -> io::Result<HANDLE> {
-        let job = JOB.get_or_init(|| {
+    // SAFETY: a job handle may be used from any thread.
+    unsafe impl Send for Job {}
+    unsafe impl Sync for Job {}
+
+    impl Job {
+        pub(crate) fn new() -> io::Result<Job> {
             // SAFETY: plain Win32 calls with valid (null or owned) arguments.
             unsafe {
-                let job = CreateJobObjectW(std::ptr::null(), std::ptr::null());
-                if job.is_null() {
-                    return Err(io::Error::last_os_error().raw_os_error().unwrap_or(0));
+                let handle = CreateJobObjectW(std::ptr::null(), std::ptr::null());
+                if handle.is_null() {
+                    return Err(io::Error::last_os_error());
                 }
+                let job = Job(handle);
                 let mut info: JOBOBJECT_EXTENDED_LIMIT_INFORMATION = std::mem::zeroed();
                 info.BasicLimitInformation.LimitFlags = JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE;
                 let ok = SetInformationJobObject(
-                    job,
+                    job.0,
                     JobObjectExtendedLimitInformation,
                     &info as *const _ as *const core::ffi::c_void,
-                    std::mem::size_of::<JOBOBJECT_EXTENDED_LIMIT_INFORMATION>() as u32,
+                    size_of::<JOBOBJECT_EXTENDED_LIMIT_INFORMATION>() as u32,
                 );
                 if ok == 0 {
-                    return Err(io::Error::last_os_error().raw_os_error().unwrap_or(0));
+                    return Err(io::Error::last_os_error());
                 }
-                Ok(job as usize)
+                Ok(job)
             }
-        });
-        match job {
-            Ok(h) => Ok(*h as HANDLE),
-            Err(code) => Err(io::Error::from_raw_os_error(*code)),
+        }
+
+        pub(crate) fn assign(&self, child: &tokio::process::Child) -> io::Result<()> {
+            let Some(process) = child.raw_handle() else { return Ok(()) };
+            // SAFETY: both handles are valid for the duration of the call.
+            if unsafe { AssignProcessToJobObject(self.0, process as HANDLE) } == 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        }
+
+        /// How many processes are in the job now.
+        pub(crate) fn active_processes(&self) -> u32 {
+            // SAFETY: the buffer is a zeroed struct of the size given.
+            unsafe {
+                let mut info: JOBOBJECT_BASIC_ACCOUNTING_INFORMATION = std::mem::zeroed();
+                let ok = QueryInformationJobObject(
+                    self.0,
+                    JobObjectBasicAccountingInformation,
+                    &mut info as *mut _ as *mut core::ffi::c_void,
+                    size_of::<JOBOBJECT_BASIC_ACCOUNTING_INFORMATION>() as u32,
+                    std::ptr::null_mut(),
+                );
+                if ok == 0 {
+                    0
+                } else {
+                    info.ActiveProcesses
+                }
+            }
+        }
+
+        /// Ends every process in the job; returns how many there were.
+        pub(crate) fn terminate(&self) -> usize {
+            let active = self.active_processes();
+            // SAFETY: a valid job handle.
+            if active > 0 && unsafe { TerminateJobObject(self.0, 1) } == 0 {
+                return 0;
+            }
+            active as usize
         }
     }
 
-    pub(super) fn assign(child: &tokio::process::Child) -> io::Result<()> {
-        let job = job()?;
-        let Some(process) = child.raw_handle() else { return Ok(()) };
-        // SAFETY: both handles are valid for the duration of the call.
-        if unsafe { AssignProcessToJobObject(job, process as HANDLE) } == 0 {
-            return Err(io::Error::last_os_error());
+    impl Drop for Job {
+        fn drop(&mut self) {
+            // SAFETY: we own the handle; closing it kills what is left in the job.
+            unsafe { CloseHandle(self.0) };
         }
-        Ok(())
+    }
+
+    /// Resumes the one thread of a process created suspended. Windows gives no handle to it
+    /// through `std`, so it is found in a snapshot of the system's threads.
+    pub(crate) fn resume(pid: u32) -> io::Result<()> {
+        // SAFETY: the snapshot handle is checked and closed; the entry is initialised with its size.
+        unsafe {
+            let snapshot = CreateToolhelp32Snapshot(TH32CS_SNAPTHREAD, 0);
+            if snapshot == INVALID_HANDLE_VALUE {
+                return Err(io::Error::last_os_error());
+            }
+            let mut entry: THREADENTRY32 = std::mem::zeroed();
+            entry.dwSize = size_of::<THREADENTRY32>() as u32;
+            let mut result = Err(io::Error::other(format!("no thread of process {pid} to resume")));
+            let mut more = Thread32First(snapshot, &mut entry) != 0;
+            while more {
+                if entry.th32OwnerProcessID == pid {
+                    let thread = OpenThread(THREAD_SUSPEND_RESUME, 0, entry.th32ThreadID);
+                    if thread.is_null() {
+                        result = Err(io::Error::last_os_error());
+                    } else {
+                        result = if ResumeThread(thread) == u32::MAX { Err(io::Error::last_os_error()) } else { Ok(()) };
+                        CloseHandle(thread);
+                    }
+                    break;
+                }
+                more = Thread32Next(snapshot, &mut entry) != 0;
+            }
+            CloseHandle(snapshot);
+            result
+        }
     }
 }
 
@@ -395,12 +496,7 @@ pub(crate) async fn send(binary: &Path, layout: &NginxLayout, pid: u32, request:
             Request::Reload => "reload",
             Request::Kill => "stop",
         };
-        let out = tokio::process::Command::new(binary)
-            .arg("-s")
-            .arg(name)
-            .args(super::layout::prefix_args(layout, &layout.conf_path()))
-            .output()
-            .await?;
+        let out = super::layout::nginx_command(binary, layout, &["-s", name], super::layout::names::CONF).output().await?;
         if out.status.success() {
             Ok(())
         } else {
@@ -458,27 +554,71 @@ fn stat_fields(stat: &str) -> Option<(char, i64)> {
     Some((state, pgrp))
 }
 
-/// The command line of a running process, to recognise an nginx of ours before signalling a pid
-/// read from a file (the pid may have been reused by an unrelated program). `None` when the
-/// platform gives us no way to ask.
-pub(crate) fn process_cmdline(pid: u32) -> Option<String> {
-    #[cfg(target_os = "linux")]
+/// Whether `pid` is an nginx running in `prefix`: nginx is given only relative names and runs
+/// in its prefix (see `layout`), so its working directory, not its command line, says which
+/// prefix it serves. `None` when the platform gives us no way to ask (Windows: there the Job
+/// Object ends every nginx with us, and a stale one is asked to stop through `nginx -s`).
+pub(crate) fn is_nginx_in(pid: u32, prefix: &Path) -> Option<bool> {
+    #[cfg(unix)]
     {
-        // nginx rewrites its argv to "nginx: master process <binary> -p <prefix> ...", which
-        // still contains the prefix.
-        let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-        Some(String::from_utf8_lossy(&raw).replace('\0', " ").trim().to_string())
-    }
-    #[cfg(all(unix, not(target_os = "linux")))]
-    {
-        let out = std::process::Command::new("ps").args(["-o", "command=", "-p", &pid.to_string()]).output().ok()?;
-        let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        (out.status.success() && !text.is_empty()).then_some(text)
+        let cwd = process_cwd(pid)?;
+        let same_dir = std::fs::canonicalize(prefix).is_ok_and(|p| p == cwd);
+        Some(same_dir && process_cmdline(pid)?.contains("nginx"))
     }
     #[cfg(not(unix))]
     {
+        let _ = (pid, prefix);
+        None
+    }
+}
+
+/// A process's working directory.
+#[cfg(unix)]
+fn process_cwd(pid: u32) -> Option<PathBuf> {
+    #[cfg(target_os = "linux")]
+    {
+        std::fs::read_link(format!("/proc/{pid}/cwd")).ok()
+    }
+    #[cfg(target_os = "macos")]
+    {
+        let pid = libc::c_int::try_from(pid).ok()?;
+        // SAFETY: the buffer is a zeroed struct of exactly the size passed.
+        let info = unsafe {
+            let mut info: libc::proc_vnodepathinfo = std::mem::zeroed();
+            let size = size_of::<libc::proc_vnodepathinfo>() as libc::c_int;
+            if libc::proc_pidinfo(pid, libc::PROC_PIDVNODEPATHINFO, 0, (&mut info as *mut libc::proc_vnodepathinfo).cast(), size) != size {
+                return None;
+            }
+            info
+        };
+        // SAFETY: the kernel wrote a NUL-terminated path into the fixed-size array.
+        let path = unsafe { std::ffi::CStr::from_ptr(info.pvi_cdir.vip_path.as_ptr().cast()) };
+        use std::os::unix::ffi::OsStrExt;
+        Some(PathBuf::from(std::ffi::OsStr::from_bytes(path.to_bytes())))
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "macos")))]
+    {
         let _ = pid;
         None
+    }
+}
+
+/// The command line of a running process, to recognise an nginx of ours before signalling a pid
+/// read from a file (the pid may have been reused by an unrelated program). `None` when the
+/// platform gives us no way to ask.
+#[cfg(unix)]
+fn process_cmdline(pid: u32) -> Option<String> {
+    #[cfg(target_os = "linux")]
+    {
+        // nginx rewrites its argv to "nginx: master process <binary> -p ./ ..." or "nginx: worker process".
+        let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        Some(String::from_utf8_lossy(&raw).replace('\0', " ").trim().to_string())
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let out = crate::child::command("ps").args(["-o", "command=", "-p", &pid.to_string()]).output().ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        (out.status.success() && !text.is_empty()).then_some(text)
     }
 }
 

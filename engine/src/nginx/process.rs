@@ -12,11 +12,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
-use super::check::useful_lines;
+use super::check::{in_prefix, useful_lines};
 use super::launcher::spawn_contained;
-use super::layout::{prefix_args, NginxLayout};
+use super::layout::{names, nginx_command, NginxLayout};
 use super::platform::{self, Containment, Request};
 use super::NginxError;
 
@@ -33,12 +33,12 @@ pub(super) struct Running {
     /// Length of error.log when this nginx started: only what it wrote itself is reported.
     log_offset: u64,
     reaped: bool,
-    _containment: Containment,
+    containment: Containment,
 }
 
 impl Running {
     pub(super) fn failure_text(&self, layout: &NginxLayout) -> String {
-        failure_text(&self.stderr, layout, self.log_offset)
+        in_prefix(&failure_text(&self.stderr, layout, self.log_offset), layout)
     }
 
     pub(super) async fn wait(&mut self) -> io::Result<ExitStatus> {
@@ -46,7 +46,7 @@ impl Running {
         if status.is_ok() {
             self.reaped = true;
             // Workers of a master that was killed outright keep running (and keep the ports).
-            let n = platform::kill_group(self.pid);
+            let n = self.containment.kill_leftovers(self.pid);
             if n > 0 {
                 tracing::warn!(pid = self.pid, killed = n, "killed nginx workers left behind by their master");
             }
@@ -59,7 +59,7 @@ impl Drop for Running {
     fn drop(&mut self) {
         if !self.reaped {
             let _ = self.child.start_kill();
-            platform::kill_group(self.pid);
+            self.containment.kill_leftovers(self.pid);
         }
     }
 }
@@ -104,12 +104,14 @@ pub(super) async fn launch(binary: &Path, layout: &NginxLayout, timeout: Duratio
     }
     let log_offset = std::fs::metadata(layout.error_log()).map(|m| m.len()).unwrap_or(0);
 
-    let mut cmd = Command::new(binary);
-    cmd.args(prefix_args(layout, &layout.conf_path())).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+    let mut cmd = nginx_command(binary, layout, &[], names::CONF);
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
     let mut child = spawn_contained(cmd).await.map_err(|source| NginxError::Spawn { binary: binary.to_path_buf(), source })?;
     let Some(pid) = child.id() else {
         return Err(NginxError::StartFailed { message: "nginx exited immediately".into() });
     };
+    // On Windows nginx was created suspended: it runs only once it is in its Job Object, so no
+    // worker it starts can be outside (see `platform`).
     let containment = match platform::after_spawn(&child) {
         Ok(c) => c,
         Err(e) => {
@@ -132,7 +134,7 @@ pub(super) async fn launch(binary: &Path, layout: &NginxLayout, timeout: Duratio
             }
         });
     }
-    let mut running = Running { child, pid, started: Instant::now(), stderr, log_offset, reaped: false, _containment: containment };
+    let mut running = Running { child, pid, started: Instant::now(), stderr, log_offset, reaped: false, containment };
 
     let deadline = Instant::now() + timeout;
     loop {
@@ -164,32 +166,30 @@ pub(super) async fn launch(binary: &Path, layout: &NginxLayout, timeout: Duratio
 
 /// Stops a leftover nginx from a previous run of ours (e.g. after a power cut or a crash of the
 /// engine on a platform without parent-death signals): it would hold our ports and pid file.
-/// The pid file is only trusted if that process's command line mentions our prefix, so an
-/// unrelated program that reused the pid is never touched.
+/// The pid file is only trusted if that process runs in our prefix (its working directory; nginx
+/// gets only relative names, see `layout`) and its command line says nginx, so an unrelated
+/// program that reused the pid is never touched.
 pub(super) async fn cleanup_stale(binary: &Path, layout: &NginxLayout) {
     let pid_path = layout.pid_path();
     let Some(pid) = read_pid_file(&pid_path) else { return };
     match platform::process_alive(pid) {
-        Some(true) => {
-            let prefix = layout.prefix_dir.to_string_lossy();
-            match platform::process_cmdline(pid) {
-                Some(cmdline) if cmdline.contains(prefix.as_ref()) => {
-                    tracing::warn!(pid, "stopping an nginx left over from a previous run");
-                    let leader = platform::is_group_leader(pid);
-                    let _ = platform::send(binary, layout, pid, Request::Quit).await;
-                    if !wait_gone(pid, Duration::from_secs(3)).await {
-                        tracing::warn!(pid, "the leftover nginx did not quit in time; killing it");
-                        let _ = platform::send(binary, layout, pid, Request::Kill).await;
-                        wait_gone(pid, Duration::from_secs(1)).await;
-                    }
-                    if leader {
-                        platform::kill_group(pid);
-                    }
+        Some(true) => match platform::is_nginx_in(pid, &layout.prefix_dir) {
+            Some(true) => {
+                tracing::warn!(pid, "stopping an nginx left over from a previous run");
+                let leader = platform::is_group_leader(pid);
+                let _ = platform::send(binary, layout, pid, Request::Quit).await;
+                if !wait_gone(pid, Duration::from_secs(3)).await {
+                    tracing::warn!(pid, "the leftover nginx did not quit in time; killing it");
+                    let _ = platform::send(binary, layout, pid, Request::Kill).await;
+                    wait_gone(pid, Duration::from_secs(1)).await;
                 }
-                Some(_) => tracing::info!(pid, "the old pid file names a process that is not our nginx; leaving it alone"),
-                None => tracing::info!(pid, "cannot tell whether the process named by the old pid file is our nginx; leaving it alone"),
+                if leader {
+                    platform::kill_group(pid);
+                }
             }
-        }
+            Some(false) => tracing::info!(pid, "the old pid file names a process that is not our nginx; leaving it alone"),
+            None => tracing::info!(pid, "cannot tell whether the process named by the old pid file is our nginx; leaving it alone"),
+        },
         // The master is gone, but its workers may not be (a master we started leads its group).
         Some(false) => {
             platform::kill_group(pid);

@@ -18,11 +18,11 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::check::{check_ports, test_config, test_config_file, useful_lines};
-use super::layout::NginxLayout;
+use super::check::{check_ports, in_prefix, test_config, test_config_file, useful_lines};
+use super::layout::{names, NginxLayout};
 use super::platform::{self, Request};
 use super::process::{cleanup_stale, describe_exit, launch, read_log_from, Running};
-use super::NginxError;
+use super::{upstream_ca, NginxError};
 use crate::config::AppConfig;
 use crate::fsutil::write_atomic;
 
@@ -126,6 +126,7 @@ impl Nginx {
         layout.prepare().map_err(|e| NginxError::io(format!("create the nginx directory {}", layout.prefix_dir.display()), e))?;
         platform::open_temp_dirs_to_workers(&layout)?;
         cleanup_stale(&binary, &layout).await;
+        upstream_ca::write_if_needed(&layout, apps)?;
         let conf = layout.conf_path();
         write_atomic(&conf, config_text.as_bytes()).map_err(|e| NginxError::io(format!("write {}", conf.display()), e))?;
         test_config(&binary, &layout).await?;
@@ -185,7 +186,8 @@ impl Nginx {
         let candidate = layout.candidate_conf_path();
         write_atomic(&candidate, config_text.as_bytes()).map_err(|e| NginxError::io(format!("write {}", candidate.display()), e))?;
         let result = async {
-            test_config_file(&shared.binary, layout, &candidate).await?;
+            upstream_ca::write_if_needed(layout, apps)?;
+            test_config_file(&shared.binary, layout, names::CANDIDATE_CONF).await?;
             let held: HashSet<SocketAddr> =
                 shared.apps.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|a| a.listen.socket_addr()).collect();
             let new_apps: Vec<AppConfig> = apps.iter().filter(|a| !held.contains(&a.listen.socket_addr())).cloned().collect();
@@ -219,7 +221,9 @@ impl Nginx {
                     let addr = connect_addr(app.listen.socket_addr());
                     while tokio::net::TcpStream::connect(addr).await.is_err() {
                         if Instant::now() >= deadline {
-                            let message = read_log_from(&layout.error_log(), log_offset).map(|t| useful_lines(&t)).unwrap_or_default();
+                            let message = read_log_from(&layout.error_log(), log_offset)
+                                .map(|t| in_prefix(&useful_lines(&t), layout))
+                                .unwrap_or_default();
                             return Err(NginxError::ReloadFailed {
                                 message: format!("nginx is not listening on {} for app {:?}: {message}", app.listen, app.name.as_str()),
                             });

@@ -176,7 +176,7 @@ impl Fixture {
     }
 
     fn config(&self, apps: &[AppConfig]) -> String {
-        render_config(&self.layout, self.auth.addr, &NginxProof::generate(), &RoutePrefix::default(), apps)
+        render_config(self.auth.addr, &NginxProof::generate(), &RoutePrefix::default(), apps)
     }
 
     async fn start(&mut self) -> Nginx {
@@ -487,17 +487,13 @@ async fn stop_leaves_no_nginx_behind() {
 #[tokio::test]
 async fn stale_nginx_from_a_previous_run_is_cleaned_up() {
     let f = Fixture::new().await;
-    // A previous run that "crashed": nginx started by hand on the same prefix, in its own
-    // session so nothing ties it to us.
+    // A previous run that "crashed": nginx started by hand on the same prefix as we start it (in
+    // the prefix, with relative names), in its own session so nothing ties it to us.
     f.layout.prepare().unwrap();
     std::fs::write(f.layout.conf_path(), f.config(&f.apps)).unwrap();
     let mut stale = std::process::Command::new(&f.binary)
-        .arg("-p")
-        .arg(&f.layout.prefix_dir)
-        .arg("-c")
-        .arg(f.layout.conf_path())
-        .arg("-e")
-        .arg(f.layout.error_log())
+        .current_dir(&f.layout.prefix_dir)
+        .args(["-p", "./", "-c", "nginx.conf", "-e", "logs/error.log"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

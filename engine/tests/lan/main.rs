@@ -13,7 +13,9 @@
 //! * [`support`]: starting `simpleotp serve`, TLS and HTTP probes with `openssl`/`curl`, chromedriver.
 //! * [`https`]: HTTPS that verifies, by address and `<hostname>.local`, and follows new addresses.
 //! * [`mdns`]: `<hostname>.local` and the apps advertised over mDNS, and withdrawn on shutdown.
-
+// Tests and the benchmark start their own helper programs (openssl, curl, chromedriver, wrk…) directly;
+// the product starts programs only through simpleotp_engine::child (clippy.toml).
+#![allow(clippy::disallowed_methods)]
 #![cfg(target_os = "linux")]
 
 mod https;

@@ -9,7 +9,6 @@
 //! holds it to that.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use simpleotp_engine::nginx;
@@ -125,7 +124,7 @@ fn lifetime_words(d: Duration) -> String {
 
 /// `nginx -v` (nginx prints it on stderr), or why it could not be run.
 async fn nginx_version(binary: PathBuf) -> String {
-    let run = tokio::task::spawn_blocking(move || Command::new(&binary).arg("-v").output()).await;
+    let run = tokio::task::spawn_blocking(move || simpleotp_engine::child::command(&binary).arg("-v").output()).await;
     match run {
         Ok(Ok(out)) => {
             let text = format!("{}{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout));

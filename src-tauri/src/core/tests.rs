@@ -706,7 +706,7 @@ async fn other_devices_show_each_apps_https_address_and_the_engines_ca() {
     assert!(app.other_urls.iter().all(|u| u.starts_with("https://") && u.ends_with(&format!(":{port}/"))), "{:?}", app.other_urls);
 
     let ca = on.ca.as_ref().expect("the engine made its CA when LAN access started");
-    let openssl = std::process::Command::new("openssl")
+    let openssl = simpleotp_engine::child::command("openssl")
         .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
         .arg(store.certificate_path())
         .output()
@@ -719,7 +719,7 @@ async fn other_devices_show_each_apps_https_address_and_the_engines_ca() {
     // The page as a phone opens it: plain HTTP to the app's port, by the name in the QR code
     // (resolved to this machine here, as mDNS would on the network).
     let host = page.trim_start_matches("http://").rsplit_once(':').unwrap().0.to_string();
-    let curl = std::process::Command::new("curl")
+    let curl = simpleotp_engine::child::command("curl")
         .args(["-sS", "--max-time", "10", "--resolve", &format!("{host}:{port}:127.0.0.1"), &page])
         .output()
         .expect("curl runs");

@@ -272,12 +272,12 @@ exec "$@"
             args.extend(self.refresh.iter().cloned());
             let mut command = match &self.elevate {
                 Some(elevate) => {
-                    let mut command = Command::new(elevate);
+                    let mut command = simpleotp_engine::child::command(elevate);
                     command.args(&args);
                     command
                 }
                 None => {
-                    let mut command = Command::new(&args[0]);
+                    let mut command = simpleotp_engine::child::command(&args[0]);
                     command.args(&args[1..]);
                     command
                 }
@@ -323,7 +323,7 @@ pub(crate) mod nss {
     }
 
     fn certutil(db: &Path) -> Command {
-        let mut command = Command::new("certutil");
+        let mut command = simpleotp_engine::child::command("certutil");
         command.arg("-d").arg(format!("sql:{}", db.display()));
         command
     }
@@ -411,7 +411,7 @@ mod macos {
     use super::{run, said, CaFile, TrustError, TrustState};
 
     fn security() -> Command {
-        Command::new("/usr/bin/security")
+        simpleotp_engine::child::command("/usr/bin/security")
     }
 
     fn login_keychain(home: Option<&Path>) -> PathBuf {
@@ -464,7 +464,6 @@ use windows as system;
 mod windows {
     //! The current user's Root store, through `certutil`; Windows shows its own warning.
 
-    use std::os::windows::process::CommandExt as _;
     use std::path::Path;
     use std::process::Command;
 
@@ -472,12 +471,9 @@ mod windows {
 
     /// ERROR_CANCELLED (0x800704C7) as certutil's exit code: the person said No.
     const CANCELLED: i32 = 0x800704C7_u32 as i32;
-    /// No console window flashing up for each call.
-    const CREATE_NO_WINDOW: u32 = 0x0800_0000;
-
     fn certutil() -> Command {
-        let mut command = Command::new("certutil");
-        command.creation_flags(CREATE_NO_WINDOW).arg("-user");
+        let mut command = simpleotp_engine::child::command("certutil");
+        command.arg("-user");
         command
     }
 
@@ -520,7 +516,6 @@ mod windows {
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use std::path::PathBuf;
-    use std::process::Command;
 
     use simpleotp_engine::ca::{load_or_create, CaStore, MachineNames};
     use simpleotp_engine::secret::SecretStore;
@@ -541,7 +536,7 @@ mod tests {
     }
 
     fn certutil(args: &[&str]) -> std::process::Output {
-        Command::new("certutil").args(args).output().expect("certutil (libnss3-tools) is installed: scripts/deps.sh")
+        simpleotp_engine::child::command("certutil").args(args).output().expect("certutil (libnss3-tools) is installed: scripts/deps.sh")
     }
 
     #[test]
@@ -618,7 +613,8 @@ mod tests {
         use std::os::unix::fs::PermissionsExt as _;
         assert_eq!(std::fs::metadata(&anchor).unwrap().permissions().mode() & 0o777, 0o644, "a certificate is public");
         // openssl, reading only that bundle, accepts the CA as a trust anchor.
-        let verify = Command::new("openssl").arg("verify").arg("-CAfile").arg(&store.bundles[0]).arg(&path).output().unwrap();
+        let verify =
+            simpleotp_engine::child::command("openssl").arg("verify").arg("-CAfile").arg(&store.bundles[0]).arg(&path).output().unwrap();
         assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stderr));
 
         store.remove(ca).unwrap();
