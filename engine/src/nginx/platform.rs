@@ -680,11 +680,12 @@ pub(crate) fn machine_names() -> Vec<HostName> {
     crate::config::MachineNames::this_machine().names().to_vec()
 }
 
-/// The system's bundle of trusted root certificates, for checking `https` upstreams.
+/// The system's own file of trusted root certificates, which the snippet for people who run
+/// their own nginx names for `https` upstreams (the managed nginx gets a copy of the system's
+/// roots in its prefix instead, on every OS: see `upstream_ca`).
 pub(crate) fn system_ca_bundle() -> Option<PathBuf> {
     let candidates: &[&str] = if cfg!(windows) {
-        // Windows keeps its roots in the registry, which nginx cannot read; a bundled nginx
-        // can be given a PEM file here.
+        // Windows keeps its roots in the certificate store, not in a file.
         &[]
     } else {
         &[
@@ -767,6 +768,40 @@ mod tests {
             let short = host.as_str().split('.').next().unwrap();
             assert!(names.iter().any(|n| n.as_str() == format!("{short}.local")), "{names:?}");
         }
+    }
+
+    /// nginx is created suspended and runs only once it is in its job, its children join the job,
+    /// and ending the job (or dropping it, as when the engine exits) ends the whole tree. A
+    /// `cmd` that starts a `ping` stands in for an nginx master that starts a worker.
+    #[cfg(windows)]
+    #[tokio::test]
+    async fn the_job_holds_the_child_and_its_children_from_the_start() {
+        use std::time::{Duration, Instant};
+        let mut command = crate::child::tokio_command("cmd");
+        command.args(["/C", "ping -n 60 127.0.0.1 >NUL"]);
+        let mut child = super::super::launcher::spawn_contained(command).await.unwrap();
+        let containment = after_spawn(&child).unwrap();
+        // It runs (it was resumed) and its child joined the job.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while containment.job.active_processes() < 2 {
+            assert!(Instant::now() < deadline, "the resumed cmd never started its ping inside the job");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(tokio::time::timeout(Duration::from_millis(300), child.wait()).await.is_err(), "still running");
+        assert_eq!(containment.kill_leftovers(child.id().unwrap()), 2);
+        tokio::time::timeout(Duration::from_secs(10), child.wait()).await.expect("ended with its job").unwrap();
+        assert_eq!(containment.job.active_processes(), 0);
+
+        // Dropping the containment (the engine going away) ends a running tree too.
+        let mut command = crate::child::tokio_command("cmd");
+        command.args(["/C", "ping -n 60 127.0.0.1 >NUL"]);
+        let mut child = super::super::launcher::spawn_contained(command).await.unwrap();
+        let containment = after_spawn(&child).unwrap();
+        while containment.job.active_processes() < 1 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        drop(containment);
+        tokio::time::timeout(Duration::from_secs(10), child.wait()).await.expect("ended when the job closed").unwrap();
     }
 
     #[test]
