@@ -34,6 +34,8 @@
 //! * [`demo`]: the little app `simpleotp demo` protects (also the tests' upstream).
 //! * [`qr`]: QR codes for the terminal, PNG and SVG.
 //! * [`app`]: [`app::Application`], which wires everything together and runs until stopped.
+//! * [`logfile`]: the rotated, scrubbed log file in the data directory (`logs/simpleotp.log`),
+//!   and [`logfile::scrub`], which masks anything a person could sign in with.
 //! * `test_support` (only with the `test-support` feature, which only dev-dependencies turn
 //!   on): ports, the demo upstream and waiting, shared by the engine's and the tray's tests.
 //!
@@ -51,6 +53,7 @@ mod fsutil;
 pub mod gateway;
 pub mod lan;
 pub mod limiter;
+pub mod logfile;
 pub mod nginx;
 pub mod protocol;
 pub mod qr;

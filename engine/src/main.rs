@@ -12,7 +12,7 @@ use simpleotp_engine::app::{Application, NginxMode, Settings};
 use simpleotp_engine::config::{Account, AppConfig, Config, Issuer, ListenAddr, MachineNames};
 use simpleotp_engine::secret::SecretStore;
 use simpleotp_engine::totp::{unix_now, Totp, TotpSecret};
-use simpleotp_engine::{ca, config, control, demo, nginx, qr};
+use simpleotp_engine::{ca, config, control, demo, logfile, nginx, qr};
 
 /// A second factor (TOTP codes from an authenticator app) in front of any local web app,
 /// through nginx.
@@ -131,7 +131,7 @@ impl GatewayArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    let log = init_logging(&cli.command);
     let result = match cli.command {
         Command::Init { secret_file, account, issuer, qr_png, force, config } => init(secret_file, account, issuer, qr_png, force, config),
         Command::Serve { gateway, external_nginx } => runtime().block_on(serve(gateway, external_nginx)),
@@ -144,7 +144,12 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", simpleotp_engine::error_chain(e.as_ref()));
+            let message = simpleotp_engine::error_chain(e.as_ref());
+            if log.is_some() {
+                // The person at the terminal reads it below; a bug report needs it in the file.
+                tracing::error!(target: logfile::FILE_ONLY, "error: {message}");
+            }
+            eprintln!("error: {message}");
             ExitCode::FAILURE
         }
     }
@@ -152,9 +157,28 @@ fn main() -> ExitCode {
 
 type CliResult = Result<(), Box<dyn Error>>;
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SIMPLEOTP_LOG").unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+/// Logging to stderr (filtered by `SIMPLEOTP_LOG`, default `info`) for every command; `serve`
+/// also keeps the log file in its data directory (`logs/simpleotp.log`, see
+/// `simpleotp_engine::logfile`), as a gateway that runs for days should. The other commands are
+/// short and answer the person who ran them, and the demo's data directory is deleted when it
+/// stops, so a file there would help no one. The guard flushes the file when `main` returns.
+fn init_logging(command: &Command) -> Option<logfile::Guard> {
+    let data_dir = match command {
+        Command::Serve { gateway, .. } => data_dir_or_default(gateway.data_dir.clone()).ok(),
+        _ => None,
+    };
+    let Some(data_dir) = data_dir else {
+        let _ = logfile::init_stderr();
+        return None;
+    };
+    match logfile::init(&data_dir, "simpleotp serve") {
+        Ok(guard) => Some(guard),
+        Err(e) => {
+            // Logging to stderr is installed all the same.
+            tracing::warn!("{e}");
+            None
+        }
+    }
 }
 
 fn runtime() -> tokio::runtime::Runtime {
