@@ -20,6 +20,7 @@
 //! * [`per_app`]: sessions bound to their app; apps never see a session token.
 //! * [`websockets`]: WebSockets end when their session ends; only WebSocket upgrades reach apps.
 //! * [`privilege`]: nginx workers of a root gateway run unprivileged, and everything still works.
+//! * [`logfile`]: `simpleotp serve`'s log file after a real sign-in: the events, none of the secrets.
 // Tests and the benchmark start their own helper programs (openssl, curl, chromedriver, wrk…) directly;
 // the product starts programs only through simpleotp_engine::child (clippy.toml).
 #![allow(clippy::disallowed_methods)]
@@ -33,6 +34,8 @@ mod cli;
 mod faults;
 mod flow;
 mod helpers;
+#[cfg(unix)]
+mod logfile;
 mod nginx;
 mod per_app;
 mod privilege;
