@@ -157,6 +157,41 @@ pub async fn wait_until(what: &str, timeout: Duration, mut cond: impl AsyncFnMut
     }
 }
 
+/// Whether process `pid` is alive: it exists and has not ended (on Linux a zombie counts as
+/// gone: it runs no code and holds no ports). Linux reads `/proc`; Windows asks for the exit
+/// code of a process handle; other Unixes send signal 0.
+pub fn process_alive(pid: u32) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+        // The state follows the command name in parentheses, which may itself contain ')'.
+        let state = stat.rfind(')').and_then(|end| stat[end + 1..].split_whitespace().next());
+        !matches!(state, None | Some("Z" | "X"))
+    }
+    #[cfg(all(unix, not(target_os = "linux")))]
+    {
+        let Ok(pid) = libc::pid_t::try_from(pid) else { return false };
+        // SAFETY: signal 0 only checks that the process exists; no memory is involved.
+        pid > 0 && unsafe { libc::kill(pid, 0) } == 0
+    }
+    #[cfg(windows)]
+    {
+        use windows_sys::Win32::Foundation::{CloseHandle, STILL_ACTIVE};
+        use windows_sys::Win32::System::Threading::{GetExitCodeProcess, OpenProcess, PROCESS_QUERY_LIMITED_INFORMATION};
+        // SAFETY: a handle opened here, read once and closed; `code` outlives the call.
+        unsafe {
+            let handle = OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, 0, pid);
+            if handle.is_null() {
+                return false;
+            }
+            let mut code = 0u32;
+            let read = GetExitCodeProcess(handle, &mut code) != 0;
+            CloseHandle(handle);
+            read && code == STILL_ACTIVE as u32
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,6 +224,17 @@ mod tests {
         .await;
         assert_eq!(tried.len(), 3, "{tried:?}");
         assert_eq!(port, tried[2]);
+    }
+
+    #[test]
+    fn this_process_is_alive_and_an_ended_child_is_not() {
+        assert!(process_alive(std::process::id()));
+        let mut child =
+            crate::child::command(std::env::current_exe().unwrap()).arg("--list").stdout(std::process::Stdio::null()).spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        drop(child);
+        assert!(!process_alive(pid));
     }
 
     #[test]

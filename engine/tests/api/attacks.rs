@@ -429,8 +429,14 @@ async fn unknown_host_names_get_421_from_nginx_and_spend_no_login_attempts() {
     assert_eq!(browser.get(app.url("/")).send().await.unwrap().status(), 200);
 }
 
+/// This machine's name (Linux: the kernel's; Windows: `COMPUTERNAME`; else `HOSTNAME` or none).
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_string()
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::env::var("COMPUTERNAME"))
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
 }
 
 /// Sends `head` (request line and headers, without the final blank line) as raw bytes through

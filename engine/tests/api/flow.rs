@@ -175,8 +175,11 @@ async fn session_survives_an_engine_restart_and_state_file_is_private() {
     let state_path = app.data_dir.join("state.json");
     let state = std::fs::read_to_string(&state_path).unwrap();
     assert!(!state.contains(&token), "the state file must hold token hashes only");
-    use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(&state_path).unwrap().permissions().mode() & 0o777, 0o600);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&state_path).unwrap().permissions().mode() & 0o777, 0o600);
+    }
 }
 
 #[tokio::test]
@@ -252,6 +255,7 @@ async fn websocket_passes_through_the_gateway_once_signed_in() {
     assert_eq!(echo.into_text().unwrap().as_str(), "ping through the gateway");
 }
 
+#[cfg(unix)] // kills nginx with SIGKILL
 #[tokio::test]
 async fn killed_nginx_is_back_within_seconds() {
     let app = spawn_app().await;

@@ -7,6 +7,9 @@
 //! that starts anything on a fixed port does it through `on_free_port`, which tries another
 //! port when another program took the first one.
 
+// Some of these serve only the Unix-only modules (see main.rs).
+#![cfg_attr(not(unix), allow(dead_code, unused_imports))]
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,7 +28,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use simpleotp_engine::test_support::{
-    free_port, is_port_in_use, on_free_port, spawn_demo_upstream, spawn_demo_upstream_until, wait_until,
+    free_port, is_port_in_use, on_free_port, process_alive, spawn_demo_upstream, spawn_demo_upstream_until, wait_until,
 };
 
 pub fn init_tracing() {
@@ -302,15 +305,6 @@ pub fn form_field(html: &str, name: &str) -> Option<String> {
     let value = rest.find("value=\"")? + "value=\"".len();
     let end = rest[value..].find('"')?;
     Some(rest[value..value + end].to_string())
-}
-
-/// Whether process `pid` is alive: it exists and is neither a zombie nor dead (a zombie counts
-/// as gone: it runs no code and holds no ports).
-pub fn process_alive(pid: u32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
-    // The state follows the command name in parentheses, which may itself contain ')'.
-    let state = stat.rfind(')').and_then(|end| stat[end + 1..].split_whitespace().next());
-    !matches!(state, None | Some("Z" | "X"))
 }
 
 pub fn read_pid(path: &Path) -> Option<u32> {

@@ -21,23 +21,38 @@
 //! * [`websockets`]: WebSockets end when their session ends; only WebSocket upgrades reach apps.
 //! * [`privilege`]: nginx workers of a root gateway run unprivileged, and everything still works.
 //! * [`logfile`]: `simpleotp serve`'s log file after a real sign-in: the events, none of the secrets.
+//! * [`user_paths`]: a data directory under a user's name such as `Zoë Müller`, on every OS.
+//!
+//! On Windows (and under Wine, `scripts/wine-nginx-test.sh`) the binary holds the modules that
+//! only need nginx and HTTP: sign-in, the Host allow-list, reloads, WebSockets cut at sign-out,
+//! clean stops, taken ports, [`user_paths`]. The others need Unix tools (openssl, Chromium,
+//! mount, signals, root) and are built for Unix only; single tests of the shared modules that need
+//! them say so with their own `cfg`.
 // Tests and the benchmark start their own helper programs (openssl, curl, chromedriver, wrk…) directly;
 // the product starts programs only through simpleotp_engine::child (clippy.toml).
 #![allow(clippy::disallowed_methods)]
-#![cfg(unix)]
 
 mod attacks;
+#[cfg(unix)]
 mod browser;
+#[cfg(unix)]
 mod budget;
+#[cfg(unix)]
 mod ca;
+#[cfg(unix)]
 mod cli;
+#[cfg(unix)]
 mod faults;
 mod flow;
 mod helpers;
 #[cfg(unix)]
 mod logfile;
 mod nginx;
+#[cfg(unix)]
 mod per_app;
+#[cfg(unix)]
 mod privilege;
+#[cfg(unix)]
 mod properties;
+mod user_paths;
 mod websockets;

@@ -4,12 +4,10 @@
 //! Every test uses its own prefix directory and free ports, so they run in parallel. Helpers
 //! are local to this file on purpose (it may later be folded into a single test binary).
 
-#![cfg(unix)]
-
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener as StdListener};
+#[cfg(unix)]
 use std::os::unix::process::CommandExt;
-use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -203,6 +201,7 @@ impl Fixture {
 
     /// Starts nginx for `self.apps` on exactly their ports, for tests that arranged themselves
     /// who holds which port.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     async fn start_on_these_ports(&self) -> Nginx {
         Nginx::start(self.binary.clone(), self.layout.clone(), self.config(&self.apps), &self.apps).await.unwrap()
     }
@@ -221,6 +220,7 @@ async fn get_allowed(url: &str) -> reqwest::Response {
 }
 
 /// Live processes in process group `pgid` (an nginx master we start leads its own group).
+#[cfg(target_os = "linux")]
 fn group_members(pgid: u32) -> Vec<u32> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
@@ -234,6 +234,16 @@ fn group_members(pgid: u32) -> Vec<u32> {
     out
 }
 
+/// The nginx master `pid` and, where the test can list them (Linux: its process group), its workers.
+/// Elsewhere the workers are seen through the port they hold: it is free only once all are gone.
+fn nginx_processes(pid: u32) -> Vec<u32> {
+    #[cfg(target_os = "linux")]
+    return group_members(pid);
+    #[cfg(not(target_os = "linux"))]
+    return vec![pid].into_iter().filter(|p| process_alive(*p)).collect();
+}
+
+#[cfg(unix)]
 fn sigkill(pid: u32) {
     // SAFETY: plain kill(2).
     assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
@@ -383,6 +393,7 @@ async fn invalid_reload_keeps_serving() {
     nginx.stop().await;
 }
 
+#[cfg(target_os = "linux")] // SIGKILL, the workers found by process group
 #[tokio::test]
 async fn killed_master_is_restarted() {
     let mut f = Fixture::new().await;
@@ -407,6 +418,7 @@ async fn killed_master_is_restarted() {
     nginx.stop().await;
 }
 
+#[cfg(unix)] // SIGKILL
 #[tokio::test]
 async fn crash_loop_ends_in_failed_without_busy_looping() {
     let mut f = Fixture::new().await;
@@ -466,13 +478,14 @@ async fn stop_leaves_no_nginx_behind() {
     let mut f = Fixture::new().await;
     let nginx = f.start().await;
     let pid = nginx.pid().unwrap();
+    #[cfg(target_os = "linux")]
     assert!(group_members(pid).len() >= 2, "master and worker");
 
     nginx.stop().await;
     assert_eq!(*nginx.status().borrow(), NginxStatus::Stopped);
     assert_eq!(nginx.pid(), None);
     assert!(!process_alive(pid));
-    assert!(group_members(pid).is_empty(), "workers left: {:?}", group_members(pid));
+    assert!(nginx_processes(pid).is_empty(), "workers left: {:?}", nginx_processes(pid));
     assert!(!f.layout.pid_path().exists());
     // The port is free again and nothing restarted it: the test holds the port from now on,
     // so a restart at any later moment would fail to bind and show in the status, which must
@@ -484,6 +497,7 @@ async fn stop_leaves_no_nginx_behind() {
     assert_eq!(nginx.pid(), None);
 }
 
+#[cfg(target_os = "linux")] // nginx started in a process group of its own, workers by group
 #[tokio::test]
 async fn stale_nginx_from_a_previous_run_is_cleaned_up() {
     let f = Fixture::new().await;
@@ -517,6 +531,7 @@ async fn stale_nginx_from_a_previous_run_is_cleaned_up() {
     nginx.stop().await;
 }
 
+#[cfg(unix)] // `sleep` as the unrelated process
 #[tokio::test]
 async fn pid_file_of_an_unrelated_process_is_left_alone() {
     let mut f = Fixture::new().await;
@@ -567,10 +582,11 @@ async fn nginx_dies_with_the_engine() {
         line.split_whitespace().filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k, v.parse().unwrap())).collect();
     let (pid, port) = (fields["NGINX_PID"], fields["PORT"] as u16);
     assert!(process_alive(pid));
-    let workers = group_members(pid);
+    let workers = nginx_processes(pid);
+    #[cfg(target_os = "linux")]
     assert!(workers.len() >= 2);
 
-    child.start_kill().unwrap(); // SIGKILL: the engine gets no chance to clean up
+    child.start_kill().unwrap(); // SIGKILL (Windows: TerminateProcess): the engine gets no chance to clean up
     child.wait().await.unwrap();
     let started = Instant::now();
     let deadline = started + Duration::from_secs(5);
@@ -578,6 +594,7 @@ async fn nginx_dies_with_the_engine() {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     let survivors: Vec<u32> = workers.iter().copied().filter(|p| process_alive(*p)).collect();
+    #[cfg(unix)]
     for p in &survivors {
         sigkill(*p); // don't leave them behind when the assertion fails
     }
@@ -592,7 +609,7 @@ async fn nginx_dies_with_the_engine() {
 fn layout_is_inside_the_prefix() {
     let l = NginxLayout::new("/x/y");
     for p in [l.conf_path(), l.pid_path(), l.error_log(), l.candidate_conf_path()] {
-        assert!(p.starts_with(Path::new("/x/y")), "{}", p.display());
+        assert!(p.starts_with(&l.prefix_dir), "{}", p.display());
     }
 }
 
@@ -664,6 +681,7 @@ async fn upstream_path_is_the_start_page_and_ipv6_listen_works() {
 
 /// PR_SET_PDEATHSIG fires when the *thread* that forked nginx exits. Starting nginx from a
 /// short-lived thread must therefore not kill it when that thread ends.
+#[cfg(target_os = "linux")] // PR_SET_PDEATHSIG is Linux's
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nginx_survives_the_thread_that_started_it() {
     let f = Fixture::new().await;
@@ -682,7 +700,7 @@ async fn nginx_survives_the_thread_that_started_it() {
     // signal sent after it: a reload that adds an app opens the new port (a master killed by
     // the parent-death signal would never get to it, and the reload would fail).
     wait_until("the starting thread to be gone", Duration::from_secs(5), async || {
-        !Path::new(&format!("/proc/self/task/{thread_id}")).exists()
+        !std::path::Path::new(&format!("/proc/self/task/{thread_id}")).exists()
     })
     .await;
     on_free_port("a second app (a reload)", async |port| {
