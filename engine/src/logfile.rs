@@ -678,6 +678,18 @@ mod tests {
         }
     }
 
+    /// On Windows the files get no ACL of their own: they inherit the folder's owner-only one.
+    #[cfg(windows)]
+    #[test]
+    fn the_log_file_is_owner_only() {
+        let data = tempfile::tempdir().unwrap();
+        let sink = start_writer(&dir(data.path()), small()).unwrap();
+        sink.push("line");
+        sink.flush_and_wait(Duration::from_secs(10));
+        let file = File::open(path(data.path())).unwrap();
+        assert_eq!(crate::fsutil::check_owner_only(&file), Ok(()));
+    }
+
     #[cfg(unix)]
     #[test]
     fn a_link_planted_as_the_log_file_is_not_followed() {
