@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{json, Value};
 use simpleotp_engine::config::AppName;
 use simpleotp_engine::limiter::LimiterSettings;
@@ -88,7 +89,7 @@ impl ChromeDriver {
         }
         let mut caps = serde_json::Map::new();
         caps.insert("goog:chromeOptions".into(), options);
-        let browser = ClientBuilder::rustls().unwrap().capabilities(caps).connect(&self.url).await.expect("a Chromium session");
+        let browser = ClientBuilder::new(HttpConnector::new()).capabilities(caps).connect(&self.url).await.expect("a Chromium session");
         // prefers-color-scheme as the page sees it, for every page this tab loads.
         let scheme = if look.dark { "dark" } else { "light" };
         self.cdp(&browser, "Emulation.setEmulatedMedia", json!({ "features": [{ "name": "prefers-color-scheme", "value": scheme }] }))

@@ -271,7 +271,11 @@ impl ChromeDriver {
         });
         let mut caps = serde_json::Map::new();
         caps.insert("goog:chromeOptions".into(), options);
-        fantoccini::ClientBuilder::rustls().unwrap().capabilities(caps).connect(&self.url).await.expect("a Chromium session")
+        fantoccini::ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&self.url)
+            .await
+            .expect("a Chromium session")
     }
 }
 
