@@ -54,6 +54,8 @@ fi
 started=$SECONDS
 
 # ---- tools
+# scripts/test runs this in the background while its own steps may use apt too: wait for apt's locks.
+apt=(env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300)
 sudo=()
 if [ "$(id -u)" -ne 0 ]; then sudo=(sudo); fi
 missing=()
@@ -62,8 +64,8 @@ for package in gcc-mingw-w64-x86-64 make perl dpkg-dev; do
 done
 if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]}"
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends --no-remove "${missing[@]}" >&2
+    "${sudo[@]}" "${apt[@]}" update -qq
+    "${sudo[@]}" "${apt[@]}" install -y -qq --no-install-recommends --no-remove "${missing[@]}" >&2
 fi
 
 src="$cache/src"
@@ -108,7 +110,7 @@ if [ -z "$pcre2_src" ]; then
         log "adding /etc/apt/sources.list.d/debian-src.sources (deb-src for the mirror and suites of debian.sources)"
         sed 's/^Types: deb$/Types: deb-src/' /etc/apt/sources.list.d/debian.sources \
             | "${sudo[@]}" tee /etc/apt/sources.list.d/debian-src.sources > /dev/null
-        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        "${sudo[@]}" "${apt[@]}" update -qq
     fi
     # The newest version first; should a mirror lack it (seen here: debian-security's source pool
     # answered 404), the version of each suite in turn.
