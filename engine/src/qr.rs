@@ -339,16 +339,26 @@ mod tests {
         }
     }
 
-    #[cfg(unix)]
     #[test]
     fn png_is_private_and_replaced() {
-        use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("qr.png");
         fs::write(&path, b"old").unwrap();
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+            write_png(URI, &path, 2).unwrap();
+            assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        #[cfg(windows)]
+        {
+            crate::fsutil::testing::let_everyone_read(&path);
+            write_png(URI, &path, 2).unwrap();
+            assert_eq!(crate::fsutil::check_owner_only(&File::open(&path).unwrap()), Ok(()));
+        }
+        #[cfg(not(any(unix, windows)))]
         write_png(URI, &path, 2).unwrap();
-        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         assert!(fs::read(&path).unwrap().starts_with(b"\x89PNG"));
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file left");
     }

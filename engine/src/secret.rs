@@ -314,22 +314,31 @@ mod tests {
     //! parent checks.
 
     use super::*;
+    #[cfg(target_os = "linux")]
     use std::path::Path;
+    #[cfg(target_os = "linux")]
     use std::process::Command;
+    #[cfg(target_os = "linux")]
     use std::time::{Duration, Instant};
 
+    // The fault tests in child processes (at the end) need a Secret Service to break: Linux only.
     /// Set in a child process: what the child should do ("store" or "probe").
+    #[cfg(target_os = "linux")]
     const CHILD_MODE: &str = "SIMPLEOTP_SECRET_TEST_CHILD";
+    #[cfg(target_os = "linux")]
     const CHILD_SERVICE: &str = "SIMPLEOTP_SECRET_TEST_SERVICE";
+    #[cfg(target_os = "linux")]
     const CHILD_SECRET: &str = "SIMPLEOTP_SECRET_TEST_SECRET";
     const SKIP_KEYCHAIN: &str = "SIMPLEOTP_SKIP_KEYCHAIN_TESTS";
     /// A child that has not finished by then is killed and the test fails; nothing here may hang.
+    #[cfg(target_os = "linux")]
     const CHILD_TIMEOUT: Duration = Duration::from_secs(60);
 
     fn secret() -> TotpSecret {
         TotpSecret::generate()
     }
 
+    #[cfg(target_os = "linux")]
     fn kind(err: &SecretError) -> &'static str {
         match err {
             SecretError::NotFound { .. } => "NotFound",
@@ -430,6 +439,28 @@ mod tests {
         }
         fs::set_permissions(&path, fs::Permissions::from_mode(0o400)).unwrap();
         assert_eq!(store.load().unwrap().as_bytes(), s.as_bytes(), "read-only for the owner is fine");
+    }
+
+    /// Windows: the secret file is written private to us (by the same check `load` makes), and
+    /// one that Everyone may read is refused with a way out that names it.
+    #[cfg(windows)]
+    #[test]
+    fn file_shared_with_everyone_is_refused_on_windows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        let store = SecretStore::file(&path);
+        let s = secret();
+        store.store(&s, false).unwrap();
+        assert_eq!(crate::fsutil::check_owner_only(&File::open(&path).unwrap()), Ok(()));
+        crate::fsutil::testing::let_everyone_read(&path);
+        let err = store.load().unwrap_err();
+        assert!(matches!(&err, SecretError::FileShared { who, .. } if who.contains("Everyone") || who == "S-1-1-0"), "{err:?}");
+        let msg = err.to_string();
+        assert!(msg.contains(&format!("icacls \"{}\"", path.display())), "{msg}");
+        assert_error_hides_secret(&err, &s);
+        // Stored again (overwriting), it is a new private file.
+        store.store(&s, true).unwrap();
+        assert_eq!(store.load().unwrap().as_bytes(), s.as_bytes());
     }
 
     #[test]
@@ -596,6 +627,7 @@ mod tests {
 
     /// If this process is a fault-test child, does the keychain operations it was asked for,
     /// prints one `CHILD <op> <outcome>` line each, and returns true (the test body then returns).
+    #[cfg(target_os = "linux")]
     fn run_child_if_requested() -> bool {
         let Ok(mode) = std::env::var(CHILD_MODE) else {
             return false;
@@ -624,6 +656,7 @@ mod tests {
     }
 
     /// The `--exact` name of a test in this module.
+    #[cfg(target_os = "linux")]
     fn test_path(name: &str) -> String {
         let module = module_path!().split_once("::").map_or(module_path!(), |(_, rest)| rest);
         format!("{module}::{name}")
@@ -631,6 +664,7 @@ mod tests {
 
     /// Runs `command` (whose environment the caller set up), killing it and its process group
     /// after [`CHILD_TIMEOUT`]. Returns stdout + stderr.
+    #[cfg(target_os = "linux")]
     fn run_with_timeout(mut command: Command, what: &str) -> String {
         let dir = tempfile::tempdir().unwrap();
         let (out_path, err_path) = (dir.path().join("out"), dir.path().join("err"));
@@ -672,6 +706,7 @@ mod tests {
     }
 
     /// A command that re-runs `test` in this binary as a child doing `mode`.
+    #[cfg(target_os = "linux")]
     fn child_command(program: &Path, test: &str, mode: &str, service: &str, s: &TotpSecret) -> Command {
         let mut command = crate::child::command(program);
         command
@@ -684,6 +719,7 @@ mod tests {
     }
 
     /// The `CHILD <op> …` lines of a child's output, as (op, outcome kind, rest).
+    #[cfg(target_os = "linux")]
     fn child_results(output: &str) -> Vec<(String, String, String)> {
         output
             .lines()
@@ -699,6 +735,7 @@ mod tests {
     }
 
     /// Every operation of a probe failed with one of `kinds`, naming --secret-file, leaking nothing.
+    #[cfg(target_os = "linux")]
     fn assert_probe_failed(output: &str, kinds: &[&str], s: &TotpSecret, what: &str) {
         let results = child_results(output);
         let ops: Vec<&str> = results.iter().map(|(op, ..)| op.as_str()).collect();
@@ -710,6 +747,7 @@ mod tests {
         assert_no_secret(output, s);
     }
 
+    #[cfg(target_os = "linux")]
     fn have(tool: &str) -> bool {
         crate::child::command("sh").args(["-c", &format!("command -v {tool}")]).output().is_ok_and(|o| o.status.success())
     }
