@@ -51,9 +51,6 @@ pub struct TestApp {
     /// The limiter settings the gateway runs with, across restarts too.
     limiter: LimiterSettings,
     _upstream_stop: CancellationToken,
-    /// Where the gateway reads the secret: `secret_file`, or under Wine the Credential Manager
-    /// (see [`gateway_store`]).
-    store: SecretStore,
 }
 
 /// Options for [`spawn_app_with`].
@@ -76,9 +73,9 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     init_tracing();
     let dir = tempfile::tempdir().unwrap();
     let secret_file = dir.path().join("secret");
+    let store = SecretStore::file(&secret_file);
     let secret = TotpSecret::generate();
-    SecretStore::file(&secret_file).store(&secret, false).unwrap();
-    let store = gateway_store(&secret_file, &secret);
+    store.store(&secret, false).unwrap();
 
     let upstream_stop = CancellationToken::new();
     let config = Config::default();
@@ -96,7 +93,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
             format!("http://{upstream}").parse().unwrap(),
             format!("127.0.0.1:{port}").parse().unwrap(),
         ));
-        launch(&config, &data_dir, &store, options.limiter).await.map(|running| (config, running))
+        launch(&config, &data_dir, &secret_file, options.limiter).await.map(|running| (config, running))
     })
     .await;
     TestApp {
@@ -110,32 +107,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         running: Some(running),
         limiter: options.limiter,
         _upstream_stop: upstream_stop,
-        store,
     }
-}
-
-/// Whether these tests run as Windows programs under Wine (Wine sets `WINECONFIGDIR` for every
-/// program it runs; Windows never does).
-pub fn under_wine() -> bool {
-    cfg!(windows) && std::env::var_os("WINECONFIGDIR").is_some()
-}
-
-/// The secret store the gateway is started with: the secret file everywhere but under Wine.
-/// Wine 8 reports an access list that lets Everyone read every file, so the gateway (rightly)
-/// refuses the secret file there (issue 18; the lib tests of the owner-only ACLs cover that code):
-/// under Wine the secret goes into the Credential Manager instead, under a name of its own per test,
-/// removed when the test ends. The file is written anyway, for `secret_base32`.
-fn gateway_store(secret_file: &Path, secret: &TotpSecret) -> SecretStore {
-    if !under_wine() {
-        return SecretStore::file(secret_file);
-    }
-    let unique = secret_file.parent().and_then(Path::file_name).expect("the secret file is in a temp dir");
-    let store = SecretStore::Keychain {
-        service: format!("SimpleOTP integration test {}", unique.to_string_lossy()),
-        account: simpleotp_engine::secret::KEYCHAIN_ACCOUNT.to_owned(),
-    };
-    store.store(secret, true).expect("the secret stored in the Credential Manager (Wine)");
-    store
 }
 
 /// A started gateway.
@@ -146,8 +118,8 @@ pub struct Running {
     task: JoinHandle<()>,
 }
 
-async fn launch(config: &Config, data_dir: &Path, store: &SecretStore, limiter: LimiterSettings) -> Result<Running, StartError> {
-    let mut settings = Settings::new(config.clone(), data_dir.to_path_buf(), store.clone());
+async fn launch(config: &Config, data_dir: &Path, secret_file: &Path, limiter: LimiterSettings) -> Result<Running, StartError> {
+    let mut settings = Settings::new(config.clone(), data_dir.to_path_buf(), SecretStore::file(secret_file));
     settings.limiter = limiter;
     let app = Application::build(settings).await?;
     let shutdown = CancellationToken::new();
@@ -179,7 +151,7 @@ impl TestApp {
         // listens there for good.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
-            match launch(&self.config, &self.data_dir, &self.store, self.limiter).await {
+            match launch(&self.config, &self.data_dir, &self.secret_file, self.limiter).await {
                 Ok(running) => break self.running = Some(running),
                 Err(e) if is_port_in_use(&e) && tokio::time::Instant::now() < deadline => {
                     tracing::warn!("restart: port {} is taken for now; trying again", self.port());
@@ -272,9 +244,6 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(running) = &self.running {
             running.shutdown.cancel();
-        }
-        if matches!(self.store, SecretStore::Keychain { .. }) {
-            let _ = self.store.delete();
         }
     }
 }
