@@ -114,6 +114,44 @@ fn open_new_private(path: &Path) -> io::Result<File> {
     }
 }
 
+/// Opens `path` for appending, creating it if needed, and makes it owner-only on the handle
+/// whatever it was before (0600 on Unix, the owner-only ACL on Windows). A symbolic link planted
+/// at the name is not followed. For files that grow, such as the log.
+pub(crate) fn open_private_append(path: &Path) -> io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.append(true).create(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
+    }
+    #[cfg(windows)]
+    {
+        use std::os::windows::fs::OpenOptionsExt;
+        use windows_sys::Win32::Storage::FileSystem::{
+            FILE_APPEND_DATA, FILE_FLAG_OPEN_REPARSE_POINT, FILE_READ_ATTRIBUTES, FILE_WRITE_ATTRIBUTES, READ_CONTROL, SYNCHRONIZE,
+            WRITE_DAC,
+        };
+        // Append only (no FILE_WRITE_DATA, so every write goes to the end), and WRITE_DAC: the
+        // handle must be allowed to replace its own ACL.
+        options
+            .access_mode(FILE_APPEND_DATA | FILE_READ_ATTRIBUTES | FILE_WRITE_ATTRIBUTES | READ_CONTROL | WRITE_DAC | SYNCHRONIZE)
+            .custom_flags(FILE_FLAG_OPEN_REPARSE_POINT);
+    }
+    let file = options.open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // An older file, or the umask, may have left other bits: exactly 0600.
+        file.set_permissions(fs::Permissions::from_mode(0o600))?;
+    }
+    // On the file itself, not inherited from its folder: an older file may have another ACL,
+    // and Wine has no inheritance at all.
+    #[cfg(windows)]
+    owner_only_acl::set_on_file(&file)?;
+    Ok(file)
+}
+
 #[cfg(unix)]
 fn set_owner_only(path: &Path, is_dir: bool) -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt;

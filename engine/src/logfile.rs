@@ -20,7 +20,7 @@
 //! rule sees to that. (A second one that starts and is refused just appends a few lines; its
 //! size count is its own, so rotation may come a little early or late, nothing worse.)
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -306,7 +306,7 @@ struct RotatingFile {
 
 impl RotatingFile {
     fn open(&mut self) -> io::Result<()> {
-        let file = open_private_append(&self.folder.join(FILE_NAME))?;
+        let file = crate::fsutil::open_private_append(&self.folder.join(FILE_NAME))?;
         let size = file.metadata()?.len();
         self.current = Some((file, size));
         Ok(())
@@ -347,27 +347,6 @@ impl RotatingFile {
             let _ = fs::rename(self.folder.join(FILE_NAME), self.folder.join(rotated_name(1)));
         }
     }
-}
-
-/// Opens `path` for appending, creating it owner-only (0600 on Unix; on Windows it inherits
-/// the owner-only ACL of the folder [`crate::fsutil::create_private_dir`] made). A symbolic
-/// link planted at the name is not followed.
-fn open_private_append(path: &Path) -> io::Result<File> {
-    let mut options = OpenOptions::new();
-    options.append(true).create(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
-    }
-    let file = options.open(path)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        // An older file, or the umask, may have left other bits: exactly 0600.
-        file.set_permissions(fs::Permissions::from_mode(0o600))?;
-    }
-    Ok(file)
 }
 
 // ---------------------------------------------------------------------------------------------

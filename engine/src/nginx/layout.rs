@@ -159,10 +159,13 @@ mod tests {
     #[test]
     fn layout_paths() {
         let l = NginxLayout::new("/p");
-        assert_eq!(l.conf_path(), Path::new("/p/nginx.conf"));
-        assert_eq!(l.pid_path(), Path::new("/p/nginx.pid"));
-        assert_eq!(l.error_log(), Path::new("/p/logs/error.log"));
-        assert!(l.temp_dirs().iter().all(|d| d.starts_with("/p/temp")));
+        // ("/p" is absolute on Unix; on Windows it gets the current drive.)
+        let p = &l.prefix_dir;
+        assert!(p.is_absolute() && p.ends_with("p"), "{}", p.display());
+        assert_eq!(l.conf_path(), p.join("nginx.conf"));
+        assert_eq!(l.pid_path(), p.join("nginx.pid"));
+        assert_eq!(l.error_log(), p.join("logs").join("error.log"));
+        assert!(l.temp_dirs().iter().all(|d| d.starts_with(p.join("temp"))));
         assert!(NginxLayout::new("rel").prefix_dir.is_absolute());
     }
 
