@@ -9,7 +9,7 @@
 //! `worker_shutdown_timeout`; see [`Nginx::recycle_workers`] for why that is short).
 
 use std::collections::HashSet;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use super::check::{check_ports, in_prefix, test_config, test_config_file, useful_lines};
 use super::layout::{names, NginxLayout};
 use super::platform::{self, Request};
-use super::process::{cleanup_stale, describe_exit, launch, read_log_from, Running};
+use super::process::{cleanup_stale, connect_addr, describe_exit, launch, read_log_from, Running};
 use super::{upstream_ca, NginxError};
 use crate::config::AppConfig;
 use crate::fsutil::write_atomic;
@@ -75,13 +75,9 @@ impl Default for RestartPolicy {
     }
 }
 
-/// Where to connect to reach a listen address (a wildcard is reached through loopback).
-fn connect_addr(addr: SocketAddr) -> SocketAddr {
-    match addr.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => SocketAddr::new(Ipv4Addr::LOCALHOST.into(), addr.port()),
-        IpAddr::V6(ip) if ip.is_unspecified() => SocketAddr::new(Ipv6Addr::LOCALHOST.into(), addr.port()),
-        _ => addr,
-    }
+/// The addresses nginx listens on for `apps`.
+fn listen_addrs(apps: &[AppConfig]) -> Vec<SocketAddr> {
+    apps.iter().map(|app| app.listen.socket_addr()).collect()
 }
 
 struct Shared {
@@ -133,7 +129,7 @@ impl Nginx {
         check_ports(apps)?;
 
         let (status_tx, status_rx) = watch::channel(NginxStatus::Starting);
-        let running = launch(&binary, &layout, policy.start_timeout).await?;
+        let running = launch(&binary, &layout, &listen_addrs(apps), policy.start_timeout).await?;
         status_tx.send_replace(NginxStatus::Running { pid: running.pid });
         let shared = Arc::new(Shared {
             binary,
@@ -375,7 +371,8 @@ async fn supervise(shared: Arc<Shared>, mut running: Running) {
                 shared.status.send_replace(NginxStatus::Stopped);
                 return;
             }
-            match launch(&shared.binary, layout, policy.start_timeout).await {
+            let listen = listen_addrs(&shared.apps.lock().unwrap_or_else(|p| p.into_inner()));
+            match launch(&shared.binary, layout, &listen, policy.start_timeout).await {
                 Ok(r) => break r,
                 Err(e) => {
                     tracing::warn!("restarting nginx failed: {e}");
