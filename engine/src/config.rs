@@ -235,9 +235,56 @@ pub fn project_dirs() -> Option<directories::ProjectDirs> {
     directories::ProjectDirs::from("org", "SimpleOTP", "simpleotp")
 }
 
-/// The default data directory (sessions, nginx prefix, control file).
+/// The default data directory (sessions, nginx prefix, the CA, the log, the control file).
+///
+/// On Windows it is `%LOCALAPPDATA%\org.simpleotp.SimpleOTP\data`, not the usual
+/// `%LOCALAPPDATA%\SimpleOTP\…`: the tray app's per-user installer puts the program in
+/// `%LOCALAPPDATA%\SimpleOTP`, and an uninstall that clears that folder must never take the
+/// sessions, the CA and the log with it. (The folder named by the app's identifier is the one the
+/// uninstaller's own "delete the application data" choice removes.) A data directory at the old
+/// place is moved here the first time.
 pub fn default_data_dir() -> Option<PathBuf> {
-    project_dirs().map(|d| d.data_local_dir().to_path_buf())
+    #[cfg(windows)]
+    {
+        let local = directories::BaseDirs::new()?.data_local_dir().to_path_buf();
+        let dir = windows_data_dir(&local);
+        match move_old_data_dir(&old_windows_data_dir(&local), &dir) {
+            Ok(true) => tracing::info!("moved the data directory to {}", dir.display()),
+            Ok(false) => {}
+            Err(e) => tracing::warn!("cannot move the old data directory to {}: {e}", dir.display()),
+        }
+        Some(dir)
+    }
+    #[cfg(not(windows))]
+    {
+        project_dirs().map(|d| d.data_local_dir().to_path_buf())
+    }
+}
+
+/// The Windows data directory under `%LOCALAPPDATA%` (see [`default_data_dir`]).
+#[cfg_attr(not(windows), allow(dead_code))]
+fn windows_data_dir(local_app_data: &Path) -> PathBuf {
+    local_app_data.join("org.simpleotp.SimpleOTP").join("data")
+}
+
+/// Where earlier versions kept it on Windows: inside the per-user install folder.
+#[cfg_attr(not(windows), allow(dead_code))]
+fn old_windows_data_dir(local_app_data: &Path) -> PathBuf {
+    local_app_data.join("SimpleOTP").join("simpleotp").join("data")
+}
+
+/// Moves `old` to `new` when only `old` exists (true: it moved). A `new` that exists is never
+/// touched or merged into.
+#[cfg_attr(not(windows), allow(dead_code))]
+fn move_old_data_dir(old: &Path, new: &Path) -> std::io::Result<bool> {
+    if new.exists() || !old.is_dir() {
+        return Ok(false);
+    }
+    if let Some(parent) = new.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::rename(old, new)?;
+    Ok(true)
 }
 
 mod duration_secs {
@@ -644,6 +691,30 @@ string_newtype!(RoutePrefix);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The per-user installer's folder (`%LOCALAPPDATA%\SimpleOTP`) and the data directory are
+    /// apart, and data at the old place, inside the install folder, moves out once.
+    #[test]
+    fn the_windows_data_directory_is_outside_the_install_folder_and_old_data_moves_there() {
+        let local = tempfile::tempdir().unwrap();
+        let install = local.path().join("SimpleOTP");
+        let data = windows_data_dir(local.path());
+        assert!(!data.starts_with(&install), "{}", data.display());
+        let old = old_windows_data_dir(local.path());
+        assert!(old.starts_with(&install));
+
+        std::fs::create_dir_all(old.join("nginx")).unwrap();
+        std::fs::write(old.join("state.json"), "{}").unwrap();
+        assert!(move_old_data_dir(&old, &data).unwrap());
+        assert_eq!(std::fs::read_to_string(data.join("state.json")).unwrap(), "{}");
+        assert!(data.join("nginx").is_dir() && !old.exists());
+        // Once moved, nothing more happens; a new directory is never merged into.
+        std::fs::create_dir_all(&old).unwrap();
+        std::fs::write(old.join("state.json"), "old").unwrap();
+        assert!(!move_old_data_dir(&old, &data).unwrap());
+        assert_eq!(std::fs::read_to_string(data.join("state.json")).unwrap(), "{}");
+        assert!(!move_old_data_dir(&local.path().join("nothing"), &local.path().join("new")).unwrap());
+    }
 
     #[test]
     fn machine_names_follow_from_the_host_name() {

@@ -8,6 +8,7 @@
 //! * [`tray`]: renders that menu and icon and keeps them current;
 //! * [`tray_host`]: whether the desktop shows tray icons at all (stock GNOME does not);
 //! * [`commands`]: the thin Tauri commands the window calls;
+//! * [`autostart`]: launch at login (with the program's path quoted on Windows);
 //! * [`paths`]: where the config, data and secret live (overridable for tests);
 //! * `sync`: the one way to take a mutex (a poisoned one is taken over, not a crash);
 //! * `webview_memory`: gives WebKit's memory back once the last window is gone (Linux).
@@ -18,6 +19,7 @@
 //! asks the core for everything when it loads, so events sent while no window exists need no
 //! replay. Quit stops nginx and the auth server cleanly before the process exits.
 
+pub mod autostart;
 pub mod commands;
 pub mod core;
 pub mod paths;
@@ -30,47 +32,40 @@ mod webview_memory;
 
 use std::sync::Arc;
 
+use simpleotp_engine::logfile;
 use tauri::webview::PageLoadEvent;
 use tauri::{AppHandle, Emitter, Manager, RunEvent, WebviewUrl, WebviewWindowBuilder, WindowEvent};
-use tauri_plugin_autostart::ManagerExt as _;
 use tauri_plugin_notification::NotificationExt as _;
 use tracing::{error, info, warn};
 
-use crate::core::{Core, CoreEvent, LaunchAtLogin, Protection};
+use crate::autostart::{Autostart, AUTOSTART_FLAG};
+use crate::core::{Core, CoreEvent, Protection};
 use crate::paths::Paths;
 use crate::tray::Tray;
 use crate::tray_menu::MenuAction;
 
 const WINDOW: &str = "main";
-/// The autostart entry launches with this flag, so logging in does not pop the window up.
-const AUTOSTART_FLAG: &str = "--autostart";
 /// Open the window at launch even when set up (used by the end-to-end test, which needs a
 /// webview to drive from the first moment).
 const SHOW_FLAG: &str = "--show";
 
-/// Launch at login through tauri-plugin-autostart (a LaunchAgent, a registry key, or an
-/// XDG autostart entry).
-struct Autostart(AppHandle);
-
-impl LaunchAtLogin for Autostart {
-    fn is_enabled(&self) -> Result<bool, String> {
-        self.0.autolaunch().is_enabled().map_err(|e| e.to_string())
-    }
-    fn set_enabled(&self, enabled: bool) -> Result<(), String> {
-        let launcher = self.0.autolaunch();
-        if enabled { launcher.enable() } else { launcher.disable() }.map_err(|e| e.to_string())
-    }
-}
-
 pub fn run() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SIMPLEOTP_LOG").unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
-
     let paths = match Paths::from_env() {
         Ok(paths) => paths,
         Err(e) => {
+            let _ = logfile::init_stderr();
             eprintln!("SimpleOTP cannot start: {e}");
             std::process::exit(1);
+        }
+    };
+    // The log file in the data directory, besides stderr: on Windows and macOS an app started
+    // from the Start menu, the Dock or at login has no terminal, so without it a bug report would
+    // carry nothing. Kept until the very end (RunEvent::Exit), which writes out what is queued.
+    let mut log = match logfile::init(&paths.data_dir, "SimpleOTP tray") {
+        Ok(guard) => Some(guard),
+        Err(e) => {
+            warn!("{e}");
+            None
         }
     };
 
@@ -117,6 +112,7 @@ pub fn run() {
             app.set_activation_policy(tauri::ActivationPolicy::Accessory);
 
             let handle = app.handle().clone();
+            Autostart(handle.clone()).mend();
             let core = Core::new(paths, Box::new(Autostart(handle.clone())));
             app.manage(core.clone());
             app.manage(Clipboard(std::sync::Mutex::new(None)));
@@ -167,14 +163,35 @@ pub fn run() {
             std::process::exit(1);
         }
     };
-    app.run(|app, event| {
-        if let RunEvent::ExitRequested { api, code: None, .. } = event {
-            // No window left is not a reason to exit: the tray is the app. Quit exits with a code.
-            let _ = app;
-            api.prevent_exit();
+    app.run(move |app, event| match event {
+        // No window left is not a reason to exit: the tray is the app. Quit exits with a code.
+        RunEvent::ExitRequested { api, code: None, .. } => api.prevent_exit(),
+        // macOS: opening SimpleOTP again (Finder, Spotlight, the Dock) while it runs. With no Dock
+        // icon, and the menu-bar icon possibly hidden behind the notch, this is the way back in.
+        #[cfg(target_os = "macos")]
+        RunEvent::Reopen { .. } => show_window(app),
+        RunEvent::Exit => {
+            stop_before_exit(app);
+            drop(log.take());
         }
+        _ => {}
     });
 }
+
+/// Every way out of the app ends here, just before the process exits: Quit and signals have
+/// stopped the engine already (a second stop does nothing); macOS's Cmd+Q, the Dock's Quit and
+/// logging out come straight here, and get the same clean stop (nginx quits, the state file is
+/// written). Bounded, so a stuck stop cannot hold up a log-out.
+fn stop_before_exit(app: &AppHandle) {
+    let Some(core) = app.try_state::<Arc<Core>>().map(|c| c.inner().clone()) else { return };
+    let stopped = tauri::async_runtime::block_on(tokio::time::timeout(EXIT_STOP_TIMEOUT, core.shutdown()));
+    if stopped.is_err() {
+        warn!("protection did not stop within {} seconds; exiting anyway", EXIT_STOP_TIMEOUT.as_secs());
+    }
+}
+
+/// How long the exit waits for the clean stop (nginx's own graceful stop takes up to 3 s).
+const EXIT_STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(8);
 
 /// The tray and the window show the core's current state.
 ///
@@ -331,6 +348,12 @@ pub fn on_menu(app: &AppHandle, id: &str) {
         MenuAction::ToggleLaunchAtLogin => {
             if let Err(e) = core.toggle_launch_at_login() {
                 warn!("{}", e.user_message());
+            }
+        }
+        MenuAction::OpenLogs => {
+            let folder = core.logs_folder();
+            if let Err(e) = open::that_detached(&folder) {
+                warn!("cannot open {}: {e}", folder.display());
             }
         }
         MenuAction::Quit => {

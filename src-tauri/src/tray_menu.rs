@@ -38,6 +38,7 @@ pub mod ids {
     pub const OFFLINE: &str = "offline";
     pub const LAUNCH_AT_LOGIN: &str = "launch-at-login";
     pub const ABOUT: &str = "about";
+    pub const LOGS: &str = "logs";
     pub const QUIT: &str = "quit";
 }
 
@@ -72,6 +73,7 @@ pub enum MenuAction {
     CopyAppLink(usize),
     ToggleOffline,
     ToggleLaunchAtLogin,
+    OpenLogs,
     Quit,
 }
 
@@ -90,6 +92,7 @@ impl MenuAction {
             ids::UNLOCK => MenuAction::Unlock,
             ids::OFFLINE => MenuAction::ToggleOffline,
             ids::LAUNCH_AT_LOGIN => MenuAction::ToggleLaunchAtLogin,
+            ids::LOGS => MenuAction::OpenLogs,
             ids::QUIT => MenuAction::Quit,
             _ => return None,
         })
@@ -155,6 +158,8 @@ pub fn tray_menu(state: &TrayState) -> Vec<MenuEntry> {
     });
     entries.push(MenuEntry::Separator);
     entries.push(MenuEntry::item(ids::ABOUT, about_text(), true));
+    // The log file's folder, for a bug report (a Windows or macOS app has no terminal to read).
+    entries.push(MenuEntry::item(ids::LOGS, "Open logs", true));
     entries.push(MenuEntry::item(ids::QUIT, "Quit SimpleOTP", true));
     entries
 }
@@ -231,11 +236,13 @@ mod tests {
     fn running_menu_lists_status_apps_actions_about_and_quit_in_order() {
         let menu = tray_menu(&state(Protection::Running));
         let ids: Vec<_> = menu.iter().map(|e| e.id().unwrap_or("---")).collect();
-        assert_eq!(ids, ["status", "---", "app:0", "app:1", "---", "open", "offline", "launch-at-login", "---", "about", "quit"]);
+        assert_eq!(ids, ["status", "---", "app:0", "app:1", "---", "open", "offline", "launch-at-login", "---", "about", "logs", "quit"]);
         assert_eq!(text_and_enabled(&menu[0]), ("Protection on · 2 sessions", false), "the status line is not clickable");
         assert_eq!(text_and_enabled(find(&menu, "app:0")).0, "Jupyter");
         assert_eq!(text_and_enabled(find(&menu, "app:1")).0, "Grafana");
         assert_eq!(text_and_enabled(find(&menu, "offline")), ("Take apps offline", true));
+        assert_eq!(text_and_enabled(find(&menu, "logs")), ("Open logs", true));
+        assert_eq!(MenuAction::parse(ids::LOGS), Some(MenuAction::OpenLogs));
         assert_eq!(text_and_enabled(find(&menu, "quit")), ("Quit SimpleOTP", true));
     }
 

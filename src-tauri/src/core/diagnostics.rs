@@ -17,6 +17,9 @@ use super::views::{human_duration, Protection};
 use super::Core;
 use crate::sync::lock;
 
+/// How many of the log's last lines the report carries.
+const LOG_LINES: usize = 50;
+
 /// How many of the core's recent error messages are kept for the report.
 pub(super) const RECENT_ERRORS: usize = 10;
 
@@ -24,6 +27,14 @@ impl Core {
     /// The folder of the config file (what "Open config folder" opens).
     pub fn config_folder(&self) -> PathBuf {
         self.paths.config.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
+    }
+
+    /// The folder of the log file (what the tray's "Open logs" opens), made if it is not there
+    /// yet so the file manager has something to show.
+    pub fn logs_folder(&self) -> PathBuf {
+        let folder = simpleotp_engine::logfile::dir(&self.paths.data_dir);
+        let _ = std::fs::create_dir_all(&folder);
+        folder
     }
 
     /// Keeps an error message the user was shown for the diagnostics (newest last).
@@ -97,7 +108,19 @@ impl Core {
                 out.push_str(&format!("  [{at}] {}\n", message.replace('\n', "\n    ")));
             }
         }
-        out
+        let log = simpleotp_engine::logfile::tail(&self.paths.data_dir, LOG_LINES);
+        line(&mut out, "Log file", &simpleotp_engine::logfile::path(&self.paths.data_dir).display().to_string());
+        if log.is_empty() {
+            out.push_str("Log (last lines): none yet\n");
+        } else {
+            out.push_str(&format!("Log (last {LOG_LINES} lines at most):\n"));
+            for log_line in log.lines() {
+                out.push_str(&format!("  {log_line}\n"));
+            }
+        }
+        // A second line of defence: nothing above should hold a secret, and the scrubber masks
+        // what would look like one (the log's lines are scrubbed when written and again here).
+        simpleotp_engine::logfile::scrub(&out)
     }
 }
 
