@@ -273,6 +273,21 @@ pub(crate) struct Containment {
 }
 
 impl Containment {
+    /// Whether the master has started a worker. On Windows the worker (not the master) listens,
+    /// and the master closes its own sockets just before it starts one (see `process::launch`);
+    /// elsewhere the master's sockets are the workers', so it does not matter.
+    pub(crate) fn worker_started(&self, master: u32) -> bool {
+        #[cfg(windows)]
+        {
+            windows_job::has_child_of_its_kind(master)
+        }
+        #[cfg(not(windows))]
+        {
+            let _ = master;
+            true
+        }
+    }
+
     /// Kills what is left of the nginx whose master was `pid` (its workers, which do not exit
     /// when the master is killed outright, and would keep the ports). Returns how many
     /// processes were ended where the platform can tell.
@@ -341,7 +356,8 @@ mod windows_job {
 
     use windows_sys::Win32::Foundation::{CloseHandle, HANDLE, INVALID_HANDLE_VALUE};
     use windows_sys::Win32::System::Diagnostics::ToolHelp::{
-        CreateToolhelp32Snapshot, Thread32First, Thread32Next, TH32CS_SNAPTHREAD, THREADENTRY32,
+        CreateToolhelp32Snapshot, Process32FirstW, Process32NextW, Thread32First, Thread32Next, PROCESSENTRY32W, TH32CS_SNAPPROCESS,
+        TH32CS_SNAPTHREAD, THREADENTRY32,
     };
     use windows_sys::Win32::System::JobObjects::{
         AssignProcessToJobObject, CreateJobObjectW, JobObjectBasicAccountingInformation, JobObjectExtendedLimitInformation,
@@ -428,6 +444,32 @@ mod windows_job {
             // SAFETY: we own the handle; closing it kills what is left in the job.
             unsafe { CloseHandle(self.0) };
         }
+    }
+
+    /// Whether `pid` has started a process of its own program (an nginx master its worker). The
+    /// job may hold other helpers (a console host), so the count alone does not say.
+    pub(crate) fn has_child_of_its_kind(pid: u32) -> bool {
+        // SAFETY: the snapshot handle is checked and closed; the entry is initialised with its size.
+        let processes: Vec<(u32, u32, Vec<u16>)> = unsafe {
+            let snapshot = CreateToolhelp32Snapshot(TH32CS_SNAPPROCESS, 0);
+            if snapshot == INVALID_HANDLE_VALUE {
+                return false;
+            }
+            let mut list = Vec::new();
+            let mut entry: PROCESSENTRY32W = std::mem::zeroed();
+            entry.dwSize = size_of::<PROCESSENTRY32W>() as u32;
+            let mut more = Process32FirstW(snapshot, &mut entry) != 0;
+            while more {
+                let name = entry.szExeFile.iter().copied().take_while(|&c| c != 0).collect();
+                list.push((entry.th32ProcessID, entry.th32ParentProcessID, name));
+                more = Process32NextW(snapshot, &mut entry) != 0;
+            }
+            CloseHandle(snapshot);
+            list
+        };
+        let Some((_, _, name)) = processes.iter().find(|(id, _, _)| *id == pid) else { return false };
+        let name = String::from_utf16_lossy(name).to_lowercase();
+        processes.iter().any(|(_, parent, child)| *parent == pid && String::from_utf16_lossy(child).to_lowercase() == name)
     }
 
     /// Resumes the one thread of a process created suspended. Windows gives no handle to it

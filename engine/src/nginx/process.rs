@@ -109,7 +109,9 @@ pub(super) fn connect_addr(addr: SocketAddr) -> SocketAddr {
 /// every listening socket, which its workers inherit. nginx for Windows' master closes its
 /// sockets before it starts its worker, and the worker opens its own (`ngx_process_cycle.c` in
 /// `src/os/win32`), so there the pid file comes first and the ports some milliseconds later
-/// (measured under Wine: 86 ms). On Unix the connections succeed at once.
+/// (measured under Wine: 86 ms). Between the pid file and that close a connection would still
+/// reach the master's socket, so on Windows the ports are tried only once a worker exists.
+/// On Unix the connections succeed at once.
 pub(super) async fn launch(binary: &Path, layout: &NginxLayout, listen: &[SocketAddr], timeout: Duration) -> Result<Running, NginxError> {
     let pid_path = layout.pid_path();
     match std::fs::remove_file(&pid_path) {
@@ -155,7 +157,7 @@ pub(super) async fn launch(binary: &Path, layout: &NginxLayout, listen: &[Socket
     let deadline = Instant::now() + timeout;
     let mut waiting_for: Vec<SocketAddr> = listen.iter().copied().map(connect_addr).collect();
     loop {
-        if read_pid_file(&pid_path) == Some(pid) {
+        if read_pid_file(&pid_path) == Some(pid) && running.containment.worker_started(pid) {
             let mut still = Vec::with_capacity(waiting_for.len());
             for addr in waiting_for {
                 if tokio::net::TcpStream::connect(addr).await.is_err() {

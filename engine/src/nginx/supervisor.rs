@@ -125,8 +125,10 @@ impl Nginx {
         upstream_ca::write_if_needed(&layout, apps)?;
         let conf = layout.conf_path();
         write_atomic(&conf, config_text.as_bytes()).map_err(|e| NginxError::io(format!("write {}", conf.display()), e))?;
-        test_config(&binary, &layout).await?;
+        // Free ports first: on Windows `nginx -t` binds the ports itself, and a taken one would be
+        // reported as a rejected configuration instead of in plain words.
         check_ports(apps)?;
+        test_config(&binary, &layout).await?;
 
         let (status_tx, status_rx) = watch::channel(NginxStatus::Starting);
         let running = launch(&binary, &layout, &listen_addrs(apps), policy.start_timeout).await?;
@@ -182,12 +184,13 @@ impl Nginx {
         let candidate = layout.candidate_conf_path();
         write_atomic(&candidate, config_text.as_bytes()).map_err(|e| NginxError::io(format!("write {}", candidate.display()), e))?;
         let result = async {
-            upstream_ca::write_if_needed(layout, apps)?;
-            test_config_file(&shared.binary, layout, names::CANDIDATE_CONF).await?;
             let held: HashSet<SocketAddr> =
                 shared.apps.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|a| a.listen.socket_addr()).collect();
             let new_apps: Vec<AppConfig> = apps.iter().filter(|a| !held.contains(&a.listen.socket_addr())).cloned().collect();
+            // The new ports first, as at start (a taken one in plain words).
             check_ports(&new_apps)?;
+            upstream_ca::write_if_needed(layout, apps)?;
+            test_config_file(&shared.binary, layout, names::CANDIDATE_CONF).await?;
             Ok::<_, NginxError>(new_apps)
         }
         .await;
