@@ -202,6 +202,9 @@ impl Core {
         if let Some(error) = handle.as_ref().and_then(|h| h.gateway().persist_error()) {
             warnings.push(error);
         }
+        if *lock(&self.lan) {
+            warnings.extend(lock(&self.firewall_blocked).clone());
+        }
         StatusView {
             state,
             message,

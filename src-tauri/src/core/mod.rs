@@ -43,6 +43,7 @@ mod apps;
 mod config;
 mod devices;
 mod diagnostics;
+pub(crate) mod firewall;
 mod lifecycle;
 pub(crate) mod listeners;
 mod security;
@@ -247,6 +248,9 @@ pub struct Core {
     /// What Unlock sign-ins in the tray menu gave, until the window (which it opens) takes it
     /// to show the one-time links. In memory only: the links carry a ticket.
     tray_unlock: Mutex<Option<UnlockView>>,
+    /// Why other devices may be blocked by Windows Firewall (see `firewall`), shown while the
+    /// apps face the network.
+    firewall_blocked: Mutex<Option<String>>,
 }
 
 impl Core {
@@ -274,6 +278,7 @@ impl Core {
             recent_errors: Mutex::new(std::collections::VecDeque::with_capacity(diagnostics::RECENT_ERRORS)),
             tray_available: std::sync::atomic::AtomicBool::new(true),
             tray_unlock: Mutex::new(None),
+            firewall_blocked: Mutex::new(None),
         })
     }
 
