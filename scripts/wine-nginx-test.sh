@@ -33,9 +33,6 @@ wine_skips=(
     websockets::revoking_the_session_closes_its_websocket
     websockets::signing_everyone_out_closes_the_websocket
     websockets::signing_out_closes_the_websocket
-    # The test holds the port itself; `nginx -t` (which runs before the engine's own port check)
-    # then gets 10013 instead of Windows' success, so the error is "config rejected", not "port in use".
-    nginx::port_in_use_is_reported_with_app_and_port
 )
 
 nginx_exe=$(scripts/windows-nginx.sh)
