@@ -29,6 +29,7 @@ const COMMANDS: &[&str] = &[
     "devices",
     "ca_trust",
     "ca_untrust",
+    "firewall_retry",
     "diagnostics",
     "open_config_folder",
 ];

@@ -446,6 +446,9 @@ function trustText(trust) {
 }
 
 function renderDevicesView(view) {
+  // Windows Firewall may block other devices (its prompt was declined): said first, with the way out.
+  $('devices-firewall').hidden = !view.firewall_blocked;
+  $('devices-firewall-text').textContent = view.firewall_blocked ?? '';
   $('devices-off').hidden = view.lan;
   $('devices-on').hidden = !view.lan;
   $('devices-apps').replaceChildren(...(view.apps.length ? view.apps.map(deviceApp)
@@ -487,6 +490,19 @@ async function changeTrust(button, command) {
     });
   } finally {
     $('devices-trust-wait').hidden = true;
+  }
+}
+
+/** "Ask Windows again": Windows' administrator prompt once more. */
+async function retryFirewall(button) {
+  $('devices-firewall-wait').hidden = false;
+  try {
+    await busy(button, async () => {
+      const view = await call('firewall_retry', {}, $('devices-error'));
+      if (view) renderDevicesView(view);
+    });
+  } finally {
+    $('devices-firewall-wait').hidden = true;
   }
 }
 
@@ -689,6 +705,7 @@ function setUpMain() {
   $('devices-to-settings').addEventListener('click', () => selectSection('settings'));
   $('devices-ca-copy').addEventListener('click', () => copyText($('devices-ca-url').textContent, $('devices-ca-copy'), $('devices-ca-url')));
   $('devices-trust-add').addEventListener('click', () => changeTrust($('devices-trust-add'), 'ca_trust'));
+  $('devices-firewall-retry').addEventListener('click', () => retryFirewall($('devices-firewall-retry')));
   confirmFirst($('devices-trust-remove'), () => changeTrust($('devices-trust-remove'), 'ca_untrust'));
 
   confirmFirst($('sessions-revoke-all'), async () => {

@@ -190,6 +190,14 @@ pub async fn ca_untrust(core: Core_<'_>) -> Answer<DevicesView> {
     core.ca_untrust().await.map_err(message)
 }
 
+/// "Ask Windows again" on Other devices: Windows' administrator prompt to let other devices
+/// through its firewall; the screen then shows whether they may still be blocked.
+#[tauri::command]
+pub async fn firewall_retry(core: Core_<'_>) -> Answer<DevicesView> {
+    core.firewall_retry().await;
+    core.devices().await.map_err(message)
+}
+
 /// "Copy diagnostics": versions, paths, ports, state and recent errors (never a secret).
 #[tauri::command]
 pub async fn diagnostics(core: Core_<'_>) -> Answer<String> {
@@ -217,7 +225,7 @@ mod tests {
     #[test]
     fn every_command_is_generated_granted_and_registered() {
         let commands = build_rs_commands();
-        assert_eq!(commands.len(), 30, "{commands:?}");
+        assert_eq!(commands.len(), 31, "{commands:?}");
         let capability: serde_json::Value = serde_json::from_str(include_str!("../capabilities/main.json")).unwrap();
         let granted: Vec<String> = capability["permissions"]
             .as_array()

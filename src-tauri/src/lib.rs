@@ -103,6 +103,7 @@ pub fn run() {
             commands::devices,
             commands::ca_trust,
             commands::ca_untrust,
+            commands::firewall_retry,
             commands::diagnostics,
             commands::open_config_folder,
         ])
@@ -164,8 +165,7 @@ pub fn run() {
         }
     };
     app.run(move |app, event| match event {
-        // No window left is not a reason to exit: the tray is the app. Quit exits with a code.
-        RunEvent::ExitRequested { api, code: None, .. } => api.prevent_exit(),
+        RunEvent::ExitRequested { api, code, .. } if !exit_allowed(code) => api.prevent_exit(),
         // macOS: opening SimpleOTP again (Finder, Spotlight, the Dock) while it runs. With no Dock
         // icon, and the menu-bar icon possibly hidden behind the notch, this is the way back in.
         #[cfg(target_os = "macos")]
@@ -178,10 +178,25 @@ pub fn run() {
     });
 }
 
+/// Whether an exit request may end the app. Tauri asks without a code when the last window
+/// closed: not a reason to exit, the tray is the app (and protection runs on). Quit, a signal
+/// and a restart ask with one (`AppHandle::exit`), after [`quit`] stopped protection.
+fn exit_allowed(code: Option<i32>) -> bool {
+    code.is_some()
+}
+
+/// Quit in the tray menu, SIGTERM/SIGINT: the clean stop, then the exit (which runs
+/// [`stop_before_exit`] again; a second stop does nothing).
+async fn quit(app: AppHandle, core: Arc<Core>) {
+    core.shutdown().await;
+    app.exit(0);
+}
+
 /// Every way out of the app ends here, just before the process exits: Quit and signals have
 /// stopped the engine already (a second stop does nothing); macOS's Cmd+Q, the Dock's Quit and
-/// logging out come straight here, and get the same clean stop (nginx quits, the state file is
-/// written). Bounded, so a stuck stop cannot hold up a log-out.
+/// logging out (`applicationWillTerminate`), and Windows' log-off (`WM_ENDSESSION`) come
+/// straight here without an exit request, and get the same clean stop (nginx quits, the state
+/// file is written). Bounded, so a stuck stop cannot hold up a log-out.
 fn stop_before_exit(app: &AppHandle) {
     let Some(core) = app.try_state::<Arc<Core>>().map(|c| c.inner().clone()) else { return };
     let stopped = tauri::async_runtime::block_on(tokio::time::timeout(EXIT_STOP_TIMEOUT, core.shutdown()));
@@ -243,8 +258,7 @@ async fn quit_on_signal(app: AppHandle, core: Arc<Core>) {
         }
     }
     info!("stop requested by a signal");
-    core.shutdown().await;
-    app.exit(0);
+    quit(app, core).await;
 }
 
 /// macOS: a Dock icon (and the app switcher) only while the window is open; otherwise the app
@@ -350,6 +364,15 @@ pub fn on_menu(app: &AppHandle, id: &str) {
                 warn!("{}", e.user_message());
             }
         }
+        MenuAction::AskFirewall => {
+            tauri::async_runtime::spawn(async move {
+                match core.firewall_retry().await {
+                    None => info!("Windows Firewall lets other devices in now"),
+                    // Still blocked: the window says what else can be done.
+                    Some(_) => show_window(&app),
+                }
+            });
+        }
         MenuAction::OpenLogs => {
             let folder = core.logs_folder();
             if let Err(e) = open::that_detached(&folder) {
@@ -359,8 +382,7 @@ pub fn on_menu(app: &AppHandle, id: &str) {
         MenuAction::Quit => {
             tauri::async_runtime::spawn(async move {
                 info!("quitting");
-                core.shutdown().await;
-                app.exit(0);
+                quit(app, core).await;
             });
         }
     }
@@ -378,4 +400,16 @@ fn copy_to_clipboard(app: &AppHandle, text: String) -> Result<(), arboard::Error
         None => slot.insert(arboard::Clipboard::new()?),
     };
     clipboard.set_text(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn closing_the_last_window_does_not_exit_but_quit_does() {
+        assert!(!exit_allowed(None), "no window left: the tray app keeps running");
+        assert!(exit_allowed(Some(0)), "Quit and signals exit with code 0");
+        assert!(exit_allowed(Some(tauri::RESTART_EXIT_CODE)), "a restart exits too");
+    }
 }

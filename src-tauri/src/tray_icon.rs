@@ -219,7 +219,7 @@ mod tests {
     use super::*;
 
     fn state(protection: Protection, locked_out: bool) -> TrayState {
-        TrayState { protection, apps: vec![], active_sessions: 0, launch_at_login: false, locked_out }
+        TrayState { protection, apps: vec![], active_sessions: 0, launch_at_login: false, locked_out, firewall_blocked: false }
     }
 
     const KINDS: [TrayIconKind; 4] = [TrayIconKind::Normal, TrayIconKind::Offline, TrayIconKind::Stopped, TrayIconKind::LockedOut];

@@ -22,12 +22,15 @@ pub struct TrayState {
     pub launch_at_login: bool,
     /// Sign-ins are locked (for everyone, or for some address) after too many wrong codes.
     pub locked_out: bool,
+    /// Windows Firewall may block other devices (its prompt was declined).
+    pub firewall_blocked: bool,
 }
 
 /// The menu item ids the event handler dispatches on.
 pub mod ids {
     pub const STATUS: &str = "status";
     pub const UNLOCK: &str = "unlock";
+    pub const FIREWALL: &str = "firewall";
     /// `app:N`: the submenu of the N-th app (by index, not name: renaming an app then changes
     /// one label in place).
     pub const APP_PREFIX: &str = "app:";
@@ -73,6 +76,7 @@ pub enum MenuAction {
     CopyAppLink(usize),
     ToggleOffline,
     ToggleLaunchAtLogin,
+    AskFirewall,
     OpenLogs,
     Quit,
 }
@@ -92,6 +96,7 @@ impl MenuAction {
             ids::UNLOCK => MenuAction::Unlock,
             ids::OFFLINE => MenuAction::ToggleOffline,
             ids::LAUNCH_AT_LOGIN => MenuAction::ToggleLaunchAtLogin,
+            ids::FIREWALL => MenuAction::AskFirewall,
             ids::LOGS => MenuAction::OpenLogs,
             ids::QUIT => MenuAction::Quit,
             _ => return None,
@@ -110,6 +115,8 @@ pub fn tray_menu(state: &TrayState) -> Vec<MenuEntry> {
         Protection::NeedsSetup => "SimpleOTP: not set up yet".to_string(),
         Protection::Starting => "SimpleOTP: starting…".to_string(),
         Protection::Running if state.locked_out => "Sign-ins locked: too many wrong codes".to_string(),
+        // Not "Protection on": this computer works, but phones may not get through.
+        Protection::Running if state.firewall_blocked => "Windows Firewall may block other devices".to_string(),
         Protection::Running => match state.active_sessions {
             0 => "Protection on · nobody signed in".to_string(),
             1 => "Protection on · 1 session".to_string(),
@@ -122,6 +129,9 @@ pub fn tray_menu(state: &TrayState) -> Vec<MenuEntry> {
     let mut entries = vec![MenuEntry::item(ids::STATUS, status, false)];
     if running && state.locked_out {
         entries.push(MenuEntry::item(ids::UNLOCK, "Unlock sign-ins", true));
+    }
+    if running && state.firewall_blocked {
+        entries.push(MenuEntry::item(ids::FIREWALL, "Ask Windows again to let other devices in…", true));
     }
     entries.push(MenuEntry::Separator);
 
@@ -196,6 +206,7 @@ mod tests {
             active_sessions: 2,
             launch_at_login: false,
             locked_out: false,
+            firewall_blocked: false,
         }
     }
 
@@ -289,6 +300,26 @@ mod tests {
         // Offline, nothing signs in (the limiter stopped with the gateway): no Unlock.
         s.protection = Protection::Paused;
         assert!(flat(&tray_menu(&s)).iter().all(|e| e.id() != Some(ids::UNLOCK)));
+    }
+
+    #[test]
+    fn a_blocked_firewall_replaces_protection_on_and_offers_to_ask_again() {
+        let mut s = state(Protection::Running);
+        assert!(flat(&tray_menu(&s)).iter().all(|e| e.id() != Some(ids::FIREWALL)));
+        s.firewall_blocked = true;
+        let menu = tray_menu(&s);
+        assert_eq!(text_and_enabled(&menu[0]), ("Windows Firewall may block other devices", false));
+        assert_eq!(menu[1].id(), Some(ids::FIREWALL), "right under the status line");
+        assert_eq!(text_and_enabled(&menu[1]), ("Ask Windows again to let other devices in…", true));
+        assert_eq!(MenuAction::parse(ids::FIREWALL), Some(MenuAction::AskFirewall));
+        // A lockout is the more urgent news; both items are offered.
+        s.locked_out = true;
+        let menu = tray_menu(&s);
+        assert_eq!(text_and_enabled(&menu[0]).0, "Sign-ins locked: too many wrong codes");
+        assert_eq!([menu[1].id(), menu[2].id()], [Some(ids::UNLOCK), Some(ids::FIREWALL)]);
+        // Offline, nothing listens: nothing to ask.
+        s.protection = Protection::Paused;
+        assert!(flat(&tray_menu(&s)).iter().all(|e| e.id() != Some(ids::FIREWALL)));
     }
 
     #[test]

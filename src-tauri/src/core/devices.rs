@@ -40,9 +40,11 @@ impl Core {
         let store = self.ca_store();
         let home = self.paths.home.clone();
         // Interfaces, the certificate file and the trust stores (certutil) are blocking reads.
-        tokio::task::spawn_blocking(move || devices_view(&config, lan, &store, home.as_deref()))
+        let mut view = tokio::task::spawn_blocking(move || devices_view(&config, lan, &store, home.as_deref()))
             .await
-            .expect("building the devices view does not panic")
+            .expect("building the devices view does not panic")?;
+        view.firewall_blocked = self.firewall_warning();
+        Ok(view)
     }
 
     /// "Trust on this computer": the OS asks for confirmation (this waits for the person).
@@ -84,7 +86,7 @@ fn devices_view(config: &Config, lan: bool, store: &CaStore, home: Option<&Path>
         Ok(None) => (None, None),
         Err(e) => (None, Some(e.to_string())),
     };
-    Ok(DevicesView { lan, apps, ca, ca_problem })
+    Ok(DevicesView { lan, apps, ca, ca_problem, firewall_blocked: None })
 }
 
 fn device_app(app: &AppConfig, machine: &MachineNames, interfaces: &[std::net::IpAddr]) -> Result<DeviceAppView> {

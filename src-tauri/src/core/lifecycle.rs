@@ -41,7 +41,9 @@ impl Core {
         match self.keychain(|s| s.exists()).await {
             Ok(false) => self.set_phase(Phase::NeedsSetup),
             Ok(true) => {
-                let _ = self.start_engine().await;
+                if self.start_engine().await.is_ok() {
+                    self.check_firewall().await;
+                }
             }
             Err(e) => self.set_phase(Phase::Failed(CoreError::from(e).user_message())),
         }
@@ -202,9 +204,7 @@ impl Core {
         if let Some(error) = handle.as_ref().and_then(|h| h.gateway().persist_error()) {
             warnings.push(error);
         }
-        if *lock(&self.lan) {
-            warnings.extend(lock(&self.firewall_blocked).clone());
-        }
+        warnings.extend(self.firewall_warning());
         StatusView {
             state,
             message,
@@ -225,6 +225,7 @@ impl Core {
             active_sessions: status.sessions,
             launch_at_login: self.launch_at_login.is_enabled().unwrap_or(false),
             locked_out: self.locked_out(),
+            firewall_blocked: self.firewall_warning().is_some(),
         }
     }
 }

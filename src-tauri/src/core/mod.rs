@@ -248,6 +248,9 @@ pub struct Core {
     /// What Unlock sign-ins in the tray menu gave, until the window (which it opens) takes it
     /// to show the one-time links. In memory only: the links carry a ticket.
     tray_unlock: Mutex<Option<UnlockView>>,
+    /// The firewall other devices must get through (Windows Defender Firewall; nothing to do
+    /// elsewhere).
+    firewall: Arc<dyn firewall::Firewall>,
     /// Why other devices may be blocked by Windows Firewall (see `firewall`), shown while the
     /// apps face the network.
     firewall_blocked: Mutex<Option<String>>,
@@ -257,6 +260,11 @@ impl Core {
     /// Loads the config. A config that cannot be read is reported by [`Core::status`], and
     /// nothing is saved over it until it is fixed.
     pub fn new(paths: Paths, launch_at_login: Box<dyn LaunchAtLogin>) -> Arc<Core> {
+        Core::with_firewall(paths, launch_at_login, Arc::new(firewall::SystemFirewall))
+    }
+
+    /// [`Core::new`] with another firewall (the tests' stand-in for Windows Firewall).
+    pub fn with_firewall(paths: Paths, launch_at_login: Box<dyn LaunchAtLogin>, firewall: Arc<dyn firewall::Firewall>) -> Arc<Core> {
         let (config, config_error) = match Config::load(&paths.config) {
             Ok(config) => (config, None),
             Err(e) => (Config::default(), Some(e.to_string())),
@@ -278,6 +286,7 @@ impl Core {
             recent_errors: Mutex::new(std::collections::VecDeque::with_capacity(diagnostics::RECENT_ERRORS)),
             tray_available: std::sync::atomic::AtomicBool::new(true),
             tray_unlock: Mutex::new(None),
+            firewall,
             firewall_blocked: Mutex::new(None),
         })
     }

@@ -62,6 +62,12 @@ impl Core {
         // and a reload keeps the old nginx binary: those two changes restart the gateway.
         // Sessions survive (they are in the state file).
         let needs_restart = config.nginx.path != old.nginx.path || wanted.lan != was_lan;
+        // Windows: the firewall is asked first. Once nginx listens beyond this computer without a
+        // rule, Windows Security prompts by itself, and Cancel there blocks nginx.
+        if wanted.lan && !was_lan {
+            warnings.push(LAN_WARNING.to_string());
+            warnings.extend(self.open_firewall(config.nginx.path.as_deref()).await);
+        }
         let result = if *config == old {
             self.changed();
             Ok(())
@@ -75,11 +81,8 @@ impl Core {
             return Err(e);
         }
         drop(edit);
-        if wanted.lan && !was_lan {
-            warnings.push(LAN_WARNING.to_string());
-            warnings.extend(self.open_firewall().await);
-        } else if !wanted.lan {
-            *lock(&self.firewall_blocked) = None;
+        if !wanted.lan {
+            self.forget_firewall();
         }
         let autostart_now = self.launch_at_login.is_enabled().unwrap_or(!wanted.launch_at_login);
         if autostart_now != wanted.launch_at_login {
@@ -87,33 +90,6 @@ impl Core {
             self.changed();
         }
         Ok(SettingsSaved { settings: self.settings_get(), nginx: self.nginx_found(), warnings })
-    }
-
-    /// Windows: asks the system (its administrator prompt) to let other devices reach nginx and
-    /// the mDNS answers (see `firewall`); `Some(warning)` when that did not happen, which the
-    /// status then shows for as long as the apps face the network. Nothing to do elsewhere.
-    async fn open_firewall(&self) -> Option<String> {
-        #[cfg(windows)]
-        {
-            let outcome = match (nginx::discover(self.config().nginx.path.as_deref()), std::env::current_exe()) {
-                (Ok(nginx), Ok(app)) => {
-                    tokio::task::spawn_blocking(move || super::firewall::allow(&nginx, &app)).await.unwrap_or_else(|e| Err(e.to_string()))
-                }
-                (Err(e), _) => Err(e.to_string()),
-                (_, Err(e)) => Err(e.to_string()),
-            };
-            let warning = outcome.err().map(|why| {
-                tracing::warn!("Windows Firewall was not opened for other devices: {why}");
-                super::firewall::BLOCKED_WARNING.to_string()
-            });
-            *lock(&self.firewall_blocked) = warning.clone();
-            self.changed();
-            warning
-        }
-        #[cfg(not(windows))]
-        {
-            None
-        }
     }
 
     /// The tray's check item.

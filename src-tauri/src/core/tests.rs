@@ -3,7 +3,7 @@
 //! Each test has its own directories, ports and keychain entry, so they run in parallel.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use simpleotp_engine::gateway::LoginOutcome;
@@ -11,7 +11,7 @@ use simpleotp_engine::nginx;
 use simpleotp_engine::protocol::session_cookie_name;
 // Ports: `free_port` for a port that stays closed or that a test holds itself; `on_free_port`
 // to add (or move) an app, so that a port another program takes first is replaced by another.
-use simpleotp_engine::test_support::{free_port, on_free_port, spawn_demo_upstream_until};
+use simpleotp_engine::test_support::{free_port, on_free_port, process_alive, spawn_demo_upstream_until};
 use simpleotp_engine::totp::{unix_now, Totp, TotpSecret};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
@@ -27,6 +27,35 @@ impl LaunchAtLogin for FakeLaunch {
     fn set_enabled(&self, enabled: bool) -> std::result::Result<(), String> {
         self.0.store(enabled, Ordering::SeqCst);
         Ok(())
+    }
+}
+
+/// Windows Firewall as the core sees it: answers as the test says, and counts the prompts.
+#[derive(Default)]
+struct FakeFirewall {
+    open: AtomicBool,
+    prompts: AtomicUsize,
+    checks: AtomicUsize,
+}
+
+impl firewall::Firewall for FakeFirewall {
+    fn check(&self, nginx: &std::path::Path) -> std::result::Result<(), String> {
+        assert!(nginx.is_absolute(), "the nginx that runs: {}", nginx.display());
+        self.checks.fetch_add(1, Ordering::SeqCst);
+        if self.open.load(Ordering::SeqCst) {
+            Ok(())
+        } else {
+            Err("a rule blocks nginx".into())
+        }
+    }
+    fn allow(&self, nginx: &std::path::Path) -> std::result::Result<(), String> {
+        assert!(nginx.is_absolute(), "the nginx that runs: {}", nginx.display());
+        self.prompts.fetch_add(1, Ordering::SeqCst);
+        if self.open.load(Ordering::SeqCst) {
+            Ok(())
+        } else {
+            Err("the person said no".into())
+        }
     }
 }
 
@@ -66,6 +95,18 @@ impl Harness {
         let _ = store.delete();
         let core = Core::new(Self::paths(&dir, &store), Box::new(FakeLaunch(AtomicBool::new(false))));
         Harness { dir, core, store }
+    }
+
+    /// With a stand-in for Windows Firewall (the real one is Windows-only).
+    fn with_firewall(name: &str, firewall: &Arc<FakeFirewall>) -> Harness {
+        let mut h = Harness::new(name);
+        h.core = h.reopen_with_firewall(firewall);
+        h
+    }
+
+    fn reopen_with_firewall(&self, firewall: &Arc<FakeFirewall>) -> Arc<Core> {
+        let launch = Box::new(FakeLaunch(AtomicBool::new(false)));
+        Core::with_firewall(Self::paths(&self.dir, &self.store), launch, firewall.clone())
     }
 
     fn paths(dir: &tempfile::TempDir, store: &SecretStore) -> Paths {
@@ -931,4 +972,95 @@ async fn tray_available_is_in_the_status_and_announced_when_it_changes() {
     assert!(events.try_recv().is_err(), "no change, no event");
     h.core.set_tray_available(true);
     assert!(h.core.status().tray_available);
+}
+
+/// Quit, Cmd+Q, log-out and signals all end in `shutdown` (lib.rs): nginx stops, its ports close,
+/// the sessions are written for the next start, and a second call (the exit after Quit) does
+/// nothing and returns at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_stops_nginx_writes_the_state_and_a_second_one_does_nothing() {
+    let h = Harness::new("shutdown");
+    h.set_up().await;
+    let (up, _stop) = upstream().await;
+    let (port, _) = on_free_port("the app", async |port| h.core.app_add(input("Demo", &up.to_string(), port)).await).await;
+    sign_in(&h.core, "127.0.0.1", port, &h.stored_code()).await;
+    let pid_file = find_file(&h.dir.path().join("data"), "nginx.pid").expect("nginx wrote its pid file");
+    let pid: u32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    assert!(process_alive(pid));
+
+    h.core.shutdown().await;
+    assert!(!process_alive(pid), "nginx ({pid}) still runs after the shutdown");
+    assert!(tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err(), "the app's port still answers");
+    assert!(h.dir.path().join("data").join(simpleotp_engine::state::STATE_FILE_NAME).is_file(), "the state file was written");
+    tokio::time::timeout(Duration::from_secs(1), h.core.shutdown()).await.expect("a second shutdown returns at once");
+
+    let core = h.reopen();
+    core.start_up().await;
+    assert_eq!(core.sessions_list().len(), 1, "the session survived the shutdown");
+    core.shutdown().await;
+}
+
+fn find_file(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        if path.file_name().is_some_and(|n| n == name) {
+            return Some(path);
+        }
+        if path.is_dir() {
+            if let Some(found) = find_file(&path, name) {
+                return Some(found);
+            }
+        }
+    }
+    None
+}
+
+/// Windows Firewall (a stand-in here): turning on other devices asks once; declined, the status,
+/// the tray and Other devices say other devices may be blocked instead of "on", and "Ask Windows
+/// again" asks again; allowed, the warning goes. Apps for this computer only need nothing. At
+/// the next start the rules are read again (no prompt), so a block is still shown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declined_firewall_prompt_is_shown_until_windows_lets_other_devices_in() {
+    let firewall = Arc::new(FakeFirewall::default());
+    let h = Harness::with_firewall("firewall", &firewall);
+    h.set_up().await;
+    on_free_port("the app", async |port| h.core.app_add(input("Jupyter", "http://127.0.0.1:8888", port)).await).await;
+    assert_eq!(firewall.checks.load(Ordering::SeqCst), 0, "for this computer only, nothing is asked");
+    let blocked = |core: &Core| core.status().warnings.iter().any(|w| w == firewall::BLOCKED_WARNING);
+    assert!(firewall::BLOCKED_WARNING.starts_with("Windows Firewall may block other devices: "));
+
+    let saved = h.core.settings_set(SettingsView { lan: true, ..h.core.settings_get() }).await.unwrap();
+    assert_eq!(firewall.prompts.load(Ordering::SeqCst), 1);
+    assert!(saved.warnings.iter().any(|w| w == firewall::BLOCKED_WARNING), "{:?}", saved.warnings);
+    assert_eq!(h.core.status().state, Protection::Running, "this computer is still protected");
+    assert!(blocked(&h.core));
+    assert!(h.core.tray_state().firewall_blocked);
+    assert_eq!(h.core.devices().await.unwrap().firewall_blocked.as_deref(), Some(firewall::BLOCKED_WARNING));
+
+    firewall.open.store(true, Ordering::SeqCst);
+    let mut events = h.core.subscribe();
+    assert_eq!(h.core.firewall_retry().await, None);
+    assert!(matches!(events.try_recv(), Ok(CoreEvent::Changed)), "the tray and the window hear of it");
+    assert_eq!(firewall.prompts.load(Ordering::SeqCst), 2);
+    assert!(!blocked(&h.core) && !h.core.tray_state().firewall_blocked);
+    assert_eq!(h.core.devices().await.unwrap().firewall_blocked, None);
+
+    // Declined again, then other devices turned off: nothing left to warn about or ask.
+    firewall.open.store(false, Ordering::SeqCst);
+    assert_eq!(h.core.firewall_retry().await.as_deref(), Some(firewall::BLOCKED_WARNING));
+    let saved = h.core.settings_set(SettingsView { lan: false, ..h.core.settings_get() }).await.unwrap();
+    assert!(saved.warnings.is_empty(), "{:?}", saved.warnings);
+    assert!(!blocked(&h.core) && !h.core.tray_state().firewall_blocked);
+    assert_eq!(h.core.firewall_retry().await, None);
+    assert_eq!(firewall.prompts.load(Ordering::SeqCst), 3, "no prompt while the apps are for this computer only");
+
+    // On again (declined), then a restart: the rules are read without a prompt.
+    h.core.settings_set(SettingsView { lan: true, ..h.core.settings_get() }).await.unwrap();
+    h.core.shutdown().await;
+    let core = h.reopen_with_firewall(&firewall);
+    core.start_up().await;
+    assert_eq!(firewall.prompts.load(Ordering::SeqCst), 4);
+    assert_eq!(firewall.checks.load(Ordering::SeqCst), 1);
+    assert!(blocked(&core) && core.tray_state().firewall_blocked);
+    core.shutdown().await;
 }

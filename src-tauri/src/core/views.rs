@@ -202,6 +202,9 @@ pub struct DevicesView {
     pub ca: Option<CaView>,
     /// Why the CA could not be read (a damaged file), as the CA's own message.
     pub ca_problem: Option<String>,
+    /// Windows Firewall may block other devices (the person declined its prompt): the screen
+    /// says so, with "Ask Windows again".
+    pub firewall_blocked: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
