@@ -46,14 +46,31 @@ impl Autostart {
         }
     }
 
+    /// Writes the quoted command over the plugin's value, in whichever `Run` key holds it (the
+    /// plugin tries the machine's first and falls back to the user's, where a per-user install
+    /// always ends up; the machine's is only writable by an administrator, and skipped otherwise).
     #[cfg(windows)]
     fn quote_the_command(&self) -> Result<(), String> {
+        use windows_registry::{CURRENT_USER, LOCAL_MACHINE};
+        const RUN_KEY: &str = r"Software\Microsoft\Windows\CurrentVersion\Run";
         let exe = std::env::current_exe().map_err(|e| format!("cannot find this program's path: {e}"))?;
-        let value = run_key_command(&exe, &[AUTOSTART_FLAG]);
-        windows_registry::CURRENT_USER
-            .create(r"Software\Microsoft\Windows\CurrentVersion\Run")
-            .and_then(|key| key.set_string(&self.0.package_info().name, &value))
-            .map_err(|e| format!("cannot write the launch-at-login entry: {e}"))
+        let wanted = run_key_command(&exe, &[AUTOSTART_FLAG]);
+        let name = &self.0.package_info().name;
+        let mut found = false;
+        for root in [CURRENT_USER, LOCAL_MACHINE] {
+            let Ok(key) = root.options().read().write().open(RUN_KEY) else { continue };
+            let Ok(current) = key.get_string(name) else { continue };
+            found = true;
+            if current != wanted {
+                key.set_string(name, &wanted).map_err(|e| format!("cannot write the launch-at-login entry: {e}"))?;
+                tracing::info!("launch at login: the Run entry now quotes the program's path");
+            }
+        }
+        if found {
+            Ok(())
+        } else {
+            Err("the launch-at-login entry is not in the registry".to_string())
+        }
     }
 
     #[cfg(not(windows))]
