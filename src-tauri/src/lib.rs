@@ -412,4 +412,12 @@ mod tests {
         assert!(exit_allowed(Some(0)), "Quit and signals exit with code 0");
         assert!(exit_allowed(Some(tauri::RESTART_EXIT_CODE)), "a restart exits too");
     }
+
+    /// macOS: a menu-bar app from its first moment (no Dock icon flashing up at start or login);
+    /// the bundler merges this file into the app's Info.plist.
+    #[test]
+    fn the_bundle_is_a_menu_bar_app_on_macos() {
+        let plist: String = include_str!("../Info.plist").split_whitespace().collect();
+        assert!(plist.contains("<key>LSUIElement</key><true/>"), "{plist}");
+    }
 }
