@@ -62,10 +62,14 @@ impl Core {
         // and a reload keeps the old nginx binary: those two changes restart the gateway.
         // Sessions survive (they are in the state file).
         let needs_restart = config.nginx.path != old.nginx.path || wanted.lan != was_lan;
-        // Windows: the firewall is asked first. Once nginx listens beyond this computer without a
-        // rule, Windows Security prompts by itself, and Cancel there blocks nginx.
         if wanted.lan && !was_lan {
             warnings.push(LAN_WARNING.to_string());
+        }
+        // Windows: the firewall is asked first, for the nginx that is about to face the network
+        // (its rule names the program, so another nginx needs its own). Once nginx listens beyond
+        // this computer without a rule, Windows Security prompts by itself, and Cancel there
+        // blocks nginx.
+        if wanted.lan && (!was_lan || config.nginx.path != old.nginx.path) {
             warnings.extend(self.open_firewall(config.nginx.path.as_deref()).await);
         }
         let result = if *config == old {

@@ -1056,10 +1056,15 @@ async fn a_declined_firewall_prompt_is_shown_until_windows_lets_other_devices_in
 
     // On again (declined), then a restart: the rules are read without a prompt.
     h.core.settings_set(SettingsView { lan: true, ..h.core.settings_get() }).await.unwrap();
+    assert_eq!(firewall.prompts.load(Ordering::SeqCst), 4);
+    // Another nginx (Settings) facing the network needs its own rule: asked again.
+    let nginx = nginx::discover(None).unwrap();
+    h.core.settings_set(SettingsView { nginx_path: Some(nginx.display().to_string()), ..h.core.settings_get() }).await.unwrap();
+    assert_eq!(firewall.prompts.load(Ordering::SeqCst), 5);
     h.core.shutdown().await;
     let core = h.reopen_with_firewall(&firewall);
     core.start_up().await;
-    assert_eq!(firewall.prompts.load(Ordering::SeqCst), 4);
+    assert_eq!(firewall.prompts.load(Ordering::SeqCst), 5, "no prompt at start");
     assert_eq!(firewall.checks.load(Ordering::SeqCst), 1);
     assert!(blocked(&core) && core.tray_state().firewall_blocked);
     core.shutdown().await;
