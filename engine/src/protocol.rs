@@ -60,6 +60,12 @@ pub const FORWARDED_PROTO_HEADER: &str = "x-forwarded-proto";
 pub const APP_HEADER: &str = "x-simpleotp-app";
 /// On the `check` subrequest: the URI the browser asked for (for the login link's `next`).
 pub const ORIGINAL_URI_HEADER: &str = "x-simpleotp-original-uri";
+/// On the `check` subrequest: the method of the browser's request (a subrequest itself is always
+/// a GET), so `check` can refuse a cross-origin request that changes something.
+pub const ORIGINAL_METHOD_HEADER: &str = "x-simpleotp-original-method";
+/// On the `check` subrequest: the browser's `Upgrade` header (nginx drops `Upgrade` on the way
+/// to any proxied server unless told otherwise), so `check` sees a WebSocket handshake.
+pub const ORIGINAL_UPGRADE_HEADER: &str = "x-simpleotp-original-upgrade";
 /// In `check`'s 401 answer: where to send the browser (the login page, with `next`). nginx
 /// answers the redirect itself (`auth_request_set` → `return 302`), so the body of a request
 /// without a session is discarded, never buffered to disk on its way to another proxy pass.

@@ -14,8 +14,8 @@
 use super::layout::{names, TEMP_KINDS};
 use crate::config::{AppConfig, HostName, RoutePrefix};
 use crate::protocol::{
-    routes, NginxProof, APP_COOKIES_HEADER, APP_HEADER, FORWARDED_PROTO_HEADER, LOGIN_LOCATION_HEADER, ORIGINAL_URI_HEADER, PROOF_HEADER,
-    REAL_IP_HEADER,
+    routes, NginxProof, APP_COOKIES_HEADER, APP_HEADER, FORWARDED_PROTO_HEADER, LOGIN_LOCATION_HEADER, ORIGINAL_METHOD_HEADER,
+    ORIGINAL_UPGRADE_HEADER, ORIGINAL_URI_HEADER, PROOF_HEADER, REAL_IP_HEADER,
 };
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -336,8 +336,11 @@ fn render_server(
     out.push_str("        proxy_buffer_size 64k;\n");
     out.push_str("        proxy_buffers 4 64k;\n");
     out.push_str("        proxy_busy_buffers_size 128k;\n");
-    // In a subrequest, $request_uri is still the main request's: what the browser asked for.
+    // In a subrequest, $request_uri and $request_method are still the main request's: what the
+    // browser asked for, and how.
     auth_headers(out, proof, app, "$request_uri");
+    let _ = writeln!(out, "        proxy_set_header {ORIGINAL_METHOD_HEADER} $request_method;");
+    let _ = writeln!(out, "        proxy_set_header {ORIGINAL_UPGRADE_HEADER} $http_upgrade;");
     out.push_str("    }\n\n");
 
     // The control API is for local clients talking to the auth server directly; it must never

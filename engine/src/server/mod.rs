@@ -45,8 +45,8 @@ use tracing::{debug, info, warn};
 
 use crate::gateway::{Gateway, LoginOutcome};
 use crate::protocol::{
-    routes, session_cookie_name, APP_COOKIES_HEADER, APP_HEADER, FORWARDED_PROTO_HEADER, LOGIN_LOCATION_HEADER, ORIGINAL_URI_HEADER,
-    PROOF_HEADER, REAL_IP_HEADER,
+    routes, session_cookie_name, APP_COOKIES_HEADER, APP_HEADER, FORWARDED_PROTO_HEADER, LOGIN_LOCATION_HEADER, ORIGINAL_METHOD_HEADER,
+    ORIGINAL_UPGRADE_HEADER, ORIGINAL_URI_HEADER, PROOF_HEADER, REAL_IP_HEADER,
 };
 use crate::redirect::safe_return_path;
 use crate::session::{cookies_without_sessions, tokens_from_cookie_headers, SessionToken};
@@ -201,6 +201,13 @@ fn check(gateway: &Gateway, caller: &Caller, headers: &HeaderMap) -> Response<Bo
         }
         return response;
     }
+    if changes_something_from_another_origin(caller, headers) {
+        // A page on another port of this host (another protected app, or anyone's server on
+        // it) is "same site", so the browser sends this app's cookie along (SameSite looks at
+        // sites, not ports). The app must not act on it: 403, which nginx answers itself.
+        *response.status_mut() = StatusCode::FORBIDDEN;
+        return response;
+    }
     let app_cookies = cookies_without_sessions(headers.get_all(header::COOKIE).iter().map(|v| v.as_bytes()));
     // Made of bytes hyper already accepted in a header value, joined with "; ": always valid.
     if let Ok(value) = HeaderValue::from_bytes(&app_cookies) {
@@ -209,6 +216,40 @@ fn check(gateway: &Gateway, caller: &Caller, headers: &HeaderMap) -> Response<Bo
         }
     }
     response
+}
+
+/// Whether a request that holds a session changes something (any method but GET, HEAD and
+/// OPTIONS, or a WebSocket) and was sent by a page of another origin.
+///
+/// Cookies ignore ports, and `SameSite` compares sites, not origins: a page served by anyone on
+/// `127.0.0.1:9999` is the same site as the app on `127.0.0.1:8081`, so the browser attaches the
+/// app's session cookie to the form it posts there, or the WebSocket it opens. `SameSite=Lax`
+/// only stops such requests from *other sites*; this stops them from other origins, using what
+/// the browser says and a page cannot forge: `Sec-Fetch-Site` (only `same-origin` and `none`,
+/// typed by the person, pass), else `Origin` (must be this request's own scheme, host and port).
+/// A request with neither header does not come from a web page (browsers send `Origin` on every
+/// POST and WebSocket), so it passes, as before. Reading something cross-origin needs the app's
+/// own CORS consent, so safe methods are left alone (a cross-port image or an app linking to
+/// another still works).
+fn changes_something_from_another_origin(caller: &Caller, headers: &HeaderMap) -> bool {
+    let text = |name| headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok()).map(str::trim);
+    let method = text(ORIGINAL_METHOD_HEADER).unwrap_or("GET");
+    let websocket = text(ORIGINAL_UPGRADE_HEADER).is_some_and(|u| u.eq_ignore_ascii_case("websocket"))
+        || text("sec-fetch-mode").is_some_and(|m| m.eq_ignore_ascii_case("websocket"));
+    if matches!(method, "GET" | "HEAD" | "OPTIONS") && !websocket {
+        return false;
+    }
+    if let Some(site) = text("sec-fetch-site") {
+        return !matches!(site, "same-origin" | "none");
+    }
+    match text(header::ORIGIN.as_str()) {
+        Some(origin) => {
+            let host = text(header::HOST.as_str()).unwrap_or("");
+            let scheme = if caller.https { "https" } else { "http" };
+            host.is_empty() || !origin.eq_ignore_ascii_case(&format!("{scheme}://{host}"))
+        }
+        None => false,
+    }
 }
 
 /// The login page for a browser without a session, with the URL it asked for (nginx's
@@ -638,6 +679,34 @@ mod tests {
         assert!(same_origin(&headers(&[("host", "localhost:8081"), ("sec-fetch-site", "same-site")])).is_err());
         // A browser that hides Origin ("null") but says same-origin is our own form.
         assert!(same_origin(&headers(&[("host", "localhost:8081"), ("origin", "null"), ("sec-fetch-site", "same-origin")])).is_ok());
+    }
+
+    #[test]
+    fn only_a_change_from_another_origin_is_refused() {
+        let caller = |https| Caller { ip: "127.0.0.1".parse().unwrap(), https, app_port: Some(8081), came_through_proxy: true };
+        let refused = |https, pairs: &[(&'static str, &str)]| {
+            let mut all = vec![("host", "127.0.0.1:8081")];
+            all.extend_from_slice(pairs);
+            changes_something_from_another_origin(&caller(https), &headers(&all))
+        };
+        let post = ("x-simpleotp-original-method", "POST");
+        // Another port of the same host: "same-site" to the browser, another origin to us.
+        assert!(refused(false, &[post, ("sec-fetch-site", "same-site")]));
+        assert!(refused(false, &[post, ("sec-fetch-site", "cross-site")]));
+        assert!(refused(false, &[("x-simpleotp-original-method", "DELETE"), ("origin", "http://127.0.0.1:9999")]));
+        assert!(refused(false, &[post, ("origin", "null")]));
+        assert!(refused(true, &[post, ("origin", "http://127.0.0.1:8081")]), "the scheme is part of the origin");
+        assert!(refused(false, &[("x-simpleotp-original-upgrade", "websocket"), ("origin", "http://127.0.0.1:9999")]));
+        assert!(refused(false, &[("sec-fetch-mode", "websocket"), ("sec-fetch-site", "same-site")]));
+        // The app's own pages, the person typing, and programs that are not browsers.
+        assert!(!refused(false, &[post, ("sec-fetch-site", "same-origin"), ("origin", "http://127.0.0.1:8081")]));
+        assert!(!refused(false, &[post, ("origin", "http://127.0.0.1:8081")]));
+        assert!(!refused(true, &[post, ("origin", "https://127.0.0.1:8081")]));
+        assert!(!refused(false, &[("x-simpleotp-original-upgrade", "websocket"), ("origin", "http://127.0.0.1:8081")]));
+        assert!(!refused(false, &[post]));
+        // Reading is left to CORS: a cross-port GET (an image, a link) is not refused.
+        assert!(!refused(false, &[("sec-fetch-site", "same-site")]));
+        assert!(!refused(false, &[("x-simpleotp-original-method", "GET"), ("sec-fetch-site", "cross-site")]));
     }
 
     #[test]

@@ -520,3 +520,84 @@ async fn ca_page_fits_a_phone_and_opens_its_steps() {
     assert_eq!(href.as_deref(), Some("/_simpleotp/ca.mobileconfig"));
     browser.close().await.unwrap();
 }
+
+/// Another web server on this machine (anyone's): serves `html` at every path.
+async fn serve_page(html: String) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let html = html.clone();
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/html; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    html.len()
+                );
+                let _ = stream.write_all(head.as_bytes()).await;
+                let _ = stream.write_all(html.as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
+
+/// The session cookie is `SameSite=Lax`, the strictest value the sign-in flow allows: with
+/// `Strict`, a link to the app from another site (a chat message, a bookmark page on another
+/// host) would arrive without the cookie and land on the login page of a signed-in person. Here
+/// a link from another site (`localhost` is another site than `127.0.0.1`) lands signed in, while
+/// a form that a page on another port of the same host posts to the app — the browser attaches
+/// the cookie, since ports are the same site — is refused before the app sees it.
+#[tokio::test]
+async fn a_link_from_another_site_lands_signed_in_but_a_form_from_another_port_is_refused() {
+    let app = spawn_app().await;
+    let driver = ChromeDriver::start().await;
+    let browser = driver.session(false).await;
+    browser.goto(&app.url("/")).await.unwrap();
+    submit_code(&browser, &app.fresh_code()).await;
+    wait_for_the_app(&browser, "signing in").await;
+
+    let target = app.url("/notebooks/linked.ipynb");
+    let linking = serve_page(format!(r#"<!doctype html><title>elsewhere</title><a id="go" href="{target}">open</a>"#)).await;
+    browser.goto(&format!("http://localhost:{}/", linking.port())).await.unwrap();
+    browser.find(Locator::Id("go")).await.unwrap().click().await.unwrap();
+    wait_for_the_app(&browser, "a link from another site").await;
+    assert_eq!(text_of(&browser, "#path").await, "/notebooks/linked.ipynb");
+
+    let posting = serve_page(format!(
+        r#"<!doctype html><title>another port</title>
+<form id="f" method="post" action="{}"><input name="path" value="notebook.ipynb"><button id="send">send</button></form>"#,
+        app.url("/api/contents/delete")
+    ))
+    .await;
+    browser.goto(&format!("http://127.0.0.1:{}/", posting.port())).await.unwrap();
+    browser.find(Locator::Id("send")).await.unwrap().click().await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while browser.current_url().await.unwrap().port() != Some(app.port()) {
+        assert!(std::time::Instant::now() < deadline, "the form was not sent");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let page = browser.source().await.unwrap();
+    assert!(page.contains("403") && !page.contains("demo-title"), "the app must not have answered the form:\n{page}");
+
+    // The app's own page posting to the app is not affected.
+    browser.goto(&app.url("/")).await.unwrap();
+    wait_for_the_app(&browser, "back on the app").await;
+    let status = browser
+        .execute_async(
+            "const done = arguments[0]; fetch('/api/contents/save', {method: 'POST', body: 'x=1'}).then(r => done(r.status));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, json!(200));
+    browser.close().await.unwrap();
+}

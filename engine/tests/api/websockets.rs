@@ -318,3 +318,60 @@ async fn only_websocket_upgrades_reach_the_app() {
     let seen = upstream.last_seen();
     assert!(seen.contains("upgrade: websocket\n") && seen.contains("connection: upgrade\n"), "{seen}");
 }
+
+/// Cookies ignore ports and `SameSite` compares sites: a page on another port of this host
+/// (anyone's server) makes the browser attach the app's session cookie to the form it posts
+/// there, or the WebSocket it opens. The check refuses such requests (what the browser says in
+/// `Sec-Fetch-Site`, else `Origin`), and the app never sees them; its own pages, and reading
+/// (GET), are not affected.
+#[tokio::test]
+async fn a_page_on_another_port_can_neither_post_nor_open_a_websocket_with_the_session() {
+    let (app, upstream) = gateway_with_upstream().await;
+    let (browser, cookie) = signed_in(&app).await;
+    let own_origin = app.base.clone();
+    let other_origin = "http://127.0.0.1:9";
+    let requests_seen = || upstream.seen.lock().unwrap().len();
+
+    for (what, headers) in [
+        ("a form from another port (Sec-Fetch-Site)", vec![("sec-fetch-site", "same-site"), ("origin", other_origin)]),
+        ("a form from another site", vec![("sec-fetch-site", "cross-site"), ("origin", "http://evil.example")]),
+        ("a browser without Sec-Fetch-Site", vec![("origin", other_origin)]),
+        ("an opaque origin (sandboxed frame)", vec![("origin", "null")]),
+    ] {
+        let before = requests_seen();
+        let mut request = browser.post(app.url("/api/contents/delete")).form(&[("path", "notebook.ipynb")]);
+        for (name, value) in &headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 403, "{what}");
+        assert_eq!(requests_seen(), before, "{what}: the app never saw it");
+    }
+
+    // The app's own page, and a program that is not a browser, post as before.
+    for headers in [vec![("sec-fetch-site", "same-origin"), ("origin", own_origin.as_str())], vec![]] {
+        let mut request = browser.post(app.url("/api/contents/save"));
+        for (name, value) in &headers {
+            request = request.header(*name, *value);
+        }
+        assert_eq!(request.send().await.unwrap().status(), 200, "{headers:?}");
+        assert_eq!(upstream.last_seen().contains("sec-fetch-site"), !headers.is_empty(), "the app got the request as it was sent");
+    }
+    // Reading across ports is left to the app's CORS: a GET is not refused.
+    let response = browser.get(app.url("/files/picture.png")).header("sec-fetch-site", "same-site").send().await.unwrap();
+    assert_eq!(response.status(), 200);
+
+    // A WebSocket opened by a page of another origin is refused; the app's own opens.
+    let mut foreign = socket_request(&app, &cookie);
+    foreign.headers_mut().insert("origin", other_origin.parse().unwrap());
+    match tokio_tungstenite::connect_async(foreign).await {
+        Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 403),
+        Err(other) => panic!("expected 403, got {other}"),
+        Ok(_) => panic!("a page on another port opened a WebSocket with the session"),
+    }
+    let mut own = socket_request(&app, &cookie);
+    own.headers_mut().insert("origin", own_origin.parse().unwrap());
+    let (mut ws, response) = tokio_tungstenite::connect_async(own).await.expect("the app's own page opens its WebSocket");
+    assert_eq!(response.status(), 101);
+    assert_echoes(&mut ws, "same origin").await;
+}
