@@ -115,6 +115,20 @@ pub struct AppConfig {
     /// (default). Turn off only for an app with a self-signed certificate on this machine.
     #[serde(default = "default_true", skip_serializing_if = "is_true")]
     pub tls_verify: bool,
+    /// For an app on this computer only (a loopback `listen`): serve it over HTTPS at this name
+    /// of its own, `https://<https_name>:PORT/`, with a certificate from SimpleOTP's CA (which
+    /// this computer must trust). Always `<label>.localhost` (browsers resolve every
+    /// `*.localhost` name to loopback themselves, RFC 6761, and the CA may vouch for them);
+    /// [`AppConfig::new_https_name`] makes one with a random part, e.g.
+    /// `jupyter-k3x9q2ab.localhost`. The session cookie is then bound to that name: programs
+    /// listening on other ports of `127.0.0.1` or `localhost` never receive it (on
+    /// `http://127.0.0.1` every one of them would: cookies ignore ports). Browsers treat every
+    /// `*.localhost` origin as secure, plain HTTP included, so a listener on another port *of
+    /// this very name* would get the cookie if the browser were sent there: the random part
+    /// keeps the name from being guessed. Apps facing other devices are served over HTTPS
+    /// anyway and ignore this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub https_name: Option<HostName>,
 }
 
 fn default_true() -> bool {
@@ -128,7 +142,44 @@ fn is_true(value: &bool) -> bool {
 impl AppConfig {
     /// An app with the defaults for everything but its name, upstream and address.
     pub fn new(name: AppName, upstream: UpstreamUrl, listen: ListenAddr) -> AppConfig {
-        AppConfig { name, upstream, listen, hosts: Vec::new(), tls_verify: true }
+        AppConfig { name, upstream, listen, hosts: Vec::new(), tls_verify: true, https_name: None }
+    }
+
+    /// Whether nginx serves this app over HTTPS: every network-facing app, and a loopback one
+    /// with an [`AppConfig::https_name`].
+    pub fn served_over_https(&self) -> bool {
+        self.listen.is_network_facing() || self.own_host_name().is_some()
+    }
+
+    /// The app's own host name on this computer ([`AppConfig::https_name`]); `None` for an app
+    /// without one, or one that faces the network (served under the machine's names).
+    pub fn own_host_name(&self) -> Option<HostName> {
+        self.https_name.clone().filter(|_| !self.listen.is_network_facing())
+    }
+
+    /// A new [`AppConfig::https_name`] for an app called `name`: `<label>-<random>.localhost`,
+    /// the label made of the name in lower-case ASCII letters and digits (anything else
+    /// becomes `-`, at most 20 characters, `app` when nothing is left), the random part 8
+    /// characters of base 32 (40 bits) from the OS, so no other program can guess where to wait
+    /// for the cookie.
+    pub fn new_https_name(name: &AppName) -> HostName {
+        let mut label = String::new();
+        for c in name.as_str().chars() {
+            if c.is_ascii_alphanumeric() {
+                label.push(c.to_ascii_lowercase());
+            } else if !label.ends_with('-') {
+                label.push('-');
+            }
+        }
+        let label: String = label.trim_matches('-').chars().take(20).collect();
+        let label = match label.trim_end_matches('-') {
+            "" => "app",
+            label => label,
+        };
+        let mut bytes = [0u8; 8];
+        getrandom::fill(&mut bytes).expect("the operating system's random number generator failed");
+        let random: String = bytes.iter().map(|b| char::from(b"abcdefghijklmnopqrstuvwxyz234567"[usize::from(b % 32)])).collect();
+        format!("{label}-{random}.localhost").parse().expect("letters, digits and inner hyphens make a host name")
     }
 
     /// The URL a person opens on this machine to reach this app through the gateway: `http://`
@@ -143,6 +194,9 @@ impl AppConfig {
         } else {
             addr.ip().to_string()
         };
+        if let Some(own) = self.own_host_name() {
+            return format!("https://{own}:{}/", addr.port());
+        }
         let scheme = if self.listen.is_network_facing() { "https" } else { "http" };
         format!("{scheme}://{host}:{}/", addr.port())
     }
@@ -191,9 +245,26 @@ impl Config {
             }
         }
         for (i, app) in self.apps.iter().enumerate() {
+            if let Some(name) = &app.https_name {
+                let label = name.as_str().strip_suffix(".localhost").unwrap_or("");
+                if label.is_empty() || label.contains('.') {
+                    return Err(format!(
+                        "app {:?}: https_name {:?} must be one label followed by .localhost, like \"jupyter-k3x9q2ab.localhost\"",
+                        app.name.as_str(),
+                        name.as_str()
+                    ));
+                }
+            }
             for other in &self.apps[..i] {
                 if other.name == app.name {
                     return Err(format!("two apps are named {:?}; names must be unique", app.name.as_str()));
+                }
+                if app.https_name.is_some() && other.https_name == app.https_name {
+                    return Err(format!(
+                        "apps {:?} and {:?} have the same https_name; each needs its own",
+                        other.name.as_str(),
+                        app.name.as_str()
+                    ));
                 }
                 if other.listen.0.port() == app.listen.0.port() && addrs_overlap(other.listen.0, app.listen.0) {
                     return Err(format!(
@@ -694,6 +765,44 @@ mod tests {
 
     /// The per-user installer's folder (`%LOCALAPPDATA%\SimpleOTP`) and the data directory are
     /// apart, and data at the old place, inside the install folder, moves out once.
+    #[test]
+    fn an_https_name_is_a_random_localhost_name_and_validated() {
+        let name: AppName = "My Notebook 2".parse().unwrap();
+        let first = AppConfig::new_https_name(&name);
+        let second = AppConfig::new_https_name(&name);
+        let random =
+            |n: &HostName| n.as_str().strip_prefix("my-notebook-2-").and_then(|r| r.strip_suffix(".localhost")).map(str::to_string);
+        let part = random(&first).unwrap_or_else(|| panic!("{first}"));
+        assert!(part.len() == 8 && part.chars().all(|c| c.is_ascii_lowercase() || ('2'..='7').contains(&c)), "{first}");
+        assert_ne!(first, second, "each name has its own random part");
+        assert!(AppConfig::new_https_name(&"Zoë".parse().unwrap()).as_str().starts_with("zo-"));
+        assert!(AppConfig::new_https_name(&"ëë".parse().unwrap()).as_str().starts_with("app-"));
+        assert!(AppConfig::new_https_name(&"a-very-long-name-of-an-app-indeed".parse().unwrap())
+            .as_str()
+            .starts_with("a-very-long-name-of-"));
+
+        let text = |https_name: &str| {
+            format!("[[app]]\nname = \"Jupyter\"\nupstream = \"http://127.0.0.1:8888\"\nlisten = \"127.0.0.1:8081\"\nhttps_name = \"{https_name}\"\n")
+        };
+        let config = Config::parse(&text("jupyter-k3x9q2ab.localhost"), Path::new("c.toml")).unwrap();
+        let app = &config.apps[0];
+        assert_eq!(app.protected_url(), "https://jupyter-k3x9q2ab.localhost:8081/");
+        assert!(app.served_over_https());
+        for bad in ["jupyter.example.com", "a.b.localhost", "localhost"] {
+            let error = Config::parse(&text(bad), Path::new("c.toml")).unwrap_err().to_string();
+            assert!(error.contains("must be one label followed by .localhost"), "{bad}: {error}");
+        }
+        // An app facing other devices is served under the machine's names: the name is ignored.
+        let facing = AppConfig { listen: "0.0.0.0:8081".parse().unwrap(), ..app.clone() };
+        assert_eq!(facing.own_host_name(), None);
+        assert_eq!(facing.protected_url(), "https://localhost:8081/");
+        let twice = Config {
+            apps: vec![app.clone(), AppConfig { name: "Other".parse().unwrap(), listen: "127.0.0.1:8082".parse().unwrap(), ..app.clone() }],
+            ..Config::default()
+        };
+        assert!(twice.validate().unwrap_err().contains("the same https_name"));
+    }
+
     #[test]
     fn the_windows_data_directory_is_outside_the_install_folder_and_old_data_moves_there() {
         let local = tempfile::tempdir().unwrap();

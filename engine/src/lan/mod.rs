@@ -72,15 +72,26 @@ impl Reach {
     /// every IPv6 one (nginx listens IPv6-only there); one on a specific address only at that.
     /// `localhost` and loopback addresses are covered too: the port speaks TLS to every client,
     /// this machine's browser included.
+    ///
+    /// Apps on this computer with [`AppConfig::https_name`] add their own host name
+    /// (`jupyter.localhost`) and their loopback address, and nothing else.
     pub fn of(apps: &[AppConfig], machine: &MachineNames, interfaces: &[IpAddr]) -> Option<Reach> {
         let facing: Vec<&AppConfig> = apps.iter().filter(|app| app.listen.is_network_facing()).collect();
-        if facing.is_empty() {
+        let own_names: Vec<(&AppConfig, HostName)> = apps.iter().filter_map(|app| app.own_host_name().map(|name| (app, name))).collect();
+        if facing.is_empty() && own_names.is_empty() {
             return None;
         }
-        let mut names: Vec<HostName> = vec!["localhost".parse().expect("localhost is a valid host name")];
-        names.extend(machine.names().iter().cloned());
-        names.extend(facing.iter().flat_map(|app| app.hosts.iter().cloned()));
+        let mut names = Vec::new();
         let mut addresses = Vec::new();
+        for (app, name) in own_names {
+            names.push(name);
+            addresses.push(app.listen.socket_addr().ip());
+        }
+        if !facing.is_empty() {
+            names.push("localhost".parse().expect("localhost is a valid host name"));
+            names.extend(machine.names().iter().cloned());
+            names.extend(facing.iter().flat_map(|app| app.hosts.iter().cloned()));
+        }
         for app in &facing {
             let ip = app.listen.socket_addr().ip();
             match ip {
@@ -287,7 +298,9 @@ pub async fn watch(certificates: Arc<LanCertificates>, nginx: Arc<Nginx>, shutdo
                     Ok(false) => {}
                     Err(e) => warn!("{e}"),
                 }
-                if advertiser.is_none() && !mdns_failed {
+                // Apps served over HTTPS on this computer only need a certificate, not mDNS.
+                let faces_network = certificates.apps().iter().any(|app| app.listen.is_network_facing());
+                if advertiser.is_none() && !mdns_failed && faces_network {
                     advertiser = mdns::Advertiser::start(&certificates.machine);
                     mdns_failed = advertiser.is_none();
                 }
@@ -331,6 +344,21 @@ mod tests {
     }
 
     const INTERFACES: [&str; 5] = ["127.0.0.1", "192.168.1.20", "10.0.0.5", "::1", "2001:db8::7"];
+
+    #[test]
+    fn an_app_at_its_own_name_needs_a_certificate_for_that_name_only() {
+        let machine = MachineNames::from_host_name("box");
+        let mut own = app("127.0.0.1:8081");
+        own.https_name = Some("a-k3x9q2ab.localhost".parse().unwrap());
+        let interfaces = ips(&["127.0.0.1", "192.168.1.20"]);
+        let reach = Reach::of(std::slice::from_ref(&own), &machine, &interfaces).expect("a certificate is needed");
+        assert_eq!(reach.names.iter().map(HostName::as_str).collect::<Vec<_>>(), ["a-k3x9q2ab.localhost"]);
+        assert_eq!(reach.addresses, ips(&["127.0.0.1"]));
+        assert_eq!(reach.lan_addresses().count(), 0, "nothing for other devices");
+        assert_eq!(Reach::of(&[app("127.0.0.1:8081")], &machine, &interfaces), None);
+        let both = Reach::of(&[own, app("0.0.0.0:8082")], &machine, &interfaces).unwrap();
+        assert!(both.names.iter().any(|n| n.as_str() == "a-k3x9q2ab.localhost") && both.names.iter().any(|n| n.as_str() == "box.local"));
+    }
 
     #[test]
     fn loopback_apps_need_no_certificate() {

@@ -190,7 +190,7 @@ fn render_http_blocks(
     let _ = write!(text, "map $http_upgrade {UPGRADE_PROTOCOL_VAR} {{\n    default '';\n    '~*^websocket$' websocket;\n}}\n");
     let _ = write!(text, "map $http_upgrade {UPGRADE_VAR} {{\n    default '';\n    '~*^websocket$' upgrade;\n}}\n");
     let machine_names = super::platform::machine_names();
-    let any_tls = files.tls.is_some() && apps.iter().any(|app| app.listen.is_network_facing());
+    let any_tls = files.tls.is_some() && apps.iter().any(AppConfig::served_over_https);
     if any_tls {
         // Exact paths (a map compares strings, so the prefix needs no regex escaping).
         let _ = write!(text, "map $uri {PLAIN_ALLOWED_VAR} {{\n    default 0;\n");
@@ -203,7 +203,7 @@ fn render_http_blocks(
     }
     for app in apps {
         text.push('\n');
-        let tls = files.tls.as_ref().filter(|_| app.listen.is_network_facing());
+        let tls = files.tls.as_ref().filter(|_| app.served_over_https());
         render_server(&mut text, proof, prefix, app, &machine_names, tls, files.upstream_ca.as_deref());
     }
     for line in text.lines() {
@@ -237,11 +237,12 @@ fn auth_keepalive(out: &mut String) {
     out.push_str("        proxy_set_header Connection \"\";\n");
 }
 
-/// The host names an app answers for: `localhost`, this machine's names, the app's own `hosts`
-/// and any IP literal (see [`IP_LITERAL_NAMES`]).
+/// The host names an app answers for: `localhost`, this machine's names, the app's own `hosts`,
+/// its own name on this computer ([`AppConfig::own_host_name`]) and any IP literal (see [`IP_LITERAL_NAMES`]).
 fn allowed_host_names(app: &AppConfig, machine_names: &[HostName]) -> Vec<String> {
     let mut names = vec!["localhost".to_string()];
-    for name in machine_names.iter().chain(&app.hosts) {
+    let own = app.own_host_name();
+    for name in machine_names.iter().chain(&app.hosts).chain(&own) {
         if !names.iter().any(|n| n == name.as_str()) {
             names.push(name.as_str().to_string());
         }
@@ -302,6 +303,18 @@ fn render_server(
         tls_directives(out, tls);
         out.push_str("    error_page 497 = @simpleotp_plain_http;\n");
     }
+    // An app served at its own name on this computer (`https_name`) is only ever used under
+    // that name, so its Secure, `__Host-` cookie is bound to it: `localhost` or `127.0.0.1`
+    // (which the certificate also covers, so the browser gets here without a warning) are sent
+    // on to it before anything else happens (`if` with only a `return` inside is safe).
+    let own_name = app.own_host_name().filter(|_| tls.is_some());
+    if let Some(own) = &own_name {
+        let _ = writeln!(
+            out,
+            "    if ($host != {}) {{\n        return 308 https://{own}:$server_port$request_uri;\n    }}",
+            quote(own.as_str())
+        );
+    }
     out.push('\n');
 
     if tls.is_some() {
@@ -311,9 +324,10 @@ fn render_server(
         // its fingerprint to compare with the tray's). Everything else, the login page
         // included, goes to https:// (`if` with only a `return` inside is safe in nginx).
         out.push_str("    location @simpleotp_plain_http {\n");
+        let https_host = own_name.as_ref().map_or("$host".to_string(), |own| own.to_string());
         let _ = writeln!(
             out,
-            "        if ({PLAIN_ALLOWED_VAR} = 0) {{\n            return 301 https://$host:$server_port$request_uri;\n        }}"
+            "        if ({PLAIN_ALLOWED_VAR} = 0) {{\n            return 301 https://{https_host}:$server_port$request_uri;\n        }}"
         );
         auth_keepalive(out);
         auth_headers(out, proof, app, "\"\"");
@@ -463,6 +477,28 @@ mod tests {
         let start = text.find(header).unwrap_or_else(|| panic!("no {header:?} in\n{text}"));
         let end = text[start..].find("\n    }").unwrap();
         &text[start..start + end]
+    }
+
+    #[test]
+    fn an_app_at_its_own_name_is_https_only_under_that_name() {
+        let mut own = app("Jupyter", "http://127.0.0.1:8888", "127.0.0.1:8081");
+        own.https_name = Some("jupyter-k3x9q2ab.localhost".parse().unwrap());
+        let text = config(&[own.clone(), app("plain", "http://127.0.0.1:8889", "127.0.0.1:8082")]);
+        assert!(text.contains("listen 127.0.0.1:8081 ssl default_server;") && text.contains("listen 127.0.0.1:8081 ssl;"), "{text}");
+        assert!(text.contains("listen 127.0.0.1:8082 default_server;"), "the other app stays plain HTTP:\n{text}");
+        let server_names = text.lines().find(|l| l.contains("server_name localhost")).unwrap();
+        assert!(server_names.contains("jupyter-k3x9q2ab.localhost"), "{server_names}");
+        assert!(
+            text.contains("if ($host != \"jupyter-k3x9q2ab.localhost\") {")
+                && text.contains("return 308 https://jupyter-k3x9q2ab.localhost:$server_port$request_uri;"),
+            "{text}"
+        );
+        assert!(
+            text.contains("return 301 https://jupyter-k3x9q2ab.localhost:$server_port$request_uri;"),
+            "plain HTTP goes to the name:\n{text}"
+        );
+        // Without the name, none of it.
+        assert!(!config(&[app("Jupyter", "http://127.0.0.1:8888", "127.0.0.1:8081")]).contains("ssl"));
     }
 
     #[test]

@@ -63,6 +63,8 @@ pub struct AppOptions {
     pub data_dir: Option<PathBuf>,
     /// The app's name (default "Demo"); the login page's screenshots use "Jupyter".
     pub app_name: Option<simpleotp_engine::config::AppName>,
+    /// Serve the app over HTTPS at a name of its own on this computer (`https_name`).
+    pub https_name: bool,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -88,11 +90,15 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     // took that port before nginx could bind it.
     let (_, (config, running)) = on_free_port("the gateway", async |port| {
         let mut config = config.clone();
-        config.apps.push(AppConfig::new(
+        let mut app = AppConfig::new(
             options.app_name.clone().unwrap_or_else(|| "Demo".parse().unwrap()),
             format!("http://{upstream}").parse().unwrap(),
             format!("127.0.0.1:{port}").parse().unwrap(),
-        ));
+        );
+        if options.https_name {
+            app.https_name = Some(AppConfig::new_https_name(&app.name));
+        }
+        config.apps.push(app);
         launch(&config, &data_dir, &secret_file, options.limiter).await.map(|running| (config, running))
     })
     .await;
