@@ -329,10 +329,12 @@ let wizardDone = true;
 let editing = null; // name of the app being edited
 
 function appInput(prefix) {
+  const ownAddress = $(`${prefix}-own-address`);
   return {
     name: $(`${prefix}-name`).value,
     upstream: $(`${prefix}-upstream`).value,
     port: Number($(`${prefix}-port`).value) || 0,
+    own_address: ownAddress ? ownAddress.checked : false,
   };
 }
 
@@ -404,6 +406,7 @@ function startEdit(app) {
   $('apps-name').value = app.name;
   $('apps-upstream').value = app.upstream;
   $('apps-port').value = app.port;
+  $('apps-own-address').checked = app.own_address;
   $('apps-save').textContent = 'Save changes';
   $('apps-cancel').hidden = false;
   clearAppHints('apps');

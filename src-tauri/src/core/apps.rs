@@ -44,9 +44,12 @@ impl Core {
         self.check_port_is_free(&edit.config, &app, Some(original))?;
         let slot =
             edit.config.apps.iter_mut().find(|a| a.name.as_str() == original).ok_or_else(|| CoreError::NoSuchApp(original.into()))?;
-        // The window edits name, upstream and port; settings only the config file has (extra
-        // host names, TLS verification) stay as they were.
-        let app = AppConfig { hosts: std::mem::take(&mut slot.hosts), tls_verify: slot.tls_verify, ..app };
+        // The window edits name, upstream, port and whether the app has its own address;
+        // settings only the config file has (extra host names, TLS verification) stay as they
+        // were, and so does an own address the app keeps (bookmarks and the signed-in cookie
+        // belong to it).
+        let https_name = if input.own_address { slot.https_name.take().or(app.https_name) } else { None };
+        let app = AppConfig { hosts: std::mem::take(&mut slot.hosts), tls_verify: slot.tls_verify, https_name, ..app };
         *slot = app.clone();
         self.apply(&edit).await?;
         drop(edit);
@@ -143,7 +146,11 @@ impl Core {
                 input.port.checked_add(1).unwrap_or(8081)
             )));
         }
-        Ok(AppConfig::new(name, upstream, ListenAddr(SocketAddr::new(ip, input.port))))
+        let mut app = AppConfig::new(name, upstream, ListenAddr(SocketAddr::new(ip, input.port)));
+        if input.own_address {
+            app.https_name = Some(AppConfig::new_https_name(&app.name));
+        }
+        Ok(app)
     }
 }
 

@@ -184,7 +184,7 @@ async fn get(url: &str, cookie: Option<&str>) -> (u16, String) {
 }
 
 fn input(name: &str, upstream: &str, port: u16) -> AppInput {
-    AppInput { name: name.into(), upstream: upstream.into(), port }
+    AppInput { name: name.into(), upstream: upstream.into(), port, own_address: false }
 }
 
 /// The app port sessions are made for where the test has no app of its own.
@@ -274,6 +274,40 @@ async fn apps_are_added_protected_edited_and_removed_with_reloads() {
     assert!(h.core.status().apps.is_empty());
     assert!(!h.config_text().contains("Demo two"));
     assert!(matches!(h.core.app_remove("Demo two").await, Err(CoreError::NoSuchApp(_))));
+    h.core.shutdown().await;
+}
+
+/// "Its own HTTPS address on this computer": the app gets `https://demo-<random>.localhost:PORT/`
+/// (served by nginx over HTTPS with the CA's certificate), keeps that name across edits, and
+/// loses it when the box is unticked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_gets_its_own_https_address_keeps_it_when_edited_and_gives_it_up() {
+    let h = Harness::new("own-address");
+    h.set_up().await;
+    let (up, _stop) = upstream().await;
+    let own = |name: &str, port| AppInput { own_address: true, ..input(name, &up.to_string(), port) };
+    let (port, saved) = on_free_port("the app", async |port| h.core.app_add(own("Demo", port)).await).await;
+    let url = saved.app.url.clone();
+    assert!(url.starts_with("https://demo-") && url.ends_with(&format!(".localhost:{port}/")), "{url}");
+    assert!(saved.app.own_address);
+    let name = url.trim_start_matches("https://").split(':').next().unwrap().to_string();
+    assert!(h.config_text().contains(&format!("https_name = \"{name}\"")), "{}", h.config_text());
+    // nginx answers TLS on the port now, with a certificate for that name.
+    let output = simpleotp_engine::child::command("openssl")
+        .args(["s_client", "-connect", &format!("127.0.0.1:{port}"), "-servername", &name, "-verify_hostname", &name, "-CAfile"])
+        .arg(h.dir.path().join("data/ca-certificate.pem"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(said.contains("Verify return code: 0 (ok)"), "{said}");
+
+    let (_, edited) = on_free_port("the moved app", async |port| h.core.app_edit("Demo", own("Demo", port)).await).await;
+    assert!(edited.app.url.starts_with(&format!("https://{name}:")), "the name stays: {}", edited.app.url);
+    let (new_port, plain) =
+        on_free_port("the plain app", async |port| h.core.app_edit("Demo", input("Demo", &up.to_string(), port)).await).await;
+    assert_eq!(plain.app.url, format!("http://127.0.0.1:{new_port}/"));
+    assert!(!plain.app.own_address && !h.config_text().contains("https_name"));
     h.core.shutdown().await;
 }
 

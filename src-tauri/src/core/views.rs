@@ -49,6 +49,8 @@ pub struct AppView {
     pub upstream: String,
     pub port: u16,
     pub url: String,
+    /// Served over HTTPS at a name of its own on this computer.
+    pub own_address: bool,
 }
 
 impl From<&AppConfig> for AppView {
@@ -58,6 +60,7 @@ impl From<&AppConfig> for AppView {
             upstream: app.upstream.to_string(),
             port: app.listen.socket_addr().port(),
             url: app.protected_url(),
+            own_address: app.https_name.is_some(),
         }
     }
 }
@@ -101,6 +104,10 @@ pub struct AppInput {
     pub upstream: String,
     /// Where the protected app will answer.
     pub port: u16,
+    /// "Its own HTTPS address on this computer": an `https_name` (see
+    /// [`AppConfig::https_name`]); absent from the wizard, which leaves it off.
+    #[serde(default)]
+    pub own_address: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
