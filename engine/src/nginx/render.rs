@@ -379,6 +379,15 @@ fn render_server(
     let _ = writeln!(out, "        return 302 {LOGIN_VAR};");
     out.push_str("    }\n\n");
 
+    out.push_str("    location @simpleotp_other_origin {\n");
+    out.push_str("        default_type text/plain;\n");
+    out.push_str("        add_header Cache-Control \"no-store\" always;\n");
+    out.push_str(
+        "        return 403 \"SimpleOTP refused this request: a page of another site or port sent it to this app. \
+         If you meant it, do it from the app's own page.\\n\";\n",
+    );
+    out.push_str("    }\n\n");
+
     // The app does not answer (not started, crashed): a page that says so, instead of nginx's
     // bare 502, so nobody mistakes it for a SimpleOTP problem. Only reached after the check
     // passed (auth_request runs first), so naming the app reveals nothing.
@@ -413,6 +422,10 @@ fn render_server(
     let login_header_var = LOGIN_LOCATION_HEADER.replace('-', "_");
     let _ = writeln!(out, "        auth_request_set {LOGIN_VAR} $upstream_http_{login_header_var};");
     out.push_str("        error_page 502 504 = @simpleotp_upstream_down;\n");
+    // `check` refused a change sent by a page of another origin (see the server's
+    // `changes_something_from_another_origin`). The app's own 403s pass unchanged: error_page
+    // applies only to nginx's own answers unless proxy_intercept_errors is on, which it is not.
+    out.push_str("        error_page 403 = @simpleotp_other_origin;\n");
     // The app gets the browser's cookies minus every SimpleOTP session cookie, as `check`
     // handed them back: an app (or whoever runs it) never sees a token it could replay.
     let header_var = APP_COOKIES_HEADER.replace('-', "_");

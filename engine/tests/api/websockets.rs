@@ -345,6 +345,7 @@ async fn a_page_on_another_port_can_neither_post_nor_open_a_websocket_with_the_s
         }
         let response = request.send().await.unwrap();
         assert_eq!(response.status(), 403, "{what}");
+        assert!(response.text().await.unwrap().contains("a page of another site or port sent it"), "{what}: says why");
         assert_eq!(requests_seen(), before, "{what}: the app never saw it");
     }
 
