@@ -46,7 +46,7 @@ if [ "$1" = cross ]; then
     exit 0
 fi
 if ! command -v cargo >/dev/null; then
-    echo "$0: cargo (Rust 1.85 or newer) is needed; install it from https://rustup.rs" >&2
+    echo "$0: cargo (Rust 1.89 or newer) is needed; install it from https://rustup.rs" >&2
     exit 1
 fi
 if [ "$1" = test ]; then

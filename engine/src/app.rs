@@ -24,6 +24,7 @@ use crate::ca::CaStore;
 use crate::config::{AppConfig, Config};
 use crate::control::ControlFile;
 use crate::gateway::{Gateway, GatewayParts};
+use crate::instance::InstanceLock;
 use crate::lan::{LanCertificates, LanError};
 use crate::limiter::LimiterSettings;
 use crate::nginx::{self, Nginx, NginxError, NginxLayout};
@@ -63,11 +64,14 @@ pub struct Settings {
     pub secret: SecretStore,
     pub nginx: NginxMode,
     pub limiter: LimiterSettings,
+    /// How this program is named to a second gateway refused on the same data directory
+    /// ([`crate::instance`]): `simpleotp serve` (the default) or `the SimpleOTP app`.
+    pub program: &'static str,
 }
 
 impl Settings {
     pub fn new(config: Config, data_dir: PathBuf, secret: SecretStore) -> Settings {
-        Settings { config, data_dir, secret, nginx: NginxMode::Managed, limiter: LimiterSettings::default() }
+        Settings { config, data_dir, secret, nginx: NginxMode::Managed, limiter: LimiterSettings::default(), program: "simpleotp serve" }
     }
 }
 
@@ -82,8 +86,8 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
-    #[error("another SimpleOTP gateway (pid {pid}) is already running with the data directory {}; stop it first, or use another --data-dir", .data_dir.display())]
-    AlreadyRunning { data_dir: PathBuf, pid: u32 },
+    #[error(transparent)]
+    AlreadyRunning(#[from] crate::instance::LockError),
     #[error(
         "no TOTP secret is stored in {location}. Create one first with `simpleotp init` (with the same --secret-file, if you use one)."
     )]
@@ -122,6 +126,9 @@ pub struct Application {
     control: ControlFile,
     nginx_proof: NginxProof,
     warnings: Vec<String>,
+    /// Released when the gateway has stopped ([`Application::run_until_stopped`]), or when an
+    /// application that never ran is dropped.
+    instance_lock: InstanceLock,
 }
 
 /// Where external-nginx mode keeps nginx's proof: it must stay the same across restarts,
@@ -153,16 +160,13 @@ impl Application {
     /// Binds the auth server, loads the state and the secret, and starts nginx. When this
     /// returns, protected apps already answer (with the login page until someone signs in).
     pub async fn build(settings: Settings) -> Result<Application, StartError> {
-        let Settings { config, data_dir, secret, nginx: mode, limiter } = settings;
+        let Settings { config, data_dir, secret, nginx: mode, limiter, program } = settings;
         config.validate().map_err(StartError::Config)?;
         crate::fsutil::create_private_dir(&data_dir).map_err(|source| StartError::DataDir { path: data_dir.clone(), source })?;
 
         // One gateway per data directory: two would fight over the state file and nginx prefix.
-        if let Ok(existing) = ControlFile::read(&data_dir) {
-            if existing.pid != std::process::id() && existing.is_alive().await {
-                return Err(StartError::AlreadyRunning { data_dir, pid: existing.pid });
-            }
-        }
+        // First, before anything is read or cleaned up, and held until the gateway stops.
+        let instance_lock = InstanceLock::acquire(&data_dir, program)?;
 
         let ca_store = CaStore::beside(&secret, &data_dir);
         // The keychain may block on D-Bus or an unlock prompt: keep it off the async threads.
@@ -240,7 +244,7 @@ impl Application {
         };
         control.write(&data_dir).map_err(|source| StartError::DataDir { path: data_dir.clone(), source })?;
         info!(auth = %auth_addr, data_dir = %data_dir.display(), apps = config.apps.len(), "gateway started");
-        Ok(Application { gateway, listener, auth_addr, nginx, lan, config, data_dir, control, nginx_proof, warnings })
+        Ok(Application { gateway, listener, auth_addr, nginx, lan, config, data_dir, control, nginx_proof, warnings, instance_lock })
     }
 
     pub fn gateway(&self) -> &Gateway {
@@ -294,7 +298,7 @@ impl Application {
     /// Serves until `shutdown` is cancelled, then stops nginx gracefully, lets in-flight
     /// requests finish and writes the state one last time.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) {
-        let Application { gateway, listener, nginx, lan, data_dir, control, .. } = self;
+        let Application { gateway, listener, nginx, lan, data_dir, control, instance_lock, .. } = self;
         let server_stop = CancellationToken::new();
         let server = tokio::spawn(crate::server::serve(listener, gateway.clone(), server_stop.clone()));
         let mut watcher = None;
@@ -332,6 +336,8 @@ impl Application {
         }
         control.remove_if_ours(&data_dir);
         info!("stopped");
+        // Only now may another gateway take the data directory: nginx is gone, the state written.
+        drop(instance_lock);
     }
 }
 

@@ -152,6 +152,22 @@ pub(crate) fn open_private_append(path: &Path) -> io::Result<File> {
     Ok(file)
 }
 
+/// Opens (creating it if needed) `path` for reading and writing, owner-only, without
+/// truncating it and without following a symbolic link planted at the name: for a file that is
+/// locked rather than written ([`crate::instance`]).
+pub(crate) fn open_private_read_write(path: &Path) -> io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
+    }
+    let file = options.open(path)?;
+    set_owner_only(path, false)?;
+    Ok(file)
+}
+
 #[cfg(unix)]
 fn set_owner_only(path: &Path, is_dir: bool) -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt;

@@ -29,6 +29,7 @@
 //! * [`nginx`]: finding nginx, generating its config, and supervising it as a child process.
 //! * [`state`]: the persisted state file (sessions, the replay counter, the attempt budget).
 //! * [`control`]: how a local command reaches a running gateway (e.g. `simpleotp unlock`).
+//! * [`instance`]: one gateway per data directory, held by an OS file lock.
 //! * [`lan`]: other devices on the network: the apps' HTTPS certificate that follows the
 //!   machine's addresses, and `<hostname>.local` over mDNS.
 //! * [`demo`]: the little app `simpleotp demo` protects (also the tests' upstream).
@@ -51,6 +52,7 @@ pub mod control;
 pub mod demo;
 mod fsutil;
 pub mod gateway;
+pub mod instance;
 pub mod lan;
 pub mod limiter;
 pub mod logfile;

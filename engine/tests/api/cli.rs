@@ -83,6 +83,10 @@ impl Serve {
         std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn signal(&self, signal: i32) {
         // SAFETY: kill(2) on our own child; no memory is involved.
         unsafe { libc::kill(self.child.id() as i32, signal) };
@@ -544,7 +548,10 @@ async fn sigkilled_serve_leaves_no_nginx_and_the_next_start_works() {
 async fn second_serve_on_the_same_data_dir_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let (secret_file, _) = init_secret_file(dir.path());
-    let (_serve, _, _) = serve_on_free_port(dir.path(), "http://127.0.0.1:9", &secret_file, &[]).await;
+    let (serve, url, _) = serve_on_free_port(dir.path(), "http://127.0.0.1:9", &secret_file, &[]).await;
+    let data = dir.path().join("data");
+    let control_before = std::fs::read(data.join("control.json")).unwrap();
+    let nginx_pid = read_pid(&data.join("nginx/nginx.pid")).expect("nginx pid file");
     let (other_config, _) = {
         let other = dir.path().join("other");
         std::fs::create_dir(&other).unwrap();
@@ -557,5 +564,13 @@ async fn second_serve_on_the_same_data_dir_is_refused() {
         .arg("--data-dir")
         .arg(dir.path().join("data")));
     assert!(!output.status.success());
-    assert!(stderr(&output).contains("already running"), "{}", stderr(&output));
+    let said = stderr(&output);
+    assert!(
+        said.contains(&format!("Another SimpleOTP gateway (simpleotp serve, pid {}) is already using the data directory", serve.pid())),
+        "{said}"
+    );
+    // The first one is untouched: its nginx, its control file, and it still serves.
+    assert!(process_alive(nginx_pid), "the refused one killed the first one's nginx");
+    assert_eq!(std::fs::read(data.join("control.json")).unwrap(), control_before);
+    assert_eq!(client().get(&url).send().await.unwrap().status(), 302);
 }

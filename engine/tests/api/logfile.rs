@@ -38,14 +38,14 @@ async fn serve_logs_a_sign_in_to_its_file_without_the_code_or_the_cookie() {
     // while the person at the terminal reads it once.
     let refused = run(simpleotp(&["serve", "--config"]).arg(&config).arg("--secret-file").arg(&secret_file).arg("--data-dir").arg(&data));
     assert!(!refused.status.success());
-    assert_eq!(stderr(&refused).matches("already running").count(), 1, "{}", stderr(&refused));
+    assert_eq!(stderr(&refused).matches("is already using the data directory").count(), 1, "{}", stderr(&refused));
 
     serve.signal(libc::SIGTERM);
     let status = serve.wait_exit(Duration::from_secs(15));
     assert!(status.success(), "{status:?}\n{}", serve.stderr());
 
     let log = std::fs::read_to_string(logfile::path(&data)).expect("serve wrote its log file");
-    for event in ["log started", "simpleotp serve", "login failed", "signed in", "already running", "stop requested"] {
+    for event in ["log started", "simpleotp serve", "login failed", "signed in", "is already using the data directory", "stop requested"] {
         assert!(log.contains(event), "{event:?} is not in the log:\n{log}");
     }
     let secret = std::fs::read_to_string(&secret_file).unwrap();

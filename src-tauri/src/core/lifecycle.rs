@@ -60,7 +60,8 @@ impl Core {
             return Ok(());
         }
         self.set_phase(Phase::Starting);
-        let settings = Settings::new(self.config(), self.paths.data_dir.clone(), self.secret_store());
+        let mut settings = Settings::new(self.config(), self.paths.data_dir.clone(), self.secret_store());
+        settings.program = "the SimpleOTP app";
         let app = match Application::build(settings).await {
             Ok(app) => app,
             Err(e) => {

@@ -311,6 +311,56 @@ async fn an_app_gets_its_own_https_address_keeps_it_when_edited_and_gives_it_up(
     h.core.shutdown().await;
 }
 
+/// One gateway per data directory: the app started while `simpleotp serve` holds its data
+/// directory says who holds it and starts nothing (no nginx of its own, the other one's
+/// untouched); once `serve` is gone, Retry starts protection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_app_started_while_serve_holds_the_data_directory_says_so_and_retry_works_after() {
+    let h = Harness::new("one-gateway");
+    h.set_up().await;
+    let (up, _stop) = upstream().await;
+    on_free_port("the app", async |port| h.core.app_add(input("Demo", &up.to_string(), port)).await).await;
+    h.core.shutdown().await;
+
+    // The CLI from the same build, on the same config and data directory (its own secret file).
+    let simpleotp = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/simpleotp");
+    let secret = h.dir.path().join("serve-secret");
+    let init = simpleotp_engine::child::command(&simpleotp).arg("init").arg("--secret-file").arg(&secret).output().unwrap();
+    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+    let mut serve = simpleotp_engine::child::command(&simpleotp)
+        .arg("serve")
+        .arg("--config")
+        .arg(h.dir.path().join("config.toml"))
+        .arg("--data-dir")
+        .arg(h.dir.path().join("data"))
+        .arg("--secret-file")
+        .arg(&secret)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first_line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(serve.stdout.take().unwrap()), &mut first_line).unwrap();
+    assert!(first_line.contains("http://127.0.0.1:"), "serve runs: {first_line}");
+    let serve_nginx = std::fs::read_to_string(h.dir.path().join("data/nginx/nginx.pid")).unwrap();
+
+    let app = h.reopen();
+    app.start_up().await;
+    let status = app.status();
+    assert_eq!(status.state, Protection::Error, "{status:?}");
+    let message = status.message.unwrap_or_default();
+    assert!(
+        message.contains(&format!("Another SimpleOTP gateway (simpleotp serve, pid {}) is already using the data directory", serve.id())),
+        "{message}"
+    );
+    assert_eq!(std::fs::read_to_string(h.dir.path().join("data/nginx/nginx.pid")).unwrap(), serve_nginx, "serve's nginx is left alone");
+
+    serve.kill().unwrap();
+    serve.wait().unwrap();
+    assert_eq!(app.retry().await.unwrap().state, Protection::Running);
+    app.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_apps_are_refused_with_readable_messages_and_nothing_is_saved() {
     let h = Harness::new("bad-apps");
