@@ -21,6 +21,17 @@
 //! that is renamed needs a new CA ([`rotate`]), and [`CertificateAuthority::permits_name`] tells
 //! which names the current one can still cover.
 //!
+//! Every other name type a verifier checks is constrained too: e-mail addresses (rfc822Name,
+//! also the subject's `emailAddress`) and URIs may only be under `.invalid`, which nothing is
+//! (see [`name_constraints_der`] for why permitted rather than excluded subtrees). And the CA's
+//! own Extended Key Usage is `serverAuth` alone, so verifiers that check a CA's EKU (OpenSSL,
+//! Windows, Apple) refuse an S/MIME, client-authentication or code-signing certificate under it;
+//! NSS decides by the trust flags an anchor is added with (`C,,`: websites only, as the tray
+//! adds it). A stolen key is worth a website certificate for this machine, nothing more
+//! (`ca::tests::a_stolen_ca_key_signs_websites_only`). A CA made before this form is renewed at
+//! the next start ([`load_or_create`]); the old certificate is kept in `ca-previous.pem` for the
+//! tray to take out of the stores it was added to.
+//!
 //! Other limits: basic constraints CA with path length 0 (it signs leaves, never another CA),
 //! key usage certificate and CRL signing only; valid for [`CA_LIFETIME`]. Leaves: at most
 //! [`LEAF_LIFETIME`] (under Apple's 398-day limit), server authentication only, and renewed when
@@ -62,8 +73,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use p256::ecdsa::signature::Signer as _;
 use p256::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _, LineEnding};
 use rcgen::{
-    BasicConstraints, CertificateParams, CidrSubnet, DistinguishedName, DnType, ExtendedKeyUsagePurpose, GeneralSubtree, IsCa, Issuer,
-    KeyIdMethod, KeyUsagePurpose, NameConstraints, SanType, SerialNumber,
+    BasicConstraints, CertificateParams, CidrSubnet, CustomExtension, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+    KeyIdMethod, KeyUsagePurpose, SanType, SerialNumber,
 };
 use sha2::{Digest as _, Sha256};
 use x509_parser::certificate::X509Certificate;
@@ -72,7 +83,7 @@ use zeroize::Zeroizing;
 
 use crate::config::HostName;
 pub use crate::config::MachineNames;
-pub use store::{load_or_create, rotate, CaStore, CERTIFICATE_FILE, KEYCHAIN_CA_ACCOUNT};
+pub use store::{load_or_create, rotate, CaStore, CERTIFICATE_FILE, KEYCHAIN_CA_ACCOUNT, PREVIOUS_FILE};
 
 /// How long the CA certificate is valid. Long, because every device that trusts it would have to
 /// be set up again when it expires; the name constraints bound what it can do meanwhile.
@@ -104,6 +115,63 @@ pub const PERMITTED_RANGES: &[(IpAddr, u8)] = &[
     (IpAddr::V6(Ipv6Addr::new(0xfc00, 0, 0, 0, 0, 0, 0, 0)), 7),  // unique local
     (IpAddr::V6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0)), 10), // link-local
 ];
+
+/// id-ce-nameConstraints (RFC 5280 §4.2.1.10).
+const NAME_CONSTRAINTS_OID: &[u64] = &[2, 5, 29, 30];
+
+/// What e-mail addresses and URIs the CA may vouch for: nothing. `.invalid` is reserved (RFC
+/// 2606, RFC 6761) and never resolves, so no real address or URI host is within it.
+const NOTHING_BELOW: &str = ".invalid";
+
+/// The CA's name-constraints extension (DER), written here because rcgen cannot express a URI
+/// subtree. Every name type a verifier checks gets permitted subtrees:
+///
+/// * DNS: `names` (this machine's names that can never be public, and `localhost`);
+/// * IP: [`PERMITTED_RANGES`];
+/// * rfc822Name (e-mail, also the subject's `emailAddress`) and uniformResourceIdentifier:
+///   only `.invalid`, which nothing can be in.
+///
+/// RFC 5280 forbids a whole name type this way: once a type has permitted subtrees, every name
+/// of that type in a certificate below must fall within one of them. An *excluded* subtree
+/// cannot say "all of them" (an empty e-mail constraint matches no address in OpenSSL, and
+/// excluding 0.0.0.0/0 would exclude the private ranges too). directoryName is left
+/// unconstrained: the subject DN vouches for nothing a browser checks (the SAN does), its
+/// e-mail attribute is caught by the rfc822Name subtree, and a DN constraint every leaf must
+/// match byte for byte is a failure we could not test on Apple's and Microsoft's verifiers here.
+/// With the CA's own EKU (`serverAuth` only), a stolen key can sign website certificates for
+/// these names and addresses and nothing else (tests in `ca::tests`, with openssl and NSS).
+fn name_constraints_der(names: &[String]) -> Vec<u8> {
+    let mut subtrees = Vec::new();
+    for name in names {
+        subtrees.extend(der(0x30, &der(0x82, name.as_bytes()))); // dNSName [2]
+    }
+    for &(network, prefix) in PERMITTED_RANGES {
+        let range = CidrSubnet::from_addr_prefix(network, prefix);
+        let (address, mask): (Vec<u8>, Vec<u8>) = match range {
+            CidrSubnet::V4(a, m) => (a.to_vec(), m.to_vec()),
+            CidrSubnet::V6(a, m) => (a.to_vec(), m.to_vec()),
+        };
+        subtrees.extend(der(0x30, &der(0x87, &[address, mask].concat()))); // iPAddress [7]
+    }
+    subtrees.extend(der(0x30, &der(0x81, NOTHING_BELOW.as_bytes()))); // rfc822Name [1]
+    subtrees.extend(der(0x30, &der(0x86, NOTHING_BELOW.as_bytes()))); // uniformResourceIdentifier [6]
+    der(0x30, &der(0xa0, &subtrees)) // NameConstraints { permittedSubtrees [0] }
+}
+
+/// One DER element: tag, definite length, contents.
+fn der(tag: u8, contents: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let len = contents.len();
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes: Vec<u8> = len.to_be_bytes().into_iter().skip_while(|b| *b == 0).collect();
+        out.push(0x80 | bytes.len() as u8);
+        out.extend(bytes);
+    }
+    out.extend_from_slice(contents);
+    out
+}
 
 /// `localhost` is always permitted (and covered by leaves asked for it): browsers resolve it to
 /// loopback themselves.
@@ -211,6 +279,9 @@ pub struct CertificateAuthority {
     not_after: SystemTime,
     permitted_names: Vec<String>,
     permitted_ranges: Vec<(IpAddr, u8)>,
+    /// Whether the certificate has the form of security round 3 (EKU `serverAuth` only, every
+    /// name type constrained); an older one is renewed at the next start ([`load_or_create`]).
+    current_form: bool,
 }
 
 impl fmt::Debug for CertificateAuthority {
@@ -239,10 +310,12 @@ impl CertificateAuthority {
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         params.key_identifier_method = KeyIdMethod::PreSpecified(signer.key_id());
-        let mut permitted_subtrees: Vec<GeneralSubtree> = permitted_names(machine).into_iter().map(GeneralSubtree::DnsName).collect();
-        permitted_subtrees
-            .extend(PERMITTED_RANGES.iter().map(|&(addr, prefix)| GeneralSubtree::IpAddress(CidrSubnet::from_addr_prefix(addr, prefix))));
-        params.name_constraints = Some(NameConstraints { permitted_subtrees, excluded_subtrees: Vec::new() });
+        // Only for websites: verifiers refuse an S/MIME, client or code-signing certificate
+        // under a CA whose own EKU does not include that purpose.
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let mut constraints = CustomExtension::from_oid_content(NAME_CONSTRAINTS_OID, name_constraints_der(&permitted_names(machine)));
+        constraints.set_criticality(true);
+        params.custom_extensions.push(constraints);
         let certificate = params.self_signed(&signer).map_err(|e| CaError::Signing(e.to_string()))?;
         CertificateAuthority::from_parts(key, certificate.der().to_vec())
             .map_err(|e| CaError::Signing(format!("the new CA certificate does not read back: {e:?}")))
@@ -268,6 +341,7 @@ impl CertificateAuthority {
         let (permitted_names, permitted_ranges) = name_constraints(&cert).map_err(PartsError::Certificate)?;
         let not_after = system_time(cert.validity().not_after.timestamp());
         let fingerprint = Fingerprint::of_der(&certificate_der);
+        let current_form = has_current_form(&cert);
         Ok(CertificateAuthority {
             key,
             certificate_der,
@@ -277,7 +351,14 @@ impl CertificateAuthority {
             not_after,
             permitted_names,
             permitted_ranges,
+            current_form,
         })
+    }
+
+    /// Whether this CA can only vouch for websites (see [`CertificateAuthority::generate`]);
+    /// false for one made before security round 3.
+    pub fn has_current_form(&self) -> bool {
+        self.current_form
     }
 
     /// The CA's public part (certificate, fingerprint, name), for pages, exports and the tray.
@@ -698,6 +779,33 @@ fn signed_by(cert: &X509Certificate<'_>, issuer: &X509Certificate<'_>) -> bool {
     };
     cert.signature_algorithm.algorithm == x509_parser::oid_registry::OID_SIG_ECDSA_WITH_SHA256
         && key.verify(cert.tbs_certificate.as_ref(), &signature).is_ok()
+}
+
+/// A CA certificate of the current form: its Extended Key Usage is `serverAuth` alone, and its
+/// name constraints cover e-mail addresses and URIs too ([`name_constraints_der`]).
+fn has_current_form(cert: &X509Certificate<'_>) -> bool {
+    let websites_only = match cert.extended_key_usage() {
+        Ok(Some(eku)) => {
+            let eku = &eku.value;
+            eku.server_auth && !eku.any && !eku.client_auth && !eku.code_signing && !eku.email_protection && eku.other.is_empty()
+        }
+        _ => false,
+    };
+    let every_type_constrained = match cert.name_constraints() {
+        Ok(Some(constraints)) => {
+            let permitted = constraints.value.permitted_subtrees.iter().flatten();
+            let kinds: Vec<u8> = permitted
+                .map(|subtree| match subtree.base {
+                    GeneralName::RFC822Name(_) => 1,
+                    GeneralName::URI(_) => 6,
+                    _ => 0,
+                })
+                .collect();
+            kinds.contains(&1) && kinds.contains(&6)
+        }
+        _ => false,
+    };
+    websites_only && every_type_constrained
 }
 
 /// The permitted DNS names and address ranges of a CA certificate's name constraints.

@@ -29,6 +29,8 @@ use crate::secret::{read_private_text, KeychainFailure, PrivateFileFailure, Secr
 pub const KEYCHAIN_CA_ACCOUNT: &str = "ca-private-key";
 /// The CA certificate's file name in the data directory.
 pub const CERTIFICATE_FILE: &str = "ca-certificate.pem";
+/// Beside it: every CA certificate this data directory had before (a PEM bundle), for the sweep.
+pub const PREVIOUS_FILE: &str = "ca-previous.pem";
 /// Appended to the secret file's name for the CA key file beside it.
 const KEY_FILE_SUFFIX: &str = ".ca-key.pem";
 
@@ -81,6 +83,54 @@ impl CaStore {
             CaStore::Keychain { service, account, .. } => format!("the OS keychain (service {service}, account {account})"),
             CaStore::File { path, .. } => format!("the file {}", path.display()),
         }
+    }
+
+    /// Every CA certificate this data directory had before the current one, oldest first, from
+    /// [`PREVIOUS_FILE`] (none when it does not exist): what the tray sweeps from the stores it
+    /// added them to. A damaged file is an error that names it (the gateway still starts: the
+    /// list is only read to clean up).
+    pub fn previous_certificates(&self) -> Result<Vec<CaCertificate>, CaError> {
+        let path = self.previous_path();
+        let text = match std::fs::read(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => return Err(CaError::FileIo { path, source }),
+        };
+        let corrupt = |reason: String| CaError::CorruptCertificate { path: path.clone(), reason };
+        let blocks = pem::parse_many(&text).map_err(|e| corrupt(format!("it is not a PEM bundle ({e}); delete it")))?;
+        if blocks.is_empty() && !text.iter().all(u8::is_ascii_whitespace) {
+            return Err(corrupt("it holds no complete certificate; delete it".into()));
+        }
+        blocks
+            .into_iter()
+            .filter(|b| b.tag() == "CERTIFICATE")
+            .map(|b| CaCertificate::from_der(b.into_contents()).map_err(|e| corrupt(format!("{e}; delete it"))))
+            .collect()
+    }
+
+    fn previous_path(&self) -> PathBuf {
+        self.certificate_path().with_file_name(PREVIOUS_FILE)
+    }
+
+    /// Appends `old` to [`PREVIOUS_FILE`] (once).
+    fn remember_previous(&self, old: &CaCertificate) -> Result<(), CaError> {
+        let path = self.previous_path();
+        let mut known = match self.previous_certificates() {
+            Ok(known) => known,
+            Err(e) => {
+                // Set aside, not overwritten: the certificates in it may still be trusted somewhere.
+                let aside = path.with_extension("pem.damaged");
+                tracing::warn!("{e}; it is kept as {} and a new list is started", aside.display());
+                let _ = std::fs::rename(&path, &aside);
+                Vec::new()
+            }
+        };
+        if known.iter().any(|c| c.fingerprint() == old.fingerprint()) {
+            return Ok(());
+        }
+        known.push(old.clone());
+        let bundle: String = known.iter().map(CaCertificate::pem).collect();
+        crate::fsutil::write_atomic(&path, bundle.as_bytes()).map_err(|source| CaError::FileIo { path, source })
     }
 
     /// The stored key's PEM, `None` when there is none.
@@ -191,7 +241,7 @@ impl CaStore {
 
     /// Stores `ca`, replacing what was there: the key first, then the certificate (see the
     /// module docs for a failure in between).
-    fn save(&self, ca: &CertificateAuthority) -> Result<(), CaError> {
+    pub(super) fn save(&self, ca: &CertificateAuthority) -> Result<(), CaError> {
         let pem = ca.key.to_pkcs8_pem(LineEnding::LF).map_err(|e| CaError::Signing(e.to_string()))?;
         self.write_key(&pem)?;
         self.write_certificate(ca)
@@ -201,8 +251,21 @@ impl CaStore {
 /// The stored CA, or a new one for `machine` when none is stored yet (made and stored now).
 /// Blocking (keychain). A stored CA whose name constraints no longer cover the machine's names
 /// (it was renamed) is still returned, with a warning in the log: [`rotate`] makes one that does.
+///
+/// A stored CA of the form made before security round 3 (see [`CertificateAuthority::has_current_form`])
+/// is replaced by a new one here, once: its certificate is kept in [`PREVIOUS_FILE`] so that the
+/// tray can take it out of the stores it put it in, and the log says so with both fingerprints.
 pub fn load_or_create(store: &CaStore, machine: &MachineNames) -> Result<CertificateAuthority, CaError> {
     if let Some(ca) = store.load()? {
+        if !ca.has_current_form() {
+            let renewed = rotate(store, machine)?;
+            tracing::warn!(
+                "renewed the local CA: the old one ({}) could also have vouched for e-mail, client and code-signing certificates;                  the new one ({}) can only vouch for this machine's websites. Devices that trusted the old one need the new one.",
+                ca.fingerprint(),
+                renewed.fingerprint()
+            );
+            return Ok(renewed);
+        }
         if let Some(name) = machine.names().iter().find(|n| !ca.permits_name(n)) {
             tracing::warn!(
                 "the local CA cannot vouch for this machine's name {name} (it was made for {}); `simpleotp ca rotate` makes a new one",
@@ -227,6 +290,11 @@ pub fn load_or_create(store: &CaStore, machine: &MachineNames) -> Result<Certifi
 /// one. Blocking (keychain).
 pub fn rotate(store: &CaStore, machine: &MachineNames) -> Result<CertificateAuthority, CaError> {
     let ca = CertificateAuthority::generate(machine, SystemTime::now())?;
+    // The old certificate is remembered first: if saving the new CA fails, the worst case is an
+    // entry for a CA that is still current (the sweep skips the current one).
+    if let Ok(Some(old)) = store.stored_certificate() {
+        store.remember_previous(&old)?;
+    }
     store.save(&ca)?;
     tracing::info!("made a new local CA for {} (SHA-256 fingerprint {})", ca.permitted_names().join(", "), ca.fingerprint());
     Ok(ca)

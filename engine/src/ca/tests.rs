@@ -258,6 +258,10 @@ fn openssl_sees_a_constrained_ca_and_a_server_leaf() {
         "ecdsa-with-SHA256",
         "NIST CURVE: P-256",
         "O = SimpleOTP",
+        "X509v3 Extended Key Usage",
+        "TLS Web Server Authentication",
+        "email:.invalid",
+        "URI:.invalid",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
@@ -309,6 +313,164 @@ fn openssl_accepts_leaves_for_this_machine_and_rejects_public_names() {
         let (ok, text) = openssl_verify(dir.path(), &ca, &leaf);
         assert!(!ok, "{names:?} {addresses:?} was accepted: {text}");
         assert!(text.contains("name constraint") || text.contains("permitted subtree violation"), "{names:?} {addresses:?}: {text}");
+    }
+}
+
+/// The CA as versions before security round 3 made it: name constraints for DNS and IP only,
+/// no Extended Key Usage. Kept to show what the new form stops, and to test the renewal of such
+/// a CA.
+pub(super) fn old_form_ca(machine: &MachineNames) -> CertificateAuthority {
+    use rcgen::{GeneralSubtree, NameConstraints};
+    let now = SystemTime::now();
+    let key = random_signing_key();
+    let signer = P256Signer::new(&key);
+    let mut params = CertificateParams::default();
+    params.serial_number = Some(random_serial());
+    params.not_before = (now - BACKDATE).into();
+    params.not_after = (now + CA_LIFETIME).into();
+    let mut subject = DistinguishedName::new();
+    subject.push(DnType::CommonName, ca_common_name(machine, now));
+    subject.push(DnType::OrganizationName, "SimpleOTP");
+    params.distinguished_name = subject;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    params.key_identifier_method = KeyIdMethod::PreSpecified(signer.key_id());
+    let mut permitted_subtrees: Vec<GeneralSubtree> = permitted_names(machine).into_iter().map(GeneralSubtree::DnsName).collect();
+    permitted_subtrees.extend(PERMITTED_RANGES.iter().map(|&(a, p)| GeneralSubtree::IpAddress(CidrSubnet::from_addr_prefix(a, p))));
+    params.name_constraints = Some(NameConstraints { permitted_subtrees, excluded_subtrees: Vec::new() });
+    let certificate = params.self_signed(&signer).unwrap();
+    CertificateAuthority::from_parts(key, certificate.der().to_vec()).unwrap_or_else(|_| panic!("the old form reads back"))
+}
+
+/// What a thief with the CA's key could try to make besides a website certificate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Misuse {
+    /// E-mail signing for someone's address (an rfc822Name SAN, emailProtection).
+    Smime,
+    /// A client certificate (clientAuth), to log in to a service that trusts the CA.
+    ClientAuth,
+    /// Code signing.
+    CodeSigning,
+    /// A website certificate for an allowed name: must still work.
+    Website,
+}
+
+/// A certificate of `kind` signed with `ca`'s key, without any of our own checks; PEM.
+fn sign_as(ca: &CertificateAuthority, kind: Misuse) -> String {
+    let leaf_key = random_signing_key();
+    let leaf_signer = P256Signer::new(&leaf_key);
+    let mut params = CertificateParams::default();
+    params.serial_number = Some(random_serial());
+    let now = SystemTime::now();
+    params.not_before = (now - BACKDATE).into();
+    params.not_after = (now + Duration::from_secs(30 * 24 * 3600)).into();
+    let mut subject = DistinguishedName::new();
+    subject.push(DnType::CommonName, "someone");
+    params.distinguished_name = subject;
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.use_authority_key_identifier_extension = true;
+    params.key_identifier_method = KeyIdMethod::PreSpecified(leaf_signer.key_id());
+    let (usages, ekus, sans) = match kind {
+        Misuse::Smime => (
+            vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment],
+            vec![ExtendedKeyUsagePurpose::EmailProtection],
+            vec![SanType::Rfc822Name("ceo@bank.example".try_into().unwrap())],
+        ),
+        Misuse::ClientAuth => (
+            vec![KeyUsagePurpose::DigitalSignature],
+            vec![ExtendedKeyUsagePurpose::ClientAuth],
+            vec![SanType::DnsName("testbox.local".try_into().unwrap())],
+        ),
+        Misuse::CodeSigning => (vec![KeyUsagePurpose::DigitalSignature], vec![ExtendedKeyUsagePurpose::CodeSigning], vec![]),
+        Misuse::Website => (
+            vec![KeyUsagePurpose::DigitalSignature],
+            vec![ExtendedKeyUsagePurpose::ServerAuth],
+            vec![SanType::DnsName("testbox.local".try_into().unwrap())],
+        ),
+    };
+    params.key_usages = usages;
+    params.extended_key_usages = ekus;
+    params.subject_alt_names = sans;
+    let mut issuer_params = CertificateParams::default();
+    issuer_params.distinguished_name = ca.subject.clone();
+    issuer_params.key_identifier_method = KeyIdMethod::PreSpecified(ca.subject_key_id.clone());
+    let issuer = Issuer::new(issuer_params, P256Signer::new(&ca.key));
+    pem_encode("CERTIFICATE", params.signed_by(&leaf_signer, &issuer).unwrap().der())
+}
+
+/// (openssl's verdict, NSS's verdict) on a certificate of `kind` signed by `ca`, each verifier
+/// asked for the purpose the certificate was made for. openssl takes the CA as an anchor for
+/// every purpose, so only the CA's own form can stop it there; NSS trusts the CA with
+/// `nss_trust` (`C,,` is how the tray adds it: websites only; `CT,C,C` is everything).
+fn verdicts(dir: &Path, ca: &CertificateAuthority, kind: Misuse, nss_trust: &str) -> ((bool, String), (bool, String)) {
+    let ca_path = dir.join("ca.pem");
+    let leaf_path = dir.join("leaf.pem");
+    fs::write(&ca_path, ca.certificate_pem()).unwrap();
+    fs::write(&leaf_path, sign_as(ca, kind)).unwrap();
+    // openssl before 3.5 has no code-signing purpose ("Invalid purpose codesign", which would
+    // read as a refusal): that case is NSS's alone (object signing, `-u J`).
+    let (purpose, usage) = match kind {
+        Misuse::Smime => ("smimesign", "S"),
+        Misuse::ClientAuth => ("sslclient", "C"),
+        Misuse::CodeSigning => ("", "J"),
+        Misuse::Website => ("sslserver", "V"),
+    };
+    let openssl_verdict = if purpose.is_empty() {
+        (false, "not asked: this openssl has no code-signing purpose".to_string())
+    } else {
+        let verdict = openssl(&["verify", "-purpose", purpose, "-CAfile", ca_path.to_str().unwrap(), leaf_path.to_str().unwrap()]);
+        assert!(!verdict.1.contains("Invalid purpose"), "{}", verdict.1);
+        verdict
+    };
+    let db = dir.join(format!("nss-{usage}-{}", nss_trust.replace(',', "_")));
+    let _ = fs::remove_dir_all(&db);
+    fs::create_dir_all(&db).unwrap();
+    let db = format!("sql:{}", db.display());
+    let certutil = |args: &[&str]| {
+        let output = crate::child::command("certutil").arg("-d").arg(&db).args(args).output().expect("certutil (libnss3-tools) is needed");
+        (output.status.success(), format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)))
+    };
+    assert!(certutil(&["-N", "--empty-password"]).0);
+    assert!(certutil(&["-A", "-n", "ca", "-t", nss_trust, "-i", ca_path.to_str().unwrap()]).0);
+    assert!(certutil(&["-A", "-n", "leaf", "-t", ",,", "-i", leaf_path.to_str().unwrap()]).0);
+    let nss_verdict = certutil(&["-V", "-n", "leaf", "-u", usage]);
+    (openssl_verdict, nss_verdict)
+}
+
+/// NSS's verifier (what Chromium and Firefox use on Linux) does not look at a trust anchor's own
+/// EKU: the trust flags the anchor is added with decide, which is why the tray adds it as `C,,`
+/// (websites only). The name constraints still hold under any flags: the S/MIME certificate for
+/// someone's address fails even with the CA trusted for everything.
+#[test]
+fn a_stolen_ca_key_signs_websites_only() {
+    if !cfg!(target_os = "linux") {
+        crate::fsutil::testing::skipped("ca::tests::a_stolen_ca_key_signs_websites_only", "needs openssl and NSS certutil (Linux)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ca = new_ca();
+    let valid = |said: &str| said.contains("certificate is valid");
+    for kind in [Misuse::Smime, Misuse::ClientAuth, Misuse::CodeSigning] {
+        let ((openssl_ok, openssl_said), (_, nss_said)) = verdicts(dir.path(), &ca, kind, "C,,");
+        assert!(!openssl_ok, "openssl accepted a {kind:?} certificate: {openssl_said}");
+        assert!(!valid(&nss_said), "NSS (anchor as the tray adds it) accepted a {kind:?} certificate: {nss_said}");
+    }
+    let (_, (_, nss_said)) = verdicts(dir.path(), &ca, Misuse::Smime, "CT,C,C");
+    assert!(!valid(&nss_said), "NSS with the CA trusted for everything accepted an S/MIME certificate: {nss_said}");
+    let ((openssl_ok, openssl_said), (_, nss_said)) = verdicts(dir.path(), &ca, Misuse::Website, "C,,");
+    assert!(openssl_ok, "{openssl_said}");
+    assert!(valid(&nss_said), "{nss_said}");
+
+    // The same certificates under the old form of the CA pass: that is what the new form stops
+    // (and why an old CA is renewed at the next start).
+    let old = old_form_ca(&machine());
+    for kind in [Misuse::Smime, Misuse::ClientAuth] {
+        let ((openssl_ok, openssl_said), _) = verdicts(dir.path(), &old, kind, "C,,");
+        assert!(openssl_ok, "the old form was expected to let openssl accept {kind:?}: {openssl_said}");
+    }
+    for kind in [Misuse::Smime, Misuse::CodeSigning] {
+        let (_, (_, nss_said)) = verdicts(dir.path(), &old, kind, "CT,C,C");
+        assert!(valid(&nss_said), "the old form was expected to let NSS (trusted for everything) accept {kind:?}: {nss_said}");
     }
 }
 
@@ -431,6 +593,39 @@ fn half_a_ca_is_reported_not_replaced() {
     assert!(matches!(err, CaError::KeyMissing { .. }), "{err:?}");
     assert!(err.to_string().contains("simpleotp ca rotate"), "{err}");
     assert_eq!(fs::read(store.certificate_path()).unwrap(), certificate, "the certificate devices trust is left alone");
+}
+
+/// An install from before security round 3: its CA is renewed at the next start, the old
+/// certificate is kept for the tray's sweep, and the key in the store is the new one.
+#[test]
+fn an_old_form_ca_is_renewed_at_the_next_start_and_remembered() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = file_store(dir.path());
+    let old = old_form_ca(&machine());
+    assert!(!old.has_current_form());
+    store.save(&old).unwrap();
+    assert!(store.previous_certificates().unwrap().is_empty());
+
+    let renewed = load_or_create(&store, &machine()).unwrap();
+    assert!(renewed.has_current_form());
+    assert_ne!(renewed.fingerprint(), old.fingerprint());
+    let previous = store.previous_certificates().unwrap();
+    assert_eq!(previous.iter().map(CaCertificate::fingerprint).collect::<Vec<_>>(), vec![old.fingerprint()]);
+    let reloaded = load_or_create(&store, &machine()).unwrap();
+    assert_eq!(reloaded.fingerprint(), renewed.fingerprint(), "renewed once, then loaded");
+    assert_eq!(ca_key_pem(&reloaded).as_str(), ca_key_pem(&renewed).as_str(), "the stored key is the new one");
+
+    // A rotation adds to the list; a damaged list is set aside (its CAs may still be trusted
+    // somewhere), and a new one started, so renewing is never blocked by it.
+    rotate(&store, &machine()).unwrap();
+    assert_eq!(store.previous_certificates().unwrap().len(), 2);
+    let previous_path = dir.path().join("data").join(PREVIOUS_FILE);
+    fs::write(&previous_path, "-----BEGIN CERTIFICATE-----\nnot base64\n").unwrap();
+    let error = store.previous_certificates().unwrap_err().to_string();
+    assert!(error.contains(PREVIOUS_FILE) && error.contains("delete it"), "{error}");
+    rotate(&store, &machine()).unwrap();
+    assert_eq!(store.previous_certificates().unwrap().len(), 1);
+    assert!(dir.path().join("data").join("ca-previous.pem.damaged").exists());
 }
 
 #[test]
