@@ -36,7 +36,8 @@ if [ "${1:-}" != "--installed" ]; then
         grep -qF "$dep" <<<"$depends" || fail "Depends lacks $dep: $depends"
     done
     for file in usr/bin/simpleotp-app usr/bin/simpleotp usr/share/applications/SimpleOTP.desktop \
-                usr/share/icons/hicolor/128x128/apps/simpleotp-app.png; do
+                usr/share/icons/hicolor/128x128/apps/simpleotp-app.png usr/lib/simpleotp/simpleotp-trust \
+                usr/share/polkit-1/actions/org.simpleotp.SimpleOTP.trust.policy; do
         grep -qF " $file" <<<"$contents" || fail "the package lacks $file"
     done
     ! grep -q "nginx" <<<"$(grep ' usr/bin/' <<<"$contents")" || fail "the .deb must use the system nginx, not ship one"
@@ -53,6 +54,15 @@ if [ "${1:-}" != "--installed" ]; then
     version=$(/usr/bin/simpleotp --version)
     [ "$version" = "simpleotp $(dpkg-deb -f "$deb" Version)" ] || fail "simpleotp --version said: $version"
     step "installed: $version"
+    # The root script that "Trust on this computer" runs through pkexec: root's, executable, not
+    # writable by anyone else; and the polkit action that names it.
+    [ "$(stat -c '%U %a' /usr/lib/simpleotp/simpleotp-trust)" = "root 755" ] \
+        || fail "simpleotp-trust is $(stat -c '%U %a' /usr/lib/simpleotp/simpleotp-trust), not root 755"
+    grep -q '<annotate key="org.freedesktop.policykit.exec.path">/usr/lib/simpleotp/simpleotp-trust</annotate>' \
+        /usr/share/polkit-1/actions/org.simpleotp.SimpleOTP.trust.policy || fail "the polkit action does not name the script"
+    if command -v pkaction >/dev/null; then
+        pkaction --action-id org.simpleotp.SimpleOTP.trust --verbose | grep -q "SimpleOTP" || fail "polkit does not know the action"
+    fi
 
     # --- Run ---------------------------------------------------------------------------------
     status=0

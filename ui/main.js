@@ -463,6 +463,7 @@ function renderDevicesView(view) {
     $('devices-ca-qr').src = qrDataUrl(ca.page_qr_svg);
     $('devices-ca-url').textContent = page;
     $('devices-ca-fingerprint').textContent = ca.fingerprint;
+    $('devices-ca-sha1').textContent = ca.sha1_thumbprint.match(/.{1,4}/g).join(' ');
   }
   show($('devices-ca-missing'), view.ca_problem ?? (page ? '' : ca
     ? 'Add an app to get the page that offers the certificate.'
@@ -471,8 +472,9 @@ function renderDevicesView(view) {
   if (ca) {
     $('devices-trust-state').textContent = trustText(ca.trust) + (ca.trust.problem ? ` (${ca.trust.problem})` : '');
     $('devices-trust-name').textContent = `Listed as “${ca.common_name}”.`;
-    $('devices-trust-add').hidden = ca.trust.system && ca.trust.browsers !== false;
-    $('devices-trust-remove').hidden = !(ca.trust.system || ca.trust.browsers);
+    $('devices-trust-earlier').hidden = !ca.trust.earlier_trusted;
+    $('devices-trust-add').hidden = ca.trust.system && ca.trust.browsers !== false && !ca.trust.earlier_trusted;
+    $('devices-trust-remove').hidden = !(ca.trust.system || ca.trust.browsers || ca.trust.earlier_trusted);
   }
 }
 

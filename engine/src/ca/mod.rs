@@ -489,6 +489,14 @@ impl CaCertificate {
         Ok(CaCertificate { der, fingerprint, common_name })
     }
 
+    /// The SHA-1 thumbprint in upper-case hex without separators: what Windows shows as the
+    /// certificate's "Thumbprint" (certmgr, the certificate dialog) and what `certutil` takes to
+    /// name a certificate in a store. SHA-1 only identifies here; it vouches for nothing.
+    pub fn sha1_thumbprint(&self) -> String {
+        use sha1::Digest as _;
+        sha1::Sha1::digest(&self.der).iter().map(|b| format!("{b:02X}")).collect()
+    }
+
     /// DER, what the CA page offers as `.crt` (see [`crate::server`]).
     pub fn der(&self) -> &[u8] {
         &self.der

@@ -16,7 +16,7 @@
 
 use std::path::Path;
 
-use simpleotp_engine::ca::{CaCertificate, CaStore};
+use simpleotp_engine::ca::CaStore;
 use simpleotp_engine::config::{AppConfig, Config, MachineNames};
 use simpleotp_engine::lan::{app_urls, interface_addresses};
 use simpleotp_engine::protocol::routes;
@@ -62,7 +62,13 @@ impl Core {
         let home = self.paths.home.clone();
         tokio::task::spawn_blocking(move || -> Result<()> {
             let certificate = store.stored_certificate()?.ok_or(CoreError::NoCa)?;
-            change(CaFile { path: store.certificate_path(), certificate: &certificate }, home.as_deref())?;
+            // Every CA this data directory had before: taken out in the same step. A damaged
+            // list is logged and skipped (the current CA's trust must still change).
+            let previous = store.previous_certificates().unwrap_or_else(|e| {
+                tracing::warn!("{e}");
+                Vec::new()
+            });
+            change(CaFile { path: store.certificate_path(), certificate: &certificate, previous: &previous }, home.as_deref())?;
             Ok(())
         })
         .await
@@ -81,7 +87,11 @@ fn devices_view(config: &Config, lan: bool, store: &CaStore, home: Option<&Path>
     let (ca, ca_problem) = match store.stored_certificate() {
         Ok(Some(certificate)) => {
             let page_url = apps.first().map(|app| ca_page_url(&app.url, config));
-            (Some(ca_view(&certificate, store.certificate_path(), page_url, home)?), None)
+            let previous = store.previous_certificates().unwrap_or_default();
+            (
+                Some(ca_view(CaFile { path: store.certificate_path(), certificate: &certificate, previous: &previous }, page_url, home)?),
+                None,
+            )
         }
         Ok(None) => (None, None),
         Err(e) => (None, Some(e.to_string())),
@@ -103,14 +113,15 @@ fn ca_page_url(app_url: &str, config: &Config) -> String {
     format!("http://{}{}", authority.trim_end_matches('/'), config.route_prefix.route(routes::CA_PAGE))
 }
 
-fn ca_view(certificate: &CaCertificate, path: &Path, page_url: Option<String>, home: Option<&Path>) -> Result<CaView> {
+fn ca_view(ca: CaFile<'_>, page_url: Option<String>, home: Option<&Path>) -> Result<CaView> {
     let page_qr_svg = page_url.as_deref().map(qr::svg).transpose()?;
     Ok(CaView {
-        fingerprint: certificate.fingerprint().to_string(),
-        common_name: certificate.common_name().to_string(),
+        fingerprint: ca.certificate.fingerprint().to_string(),
+        sha1_thumbprint: ca.certificate.sha1_thumbprint(),
+        common_name: ca.certificate.common_name().to_string(),
         page_url,
         page_qr_svg,
-        trust: trust::state(CaFile { path, certificate }, home),
+        trust: trust::state(ca, home),
     })
 }
 

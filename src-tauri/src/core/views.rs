@@ -228,8 +228,12 @@ pub struct DeviceAppView {
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct CaView {
-    /// SHA-256 of the CA certificate, `AB:CD:…`, to compare with the CA page on the phone.
+    /// SHA-256 of the CA certificate, `AB:CD:…`, to compare with what the phone or the other
+    /// computer shows for the certificate it downloaded (never with the CA page, which comes
+    /// over plain HTTP and proves nothing).
     pub fingerprint: String,
+    /// SHA-1 of the certificate, what Windows shows as its "Thumbprint".
+    pub sha1_thumbprint: String,
     pub common_name: String,
     /// The CA page over plain HTTP (a phone cannot check HTTPS before it trusts the CA).
     pub page_url: Option<String>,
