@@ -43,11 +43,12 @@ pub struct InstanceLock {
 }
 
 impl InstanceLock {
-    /// Takes the lock on `data_dir` (which must exist), or says who holds it. `program` names
+    /// Takes the lock on `data_dir` (made, owner-only, if missing), or says who holds it. `program` names
     /// this process for the other one's message (`simpleotp serve`, `the SimpleOTP app`).
     pub fn acquire(data_dir: &Path, program: &str) -> Result<InstanceLock, LockError> {
         let path = data_dir.join(LOCK_FILE_NAME);
         let io = |source| LockError::Io { path: path.clone(), source };
+        crate::fsutil::create_private_dir(data_dir).map_err(io)?;
         let file = crate::fsutil::open_private_read_write(&path).map_err(io)?;
         let holder_path = data_dir.join(HOLDER_FILE_NAME);
         match file.try_lock() {

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use simpleotp_engine::app::{Application, NginxMode, Settings};
 use simpleotp_engine::config::{Account, AppConfig, Config, Issuer, ListenAddr, MachineNames};
+use simpleotp_engine::instance::{InstanceLock, LockError};
 use simpleotp_engine::secret::SecretStore;
 use simpleotp_engine::totp::{unix_now, Totp, TotpSecret};
 use simpleotp_engine::{ca, config, control, demo, logfile, nginx, qr};
@@ -339,28 +340,48 @@ async fn print_codes_forever(totp: Totp, shutdown: CancellationToken) {
     }
 }
 
-/// The CA store `serve` with the same options would use. The config is read (and checked) like
-/// `serve` reads it, so a mistake in it shows here too.
-fn ca_store(gateway: GatewayArgs) -> Result<ca::CaStore, Box<dyn Error>> {
-    let (_, data_dir, secret) = gateway.open()?;
-    Ok(ca::CaStore::beside(&secret, &data_dir))
-}
-
 fn ca_export(file: &Path, gateway: GatewayArgs) -> CliResult {
-    let store = ca_store(gateway)?;
-    let authority = ca::load_or_create(&store, &MachineNames::this_machine())?;
-    std::fs::write(file, authority.certificate_pem()).map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+    let (_, data_dir, secret) = gateway.open()?;
+    let store = ca::CaStore::beside(&secret, &data_dir);
+    // Making (or renewing) the CA is a write: only while no gateway holds the data directory.
+    // A running one has its CA already, and the stored certificate is what it uses.
+    let certificate = match InstanceLock::acquire(&data_dir, "simpleotp ca export") {
+        Ok(_lock) => ca::load_or_create(&store, &MachineNames::this_machine())?.certificate(),
+        Err(LockError::Held { .. }) => {
+            store.stored_certificate()?.ok_or("the running gateway has not made its CA yet; try again in a moment")?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    std::fs::write(file, certificate.pem()).map_err(|e| format!("cannot write {}: {e}", file.display()))?;
     println!("Wrote the SimpleOTP CA certificate (PEM) to {}.", file.display());
-    println!("SHA-256 fingerprint: {}", authority.fingerprint());
+    println!("SHA-256 fingerprint: {}", certificate.fingerprint());
+    println!("SHA-1 thumbprint (what Windows shows): {}", certificate.sha1_thumbprint());
     println!();
-    println!("It can only vouch for {} and private network addresses.", authority.permitted_names().join(", "));
-    println!("Trust it on each device that opens your apps over HTTPS, and check that the device shows");
-    println!("the same fingerprint. (Phones: open /_simpleotp/ca on any protected app's address.)");
+    println!("It can only vouch for this machine's websites (its names and private network addresses).");
+    println!("Trust it on each device that opens your apps over HTTPS. Before you do, compare the fingerprint");
+    println!("the DEVICE shows for the certificate it downloaded with the one above (never with a web page):");
+    println!("  iPhone/iPad: Settings > General > VPN & Device Management > the profile > More Details;");
+    println!("  Android: Settings > Security > Encryption & credentials > Trusted credentials > User;");
+    println!("  macOS: Keychain Access > the certificate > SHA-256 Fingerprint;");
+    println!("  Windows: the certificate > Details > Thumbprint (SHA-1).");
+    println!("(Phones: open /_simpleotp/ca on any protected app's address.)");
     Ok(())
 }
 
 fn ca_rotate(gateway: GatewayArgs) -> CliResult {
-    let store = ca_store(gateway)?;
+    let (_, data_dir, secret) = gateway.open()?;
+    let store = ca::CaStore::beside(&secret, &data_dir);
+    // A running gateway keeps the CA's key in memory and would go on issuing certificates from
+    // the old one: rotate only while none runs, and keep one from starting meanwhile.
+    let _lock = InstanceLock::acquire(&data_dir, "simpleotp ca rotate").map_err(|e| match e {
+        LockError::Held { holder, .. } => format!(
+            "a SimpleOTP gateway ({holder}) is using {}: it keeps the CA's key in memory and would go on issuing \
+             certificates from the old one. Stop it (quit the SimpleOTP app, or stop `simpleotp serve`), run \
+             `simpleotp ca rotate` again, then start it again.",
+            data_dir.display()
+        ),
+        other => other.to_string(),
+    })?;
     let old = store.stored_certificate().ok().flatten();
     let authority = ca::rotate(&store, &MachineNames::this_machine())?;
     println!("Made a new SimpleOTP CA: {}", authority.certificate().common_name());
@@ -378,7 +399,7 @@ fn ca_rotate(gateway: GatewayArgs) -> CliResult {
     println!("     Authorities; macOS: Keychain Access). A device that still trusts it accepts whatever the old key");
     println!("     signed (for this machine's names and private addresses only) until that expires.");
     println!("  2. Trust the new one: open /_simpleotp/ca on a protected app's address, or `simpleotp ca export FILE`.");
-    println!("Restart `simpleotp serve` (or the SimpleOTP app) so it issues certificates from the new CA.");
+    println!("On this computer, the SimpleOTP app's \"Trust on this computer\" swaps the old one for the new one.");
     Ok(())
 }
 

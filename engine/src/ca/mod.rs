@@ -522,7 +522,9 @@ impl CaCertificate {
     /// until the person removes it, which the CA page tells them to do).
     pub fn apple_profile(&self) -> String {
         use base64::Engine as _;
-        let id = &self.fingerprint.to_hex()[..16];
+        // Derived from the fingerprint, not the fingerprint itself: nothing in the profile should
+        // look like something to compare (the device computes that from the certificate).
+        let id = &self.derived_uuid("identifier").replace('-', "")[..16];
         let name = crate::server::pages::html_escape(&self.common_name);
         let data = base64::engine::general_purpose::STANDARD.encode(&self.der);
         let data: Vec<&str> = data.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap_or_default()).collect();
@@ -555,7 +557,7 @@ impl CaCertificate {
 		</dict>
 	</array>
 	<key>PayloadDescription</key>
-	<string>Lets this device open SimpleOTP-protected apps over HTTPS on your local network. SHA-256 fingerprint: {fingerprint}</string>
+	<string>Lets this device open SimpleOTP-protected apps over HTTPS on your local network. Before you install it, compare the SHA-256 fingerprint this device shows for the certificate (More Details) with the one the SimpleOTP app shows on the computer.</string>
 	<key>PayloadDisplayName</key>
 	<string>{name}</string>
 	<key>PayloadIdentifier</key>
@@ -574,7 +576,6 @@ impl CaCertificate {
 </plist>
 "#,
             data = data.join("\n\t\t\t"),
-            fingerprint = self.fingerprint,
             root_uuid = self.derived_uuid("root payload"),
             profile_uuid = self.derived_uuid("profile"),
         )

@@ -498,8 +498,9 @@ async fn lockout_counts_down_and_the_page_reloads_when_it_ends_with_or_without_j
     }
 }
 
-/// The page that helps trust the local CA, on a phone: the CSP lets its stylesheet apply (the
-/// fingerprint is a block that wraps), nothing scrolls sideways, the steps open without a script.
+/// The page that helps trust the local CA, on a phone: the CSP lets its stylesheet apply,
+/// nothing scrolls sideways, the steps open without a script, and it tells the person to compare
+/// what their device shows (it shows no fingerprint itself).
 #[tokio::test]
 async fn ca_page_fits_a_phone_and_opens_its_steps() {
     let app = spawn_app().await;
@@ -509,8 +510,9 @@ async fn ca_page_fits_a_phone_and_opens_its_steps() {
     let driver = ChromeDriver::start().await;
     let browser = driver.session(true).await;
     browser.goto(&app.route(simpleotp_engine::protocol::routes::CA_PAGE)).await.unwrap();
-    assert_eq!(text_of(&browser, "#fingerprint").await, authority.fingerprint().to_string());
-    let display = browser.execute("return getComputedStyle(document.getElementById('fingerprint')).display", vec![]).await.unwrap();
+    assert!(text_of(&browser, "#compare").await.contains("your device"));
+    assert!(!browser.source().await.unwrap().contains(&authority.fingerprint().to_string()), "the page offers no fingerprint to compare");
+    let display = browser.execute("return getComputedStyle(document.querySelector('.steps details')).display", vec![]).await.unwrap();
     assert_eq!(display, "block", "the page's stylesheet was not applied (CSP?)");
     let overflow = browser.execute("return document.documentElement.scrollWidth - window.innerWidth", vec![]).await.unwrap();
     assert!(overflow.as_i64().unwrap() <= 0, "the page scrolls sideways by {overflow}px");

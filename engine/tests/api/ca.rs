@@ -123,7 +123,7 @@ fn ca_export_and_rotate_with_the_secret_file() {
     let new_fingerprint = printed_fingerprint(&rotated_out);
     assert_ne!(new_fingerprint, fingerprint);
     assert!(rotated_out.contains(&fingerprint) && rotated_out.contains("Remove the old one"), "says what to do:\n{rotated_out}");
-    assert!(rotated_out.contains("Restart"), "{rotated_out}");
+    assert!(rotated_out.contains("Trust on this computer"), "{rotated_out}");
     let new_key = fs::read_to_string(&key_file).unwrap();
     assert_ne!(key_body(&new_key), body, "a new key");
     assert_key_nowhere(&key_body(&new_key), &files_under(&dir.path().join("data")), &[&rotated_out, &stderr(&rotated)]);
@@ -271,7 +271,20 @@ async fn the_ca_page_offers_the_certificate_and_an_apple_profile() {
     assert!(page.headers()["content-security-policy"].to_str().unwrap().starts_with("default-src 'none'"));
     let html = page.text().await.unwrap();
     let fingerprint = authority.fingerprint().to_string();
-    assert!(html.contains(&fingerprint), "{html}");
+    // The page never offers a fingerprint to compare (it may come over plain HTTP, and whoever
+    // swaps the certificate swaps the page): it says where the device shows its own.
+    assert_no_fingerprint(&html, &authority.certificate());
+    for needle in [
+        "compare the fingerprint",
+        "<strong>your device</strong>",
+        "VPN &amp; Device Management",
+        "More Details",
+        "Trusted credentials",
+        "Thumbprint",
+        "SHA-256 Fingerprint",
+    ] {
+        assert!(html.contains(needle), "{needle} missing:\n{html}");
+    }
     for needle in [
         "href=\"/_simpleotp/ca.mobileconfig\"",
         "href=\"/_simpleotp/ca.crt\"",
@@ -291,7 +304,7 @@ async fn the_ca_page_offers_the_certificate_and_an_apple_profile() {
     let der = crt.bytes().await.unwrap();
     assert_eq!(der.as_ref(), authority.certificate_der().as_slice());
     let hex: String = Sha256::digest(&der).iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":");
-    assert_eq!(hex, fingerprint, "the file's SHA-256 is the fingerprint on the page");
+    assert_eq!(hex, fingerprint, "the file's SHA-256 is the CA's fingerprint (what the device shows)");
     let dir = tempfile::tempdir().unwrap();
     let der_file = dir.path().join("ca.crt");
     fs::write(&der_file, &der).unwrap();
@@ -307,12 +320,14 @@ async fn the_ca_page_offers_the_certificate_and_an_apple_profile() {
     assert_eq!(read["type"], "Configuration");
     assert_eq!(read["der_sha256"], fingerprint.replace(':', "").to_lowercase(), "the profile holds the certificate");
     assert_ne!(read["uuid"], read["root_uuid"]);
+    assert_no_fingerprint(&profile, &authority.certificate());
+    assert!(profile.contains("compare the SHA-256 fingerprint this device shows"), "{profile}");
     assert_eq!(read_profile(dir.path(), &get(routes::CA_PROFILE).await.unwrap().text().await.unwrap()), read, "stable for one CA");
 
     // After a restart the page comes from the stored certificate (no keychain needed)...
     app.restart().await;
     let html = get(routes::CA_PAGE).await.unwrap().text().await.unwrap();
-    assert!(html.contains(&fingerprint), "{html}");
+    assert!(html.contains(authority.certificate().common_name()), "{html}");
     // ...and a rotated CA is another profile, with other identifiers.
     let rotated = ca::rotate(&store, &MachineNames::this_machine()).unwrap();
     app.handle().gateway().set_ca_certificate(Some(rotated.certificate()));
@@ -320,7 +335,16 @@ async fn the_ca_page_offers_the_certificate_and_an_apple_profile() {
     assert_ne!(new["uuid"], read["uuid"]);
     assert_ne!(new["root_uuid"], read["root_uuid"]);
     assert_ne!(new["identifier"], read["identifier"]);
-    assert!(get(routes::CA_PAGE).await.unwrap().text().await.unwrap().contains(&rotated.fingerprint().to_string()));
+    assert!(get(routes::CA_PAGE).await.unwrap().text().await.unwrap().contains(rotated.certificate().common_name()));
+}
+
+/// No form of the certificate's fingerprints (SHA-256 or SHA-1, any case, with or without
+/// separators) is in `text`.
+fn assert_no_fingerprint(text: &str, certificate: &ca::CaCertificate) {
+    let flat: String = text.chars().filter(|c| c.is_ascii_hexdigit()).collect::<String>().to_lowercase();
+    for hex in [certificate.fingerprint().to_hex(), certificate.sha1_thumbprint().to_lowercase()] {
+        assert!(!flat.contains(&hex[..16]), "a fingerprint ({hex}) is in:\n{text}");
+    }
 }
 
 /// The fields of a profile that matter, as Python's `plistlib` reads them (it rejects anything

@@ -574,3 +574,41 @@ async fn second_serve_on_the_same_data_dir_is_refused() {
     assert_eq!(std::fs::read(data.join("control.json")).unwrap(), control_before);
     assert_eq!(client().get(&url).send().await.unwrap().status(), 302);
 }
+
+/// A running gateway keeps the CA's key in memory and would go on issuing certificates from the
+/// old CA: `ca rotate` refuses while one holds the data directory (and says what to do), and
+/// works once it has stopped; `ca export` meanwhile reads the stored certificate.
+#[tokio::test(flavor = "multi_thread")]
+async fn ca_rotate_refuses_while_a_gateway_runs_and_export_reads_what_it_uses() {
+    let dir = tempfile::tempdir().unwrap();
+    let (secret_file, _) = init_secret_file(dir.path());
+    let ca_args = |command: &str| {
+        let mut c = simpleotp(&["ca", command]);
+        c.arg("--config")
+            .arg(dir.path().join("config.toml"))
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .arg("--secret-file")
+            .arg(&secret_file);
+        c
+    };
+    let made = run(ca_args("export").arg(dir.path().join("first.pem")));
+    assert!(made.status.success(), "{}", stderr(&made));
+    let (serve, _, _) = serve_on_free_port(dir.path(), "http://127.0.0.1:9", &secret_file, &[]).await;
+    let key_file = dir.path().join("secret.ca-key.pem");
+    let key_before = std::fs::read(&key_file).unwrap();
+
+    let refused = run(&mut ca_args("rotate"));
+    assert!(!refused.status.success());
+    let said = stderr(&refused);
+    assert!(said.contains(&format!("(simpleotp serve, pid {})", serve.pid())) && said.contains("Stop it"), "{said}");
+    assert_eq!(std::fs::read(&key_file).unwrap(), key_before, "nothing was rotated");
+    let exported = run(ca_args("export").arg(dir.path().join("while.pem")));
+    assert!(exported.status.success(), "{}", stderr(&exported));
+    assert_eq!(std::fs::read(dir.path().join("while.pem")).unwrap(), std::fs::read(dir.path().join("first.pem")).unwrap());
+
+    drop(serve);
+    let rotated = run(&mut ca_args("rotate"));
+    assert!(rotated.status.success(), "{}", stderr(&rotated));
+    assert_ne!(std::fs::read(&key_file).unwrap(), key_before);
+}
