@@ -33,6 +33,14 @@ const LOGIN_VAR: &str = "$simpleotp_login";
 /// address literal is allowed (the machine's addresses change with DHCP; the set of literals
 /// that can reach a listen socket is exactly the machine's own addresses anyway).
 const IP_LITERAL_NAMES: [&str; 2] = ["~^[0-9.]+$", "~^[[][0-9a-f:.]+[]]$"];
+/// The `Strict-Transport-Security` value for this request: set only for a host name over HTTPS.
+const HSTS_VAR: &str = "$simpleotp_hsts";
+/// 30 days, renewed by every visit. Not a year and no `includeSubDomains`: HSTS covers every port
+/// of the name, so another plain-HTTP service on this machine's name (`http://box.local:8123`) is
+/// opened over https:// by that browser for as long as it lasts; a month bounds that cost for
+/// someone who stops using SimpleOTP on the network, while anyone who keeps using it keeps the
+/// protection. Never preloaded (a `.local` name cannot be).
+const HSTS_MAX_AGE: u32 = 30 * 24 * 3600;
 /// Name of the variable that says whether a plain-HTTP request on an HTTPS port may be answered
 /// (the CA page: a phone must fetch the CA before it can trust the port's certificate).
 const PLAIN_ALLOWED_VAR: &str = "$simpleotp_plain_http_allowed";
@@ -200,6 +208,14 @@ fn render_http_blocks(
             let _ = writeln!(text, "    {} 1;", quote(&prefix.route(route)));
         }
         text.push_str("}\n");
+        // HSTS for host names over HTTPS, so a typed `box.local:8081` cannot be stripped to plain
+        // HTTP after the first visit. Never for IP literals (browsers ignore it there) or
+        // `localhost` (HSTS covers every port of a host: it would force https:// on the person's
+        // other local dev servers), never over plain HTTP (meaningless there). See HSTS_MAX_AGE.
+        let _ = write!(
+            text,
+            "map \"$https:$host\" {HSTS_VAR} {{\n    default \"\";\n    \"on:localhost\" \"\";\n    \"~^on:[0-9.]+$\" \"\";\n    \"~^on:[[]\" \"\";\n    \"~^on:\" \"max-age={HSTS_MAX_AGE}\";\n}}\n"
+        );
     }
     for app in apps {
         text.push('\n');
@@ -302,6 +318,9 @@ fn render_server(
     if let Some(tls) = tls {
         tls_directives(out, tls);
         out.push_str("    error_page 497 = @simpleotp_plain_http;\n");
+        // Every location that sets a header of its own repeats this (nginx inherits add_header
+        // only into locations that set none).
+        let _ = writeln!(out, "    add_header Strict-Transport-Security {HSTS_VAR} always;");
     }
     // An app served at its own name on this computer (`https_name`) is only ever used under
     // that name, so its Secure, `__Host-` cookie is bound to it: `localhost` or `127.0.0.1`
@@ -376,12 +395,18 @@ fn render_server(
     out.push_str("    location @simpleotp_unauthorized {\n");
     out.push_str("        absolute_redirect off;\n");
     out.push_str("        add_header Cache-Control \"no-store\" always;\n");
+    if tls.is_some() {
+        let _ = writeln!(out, "        add_header Strict-Transport-Security {HSTS_VAR} always;");
+    }
     let _ = writeln!(out, "        return 302 {LOGIN_VAR};");
     out.push_str("    }\n\n");
 
     out.push_str("    location @simpleotp_other_origin {\n");
     out.push_str("        default_type text/plain;\n");
     out.push_str("        add_header Cache-Control \"no-store\" always;\n");
+    if tls.is_some() {
+        let _ = writeln!(out, "        add_header Strict-Transport-Security {HSTS_VAR} always;");
+    }
     out.push_str(
         "        return 403 \"SimpleOTP refused this request: a page of another site or port sent it to this app. \
          If you meant it, do it from the app's own page.\\n\";\n",

@@ -183,3 +183,45 @@ async fn over_https_the_cookie_is_secure_and_host_prefixed() {
     assert_eq!(check(app.cookie_name(), true).await, 401);
     assert_eq!(check(secure_name, false).await, 401);
 }
+
+/// HSTS through the real nginx on an app served over HTTPS at its own name: present for the
+/// name on every answer (the login redirect, the login page), absent for an IP literal (browsers
+/// ignore it there; here it would be answered before the redirect to the name) and over plain
+/// HTTP. (For `localhost` and the LAN names: `nginx::render` and the lan suite.)
+#[tokio::test]
+async fn hsts_is_sent_for_the_https_name_only() {
+    let app = spawn_app_with(AppOptions { https_name: true, ..Default::default() }).await;
+    let port = app.port();
+    let name = app.config.apps[0].https_name.clone().unwrap().to_string();
+    let ca = app.data_dir.join("ca-certificate.pem");
+    // curl runs async: the auth server answering nginx's check runs on this test's runtime.
+    let headers = async |url: &str| {
+        let output = tokio::process::Command::new("curl")
+            .args(["-sS", "-o", "/dev/null", "-D", "-", "--resolve", &format!("{name}:{port}:127.0.0.1"), "--cacert"])
+            .arg(&ca)
+            .arg(url)
+            .output()
+            .await
+            .expect("curl runs");
+        assert!(output.status.success(), "{url}: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout).to_lowercase()
+    };
+    let hsts = "strict-transport-security: max-age=2592000";
+    for path in ["/notebooks/x", "/_simpleotp/login?next=%2F"] {
+        let answer = headers(&format!("https://{name}:{port}{path}")).await;
+        assert!(answer.contains(hsts), "{path}: {answer}");
+    }
+    let by_address = headers(&format!("https://127.0.0.1:{port}/notebooks/x")).await;
+    assert!(by_address.starts_with("http/1.1 308") && !by_address.contains("strict-transport-security"), "{by_address}");
+    // `localhost` (which this app's certificate does not cover: -k) gets the redirect, no HSTS.
+    let output = tokio::process::Command::new("curl")
+        .args(["-sSk", "-o", "/dev/null", "-D", "-", &format!("https://localhost:{port}/notebooks/x")])
+        .output()
+        .await
+        .unwrap();
+    let by_localhost = String::from_utf8_lossy(&output.stdout).to_lowercase();
+    assert!(by_localhost.starts_with("http/1.1 308") && !by_localhost.contains("strict-transport-security"), "{by_localhost}");
+    let plain = headers(&format!("http://127.0.0.1:{port}/notebooks/x")).await;
+    assert!(plain.starts_with("http/1.1 301") && !plain.contains("strict-transport-security"), "{plain}");
+    assert!(plain.contains(&format!("location: https://{name}:{port}/notebooks/x")), "{plain}");
+}
