@@ -278,3 +278,59 @@ fn ca_key_path(secret_file: &std::path::Path, data_dir: &std::path::Path) -> std
         other => panic!("{other:?}"),
     }
 }
+
+/// HSTS through the real nginx: `Strict-Transport-Security` on HTTPS answers for the machine's
+/// name (the login page, the redirect to it, the sign-in's redirect and the app's own pages),
+/// never for an IP literal, never for `localhost` (it would cover the user's other local
+/// servers) and never over plain HTTP.
+#[test]
+fn hsts_is_sent_for_names_over_https_only() {
+    netns::run("https::hsts_is_sent_for_names_over_https_only", || async {
+        let mut serve = Serve::start().await;
+        let local_name = machine_local_name();
+        let port = serve.lan_port;
+        let ca = ca_file(&serve);
+        let ca_arg = ca.to_str().unwrap();
+        let by_name = format!("{local_name}:{port}:{LAN_ADDRESS}");
+        let by_localhost = format!("localhost:{port}:{LAN_ADDRESS}");
+        let named = |path: &str| curl(&["--cacert", ca_arg, "--resolve", &by_name, &format!("https://{local_name}:{port}{path}")]);
+        let hsts = |reply: &Reply| reply.header("strict-transport-security");
+
+        let login = named("/_simpleotp/login");
+        assert_eq!((login.status, hsts(&login).as_deref()), (200, Some("max-age=604800")), "{login:?}");
+        let to_login = named("/notebooks/x.ipynb");
+        assert_eq!((to_login.status, hsts(&to_login).as_deref()), (302, Some("max-age=604800")), "{to_login:?}");
+
+        // Not for an address, not for localhost, not over plain HTTP (the redirect and the CA page).
+        let by_ip = curl(&["--cacert", ca_arg, &format!("https://{LAN_ADDRESS}:{port}/_simpleotp/login")]);
+        assert_eq!((by_ip.status, hsts(&by_ip)), (200, None), "{by_ip:?}");
+        let localhost = curl(&["--cacert", ca_arg, "--resolve", &by_localhost, &format!("https://localhost:{port}/_simpleotp/login")]);
+        assert_eq!((localhost.status, hsts(&localhost)), (200, None), "{localhost:?}");
+        for path in ["/notebooks/x.ipynb", "/_simpleotp/ca"] {
+            let plain = curl(&["--resolve", &by_name, &format!("http://{local_name}:{port}{path}")]);
+            assert!(plain.status == 301 || plain.status == 200, "{plain:?}");
+            assert_eq!(hsts(&plain), None, "plain HTTP {path}: {plain:?}");
+        }
+
+        // Signed in by name: the sign-in's redirect and the app's own responses carry it too.
+        let code = serve.fresh_code().await;
+        let origin = format!("https://{local_name}:{port}");
+        let signed_in = curl(&[
+            "--cacert",
+            ca_arg,
+            "--resolve",
+            &by_name,
+            "-H",
+            &format!("Origin: {origin}"),
+            "--data",
+            &format!("code={code}&next=/"),
+            &format!("{origin}/_simpleotp/login"),
+        ]);
+        assert_eq!((signed_in.status, hsts(&signed_in).as_deref()), (303, Some("max-age=604800")), "{signed_in:?}");
+        let cookie = signed_in.header("set-cookie").unwrap();
+        let cookie = cookie.split(';').next().unwrap();
+        let app = curl(&["--cacert", ca_arg, "--resolve", &by_name, "-H", &format!("Cookie: {cookie}"), &format!("{origin}/")]);
+        assert_eq!((app.status, hsts(&app).as_deref()), (200, Some("max-age=604800")), "the app's page: {app:?}");
+        assert_eq!(app.headers.matches("strict-transport-security").count() + app.headers.matches("Strict-Transport-Security").count(), 1);
+    });
+}
