@@ -359,12 +359,28 @@ fn ca_export(file: &Path, gateway: GatewayArgs) -> CliResult {
     Ok(())
 }
 
+/// `simpleotp ca rotate`. A gateway running on this data directory rotates its own CA (it must:
+/// it holds the key in memory, and two writers of one CA could leave a key and a certificate
+/// that do not match); with none running, the stored CA is rotated here.
 fn ca_rotate(gateway: GatewayArgs) -> CliResult {
-    let store = ca_store(gateway)?;
+    let (_, data_dir, secret) = gateway.open()?;
+    let store = ca::CaStore::beside(&secret, &data_dir);
     let old = store.stored_certificate().ok().flatten();
-    let authority = ca::rotate(&store, &MachineNames::this_machine())?;
-    println!("Made a new SimpleOTP CA: {}", authority.certificate().common_name());
-    println!("SHA-256 fingerprint: {}", authority.fingerprint());
+    let (common_name, fingerprint, by_gateway) = match runtime().block_on(control::rotate_ca(&data_dir)) {
+        Ok(rotated) => {
+            println!("The running gateway made a new SimpleOTP CA and now presents certificates from it.");
+            (rotated.common_name, rotated.fingerprint, true)
+        }
+        Err(control::ControlError::NotRunning(_)) => {
+            let authority = ca::rotate(&store, &MachineNames::this_machine())?;
+            (authority.certificate().common_name().to_string(), authority.fingerprint().to_string(), false)
+        }
+        // A gateway may be running (its control file is there) but did not rotate: changing the
+        // CA under it would leave it issuing with the old key, so nothing is changed.
+        Err(e) => return Err(format!("the CA was not rotated: {e}").into()),
+    };
+    println!("Made a new SimpleOTP CA: {common_name}");
+    println!("SHA-256 fingerprint: {fingerprint}");
     println!();
     match old {
         Some(old) => {
@@ -378,7 +394,9 @@ fn ca_rotate(gateway: GatewayArgs) -> CliResult {
     println!("     Authorities; macOS: Keychain Access). A device that still trusts it accepts whatever the old key");
     println!("     signed (for this machine's names and private addresses only) until that expires.");
     println!("  2. Trust the new one: open /_simpleotp/ca on a protected app's address, or `simpleotp ca export FILE`.");
-    println!("Restart `simpleotp serve` (or the SimpleOTP app) so it issues certificates from the new CA.");
+    if !by_gateway {
+        println!("The next `simpleotp serve` (or the SimpleOTP app) issues certificates from the new CA.");
+    }
     Ok(())
 }
 

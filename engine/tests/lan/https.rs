@@ -334,3 +334,68 @@ fn hsts_is_sent_for_names_over_https_only() {
         assert_eq!(app.headers.matches("strict-transport-security").count() + app.headers.matches("Strict-Transport-Security").count(), 1);
     });
 }
+
+/// `simpleotp ca rotate` while `serve` runs with an app facing the network: the running gateway
+/// rotates its own CA (the command says so), and the certificate nginx presents chains to the
+/// new CA and no longer to the old one (openssl s_client + verify). The old key, still in the
+/// gateway's memory before, signs nothing more.
+#[test]
+fn ca_rotate_reaches_the_running_gateway() {
+    netns::run("https::ca_rotate_reaches_the_running_gateway", || async {
+        let serve = Serve::start().await;
+        let port = serve.lan_port;
+        let ca = ca_file(&serve);
+        let old_ca = serve.dir.path().join("old-ca.pem");
+        std::fs::copy(&ca, &old_ca).unwrap();
+        let before = presented_chain(LAN_ADDRESS, port, LAN_ADDRESS);
+        openssl_verify(&old_ca, &before[0], &["-verify_ip", LAN_ADDRESS]).unwrap();
+
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_simpleotp"))
+            .args(["ca", "rotate", "--config"])
+            .arg(&serve.config_path)
+            .arg("--data-dir")
+            .arg(&serve.data_dir)
+            .arg("--secret-file")
+            .arg(serve.dir.path().join("secret"))
+            .output()
+            .unwrap();
+        let printed = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{printed}{}", String::from_utf8_lossy(&output.stderr));
+        assert!(printed.contains("The running gateway made a new SimpleOTP CA"), "{printed}");
+        let new_ca = std::fs::read_to_string(&ca).unwrap();
+        assert_ne!(new_ca, std::fs::read_to_string(&old_ca).unwrap(), "the stored CA was not replaced");
+
+        // nginx reloads gracefully: new connections meet the new leaf within a few seconds.
+        let rotated = Instant::now();
+        let leaf = loop {
+            let chain = presented_chain(LAN_ADDRESS, port, LAN_ADDRESS);
+            if chain.first().is_some_and(|leaf| openssl_verify(&ca, leaf, &["-verify_ip", LAN_ADDRESS]).is_ok()) {
+                break chain[0].clone();
+            }
+            assert!(rotated.elapsed() < Duration::from_secs(10), "nginx still presents the old CA's leaf; log:\n{}", serve.log());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let old_says = openssl_verify(&old_ca, &leaf, &["-verify_ip", LAN_ADDRESS]).unwrap_err();
+        assert!(old_says.contains("unable to get local issuer certificate") || old_says.contains("error"), "{old_says}");
+        // The CA page offers the new CA at once.
+        let download = std::process::Command::new("curl")
+            .args(["-sS", "--fail", "--max-time", "10", &format!("http://{LAN_ADDRESS}:{port}/_simpleotp/ca.crt")])
+            .output()
+            .unwrap();
+        assert_eq!(pem_body(&to_pem(&download.stdout)), pem_body(&new_ca), "the CA page offers the new CA");
+
+        // And the watcher, which runs on, keeps issuing from the new CA: a new address's leaf
+        // chains to it too.
+        let second = "10.77.3.3";
+        netns::ip(&["addr", "add", &format!("{second}/32"), "dev", "lo"]);
+        let added = Instant::now();
+        loop {
+            let chain = presented_chain(second, port, second);
+            if chain.first().is_some_and(|leaf| openssl_verify(&ca, leaf, &["-verify_ip", second]).is_ok()) {
+                break;
+            }
+            assert!(added.elapsed() < Duration::from_secs(40), "no new-CA leaf for {second}; log:\n{}", serve.log());
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+}
