@@ -22,8 +22,8 @@ use tracing::{error, info, warn};
 
 use crate::ca::CaStore;
 use crate::config::{AppConfig, Config};
-use crate::control::ControlFile;
-use crate::gateway::{Gateway, GatewayParts};
+use crate::control::{ControlFile, RotatedCa};
+use crate::gateway::{CaRotation, Gateway, GatewayParts};
 use crate::instance::InstanceLock;
 use crate::lan::{LanCertificates, LanError};
 use crate::limiter::LimiterSettings;
@@ -169,6 +169,7 @@ impl Application {
         let instance_lock = InstanceLock::acquire(&data_dir, program)?;
 
         let ca_store = CaStore::beside(&secret, &data_dir);
+        let ca_store_for_rotation = ca_store.clone();
         // The keychain may block on D-Bus or an unlock prompt: keep it off the async threads.
         let store = secret.clone();
         let secret = tokio::task::spawn_blocking(move || store.load()).await.map_err(StartError::SecretTask)?;
@@ -242,6 +243,7 @@ impl Application {
             }
             NginxMode::External => (None, None),
         };
+        gateway.set_ca_rotation(ca_rotation(&gateway, lan.clone(), nginx.clone(), ca_store_for_rotation)).await;
         control.write(&data_dir).map_err(|source| StartError::DataDir { path: data_dir.clone(), source })?;
         info!(auth = %auth_addr, data_dir = %data_dir.display(), apps = config.apps.len(), "gateway started");
         Ok(Application { gateway, listener, auth_addr, nginx, lan, config, data_dir, control, nginx_proof, warnings, instance_lock })
@@ -339,6 +341,45 @@ impl Application {
         // Only now may another gateway take the data directory: nginx is gone, the state written.
         drop(instance_lock);
     }
+}
+
+/// How this gateway answers `simpleotp ca rotate`: with the managed nginx, the LAN certificates
+/// rotate the CA and issue the leaf from the new one, and nginx reloads to present it; with an
+/// external nginx (which SimpleOTP gives no certificate) only the stored CA and the CA page
+/// change. Either way the running gateway is the one that writes the CA.
+fn ca_rotation(gateway: &Gateway, lan: Option<Arc<LanCertificates>>, nginx: Option<Arc<Nginx>>, store: CaStore) -> CaRotation {
+    let gateway = gateway.clone();
+    Arc::new(move || {
+        let (gateway, lan, nginx, store) = (gateway.clone(), lan.clone(), nginx.clone(), store.clone());
+        Box::pin(async move {
+            let (ca, leaf_reissued) = match &lan {
+                Some(lan) => lan.rotate_ca().await.map_err(|e| e.to_string())?,
+                None => {
+                    let machine = crate::config::MachineNames::this_machine();
+                    let ca = tokio::task::spawn_blocking(move || crate::ca::rotate(&store, &machine))
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .map_err(|e| e.to_string())?;
+                    gateway.set_ca_certificate(Some(ca.certificate()));
+                    (Arc::new(ca), false)
+                }
+            };
+            if leaf_reissued {
+                if let Some(nginx) = &nginx {
+                    nginx
+                        .reload_certificates()
+                        .await
+                        .map_err(|e| format!("the CA was rotated, but nginx could not be reloaded to present the new certificate: {e}"))?;
+                }
+            }
+            info!(fingerprint = %ca.fingerprint(), "rotated the local CA at the owner's request");
+            Ok(RotatedCa {
+                common_name: ca.certificate().common_name().to_string(),
+                fingerprint: ca.fingerprint().to_string(),
+                leaf_reissued,
+            })
+        })
+    })
 }
 
 /// Closes the WebSockets (and other long requests) of sessions that have ended: whenever

@@ -122,3 +122,27 @@ async fn request(addr: std::net::SocketAddr, method: &str, path: &str, bearer: O
     };
     tokio::time::timeout(Duration::from_secs(5), exchange).await.map_err(|_| "timed out".to_string())?
 }
+
+/// What `control/ca-rotate` answers: the running gateway's new CA (see `simpleotp ca rotate`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RotatedCa {
+    pub common_name: String,
+    /// SHA-256 of the new CA certificate, as the tray and `ca export` show it.
+    pub fingerprint: String,
+    /// Whether nginx now presents a leaf from the new CA (false when no app faces the network).
+    pub leaf_reissued: bool,
+}
+
+/// Asks the gateway that uses `data_dir` to rotate its CA: it replaces the stored CA (being its
+/// only writer while it runs), issues the leaf from the new one and reloads nginx, so the old
+/// key signs nothing more. [`ControlError::NotRunning`] when no gateway uses `data_dir`.
+pub async fn rotate_ca(data_dir: &Path) -> Result<RotatedCa, ControlError> {
+    let control = ControlFile::read(data_dir)?;
+    let path = control.route_prefix.route(routes::CONTROL_CA_ROTATE);
+    match request(control.auth_addr, "POST", &path, Some(&control.token)).await {
+        Ok((200, body)) => serde_json::from_str::<RotatedCa>(&body)
+            .map_err(|e| ControlError::Refused(format!("unexpected answer ({e}); is the running gateway an older version? Restart it."))),
+        Ok((status, body)) => Err(ControlError::Refused(format!("HTTP {status}: {}", body.trim()))),
+        Err(detail) => Err(ControlError::Unreachable { url: format!("http://{}", control.auth_addr), detail }),
+    }
+}

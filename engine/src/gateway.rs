@@ -104,7 +104,16 @@ struct Inner {
     /// The local CA's certificate the CA page offers, once there is one (see
     /// [`Gateway::set_ca_certificate`]).
     ca_certificate: RwLock<Option<Arc<CaCertificate>>>,
+    /// How this gateway replaces its CA for `simpleotp ca rotate` (set by [`crate::app`], which
+    /// knows the CA store, the leaf and nginx). Held while a rotation runs, so two rotations
+    /// never write the CA at once.
+    ca_rotation: tokio::sync::Mutex<Option<CaRotation>>,
 }
+
+/// Replaces the running gateway's CA (and the leaf nginx presents); the answer for
+/// `simpleotp ca rotate`, or what went wrong, in words for the person who ran it.
+pub type CaRotation =
+    Arc<dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<crate::control::RotatedCa, String>> + Send>> + Send + Sync>;
 
 /// The step a code must be newer than. Normally the last step used; but if that lies beyond
 /// any code we would accept now, the clock was ahead when it was recorded and has since been
@@ -168,6 +177,7 @@ impl Gateway {
                 persist_error: Mutex::new(None),
                 sessions_ended: watch::Sender::new(0),
                 ca_certificate: RwLock::new(None),
+                ca_rotation: tokio::sync::Mutex::new(None),
             }),
         }
     }
@@ -180,6 +190,19 @@ impl Gateway {
     /// loads or rotates the CA calls this; until then the CA routes answer 404.
     pub fn set_ca_certificate(&self, certificate: Option<CaCertificate>) {
         *self.inner.ca_certificate.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = certificate.map(Arc::new);
+    }
+
+    /// Sets how this gateway rotates its CA (see [`CaRotation`]).
+    pub async fn set_ca_rotation(&self, rotation: CaRotation) {
+        *self.inner.ca_rotation.lock().await = Some(rotation);
+    }
+
+    /// Rotates the CA the way [`Gateway::set_ca_rotation`] said; one rotation at a time. `None`
+    /// when this gateway was given no way to (it is still starting).
+    pub async fn rotate_ca(&self) -> Option<Result<crate::control::RotatedCa, String>> {
+        let rotation = self.inner.ca_rotation.lock().await;
+        let rotate = rotation.as_ref()?;
+        Some(rotate().await)
     }
 
     /// The local CA certificate the CA page offers, if any.

@@ -368,24 +368,37 @@ fn ca_export(file: &Path, gateway: GatewayArgs) -> CliResult {
     Ok(())
 }
 
+/// `simpleotp ca rotate`. A gateway running on this data directory rotates its own CA (it must:
+/// it holds the key in memory, and two writers of one CA could leave a key and a certificate
+/// that do not match); with none running, the stored CA is rotated here.
 fn ca_rotate(gateway: GatewayArgs) -> CliResult {
     let (_, data_dir, secret) = gateway.open()?;
     let store = ca::CaStore::beside(&secret, &data_dir);
-    // A running gateway keeps the CA's key in memory and would go on issuing certificates from
-    // the old one: rotate only while none runs, and keep one from starting meanwhile.
-    let _lock = InstanceLock::acquire(&data_dir, "simpleotp ca rotate").map_err(|e| match e {
-        LockError::Held { holder, .. } => format!(
-            "a SimpleOTP gateway ({holder}) is using {}: it keeps the CA's key in memory and would go on issuing \
-             certificates from the old one. Stop it (quit the SimpleOTP app, or stop `simpleotp serve`), run \
-             `simpleotp ca rotate` again, then start it again.",
-            data_dir.display()
-        ),
-        other => other.to_string(),
-    })?;
     let old = store.stored_certificate().ok().flatten();
-    let authority = ca::rotate(&store, &MachineNames::this_machine())?;
-    println!("Made a new SimpleOTP CA: {}", authority.certificate().common_name());
-    println!("SHA-256 fingerprint: {}", authority.fingerprint());
+    // Whether a gateway runs is what its lock says (a control file can be stale). A running one
+    // keeps the CA's key in memory, so it must rotate it itself: it is asked to, through its
+    // control token. Without one, the stored CA is rotated here, holding the lock so that no
+    // gateway starts meanwhile.
+    let (common_name, fingerprint, by_gateway) = match InstanceLock::acquire(&data_dir, "simpleotp ca rotate") {
+        Ok(_lock) => {
+            let authority = ca::rotate(&store, &MachineNames::this_machine())?;
+            (authority.certificate().common_name().to_string(), authority.fingerprint().to_string(), false)
+        }
+        Err(LockError::Held { holder, .. }) => match runtime().block_on(control::rotate_ca(&data_dir)) {
+            Ok(rotated) => {
+                println!("The running gateway ({holder}) made a new SimpleOTP CA and now presents certificates from it.");
+                (rotated.common_name, rotated.fingerprint, true)
+            }
+            // Changing the CA under a gateway that did not rotate would leave it issuing with
+            // the old key: nothing is changed.
+            Err(e) => {
+                return Err(format!("the CA was not rotated: the gateway ({holder}) using {} did not: {e}", data_dir.display()).into())
+            }
+        },
+        Err(e) => return Err(e.into()),
+    };
+    println!("Made a new SimpleOTP CA: {common_name}");
+    println!("SHA-256 fingerprint: {fingerprint}");
     println!();
     match old {
         Some(old) => {
@@ -400,6 +413,9 @@ fn ca_rotate(gateway: GatewayArgs) -> CliResult {
     println!("     signed (for this machine's names and private addresses only) until that expires.");
     println!("  2. Trust the new one: open /_simpleotp/ca on a protected app's address, or `simpleotp ca export FILE`.");
     println!("On this computer, the SimpleOTP app's \"Trust on this computer\" swaps the old one for the new one.");
+    if !by_gateway {
+        println!("The next `simpleotp serve` (or the SimpleOTP app) issues certificates from the new CA.");
+    }
     Ok(())
 }
 

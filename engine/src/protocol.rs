@@ -37,6 +37,8 @@ pub mod routes {
     pub const UPSTREAM_DOWN: &str = "upstream-down";
     /// `simpleotp unlock`'s request to a running gateway.
     pub const CONTROL_UNLOCK: &str = "control/unlock";
+    /// `simpleotp ca rotate`'s request to a running gateway.
+    pub const CONTROL_CA_ROTATE: &str = "control/ca-rotate";
     /// The page that helps a person trust the local CA on a phone or another computer
     /// (fingerprint, downloads, steps). Public, and served over plain HTTP too: a device has to
     /// fetch the CA before it can check an HTTPS certificate.

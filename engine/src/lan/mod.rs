@@ -24,10 +24,10 @@ pub mod mdns;
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::ca::{CaStore, CertificateAuthority, LeafCertificate};
 use crate::config::{AppConfig, HostName, MachineNames};
@@ -37,6 +37,19 @@ use crate::nginx::{Nginx, NginxLayout};
 
 /// How often the watcher looks at the machine's addresses (and the leaf's expiry).
 pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
+
+/// The least time between two leaves the watcher issues for address changes. Each new leaf means
+/// an nginx reload, and each reload cuts every WebSocket: an address that flaps (or a router
+/// advertisement sent every 2 s by someone on the network) must not turn into a reload every
+/// poll. The change is not lost: the poll after the pause sees the latest addresses and issues
+/// for them. A leaf due for renewal, and the apps' own changes (`prepare`), are not held back.
+pub const MIN_REISSUE_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Whether the watcher may issue a leaf for an address change `now`, the previous leaf having
+/// been issued at `last_issued`. A leaf due for renewal is always allowed.
+fn reissue_allowed(last_issued: Option<Instant>, now: Instant, renewal_due: bool) -> bool {
+    renewal_due || last_issued.is_none_or(|last| now.saturating_duration_since(last) >= MIN_REISSUE_INTERVAL)
+}
 
 /// Why the LAN certificate could not be made or put in place.
 #[derive(Debug, thiserror::Error)]
@@ -159,6 +172,19 @@ pub fn app_urls(app: &AppConfig, machine: &MachineNames, interfaces: &[IpAddr]) 
     urls
 }
 
+/// A leaf in nginx's files and what it holds.
+struct Issued {
+    /// Exactly the names and addresses in the leaf: a change to anything else of the machine
+    /// (a public IPv6 privacy address, a name the CA may not vouch for) changes nothing here, so
+    /// it causes no new leaf and no reload.
+    holds: Reach,
+    leaf: LeafCertificate,
+    /// When the watcher issued it for an address change; `None` for a leaf made for the apps
+    /// (start, a new configuration): the first address change after one of those is not held
+    /// back, only a second one within the pause is.
+    paced_at: Option<Instant>,
+}
+
 /// The leaf certificate nginx presents on network-facing ports, kept covering the apps' current
 /// [`Reach`]. The CA is loaded (or made) the first time a network-facing app needs it, so a
 /// gateway that only serves loopback never touches the CA key.
@@ -166,13 +192,19 @@ pub struct LanCertificates {
     store: CaStore,
     layout: NginxLayout,
     machine: MachineNames,
-    ca: tokio::sync::OnceCell<Arc<CertificateAuthority>>,
+    /// The CA, once loaded (or made). A mutex, not a once-cell: `rotate_ca` replaces it, so a
+    /// running gateway never issues another leaf with a key that was rotated away.
+    ca: tokio::sync::Mutex<Option<Arc<CertificateAuthority>>>,
     /// The apps nginx serves now (they change when the configuration is applied).
     apps: std::sync::Mutex<Vec<AppConfig>>,
-    /// What the leaf in nginx's files covers, and the leaf.
-    current: tokio::sync::Mutex<Option<(Reach, LeafCertificate)>>,
+    /// What the leaf in nginx's files holds (the part of the reach the CA may vouch for), the
+    /// leaf, and when it was issued (for [`MIN_REISSUE_INTERVAL`]).
+    current: tokio::sync::Mutex<Option<Issued>>,
     /// Offers the CA on its page once it is loaded (or made).
     gateway: Gateway,
+    /// What the last warning about names and addresses the CA cannot vouch for listed (the
+    /// watcher computes the leaf's contents every poll; the warning is for news only).
+    refused_warned: std::sync::Mutex<Vec<String>>,
 }
 
 impl LanCertificates {
@@ -182,28 +214,57 @@ impl LanCertificates {
             store,
             layout,
             machine: MachineNames::this_machine(),
-            ca: tokio::sync::OnceCell::new(),
+            ca: tokio::sync::Mutex::new(None),
             apps: std::sync::Mutex::new(apps.to_vec()),
             current: tokio::sync::Mutex::new(None),
+            refused_warned: std::sync::Mutex::new(Vec::new()),
         }
     }
 
     /// The CA, loaded or made on first use (off the async threads: the keychain may block).
     pub async fn ca(&self) -> Result<Arc<CertificateAuthority>, LanError> {
-        self.ca
-            .get_or_try_init(|| async {
-                let store = self.store.clone();
-                let machine = self.machine.clone();
-                let ca = tokio::task::spawn_blocking(move || crate::ca::load_or_create(&store, &machine))
-                    .await
-                    .map_err(|e| LanError::Task(e.to_string()))?
-                    .map_err(LanError::Ca)?;
-                // A CA made just now is offered on the CA page at once.
-                self.gateway.set_ca_certificate(Some(ca.certificate()));
-                Ok(Arc::new(ca))
-            })
+        let mut ca = self.ca.lock().await;
+        if let Some(ca) = ca.as_ref() {
+            return Ok(ca.clone());
+        }
+        let store = self.store.clone();
+        let machine = self.machine.clone();
+        let loaded = tokio::task::spawn_blocking(move || crate::ca::load_or_create(&store, &machine))
             .await
-            .cloned()
+            .map_err(|e| LanError::Task(e.to_string()))?
+            .map_err(LanError::Ca)?;
+        // A CA made just now is offered on the CA page at once.
+        self.gateway.set_ca_certificate(Some(loaded.certificate()));
+        Ok(ca.insert(Arc::new(loaded)).clone())
+    }
+
+    /// Replaces the stored CA with a new one (`simpleotp ca rotate` while this gateway runs:
+    /// the gateway is then the only writer of the CA), offers it on the CA page, and, when an
+    /// app faces the network, writes a leaf from the new CA. Returns the new CA and whether the
+    /// leaf changed (then nginx must reload to present it). While this runs, the watcher cannot
+    /// issue (it waits for the leaf's lock), so no leaf from the old key follows.
+    pub async fn rotate_ca(&self) -> Result<(Arc<CertificateAuthority>, bool), LanError> {
+        let mut current = self.current.lock().await;
+        let new_ca = {
+            let mut ca = self.ca.lock().await;
+            let store = self.store.clone();
+            let machine = self.machine.clone();
+            let rotated = tokio::task::spawn_blocking(move || crate::ca::rotate(&store, &machine))
+                .await
+                .map_err(|e| LanError::Task(e.to_string()))?
+                .map_err(LanError::Ca)?;
+            self.gateway.set_ca_certificate(Some(rotated.certificate()));
+            ca.insert(Arc::new(rotated)).clone()
+        };
+        let interfaces = tokio::task::spawn_blocking(interface_addresses).await.map_err(|e| LanError::Task(e.to_string()))?;
+        let Some(reach) = Reach::of(&self.apps(), &self.machine, &interfaces) else {
+            // No network-facing app: no leaf to replace; the next one comes from the new CA.
+            *current = None;
+            return Ok((new_ca, false));
+        };
+        let holds = self.leaf_contents(&new_ca, &reach);
+        self.issue(&mut current, &new_ca, holds, None)?;
+        Ok((new_ca, true))
     }
 
     /// The apps nginx serves now.
@@ -233,41 +294,81 @@ impl LanCertificates {
     /// nginx must reload to present it). The private key goes only into its 0600 file in
     /// nginx's 0700 prefix; it is never logged.
     pub async fn ensure(&self, reach: &Reach) -> Result<bool, LanError> {
+        self.ensure_at(reach, Instant::now(), false).await
+    }
+
+    /// [`ensure`](Self::ensure) for the watcher: an address change within
+    /// [`MIN_REISSUE_INTERVAL`] of the last leaf waits (returns `false`, the files unchanged);
+    /// the next call after the pause issues for the reach it is given then. `now` is passed in
+    /// so the pacing is tested without waiting.
+    pub async fn ensure_paced(&self, reach: &Reach, now: Instant) -> Result<bool, LanError> {
+        self.ensure_at(reach, now, true).await
+    }
+
+    async fn ensure_at(&self, reach: &Reach, now: Instant, paced: bool) -> Result<bool, LanError> {
+        // The leaf's lock first, then the CA: the same order as `rotate_ca`, so a leaf is never
+        // issued from a CA that was rotated away while this waited.
         let mut current = self.current.lock().await;
-        if let Some((covered, leaf)) = current.as_ref() {
-            if covered == reach && !leaf.needs_renewal(SystemTime::now()) && self.layout.tls_chain_path().exists() {
+        let ca = self.ca().await?;
+        let holds = self.leaf_contents(&ca, reach);
+        if let Some(issued) = current.as_ref() {
+            let renewal_due = issued.leaf.needs_renewal(SystemTime::now()) || !self.layout.tls_chain_path().exists();
+            if issued.holds == holds && !renewal_due {
+                return Ok(false);
+            }
+            if paced && !reissue_allowed(issued.paced_at, now, renewal_due) {
+                debug!("the network-facing addresses changed; the new certificate waits for the end of the pause between reloads");
                 return Ok(false);
             }
         }
-        let ca = self.ca().await?;
-        // Names and addresses outside the CA's name constraints (an app's extra host name, a
-        // public address) would make verifiers reject the whole certificate: they are left out,
-        // and those who use them get a name mismatch instead of losing every other name.
-        // (The machine's bare name, `box`, is one of those by design: no warning for it.)
-        let (names, mut refused_names): (Vec<HostName>, Vec<HostName>) = reach.names.iter().cloned().partition(|n| ca.permits_name(n));
-        refused_names.retain(|n| !self.machine.names().contains(n));
-        let (addresses, refused_addresses): (Vec<IpAddr>, Vec<IpAddr>) = reach.addresses.iter().partition(|a| ca.permits_address(**a));
-        if !refused_names.is_empty() || !refused_addresses.is_empty() {
-            let list: Vec<String> =
-                refused_names.iter().map(|n| n.as_str().to_string()).chain(refused_addresses.iter().map(IpAddr::to_string)).collect();
-            warn!(
-                "the certificate cannot cover {} (SimpleOTP's CA only vouches for this machine's names and private addresses); \
-                 browsers that use them will warn",
-                list.join(", ")
-            );
-        }
-        let leaf = ca.issue_leaf(&names, &addresses).map_err(LanError::Ca)?;
+        self.issue(&mut current, &ca, holds, paced.then_some(now))?;
+        Ok(true)
+    }
+
+    /// Issues a leaf holding `holds` from `ca`, writes it where nginx reads it and records it in
+    /// `current` (whose lock the caller holds).
+    fn issue(
+        &self,
+        current: &mut Option<Issued>,
+        ca: &CertificateAuthority,
+        holds: Reach,
+        paced_at: Option<Instant>,
+    ) -> Result<(), LanError> {
+        let leaf = ca.issue_leaf(&holds.names, &holds.addresses).map_err(LanError::Ca)?;
         // Key first, then the chain: nginx only re-reads them when told to reload, after both.
         for (path, contents) in [(self.layout.tls_key_path(), leaf.private_key_pem()), (self.layout.tls_chain_path(), leaf.chain_pem())] {
             write_atomic(&path, contents.as_bytes()).map_err(|source| LanError::Write { path, source })?;
         }
         info!(
-            names = %names.iter().map(HostName::as_str).collect::<Vec<_>>().join(" "),
-            addresses = %addresses.iter().map(IpAddr::to_string).collect::<Vec<_>>().join(" "),
+            names = %holds.names.iter().map(HostName::as_str).collect::<Vec<_>>().join(" "),
+            addresses = %holds.addresses.iter().map(IpAddr::to_string).collect::<Vec<_>>().join(" "),
             "issued a new certificate for the network-facing apps"
         );
-        *current = Some((reach.clone(), leaf));
-        Ok(true)
+        *current = Some(Issued { holds, leaf, paced_at });
+        Ok(())
+    }
+
+    /// The part of `reach` the leaf can hold. Names and addresses outside the CA's name
+    /// constraints (an app's extra host name, a public address) would make verifiers reject the
+    /// whole certificate: they are left out, and those who use them get a name mismatch instead
+    /// of losing every other name. A warning names them once per new set (the machine's bare
+    /// name, `box`, is outside by design: no warning for it).
+    fn leaf_contents(&self, ca: &CertificateAuthority, reach: &Reach) -> Reach {
+        let (names, mut refused_names): (Vec<HostName>, Vec<HostName>) = reach.names.iter().cloned().partition(|n| ca.permits_name(n));
+        refused_names.retain(|n| !self.machine.names().contains(n));
+        let (addresses, refused_addresses): (Vec<IpAddr>, Vec<IpAddr>) = reach.addresses.iter().partition(|a| ca.permits_address(**a));
+        let refused: Vec<String> =
+            refused_names.iter().map(|n| n.as_str().to_string()).chain(refused_addresses.iter().map(IpAddr::to_string)).collect();
+        let mut warned = self.refused_warned.lock().unwrap_or_else(|p| p.into_inner());
+        if !refused.is_empty() && *warned != refused {
+            warn!(
+                "the certificate cannot cover {} (SimpleOTP's CA only vouches for this machine's names and private addresses); \
+                 browsers that use them will warn",
+                refused.join(", ")
+            );
+        }
+        *warned = refused;
+        Reach { names, addresses }
     }
 }
 
@@ -289,7 +390,7 @@ pub async fn watch(certificates: Arc<LanCertificates>, nginx: Arc<Nginx>, shutdo
         .unwrap_or_default();
         match reach {
             Some(reach) => {
-                match certificates.ensure(&reach).await {
+                match certificates.ensure_paced(&reach, Instant::now()).await {
                     Ok(true) => {
                         if let Err(e) = nginx.reload_certificates().await {
                             warn!("cannot make nginx present the new certificate: {e}");
@@ -461,19 +562,98 @@ mod tests {
         // A leaf with less than a third of its life left is renewed by the same check.
         let old = ca.issue_leaf_at(&permitted(&moved), &moved.addresses, SystemTime::now() - Duration::from_secs(300 * 24 * 3600)).unwrap();
         assert!(old.needs_renewal(SystemTime::now()));
-        lan.current.lock().await.as_mut().unwrap().1 = old;
+        lan.current.lock().await.as_mut().unwrap().leaf = old;
         assert!(lan.ensure(&moved).await.unwrap(), "a leaf due for renewal is replaced");
         assert!(!read_back().needs_renewal(SystemTime::now()));
 
         // A public address and a name that is not this machine's cannot be vouched for: the
-        // leaf covers the rest.
+        // leaf covers the rest, and since it would hold the same, it is not issued again.
         let mut wider = moved.clone();
         wider.addresses.push("203.0.113.7".parse().unwrap());
         wider.names.push("jupyter.example.com".parse().unwrap());
-        assert!(lan.ensure(&wider).await.unwrap());
+        assert!(!lan.ensure(&wider).await.unwrap(), "nothing the leaf can hold changed");
         let leaf = read_back();
         assert!(leaf.covers(&permitted(&moved), &moved.addresses));
         assert!(!leaf.covers(&[], &ips(&["203.0.113.7"])) && !leaf.covers(&["jupyter.example.com".parse().unwrap()], &[]));
+    }
+
+    /// Only what the leaf would hold counts: a new public IPv6 address (a privacy address
+    /// rotating, a router advertisement) or a public IPv4 one changes nothing in the leaf, so it
+    /// causes no new leaf and no reload; a new private address does.
+    #[tokio::test]
+    async fn addresses_the_ca_cannot_vouch_for_cause_no_new_leaf() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CaStore::File { path: dir.path().join("ca-key.pem"), certificate: dir.path().join("ca.pem") };
+        let layout = NginxLayout::new(dir.path().join("nginx"));
+        layout.prepare().unwrap();
+        let apps = [app("0.0.0.0:8081"), app("[::]:8082")];
+        let lan = LanCertificates::new(store, layout.clone(), &apps, test_gateway(dir.path()));
+        let machine = MachineNames::this_machine();
+        let reach = |list: &[&str]| Reach::of(&apps, &machine, &ips(list)).unwrap();
+        let start = Instant::now();
+        assert!(lan.ensure_paced(&reach(&["127.0.0.1", "192.168.1.20"]), start).await.unwrap());
+        let chain = std::fs::read_to_string(layout.tls_chain_path()).unwrap();
+        // Long after the pause, so only the contents decide.
+        let later = start + MIN_REISSUE_INTERVAL * 10;
+        for public in [&["127.0.0.1", "192.168.1.20", "2001:db8:1::77"][..], &["127.0.0.1", "192.168.1.20", "203.0.113.9", "2a00:1450::1"]]
+        {
+            assert!(!lan.ensure_paced(&reach(public), later).await.unwrap(), "{public:?} needs no new leaf");
+            assert_eq!(std::fs::read_to_string(layout.tls_chain_path()).unwrap(), chain, "the leaf was rewritten for {public:?}");
+        }
+        assert!(lan.ensure_paced(&reach(&["127.0.0.1", "192.168.1.20", "fd00::5"]), later).await.unwrap(), "a private IPv6 address counts");
+    }
+
+    /// Address changes are paced: after a leaf, a change within MIN_REISSUE_INTERVAL waits (no
+    /// new leaf, the files untouched), and the first call after the pause issues for the latest
+    /// addresses; a leaf due for renewal and `ensure` (the apps changed) are not held back.
+    #[tokio::test]
+    async fn address_changes_are_paced_but_renewal_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CaStore::File { path: dir.path().join("ca-key.pem"), certificate: dir.path().join("ca.pem") };
+        let layout = NginxLayout::new(dir.path().join("nginx"));
+        layout.prepare().unwrap();
+        let apps = [app("0.0.0.0:8081")];
+        let lan = LanCertificates::new(store, layout.clone(), &apps, test_gateway(dir.path()));
+        let machine = MachineNames::this_machine();
+        let reach = |list: &[&str]| Reach::of(&apps, &machine, &ips(list)).unwrap();
+        let leaf_covers = |address: &str| {
+            let chain = std::fs::read_to_string(layout.tls_chain_path()).unwrap();
+            let key = std::fs::read_to_string(layout.tls_key_path()).unwrap();
+            LeafCertificate::from_pem(&chain, &key).unwrap().covers(&[], &ips(&[address]))
+        };
+        // The leaf made at start does not hold back the first address change.
+        assert!(lan.ensure(&reach(&["10.0.0.1"])).await.unwrap());
+        let t0 = Instant::now();
+        assert!(lan.ensure_paced(&reach(&["10.0.0.1", "10.0.0.5"]), t0).await.unwrap(), "the first change is not held back");
+        // Flapping within the pause: nothing is issued, whatever the addresses do.
+        for (secs, list) in [(2, &["10.0.0.1", "10.0.0.2"][..]), (4, &["10.0.0.3"]), (29, &["10.0.0.1", "10.0.0.4"])] {
+            assert!(!lan.ensure_paced(&reach(list), t0 + Duration::from_secs(secs)).await.unwrap(), "issued at {secs} s");
+            assert!(leaf_covers("10.0.0.5") && !leaf_covers("10.0.0.4"));
+        }
+        // After the pause: the latest addresses, once.
+        let t1 = t0 + MIN_REISSUE_INTERVAL;
+        assert!(lan.ensure_paced(&reach(&["10.0.0.1", "10.0.0.4"]), t1).await.unwrap());
+        assert!(leaf_covers("10.0.0.4"));
+        assert!(!lan.ensure_paced(&reach(&["10.0.0.1", "10.0.0.4"]), t1 + Duration::from_secs(2)).await.unwrap());
+
+        // A leaf due for renewal is replaced at once, pause or not.
+        let ca = lan.ca().await.unwrap();
+        let holds = lan.current.lock().await.as_ref().unwrap().holds.clone();
+        let old = ca.issue_leaf_at(&holds.names, &holds.addresses, SystemTime::now() - Duration::from_secs(300 * 24 * 3600)).unwrap();
+        lan.current.lock().await.as_mut().unwrap().leaf = old;
+        assert!(lan.ensure_paced(&holds, t1 + Duration::from_secs(4)).await.unwrap(), "renewal waits for no pause");
+        // The apps' own changes (`prepare` → `ensure`) are not paced either.
+        assert!(lan.ensure(&reach(&["10.0.0.9"])).await.unwrap());
+        assert!(leaf_covers("10.0.0.9"));
+    }
+
+    #[test]
+    fn reissue_is_allowed_after_the_interval_or_for_renewal() {
+        let t0 = Instant::now();
+        assert!(reissue_allowed(None, t0, false));
+        assert!(!reissue_allowed(Some(t0), t0 + MIN_REISSUE_INTERVAL - Duration::from_millis(1), false));
+        assert!(reissue_allowed(Some(t0), t0 + MIN_REISSUE_INTERVAL, false));
+        assert!(reissue_allowed(Some(t0), t0 + Duration::from_secs(1), true));
     }
 
     #[test]

@@ -33,14 +33,6 @@ const LOGIN_VAR: &str = "$simpleotp_login";
 /// address literal is allowed (the machine's addresses change with DHCP; the set of literals
 /// that can reach a listen socket is exactly the machine's own addresses anyway).
 const IP_LITERAL_NAMES: [&str; 2] = ["~^[0-9.]+$", "~^[[][0-9a-f:.]+[]]$"];
-/// The `Strict-Transport-Security` value for this request: set only for a host name over HTTPS.
-const HSTS_VAR: &str = "$simpleotp_hsts";
-/// 30 days, renewed by every visit. Not a year and no `includeSubDomains`: HSTS covers every port
-/// of the name, so another plain-HTTP service on this machine's name (`http://box.local:8123`) is
-/// opened over https:// by that browser for as long as it lasts; a month bounds that cost for
-/// someone who stops using SimpleOTP on the network, while anyone who keeps using it keeps the
-/// protection. Never preloaded (a `.local` name cannot be).
-const HSTS_MAX_AGE: u32 = 30 * 24 * 3600;
 /// Name of the variable that says whether a plain-HTTP request on an HTTPS port may be answered
 /// (the CA page: a phone must fetch the CA before it can trust the port's certificate).
 const PLAIN_ALLOWED_VAR: &str = "$simpleotp_plain_http_allowed";
@@ -55,6 +47,21 @@ ssl_session_tickets off;
 ssl_session_cache shared:simpleotp_tls:1m;
 ssl_session_timeout 1h;
 ";
+/// Name of the variable holding the `Strict-Transport-Security` value of a response: set only
+/// for HTTPS requests to a host *name* other than `localhost` (see [`HSTS_VALUE`]).
+const HSTS_VAR: &str = "$simpleotp_hsts";
+/// HSTS for the network-facing apps' names (`<hostname>.local`, an app's `hosts`), so a typed
+/// `box.local:8081` cannot be stripped to plain HTTP after the first visit.
+///
+/// * Never for IP literals (browsers ignore it there anyway) and never for `localhost`: HSTS
+///   covers every port of a host, and a `localhost` entry would break the user's other plain-HTTP
+///   dev servers.
+/// * One week: every visit renews it, so someone who uses the app keeps the protection, while a
+///   user who stops facing the network (or runs another plain-HTTP service on `box.local`) is
+///   locked out of plain HTTP on that name for at most a week, not a year.
+/// * No `includeSubDomains` (the names are not ours to speak for below `box.local`) and no
+///   `preload` (`.local` names cannot be preloaded).
+const HSTS_VALUE: &str = "max-age=604800";
 /// Name of the variable holding the `Upgrade` header forwarded to apps: `websocket` or nothing.
 const UPGRADE_PROTOCOL_VAR: &str = "$simpleotp_upgrade";
 /// How long a replaced nginx worker may keep serving the connections it still holds. Short on
@@ -208,13 +215,13 @@ fn render_http_blocks(
             let _ = writeln!(text, "    {} 1;", quote(&prefix.route(route)));
         }
         text.push_str("}\n");
-        // HSTS for host names over HTTPS, so a typed `box.local:8081` cannot be stripped to plain
-        // HTTP after the first visit. Never for IP literals (browsers ignore it there) or
-        // `localhost` (HSTS covers every port of a host: it would force https:// on the person's
-        // other local dev servers), never over plain HTTP (meaningless there). See HSTS_MAX_AGE.
+        // Keyed on `$https` too: a plain-HTTP request to an HTTPS port (the CA page) must not
+        // get the header (RFC 6797 says to ignore it there; better not to send it at all).
+        // Regexes are tried in order: IP literals first, then any other name but `localhost`.
         let _ = write!(
             text,
-            "map \"$https:$host\" {HSTS_VAR} {{\n    default \"\";\n    \"on:localhost\" \"\";\n    \"~^on:[0-9.]+$\" \"\";\n    \"~^on:[[]\" \"\";\n    \"~^on:\" \"max-age={HSTS_MAX_AGE}\";\n}}\n"
+            "map \"$https:$host\" {HSTS_VAR} {{\n    default '';\n    'on:localhost' '';\n    '~^on:[0-9.]+$' '';\n    \
+             '~^on:[[]' '';\n    '~^on:.' '{HSTS_VALUE}';\n}}\n"
         );
     }
     for app in apps {
@@ -396,6 +403,7 @@ fn render_server(
     out.push_str("        absolute_redirect off;\n");
     out.push_str("        add_header Cache-Control \"no-store\" always;\n");
     if tls.is_some() {
+        // An `add_header` here replaces the server's: HSTS must be repeated.
         let _ = writeln!(out, "        add_header Strict-Transport-Security {HSTS_VAR} always;");
     }
     let _ = writeln!(out, "        return 302 {LOGIN_VAR};");
@@ -828,6 +836,27 @@ mod tests {
         // Without a network-facing app there is no TLS at all.
         let local_only = config(&[app("local", "http://127.0.0.1:8889", "127.0.0.1:8082")]);
         assert!(!local_only.contains("ssl") && !local_only.contains("497"), "{local_only}");
+    }
+
+    /// HSTS: only the HTTPS server of a network-facing app sends it, for names other than
+    /// `localhost` and never for IP literals; the location with its own `add_header` repeats it.
+    #[test]
+    fn hsts_is_set_for_names_over_https_only() {
+        let text = config(&[app("lan", "http://127.0.0.1:8888", "0.0.0.0:8081"), app("local", "http://127.0.0.1:8889", "127.0.0.1:8082")]);
+        let map = &text[text.find("map \"$https:$host\" $simpleotp_hsts {").expect("the HSTS map")..];
+        let map = &map[..map.find('}').unwrap()];
+        for needle in ["default '';", "'on:localhost' '';", "'~^on:[0-9.]+$' '';", "'~^on:[[]' '';", "'~^on:.' 'max-age=604800';"] {
+            assert!(map.contains(needle), "{needle:?} not in {map}");
+        }
+        assert!(map.find("'~^on:.'").unwrap() > map.find("'~^on:[[]'").unwrap(), "the catch-all regex must come last: {map}");
+        let header = "add_header Strict-Transport-Security $simpleotp_hsts always;";
+        assert!(server_block(&text, "listen 0.0.0.0:8081 ssl;").contains(header));
+        let unauthorized = &text[text.find("location @simpleotp_unauthorized {").unwrap()..];
+        assert!(unauthorized[..unauthorized.find("}").unwrap()].contains(header), "{unauthorized}");
+        assert!(!server_block(&text, "listen 0.0.0.0:8081 ssl default_server;").contains("Strict-Transport"));
+        assert!(!server_block(&text, "listen 127.0.0.1:8082;").contains("Strict-Transport"));
+        let local_only = config(&[app("local", "http://127.0.0.1:8889", "127.0.0.1:8082")]);
+        assert!(!local_only.contains("Strict-Transport") && !local_only.contains("simpleotp_hsts"), "{local_only}");
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! | `logout` | GET / POST | the browser | a confirm page / end the session (CSRF-checked) |
 //! | `health` | GET | monitoring | `{"status":"ok",...}`, nothing secret |
 //! | `control/unlock` | POST | `simpleotp unlock`, directly on loopback | lifts per-address lockouts, answers a one-time login link (JSON); needs the control token |
+//! | `control/ca-rotate` | POST | `simpleotp ca rotate`, directly on loopback | replaces the CA, the leaf nginx presents and reloads nginx; answers the new CA's name and fingerprint (JSON); needs the control token |
 //! | `ca` | GET | a person setting up a phone | the page to trust the local CA: fingerprint, downloads, steps per OS; 404 while there is no CA |
 //! | `ca.crt` | GET | that page | the CA certificate, DER, `application/x-x509-ca-cert` |
 //! | `ca.mobileconfig` | GET | that page, on iOS | the certificate in an Apple configuration profile |
@@ -166,6 +167,7 @@ async fn route(gateway: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> R
         (&Method::POST, routes::LOGOUT) => logout_submit(gateway, &caller, req).await,
         (&Method::GET | &Method::HEAD, routes::HEALTH) => health(),
         (&Method::POST, routes::CONTROL_UNLOCK) => control_unlock(gateway, &caller, req.headers()),
+        (&Method::POST, routes::CONTROL_CA_ROTATE) => control_ca_rotate(gateway, &caller, req.headers()).await,
         (&Method::GET | &Method::HEAD, routes::CA_PAGE) => ca_page(gateway),
         (&Method::GET | &Method::HEAD, routes::CA_CERTIFICATE) => ca_download(gateway, CaDownload::Certificate),
         (&Method::GET | &Method::HEAD, routes::CA_PROFILE) => ca_download(gateway, CaDownload::AppleProfile),
@@ -174,7 +176,7 @@ async fn route(gateway: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> R
             response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
             response
         }
-        (_, routes::CHECK | routes::LOGIN | routes::LOGOUT | routes::HEALTH | routes::CONTROL_UNLOCK) => {
+        (_, routes::CHECK | routes::LOGIN | routes::LOGOUT | routes::HEALTH | routes::CONTROL_UNLOCK | routes::CONTROL_CA_ROTATE) => {
             let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
             response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, POST"));
             response
@@ -444,12 +446,8 @@ fn health() -> Response<Body> {
 /// request carrying nginx's `X-Real-IP` is refused here too), and only with the token from the
 /// 0600 control file in the data directory.
 fn control_unlock(gateway: &Gateway, caller: &Caller, headers: &HeaderMap) -> Response<Body> {
-    if caller.came_through_proxy || !caller.ip.is_loopback() {
-        return not_found();
-    }
-    let presented = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
-    if !gateway.control_token_matches(presented) {
-        return plain(StatusCode::UNAUTHORIZED, "bad control token");
+    if let Err(refused) = control_caller_allowed(gateway, caller, headers) {
+        return refused;
     }
     let ticket = gateway.issue_unlock_ticket();
     let login_path = format!("{}?ticket={}", gateway.route_prefix().route(routes::LOGIN), ticket.expose());
@@ -460,6 +458,44 @@ fn control_unlock(gateway: &Gateway, caller: &Caller, headers: &HeaderMap) -> Re
     };
     let mut response = Response::new(Body::from(serde_json::to_string(&body).expect("serializes")));
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// Whether a control request comes from the owner: directly on loopback (not through nginx) with
+/// the control file's token. The refusal to send otherwise.
+#[allow(clippy::result_large_err)] // the refusal is the response itself
+fn control_caller_allowed(gateway: &Gateway, caller: &Caller, headers: &HeaderMap) -> Result<(), Response<Body>> {
+    if caller.came_through_proxy || !caller.ip.is_loopback() {
+        return Err(not_found());
+    }
+    let presented = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
+    if !gateway.control_token_matches(presented) {
+        return Err(plain(StatusCode::UNAUTHORIZED, "bad control token"));
+    }
+    Ok(())
+}
+
+/// `simpleotp ca rotate` while this gateway runs: the gateway rotates (it is the CA's only
+/// writer while it runs), so it never issues another leaf with the old key.
+async fn control_ca_rotate(gateway: &Gateway, caller: &Caller, headers: &HeaderMap) -> Response<Body> {
+    if let Err(refused) = control_caller_allowed(gateway, caller, headers) {
+        return refused;
+    }
+    let mut response = match gateway.rotate_ca().await {
+        Some(Ok(rotated)) => {
+            let mut response = Response::new(Body::from(serde_json::to_string(&rotated).expect("serializes")));
+            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            response
+        }
+        Some(Err(message)) => {
+            let mut response = Response::new(Body::from(message));
+            *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+            response
+        }
+        None => plain(StatusCode::SERVICE_UNAVAILABLE, "the gateway is still starting; try again in a moment"),
+    };
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }

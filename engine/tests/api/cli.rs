@@ -575,11 +575,11 @@ async fn second_serve_on_the_same_data_dir_is_refused() {
     assert_eq!(client().get(&url).send().await.unwrap().status(), 302);
 }
 
-/// A running gateway keeps the CA's key in memory and would go on issuing certificates from the
-/// old CA: `ca rotate` refuses while one holds the data directory (and says what to do), and
-/// works once it has stopped; `ca export` meanwhile reads the stored certificate.
+/// `ca rotate` knows a gateway runs by its lock (not by a control file that may be stale) and
+/// has that gateway rotate its own CA; `ca export` meanwhile reads what it uses; with no gateway
+/// the stored CA is rotated under the lock.
 #[tokio::test(flavor = "multi_thread")]
-async fn ca_rotate_refuses_while_a_gateway_runs_and_export_reads_what_it_uses() {
+async fn ca_rotate_goes_through_a_running_gateway_and_export_reads_what_it_uses() {
     let dir = tempfile::tempdir().unwrap();
     let (secret_file, _) = init_secret_file(dir.path());
     let ca_args = |command: &str| {
@@ -598,17 +598,20 @@ async fn ca_rotate_refuses_while_a_gateway_runs_and_export_reads_what_it_uses() 
     let key_file = dir.path().join("secret.ca-key.pem");
     let key_before = std::fs::read(&key_file).unwrap();
 
-    let refused = run(&mut ca_args("rotate"));
-    assert!(!refused.status.success());
-    let said = stderr(&refused);
-    assert!(said.contains(&format!("(simpleotp serve, pid {})", serve.pid())) && said.contains("Stop it"), "{said}");
-    assert_eq!(std::fs::read(&key_file).unwrap(), key_before, "nothing was rotated");
-    let exported = run(ca_args("export").arg(dir.path().join("while.pem")));
-    assert!(exported.status.success(), "{}", stderr(&exported));
-    assert_eq!(std::fs::read(dir.path().join("while.pem")).unwrap(), std::fs::read(dir.path().join("first.pem")).unwrap());
-
-    drop(serve);
     let rotated = run(&mut ca_args("rotate"));
     assert!(rotated.status.success(), "{}", stderr(&rotated));
-    assert_ne!(std::fs::read(&key_file).unwrap(), key_before);
+    let said = stdout(&rotated);
+    assert!(said.contains(&format!("The running gateway (simpleotp serve, pid {}) made a new SimpleOTP CA", serve.pid())), "{said}");
+    assert_ne!(std::fs::read(&key_file).unwrap(), key_before, "rotated by the gateway");
+    let exported = run(ca_args("export").arg(dir.path().join("while.pem")));
+    assert!(exported.status.success(), "{}", stderr(&exported));
+    let while_running = std::fs::read(dir.path().join("while.pem")).unwrap();
+    assert_ne!(while_running, std::fs::read(dir.path().join("first.pem")).unwrap(), "export reads the rotated CA");
+
+    drop(serve);
+    let key_between = std::fs::read(&key_file).unwrap();
+    let rotated = run(&mut ca_args("rotate"));
+    assert!(rotated.status.success(), "{}", stderr(&rotated));
+    assert!(stdout(&rotated).contains("The next `simpleotp serve`"), "{}", stdout(&rotated));
+    assert_ne!(std::fs::read(&key_file).unwrap(), key_between);
 }

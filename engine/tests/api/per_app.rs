@@ -206,7 +206,7 @@ async fn hsts_is_sent_for_the_https_name_only() {
         assert!(output.status.success(), "{url}: {}", String::from_utf8_lossy(&output.stderr));
         String::from_utf8_lossy(&output.stdout).to_lowercase()
     };
-    let hsts = "strict-transport-security: max-age=2592000";
+    let hsts = "strict-transport-security: max-age=604800";
     for path in ["/notebooks/x", "/_simpleotp/login?next=%2F"] {
         let answer = headers(&format!("https://{name}:{port}{path}")).await;
         assert!(answer.contains(hsts), "{path}: {answer}");

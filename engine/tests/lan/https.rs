@@ -278,3 +278,124 @@ fn ca_key_path(secret_file: &std::path::Path, data_dir: &std::path::Path) -> std
         other => panic!("{other:?}"),
     }
 }
+
+/// HSTS through the real nginx: `Strict-Transport-Security` on HTTPS answers for the machine's
+/// name (the login page, the redirect to it, the sign-in's redirect and the app's own pages),
+/// never for an IP literal, never for `localhost` (it would cover the user's other local
+/// servers) and never over plain HTTP.
+#[test]
+fn hsts_is_sent_for_names_over_https_only() {
+    netns::run("https::hsts_is_sent_for_names_over_https_only", || async {
+        let mut serve = Serve::start().await;
+        let local_name = machine_local_name();
+        let port = serve.lan_port;
+        let ca = ca_file(&serve);
+        let ca_arg = ca.to_str().unwrap();
+        let by_name = format!("{local_name}:{port}:{LAN_ADDRESS}");
+        let by_localhost = format!("localhost:{port}:{LAN_ADDRESS}");
+        let named = |path: &str| curl(&["--cacert", ca_arg, "--resolve", &by_name, &format!("https://{local_name}:{port}{path}")]);
+        let hsts = |reply: &Reply| reply.header("strict-transport-security");
+
+        let login = named("/_simpleotp/login");
+        assert_eq!((login.status, hsts(&login).as_deref()), (200, Some("max-age=604800")), "{login:?}");
+        let to_login = named("/notebooks/x.ipynb");
+        assert_eq!((to_login.status, hsts(&to_login).as_deref()), (302, Some("max-age=604800")), "{to_login:?}");
+
+        // Not for an address, not for localhost, not over plain HTTP (the redirect and the CA page).
+        let by_ip = curl(&["--cacert", ca_arg, &format!("https://{LAN_ADDRESS}:{port}/_simpleotp/login")]);
+        assert_eq!((by_ip.status, hsts(&by_ip)), (200, None), "{by_ip:?}");
+        let localhost = curl(&["--cacert", ca_arg, "--resolve", &by_localhost, &format!("https://localhost:{port}/_simpleotp/login")]);
+        assert_eq!((localhost.status, hsts(&localhost)), (200, None), "{localhost:?}");
+        for path in ["/notebooks/x.ipynb", "/_simpleotp/ca"] {
+            let plain = curl(&["--resolve", &by_name, &format!("http://{local_name}:{port}{path}")]);
+            assert!(plain.status == 301 || plain.status == 200, "{plain:?}");
+            assert_eq!(hsts(&plain), None, "plain HTTP {path}: {plain:?}");
+        }
+
+        // Signed in by name: the sign-in's redirect and the app's own responses carry it too.
+        let code = serve.fresh_code().await;
+        let origin = format!("https://{local_name}:{port}");
+        let signed_in = curl(&[
+            "--cacert",
+            ca_arg,
+            "--resolve",
+            &by_name,
+            "-H",
+            &format!("Origin: {origin}"),
+            "--data",
+            &format!("code={code}&next=/"),
+            &format!("{origin}/_simpleotp/login"),
+        ]);
+        assert_eq!((signed_in.status, hsts(&signed_in).as_deref()), (303, Some("max-age=604800")), "{signed_in:?}");
+        let cookie = signed_in.header("set-cookie").unwrap();
+        let cookie = cookie.split(';').next().unwrap();
+        let app = curl(&["--cacert", ca_arg, "--resolve", &by_name, "-H", &format!("Cookie: {cookie}"), &format!("{origin}/")]);
+        assert_eq!((app.status, hsts(&app).as_deref()), (200, Some("max-age=604800")), "the app's page: {app:?}");
+        assert_eq!(app.headers.matches("strict-transport-security").count() + app.headers.matches("Strict-Transport-Security").count(), 1);
+    });
+}
+
+/// `simpleotp ca rotate` while `serve` runs with an app facing the network: the running gateway
+/// rotates its own CA (the command says so), and the certificate nginx presents chains to the
+/// new CA and no longer to the old one (openssl s_client + verify). The old key, still in the
+/// gateway's memory before, signs nothing more.
+#[test]
+fn ca_rotate_reaches_the_running_gateway() {
+    netns::run("https::ca_rotate_reaches_the_running_gateway", || async {
+        let serve = Serve::start().await;
+        let port = serve.lan_port;
+        let ca = ca_file(&serve);
+        let old_ca = serve.dir.path().join("old-ca.pem");
+        std::fs::copy(&ca, &old_ca).unwrap();
+        let before = presented_chain(LAN_ADDRESS, port, LAN_ADDRESS);
+        openssl_verify(&old_ca, &before[0], &["-verify_ip", LAN_ADDRESS]).unwrap();
+
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_simpleotp"))
+            .args(["ca", "rotate", "--config"])
+            .arg(&serve.config_path)
+            .arg("--data-dir")
+            .arg(&serve.data_dir)
+            .arg("--secret-file")
+            .arg(serve.dir.path().join("secret"))
+            .output()
+            .unwrap();
+        let printed = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{printed}{}", String::from_utf8_lossy(&output.stderr));
+        assert!(printed.contains("made a new SimpleOTP CA and now presents certificates from it"), "{printed}");
+        let new_ca = std::fs::read_to_string(&ca).unwrap();
+        assert_ne!(new_ca, std::fs::read_to_string(&old_ca).unwrap(), "the stored CA was not replaced");
+
+        // nginx reloads gracefully: new connections meet the new leaf within a few seconds.
+        let rotated = Instant::now();
+        let leaf = loop {
+            let chain = presented_chain(LAN_ADDRESS, port, LAN_ADDRESS);
+            if chain.first().is_some_and(|leaf| openssl_verify(&ca, leaf, &["-verify_ip", LAN_ADDRESS]).is_ok()) {
+                break chain[0].clone();
+            }
+            assert!(rotated.elapsed() < Duration::from_secs(10), "nginx still presents the old CA's leaf; log:\n{}", serve.log());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let old_says = openssl_verify(&old_ca, &leaf, &["-verify_ip", LAN_ADDRESS]).unwrap_err();
+        assert!(old_says.contains("unable to get local issuer certificate") || old_says.contains("error"), "{old_says}");
+        // The CA page offers the new CA at once.
+        let download = std::process::Command::new("curl")
+            .args(["-sS", "--fail", "--max-time", "10", &format!("http://{LAN_ADDRESS}:{port}/_simpleotp/ca.crt")])
+            .output()
+            .unwrap();
+        assert_eq!(pem_body(&to_pem(&download.stdout)), pem_body(&new_ca), "the CA page offers the new CA");
+
+        // And the watcher, which runs on, keeps issuing from the new CA: a new address's leaf
+        // chains to it too.
+        let second = "10.77.3.3";
+        netns::ip(&["addr", "add", &format!("{second}/32"), "dev", "lo"]);
+        let added = Instant::now();
+        loop {
+            let chain = presented_chain(second, port, second);
+            if chain.first().is_some_and(|leaf| openssl_verify(&ca, leaf, &["-verify_ip", second]).is_ok()) {
+                break;
+            }
+            assert!(added.elapsed() < Duration::from_secs(40), "no new-CA leaf for {second}; log:\n{}", serve.log());
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+}
