@@ -29,6 +29,12 @@ pub enum ControlError {
     Unreachable { url: String, detail: String },
     #[error("the gateway refused the request: {0}")]
     Refused(String),
+    #[error("what listens at {url} is not the gateway that wrote {} (it could not prove it knows the control token; another program may have taken the port after the gateway stopped). Nothing was sent to it. Stop that program or restart SimpleOTP.", .path.display())]
+    NotProven { url: String, path: PathBuf },
+    #[error("{} is not one SimpleOTP wrote ({detail}); delete it and restart SimpleOTP", .path.display())]
+    Malformed { path: PathBuf, detail: String },
+    #[error("the gateway's answer is not what SimpleOTP sends ({0}); nothing of it was used")]
+    BadAnswer(String),
 }
 
 /// The contents of `control.json`.
@@ -81,44 +87,135 @@ impl ControlFile {
         }
     }
 
-    /// Whether a gateway answers at this file's address (used to refuse starting a second
-    /// gateway on the same data directory).
-    pub async fn is_alive(&self) -> bool {
-        request(self.auth_addr, "GET", &self.route_prefix.route(routes::HEALTH), None).await.is_ok_and(|(status, _)| status == 200)
+    /// Checks what a client takes from the file before using any of it: the auth server's
+    /// address is loopback, and each app URL is `http(s)://host[:port]` with a host that is an
+    /// IP literal, `localhost` or a plain DNS name — no user-info (`http://127.0.0.1:8081@evil.example`
+    /// goes to evil.example), no path, query or fragment.
+    fn check_shape(&self, path: &Path) -> Result<(), ControlError> {
+        let malformed = |detail: String| ControlError::Malformed { path: path.to_path_buf(), detail };
+        if !self.auth_addr.ip().is_loopback() {
+            return Err(malformed(format!("the auth server's address {} is not loopback", self.auth_addr)));
+        }
+        for url in &self.app_urls {
+            if !is_plain_origin(url) {
+                return Err(malformed(format!("{url:?} is not an app address")));
+            }
+        }
+        Ok(())
     }
+}
+
+/// `http(s)://host[:port]`, host an IP literal (`[v6]` too), `localhost` or a DNS name.
+fn is_plain_origin(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://")) else { return false };
+    let (host, port) = match rest.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((address, after)) if address.parse::<std::net::Ipv6Addr>().is_ok() => (address, after),
+            _ => return false,
+        },
+        None => match rest.rsplit_once(':') {
+            Some((host, port)) => (host, &rest[host.len()..][..port.len() + 1]),
+            None => (rest, ""),
+        },
+    };
+    let port_ok = port.is_empty() || port.strip_prefix(':').is_some_and(|p| p.parse::<u16>().is_ok_and(|p| p > 0));
+    let host_ok = rest.starts_with('[')
+        || (!host.is_empty()
+            && host.split('.').all(|label| !label.is_empty() && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')));
+    port_ok && host_ok
+}
+
+/// The running gateway of `data_dir`, proven: the data directory's lock is held (else no gateway
+/// runs, whatever a stale control file says), the control file has the shape SimpleOTP writes,
+/// and whatever answers at its address proves it knows the token (HMAC over a fresh nonce)
+/// before the token is sent. Then the caller may send the token.
+async fn connect(data_dir: &Path) -> Result<ControlFile, ControlError> {
+    match crate::instance::InstanceLock::acquire(data_dir, "a SimpleOTP command") {
+        Ok(lock) => {
+            drop(lock);
+            return Err(ControlError::NotRunning(data_dir.to_path_buf()));
+        }
+        Err(crate::instance::LockError::Held { .. }) => {}
+        Err(e) => return Err(ControlError::Unreadable { path: data_dir.to_path_buf(), detail: e.to_string() }),
+    }
+    let control = ControlFile::read(data_dir)?;
+    let path = ControlFile::path(data_dir);
+    control.check_shape(&path)?;
+    let mut nonce = [0u8; 32];
+    getrandom::fill(&mut nonce).expect("the operating system's random number generator failed");
+    let nonce: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
+    let url = format!("http://{}", control.auth_addr);
+    let prove = control.route_prefix.route(routes::CONTROL_PROVE);
+    let answer = request(control.auth_addr, "POST", &prove, &[(crate::protocol::CONTROL_NONCE_HEADER, &nonce)])
+        .await
+        .map_err(|detail| ControlError::Unreachable { url: url.clone(), detail })?;
+    let expected = crate::protocol::control_proof(&control.token, &nonce);
+    let presented = answer.header(crate::protocol::CONTROL_PROOF_HEADER).unwrap_or_default();
+    use subtle::ConstantTimeEq as _;
+    if answer.status != 200 || !bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) {
+        return Err(ControlError::NotProven { url, path });
+    }
+    Ok(control)
 }
 
 /// Unlocks the gateway that uses `data_dir`: lifts the per-address lockouts and gets a one-time
 /// login link that skips the global budget (which is not refilled). Returns the control file
 /// too, for the apps' addresses.
 pub async fn unlock(data_dir: &Path) -> Result<(UnlockLink, ControlFile), ControlError> {
-    let control = ControlFile::read(data_dir)?;
+    let control = connect(data_dir).await?;
     let path = control.route_prefix.route(routes::CONTROL_UNLOCK);
-    match request(control.auth_addr, "POST", &path, Some(&control.token)).await {
-        Ok((200, body)) => match serde_json::from_str::<UnlockLink>(&body) {
-            Ok(link) => Ok((link, control)),
-            Err(e) => Err(ControlError::Refused(format!("unexpected answer ({e}); is the running gateway an older version? Restart it."))),
-        },
-        Ok((status, body)) => Err(ControlError::Refused(format!("HTTP {status}: {}", body.trim()))),
+    let link: UnlockLink = call(&control, &path).await?;
+    // The link is printed for the person to open: only `<prefix>login?ticket=<token>`.
+    let ticket = link.login_path.strip_prefix(&format!("{}?ticket=", control.route_prefix.route(routes::LOGIN)));
+    if !ticket.is_some_and(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')) {
+        return Err(ControlError::BadAnswer(format!("the sign-in link {:?} has another shape", link.login_path)));
+    }
+    Ok((link, control))
+}
+
+/// A control route of the proven gateway, with the token; its JSON answer.
+async fn call<T: serde::de::DeserializeOwned>(control: &ControlFile, path: &str) -> Result<T, ControlError> {
+    let bearer = format!("Bearer {}", control.token);
+    match request(control.auth_addr, "POST", path, &[("Authorization", &bearer)]).await {
+        Ok(answer) if answer.status == 200 => serde_json::from_str::<T>(&answer.body)
+            .map_err(|e| ControlError::Refused(format!("unexpected answer ({e}); is the running gateway an older version? Restart it."))),
+        Ok(answer) => Err(ControlError::Refused(format!("HTTP {}: {}", answer.status, answer.body.trim()))),
         Err(detail) => Err(ControlError::Unreachable { url: format!("http://{}", control.auth_addr), detail }),
+    }
+}
+
+/// An HTTP answer, as [`request`] reads it.
+struct Answer {
+    status: u16,
+    head: String,
+    body: String,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().skip(1).find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.trim().eq_ignore_ascii_case(name).then(|| value.trim())
+        })
     }
 }
 
 /// A minimal HTTP/1.1 request on loopback; enough for the control routes, and it keeps an HTTP
 /// client library out of the engine.
-async fn request(addr: std::net::SocketAddr, method: &str, path: &str, bearer: Option<&str>) -> Result<(u16, String), String> {
+async fn request(addr: std::net::SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Result<Answer, String> {
     let exchange = async {
         let mut stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-        let auth = bearer.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-        let head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n");
+        let extra: String = headers.iter().map(|(name, value)| format!("{name}: {value}\r\n")).collect();
+        let head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Content-Length: 0\r\nConnection: close\r\n\r\n");
         stream.write_all(head.as_bytes()).await.map_err(|e| e.to_string())?;
         let mut response = Vec::new();
         stream.take(64 * 1024).read_to_end(&mut response).await.map_err(|e| e.to_string())?;
         let text = String::from_utf8_lossy(&response);
         let status =
             text.split_whitespace().nth(1).and_then(|s| s.parse::<u16>().ok()).ok_or_else(|| "not an HTTP response".to_string())?;
-        let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-        Ok((status, body))
+        let (head, body) =
+            text.split_once("\r\n\r\n").map(|(h, b)| (h.to_string(), b.to_string())).unwrap_or((text.to_string(), String::new()));
+        Ok(Answer { status, head, body })
     };
     tokio::time::timeout(Duration::from_secs(5), exchange).await.map_err(|_| "timed out".to_string())?
 }
@@ -137,12 +234,44 @@ pub struct RotatedCa {
 /// only writer while it runs), issues the leaf from the new one and reloads nginx, so the old
 /// key signs nothing more. [`ControlError::NotRunning`] when no gateway uses `data_dir`.
 pub async fn rotate_ca(data_dir: &Path) -> Result<RotatedCa, ControlError> {
-    let control = ControlFile::read(data_dir)?;
-    let path = control.route_prefix.route(routes::CONTROL_CA_ROTATE);
-    match request(control.auth_addr, "POST", &path, Some(&control.token)).await {
-        Ok((200, body)) => serde_json::from_str::<RotatedCa>(&body)
-            .map_err(|e| ControlError::Refused(format!("unexpected answer ({e}); is the running gateway an older version? Restart it."))),
-        Ok((status, body)) => Err(ControlError::Refused(format!("HTTP {status}: {}", body.trim()))),
-        Err(detail) => Err(ControlError::Unreachable { url: format!("http://{}", control.auth_addr), detail }),
+    let control = connect(data_dir).await?;
+    call(&control, &control.route_prefix.route(routes::CONTROL_CA_ROTATE)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_app_origins_are_taken_from_the_control_file() {
+        for good in ["http://127.0.0.1:8081", "https://box.local:8443", "http://localhost", "https://[fd00::5]:8081", "http://[::1]:1"] {
+            assert!(is_plain_origin(good), "{good}");
+        }
+        for bad in [
+            "http://127.0.0.1:8081@evil.example",
+            "http://evil.example#@127.0.0.1:8081",
+            "http://127.0.0.1:8081/path",
+            "http://user@127.0.0.1",
+            "javascript:alert(1)",
+            "http://127.0.0.1:0",
+            "http://127.0.0.1:99999",
+            "http://[::1",
+            "http://[evil]:80",
+            "http://a..b",
+            "http://",
+            "ftp://127.0.0.1",
+            "http://127.0.0.1:8081?x",
+        ] {
+            assert!(!is_plain_origin(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_proof_depends_on_the_token_and_the_nonce() {
+        let proof = crate::protocol::control_proof("token-a", "00ff");
+        assert_eq!(proof.len(), 64);
+        assert_ne!(proof, crate::protocol::control_proof("token-b", "00ff"));
+        assert_ne!(proof, crate::protocol::control_proof("token-a", "00fe"));
+        assert_eq!(proof, crate::protocol::control_proof("token-a", "00ff"));
     }
 }

@@ -463,6 +463,11 @@ impl Gateway {
         lock(&self.inner.sessions).set_settings(settings);
     }
 
+    /// The proof that this gateway knows the control token, for a client's `nonce`.
+    pub fn control_proof(&self, nonce: &str) -> String {
+        crate::protocol::control_proof(&self.inner.control_token, nonce)
+    }
+
     pub fn control_token_matches(&self, presented: &str) -> bool {
         !presented.is_empty() && bool::from(self.inner.control_token.as_bytes().ct_eq(presented.as_bytes()))
     }

@@ -39,6 +39,9 @@ pub mod routes {
     pub const CONTROL_UNLOCK: &str = "control/unlock";
     /// `simpleotp ca rotate`'s request to a running gateway.
     pub const CONTROL_CA_ROTATE: &str = "control/ca-rotate";
+    /// The gateway proves it knows the control token before a client sends it anything:
+    /// `CONTROL_NONCE_HEADER` in, `CONTROL_PROOF_HEADER` out (see [`crate::control`]).
+    pub const CONTROL_PROVE: &str = "control/prove";
     /// The page that helps a person trust the local CA on a phone or another computer
     /// (fingerprint, downloads, steps). Public, and served over plain HTTP too: a device has to
     /// fetch the CA before it can check an HTTPS certificate.
@@ -76,6 +79,21 @@ pub const LOGIN_LOCATION_HEADER: &str = "x-simpleotp-login";
 /// forwards this (`auth_request_set`) as the `Cookie` header to the app, so no app ever sees a
 /// session token.
 pub const APP_COOKIES_HEADER: &str = "x-simpleotp-app-cookies";
+
+/// A control client's fresh random challenge (hex), on `control/prove`.
+pub const CONTROL_NONCE_HEADER: &str = "x-simpleotp-nonce";
+/// The gateway's answer: HMAC-SHA256 keyed by the control token over the nonce (hex).
+pub const CONTROL_PROOF_HEADER: &str = "x-simpleotp-control-proof";
+
+/// The answer to a control challenge: HMAC-SHA256(key = the control token, "simpleotp-control\0"
+/// ‖ nonce), in lower-case hex. Computed the same way by the gateway and the client.
+pub fn control_proof(token: &str, nonce: &str) -> String {
+    use hmac::Mac as _;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(token.as_bytes()).expect("HMAC takes any key length");
+    mac.update(b"simpleotp-control\0");
+    mac.update(nonce.as_bytes());
+    mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+}
 
 /// Every session cookie's name starts with this (after the optional `__Host-` prefix).
 pub const COOKIE_PREFIX: &str = "simpleotp_";

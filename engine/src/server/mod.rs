@@ -46,8 +46,8 @@ use tracing::{debug, info, warn};
 
 use crate::gateway::{Gateway, LoginOutcome};
 use crate::protocol::{
-    routes, session_cookie_name, APP_COOKIES_HEADER, APP_HEADER, FORWARDED_PROTO_HEADER, LOGIN_LOCATION_HEADER, ORIGINAL_METHOD_HEADER,
-    ORIGINAL_UPGRADE_HEADER, ORIGINAL_URI_HEADER, PROOF_HEADER, REAL_IP_HEADER,
+    routes, session_cookie_name, APP_COOKIES_HEADER, APP_HEADER, CONTROL_NONCE_HEADER, CONTROL_PROOF_HEADER, FORWARDED_PROTO_HEADER,
+    LOGIN_LOCATION_HEADER, ORIGINAL_METHOD_HEADER, ORIGINAL_UPGRADE_HEADER, ORIGINAL_URI_HEADER, PROOF_HEADER, REAL_IP_HEADER,
 };
 use crate::redirect::safe_return_path;
 use crate::session::{cookies_without_sessions, tokens_from_cookie_headers, SessionToken};
@@ -166,6 +166,7 @@ async fn route(gateway: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> R
         (&Method::GET | &Method::HEAD, routes::UPSTREAM_DOWN) => upstream_down(gateway, &caller),
         (&Method::POST, routes::LOGOUT) => logout_submit(gateway, &caller, req).await,
         (&Method::GET | &Method::HEAD, routes::HEALTH) => health(),
+        (&Method::POST, routes::CONTROL_PROVE) => control_prove(gateway, &caller, req.headers()),
         (&Method::POST, routes::CONTROL_UNLOCK) => control_unlock(gateway, &caller, req.headers()),
         (&Method::POST, routes::CONTROL_CA_ROTATE) => control_ca_rotate(gateway, &caller, req.headers()).await,
         (&Method::GET | &Method::HEAD, routes::CA_PAGE) => ca_page(gateway),
@@ -176,7 +177,16 @@ async fn route(gateway: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> R
             response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
             response
         }
-        (_, routes::CHECK | routes::LOGIN | routes::LOGOUT | routes::HEALTH | routes::CONTROL_UNLOCK | routes::CONTROL_CA_ROTATE) => {
+        (
+            _,
+            routes::CHECK
+            | routes::LOGIN
+            | routes::LOGOUT
+            | routes::HEALTH
+            | routes::CONTROL_UNLOCK
+            | routes::CONTROL_CA_ROTATE
+            | routes::CONTROL_PROVE,
+        ) => {
             let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
             response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, POST"));
             response
@@ -445,6 +455,22 @@ fn health() -> Response<Body> {
 /// Local owner actions. Never reachable through nginx (nginx answers 404 for `control/`, and a
 /// request carrying nginx's `X-Real-IP` is refused here too), and only with the token from the
 /// 0600 control file in the data directory.
+/// A control client's challenge: the gateway shows it knows the control token without sending
+/// it, and before the client sends it (whoever listens on a stale control file's port gets
+/// nothing worth having). Loopback only, never through nginx, like every control route.
+fn control_prove(gateway: &Gateway, caller: &Caller, headers: &HeaderMap) -> Response<Body> {
+    if caller.came_through_proxy || !caller.ip.is_loopback() {
+        return not_found();
+    }
+    let nonce = headers.get(CONTROL_NONCE_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if nonce.len() != 64 || !nonce.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return plain(StatusCode::BAD_REQUEST, "a 256-bit hex nonce is needed");
+    }
+    let mut response = plain(StatusCode::OK, "ok");
+    response.headers_mut().insert(CONTROL_PROOF_HEADER, HeaderValue::from_str(&gateway.control_proof(nonce)).expect("hex is ASCII"));
+    response
+}
+
 fn control_unlock(gateway: &Gateway, caller: &Caller, headers: &HeaderMap) -> Response<Body> {
     if let Err(refused) = control_caller_allowed(gateway, caller, headers) {
         return refused;

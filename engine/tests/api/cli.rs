@@ -615,3 +615,79 @@ async fn ca_rotate_goes_through_a_running_gateway_and_export_reads_what_it_uses(
     assert!(stdout(&rotated).contains("The next `simpleotp serve`"), "{}", stdout(&rotated));
     assert_ne!(std::fs::read(&key_file).unwrap(), key_between);
 }
+
+/// After an unclean exit, another local user can bind the port a stale `control.json` names. A
+/// squatter that answers like the old gateway (with a sign-in link of its choosing) gets
+/// nothing: with no gateway holding the data directory, `unlock` says none runs (and `serve`
+/// starts); while one is starting (the lock held, the old file still there), the squatter cannot
+/// prove it knows the token, so the token is never sent and its link is never printed; a
+/// control file with an app address carrying user-info is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_squatter_on_a_stale_control_files_port_gets_nothing() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    // The squatter: answers every request like the gateway's unlock, and records them.
+    let squatter = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let squatted = squatter.local_addr().unwrap();
+    let heard = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    tokio::spawn({
+        let heard = heard.clone();
+        async move {
+            while let Ok((mut stream, _)) = squatter.accept().await {
+                let mut buf = vec![0u8; 4096];
+                let n = stream.read(&mut buf).await.unwrap_or(0);
+                heard.lock().unwrap().push(String::from_utf8_lossy(&buf[..n]).to_string());
+                let body = r#"{"login_path":"@evil.example/steal","expires_in_secs":600,"attempts":3}"#;
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-simpleotp-control-proof: {}\r\ncontent-length: {}\r\n\r\n{body}",
+                    "0".repeat(64),
+                    body.len()
+                );
+                let _ = stream.write_all(answer.as_bytes()).await;
+            }
+        }
+    });
+    let write_control = |app_url: &str| {
+        let control = serde_json::json!({
+            "auth_addr": squatted.to_string(), "route_prefix": "/_simpleotp/", "token": "the-old-gateways-token",
+            "pid": 1, "app_urls": [app_url],
+        });
+        std::fs::write(data.join("control.json"), control.to_string()).unwrap();
+    };
+    write_control("http://127.0.0.1:8081");
+    let unlock = || run(simpleotp(&["unlock", "--data-dir"]).arg(&data));
+
+    // No gateway holds the directory: none runs, whatever the file says.
+    let output = unlock();
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("no running gateway"), "{}", stderr(&output));
+    assert!(heard.lock().unwrap().is_empty(), "the squatter was contacted");
+
+    // A gateway is starting (it holds the lock; the old file is still there).
+    let lock = simpleotp_engine::instance::InstanceLock::acquire(&data, "a starting gateway").unwrap();
+    let output = unlock();
+    assert!(!output.status.success());
+    let said = stderr(&output);
+    assert!(said.contains("could not prove it knows the control token") && !said.contains("evil.example"), "{said}");
+    let heard_now = heard.lock().unwrap().clone();
+    assert_eq!(heard_now.len(), 1, "only the challenge: {heard_now:?}");
+    assert!(!heard_now[0].contains("the-old-gateways-token") && !heard_now[0].to_lowercase().contains("authorization"), "{heard_now:?}");
+
+    write_control("http://127.0.0.1:8081@evil.example");
+    let output = unlock();
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("is not an app address") && stderr(&output).contains("control.json"), "{}", stderr(&output));
+    drop(lock);
+
+    // And `serve` starts in spite of the stale file (it replaces it).
+    let (secret_file, _) = init_secret_file(dir.path());
+    let (_serve, url, _) = serve_on_free_port(dir.path(), "http://127.0.0.1:9", &secret_file, &[]).await;
+    assert_eq!(client().get(&url).send().await.unwrap().status(), 302);
+    let control: serde_json::Value = serde_json::from_slice(&std::fs::read(data.join("control.json")).unwrap()).unwrap();
+    assert_ne!(control["auth_addr"], squatted.to_string());
+    let output = unlock();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains("/_simpleotp/login?ticket="), "{}", stdout(&output));
+}
