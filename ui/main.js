@@ -632,6 +632,30 @@ async function renderSettings() {
   $('settings-autostart').checked = s.launch_at_login;
   $('settings-nginx').value = s.nginx_path ?? '';
   $('settings-nginx-found').textContent = got.nginx;
+  settingsInterfaces = s.interfaces ?? null;
+  renderInterfaces(got.network_interfaces);
+}
+
+/** The chosen interfaces (`[lan] interfaces`), or null for the default. */
+let settingsInterfaces = null;
+
+/** One checkbox per interface: name, addresses, "default route"; checked when it faces the
+ * network. With the default chosen they show what the default picks and cannot be changed. */
+function renderInterfaces(interfaces) {
+  $('settings-interfaces').hidden = !$('settings-lan').checked;
+  $('settings-interfaces-default').checked = settingsInterfaces === null;
+  const rows = interfaces.map((i) => {
+    const box = el('input', { type: 'checkbox', checked: i.facing, disabled: settingsInterfaces === null });
+    box.dataset.interface = i.name;
+    box.addEventListener('change', () => {
+      settingsInterfaces = [...document.querySelectorAll('#settings-interfaces-list input')].filter((b) => b.checked).map((b) => b.dataset.interface);
+      applySettings('interfaces');
+    });
+    const detail = [i.addresses.join(', ') || 'no address', i.default_route ? 'default route' : ''].filter(Boolean).join(' · ');
+    return el('label', { className: 'choice' }, box, ` ${i.name} `, el('span', { className: 'muted small', textContent: detail }));
+  });
+  if (rows.length === 0) rows.push(el('p', { className: 'muted small', textContent: 'No network interface with an address was found.' }));
+  $('settings-interfaces-list').replaceChildren(...rows);
 }
 
 function settingsInput() {
@@ -641,6 +665,7 @@ function settingsInput() {
     launch_at_login: $('settings-autostart').checked,
     lan: $('settings-lan').checked,
     nginx_path: $('settings-nginx').value.trim() || null,
+    interfaces: settingsInterfaces,
   };
 }
 
@@ -659,6 +684,8 @@ function applySettings(field) {
     }
     $('settings-warnings').replaceChildren(...done.warnings.map((w) => el('li', { textContent: w })));
     $('settings-nginx-found').textContent = done.nginx;
+    settingsInterfaces = done.settings.interfaces ?? null;
+    renderInterfaces(done.network_interfaces);
     saved.textContent = 'Saved';
     setTimeout(() => { if (saved.textContent === 'Saved') saved.textContent = ''; }, 3000);
   });
@@ -788,12 +815,20 @@ function setUpMain() {
   for (const radio of document.querySelectorAll('input[name=listen]')) {
     radio.addEventListener('change', () => {
       $('settings-lan-note').hidden = !$('settings-lan').checked;
+      $('settings-interfaces').hidden = !$('settings-lan').checked;
       applySettings('listen');
     });
   }
   $('settings-lifetime').addEventListener('change', () => applySettings('lifetime'));
   $('settings-idle').addEventListener('change', () => applySettings('idle'));
   $('settings-autostart').addEventListener('change', () => applySettings('autostart'));
+  $('settings-interfaces-default').addEventListener('change', () => {
+    // Leaving the default starts from what it picks now, so nothing changes until a box does.
+    settingsInterfaces = $('settings-interfaces-default').checked
+      ? null
+      : [...document.querySelectorAll('#settings-interfaces-list input:checked')].map((b) => b.dataset.interface);
+    applySettings('interfaces');
+  });
   // The path applies when the field is left or Enter is pressed, not at every keystroke.
   $('settings-nginx').addEventListener('change', () => applySettings('nginx'));
   $('settings-form').addEventListener('submit', (event) => event.preventDefault());

@@ -238,7 +238,7 @@ impl Application {
         let (nginx, lan) = match mode {
             NginxMode::Managed => {
                 let lan = Arc::new(LanCertificates::new(ca_store, nginx_layout(&data_dir), &config.apps, gateway.clone()));
-                lan.prepare(&config.apps).await?;
+                lan.prepare(&config.apps, &config.lan).await?;
                 (Some(Arc::new(start_nginx(&config, &data_dir, auth_addr, &nginx_proof).await?)), Some(lan))
             }
             NginxMode::External => (None, None),
@@ -293,7 +293,7 @@ impl Application {
     /// of the machine's addresses for a network-facing one (see [`crate::lan::app_urls`]).
     pub fn app_urls(&self) -> Vec<(String, Vec<String>)> {
         let machine = crate::config::MachineNames::this_machine();
-        let interfaces = crate::lan::interface_addresses();
+        let interfaces = crate::lan::facing_addresses(self.config.lan.interfaces.as_deref());
         self.config.apps.iter().map(|app| (app.name.to_string(), crate::lan::app_urls(app, &machine, &interfaces))).collect()
     }
 
@@ -469,7 +469,7 @@ impl GatewayHandle {
         if let Some(nginx) = &self.nginx {
             // A newly network-facing app (or a new host name) needs its certificate first.
             if let Some(lan) = &self.lan {
-                lan.prepare(&config.apps).await?;
+                lan.prepare(&config.apps, &config.lan).await?;
             }
             nginx.reload(nginx_config(config, self.auth_addr, &self.nginx_proof), &config.apps).await?;
         }

@@ -56,6 +56,9 @@ pub struct Config {
     pub session: SessionSettings,
     #[serde(default)]
     pub nginx: NginxSettings,
+    /// Which network interfaces face other devices (`[lan]`).
+    #[serde(default, skip_serializing_if = "LanSettings::is_default")]
+    pub lan: LanSettings,
     /// Protected apps; one nginx `server` each.
     #[serde(default, rename = "app")]
     pub apps: Vec<AppConfig>,
@@ -87,6 +90,26 @@ impl SessionSettings {
 impl Default for SessionSettings {
     fn default() -> Self {
         SessionSettings { lifetime: Self::DEFAULT_LIFETIME, idle_timeout: Self::DEFAULT_IDLE_TIMEOUT }
+    }
+}
+
+/// The network interfaces whose addresses apps on `0.0.0.0`/`::` are offered at: those go into
+/// the certificate other devices see (and its URLs and mDNS). Every other address of the
+/// machine (a VPN's, a docker bridge's) stays out of it, so a device that completes a TLS
+/// handshake does not learn it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LanSettings {
+    /// The interfaces by name (`interfaces = ["eth0", "wlan0"]`; on Windows the adapter's name,
+    /// e.g. `"Wi-Fi"`). Absent: the interfaces that carry a default route (see
+    /// `lan::network_interfaces`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interfaces: Option<Vec<InterfaceName>>,
+}
+
+impl LanSettings {
+    fn is_default(&self) -> bool {
+        self == &LanSettings::default()
     }
 }
 
@@ -242,6 +265,11 @@ impl Config {
         if let Some(addr) = self.auth_listen {
             if !addr.ip().is_loopback() {
                 return Err(format!("auth_listen {addr} must be a loopback address (127.0.0.1 or ::1): the auth server must only be reachable through nginx"));
+            }
+        }
+        if let Some(interfaces) = &self.lan.interfaces {
+            if let Some((_, name)) = interfaces.iter().enumerate().find(|(i, name)| interfaces[..*i].contains(name)) {
+                return Err(format!("[lan] interfaces lists {:?} twice", name.as_str()));
             }
         }
         for (i, app) in self.apps.iter().enumerate() {
@@ -609,6 +637,34 @@ impl FromStr for HostName {
 }
 string_newtype!(HostName);
 
+/// A network interface's name as the OS shows it: 1–64 characters, no control characters, not
+/// blank (Linux names are at most 15 bytes; Windows adapter names are longer and may hold
+/// spaces). Compared exactly.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct InterfaceName(String);
+
+impl InterfaceName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    fn as_string(&self) -> String {
+        self.0.clone()
+    }
+}
+
+impl FromStr for InterfaceName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.trim().is_empty() || s.chars().count() > 64 || s.chars().any(char::is_control) || s.trim() != s {
+            return Err(format!(
+                "interface name {s:?} is not valid: use the name your system shows (e.g. \"eth0\", \"wlan0\", \"Wi-Fi\"), 1 to 64 characters without leading or trailing spaces"
+            ));
+        }
+        Ok(InterfaceName(s.to_string()))
+    }
+}
+string_newtype!(InterfaceName);
+
 /// Where nginx forwards requests for an app: `http://host:port` with an optional path.
 /// Only `http` and `https` are accepted; no credentials, query or fragment, no whitespace,
 /// and nothing that could break out of an nginx directive.
@@ -758,6 +814,34 @@ impl FromStr for RoutePrefix {
     }
 }
 string_newtype!(RoutePrefix);
+
+#[cfg(test)]
+mod lan_settings_tests {
+    use super::*;
+
+    /// `[lan] interfaces` is optional (absent: the default-route interfaces), read and written
+    /// back, and a bad name or a repeated one is refused with what to write instead.
+    #[test]
+    fn lan_interfaces_are_optional_validated_and_round_trip() {
+        let config: Config = toml::from_str("").unwrap();
+        assert_eq!(config.lan.interfaces, None);
+        assert!(!toml::to_string(&config).unwrap().contains("[lan]"), "the default is not written out");
+
+        let config: Config = toml::from_str("[lan]\ninterfaces = [\"eth0\", \"Wi-Fi 2\"]\n").unwrap();
+        let names: Vec<&str> = config.lan.interfaces.as_ref().unwrap().iter().map(InterfaceName::as_str).collect();
+        assert_eq!(names, ["eth0", "Wi-Fi 2"]);
+        config.validate().unwrap();
+        assert_eq!(toml::from_str::<Config>(&toml::to_string(&config).unwrap()).unwrap(), config);
+
+        for bad in ["\"\"", "\" eth0\"", "\"eth\\u0000\"", &format!("\"{}\"", "x".repeat(65))] {
+            let err = toml::from_str::<Config>(&format!("[lan]\ninterfaces = [{bad}]\n")).unwrap_err().to_string();
+            assert!(err.contains("interface name") && err.contains("e.g. \"eth0\""), "{bad}: {err}");
+        }
+        let twice: Config = toml::from_str("[lan]\ninterfaces = [\"eth0\", \"eth0\"]\n").unwrap();
+        assert!(twice.validate().unwrap_err().contains("\"eth0\" twice"));
+        assert!(toml::from_str::<Config>("[lan]\ninterface = [\"eth0\"]\n").is_err(), "a misspelt key is refused");
+    }
+}
 
 #[cfg(test)]
 mod tests {

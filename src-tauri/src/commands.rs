@@ -165,7 +165,12 @@ pub async fn secret_replace_confirm(core: Core_<'_>, code: String) -> Answer<usi
 
 #[tauri::command]
 pub fn settings_get(core: Core_<'_>) -> SettingsSaved {
-    SettingsSaved { settings: core.settings_get(), nginx: core.nginx_found(), warnings: Vec::new() }
+    SettingsSaved {
+        settings: core.settings_get(),
+        network_interfaces: core.network_interfaces(),
+        nginx: core.nginx_found(),
+        warnings: Vec::new(),
+    }
 }
 
 #[tauri::command]

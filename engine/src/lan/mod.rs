@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::ca::{CaStore, CertificateAuthority, LeafCertificate};
-use crate::config::{AppConfig, HostName, MachineNames};
+use crate::config::{AppConfig, HostName, InterfaceName, LanSettings, MachineNames};
 use crate::fsutil::write_atomic;
 use crate::gateway::Gateway;
 use crate::nginx::{Nginx, NginxLayout};
@@ -126,26 +126,136 @@ impl Reach {
     }
 }
 
-/// The machine's interface addresses, as [`Reach::of`] wants them: loopback included, IPv6
-/// link-local left out (an `fe80::` address only works with a zone, which no URL or certificate
-/// can carry). An error listing them is logged and counts as "no addresses".
-pub fn interface_addresses() -> Vec<IpAddr> {
-    match if_addrs::get_if_addrs() {
-        Ok(interfaces) => {
-            let mut addresses: Vec<IpAddr> = interfaces
-                .iter()
-                .map(|i| i.ip())
-                .filter(|ip| !matches!(ip, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80))
-                .collect();
-            addresses.sort();
-            addresses.dedup();
-            addresses
-        }
+/// A network interface of this machine, as the tray's Settings show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkInterface {
+    pub name: String,
+    /// Its addresses, IPv6 link-local left out (see [`interface_addresses`]).
+    pub addresses: Vec<IpAddr>,
+    /// Whether it carries a default route (the default choice of interfaces facing the network).
+    pub default_route: bool,
+}
+
+/// The machine's interfaces with addresses, loopback left out, sorted by name.
+pub fn network_interfaces() -> Vec<NetworkInterface> {
+    let listed = match if_addrs::get_if_addrs() {
+        Ok(listed) => listed,
         Err(e) => {
             warn!("cannot list this machine's network addresses: {e}");
-            Vec::new()
+            return Vec::new();
+        }
+    };
+    let routed = default_route::interfaces(&listed);
+    let mut interfaces: Vec<NetworkInterface> = Vec::new();
+    for interface in listed.iter().filter(|i| !i.is_loopback()) {
+        let ip = interface.ip();
+        if is_link_local_v6(&ip) {
+            continue;
+        }
+        match interfaces.iter_mut().find(|i| i.name == interface.name) {
+            Some(known) => known.addresses.push(ip),
+            None => interfaces.push(NetworkInterface {
+                name: interface.name.clone(),
+                addresses: vec![ip],
+                default_route: routed.contains(&interface.name),
+            }),
         }
     }
+    for interface in &mut interfaces {
+        interface.addresses.sort();
+        interface.addresses.dedup();
+    }
+    interfaces.sort_by(|a, b| a.name.cmp(&b.name));
+    interfaces
+}
+
+/// The interfaces that face the network under `choice` (`[lan] interfaces`): the named ones;
+/// by default those with a default route, or all of them when none has one (a LAN without a
+/// router to the internet, where the machine's only addresses are the LAN's).
+pub fn facing<'a>(interfaces: &'a [NetworkInterface], choice: Option<&[InterfaceName]>) -> Vec<&'a NetworkInterface> {
+    match choice {
+        Some(names) => interfaces.iter().filter(|i| names.iter().any(|n| n.as_str() == i.name)).collect(),
+        None if interfaces.iter().any(|i| i.default_route) => interfaces.iter().filter(|i| i.default_route).collect(),
+        None => interfaces.iter().collect(),
+    }
+}
+
+/// The machine's addresses, as [`Reach::of`] wants them: loopback (this machine's own browser)
+/// and the addresses of the interfaces that face the network under `choice` (see [`facing`]);
+/// IPv6 link-local left out (an `fe80::` address only works with a zone, which no URL or
+/// certificate can carry). An error listing them is logged and counts as "no addresses".
+pub fn facing_addresses(choice: Option<&[InterfaceName]>) -> Vec<IpAddr> {
+    let interfaces = network_interfaces();
+    let mut addresses: Vec<IpAddr> = vec![IpAddr::from([127, 0, 0, 1]), IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)];
+    addresses.extend(facing(&interfaces, choice).iter().flat_map(|i| i.addresses.iter().copied()));
+    addresses.sort();
+    addresses.dedup();
+    addresses
+}
+
+/// [`facing_addresses`] with the default choice.
+pub fn interface_addresses() -> Vec<IpAddr> {
+    facing_addresses(None)
+}
+
+fn is_link_local_v6(ip: &IpAddr) -> bool {
+    matches!(ip, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80)
+}
+
+/// Which interfaces carry a default route. Linux: the kernel's routing tables in `/proc`, which
+/// name every such interface. Elsewhere: the UDP-connect trick, which asks the OS which source
+/// address it would use towards the internet (no packet is sent) and picks the interface with
+/// that address; one per address family, which is the route the OS prefers. A crate
+/// (`netdev`) would add a large dependency for the same answer.
+mod default_route {
+    use std::collections::BTreeSet;
+
+    #[cfg(target_os = "linux")]
+    pub fn interfaces(_listed: &[if_addrs::Interface]) -> BTreeSet<String> {
+        let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
+        super::default_route_interfaces(&read("/proc/net/route"), &read("/proc/net/ipv6_route"))
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub fn interfaces(listed: &[if_addrs::Interface]) -> BTreeSet<String> {
+        use std::net::{SocketAddr, UdpSocket};
+        // Documentation addresses (TEST-NET-1, 2001:db8::): only the route lookup matters.
+        let source = |bind: &str, towards: &str| -> Option<std::net::IpAddr> {
+            let socket = UdpSocket::bind(bind).ok()?;
+            socket.connect(towards.parse::<SocketAddr>().ok()?).ok()?;
+            socket.local_addr().ok().map(|a| a.ip())
+        };
+        [source("0.0.0.0:0", "192.0.2.1:9"), source("[::]:0", "[2001:db8::1]:9")]
+            .into_iter()
+            .flatten()
+            .filter_map(|ip| listed.iter().find(|i| i.ip() == ip).map(|i| i.name.clone()))
+            .collect()
+    }
+}
+
+/// The interfaces with a default route in Linux's `/proc/net/route` (destination and mask 0)
+/// and `/proc/net/ipv6_route` (destination `::/0`, not a reject route, not `lo`).
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+fn default_route_interfaces(route: &str, ipv6_route: &str) -> std::collections::BTreeSet<String> {
+    const RTF_REJECT: u32 = 0x0200;
+    let mut names = std::collections::BTreeSet::new();
+    for line in route.lines().skip(1) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.len() >= 8 && fields[1] == "00000000" && fields[7] == "00000000" {
+            names.insert(fields[0].to_string());
+        }
+    }
+    for line in ipv6_route.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.len() < 10 || fields[0].bytes().any(|b| b != b'0') || fields[1] != "00" {
+            continue;
+        }
+        let flags = u32::from_str_radix(fields[8], 16).unwrap_or(RTF_REJECT);
+        if flags & RTF_REJECT == 0 && fields[9] != "lo" {
+            names.insert(fields[9].to_string());
+        }
+    }
+    names
 }
 
 /// The URLs a person opens for `app`: `http://127.0.0.1:PORT/` for a loopback app; for a
@@ -197,6 +307,8 @@ pub struct LanCertificates {
     ca: tokio::sync::Mutex<Option<Arc<CertificateAuthority>>>,
     /// The apps nginx serves now (they change when the configuration is applied).
     apps: std::sync::Mutex<Vec<AppConfig>>,
+    /// The interfaces chosen to face the network (`[lan] interfaces`; `None`: the default).
+    interfaces: std::sync::Mutex<Option<Vec<InterfaceName>>>,
     /// What the leaf in nginx's files holds (the part of the reach the CA may vouch for), the
     /// leaf, and when it was issued (for [`MIN_REISSUE_INTERVAL`]).
     current: tokio::sync::Mutex<Option<Issued>>,
@@ -216,6 +328,7 @@ impl LanCertificates {
             machine: MachineNames::this_machine(),
             ca: tokio::sync::Mutex::new(None),
             apps: std::sync::Mutex::new(apps.to_vec()),
+            interfaces: std::sync::Mutex::new(None),
             current: tokio::sync::Mutex::new(None),
             refused_warned: std::sync::Mutex::new(Vec::new()),
         }
@@ -256,8 +369,7 @@ impl LanCertificates {
             self.gateway.set_ca_certificate(Some(rotated.certificate()));
             ca.insert(Arc::new(rotated)).clone()
         };
-        let interfaces = tokio::task::spawn_blocking(interface_addresses).await.map_err(|e| LanError::Task(e.to_string()))?;
-        let Some(reach) = Reach::of(&self.apps(), &self.machine, &interfaces) else {
+        let Some(reach) = self.reach() else {
             // No network-facing app: no leaf to replace; the next one comes from the new CA.
             *current = None;
             return Ok((new_ca, false));
@@ -272,17 +384,25 @@ impl LanCertificates {
         self.apps.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// The reach of the current apps on this machine now; `None` without network-facing apps.
-    pub fn reach(&self) -> Option<Reach> {
-        Reach::of(&self.apps(), &self.machine, &interface_addresses())
+    /// The machine's addresses under the chosen interfaces (see [`facing_addresses`]).
+    fn addresses(&self) -> Vec<IpAddr> {
+        let choice = self.interfaces.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        facing_addresses(choice.as_deref())
     }
 
-    /// Makes `apps` the current ones and, if any of them faces the network, makes sure nginx's
-    /// files hold a leaf for them (before nginx starts or reloads with them: `nginx -t` reads
-    /// the files). Returns whether the files changed.
-    pub async fn prepare(&self, apps: &[AppConfig]) -> Result<bool, LanError> {
+    /// The reach of the current apps on this machine now; `None` without network-facing apps.
+    pub fn reach(&self) -> Option<Reach> {
+        Reach::of(&self.apps(), &self.machine, &self.addresses())
+    }
+
+    /// Makes `apps` and the interface choice (`[lan]`) the current ones and, if an app faces
+    /// the network, makes sure nginx's files hold a leaf for them (before nginx starts or
+    /// reloads with them: `nginx -t` reads the files). Returns whether the files changed.
+    pub async fn prepare(self: &Arc<Self>, apps: &[AppConfig], lan: &LanSettings) -> Result<bool, LanError> {
         *self.apps.lock().unwrap_or_else(|p| p.into_inner()) = apps.to_vec();
-        let interfaces = tokio::task::spawn_blocking(interface_addresses).await.map_err(|e| LanError::Task(e.to_string()))?;
+        *self.interfaces.lock().unwrap_or_else(|p| p.into_inner()) = lan.interfaces.clone();
+        let this = self.clone();
+        let interfaces = tokio::task::spawn_blocking(move || this.addresses()).await.map_err(|e| LanError::Task(e.to_string()))?;
         match Reach::of(apps, &self.machine, &interfaces) {
             Some(reach) => self.ensure(&reach).await,
             None => Ok(false),
@@ -654,6 +774,40 @@ mod tests {
         assert!(!reissue_allowed(Some(t0), t0 + MIN_REISSUE_INTERVAL - Duration::from_millis(1), false));
         assert!(reissue_allowed(Some(t0), t0 + MIN_REISSUE_INTERVAL, false));
         assert!(reissue_allowed(Some(t0), t0 + Duration::from_secs(1), true));
+    }
+
+    /// Linux's routing tables as /proc shows them: the interfaces with a default route (IPv4
+    /// destination and mask 0; IPv6 `::/0` that is not lo's reject route), nothing else.
+    #[test]
+    fn default_routes_are_read_from_the_kernel_tables() {
+        let route = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+                     wlan0\t00000000\t0101A8C0\t0003\t0\t0\t600\t00000000\t0\t0\t0\n\
+                     wlan0\t0001A8C0\t00000000\t0001\t0\t0\t600\t00FFFFFF\t0\t0\t0\n\
+                     docker0\t000011AC\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0\n\
+                     tun0\t00000000\t00000000\t0001\t0\t0\t50\t00000080\t0\t0\t0\n";
+        let ipv6_route = "fd000000000000000000000000000000 40 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000001 00000000 00000001     eth1\n\
+                          00000000000000000000000000000000 00 00000000000000000000000000000000 00 fd000000000000000000000000000001 00000400 00000003 00000000 00000003     eth1\n\
+                          00000000000000000000000000000000 00 00000000000000000000000000000000 00 00000000000000000000000000000000 ffffffff 00000001 00000000 00200200       lo\n";
+        let names: Vec<String> = default_route_interfaces(route, ipv6_route).into_iter().collect();
+        assert_eq!(names, ["eth1", "wlan0"], "docker0, a VPN's split route (mask not 0) and lo's reject route have no default route");
+        assert!(default_route_interfaces("", "").is_empty());
+    }
+
+    /// The default choice is the default-route interfaces (all of them when none has one); a
+    /// configured list is taken as it is, names that do not exist simply match nothing.
+    #[test]
+    fn facing_interfaces_follow_the_choice() {
+        let interface =
+            |name: &str, address: &str, default_route| NetworkInterface { name: name.into(), addresses: ips(&[address]), default_route };
+        let all =
+            [interface("docker0", "172.17.0.1", false), interface("tun0", "10.8.0.2", false), interface("wlan0", "192.168.1.20", true)];
+        let names = |list: Vec<&NetworkInterface>| list.iter().map(|i| i.name.clone()).collect::<Vec<_>>();
+        assert_eq!(names(facing(&all, None)), ["wlan0"]);
+        let chosen: Vec<InterfaceName> = vec!["tun0".parse().unwrap(), "eth9".parse().unwrap()];
+        assert_eq!(names(facing(&all, Some(&chosen))), ["tun0"]);
+        assert!(facing(&all, Some(&[])).is_empty(), "an empty list: no interface faces the network");
+        let no_route = [interface("eth0", "10.0.0.2", false), interface("eth1", "10.1.0.2", false)];
+        assert_eq!(names(facing(&no_route, None)), ["eth0", "eth1"], "no default route anywhere: all of them");
     }
 
     #[test]

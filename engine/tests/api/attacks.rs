@@ -500,3 +500,27 @@ async fn hostile_header_bytes_never_make_a_5xx() {
     assert_eq!(status, 200);
     assert_eq!(browser.get(app.url("/")).send().await.unwrap().status(), 200);
 }
+
+/// `control/ca-rotate` (what `simpleotp ca rotate` asks a running gateway) is the owner's only:
+/// through nginx it does not exist, and straight to the auth server without the control file's
+/// token it is refused and the CA stays. With the token the gateway rotates its own CA and the
+/// CA page offers the new one at once.
+#[tokio::test]
+async fn ca_rotation_needs_the_control_token_and_is_not_reachable_through_nginx() {
+    let app = spawn_app().await;
+    let http = client();
+    let through_nginx = http.post(app.route("control/ca-rotate")).header("authorization", "Bearer x").send().await.unwrap();
+    assert_eq!(through_nginx.status(), 404, "control routes are never forwarded");
+    let before = app.handle().gateway().ca_certificate().map(|c| c.fingerprint().to_string());
+    let direct = format!("http://{}/_simpleotp/control/ca-rotate", app.auth_addr());
+    for token in ["Bearer wrong", ""] {
+        let refused = http.post(&direct).header("authorization", token).send().await.unwrap();
+        assert_eq!(refused.status(), 401, "{token:?}");
+    }
+    assert_eq!(app.handle().gateway().ca_certificate().map(|c| c.fingerprint().to_string()), before, "a refused request changed the CA");
+
+    let rotated = simpleotp_engine::control::rotate_ca(&app.data_dir).await.expect("rotation through the control file");
+    assert!(!rotated.leaf_reissued, "no app faces the network here: no leaf to replace");
+    assert_eq!(app.handle().gateway().ca_certificate().map(|c| c.fingerprint().to_string()), Some(rotated.fingerprint.clone()));
+    assert_ne!(before, Some(rotated.fingerprint));
+}

@@ -124,6 +124,8 @@ fn ca_export_and_rotate_with_the_secret_file() {
     assert_ne!(new_fingerprint, fingerprint);
     assert!(rotated_out.contains(&fingerprint) && rotated_out.contains("Remove the old one"), "says what to do:\n{rotated_out}");
     assert!(rotated_out.contains("Trust on this computer"), "{rotated_out}");
+    // No gateway runs on this data directory: the stored CA was rotated here, for the next one.
+    assert!(rotated_out.contains("The next `simpleotp serve`") && !rotated_out.contains("running gateway"), "{rotated_out}");
     let new_key = fs::read_to_string(&key_file).unwrap();
     assert_ne!(key_body(&new_key), body, "a new key");
     assert_key_nowhere(&key_body(&new_key), &files_under(&dir.path().join("data")), &[&rotated_out, &stderr(&rotated)]);

@@ -399,3 +399,64 @@ fn ca_rotate_reaches_the_running_gateway() {
         }
     });
 }
+
+/// nginx's master and worker processes (the workers change with every reload).
+fn nginx_pids(serve: &Serve) -> (String, String) {
+    let master = std::fs::read_to_string(serve.data_dir.join("nginx/nginx.pid")).unwrap().trim().to_string();
+    let children = std::fs::read_to_string(format!("/proc/{master}/task/{master}/children")).unwrap_or_default();
+    (master, children.trim().to_string())
+}
+
+/// `[lan] interfaces = ["lan0"]`: the leaf holds only lan0's addresses (and loopback), not those
+/// of another interface (`other0`, standing for a VPN or a docker bridge) nor `lo`'s. A new
+/// address on the other interface, or a public IPv6 address on the chosen one (the CA cannot
+/// vouch for it), causes no new leaf and no reload (the leaf file and nginx's workers stay the
+/// same); a new private address on lan0 causes one.
+#[test]
+fn only_the_chosen_interfaces_go_into_the_leaf_and_others_cause_no_reload() {
+    netns::run("https::only_the_chosen_interfaces_go_into_the_leaf_and_others_cause_no_reload", || async {
+        netns::ip(&["link", "add", "lan0", "type", "veth", "peer", "name", "other0"]);
+        for link in ["lan0", "other0"] {
+            netns::ip(&["link", "set", link, "up"]);
+        }
+        netns::ip(&["addr", "add", "10.77.5.1/24", "dev", "lan0"]);
+        netns::ip(&["addr", "add", "10.77.6.1/24", "dev", "other0"]);
+        let serve = Serve::start_with(|config| config.lan.interfaces = Some(vec!["lan0".parse().unwrap()])).await;
+        let port = serve.lan_port;
+        let ca = ca_file(&serve);
+        let leaf = presented_chain("10.77.5.1", port, "10.77.5.1").remove(0);
+        openssl_verify(&ca, &leaf, &["-verify_ip", "10.77.5.1"]).unwrap();
+        openssl_verify(&ca, &leaf, &["-verify_ip", "127.0.0.1"]).unwrap();
+        for hidden in ["10.77.6.1", LAN_ADDRESS] {
+            assert!(openssl_verify(&ca, &leaf, &["-verify_ip", hidden]).is_err(), "the leaf discloses {hidden}");
+        }
+        let printed = serve.stdout();
+        assert!(printed.contains(&format!("https://10.77.5.1:{port}/")) && !printed.contains("10.77.6.1"), "{printed}");
+
+        let chain_file = serve.data_dir.join("nginx/tls-chain.pem");
+        let chain_before = std::fs::read_to_string(&chain_file).unwrap();
+        let pids_before = nginx_pids(&serve);
+        assert!(!pids_before.1.is_empty(), "no nginx worker found");
+        netns::ip(&["addr", "add", "10.77.6.2/24", "dev", "other0"]);
+        netns::ip(&["-6", "addr", "add", "2001:db8:5::1/64", "dev", "lan0", "nodad"]);
+        // Three polls of the watcher (every 2 s): none may reissue or reload.
+        tokio::time::sleep(Duration::from_secs(7)).await;
+        assert_eq!(std::fs::read_to_string(&chain_file).unwrap(), chain_before, "a new leaf for an address it cannot hold");
+        assert_eq!(nginx_pids(&serve), pids_before, "nginx reloaded for an address that is not in the leaf");
+        assert!(!serve.log().contains("nginx is reloading to present a new certificate"), "{}", serve.log());
+
+        // A new private address on the chosen interface: one new leaf, one reload.
+        netns::ip(&["addr", "add", "10.77.5.2/24", "dev", "lan0"]);
+        let added = Instant::now();
+        loop {
+            let chain = presented_chain("10.77.5.2", port, "10.77.5.2");
+            if chain.first().is_some_and(|leaf| openssl_verify(&ca, leaf, &["-verify_ip", "10.77.5.2"]).is_ok()) {
+                break;
+            }
+            assert!(added.elapsed() < Duration::from_secs(10), "no certificate for 10.77.5.2 after 10 s; log:\n{}", serve.log());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert_ne!(nginx_pids(&serve).1, pids_before.1, "the new leaf came with a reload");
+        assert_eq!(serve.log().matches("nginx is reloading to present a new certificate").count(), 1, "{}", serve.log());
+    });
+}

@@ -48,6 +48,11 @@ pub struct Serve {
 
 impl Serve {
     pub async fn start() -> Serve {
+        Serve::start_with(|_| {}).await
+    }
+
+    /// [`Serve::start`] with the config changed by `edit` first (e.g. `[lan] interfaces`).
+    pub async fn start_with(edit: impl FnOnce(&mut Config)) -> Serve {
         let dir = tempfile::tempdir().unwrap();
         let secret_file = dir.path().join("secret");
         let secret = TotpSecret::generate();
@@ -63,6 +68,7 @@ impl Serve {
         for (name, listen) in [("LAN", format!("0.0.0.0:{lan_port}")), ("Local", format!("127.0.0.1:{local_port}"))] {
             config.apps.push(AppConfig::new(name.parse().unwrap(), format!("http://{upstream}").parse().unwrap(), listen.parse().unwrap()));
         }
+        edit(&mut config);
         let config_path = dir.path().join("config.toml");
         config.save(&config_path).unwrap();
         let data_dir = dir.path().join("data");

@@ -18,7 +18,7 @@ use std::path::Path;
 
 use simpleotp_engine::ca::CaStore;
 use simpleotp_engine::config::{AppConfig, Config, MachineNames};
-use simpleotp_engine::lan::{app_urls, interface_addresses};
+use simpleotp_engine::lan::{app_urls, facing_addresses};
 use simpleotp_engine::protocol::routes;
 use simpleotp_engine::qr;
 
@@ -79,7 +79,8 @@ impl Core {
 
 fn devices_view(config: &Config, lan: bool, store: &CaStore, home: Option<&Path>) -> Result<DevicesView> {
     let machine = MachineNames::this_machine();
-    let interfaces = interface_addresses();
+    // The same addresses as the gateway's certificate: those of the interfaces facing the network.
+    let interfaces = facing_addresses(config.lan.interfaces.as_deref());
     let mut apps = Vec::new();
     for app in config.apps.iter().filter(|app| lan && app.listen.is_network_facing()) {
         apps.push(device_app(app, &machine, &interfaces)?);

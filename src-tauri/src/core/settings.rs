@@ -6,10 +6,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use simpleotp_engine::config::{ListenAddr, SessionSettings};
+use simpleotp_engine::config::{InterfaceName, ListenAddr, SessionSettings};
+use simpleotp_engine::lan::{self, NetworkInterface};
 use simpleotp_engine::nginx;
 
-use super::views::{SettingsSaved, SettingsView, LAN_WARNING};
+use super::views::{InterfaceView, SettingsSaved, SettingsView, LAN_WARNING};
 use super::{listen_ip, Core, CoreError, Result};
 use crate::sync::lock;
 
@@ -22,7 +23,13 @@ impl Core {
             launch_at_login: self.launch_at_login.is_enabled().unwrap_or(false),
             lan: *lock(&self.lan),
             nginx_path: config.nginx.path.as_ref().map(|p| p.display().to_string()),
+            interfaces: config.lan.interfaces.as_ref().map(|names| names.iter().map(|n| n.as_str().to_string()).collect()),
         }
+    }
+
+    /// This machine's interfaces and which of them face the network under the current choice.
+    pub fn network_interfaces(&self) -> Vec<InterfaceView> {
+        interface_views(&lan::network_interfaces(), self.config().lan.interfaces.as_deref())
     }
 
     /// Which nginx would be used, or why none can be found (for the Settings screen).
@@ -53,6 +60,18 @@ impl Core {
             nginx::discover(Some(path)).map_err(|e| CoreError::Start(e.into()))?;
         }
         config.nginx.path = nginx_path;
+        // A new choice of interfaces needs no restart: applying it issues the certificate for
+        // the chosen interfaces' addresses and reloads nginx.
+        config.lan.interfaces = match &wanted.interfaces {
+            None => None,
+            Some(names) => Some(
+                names
+                    .iter()
+                    .map(|name| name.parse::<InterfaceName>())
+                    .collect::<std::result::Result<Vec<_>, _>>()
+                    .map_err(CoreError::Invalid)?,
+            ),
+        };
         let ip = listen_ip(wanted.lan);
         for app in &mut config.apps {
             app.listen = ListenAddr(SocketAddr::new(ip, app.listen.socket_addr().port()));
@@ -93,7 +112,12 @@ impl Core {
             self.launch_at_login.set_enabled(wanted.launch_at_login).map_err(CoreError::LaunchAtLogin)?;
             self.changed();
         }
-        Ok(SettingsSaved { settings: self.settings_get(), nginx: self.nginx_found(), warnings })
+        Ok(SettingsSaved {
+            settings: self.settings_get(),
+            network_interfaces: self.network_interfaces(),
+            nginx: self.nginx_found(),
+            warnings,
+        })
     }
 
     /// The tray's check item.
@@ -102,5 +126,44 @@ impl Core {
         self.launch_at_login.set_enabled(on).map_err(CoreError::LaunchAtLogin)?;
         self.changed();
         Ok(on)
+    }
+}
+
+/// The Settings rows for `interfaces`: each with its addresses, whether it has a default route,
+/// and whether it faces the network under `choice` (the same rule the gateway applies).
+fn interface_views(interfaces: &[NetworkInterface], choice: Option<&[InterfaceName]>) -> Vec<InterfaceView> {
+    let facing = lan::facing(interfaces, choice);
+    interfaces
+        .iter()
+        .map(|i| InterfaceView {
+            name: i.name.clone(),
+            addresses: i.addresses.iter().map(ToString::to_string).collect(),
+            default_route: i.default_route,
+            facing: facing.iter().any(|f| f.name == i.name),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod interface_tests {
+    use super::*;
+
+    /// The rows say which interfaces face the network: by default those with a default route,
+    /// otherwise exactly the chosen ones.
+    #[test]
+    fn interface_rows_follow_the_choice_and_mark_the_default() {
+        let interfaces = [
+            NetworkInterface { name: "docker0".into(), addresses: vec!["172.17.0.1".parse().unwrap()], default_route: false },
+            NetworkInterface { name: "wlan0".into(), addresses: vec!["192.168.1.20".parse().unwrap()], default_route: true },
+        ];
+        let rows = interface_views(&interfaces, None);
+        assert_eq!(
+            rows.iter().map(|r| (r.name.as_str(), r.default_route, r.facing)).collect::<Vec<_>>(),
+            [("docker0", false, false), ("wlan0", true, true)]
+        );
+        assert_eq!(rows[1].addresses, ["192.168.1.20"]);
+        let chosen: Vec<InterfaceName> = vec!["docker0".parse().unwrap()];
+        let rows = interface_views(&interfaces, Some(&chosen));
+        assert_eq!(rows.iter().map(|r| r.facing).collect::<Vec<_>>(), [true, false]);
     }
 }

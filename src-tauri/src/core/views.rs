@@ -196,6 +196,21 @@ pub struct SettingsView {
     pub lan: bool,
     /// `None`: search for nginx.
     pub nginx_path: Option<String>,
+    /// The interfaces chosen to face the network (`[lan] interfaces`); `None`: the default, the
+    /// interfaces with a default route.
+    #[serde(default)]
+    pub interfaces: Option<Vec<String>>,
+}
+
+/// A network interface as Settings lists it, with a checkbox.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct InterfaceView {
+    pub name: String,
+    pub addresses: Vec<String>,
+    /// It carries a default route (chosen by default).
+    pub default_route: bool,
+    /// Its addresses are offered to other devices now (the choice, or the default).
+    pub facing: bool,
 }
 
 /// "Open on another device": each app's addresses for phones and laptops, and the card that
@@ -251,6 +266,8 @@ from SimpleOTP's own certificate authority (CA). Once on each device, trust that
 #[derive(Debug, Clone, Serialize)]
 pub struct SettingsSaved {
     pub settings: SettingsView,
+    /// This machine's interfaces, for the "which interfaces face the network" checkboxes.
+    pub network_interfaces: Vec<InterfaceView>,
     /// Which nginx will be used, or why none can be.
     pub nginx: String,
     pub warnings: Vec<String>,
