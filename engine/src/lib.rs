@@ -34,6 +34,8 @@
 //!   machine's addresses, and `<hostname>.local` over mDNS.
 //! * [`demo`]: the little app `simpleotp demo` protects (also the tests' upstream).
 //! * [`qr`]: QR codes for the terminal, PNG and SVG.
+//! * [`os_trust`]: Windows: the CA in the user's Root store, trusted for TLS servers only (the
+//!   tray's "Trust on this computer"), found by fingerprint.
 //! * [`app`]: [`app::Application`], which wires everything together and runs until stopped.
 //! * [`logfile`]: the rotated, scrubbed log file in the data directory (`logs/simpleotp.log`),
 //!   and [`logfile::scrub`], which masks anything a person could sign in with.
@@ -57,6 +59,7 @@ pub mod lan;
 pub mod limiter;
 pub mod logfile;
 pub mod nginx;
+pub mod os_trust;
 pub mod protocol;
 pub mod qr;
 pub mod redirect;
