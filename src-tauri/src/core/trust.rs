@@ -18,9 +18,10 @@
 //! * **macOS**: `security add-trusted-cert -r trustRoot -p ssl` into the login keychain (TLS
 //!   servers only); macOS asks for the user's password. `remove-trusted-cert` and
 //!   `delete-certificate -Z <SHA-256>` undo it.
-//! * **Windows**: `certutil -user -addstore Root`; Windows shows its own security warning. The
-//!   store has no per-purpose trust that certutil sets; the CA's own EKU (`serverAuth` only) is
-//!   what Windows' chain engine checks. `-delstore Root <SHA-1 thumbprint>` undoes it.
+//! * **Windows**: the current user's Root store through crypt32 (`simpleotp_engine::os_trust`),
+//!   with the certificate's enhanced-key-usage property set to server authentication only, so
+//!   Windows trusts it for TLS servers and nothing else; Windows shows its own security warning.
+//!   Entries are found and removed by fingerprint.
 //!
 //! Every CA the data directory had before the current one (renewed or rotated,
 //! `ca-previous.pem`) is taken out of the same stores by its fingerprint whenever the current
@@ -606,40 +607,27 @@ use windows as system;
 
 #[cfg(windows)]
 mod windows {
-    //! The current user's Root store, through `certutil`; Windows shows its own warning. Every
-    //! certificate is named by its SHA-1 thumbprint (what certutil takes), never by its name.
+    //! The current user's Root store, through crypt32 (the engine's `os_trust`, whose tests run
+    //! under Wine): the CA goes in trusted for server authentication only (the certificate's
+    //! enhanced-key-usage property), and entries are found by fingerprint, never by name.
+    //! Windows shows its own warning for adding a root.
 
     use std::path::Path;
-    use std::process::Command;
 
     use simpleotp_engine::ca::CaCertificate;
+    use simpleotp_engine::os_trust::{self, OsTrustError, ROOT};
 
-    use super::{run, said, CaFile, TrustError, TrustState};
+    use super::{CaFile, TrustError, TrustState};
 
-    /// ERROR_CANCELLED (0x800704C7) as certutil's exit code: the person said No.
-    const CANCELLED: i32 = 0x800704C7_u32 as i32;
-    fn certutil() -> Command {
-        let mut command = simpleotp_engine::child::command("certutil");
-        command.arg("-user");
-        command
-    }
-
-    fn missing() -> TrustError {
-        TrustError::Command { command: "certutil".into(), detail: "certutil.exe is missing".into() }
-    }
-
-    fn check(output: std::process::Output, what: &str) -> Result<(), TrustError> {
-        match output.status.code() {
-            Some(0) => Ok(()),
-            Some(CANCELLED) => Err(TrustError::Cancelled),
-            _ => Err(TrustError::Command { command: format!("certutil {what}"), detail: said(&output) }),
+    fn convert(error: OsTrustError) -> TrustError {
+        match error {
+            OsTrustError::Cancelled => TrustError::Cancelled,
+            other => TrustError::Command { command: "crypt32".into(), detail: other.to_string() },
         }
     }
 
     fn in_root(certificate: &CaCertificate) -> bool {
-        let mut command = certutil();
-        command.args(["-store", "Root"]).arg(certificate.sha1_thumbprint());
-        run(command, missing).is_ok_and(|o| o.status.success())
+        os_trust::contains(ROOT, &certificate.fingerprint()).unwrap_or(false)
     }
 
     pub(super) fn state(ca: CaFile<'_>, _home: Option<&Path>) -> TrustState {
@@ -649,26 +637,18 @@ mod windows {
     }
 
     pub(super) fn add(ca: CaFile<'_>, _home: Option<&Path>) -> Result<(), TrustError> {
-        let mut command = certutil();
-        command.args(["-addstore", "Root"]).arg(ca.path);
-        check(run(command, missing)?, "-addstore")?;
-        for old in ca.earlier().filter(|old| in_root(old)) {
-            remove_one(old)?;
+        os_trust::add_for_server_auth(ROOT, ca.certificate.der()).map_err(convert)?;
+        for old in ca.earlier() {
+            os_trust::remove(ROOT, &old.fingerprint()).map_err(convert)?;
         }
         Ok(())
     }
 
     pub(super) fn remove(ca: CaFile<'_>, _home: Option<&Path>) -> Result<(), TrustError> {
-        for certificate in std::iter::once(ca.certificate).chain(ca.earlier()).filter(|c| in_root(c)) {
-            remove_one(certificate)?;
+        for certificate in std::iter::once(ca.certificate).chain(ca.earlier()) {
+            os_trust::remove(ROOT, &certificate.fingerprint()).map_err(convert)?;
         }
         Ok(())
-    }
-
-    fn remove_one(certificate: &CaCertificate) -> Result<(), TrustError> {
-        let mut command = certutil();
-        command.args(["-delstore", "Root"]).arg(certificate.sha1_thumbprint());
-        check(run(command, missing)?, "-delstore")
     }
 }
 
