@@ -13,8 +13,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::html::html_escape;
 use crate::protocol::routes;
-use crate::server::pages::html_escape;
 
 /// Serves the demo app on `listener` until `shutdown` is cancelled.
 pub async fn serve_demo_app(listener: TcpListener, route_prefix: crate::config::RoutePrefix, shutdown: CancellationToken) {

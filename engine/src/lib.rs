@@ -43,8 +43,8 @@
 //!   on): ports, the demo upstream and waiting, shared by the engine's and the tray's tests.
 //!
 //! The modules above are the crate's API (the CLI, the tray app, the bench, the fuzz targets and
-//! the integration tests use them). `fsutil` (private files, atomic writes) and the server's HTML
-//! pages are internal.
+//! the integration tests use them). `fsutil` (private files, atomic writes), `html` (escaping)
+//! and the server's HTML pages are internal.
 
 pub mod app;
 pub mod ca;
@@ -54,6 +54,7 @@ pub mod control;
 pub mod demo;
 mod fsutil;
 pub mod gateway;
+mod html;
 pub mod instance;
 pub mod lan;
 pub mod limiter;

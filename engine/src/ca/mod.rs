@@ -525,7 +525,7 @@ impl CaCertificate {
         // Derived from the fingerprint, not the fingerprint itself: nothing in the profile should
         // look like something to compare (the device computes that from the certificate).
         let id = &self.derived_uuid("identifier").replace('-', "")[..16];
-        let name = crate::server::pages::html_escape(&self.common_name);
+        let name = crate::html::html_escape(&self.common_name);
         let data = base64::engine::general_purpose::STANDARD.encode(&self.der);
         let data: Vec<&str> = data.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap_or_default()).collect();
         format!(

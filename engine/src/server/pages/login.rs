@@ -1,0 +1,222 @@
+//! The sign-in page and the sign-out confirmation.
+
+use std::fmt::Write as _;
+use std::time::{Duration, SystemTime};
+
+use super::{document, document_with, format_duration, format_span, html_escape, utc_moment};
+use crate::config::{AppName, SessionSettings};
+
+/// What the login page tells the user above the code field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginMessage {
+    /// The code was wrong.
+    WrongCode,
+    /// The code was right but already used (replay protection).
+    CodeAlreadyUsed,
+    /// Too many wrong codes from this client (or overall): the form is disabled until
+    /// `ends_at`, `retry_after` from now (see [`LoginMessage::locked_out`]).
+    LockedOut { retry_after: Duration, ends_at: SystemTime },
+    /// The user just signed out.
+    SignedOut,
+    /// The session expired or was revoked.
+    Expired,
+    /// The code was right, but the gateway could not save that it was used, so it refused the
+    /// sign-in (the code would otherwise work twice after a restart).
+    NotSaved,
+    /// The page was opened with a live unlock ticket: the next codes skip the lockout.
+    TicketReady,
+    /// The page was opened with an unlock ticket that is expired, used up or unknown.
+    TicketInvalid,
+}
+
+impl LoginMessage {
+    /// A lockout that ends `retry_after` from now.
+    #[must_use]
+    pub fn locked_out(retry_after: Duration) -> LoginMessage {
+        LoginMessage::LockedOut { retry_after, ends_at: SystemTime::now() + retry_after }
+    }
+
+    /// Whether this reports a failed attempt (shown as an alert, field marked invalid) rather
+    /// than news (shown as a status).
+    #[must_use]
+    pub fn is_error(&self) -> bool {
+        matches!(self, Self::WrongCode | Self::CodeAlreadyUsed | Self::LockedOut { .. } | Self::NotSaved | Self::TicketInvalid)
+    }
+
+    /// The message as HTML paragraphs (trusted markup; no caller-supplied text is in it).
+    fn html(&self) -> String {
+        match self {
+            Self::WrongCode => "<p>That code didn't work. Check the time on your phone and try \
+                                the newest code.</p>"
+                .to_owned(),
+            Self::CodeAlreadyUsed => "<p>That code was already used. Wait for the next one.</p>".to_owned(),
+            Self::LockedOut { retry_after, ends_at } => {
+                // The countdown changes every second: it must not be read out each time (the
+                // message is an alert), so it is its own region that stays quiet.
+                let (datetime, shown) = utc_moment(*ends_at, *retry_after >= Duration::from_secs(20 * 3600));
+                format!(
+                    "<p><strong>Too many wrong codes.</strong> Try again in <span id=\"lockout-left\" \
+                     aria-live=\"off\" data-seconds=\"{seconds}\">{left}</span>, at <time id=\"lockout-end\" \
+                     datetime=\"{datetime}\">{shown}</time>. The form opens again by itself then.</p>\
+                     <p>If this is your SimpleOTP, unlock it now. On the computer running SimpleOTP: \
+                     tray menu → <strong>Unlock sign-ins</strong>. On a server: run \
+                     <code>simpleotp unlock</code>.</p>",
+                    seconds = lockout_seconds(*retry_after),
+                    left = html_escape(&format_duration(*retry_after)),
+                )
+            }
+            Self::SignedOut => "<p>You are signed out.</p>".to_owned(),
+            Self::Expired => "<p>Your session ended. Sign in again.</p>".to_owned(),
+            Self::NotSaved => "<p><strong>Sign-in failed: SimpleOTP could not save it.</strong> \
+                               Its data folder is not writable or the disk is full. On the \
+                               computer running SimpleOTP, free some space, then try the next \
+                               code.</p>"
+                .to_owned(),
+            Self::TicketReady => format!(
+                "<p>Unlock link accepted: this page lets you sign in even while sign-ins are \
+                 locked. It works once, for up to {} codes, for {} minutes.</p>",
+                crate::ticket::TICKET_ATTEMPTS,
+                crate::ticket::TICKET_LIFETIME.as_secs() / 60
+            ),
+            Self::TicketInvalid => "<p>This unlock link has expired or was already used. For a new \
+                                    one, on the computer running SimpleOTP: tray menu → \
+                                    <strong>Unlock sign-ins</strong> (on a server: run \
+                                    <code>simpleotp unlock</code> again).</p>"
+                .to_owned(),
+        }
+    }
+}
+
+/// The seconds a lockout's page waits before it reloads: the lockout rounded up, plus one so
+/// the reload lands after the lockout ended even with the request's own delay.
+fn lockout_seconds(retry_after: Duration) -> u64 {
+    retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0) + 1
+}
+
+/// Everything the login page shows.
+#[derive(Debug, Clone)]
+pub struct LoginView<'a> {
+    /// The form's action path, e.g. `"/_simpleotp/login"`.
+    pub action: &'a str,
+    /// The already-validated return path, sent back in a hidden `next` field.
+    pub next: &'a str,
+    /// A message above the field, if any.
+    pub message: Option<LoginMessage>,
+    /// A live unlock ticket, sent back in a hidden `ticket` field.
+    pub ticket: Option<&'a str>,
+    /// The app being signed in to ("Sign in to Jupyter"), from our own configuration for the
+    /// port the request came through; `None` when it did not come through our nginx.
+    pub app_name: Option<&'a AppName>,
+    /// How long the sign-in will last, said under the button.
+    pub session: SessionSettings,
+}
+
+/// Everything the sign-out confirmation page shows.
+#[derive(Debug, Clone)]
+pub struct LogoutView<'a> {
+    /// The form's action path, e.g. `"/_simpleotp/logout"`.
+    pub action: &'a str,
+    /// The CSRF token, sent back in a hidden `csrf` field.
+    pub csrf_token: &'a str,
+    /// Where "Cancel" leads: an already-validated same-site path.
+    pub back: &'a str,
+}
+
+/// How long a sign-in lasts, as the sentence under the login button. The idle timeout is named
+/// only when it can end the session before its lifetime does.
+fn session_sentence(session: &SessionSettings, app: &str) -> String {
+    let lifetime = format_span(session.lifetime);
+    if session.idle_timeout < session.lifetime {
+        format!(
+            "You stay signed in for {lifetime} on this device, as long as you use {app} at least every {}.",
+            format_span(session.idle_timeout)
+        )
+    } else {
+        format!("You stay signed in for {lifetime} on this device.")
+    }
+}
+
+/// The login page: one code field and a "Sign in" button, posting `code` and `next` to
+/// `view.action`, headed with the app's name and followed by how long the sign-in lasts.
+///
+/// The field takes a code as authenticator apps show and copy it ("123 456", "123-456"): the
+/// server ignores spaces and dashes. With the script the form submits itself at the sixth
+/// digit. During a lockout the field and button are disabled (the server refuses anyway, and a
+/// field that looks usable invites more failures) until it ends: then the script enables them;
+/// without a script a `<meta http-equiv="refresh">` in `<noscript>` reloads the page then, by a
+/// plain GET of this page (never a re-POST).
+#[must_use]
+pub fn login_page(view: &LoginView) -> String {
+    let title = match view.app_name {
+        Some(name) => format!("Sign in to {}", name.as_str()),
+        None => "Sign in".to_owned(),
+    };
+    let app = view.app_name.map(|name| html_escape(name.as_str())).unwrap_or_else(|| "the app".to_owned());
+    let mut card = String::with_capacity(2048);
+    let _ = writeln!(card, "<h1>{}</h1>", html_escape(&title));
+    card.push_str("<p class=\"help\" id=\"help\">Enter the 6-digit code from your authenticator app.</p>\n");
+    let mut described_by = "help";
+    let mut invalid = "";
+    let mut head = String::new();
+    let mut disabled = "";
+    let mut autofocus = " autofocus";
+    if let Some(message) = &view.message {
+        let (class, role) = if message.is_error() {
+            invalid = " aria-invalid=\"true\"";
+            ("msg msg-error", "alert")
+        } else {
+            ("msg msg-info", "status")
+        };
+        described_by = "msg help";
+        let _ = writeln!(card, "<div class=\"{class}\" id=\"msg\" role=\"{role}\">{}</div>", message.html());
+        if let LoginMessage::LockedOut { retry_after, .. } = message {
+            disabled = " disabled";
+            autofocus = "";
+            let again: String = form_urlencoded::byte_serialize(view.next.as_bytes()).collect();
+            let _ = writeln!(
+                head,
+                "<noscript><meta http-equiv=\"refresh\" content=\"{}\"></noscript>",
+                html_escape(&format!("{};url={}?next={again}", lockout_seconds(*retry_after), view.action))
+            );
+        }
+    }
+    let _ = write!(
+        card,
+        "<form class=\"login\" method=\"post\" action=\"{action}\">\n\
+         <label for=\"code\">Code</label>\n\
+         <input class=\"code\" id=\"code\" name=\"code\" type=\"text\" inputmode=\"numeric\" \
+         autocomplete=\"one-time-code\" pattern=\" *(?:[0-9][ \\-]*){{5}}[0-9] *\" minlength=\"6\" maxlength=\"9\" \
+         placeholder=\"······\" title=\"6 digits\" spellcheck=\"false\" autocapitalize=\"off\" \
+         enterkeyhint=\"go\" required{autofocus}{disabled} aria-describedby=\"{described_by}\"{invalid}>\n\
+         <input type=\"hidden\" name=\"next\" value=\"{next}\">\n\
+         {ticket}\
+         <button class=\"btn btn-primary\" id=\"submit\" type=\"submit\"{disabled}>Sign in</button>\n\
+         </form>\n\
+         <p class=\"help lasts\" id=\"lasts\">{lasts}</p>\n",
+        action = html_escape(view.action),
+        next = html_escape(view.next),
+        ticket = view.ticket.map(|t| format!("<input type=\"hidden\" name=\"ticket\" value=\"{}\">\n", html_escape(t))).unwrap_or_default(),
+        lasts = session_sentence(&view.session, &app),
+    );
+    document_with(&title, &head, &card, true)
+}
+
+/// The sign-out confirmation: a "Sign out" button posting the hidden `csrf` field to
+/// `view.action`, and a "Cancel" link back to `view.back`.
+#[must_use]
+pub fn logout_page(view: &LogoutView) -> String {
+    let card = format!(
+        "<h1>Sign out?</h1>\n\
+         <p class=\"help\">You will need a new code from your authenticator app to sign in \
+         again.</p>\n\
+         <form method=\"post\" action=\"{action}\" class=\"actions\">\n\
+         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\n\
+         <a class=\"btn btn-secondary\" id=\"cancel\" href=\"{back}\">Cancel</a>\n\
+         <button class=\"btn btn-primary\" id=\"submit\" type=\"submit\">Sign out</button>\n\
+         </form>\n",
+        action = html_escape(view.action),
+        csrf = html_escape(view.csrf_token),
+        back = html_escape(view.back),
+    );
+    document("Sign out", &card)
+}
