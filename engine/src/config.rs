@@ -26,6 +26,8 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("invalid config file {path}: {message}")]
     Invalid { path: PathBuf, message: String },
+    #[error("The configuration file was changed outside SimpleOTP since it was loaded. Your change was not saved; SimpleOTP loaded the file again — make your change again. ({path})")]
+    ChangedOnDisk { path: PathBuf },
     #[error("cannot write the config file {path}: {source}")]
     Write {
         path: PathBuf,

@@ -50,6 +50,7 @@ pub mod app;
 pub mod ca;
 pub mod child;
 pub mod config;
+pub mod config_edit;
 pub mod control;
 pub mod demo;
 mod fsutil;
