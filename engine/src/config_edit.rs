@@ -15,8 +15,8 @@ use toml_edit::{ArrayOfTables, DocumentMut, Item, Table};
 use crate::config::{Config, ConfigError};
 
 /// What was on disk when the config was loaded: a hash of the file's bytes, or `None` when there
-/// was no file.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// was no file (the default).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LoadedFile(Option<[u8; 32]>);
 
 impl LoadedFile {
@@ -43,6 +43,11 @@ pub fn load(path: &Path) -> Result<(Config, LoadedFile), ConfigError> {
     Ok((config, LoadedFile::of(bytes.as_deref())))
 }
 
+/// Whether the file at `path` is still the one `loaded` describes.
+pub fn unchanged_since(path: &Path, loaded: &LoadedFile) -> Result<bool, ConfigError> {
+    Ok(LoadedFile::of(read_bytes(path)?.as_deref()) == *loaded)
+}
+
 /// Saves `config` into the file at `path`, which must still be the one `loaded` describes
 /// ([`ConfigError::ChangedOnDisk`] otherwise, and nothing is written). Only the keys that differ
 /// from what the file meant are written; everything else in the file stays byte for byte. With no
@@ -51,6 +56,7 @@ pub fn load(path: &Path) -> Result<(Config, LoadedFile), ConfigError> {
 pub fn save_in_place(config: &Config, path: &Path, loaded: &LoadedFile) -> Result<LoadedFile, ConfigError> {
     let current = read_bytes(path)?;
     if LoadedFile::of(current.as_deref()) != *loaded {
+        // Someone edited the file by hand (or another program wrote it): theirs wins.
         return Err(ConfigError::ChangedOnDisk { path: path.to_path_buf() });
     }
     let wanted = toml::to_string_pretty(config).expect("config always serializes");

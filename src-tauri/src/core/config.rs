@@ -13,7 +13,8 @@ use std::sync::Arc;
 use tokio::sync::MutexGuard;
 
 use simpleotp_engine::app::StartError;
-use simpleotp_engine::config::Config;
+use simpleotp_engine::config::{Config, ConfigError};
+use simpleotp_engine::config_edit;
 use simpleotp_engine::nginx;
 
 use super::{Core, CoreError, Result};
@@ -42,14 +43,23 @@ impl Core {
             return Err(CoreError::ConfigBroken(message));
         }
         config.validate().map_err(CoreError::Invalid)?;
+        // A file changed by hand is found before nginx is reloaded with a change that would
+        // then not be saved (the save checks again).
+        self.refuse_if_changed_on_disk()?;
         let handle = lock(&self.handle).clone();
         match handle {
             Some(handle) => handle.apply_config(config).await?,
             // Not running: at least catch a port another program holds now.
             None => nginx::check_ports(&config.apps).map_err(StartError::from)?,
         }
-        config.save(&self.paths.config)?;
-        *lock(&self.config) = config.clone();
+        if let Err(refused) = self.save_config(config) {
+            // The gateway runs the change that was not saved: back to what the file says.
+            let handle = lock(&self.handle).clone();
+            if let Some(handle) = handle {
+                let _ = handle.apply_config(&self.config()).await;
+            }
+            return Err(refused);
+        }
         self.changed();
         Ok(())
     }
@@ -62,13 +72,53 @@ impl Core {
             return Err(CoreError::ConfigBroken(message));
         }
         config.validate().map_err(CoreError::Invalid)?;
-        config.save(&self.paths.config)?;
-        *lock(&self.config) = config.clone();
+        self.save_config(config)?;
         self.changed();
         if lock(&self.handle).is_some() {
             self.stop_engine().await;
             self.start_engine().await?;
         }
         Ok(())
+    }
+
+    /// Saves into the user's file in place (comments and hand edits kept). When the file was
+    /// changed outside SimpleOTP since it was loaded, nothing is saved: the file is loaded again
+    /// (or, if it is no longer valid, reported like a broken config at start) and the refusal is
+    /// returned for the window to show.
+    fn save_config(&self, config: &Config) -> Result<()> {
+        let loaded = lock(&self.config_file).clone();
+        match config_edit::save_in_place(config, &self.paths.config, &loaded) {
+            Ok(file) => {
+                *lock(&self.config_file) = file;
+                *lock(&self.config) = config.clone();
+                Ok(())
+            }
+            Err(refused @ ConfigError::ChangedOnDisk { .. }) => {
+                self.reload_after_outside_change();
+                Err(refused.into())
+            }
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    fn refuse_if_changed_on_disk(&self) -> Result<()> {
+        let loaded = lock(&self.config_file).clone();
+        if config_edit::unchanged_since(&self.paths.config, &loaded)? {
+            return Ok(());
+        }
+        self.reload_after_outside_change();
+        Err(ConfigError::ChangedOnDisk { path: self.paths.config.clone() }.into())
+    }
+
+    fn reload_after_outside_change(&self) {
+        match config_edit::load(&self.paths.config) {
+            Ok((config, file)) => {
+                *lock(&self.lan) = super::listens_on_lan(&config);
+                *lock(&self.config) = config;
+                *lock(&self.config_file) = file;
+            }
+            Err(broken) => *lock(&self.config_error) = Some(broken.to_string()),
+        }
+        self.changed();
     }
 }

@@ -13,7 +13,6 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use simpleotp_engine::app::{Application, GatewayHandle, Settings};
-use simpleotp_engine::config::Config;
 use simpleotp_engine::gateway::GatewayEvent;
 use simpleotp_engine::nginx::NginxStatus;
 
@@ -159,8 +158,9 @@ impl Core {
         {
             // The file replaces the config as a whole: no change may be half-way through.
             let _writer = self.config_writer.lock().await;
-            match Config::load(&self.paths.config) {
-                Ok(config) => {
+            match simpleotp_engine::config_edit::load(&self.paths.config) {
+                Ok((config, file)) => {
+                    *lock(&self.config_file) = file;
                     *lock(&self.lan) = listens_on_lan(&config);
                     *lock(&self.config) = config;
                     *lock(&self.config_error) = None;

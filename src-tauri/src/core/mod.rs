@@ -231,6 +231,10 @@ pub struct Core {
     config_writer: tokio::sync::Mutex<()>,
     /// Set when the config file could not be read: nothing is saved over it until it is fixed.
     config_error: Mutex<Option<String>>,
+    /// What the config file was when `config` was read from it: a save over a file changed by
+    /// hand since then is refused (see `config_edit`). Replaced only by a holder of
+    /// `config_writer`.
+    config_file: Mutex<simpleotp_engine::config_edit::LoadedFile>,
     /// Listen on the local network (0.0.0.0) rather than this computer only. Follows the apps.
     lan: Mutex<bool>,
     phase: Mutex<Phase>,
@@ -265,9 +269,9 @@ impl Core {
 
     /// [`Core::new`] with another firewall (the tests' stand-in for Windows Firewall).
     pub fn with_firewall(paths: Paths, launch_at_login: Box<dyn LaunchAtLogin>, firewall: Arc<dyn firewall::Firewall>) -> Arc<Core> {
-        let (config, config_error) = match Config::load(&paths.config) {
-            Ok(config) => (config, None),
-            Err(e) => (Config::default(), Some(e.to_string())),
+        let (config, config_file, config_error) = match simpleotp_engine::config_edit::load(&paths.config) {
+            Ok((config, file)) => (config, file, None),
+            Err(e) => (Config::default(), Default::default(), Some(e.to_string())),
         };
         let lan = listens_on_lan(&config);
         let (events, _) = broadcast::channel(32);
@@ -277,6 +281,7 @@ impl Core {
             config: Mutex::new(config),
             config_writer: tokio::sync::Mutex::new(()),
             config_error: Mutex::new(config_error),
+            config_file: Mutex::new(config_file),
             lan: Mutex::new(lan),
             phase: Mutex::new(Phase::Idle),
             engine: tokio::sync::Mutex::new(None),

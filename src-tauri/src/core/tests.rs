@@ -1184,3 +1184,40 @@ async fn a_declined_firewall_prompt_is_shown_until_windows_lets_other_devices_in
     assert!(blocked(&core) && core.tray_state().firewall_blocked);
     core.shutdown().await;
 }
+
+/// Issue 19: the tray saves into the user's file (comments and key order kept), and a file
+/// edited by hand while the app runs is never overwritten: the save is refused, says so, and
+/// the app takes the file as it is now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saves_keep_the_users_file_and_a_hand_edit_is_not_overwritten() {
+    let mut h = Harness::new("config-in-place");
+    let config_path = h.dir.path().join("config.toml");
+    let hand_written = "# written by hand\nissuer = \"Home\"  # my label\n";
+    std::fs::write(&config_path, hand_written).unwrap();
+    h.core = h.reopen();
+
+    let (port, _) = on_free_port("the app", async |port| h.core.app_add(input("Jupyter", "http://127.0.0.1:8888", port)).await).await;
+    let saved = std::fs::read_to_string(&config_path).unwrap();
+    assert!(saved.starts_with(hand_written), "the comments and the order were lost:\n{saved}");
+    assert!(saved.contains(&format!("127.0.0.1:{port}")), "{saved}");
+
+    // A hand edit while the app runs: the next save is refused and the edit stays.
+    let by_hand = saved.replace("\"Home\"", "\"Office\"");
+    std::fs::write(&config_path, &by_hand).unwrap();
+    let err = h.core.app_add(input("Grafana", "http://127.0.0.1:3000", free_port())).await.unwrap_err();
+    assert!(
+        err.user_message().contains("The configuration file was changed outside SimpleOTP since it was loaded. Your change was not saved; SimpleOTP loaded the file again — make your change again."),
+        "{}",
+        err.user_message()
+    );
+    assert_eq!(std::fs::read_to_string(&config_path).unwrap(), by_hand);
+    assert_eq!(h.core.config().issuer().as_str(), "Office", "the app took the file as it is now");
+    assert_eq!(h.core.status().apps.len(), 1);
+
+    // Made again, the change is saved over the hand edit, which is kept.
+    on_free_port("the second app", async |port| h.core.app_add(input("Grafana", "http://127.0.0.1:3000", port)).await).await;
+    let saved = std::fs::read_to_string(&config_path).unwrap();
+    assert!(saved.starts_with(&by_hand), "{saved}");
+    assert_eq!(Config::load(&config_path).unwrap().apps.len(), 2);
+    h.core.shutdown().await;
+}
