@@ -93,10 +93,7 @@ impl Core {
                 *lock(&self.config) = config.clone();
                 Ok(())
             }
-            Err(refused @ ConfigError::ChangedOnDisk { .. }) => {
-                self.reload_after_outside_change();
-                Err(refused.into())
-            }
+            Err(refused @ ConfigError::ChangedOnDisk { .. }) => Err(self.reload_after_outside_change(refused)),
             Err(other) => Err(other.into()),
         }
     }
@@ -106,19 +103,29 @@ impl Core {
         if config_edit::unchanged_since(&self.paths.config, &loaded)? {
             return Ok(());
         }
-        self.reload_after_outside_change();
-        Err(ConfigError::ChangedOnDisk { path: self.paths.config.clone() }.into())
+        Err(self.reload_after_outside_change(ConfigError::ChangedOnDisk { path: self.paths.config.clone() }))
     }
 
-    fn reload_after_outside_change(&self) {
-        match config_edit::load(&self.paths.config) {
+    /// Takes the file as it is now and returns the refusal to show. A file that is no longer
+    /// valid is kept from being saved over (like a broken config at start), and the message says
+    /// where it is wrong instead of claiming it was loaded.
+    fn reload_after_outside_change(&self, refused: ConfigError) -> CoreError {
+        let error = match config_edit::load(&self.paths.config) {
             Ok((config, file)) => {
                 *lock(&self.lan) = super::listens_on_lan(&config);
                 *lock(&self.config) = config;
                 *lock(&self.config_file) = file;
+                refused.into()
             }
-            Err(broken) => *lock(&self.config_error) = Some(broken.to_string()),
-        }
+            Err(broken) => {
+                let message = format!(
+                    "The configuration file was changed outside SimpleOTP and is not valid now; your change was not saved.\n{broken}"
+                );
+                *lock(&self.config_error) = Some(message.clone());
+                CoreError::ConfigBroken(message)
+            }
+        };
         self.changed();
+        error
     }
 }

@@ -1219,5 +1219,12 @@ async fn saves_keep_the_users_file_and_a_hand_edit_is_not_overwritten() {
     let saved = std::fs::read_to_string(&config_path).unwrap();
     assert!(saved.starts_with(&by_hand), "{saved}");
     assert_eq!(Config::load(&config_path).unwrap().apps.len(), 2);
+
+    // A hand edit that breaks the file: refused too, and the message says where it is wrong.
+    let broken = std::fs::read_to_string(&config_path).unwrap().replace("issuer = \"Office\"", "issuer = Office");
+    std::fs::write(&config_path, &broken).unwrap();
+    let err = h.core.app_remove("Grafana").await.unwrap_err();
+    assert!(err.user_message().contains("is not valid now") && err.user_message().contains("line 2"), "{}", err.user_message());
+    assert_eq!(std::fs::read_to_string(&config_path).unwrap(), broken);
     h.core.shutdown().await;
 }
