@@ -5,13 +5,22 @@
 //! module keeps that certificate true to the machine:
 //!
 //! * [`Reach`]: every name and address the network-facing apps can be reached at (the
-//!   machine's names, `localhost`, each app's `hosts`, and the machine's addresses when an app
-//!   listens on `0.0.0.0`/`::`). The leaf must cover all of it.
+//!   machine's names, `localhost`, each app's `hosts`, and, when an app listens on
+//!   `0.0.0.0`/`::`, the addresses of the interfaces chosen to face the network: `[lan]
+//!   interfaces`, by default those with a default route, see [`facing`]). The leaf covers what
+//!   of it the CA may vouch for, and nothing else: a VPN's or a docker bridge's address is not
+//!   shown to whoever completes a handshake.
 //! * [`LanCertificates`]: loads the CA when first needed, issues a leaf for the current
 //!   [`Reach`], writes it (0600) where nginx reads it, and tells whether it changed.
-//! * [`watch`]: polls the interfaces every [`POLL_INTERVAL`]; a new or removed address (DHCP,
-//!   another Wi-Fi), or a leaf near its expiry, means a new leaf and an nginx reload. Sessions
-//!   live in the engine, so a reload keeps everyone signed in.
+//! * [`watch`]: polls the interfaces every [`POLL_INTERVAL`]; a change in what the leaf would
+//!   hold (DHCP, another Wi-Fi), or a leaf near its expiry, means a new leaf and an nginx reload
+//!   (which cuts WebSockets; sessions live in the engine, so everyone stays signed in). Address
+//!   changes are paced to one leaf per [`MIN_REISSUE_INTERVAL`].
+//!
+//! nginx still listens on `0.0.0.0`/`::` for such apps, not on the chosen interfaces' addresses
+//! only: listening per address would need a reload for every address that comes or goes (the
+//! reloads this module avoids), and an address that arrives by DHCP would not be served until
+//! then. What the chosen interfaces limit is what the certificate, the URLs and mDNS disclose.
 //! * [`mdns`]: advertises `<hostname>.local` and an `_https._tcp` service per app, so phones
 //!   can open a name rather than an address.
 //! * [`app_urls`]: the URLs a person opens (printed by `simpleotp serve`).
