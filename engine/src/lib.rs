@@ -10,11 +10,13 @@
 //!
 //! * [`config`]: the TOML configuration and the validated newtypes in it (app name, upstream
 //!   URL, listen address, route prefix).
+//! * [`config_edit`]: saving the configuration into the user's own file in place (comments and
+//!   order kept), refused when the file changed on disk since it was loaded.
 //! * [`totp`]: the secret, code verification (RFC 6238, ±1 step, no replay) and `otpauth://` URIs.
 //! * [`secret`]: where the secret lives: the OS keychain through `keyring`, or a 0600 file.
 //! * [`ca`]: the local certificate authority for HTTPS on the local network: made for this
-//!   machine only (X.509 name constraints), its key kept beside the secret, and the leaf
-//!   certificates it issues for nginx.
+//!   machine's websites only (X.509 name constraints, EKU serverAuth), its key kept beside the
+//!   secret, the leaf certificates it issues for nginx, and the CAs it replaced.
 //! * [`session`]: random session tokens, stored only as hashes, with lifetimes, and their
 //!   persistence in the data directory.
 //! * [`limiter`]: the brute-force bound: per-IP escalating lockouts and a global budget.
