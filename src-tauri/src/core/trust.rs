@@ -90,6 +90,8 @@ impl TrustState {
 /// out of every store, found by fingerprint.
 #[derive(Debug, Clone, Copy)]
 pub struct CaFile<'a> {
+    /// The PEM file, for the tools that read one (certutil, security); Windows uses the DER.
+    #[cfg_attr(windows, allow(dead_code))]
     pub path: &'a Path,
     pub certificate: &'a CaCertificate,
     pub previous: &'a [CaCertificate],
@@ -149,6 +151,7 @@ fn run_with_input(mut command: Command, input: &[u8], missing: impl FnOnce() -> 
 }
 
 /// Runs a command and sorts out "not installed" from "failed".
+#[cfg_attr(windows, allow(dead_code))] // Windows changes its store through crypt32, no program
 fn run(mut command: Command, missing: impl FnOnce() -> TrustError) -> Result<Output, TrustError> {
     let name = format!("{}", command.get_program().to_string_lossy());
     match command.output() {
@@ -159,6 +162,7 @@ fn run(mut command: Command, missing: impl FnOnce() -> TrustError) -> Result<Out
 }
 
 /// What a failed command said, for a message (the last lines of its error output).
+#[cfg_attr(windows, allow(dead_code))]
 fn said(output: &Output) -> String {
     let text = String::from_utf8_lossy(if output.stderr.is_empty() { &output.stdout } else { &output.stderr }).trim().to_string();
     let tail: Vec<&str> = text.lines().rev().take(3).collect();
