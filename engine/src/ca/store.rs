@@ -101,6 +101,12 @@ impl CaStore {
         if blocks.is_empty() && !text.iter().all(u8::is_ascii_whitespace) {
             return Err(corrupt("it holds no complete certificate; delete it".into()));
         }
+        // The parser skips a block it cannot finish (one cut short by a crash or a full disk):
+        // count the blocks begun, so a lost certificate is an error, not one CA fewer to sweep.
+        let begun = text.windows(b"-----BEGIN ".len()).filter(|w| w == b"-----BEGIN ").count();
+        if begun != blocks.len() {
+            return Err(corrupt(format!("only {} of its {begun} blocks can be read; delete it", blocks.len())));
+        }
         blocks
             .into_iter()
             .filter(|b| b.tag() == "CERTIFICATE")

@@ -628,6 +628,22 @@ fn an_old_form_ca_is_renewed_at_the_next_start_and_remembered() {
     assert!(dir.path().join("data").join("ca-previous.pem.damaged").exists());
 }
 
+/// A list whose last certificate was cut short (a crash while it was written, a disk that
+/// filled up) is damaged, not one CA shorter: the tray would otherwise leave that CA trusted.
+#[test]
+fn a_list_of_earlier_cas_with_a_certificate_cut_short_is_damaged() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = file_store(dir.path());
+    load_or_create(&store, &machine()).unwrap();
+    rotate(&store, &machine()).unwrap();
+    let previous_path = dir.path().join("data").join(PREVIOUS_FILE);
+    let whole = fs::read_to_string(&previous_path).unwrap();
+    assert_eq!(store.previous_certificates().unwrap().len(), 1);
+    fs::write(&previous_path, format!("{whole}-----BEGIN CERTIFICATE-----\nMIIB")).unwrap();
+    let error = store.previous_certificates().unwrap_err().to_string();
+    assert!(error.contains(PREVIOUS_FILE) && error.contains("delete it"), "{error}");
+}
+
 #[test]
 fn rotate_makes_a_new_ca_whose_trust_does_not_cover_old_leaves() {
     let dir = tempfile::tempdir().unwrap();
