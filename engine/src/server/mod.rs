@@ -628,7 +628,15 @@ fn ca_download(gateway: &Gateway, kind: CaDownload) -> Response<Body> {
     let Some(certificate) = gateway.ca_certificate() else {
         return not_found();
     };
-    let id = &certificate.fingerprint().to_hex()[..8];
+    // Names the CA (a rotated one downloads under another name) without a fingerprint prefix,
+    // which someone could take for the value to compare.
+    let id: String = {
+        use sha2::Digest as _;
+        sha2::Sha256::new().chain_update(b"simpleotp-download-name\0").chain_update(certificate.der()).finalize()[..4]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
     let (body, content_type, file_name) = match kind {
         CaDownload::Certificate => {
             (Bytes::from(certificate.der().to_vec()), "application/x-x509-ca-cert", format!("SimpleOTP-CA-{id}.crt"))

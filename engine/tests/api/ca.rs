@@ -302,7 +302,9 @@ async fn the_ca_page_offers_the_certificate_and_an_apple_profile() {
     let crt = get(routes::CA_CERTIFICATE).await.unwrap();
     assert_eq!(crt.status(), 200);
     assert_eq!(crt.headers()["content-type"], "application/x-x509-ca-cert");
-    assert!(crt.headers()["content-disposition"].to_str().unwrap().contains(".crt\""));
+    let disposition = crt.headers()["content-disposition"].to_str().unwrap().to_string();
+    assert!(disposition.contains(".crt\""));
+    assert_no_fingerprint(&disposition, &authority.certificate());
     let der = crt.bytes().await.unwrap();
     assert_eq!(der.as_ref(), authority.certificate_der().as_slice());
     let hex: String = Sha256::digest(&der).iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":");
