@@ -130,6 +130,10 @@ fn is_plain_origin(url: &str) -> bool {
 /// and whatever answers at its address proves it knows the token (HMAC over a fresh nonce)
 /// before the token is sent. Then the caller may send the token.
 async fn connect(data_dir: &Path) -> Result<ControlFile, ControlError> {
+    // Taking the lock would make the directory: a mistyped --data-dir must not leave one behind.
+    if !data_dir.is_dir() {
+        return Err(ControlError::NotRunning(data_dir.to_path_buf()));
+    }
     match crate::instance::InstanceLock::acquire(data_dir, "a SimpleOTP command") {
         Ok(lock) => {
             drop(lock);
