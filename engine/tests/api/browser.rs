@@ -528,33 +528,44 @@ async fn ca_page_fits_a_phone_and_opens_its_steps() {
     browser.close().await.unwrap();
 }
 
-/// Another web server on this machine (anyone's): serves `html` at every path.
-async fn serve_page(html: String) -> std::net::SocketAddr {
+/// Another web server on this machine (anyone's): serves `html` at every path, and keeps each
+/// request's head (lower-cased) for the test to read.
+struct PageServer {
+    addr: std::net::SocketAddr,
+    heard: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+async fn serve_page(html: String) -> PageServer {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            let html = html.clone();
-            tokio::spawn(async move {
-                let mut request = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => request.extend_from_slice(&buf[..n]),
+    let heard = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    tokio::spawn({
+        let heard = heard.clone();
+        async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let (html, heard) = (html.clone(), heard.clone());
+                tokio::spawn(async move {
+                    let mut request = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => request.extend_from_slice(&buf[..n]),
+                        }
                     }
-                }
-                let head = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: text/html; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                    html.len()
-                );
-                let _ = stream.write_all(head.as_bytes()).await;
-                let _ = stream.write_all(html.as_bytes()).await;
-            });
+                    heard.lock().unwrap().push(String::from_utf8_lossy(&request).to_lowercase());
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: text/html; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                        html.len()
+                    );
+                    let _ = stream.write_all(head.as_bytes()).await;
+                    let _ = stream.write_all(html.as_bytes()).await;
+                });
+            }
         }
     });
-    addr
+    PageServer { addr, heard }
 }
 
 /// The session cookie is `SameSite=Lax`, the strictest value the sign-in flow allows: with
@@ -574,7 +585,7 @@ async fn a_link_from_another_site_lands_signed_in_but_a_form_from_another_port_i
 
     let target = app.url("/notebooks/linked.ipynb");
     let linking = serve_page(format!(r#"<!doctype html><title>elsewhere</title><a id="go" href="{target}">open</a>"#)).await;
-    browser.goto(&format!("http://localhost:{}/", linking.port())).await.unwrap();
+    browser.goto(&format!("http://localhost:{}/", linking.addr.port())).await.unwrap();
     browser.find(Locator::Id("go")).await.unwrap().click().await.unwrap();
     wait_for_the_app(&browser, "a link from another site").await;
     assert_eq!(text_of(&browser, "#path").await, "/notebooks/linked.ipynb");
@@ -585,7 +596,7 @@ async fn a_link_from_another_site_lands_signed_in_but_a_form_from_another_port_i
         app.url("/api/contents/delete")
     ))
     .await;
-    browser.goto(&format!("http://127.0.0.1:{}/", posting.port())).await.unwrap();
+    browser.goto(&format!("http://127.0.0.1:{}/", posting.addr.port())).await.unwrap();
     browser.find(Locator::Id("send")).await.unwrap().click().await.unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while browser.current_url().await.unwrap().port() != Some(app.port()) {
@@ -642,24 +653,8 @@ async fn an_app_at_its_own_name_keeps_its_cookie_from_every_other_port() {
     }
 
     // Another program's plain-HTTP server on this computer, which records what it gets.
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let other_port = listener.local_addr().unwrap().port();
-    tokio::spawn({
-        let seen = seen.clone();
-        async move {
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            while let Ok((mut stream, _)) = listener.accept().await {
-                let mut request = vec![0u8; 8192];
-                let n = stream.read(&mut request).await.unwrap_or(0);
-                seen.lock().unwrap().push(String::from_utf8_lossy(&request[..n]).to_lowercase());
-                let body = "<!doctype html><title>other</title><p id=other>another server";
-                let head =
-                    format!("HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", body.len());
-                let _ = stream.write_all(format!("{head}{body}").as_bytes()).await;
-            }
-        }
-    });
+    let other = serve_page("<!doctype html><title>other</title><p id=other>another server".to_string()).await;
+    let other_port = other.addr.port();
 
     let driver = ChromeDriver::start_with_home(Some(home.path())).await;
     let browser = driver.session(false).await;
@@ -676,10 +671,10 @@ async fn an_app_at_its_own_name_keeps_its_cookie_from_every_other_port() {
     assert_eq!(session.secure(), Some(true));
 
     let visit = async |host: &str| -> String {
-        let before = seen.lock().unwrap().len();
+        let before = other.heard.lock().unwrap().len();
         browser.goto(&format!("http://{host}:{other_port}/")).await.unwrap();
         browser.wait().for_element(Locator::Id("other")).await.unwrap();
-        let requests = seen.lock().unwrap()[before..].to_vec();
+        let requests = other.heard.lock().unwrap()[before..].to_vec();
         requests.into_iter().find(|r| r.starts_with("get / ")).unwrap_or_else(|| panic!("{host}: the page was not fetched"))
     };
     for host in ["127.0.0.1", "localhost", "demo.localhost"] {
