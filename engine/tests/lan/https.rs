@@ -181,14 +181,7 @@ fn certificate_follows_a_new_address_and_the_browser_stays_signed_in() {
         assert!(openssl_verify(&ca, &before[0], &["-verify_ip", second]).is_err(), "covered before it existed?");
         netns::ip(&["addr", "add", &format!("{second}/32"), "dev", "lo"]);
         let added = Instant::now();
-        loop {
-            let chain = presented_chain(second, port, second);
-            if chain.first().is_some_and(|leaf| openssl_verify(&ca, leaf, &["-verify_ip", second]).is_ok()) {
-                break;
-            }
-            assert!(added.elapsed() < Duration::from_secs(10), "no certificate for {second} after 10 s; log:\n{}", serve.log());
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        wait_for_leaf_at(&ca, second, port, Duration::from_secs(10), || serve.log()).await;
         // nginx's reload is asynchronous: until the old workers have stopped accepting, a new
         // connection may still meet the old certificate, so curl is asked until it verifies too.
         let ca_arg = ca.to_str().unwrap();
@@ -388,15 +381,7 @@ fn ca_rotate_reaches_the_running_gateway() {
         // chains to it too.
         let second = "10.77.3.3";
         netns::ip(&["addr", "add", &format!("{second}/32"), "dev", "lo"]);
-        let added = Instant::now();
-        loop {
-            let chain = presented_chain(second, port, second);
-            if chain.first().is_some_and(|leaf| openssl_verify(&ca, leaf, &["-verify_ip", second]).is_ok()) {
-                break;
-            }
-            assert!(added.elapsed() < Duration::from_secs(40), "no new-CA leaf for {second}; log:\n{}", serve.log());
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
+        wait_for_leaf_at(&ca, second, port, Duration::from_secs(40), || serve.log()).await;
     });
 }
 
@@ -447,15 +432,7 @@ fn only_the_chosen_interfaces_go_into_the_leaf_and_others_cause_no_reload() {
 
         // A new private address on the chosen interface: one new leaf, one reload.
         netns::ip(&["addr", "add", "10.77.5.2/24", "dev", "lan0"]);
-        let added = Instant::now();
-        loop {
-            let chain = presented_chain("10.77.5.2", port, "10.77.5.2");
-            if chain.first().is_some_and(|leaf| openssl_verify(&ca, leaf, &["-verify_ip", "10.77.5.2"]).is_ok()) {
-                break;
-            }
-            assert!(added.elapsed() < Duration::from_secs(10), "no certificate for 10.77.5.2 after 10 s; log:\n{}", serve.log());
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        wait_for_leaf_at(&ca, "10.77.5.2", port, Duration::from_secs(10), || serve.log()).await;
         assert_ne!(nginx_pids(&serve).1, pids_before.1, "the new leaf came with a reload");
         assert_eq!(serve.log().matches("nginx is reloading to present a new certificate").count(), 1, "{}", serve.log());
     });

@@ -299,3 +299,18 @@ pub fn trust_in_nss(home: &Path, ca: &Path) {
         assert!(output.status.success(), "certutil {args:?}: {}", String::from_utf8_lossy(&output.stderr));
     }
 }
+
+/// Waits until nginx presents, at `address`, a leaf that verifies for that address against `ca`
+/// (a new address is picked up by the watcher; nginx reloads). Panics after `within`, with the
+/// gateway's log.
+pub async fn wait_for_leaf_at(ca: &Path, address: &str, port: u16, within: std::time::Duration, log: impl Fn() -> String) {
+    let started = std::time::Instant::now();
+    loop {
+        let chain = presented_chain(address, port, address);
+        if chain.first().is_some_and(|leaf| openssl_verify(ca, leaf, &["-verify_ip", address]).is_ok()) {
+            return;
+        }
+        assert!(started.elapsed() < within, "no certificate for {address} from that CA after {within:?}; log:\n{}", log());
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
