@@ -61,6 +61,9 @@ pub struct Config {
     /// Which network interfaces face other devices (`[lan]`).
     #[serde(default, skip_serializing_if = "LanSettings::is_default")]
     pub lan: LanSettings,
+    /// Whether to ask for newer releases (`[updates]`).
+    #[serde(default, skip_serializing_if = "UpdateSettings::is_default")]
+    pub updates: UpdateSettings,
     /// Protected apps; one nginx `server` each.
     #[serde(default, rename = "app")]
     pub apps: Vec<AppConfig>,
@@ -112,6 +115,32 @@ pub struct LanSettings {
 impl LanSettings {
     fn is_default(&self) -> bool {
         self == &LanSettings::default()
+    }
+}
+
+/// Asking for newer releases (see `updates`). On by default: a security tool that never hears
+/// of its fixes is a liability.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateSettings {
+    /// `check = false`: never ask (the tray app then neither checks nor installs; `simpleotp`
+    /// stays quiet about new releases).
+    #[serde(default = "UpdateSettings::default_check")]
+    pub check: bool,
+}
+
+impl UpdateSettings {
+    fn default_check() -> bool {
+        true
+    }
+    fn is_default(&self) -> bool {
+        self == &UpdateSettings::default()
+    }
+}
+
+impl Default for UpdateSettings {
+    fn default() -> Self {
+        UpdateSettings { check: true }
     }
 }
 

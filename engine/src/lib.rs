@@ -38,6 +38,9 @@
 //! * [`qr`]: QR codes for the terminal, PNG and SVG.
 //! * [`os_trust`]: Windows: the CA in the user's Root store, trusted for TLS servers only (the
 //!   tray's "Trust on this computer"), found by fingerprint.
+//! * [`updates`]: whether a newer release exists (the release manifest, `SIMPLEOTP_UPDATE_URL`,
+//!   the last answer kept in the data directory); the tray app installs updates, the CLI only
+//!   says so.
 //! * [`app`]: [`app::Application`], which wires everything together and runs until stopped.
 //! * [`logfile`]: the rotated, scrubbed log file in the data directory (`logs/simpleotp.log`),
 //!   and [`logfile::scrub`], which masks anything a person could sign in with.
@@ -75,6 +78,7 @@ pub mod state;
 pub mod test_support;
 pub mod ticket;
 pub mod totp;
+pub mod updates;
 
 /// An error and its causes on one line (`outer: inner: innermost`) for a person to read,
 /// skipping causes whose text the outer message already repeats. Used by the CLI and the tray

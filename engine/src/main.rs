@@ -4,6 +4,7 @@ use std::error::Error;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
@@ -13,15 +14,18 @@ use simpleotp_engine::config::{Account, AppConfig, Config, Issuer, ListenAddr, M
 use simpleotp_engine::instance::{InstanceLock, LockError};
 use simpleotp_engine::secret::SecretStore;
 use simpleotp_engine::totp::{unix_now, Totp, TotpSecret};
-use simpleotp_engine::{ca, config, control, demo, logfile, nginx, qr};
+use simpleotp_engine::{ca, config, control, demo, logfile, nginx, qr, updates};
 
 /// A second factor (TOTP codes from an authenticator app) in front of any local web app,
 /// through nginx.
 #[derive(Debug, Parser)]
-#[command(name = "simpleotp", version, about, long_about = None)]
+#[command(name = "simpleotp", about, long_about = None, disable_version_flag = true, arg_required_else_help = true)]
 struct Cli {
+    /// Print the version (and whether a newer release exists).
+    #[arg(short = 'V', long)]
+    version: bool,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -132,8 +136,15 @@ impl GatewayArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let log = init_logging(&cli.command);
-    let result = match cli.command {
+    let command = match cli.command {
+        Some(command) if !cli.version => command,
+        _ => {
+            runtime().block_on(print_version());
+            return ExitCode::SUCCESS;
+        }
+    };
+    let log = init_logging(&command);
+    let result = match command {
         Command::Init { secret_file, account, issuer, qr_png, force, config } => init(secret_file, account, issuer, qr_png, force, config),
         Command::Serve { gateway, external_nginx } => runtime().block_on(serve(gateway, external_nginx)),
         Command::NginxSnippet { config, data_dir } => nginx_snippet(config, data_dir),
@@ -180,6 +191,59 @@ fn init_logging(command: &Command) -> Option<logfile::Guard> {
             None
         }
     }
+}
+
+/// How long `--version` and `serve`'s start line wait for the release manifest: a person is
+/// waiting, and offline must not feel like a hang.
+const UPDATE_CHECK_WAIT: Duration = Duration::from_secs(3);
+
+/// `simpleotp --version`: the version, and a second line when a newer release exists (asked at
+/// most once a day, see `updates::newer_release`; never with `[updates] check = false` in the
+/// default config). The command never updates itself: the package manager or the installer it
+/// came with does.
+async fn print_version() {
+    println!("simpleotp {}", updates::current_version());
+    let config = config_path(None).ok().and_then(|path| Config::load(&path).ok()).unwrap_or_default();
+    if !config.updates.check {
+        return;
+    }
+    let Ok(url) = updates::ManifestUrl::from_env() else { return };
+    let data_dir = config::default_data_dir();
+    if let Some(newer) = updates::newer_release(data_dir.as_deref(), &url, UPDATE_CHECK_WAIT).await {
+        println!("{}", updates::newer_release_line(&newer, &url));
+    }
+}
+
+/// `serve`'s own check: the start line says when a newer release exists, and every day after
+/// that the log does. Nothing at all with `[updates] check = false`.
+fn watch_for_releases(check: bool, data_dir: PathBuf, shutdown: CancellationToken) -> Option<tokio::task::JoinHandle<Option<String>>> {
+    if !check {
+        return None;
+    }
+    let url = match updates::ManifestUrl::from_env() {
+        Ok(url) => url,
+        Err(e) => {
+            tracing::warn!("no update checks: {e}");
+            return None;
+        }
+    };
+    let (first_tx, first_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let mut told = updates::newer_release(Some(&data_dir), &url, UPDATE_CHECK_WAIT * 10).await;
+        let _ = first_tx.send(told.as_ref().map(|newer| updates::newer_release_line(newer, &url)));
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(updates::CHECK_INTERVAL) => {}
+            }
+            let newer = updates::newer_release(Some(&data_dir), &url, UPDATE_CHECK_WAIT * 10).await;
+            if let Some(version) = newer.as_ref().filter(|v| told.as_ref() != Some(*v)) {
+                tracing::info!("{}", updates::newer_release_line(version, &url));
+                told = newer;
+            }
+        }
+    });
+    Some(tokio::spawn(async move { first_rx.await.ok().flatten() }))
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -251,7 +315,17 @@ async fn serve(gateway: GatewayArgs, external_nginx: bool) -> CliResult {
     }
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
+    // Asked while the gateway starts, so the start line can say it without making it wait.
+    let releases = watch_for_releases(settings.config.updates.check, settings.data_dir.clone(), shutdown.clone());
     let app = Application::build(settings).await?;
+    let newer = match releases {
+        Some(first) => tokio::time::timeout(UPDATE_CHECK_WAIT, first).await.ok().and_then(Result::ok).flatten(),
+        None => None,
+    };
+    match newer {
+        Some(line) => println!("SimpleOTP {} is running. {line}", updates::current_version()),
+        None => println!("SimpleOTP {} is running.", updates::current_version()),
+    }
     for (name, urls) in app.app_urls() {
         println!("{name}: {}", urls.join("  "));
     }

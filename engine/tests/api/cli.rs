@@ -13,10 +13,24 @@ use crate::helpers::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_simpleotp");
 
+/// The command as a test runs it. Its update checks go to a port nothing listens on (the tests
+/// about them set their own manifest), so no test asks the internet.
 pub fn simpleotp(args: &[&str]) -> Command {
     let mut command = Command::new(BIN);
-    command.args(args).env("SIMPLEOTP_LOG", "info").env_remove("RUST_LOG");
+    command.args(args).env("SIMPLEOTP_LOG", "info").env_remove("RUST_LOG").env("SIMPLEOTP_UPDATE_URL", NO_UPDATE_SERVER);
     command
+}
+
+pub const NO_UPDATE_SERVER: &str = "http://127.0.0.1:9/latest.json";
+
+/// `serve`'s first line, then the first app's line: its URL.
+fn running_then_url(lines: &mut impl Iterator<Item = std::io::Result<String>>) -> (String, String) {
+    let running = lines.next().and_then(Result::ok).unwrap_or_default();
+    if !running.starts_with("SimpleOTP ") {
+        return (running, String::new());
+    }
+    let first_app = lines.next().and_then(Result::ok).unwrap_or_default();
+    (running, first_app)
 }
 
 pub fn run(command: &mut Command) -> Output {
@@ -56,7 +70,25 @@ impl Serve {
 
     /// Like [`Serve::start_with_env`]; a `serve` that does not get as far as printing the URL
     /// is an error that carries its stderr (e.g. a port in use).
+    /// Like [`Serve::start_with_env`], and gives the line `serve` starts with ("SimpleOTP … is
+    /// running.") in `printed`.
+    pub fn start_with_running_line(
+        dir: &Path,
+        config: &Path,
+        secret_file: &Path,
+        env: &[(&str, &str)],
+        printed: &mut Vec<String>,
+    ) -> (Serve, String) {
+        let (serve, url, running) = Self::start_inner(dir, config, secret_file, env).unwrap_or_else(|e| panic!("{e}"));
+        printed.push(running);
+        (serve, url)
+    }
+
     pub fn try_start_with_env(dir: &Path, config: &Path, secret_file: &Path, env: &[(&str, &str)]) -> Result<(Serve, String), ServeFailed> {
+        Self::start_inner(dir, config, secret_file, env).map(|(serve, url, _)| (serve, url))
+    }
+
+    fn start_inner(dir: &Path, config: &Path, secret_file: &Path, env: &[(&str, &str)]) -> Result<(Serve, String, String), ServeFailed> {
         let stderr_log = dir.join("serve.stderr");
         let mut child = simpleotp(&["serve"])
             .envs(env.iter().copied())
@@ -71,11 +103,11 @@ impl Serve {
             .spawn()
             .unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let first = lines.next().map(|l| l.unwrap()).unwrap_or_default();
+        let (running, first_app) = running_then_url(&mut lines);
         let serve = Serve { child, stderr_log };
-        match first.split_once(": ") {
-            Some((_, url)) => Ok((serve, url.to_string())),
-            None => Err(ServeFailed { printed: first, stderr: serve.stderr() }),
+        match first_app.split_once(": ") {
+            Some((_, url)) => Ok((serve, url.to_string(), running)),
+            None => Err(ServeFailed { printed: running, stderr: serve.stderr() }),
         }
     }
 
@@ -264,7 +296,8 @@ fn init_and_serve_with_the_os_keychain() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let line = BufReader::new(child.stdout.take().unwrap()).lines().next().unwrap().unwrap();
+    let (running, line) = running_then_url(&mut BufReader::new(child.stdout.take().unwrap()).lines());
+    assert_eq!(running, format!("SimpleOTP {} is running.", env!("CARGO_PKG_VERSION")));
     assert!(line.starts_with("Notebook: http://127.0.0.1:"), "{line}");
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };

@@ -21,6 +21,7 @@
 //! * [`websockets`]: WebSockets end when their session ends; only WebSocket upgrades reach apps.
 //! * [`privilege`]: nginx workers of a root gateway run unprivileged, and everything still works.
 //! * [`logfile`]: `simpleotp serve`'s log file after a real sign-in: the events, none of the secrets.
+//! * [`updates`]: `simpleotp --version` and `serve` say when a newer release exists.
 //! * [`user_paths`]: a data directory under a user's name such as `Zoë Müller`, on every OS.
 //!
 //! On Windows (and under Wine, `scripts/wine-nginx-test.sh`) the binary holds the modules that
@@ -54,5 +55,7 @@ mod per_app;
 mod privilege;
 #[cfg(unix)]
 mod properties;
+#[cfg(unix)]
+mod updates;
 mod user_paths;
 mod websockets;
