@@ -32,6 +32,11 @@ const COMMANDS: &[&str] = &[
     "firewall_retry",
     "diagnostics",
     "open_config_folder",
+    "updates_get",
+    "updates_check_now",
+    "update_install",
+    "updates_take_focus",
+    "open_releases_page",
 ];
 
 fn main() {

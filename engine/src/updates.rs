@@ -139,9 +139,9 @@ pub enum CheckFailure {
     /// No connection: offline, DNS, refused, or no answer in time.
     #[error("could not reach the update server")]
     Unreachable,
-    /// The server answered with an error status.
-    #[error("could not reach the update server (it answered with error {0})")]
-    ServerError(u16),
+    /// The server answered with an error status (`None`: not known which).
+    #[error("could not reach the update server (it answered with an error{})", .0.map(|code| format!(" {code}")).unwrap_or_default())]
+    ServerError(Option<u16>),
     /// An answer that is not a release manifest: a Wi-Fi sign-in page, a proxy's page, a cut-off
     /// or malformed file.
     #[error("could not reach the update server (the answer was not an update list; a Wi-Fi sign-in page?)")]
@@ -171,7 +171,7 @@ pub async fn check(url: &ManifestUrl, current: &semver::Version, timeout: Durati
     let response = client.get(url.as_str()).header("Accept", "application/json").send().await.map_err(|_| CheckFailure::Unreachable)?;
     let status = response.status();
     if !status.is_success() {
-        return Err(CheckFailure::ServerError(status.as_u16()));
+        return Err(CheckFailure::ServerError(Some(status.as_u16())));
     }
     let body = response.bytes().await.map_err(|_| CheckFailure::Unreachable)?;
     let release = parse_manifest(&body)?;

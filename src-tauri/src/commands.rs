@@ -3,13 +3,13 @@
 
 use std::sync::Arc;
 
-use tauri::State;
+use tauri::{AppHandle, State};
 
 use serde::Serialize;
 
 use crate::core::{
     AppInput, AppSaved, Core, CoreError, DevicesView, SecretView, SecurityView, SessionView, SettingsSaved, SettingsView, StatusView,
-    UnlockView, UpstreamCheck,
+    UnlockView, UpdatesView, UpstreamCheck,
 };
 
 type Core_<'a> = State<'a, Arc<Core>>;
@@ -257,4 +257,36 @@ mod tests {
         assert_eq!(others, ["core:event:allow-listen", "core:event:allow-unlisten"]);
         assert_eq!(capability["windows"], serde_json::json!(["main"]));
     }
+}
+
+#[tauri::command]
+pub fn updates_get(core: Core_<'_>) -> UpdatesView {
+    core.updates_view()
+}
+
+/// "Check now": one check, whatever the automatic setting; the view afterwards.
+#[tauri::command]
+pub async fn updates_check_now(app: AppHandle, core: Core_<'_>) -> Answer<UpdatesView> {
+    let core = core.inner().clone();
+    crate::updates::check_now(&app, &core).await;
+    Ok(core.updates_view())
+}
+
+/// "Install and restart" (after the window's one confirmation): returns only if it failed.
+#[tauri::command]
+pub async fn update_install(app: AppHandle, core: Core_<'_>) -> Answer<()> {
+    let core = core.inner().clone();
+    crate::updates::install_and_restart(&app, &core).await
+}
+
+/// Whether the window should open on Updates (the tray's "Update to x.y.z…"), once.
+#[tauri::command]
+pub fn updates_take_focus(core: Core_<'_>) -> bool {
+    core.take_updates_focus()
+}
+
+/// The releases page, for a copy that cannot install an update itself.
+#[tauri::command]
+pub fn open_releases_page() -> Answer<()> {
+    crate::open_in_browser(simpleotp_engine::updates::RELEASES_PAGE)
 }

@@ -9,6 +9,7 @@
 //! * [`tray_host`]: whether the desktop shows tray icons at all (stock GNOME does not);
 //! * [`commands`]: the thin Tauri commands the window calls;
 //! * [`autostart`]: launch at login (with the program's path quoted on Windows);
+//! * [`updates`]: signed updates through Tauri's updater (checks, download, install, restart);
 //! * [`paths`]: where the config, data and secret live (overridable for tests);
 //! * `sync`: the one way to take a mutex (a poisoned one is taken over, not a crash);
 //! * `webview_memory`: gives WebKit's memory back once the last window is gone (Linux).
@@ -28,6 +29,7 @@ pub mod tray;
 pub mod tray_host;
 pub mod tray_icon;
 pub mod tray_menu;
+pub mod updates;
 mod webview_memory;
 
 use std::sync::Arc;
@@ -74,6 +76,7 @@ pub fn run() {
         .plugin(tauri_plugin_single_instance::init(|app, _args, _cwd| show_window(app)))
         .plugin(tauri_plugin_autostart::init(tauri_plugin_autostart::MacosLauncher::LaunchAgent, Some(vec![AUTOSTART_FLAG])))
         .plugin(tauri_plugin_notification::init())
+        .plugin(tauri_plugin_updater::Builder::new().build())
         .invoke_handler(tauri::generate_handler![
             commands::status,
             commands::retry,
@@ -106,6 +109,11 @@ pub fn run() {
             commands::firewall_retry,
             commands::diagnostics,
             commands::open_config_folder,
+            commands::updates_get,
+            commands::updates_check_now,
+            commands::update_install,
+            commands::updates_take_focus,
+            commands::open_releases_page,
         ])
         .setup(move |app| {
             // macOS: no Dock icon while the app lives in the menu bar only.
@@ -130,6 +138,7 @@ pub fn run() {
             }
             let show_now = std::env::args().any(|a| a == SHOW_FLAG);
             tauri::async_runtime::spawn(forward_events(handle.clone(), core.clone()));
+            updates::start(&handle, core.clone());
             tauri::async_runtime::spawn(quit_on_signal(handle.clone(), core.clone()));
             tauri::async_runtime::spawn(async move {
                 core.start_up().await;
@@ -318,6 +327,8 @@ pub fn open_in_browser(url: &str) -> Result<(), String> {
 
 /// The event the window listens for to show the links of an Unlock made in the tray menu.
 const TRAY_UNLOCKED: &str = "tray-unlocked";
+/// The event that turns an open window to Settings › Updates (the tray's "Update to x.y.z…").
+const SHOW_UPDATES: &str = "show-updates";
 
 /// The tray menu's actions.
 pub fn on_menu(app: &AppHandle, id: &str) {
@@ -327,6 +338,12 @@ pub fn on_menu(app: &AppHandle, id: &str) {
     let app = app.clone();
     match action {
         MenuAction::ShowWindow => show_window(&app),
+        MenuAction::ShowUpdate => {
+            // A new window asks for this when its page loads; an open one hears the event.
+            core.request_updates_focus();
+            show_window(&app);
+            let _ = app.emit_to(WINDOW, SHOW_UPDATES, ());
+        }
         MenuAction::OpenApp(index) => {
             if let Some(Err(e)) = app_url(index).map(|url| open_in_browser(&url)) {
                 warn!("{e}");

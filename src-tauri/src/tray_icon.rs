@@ -219,7 +219,15 @@ mod tests {
     use super::*;
 
     fn state(protection: Protection, locked_out: bool) -> TrayState {
-        TrayState { protection, apps: vec![], active_sessions: 0, launch_at_login: false, locked_out, firewall_blocked: false }
+        TrayState {
+            protection,
+            apps: vec![],
+            active_sessions: 0,
+            launch_at_login: false,
+            locked_out,
+            firewall_blocked: false,
+            update_available: None,
+        }
     }
 
     const KINDS: [TrayIconKind; 4] = [TrayIconKind::Normal, TrayIconKind::Offline, TrayIconKind::Stopped, TrayIconKind::LockedOut];

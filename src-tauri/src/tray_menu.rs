@@ -24,6 +24,8 @@ pub struct TrayState {
     pub locked_out: bool,
     /// Windows Firewall may block other devices (its prompt was declined).
     pub firewall_blocked: bool,
+    /// A newer release ("Update to 0.2.0…").
+    pub update_available: Option<String>,
 }
 
 /// The menu item ids the event handler dispatches on.
@@ -31,6 +33,7 @@ pub mod ids {
     pub const STATUS: &str = "status";
     pub const UNLOCK: &str = "unlock";
     pub const FIREWALL: &str = "firewall";
+    pub const UPDATE: &str = "update";
     /// `app:N`: the submenu of the N-th app (by index, not name: renaming an app then changes
     /// one label in place).
     pub const APP_PREFIX: &str = "app:";
@@ -71,6 +74,8 @@ impl MenuEntry {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MenuAction {
     ShowWindow,
+    /// The window, on Settings › Updates.
+    ShowUpdate,
     Unlock,
     OpenApp(usize),
     CopyAppLink(usize),
@@ -94,6 +99,7 @@ impl MenuAction {
             // The status line and About are informative; a click on them opens the window.
             ids::OPEN | ids::STATUS | ids::ABOUT => MenuAction::ShowWindow,
             ids::UNLOCK => MenuAction::Unlock,
+            ids::UPDATE => MenuAction::ShowUpdate,
             ids::OFFLINE => MenuAction::ToggleOffline,
             ids::LAUNCH_AT_LOGIN => MenuAction::ToggleLaunchAtLogin,
             ids::FIREWALL => MenuAction::AskFirewall,
@@ -132,6 +138,10 @@ pub fn tray_menu(state: &TrayState) -> Vec<MenuEntry> {
     }
     if running && state.firewall_blocked {
         entries.push(MenuEntry::item(ids::FIREWALL, "Ask Windows again to let other devices in…", true));
+    }
+    // Installing asks first, in the window, with the release notes: the item only opens it.
+    if let Some(version) = &state.update_available {
+        entries.push(MenuEntry::item(ids::UPDATE, format!("Update to {version}…"), true));
     }
     entries.push(MenuEntry::Separator);
 
@@ -207,7 +217,21 @@ mod tests {
             launch_at_login: false,
             locked_out: false,
             firewall_blocked: false,
+            update_available: None,
         }
+    }
+
+    /// A newer release shows as one item under the status line; it only opens the window (where
+    /// installing asks first), and the menu keeps its place otherwise.
+    #[test]
+    fn a_newer_release_is_offered_as_one_item_that_opens_the_window() {
+        let without = tray_menu(&state(Protection::Running));
+        assert!(flat(&without).iter().all(|e| e.id() != Some(ids::UPDATE)));
+        let with = tray_menu(&TrayState { update_available: Some("0.2.0".into()), ..state(Protection::Running) });
+        assert_eq!(find(&with, ids::UPDATE), &MenuEntry::item(ids::UPDATE, "Update to 0.2.0…", true));
+        assert_eq!(with[1].id(), Some(ids::UPDATE), "right under the status line");
+        assert_eq!(MenuAction::parse(ids::UPDATE), Some(MenuAction::ShowUpdate));
+        assert!(!same_shape(&without, &with), "an item appears: the menu is rebuilt");
     }
 
     /// Every entry, submenus' entries after their submenu.

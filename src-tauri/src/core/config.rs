@@ -85,7 +85,7 @@ impl Core {
     /// changed outside SimpleOTP since it was loaded, nothing is saved: the file is loaded again
     /// (or, if it is no longer valid, reported like a broken config at start) and the refusal is
     /// returned for the window to show.
-    fn save_config(&self, config: &Config) -> Result<()> {
+    pub(super) fn save_config(&self, config: &Config) -> Result<()> {
         let loaded = lock(&self.config_file).clone();
         match config_edit::save_in_place(config, &self.paths.config, &loaded) {
             Ok(file) => {

@@ -214,6 +214,7 @@ impl Core {
             warnings,
             lan: *lock(&self.lan),
             tray_available: self.tray_available.load(std::sync::atomic::Ordering::Relaxed),
+            update_available: self.update_available(),
         }
     }
 
@@ -227,6 +228,7 @@ impl Core {
             launch_at_login: self.launch_at_login.is_enabled().unwrap_or(false),
             locked_out: self.locked_out(),
             firewall_blocked: self.firewall_warning().is_some(),
+            update_available: self.update_available(),
         }
     }
 }

@@ -25,6 +25,8 @@
 //! * `sessions`: who is signed in;
 //! * `devices`: "Open on another device" (QR codes of the apps' HTTPS addresses and of the CA
 //!   page) and "Trust on this computer", which `trust` carries out in each OS's own way;
+//! * `updates`: what Settings and the tray menu say about newer releases (Tauri's updater,
+//!   driven by [`crate::updates`], does the checking and installing);
 //! * `diagnostics`: "Copy diagnostics" (versions, paths, ports, state, recent errors; never
 //!   a secret) and the config folder;
 //! * `views`: what the window is sent, as JSON (re-exported here), with [`Protection`], the
@@ -50,6 +52,7 @@ mod security;
 mod sessions;
 mod settings;
 pub(crate) mod trust;
+mod updates;
 pub(crate) mod views;
 mod wizard;
 
@@ -70,6 +73,7 @@ use crate::paths::Paths;
 use crate::sync::lock;
 
 pub use trust::{TrustError, TrustState};
+pub use updates::{AvailableUpdate, CheckReport, UpdatesView};
 pub use views::{
     human_duration, AppInput, AppSaved, AppView, CaView, DeviceAppView, DevicesView, FailureView, LockedClientView, Protection, SecretView,
     SecurityView, SessionView, SettingsSaved, SettingsView, StatusView, UnlockLinkView, UnlockView, UpstreamCheck, LAN_WARNING,
@@ -258,6 +262,8 @@ pub struct Core {
     /// Why other devices may be blocked by Windows Firewall (see `firewall`), shown while the
     /// apps face the network.
     firewall_blocked: Mutex<Option<String>>,
+    /// Newer releases: the last check, an update waiting, an install under way (see `updates`).
+    updates: Mutex<updates::UpdateState>,
 }
 
 impl Core {
@@ -275,6 +281,7 @@ impl Core {
         };
         let lan = listens_on_lan(&config);
         let (events, _) = broadcast::channel(32);
+        let updates = updates::UpdateState { last: simpleotp_engine::updates::UpdateRecord::load(&paths.data_dir), ..Default::default() };
         Arc::new(Core {
             paths,
             launch_at_login,
@@ -293,6 +300,7 @@ impl Core {
             tray_unlock: Mutex::new(None),
             firewall,
             firewall_blocked: Mutex::new(None),
+            updates: Mutex::new(updates),
         })
     }
 

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use simpleotp_engine::config::{InterfaceName, ListenAddr, SessionSettings};
+use simpleotp_engine::config::{Config, InterfaceName, ListenAddr, SessionSettings};
 use simpleotp_engine::lan::{self, NetworkInterface};
 use simpleotp_engine::nginx;
 
@@ -24,6 +24,7 @@ impl Core {
             lan: *lock(&self.lan),
             nginx_path: config.nginx.path.as_ref().map(|p| p.display().to_string()),
             interfaces: config.lan.interfaces.as_ref().map(|names| names.iter().map(|n| n.as_str().to_string()).collect()),
+            check_updates: config.updates.check,
         }
     }
 
@@ -72,6 +73,7 @@ impl Core {
                     .map_err(CoreError::Invalid)?,
             ),
         };
+        config.updates.check = wanted.check_updates;
         let ip = listen_ip(wanted.lan);
         for app in &mut config.apps {
             app.listen = ListenAddr(SocketAddr::new(ip, app.listen.socket_addr().port()));
@@ -91,9 +93,13 @@ impl Core {
         if wanted.lan && (!was_lan || config.nginx.path != old.nginx.path) {
             warnings.extend(self.open_firewall(config.nginx.path.as_deref()).await);
         }
+        // Only the update checks changed: nothing for nginx to reload.
+        let only_updates = Config { updates: old.updates, ..config.clone() } == old;
         let result = if *config == old {
             self.changed();
             Ok(())
+        } else if only_updates {
+            self.save_config(config).map(|()| self.changed())
         } else if needs_restart {
             self.save_and_restart(&edit).await
         } else {

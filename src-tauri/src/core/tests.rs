@@ -630,7 +630,8 @@ async fn settings_change_lifetimes_listen_scope_nginx_path_and_launch_at_login()
             launch_at_login: false,
             lan: false,
             nginx_path: None,
-            interfaces: None
+            interfaces: None,
+            check_updates: true,
         }
     );
 
@@ -643,6 +644,7 @@ async fn settings_change_lifetimes_listen_scope_nginx_path_and_launch_at_login()
             lan: true,
             nginx_path: None,
             interfaces: None,
+            check_updates: true,
         })
         .await
         .unwrap();
@@ -670,6 +672,7 @@ async fn settings_change_lifetimes_listen_scope_nginx_path_and_launch_at_login()
             lan: false,
             nginx_path: Some(nginx.display().to_string()),
             interfaces: None,
+            check_updates: true,
         })
         .await
         .unwrap();
@@ -696,6 +699,16 @@ async fn settings_change_lifetimes_listen_scope_nginx_path_and_launch_at_login()
     assert!(err.user_message().contains("interface name") && err.user_message().contains("\"eth0\""), "{}", err.user_message());
     h.core.settings_set(SettingsView { interfaces: None, ..saved.settings.clone() }).await.unwrap();
     assert!(!h.config_text().contains("[lan]"), "{}", h.config_text());
+
+    // Automatic update checks: off is written as `[updates] check = false` (nothing else changes,
+    // protection runs on), on again as nothing (the default).
+    let before_updates = h.config_text();
+    let off = h.core.settings_set(SettingsView { check_updates: false, ..saved.settings.clone() }).await.unwrap();
+    assert!(!off.settings.check_updates && !h.core.updates_automatic() && !h.core.updates_view().automatic);
+    assert!(h.config_text().contains("[updates]\ncheck = false"), "{}", h.config_text());
+    assert_eq!(h.core.status().state, Protection::Running);
+    h.core.settings_set(SettingsView { check_updates: true, ..saved.settings.clone() }).await.unwrap();
+    assert_eq!(h.config_text(), before_updates);
 
     assert!(h.core.toggle_launch_at_login().unwrap());
     assert!(h.core.settings_get().launch_at_login);
@@ -821,6 +834,7 @@ fn the_window_gets_the_status_names_it_matches_on() {
         warnings: vec![],
         lan: false,
         tray_available: false,
+        update_available: None,
     };
     assert_eq!(serde_json::to_value(&status).unwrap()["state"], "needs_setup");
     assert_eq!(serde_json::to_value(&status).unwrap()["tray_available"], false, "ui/main.js reads status.tray_available");
@@ -1227,4 +1241,48 @@ async fn saves_keep_the_users_file_and_a_hand_edit_is_not_overwritten() {
     assert!(err.user_message().contains("is not valid now") && err.user_message().contains("line 2"), "{}", err.user_message());
     assert_eq!(std::fs::read_to_string(&config_path).unwrap(), broken);
     h.core.shutdown().await;
+}
+
+/// What a check found reaches Settings and the tray in words, is kept across a restart, and a
+/// failed check forgets nothing it knew (an update found earlier is still offered).
+#[tokio::test]
+async fn update_checks_reach_settings_and_the_tray_and_survive_a_restart() {
+    use simpleotp_engine::updates::CheckFailure;
+    let h = Harness::new("updates");
+    let fresh = h.core.updates_view();
+    assert_eq!((fresh.last_checked, fresh.available.clone(), fresh.automatic), (None, None, true));
+
+    h.core.update_check_started();
+    assert!(h.core.updates_view().checking);
+    h.core.update_checked(CheckReport::Available { version: "99.0.0".into(), notes: Some("Fixes.".into()), cannot_install: None });
+    let found = h.core.updates_view();
+    assert!(!found.checking && found.last_checked.is_some());
+    assert_eq!(found.available.as_ref().map(|a| a.version.as_str()), Some("99.0.0"));
+    assert_eq!(h.core.tray_state().update_available.as_deref(), Some("99.0.0"));
+
+    h.core.update_checked(CheckReport::Failed(CheckFailure::Unreachable));
+    let offline = h.core.updates_view();
+    assert_eq!(offline.last_result.as_deref(), Some("could not reach the update server"));
+    assert_eq!(offline.available.as_ref().map(|a| a.version.as_str()), Some("99.0.0"), "still offered");
+
+    h.core.update_problem("SimpleOTP 99.0.0 was refused: its signature does not match".into());
+    assert!(h.core.updates_view().problem.unwrap().contains("refused"));
+    assert_eq!(h.core.updates_view().installing, None);
+
+    // The record is in the data directory, owner-only, and read by the next start.
+    let record = simpleotp_engine::updates::UpdateRecord::path(&h.core.paths.data_dir);
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&record).unwrap().permissions()) & 0o077, 0);
+    let reopened = h.reopen();
+    assert_eq!(reopened.updates_view().last_checked, offline.last_checked);
+    assert_eq!(reopened.updates_view().last_result.as_deref(), Some("could not reach the update server"));
+
+    h.core.update_checked(CheckReport::UpToDate { newest: Some("0.0.1".into()), offered_older: true });
+    let up_to_date = h.core.updates_view();
+    assert_eq!((up_to_date.available, up_to_date.problem), (None, None));
+    assert_eq!(up_to_date.last_result.as_deref(), Some("up to date"));
+    assert_eq!(h.core.tray_state().update_available, None);
+
+    assert!(!h.core.take_updates_focus());
+    h.core.request_updates_focus();
+    assert!(h.core.take_updates_focus() && !h.core.take_updates_focus(), "asked once");
 }

@@ -41,6 +41,8 @@ pub struct StatusView {
     /// Whether a system tray shows SimpleOTP's icon. Stock GNOME has none (without the
     /// AppIndicator extension): the window then says to run SimpleOTP again to reach it.
     pub tray_available: bool,
+    /// A newer release this copy was told of ("Update to 0.2.0…" in the tray menu).
+    pub update_available: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -200,6 +202,13 @@ pub struct SettingsView {
     /// interfaces with a default route.
     #[serde(default)]
     pub interfaces: Option<Vec<String>>,
+    /// "Check for updates automatically" (`[updates] check`).
+    #[serde(default = "default_true")]
+    pub check_updates: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// A network interface as Settings lists it, with a checkbox.
