@@ -346,7 +346,7 @@ function selectSection(name) {
   }
   for (const s of document.querySelectorAll('.section')) s.hidden = s.id !== `section-${name}`;
   if (name !== 'security') hideSecurityQr();
-  if (name === 'settings') renderSettings();
+  if (name === 'settings') { renderSettings(); renderUpdates(); }
   if (name === 'apps' && !editing && !$('apps-port').value) offerFreePort('apps');
   refreshSection();
 }
@@ -367,6 +367,8 @@ async function renderStatus(status) {
   const sessions = status.sessions === 0 ? 'no sessions' : status.sessions === 1 ? '1 session' : `${status.sessions} sessions`;
   $('status-detail').textContent = status.state === 'running' ? `${apps} protected · ${sessions}` : '';
   $('status-warnings').replaceChildren(...status.warnings.map((w) => el('li', { textContent: w })));
+  $('status-update').hidden = !status.update_available;
+  $('status-update-text').textContent = status.update_available ? `SimpleOTP ${status.update_available} is available.` : '';
   $('status-retry').hidden = status.state !== 'error';
   $('status-pause').textContent = status.state === 'paused' ? 'Bring apps back online' : 'Take apps offline';
   $('status-pause').dataset.offline = String(status.state === 'paused');
@@ -630,6 +632,7 @@ async function renderSettings() {
   $(s.lan ? 'settings-lan' : 'settings-local').checked = true;
   $('settings-lan-note').hidden = !s.lan;
   $('settings-autostart').checked = s.launch_at_login;
+  $('settings-updates-auto').checked = s.check_updates;
   $('settings-nginx').value = s.nginx_path ?? '';
   $('settings-nginx-found').textContent = got.nginx;
   settingsInterfaces = s.interfaces ?? null;
@@ -666,6 +669,7 @@ function settingsInput() {
     lan: $('settings-lan').checked,
     nginx_path: $('settings-nginx').value.trim() || null,
     interfaces: settingsInterfaces,
+    check_updates: $('settings-updates-auto').checked,
   };
 }
 
@@ -850,7 +854,73 @@ async function refreshSection() {
   if (section === 'sessions') renderSessions();
   if (section === 'devices') renderDevices();
   if (section === 'security') renderSecurity();
+  if (section === 'settings') renderUpdates();
   // Settings are not re-read on every change: that would overwrite what the user is typing.
+}
+
+/** "5 Dec, 12:03" in the person's own locale and time zone. */
+function when(secs) {
+  return new Date(secs * 1000).toLocaleString(undefined, { day: 'numeric', month: 'short', hour: '2-digit', minute: '2-digit' });
+}
+
+/** Settings › Updates: the last check in one line, a newer release with its notes, and why it
+ * cannot be installed from here when it cannot. Never a dialog: a failed check is this line. */
+async function renderUpdates() {
+  const u = await call('updates_get', {});
+  if (!u) return;
+  $('settings-updates-auto').checked = u.automatic;
+  const from = u.source ? ` (from ${u.source})` : '';
+  const status = u.checking ? 'Checking for updates…'
+    : u.last_checked ? `SimpleOTP ${u.current_version}. Last checked ${when(u.last_checked)} — ${u.last_result}${from}.`
+    : `SimpleOTP ${u.current_version}. Not checked yet${u.automatic ? ': the first check is within a minute of SimpleOTP starting' : ''}${from}.`;
+  $('updates-status').textContent = status;
+  $('updates-check').disabled = u.checking || Boolean(u.installing);
+  const available = u.available;
+  $('updates-available').hidden = !available;
+  if (available) {
+    $('updates-available-h').textContent = `SimpleOTP ${available.version} is available`;
+    show($('updates-notes'), available.notes || 'No release notes were published with it.');
+    show($('updates-manual'), available.cannot_install ? `This copy cannot install it itself: ${available.cannot_install}. Download it from the releases page instead.` : '');
+    $('updates-install').hidden = Boolean(available.cannot_install);
+    $('updates-install-note').hidden = Boolean(available.cannot_install);
+    $('updates-releases').hidden = !available.cannot_install;
+    $('updates-install').disabled = Boolean(u.installing);
+    $('updates-confirm-text').textContent = `Install SimpleOTP ${available.version} now? SimpleOTP restarts; protected apps pause for a few seconds and everyone stays signed in.`;
+  }
+  show($('updates-progress'), u.installing);
+  if (u.installing) $('updates-confirm').hidden = true;
+  show($('updates-problem'), u.problem);
+}
+
+/** The tray's "Update to x.y.z…" (or the Status notice): Settings, scrolled to Updates. */
+function showUpdates() {
+  selectSection('settings');
+  $('settings-updates').scrollIntoView({ block: 'start' });
+}
+
+function setUpUpdates() {
+  $('settings-updates-auto').addEventListener('change', () => applySettings('updates'));
+  $('updates-check').addEventListener('click', () => busy($('updates-check'), async () => {
+    $('updates-status').textContent = 'Checking for updates…';
+    await call('updates_check_now', {}, $('updates-problem'));
+    renderUpdates();
+  }));
+  // Installing is asked once, here, with what it does; the system may then ask for a password.
+  $('updates-install').addEventListener('click', () => {
+    $('updates-confirm').hidden = false;
+    $('updates-confirm-yes').focus();
+  });
+  $('updates-confirm-no').addEventListener('click', () => { $('updates-confirm').hidden = true; $('updates-install').focus(); });
+  $('updates-confirm-yes').addEventListener('click', () => busy($('updates-confirm-yes'), async () => {
+    $('updates-confirm').hidden = true;
+    // Returns only if it failed (the app restarts otherwise); the reason is in updates-problem.
+    await call('update_install', {}, null);
+    renderUpdates();
+  }));
+  $('updates-releases').addEventListener('click', () => call('open_releases_page', {}, $('updates-problem')));
+  $('status-update-show').addEventListener('click', showUpdates);
+  listen('show-updates', showUpdates);
+  call('updates_take_focus', {}).then((focus) => { if (focus) showUpdates(); });
 }
 
 /** Shows the wizard while setup is unfinished, else the main window with the current section. */
@@ -879,6 +949,7 @@ async function render() {
 setUpWizard();
 setUpMain();
 selectSection('status');
+setUpUpdates();
 render();
 listen('state-changed', () => {
   if (wizardDone) render(); // the wizard drives itself
