@@ -11,6 +11,13 @@
 //   and the window opens again. Screenshots go to $SCREENSHOT_DIR (docs/screenshots when
 //   SIMPLEOTP_UPDATE_SCREENSHOTS=1), else to the temporary directory.
 //
+// Updates: the app's manifest address (SIMPLEOTP_UPDATE_URL) is a server of this test's, which
+// says "up to date" until step 8 offers a newer release: Check now shows it with its notes, the
+// tray menu offers "Update to …", a server error is one quiet line. With
+// SIMPLEOTP_E2E_UPDATE_TO=X.Y.Z and SIMPLEOTP_E2E_UPDATE_URL (scripts/update-test.sh: an
+// installed .deb and a signed newer one), the run instead installs that update after the first
+// sign-in, and checks that the new version comes back by itself with the secret and the session.
+//
 // Every screen is taken in the light and the dark theme in the same run: an XSETTINGS daemon
 // (xsettingsd) on the test's X display switches GTK's theme name to Adwaita-dark and back, GTK
 // passes the change on to the running app, and WebKit flips the page's prefers-color-scheme.
@@ -33,6 +40,8 @@ import path from 'node:path';
 import { createRequire } from 'node:module';
 
 const APP = process.env.SIMPLEOTP_APP_BIN;
+/** Install this version from SIMPLEOTP_E2E_UPDATE_URL after the first sign-in (update-test.sh). */
+const UPDATE_TO = process.env.SIMPLEOTP_E2E_UPDATE_TO;
 // A theme fixed by the environment would win over the run-time switch (WebKit reads it first).
 delete process.env.GTK_THEME;
 if (!APP) throw new Error('set SIMPLEOTP_APP_BIN (scripts/e2e-tray.sh does)');
@@ -381,9 +390,20 @@ try {
   // is taken (step 3): 8081 when 8080 can be taken for the test and 8081 is free.
   let protectedPort;
 
+  // The release server the app asks (SIMPLEOTP_UPDATE_URL): "up to date" until step 8.
+  let manifest = { status: 204, body: '' };
+  const releases = http.createServer((req, res) => {
+    res.statusCode = manifest.status;
+    res.setHeader('content-type', 'application/json');
+    res.end(manifest.body);
+  });
+  await new Promise((r) => releases.listen(0, '127.0.0.1', r));
+  children.push({ name: 'release server', child: { kill: () => releases.close() } });
+
   const home = path.join(tmp, 'home');
   fs.mkdirSync(home);
   const appEnv = {
+    SIMPLEOTP_UPDATE_URL: process.env.SIMPLEOTP_E2E_UPDATE_URL || `http://127.0.0.1:${releases.address().port}/latest.json`,
     HOME: home,
     XDG_CONFIG_HOME: path.join(home, '.config'),
     XDG_DATA_HOME: path.join(home, '.local/share'),
@@ -558,6 +578,47 @@ try {
   const signedIn = await menuItem('Protection on · 1 session');
   if (signedIn.id !== statusItem.id) throw new Error('the tray menu was rebuilt instead of updated in place');
   log('the tray menu follows the session count, updated in place');
+
+  // The update-test's run: install the newer release, then check it came back with everything.
+  // The rest of the steps (labelled block below) are the full run's.
+  fullRun: {
+  if (UPDATE_TO) {
+    const dataDir = appEnv.SIMPLEOTP_DATA_DIR;
+    const appPid = () => JSON.parse(fs.readFileSync(path.join(dataDir, 'control.json'), 'utf8')).pid;
+    const before = appPid();
+    await tauri.clickOn('.nav[data-section="settings"]');
+    await tauri.clickOn('#updates-check');
+    const heading = await waitFor('the newer release', () => shownText('#updates-available-h'), 60000);
+    if (heading !== `SimpleOTP ${UPDATE_TO} is available`) throw new Error(`Settings says ${heading}`);
+    if (await shownText('#updates-manual')) throw new Error(`the signed package cannot be installed: ${await shownText('#updates-manual')}`);
+    if (!/Test release/.test(await shownText('#updates-notes'))) throw new Error('the release notes are not shown');
+    await tauri.exec('document.getElementById("settings-updates").scrollIntoView({ block: "start" })');
+    await tauri.screenshots('tray-settings-update.png');
+    // The tray offers it too; its item opens Settings on Updates.
+    await tauri.clickOn('.nav[data-section="status"]');
+    await waitFor('the notice on Status', () => shownText('#status-update-text'));
+    clickTray(await menuItem(`Update to ${UPDATE_TO}…`));
+    await waitFor('Settings after the tray item', () => shownText('#updates-available-h'));
+    await tauri.clickOn('#updates-install');
+    await tauri.visible('#updates-confirm-yes');
+    await tauri.screenshots('tray-settings-update-confirm.png');
+    await tauri.clickOn('#updates-confirm-yes');
+    log(`installing ${UPDATE_TO} from the app`);
+    await waitFor('the old version to exit', () => gone(before), 180000);
+    const after = await waitFor('the new version to start by itself', () => {
+      try { const pid = appPid(); return pid !== before && !gone(pid) && pid; } catch { return false; }
+    }, 60000);
+    await waitFor('protection after the update', () => canConnect(protectedPort), 30000);
+    await chrome.go(url);
+    await chrome.visible('#upstream');
+    log('after the update Chromium is still signed in (the session was kept)');
+    if (keychainSecret() !== stored) throw new Error('the secret in the keychain changed across the update');
+    await menuItem(`About SimpleOTP ${UPDATE_TO}`);
+    log(`SimpleOTP ${UPDATE_TO} runs (pid ${after}) with the same secret; quitting it`);
+    clickTray(await menuItem('Quit SimpleOTP'));
+    await waitFor('the updated app to quit', () => gone(after));
+    break fullRun;
+  }
 
   // 5. The session shows in the Sessions list; revoking it sends Chromium back to the login page.
   await tauri.clickOn('.nav[data-section="sessions"]');
@@ -769,6 +830,46 @@ try {
   await tauri.exec('document.querySelector(".content").scrollTop = 0');
   log('settings apply at once with "Saved", errors show at the field; diagnostics hold no secret');
 
+  // Updates: a newer release, with its notes (as text, never HTML); this build has no signing
+  // key (and the debug build no package), so it sends people to the releases page instead of
+  // installing. Then a server error: one quiet line, and the release is still offered.
+  manifest = {
+    status: 200,
+    body: JSON.stringify({
+      version: '99.0.0',
+      notes: 'Faster sign-in.\n<b>not bold</b>',
+      pub_date: '2026-12-01T00:00:00Z',
+      platforms: { 'linux-x86_64-deb': { url: 'http://127.0.0.1:9/SimpleOTP.deb', signature: 'x' } },
+    }),
+  };
+  await tauri.clickOn('#updates-check');
+  const offeredRelease = await waitFor('the newer release in Settings', () => shownText('#updates-available-h'), 30000);
+  if (offeredRelease !== 'SimpleOTP 99.0.0 is available') throw new Error(`Settings says ${offeredRelease}`);
+  if ((await shownText('#updates-notes')) !== 'Faster sign-in.\n<b>not bold</b>') throw new Error(`notes shown as ${await shownText('#updates-notes')}`);
+  if (!/cannot install it itself/.test((await shownText('#updates-manual')) ?? '')) throw new Error('no word on why this copy cannot install it');
+  if (await shownText('#updates-install')) throw new Error('Install is offered by a build that cannot check signatures');
+  const updateItem = await menuItem('Update to 99.0.0…');
+  manifest = { status: 500, body: 'Internal Server Error' };
+  await tauri.clickOn('#updates-check');
+  const lastChecked = await waitFor('the failed check in one line', async () => {
+    const text = await shownText('#updates-status');
+    return /could not reach the update server/.test(text ?? '') && text;
+  });
+  if (!/^SimpleOTP \d+\.\d+\.\d+\. Last checked .+ — could not reach the update server/.test(lastChecked)) throw new Error(`status line: ${lastChecked}`);
+  if ((await shownText('#updates-available-h')) !== 'SimpleOTP 99.0.0 is available') throw new Error('a failed check forgot the release');
+  // The tray item opens the window on Updates.
+  await tauri.clickOn('.nav[data-section="status"]');
+  await waitFor('the notice on Status', async () => (await shownText('#status-update-text')) === 'SimpleOTP 99.0.0 is available.');
+  clickTray(updateItem);
+  await waitFor('Settings after the tray item', () => shownText('#updates-available-h'));
+  if (!(await tauri.exec('return !document.getElementById("section-settings").hidden'))) throw new Error('the tray item did not open Updates');
+  // Back to no update for the rest of the run.
+  manifest = { status: 204, body: '' };
+  await tauri.clickOn('#updates-check');
+  await waitFor('the update to be gone', async () => !(await shownText('#updates-available-h')));
+  await waitFor('the tray item to go', () => !trayMenu().some((item) => item.label === 'Update to 99.0.0…'));
+  log('updates: Check now shows a newer release with its notes and the tray offers it; a server error is one line in Settings');
+
   // Launch at login: the real autostart entry appears, and the tray's check follows.
   await tauri.clickOn('#settings-autostart');
   await saved('autostart');
@@ -945,6 +1046,7 @@ try {
   process.kill(pids.app, 'SIGTERM');
   await stoppedCleanly(pids, 'SIGTERM');
   log('SIGTERM stops cleanly');
+  } // fullRun
   if (a11yProblems.length) {
     for (const p of a11yProblems) {
       console.error(`[e2e] axe ${p.impact} on ${p.screen}: ${p.id}: ${p.help}`);

@@ -858,11 +858,6 @@ async function refreshSection() {
   // Settings are not re-read on every change: that would overwrite what the user is typing.
 }
 
-/** "5 Dec, 12:03" in the person's own locale and time zone. */
-function when(secs) {
-  return new Date(secs * 1000).toLocaleString(undefined, { day: 'numeric', month: 'short', hour: '2-digit', minute: '2-digit' });
-}
-
 /** Settings › Updates: the last check in one line, a newer release with its notes, and why it
  * cannot be installed from here when it cannot. Never a dialog: a failed check is this line. */
 async function renderUpdates() {
