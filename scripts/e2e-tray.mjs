@@ -217,6 +217,32 @@ function windowOpen() {
   return (wmctrl('-l') ?? '').split('\n').some((line) => line.split(/\s+/).slice(3).join(' ') === 'SimpleOTP');
 }
 
+// ---------------------------------------------------------------- the tray menu as a person sees it
+
+// A system tray on the test's X display (trayer, in the top right corner; the desktop bus has no
+// StatusNotifier host, so appindicator puts the icon there through its XEmbed fallback). A click
+// on the icon opens the real GTK menu, which scrot photographs.
+const SCREEN = { width: 1280, height: 900 };
+function startSystemTray() {
+  start('trayer', 'trayer', ['--edge', 'top', '--align', 'right', '--widthtype', 'request', '--height', '28',
+    '--SetDockType', 'true', '--transparent', 'false', '--tint', '0xeeeeee']);
+}
+
+/** Opens the tray menu with a click on the icon (trayer's only one, at its right end), photographs
+ * the corner it opens in, and closes it again. */
+async function trayMenuScreenshot(file, dir = SHOTS) {
+  const shoot = async (name) => {
+    execFileSync('xdotool', ['mousemove', String(SCREEN.width - 14), '14', 'click', '1']);
+    await new Promise((r) => setTimeout(r, 1500));
+    execFileSync('scrot', ['--overwrite', '--autoselect', `${SCREEN.width - 272},0,272,262`, path.join(dir, name)]);
+    execFileSync('xdotool', ['key', 'Escape']);
+    await new Promise((r) => setTimeout(r, 300));
+    log('screenshot', path.join(dir, name));
+  };
+  // Light only: a GTK menu of the fallback icon does not follow a theme switched at run time.
+  await shoot(file);
+}
+
 /** A minimal W3C WebDriver client. */
 class WebDriver {
   constructor(base) { this.base = base; }
@@ -254,7 +280,7 @@ class WebDriver {
   displayed(id) { return this.s(`/element/${id}/displayed`); }
   exec(script, args = []) { return this.s('/execute/sync', 'POST', { script, args }); }
   go(url) { return this.s('/url', 'POST', { url }); }
-  async screenshot(file, dir = SHOTS) {
+  async screenshot(file, dir = UPDATE_TO && !file.includes('update') ? tmp : SHOTS) {
     const png = await this.s('/screenshot');
     fs.writeFileSync(path.join(dir, file), Buffer.from(png, 'base64'));
     log('screenshot', path.join(dir, file));
@@ -414,6 +440,7 @@ try {
   setGtkTheme('Adwaita');
   const tauriPort = await freePort();
   const nativePort = await freePort();
+  startSystemTray();
   start('tauri-driver', 'tauri-driver', ['--port', String(tauriPort), '--native-port', String(nativePort)], appEnv);
   const chromePort = await freePort();
   start('chromedriver', 'chromedriver', [`--port=${chromePort}`]);
@@ -833,10 +860,13 @@ try {
   // Updates: a newer release, with its notes (as text, never HTML); this build has no signing
   // key (and the debug build no package), so it sends people to the releases page instead of
   // installing. Then a server error: one quiet line, and the release is still offered.
+  // The next minor release after the one running (the About item names it).
+  const runningVersion = trayMenu().find((item) => /^About SimpleOTP /.test(item.label)).label.split(' ').pop().split('.').map(Number);
+  const newer = `${runningVersion[0]}.${runningVersion[1] + 1}.0`;
   manifest = {
     status: 200,
     body: JSON.stringify({
-      version: '99.0.0',
+      version: newer,
       notes: 'Faster sign-in.\n<b>not bold</b>',
       pub_date: '2026-12-01T00:00:00Z',
       platforms: { 'linux-x86_64-deb': { url: 'http://127.0.0.1:9/SimpleOTP.deb', signature: 'x' } },
@@ -844,11 +874,12 @@ try {
   };
   await tauri.clickOn('#updates-check');
   const offeredRelease = await waitFor('the newer release in Settings', () => shownText('#updates-available-h'), 30000);
-  if (offeredRelease !== 'SimpleOTP 99.0.0 is available') throw new Error(`Settings says ${offeredRelease}`);
+  if (offeredRelease !== `SimpleOTP ${newer} is available`) throw new Error(`Settings says ${offeredRelease}`);
   if ((await shownText('#updates-notes')) !== 'Faster sign-in.\n<b>not bold</b>') throw new Error(`notes shown as ${await shownText('#updates-notes')}`);
   if (!/cannot install it itself/.test((await shownText('#updates-manual')) ?? '')) throw new Error('no word on why this copy cannot install it');
   if (await shownText('#updates-install')) throw new Error('Install is offered by a build that cannot check signatures');
-  const updateItem = await menuItem('Update to 99.0.0…');
+  const updateItem = await menuItem(`Update to ${newer}…`);
+  await trayMenuScreenshot('tray-menu-update.png');
   manifest = { status: 500, body: 'Internal Server Error' };
   await tauri.clickOn('#updates-check');
   const lastChecked = await waitFor('the failed check in one line', async () => {
@@ -856,10 +887,10 @@ try {
     return /could not reach the update server/.test(text ?? '') && text;
   });
   if (!/^SimpleOTP \d+\.\d+\.\d+\. Last checked .+ — could not reach the update server/.test(lastChecked)) throw new Error(`status line: ${lastChecked}`);
-  if ((await shownText('#updates-available-h')) !== 'SimpleOTP 99.0.0 is available') throw new Error('a failed check forgot the release');
+  if ((await shownText('#updates-available-h')) !== `SimpleOTP ${newer} is available`) throw new Error('a failed check forgot the release');
   // The tray item opens the window on Updates.
   await tauri.clickOn('.nav[data-section="status"]');
-  await waitFor('the notice on Status', async () => (await shownText('#status-update-text')) === 'SimpleOTP 99.0.0 is available.');
+  await waitFor('the notice on Status', async () => (await shownText('#status-update-text')) === `SimpleOTP ${newer} is available.`);
   clickTray(updateItem);
   await waitFor('Settings after the tray item', () => shownText('#updates-available-h'));
   if (!(await tauri.exec('return !document.getElementById("section-settings").hidden'))) throw new Error('the tray item did not open Updates');
@@ -867,7 +898,7 @@ try {
   manifest = { status: 204, body: '' };
   await tauri.clickOn('#updates-check');
   await waitFor('the update to be gone', async () => !(await shownText('#updates-available-h')));
-  await waitFor('the tray item to go', () => !trayMenu().some((item) => item.label === 'Update to 99.0.0…'));
+  await waitFor('the tray item to go', () => !trayMenu().some((item) => item.label === `Update to ${newer}…`));
   log('updates: Check now shows a newer release with its notes and the tray offers it; a server error is one line in Settings');
 
   // Launch at login: the real autostart entry appears, and the tray's check follows.

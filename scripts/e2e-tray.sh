@@ -30,7 +30,7 @@ if [ "${1:-}" != "--inside" ]; then
 fi
 
 # Inside the keyring's D-Bus session (which has no DISPLAY): a private X server for the webview.
-for tool in xvfb-run xsettingsd openbox wmctrl tauri-driver WebKitWebDriver chromedriver node zbarimg openssl xclip; do
+for tool in xvfb-run xsettingsd openbox wmctrl tauri-driver WebKitWebDriver chromedriver node zbarimg openssl xclip trayer xdotool scrot; do
     command -v "$tool" >/dev/null || { echo "$0: $tool is missing; run scripts/tray-deps.sh" >&2; exit 1; }
 done
 exec xvfb-run -a -s "-screen 0 1280x900x24" node "$root/scripts/e2e-tray.mjs"

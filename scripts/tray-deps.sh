@@ -12,7 +12,9 @@
 #     the window as a person does (the close request, WM_DELETE_WINDOW),
 #   - zbarimg (zbar-tools) and openssl, with which it reads the "Other devices" QR codes back
 #     from the window and checks the CA's fingerprint,
-#   - xclip, with which it reads back what the tray's Copy link put on the clipboard.
+#   - xclip, with which it reads back what the tray's Copy link put on the clipboard,
+#   - trayer (a small system tray: the app's icon then sits in it, through appindicator's XEmbed
+#     fallback), xdotool and scrot, with which it opens the real tray menu and takes its picture.
 #
 #   scripts/tray-deps.sh           all of the above
 #   scripts/tray-deps.sh --build   only what compiling the tray app (and so its core tests, which
@@ -31,7 +33,7 @@ if ! $build_only; then
     packages+=(
         xvfb xauth dbus-daemon gnome-keyring libsecret-tools xsettingsd
         webkit2gtk-driver chromium chromium-driver nginx openbox wmctrl
-        zbar-tools openssl xclip
+        zbar-tools openssl xclip trayer xdotool scrot
     )
 fi
 

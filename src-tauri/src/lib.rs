@@ -208,7 +208,9 @@ async fn quit(app: AppHandle, core: Arc<Core>) {
 /// file is written). Bounded, so a stuck stop cannot hold up a log-out.
 fn stop_before_exit(app: &AppHandle) {
     let Some(core) = app.try_state::<Arc<Core>>().map(|c| c.inner().clone()) else { return };
-    let stopped = tauri::async_runtime::block_on(tokio::time::timeout(EXIT_STOP_TIMEOUT, core.shutdown()));
+    // The timer is made inside the runtime: made out here (on the event loop's thread, with no
+    // runtime entered) it panics, and the exit, or an update's restart, never happens.
+    let stopped = tauri::async_runtime::block_on(async { tokio::time::timeout(EXIT_STOP_TIMEOUT, core.shutdown()).await });
     if stopped.is_err() {
         warn!("protection did not stop within {} seconds; exiting anyway", EXIT_STOP_TIMEOUT.as_secs());
     }
