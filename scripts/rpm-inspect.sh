@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Inspects the .rpm (Fedora, openSUSE) that `tauri build` makes beside the .deb, with rpm's own
-# tools. It is not installed: the test machines run Debian, whose rpm keeps a database of its own
-# that nothing else uses. What an installation would check first, rpm's dependency check, runs
-# against a throw-away database holding stand-in packages (no files) that provide what a Fedora or
-# openSUSE system provides.
+# tools. It is never installed on this system: the test machines run Debian, whose rpm keeps a
+# database of its own that nothing else uses. What an installation would check first, rpm's
+# dependency check, runs against a throw-away database holding stand-in packages (no files) that
+# provide what a Fedora or openSUSE system provides; and, as root, rpm installs the package into a
+# throw-away directory and removes it again.
 #
 #   scripts/rpm-inspect.sh [PACKAGE.rpm]   default: the newest in target/release/bundle/rpm/
 #
