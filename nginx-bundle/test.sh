@@ -156,6 +156,28 @@ fi
 # shellcheck disable=SC2016 # $1 is for the inner bash; uname is faked so the target check is reached
 check "build-macos.sh refuses a non-macOS target" refuses "not a macOS target" \
     bash -c 'uname() { echo Darwin; }; export -f uname; "$1" x86_64-unknown-linux-gnu' _ "$here/build-macos.sh"
+# shellcheck disable=SC2016 # $1 is for the inner bash
+check "build-linux.sh refuses to run off Linux" refuses "needs Linux" \
+    bash -c 'uname() { echo Darwin; }; export -f uname; "$1"' _ "$here/build-linux.sh"
+# shellcheck disable=SC2016 # $1 is for the inner bash; uname is faked so the target check is reached
+check "build-linux.sh refuses a non-Linux target" refuses "not a Linux target" \
+    bash -c 'uname() { echo Linux; }; export -f uname; "$1" aarch64-apple-darwin' _ "$here/build-linux.sh"
+
+# --- the AppImage's nginx ------------------------------------------------------------------------
+# build-linux.sh writes what tauri.appimage.conf.json maps next to the app (usr/bin/nginx, where
+# the engine looks first); the packages' config must not carry an nginx (an externalBin would put
+# one into the .deb and the .rpm, which depend on the distribution's).
+appimage_config_matches() {
+    local conf=$root/src-tauri/tauri.appimage.conf.json rc=0
+    grep -q '"/usr/bin/nginx": "binaries/appimage/nginx"' "$conf" || { echo "$conf does not map binaries/appimage/nginx to /usr/bin/nginx"; rc=1; }
+    grep -q '"binaries/appimage/nginx-licenses"' "$conf" || { echo "$conf does not ship binaries/appimage/nginx-licenses"; rc=1; }
+    grep -q 'src-tauri/binaries/appimage' "$here/build-linux.sh" || { echo "build-linux.sh does not write src-tauri/binaries/appimage"; rc=1; }
+    if grep -l externalBin "$conf" "$root/src-tauri/tauri.linux.conf.json" "$root/src-tauri/tauri.conf.json"; then
+        echo "an externalBin would put nginx into the .deb and the .rpm"; rc=1
+    fi
+    return $rc
+}
+check "tauri.appimage.conf.json maps build-linux.sh's nginx; no externalBin on Linux" appimage_config_matches
 
 # --- workflows -------------------------------------------------------------------------------
 if python3 -c 'import yaml' 2>/dev/null; then

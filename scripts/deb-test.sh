@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Builds the Linux installer (.deb) with the Tauri CLI, inspects it, installs it with apt on this
-# machine, starts the installed app under Xvfb with a real Secret Service, checks the installed
-# `simpleotp` command, runs the tray app's end-to-end test against the installed binary, then
-# removes the package and checks that nothing is left running or installed. Needs root (apt).
+# Builds the Linux packages, the .deb and the .rpm, with the Tauri CLI (one release build serves
+# both), inspects them, installs the .deb with apt on this machine, starts the installed app under
+# Xvfb with a real Secret Service, checks the installed `simpleotp` command, runs the tray app's
+# end-to-end test against the installed binary, then removes the package and checks that nothing
+# is left running or installed. The .rpm is not installed on this Debian machine: scripts/rpm-inspect.sh
+# reads it with rpm's tools, runs rpm's dependency check against stand-in packages, and installs
+# and removes it in a throw-away root. (The AppImage is built only by the release workflow: Tauri
+# downloads linuxdeploy for it from GitHub, which these machines cannot reach.) Needs root (apt).
 # Part of scripts/test; slow (a release build of the app).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -14,6 +18,7 @@ step() { echo "deb-test: $*" >&2; }
 
 if [ "${1:-}" != "--installed" ]; then
     [ "$(id -u)" -eq 0 ] || fail "installing a package needs root"
+    "$root/scripts/deps.sh" packages   # rpm's tools, to read the .rpm
     step "building (release) with the Tauri CLI from npm"
     npm ci --no-audit --no-fund --silent
     # The `simpleotp` command with the features the Tauri CLI's build of the app resolves (the app's
@@ -22,10 +27,12 @@ if [ "${1:-}" != "--installed" ]; then
     cargo build --release --locked -p simpleotp-app -p simpleotp-engine --bin simpleotp --features tauri/custom-protocol
     mkdir -p src-tauri/binaries/linux
     cp "$target/release/simpleotp" src-tauri/binaries/linux/simpleotp
-    npx tauri build --bundles deb
+    npx tauri build --bundles deb,rpm
     deb=$(ls -t "$target"/release/bundle/deb/*.deb | head -n1)
     [ -f "$deb" ] || fail "no .deb was built"
-    step "built $deb"
+    rpm=$(ls -t "$target"/release/bundle/rpm/*.rpm | head -n1)
+    [ -f "$rpm" ] || fail "no .rpm was built"
+    step "built $deb and $rpm"
 
     # --- Inspect -----------------------------------------------------------------------------
     info=$(dpkg-deb -I "$deb")
@@ -46,6 +53,12 @@ if [ "${1:-}" != "--installed" ]; then
     grep -q '^Icon=simpleotp-app' <<<"$desktop" || fail "desktop entry has no icon: $desktop"
     step "package $package, depends: $depends"
     grep -E "Package|Version|Architecture|Installed-Size" <<<"$info" >&2
+
+    # The .rpm, from the same build: inspected, dependency-checked and installed into a throw-away
+    # root by rpm itself (scripts/rpm-inspect.sh); never installed on this Debian system.
+    "$root/scripts/rpm-inspect.sh" "$rpm" || fail "the .rpm is not as expected"
+    [ "$(rpm -qp --qf '%{NAME} %{VERSION}' "$rpm")" = "$package $(dpkg-deb -f "$deb" Version)" ] \
+        || fail "the .rpm ($(rpm -qp --qf '%{NAME} %{VERSION}' "$rpm")) and the .deb ($package) differ in name or version"
 
     # --- Install -----------------------------------------------------------------------------
     step "installing with apt"

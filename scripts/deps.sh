@@ -9,6 +9,8 @@
 #   scripts/deps.sh cross  what scripts/check-targets.sh needs: Debian's Rust 1.96 with its std
 #                          sources and its clippy (rustc-web, cargo-web, rust-web-src,
 #                          rust-web-clippy), installed beside a rustup toolchain, not instead
+#   scripts/deps.sh packages  what scripts/deb-test.sh needs to read the .rpm it builds beside the
+#                          .deb (scripts/rpm-inspect.sh): rpm (rpm -qp, rpmbuild), rpm2cpio, cpio
 #
 # Needs root or sudo. Safe to run again: it does nothing when all is installed.
 set -euo pipefail
@@ -21,7 +23,8 @@ case "${1:-}" in
     # They conflict with Debian's own `rustup` package (not with rustup installed from
     # rustup.rs): apt-get runs with --no-remove below, so it fails rather than remove it.
     cross) packages=(rustc-web cargo-web rust-web-src rust-web-clippy) ;;
-    *) echo "usage: $0 run|test|cross" >&2; exit 2 ;;
+    packages) packages=(rpm rpm2cpio cpio) ;;
+    *) echo "usage: $0 run|test|cross|packages" >&2; exit 2 ;;
 esac
 
 missing=()
@@ -42,7 +45,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends --no-remove "${missing[@]}"
 fi
 
-if [ "$1" = cross ]; then
+if [ "$1" = cross ] || [ "$1" = packages ]; then
     exit 0
 fi
 if ! command -v cargo >/dev/null; then
