@@ -64,7 +64,8 @@ if [ "${1:-}" != "--installed" ]; then
     step "installing with apt"
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$deb" >/dev/null
     [ -x /usr/bin/simpleotp-app ] && [ -x /usr/bin/simpleotp ] || fail "binaries not installed"
-    version=$(/usr/bin/simpleotp --version)
+    # The first line (a second one appears when a newer release exists; this machine is offline).
+    version=$(/usr/bin/simpleotp --version | head -n1)
     [ "$version" = "simpleotp $(dpkg-deb -f "$deb" Version)" ] || fail "simpleotp --version said: $version"
     step "installed: $version"
     # The root script that "Trust on this computer" runs through pkexec: root's, executable, not

@@ -205,7 +205,7 @@ done
 [ "$(stat -c '%U %a' "$sysroot/usr/lib/simpleotp/simpleotp-trust")" = "root 755" ] || fail "the installed trust script is not root's 0755"
 [ "$(stat -c '%U %a' "$sysroot/usr/share/polkit-1/actions/org.simpleotp.SimpleOTP.trust.policy")" = "root 644" ] \
     || fail "the installed polkit action is not root's 0644"
-said=$("$sysroot/usr/bin/simpleotp" --version) || fail "the installed simpleotp does not run"
+said=$("$sysroot/usr/bin/simpleotp" --version | head -n1) || fail "the installed simpleotp does not run"
 [ "$said" = "simpleotp $version" ] || fail "the installed simpleotp --version said: $said"
 rpm_root -e simple-otp || fail "rpm -e failed"
 while read -r path; do
