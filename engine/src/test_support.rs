@@ -1,5 +1,6 @@
 //! What the engine's integration tests and the tray app's core tests share: ports for things
-//! that listen, the demo app as an upstream, and waiting for something to happen.
+//! that listen, the demo app as an upstream, waiting for something to happen, and a stub HTTP
+//! server playing the release server.
 //!
 //! Compiled only with the `test-support` feature, which only the dev-dependencies of the engine
 //! and the tray app turn on: it is never part of a release build.
@@ -189,6 +190,57 @@ pub fn process_alive(pid: u32) -> bool {
             CloseHandle(handle);
             read && code == STILL_ACTIVE as u32
         }
+    }
+}
+
+/// What a [`StubHttpServer`] does with a request: answer with a status and a body, or hold the
+/// connection open and never answer (a network that swallows packets).
+pub enum StubAnswer {
+    Status(u16, Vec<u8>),
+    Silent,
+}
+
+/// A plain HTTP/1.1 server on loopback that answers each request as `answer` decides from the
+/// request's first line (`GET /latest.json HTTP/1.1`), and counts the requests: a release server
+/// for the update tests (the engine's notice and the tray's updater).
+pub struct StubHttpServer {
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+    requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl StubHttpServer {
+    /// Starts it; `answer` gets the server's own base URL too, for answers that link back to it.
+    pub fn start(answer: impl Fn(&str, &str) -> StubAnswer + Send + 'static) -> StubHttpServer {
+        use std::io::{Read, Write};
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind a loopback port");
+        let base = format!("http://{}", listener.local_addr().expect("a bound address"));
+        let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (counted, own_base) = (requests.clone(), base.clone());
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                counted.fetch_add(1, Ordering::SeqCst);
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+                let mut request = [0u8; 4096];
+                let n = stream.read(&mut request).unwrap_or(0);
+                let head = String::from_utf8_lossy(&request[..n]);
+                match answer(head.lines().next().unwrap_or_default(), &own_base) {
+                    StubAnswer::Status(status, body) => {
+                        let _ = write!(stream, "HTTP/1.1 {status} Stub\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+                        let _ = stream.write_all(&body);
+                    }
+                    StubAnswer::Silent => held.push(stream),
+                }
+            }
+        });
+        StubHttpServer { base, requests }
+    }
+
+    /// How many requests it got.
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
     }
 }
 

@@ -3,13 +3,12 @@
 //! throw-away minisign key the way the release workflow signs them (the version in the signed
 //! trusted comment).
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use base64::Engine as _;
 use serde_json::json;
+use simpleotp_engine::test_support::{StubAnswer, StubHttpServer};
 use simpleotp_engine::updates::{CheckFailure, ManifestUrl};
 use tauri::test::MockRuntime;
 
@@ -52,72 +51,51 @@ fn app(pubkey: &str) -> tauri::App<MockRuntime> {
     tauri::test::mock_builder().plugin(tauri_plugin_updater::Builder::new().build()).build(context).unwrap()
 }
 
-/// What the release server answers: the manifest at `/latest.json`, the package at `/package`.
-#[derive(Clone)]
-enum Answer {
-    Status(u16, String),
-    /// Accepts the connection, never answers.
-    Silent,
-}
-
+/// The release server: the manifest at `/latest.json` (made once the server's own address is
+/// known, since it links to the package there), the package at `/package`.
 struct ReleaseServer {
-    base: String,
+    stub: StubHttpServer,
     downloads: Arc<AtomicUsize>,
 }
 
 impl ReleaseServer {
-    /// Serves `manifest(base)` at `/latest.json` (the manifest names the server's own address,
-    /// so it is made once the address is known) and `package` at `/package`.
-    fn start(manifest: impl FnOnce(&str) -> Answer, package: Vec<u8>) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let manifest = manifest(&base);
+    fn start(manifest: impl Fn(&str) -> StubAnswer + Send + 'static, package: Vec<u8>) -> Self {
         let downloads = Arc::new(AtomicUsize::new(0));
         let counted = downloads.clone();
-        std::thread::spawn(move || {
-            let mut held = Vec::new();
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { return };
-                let mut request = [0u8; 4096];
-                let n = stream.read(&mut request).unwrap_or(0);
-                let (status, body) = if request[..n].starts_with(b"GET /package") {
-                    counted.fetch_add(1, Ordering::SeqCst);
-                    (200, package.clone())
-                } else {
-                    match &manifest {
-                        Answer::Status(status, body) => (*status, body.clone().into_bytes()),
-                        Answer::Silent => {
-                            held.push(stream);
-                            continue;
-                        }
-                    }
-                };
-                let _ = write!(stream, "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
-                let _ = stream.write_all(&body);
+        let stub = StubHttpServer::start(move |request, base| {
+            if request.starts_with("GET /package") {
+                counted.fetch_add(1, Ordering::SeqCst);
+                StubAnswer::Status(200, package.clone())
+            } else {
+                manifest(base)
             }
         });
-        ReleaseServer { base, downloads }
+        ReleaseServer { stub, downloads }
     }
 
     fn manifest_url(&self) -> ManifestUrl {
-        ManifestUrl::parse(&format!("{}/latest.json", self.base)).unwrap()
+        ManifestUrl::parse(&format!("{}/latest.json", self.stub.base)).unwrap()
     }
 }
 
 /// latest.json announcing `version`, with one entry per key, all pointing at `/package`.
-fn manifest(base: &str, version: &str, signature: &str, keys: &[&str]) -> Answer {
+fn manifest(base: &str, version: &str, signature: &str, keys: &[&str]) -> StubAnswer {
     let platforms: serde_json::Map<String, serde_json::Value> =
         keys.iter().map(|key| (key.to_string(), json!({ "url": format!("{base}/package"), "signature": signature }))).collect();
     let body =
         json!({ "version": version, "notes": "Fixes a bug.\n- and another", "pub_date": "2026-12-01T00:00:00Z", "platforms": platforms });
-    Answer::Status(200, body.to_string())
+    StubAnswer::Status(200, body.to_string().into_bytes())
 }
 
 /// A release server announcing `version` for `keys`, whose package is `served`, signed (by
 /// `key`) over `signed` as `signed_as`.
 fn release(key: &SigningKey, version: &str, signed_as: &str, signed: &[u8], served: &[u8], keys: &[&str]) -> ReleaseServer {
     let signature = key.sign(signed, signed_as);
-    ReleaseServer::start(|base| manifest(base, version, &signature, keys), served.to_vec())
+    let (version, keys): (String, Vec<String>) = (version.into(), keys.iter().map(|k| k.to_string()).collect());
+    ReleaseServer::start(
+        move |base| manifest(base, &version, &signature, &keys.iter().map(String::as_str).collect::<Vec<_>>()),
+        served.to_vec(),
+    )
 }
 
 const PACKAGE: &[u8] = b"!<arch>\ndebian-binary   the next SimpleOTP, as a .deb would carry it";
@@ -230,17 +208,22 @@ async fn without_a_signing_key_or_a_package_a_new_release_is_told_but_not_instal
 async fn no_network_a_portal_a_server_error_or_a_broken_manifest_is_a_quiet_failure() {
     let key = SigningKey::new();
     let app = app(&key.public_for_config());
-    let good = manifest("http://127.0.0.1:9", "99.0.0", &key.sign(PACKAGE, "99.0.0"), &[TARGET]);
-    let Answer::Status(_, good) = good else { unreachable!() };
-    let cases = [
-        (Answer::Status(500, "Internal Server Error".into()), CheckFailure::ServerError(None)),
-        (Answer::Status(200, "<html><body>Sign in to the hotel Wi-Fi</body></html>".into()), CheckFailure::NotAManifest),
-        (Answer::Status(200, good[..good.len() / 2].to_string()), CheckFailure::NotAManifest),
-        (Answer::Status(200, r#"{"version":"99.0.0"}"#.into()), CheckFailure::NotAManifest),
-        (Answer::Silent, CheckFailure::Unreachable),
+    let StubAnswer::Status(_, good) = manifest("http://127.0.0.1:9", "99.0.0", &key.sign(PACKAGE, "99.0.0"), &[TARGET]) else {
+        unreachable!()
+    };
+    let cut_off = good[..good.len() / 2].to_vec();
+    // Each answer as a function of the cut-off manifest (which only one of them uses).
+    type Answer = fn(&[u8]) -> StubAnswer;
+    let cases: [(Answer, CheckFailure); 5] = [
+        (|_| StubAnswer::Status(500, b"Internal Server Error".to_vec()), CheckFailure::ServerError(None)),
+        (|_| StubAnswer::Status(200, b"<html><body>Sign in to the hotel Wi-Fi</body></html>".to_vec()), CheckFailure::NotAManifest),
+        (|cut_off| StubAnswer::Status(200, cut_off.to_vec()), CheckFailure::NotAManifest),
+        (|_| StubAnswer::Status(200, br#"{"version":"99.0.0"}"#.to_vec()), CheckFailure::NotAManifest),
+        (|_| StubAnswer::Silent, CheckFailure::Unreachable),
     ];
     for (answer, expected) in cases {
-        let server = ReleaseServer::start(|_| answer.clone(), Vec::new());
+        let cut_off = cut_off.clone();
+        let server = ReleaseServer::start(move |_| answer(&cut_off), Vec::new());
         let checked = check_at(&app, &server.manifest_url()).await;
         assert_eq!(failure(&checked), Some(&expected), "{:?}", checked.report);
         assert!(checked.update.is_none());
