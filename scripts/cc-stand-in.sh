@@ -8,7 +8,7 @@
 #   as a compiler:  ... -o OUT | -oOUT | -Fo OUT | -FoOUT | /FoOUT ...   creates OUT
 #                   -E (the `cc` crate asks which compiler family this is)  prints nothing
 #   as an archiver: `cc-stand-in.sh ar ARGS...` (AR_<target> points at a wrapper that passes "ar"):
-#                   the first argument ending in .a or .lib is created
+#                   lib.exe's -out:FILE, else the first argument ending in .a or .lib, is created
 set -euo pipefail
 
 touch_output() {
@@ -20,6 +20,8 @@ if [ "${1:-}" = ar ]; then
     shift
     for arg in "$@"; do
         case "$arg" in
+            # lib.exe's form (as the `cc` crate calls it for MSVC targets): -out:FILE
+            -out:* | /OUT:*) touch_output "${arg#*:}"; exit 0 ;;
             *.a | *.lib) touch_output "$arg"; exit 0 ;;
         esac
     done

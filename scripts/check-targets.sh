@@ -24,6 +24,8 @@
 #   absent and exactly those are removed again on exit; a real file is never touched.
 # - objc2-exception-helper (macOS) compiles an Objective-C file with the `cc` crate: CC_<target> and
 #   AR_<target> point at scripts/cc-stand-in.sh, which only creates the files named as outputs.
+#   ring (the update checks' TLS) is C too: for macOS the same stand-in; for Windows only its
+#   archiver (lib.exe) is stood in for.
 #   (For Windows, tauri-build preprocesses the app's .rc file with the host's cc; the `cc` crate
 #   then warns "GNU compiler is not supported for this target", which is harmless here.)
 #
@@ -88,6 +90,11 @@ for target in "${targets[@]}"; do
     case "$target" in
         *-apple-*)
             export "CC_${target//-/_}=$root/scripts/cc-stand-in.sh"
+            export "AR_${target//-/_}=$ar_stand_in"
+            ;;
+        # ring (rustls's crypto, for the update checks) compiles its C with the host's cc, which
+        # does no harm for a check, then archives with lib.exe, which Linux has not.
+        *-windows-msvc)
             export "AR_${target//-/_}=$ar_stand_in"
             ;;
     esac
