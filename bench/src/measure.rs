@@ -322,6 +322,8 @@ async fn start_serve(binary: &Path, dir: &Path, port: u16) -> BenchResult<(Child
         .arg("--secret-file")
         .arg(dir.join("secret"))
         .env("SIMPLEOTP_LOG", "warn")
+        // No update check against the internet while measuring (a port nothing listens on).
+        .env("SIMPLEOTP_UPDATE_URL", "http://127.0.0.1:9/latest.json")
         .stdout(Stdio::null())
         .kill_on_drop(true)
         .spawn()

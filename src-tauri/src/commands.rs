@@ -230,7 +230,7 @@ mod tests {
     #[test]
     fn every_command_is_generated_granted_and_registered() {
         let commands = build_rs_commands();
-        assert_eq!(commands.len(), 31, "{commands:?}");
+        assert_eq!(commands.len(), 36, "{commands:?}");
         let capability: serde_json::Value = serde_json::from_str(include_str!("../capabilities/main.json")).unwrap();
         let granted: Vec<String> = capability["permissions"]
             .as_array()

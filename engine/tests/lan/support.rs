@@ -84,6 +84,8 @@ impl Serve {
             .arg(&secret_file)
             // Everything the gateway logs, so the tests can check no key is among it.
             .env("SIMPLEOTP_LOG", "debug")
+            // Its update check asks nobody (a port nothing listens on), not the internet.
+            .env("SIMPLEOTP_UPDATE_URL", "http://127.0.0.1:9/latest.json")
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(stderr)

@@ -335,13 +335,16 @@ async fn the_app_started_while_serve_holds_the_data_directory_says_so_and_retry_
         .arg(h.dir.path().join("data"))
         .arg("--secret-file")
         .arg(&secret)
+        // Its update check goes nowhere (a port nothing listens on).
+        .env("SIMPLEOTP_UPDATE_URL", "http://127.0.0.1:9/latest.json")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let mut first_line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(serve.stdout.take().unwrap()), &mut first_line).unwrap();
-    assert!(first_line.contains("http://127.0.0.1:"), "serve runs: {first_line}");
+    // "SimpleOTP x.y.z is running.", then the app's line with its address.
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(serve.stdout.take().unwrap()));
+    let (running, app_line) = (lines.next().unwrap().unwrap(), lines.next().unwrap().unwrap());
+    assert!(running.starts_with("SimpleOTP ") && app_line.contains("http://127.0.0.1:"), "serve runs: {running} / {app_line}");
     let serve_nginx = std::fs::read_to_string(h.dir.path().join("data/nginx/nginx.pid")).unwrap();
 
     let app = h.reopen();
