@@ -11,7 +11,7 @@
 # Called by scripts/deb-test.sh after its release build, and by the release workflow on the .rpm
 # it publishes. Needs rpm (with rpmbuild), rpm2cpio and cpio: `scripts/deps.sh packages` installs
 # them on Debian. Checks:
-#   - the header: name, version (tauri.conf.json's), release, arch, and the file name the release
+#   - the header: name, version (the workspace's, Cargo.toml), release, arch, and the file name the release
 #     workflow's updater manifest expects; the payload's digests (rpm -K);
 #   - the files: the app, the `simpleotp` command, the desktop entry and icon, the trust script and
 #     its polkit action; nothing outside /usr, and no nginx (the distribution's is a dependency);
@@ -44,7 +44,8 @@ fi
 [ -f "$rpm" ] || fail "no .rpm to inspect (${rpm:-none found in $target/release/bundle/rpm})"
 # shellcheck source=nginx-bundle/versions.env
 . "$root/nginx-bundle/versions.env"
-version=$(node -p 'require(process.argv[1]).version' "$root/src-tauri/tauri.conf.json")
+# The workspace's version (Cargo.toml's [workspace.package]), the one every package carries.
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$root/Cargo.toml" | head -n1)
 case "$(uname -m)" in
     x86_64) arch=x86_64 ;;
     aarch64) arch=aarch64 ;;
