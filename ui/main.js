@@ -876,7 +876,8 @@ async function renderUpdates() {
     $('updates-available-h').textContent = `SimpleOTP ${available.version} is available`;
     show($('updates-notes'), available.notes || 'No release notes were published with it.');
     show($('updates-manual'), available.cannot_install ? `This copy cannot install it itself: ${available.cannot_install}. Download it from the releases page instead.` : '');
-    $('updates-install').hidden = Boolean(available.cannot_install);
+    // While the confirmation is open, its own button is the one to press.
+    $('updates-install').hidden = Boolean(available.cannot_install) || !$('updates-confirm').hidden;
     $('updates-install-note').hidden = Boolean(available.cannot_install);
     $('updates-releases').hidden = !available.cannot_install;
     $('updates-install').disabled = Boolean(u.installing);
@@ -903,9 +904,14 @@ function setUpUpdates() {
   // Installing is asked once, here, with what it does; the system may then ask for a password.
   $('updates-install').addEventListener('click', () => {
     $('updates-confirm').hidden = false;
+    $('updates-install').hidden = true;
     $('updates-confirm-yes').focus();
   });
-  $('updates-confirm-no').addEventListener('click', () => { $('updates-confirm').hidden = true; $('updates-install').focus(); });
+  $('updates-confirm-no').addEventListener('click', () => {
+    $('updates-confirm').hidden = true;
+    $('updates-install').hidden = false;
+    $('updates-install').focus();
+  });
   $('updates-confirm-yes').addEventListener('click', () => busy($('updates-confirm-yes'), async () => {
     $('updates-confirm').hidden = true;
     // Returns only if it failed (the app restarts otherwise); the reason is in updates-problem.
