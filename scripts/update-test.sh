@@ -114,8 +114,9 @@ if node scripts/release-manifest.mjs --version "$next" --base-url "$base" --conf
 fi
 python3 -m http.server "$port" --bind 127.0.0.1 --directory "$work/releases" >"$work/server.log" 2>&1 &
 server_pid=$!
-for _ in $(seq 50); do curl -fsS "$base/latest.json" >/dev/null 2>&1 && break; sleep 0.1; done
-curl -fsS "$base/latest.json" >/dev/null || fail "the release server did not start"
+serving() { python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' "$base/latest.json" 2>/dev/null; }
+for _ in $(seq 50); do serving && break; sleep 0.1; done
+serving || fail "the release server did not start"
 
 # --- 5. Install N, let it update itself ------------------------------------------------------------
 package=$(dpkg-deb -f "$deb_n" Package)
