@@ -549,10 +549,18 @@ try {
   const reachOk = (text) => (hasTrayHost ? /system tray/.test(text) : /start SimpleOTP again from the app menu/.test(text) && !/system tray/.test(text));
   const wizardReach = await tauri.text(await tauri.find('#wizard-reach'));
   if (!reachOk(wizardReach)) throw new Error(`the wizard says the wrong way back to the window (tray host: ${hasTrayHost}): ${wizardReach}`);
+  // Launch at login is offered pre-checked, and applied as shown: the real autostart entry is
+  // there before Done is pressed.
+  if (!(await tauri.exec('return document.getElementById("wizard-autostart").checked'))) throw new Error('launch at login is not pre-checked');
+  const autostartDir = path.join(appEnv.XDG_CONFIG_HOME, 'autostart');
+  const autostartEntry = () => fs.existsSync(autostartDir) && fs.readdirSync(autostartDir).find((f) => f.endsWith('.desktop'));
+  const entry = await waitFor('the autostart entry from the wizard', autostartEntry);
+  log('the wizard\'s last screen turns launch at login on (pre-checked)');
   await tauri.screenshots('tray-wizard-done.png');
   await tauri.clickOn('#wizard-finish');
   await tauri.visible('#status-text');
   await waitFor('status running', async () => (await tauri.text(await tauri.find('#status-text'))) === 'Protection is on');
+  if (await shownText('#status-autostart')) throw new Error('Status says launch at login is off while it is on');
   await tauri.screenshots('tray-status.png');
   const statusItem = await menuItem('Protection on · nobody signed in');
   // Each app is a submenu with Open and Copy link; nothing destructive is in the menu.
@@ -901,11 +909,19 @@ try {
   await waitFor('the tray item to go', () => !trayMenu().some((item) => item.label === `Update to ${newer}…`));
   log('updates: Check now shows a newer release with its notes and the tray offers it; a server error is one line in Settings');
 
-  // Launch at login: the real autostart entry appears, and the tray's check follows.
+  // Launch at login (on since the wizard): off in Settings removes the real autostart entry and
+  // Status says what that means, with the button that turns it on again; the tray's check follows.
+  if (!(await tauri.exec('return document.getElementById("settings-autostart").checked'))) throw new Error('Settings shows launch at login off');
   await tauri.clickOn('#settings-autostart');
   await saved('autostart');
-  const autostartDir = path.join(appEnv.XDG_CONFIG_HOME, 'autostart');
-  const entry = await waitFor('the autostart entry', () => fs.existsSync(autostartDir) && fs.readdirSync(autostartDir).find((f) => f.endsWith('.desktop')));
+  await waitFor('the autostart entry to go', () => !autostartEntry());
+  await tauri.clickOn('.nav[data-section="status"]');
+  const offText = await waitFor('the launch-at-login warning on Status', () => shownText('#status-autostart'));
+  if (!/does not start when you log in/.test(offText)) throw new Error(`Status says: ${offText}`);
+  await tauri.screenshots('tray-status-autostart-off.png');
+  await tauri.clickOn('#status-autostart-on');
+  await waitFor('the autostart entry again', () => autostartEntry() === entry);
+  await waitFor('the warning to go', async () => !(await shownText('#status-autostart')));
   const desktopFile = fs.readFileSync(path.join(autostartDir, entry), 'utf8');
   if (!desktopFile.includes('--autostart')) throw new Error('the autostart entry does not pass --autostart');
   // It starts this very binary (for the installed package: /usr/bin/simpleotp-app).
@@ -913,7 +929,7 @@ try {
     throw new Error(`the autostart entry does not start ${APP}:\n${desktopFile}`);
   }
   await waitFor('the tray check', async () => (await menuItem('Launch at login')).checked);
-  log('launch at login writes the autostart entry and checks the tray item');
+  log('launch at login off in Settings: Status warns and Start at login writes the entry again; the tray item is checked');
   // And back off from the tray menu (a click handled on the main thread, which then updates
   // the menu it was clicked in).
   clickTray(await menuItem('Launch at login'));

@@ -37,6 +37,7 @@ const COMMANDS: &[&str] = &[
     "update_install",
     "updates_take_focus",
     "open_releases_page",
+    "launch_at_login_set",
 ];
 
 fn main() {

@@ -217,7 +217,7 @@ function setUpWizard() {
       $('wizard-open').hidden = false;
       $('wizard-copy-link').hidden = false;
       $('wizard-finish').classList.remove('primary');
-      wizardStep('done');
+      wizardDoneStep();
     });
   });
   $('wizard-skip').addEventListener('click', () => {
@@ -227,8 +227,16 @@ function setUpWizard() {
     $('wizard-copy-link').hidden = true;
     $('wizard-finish').classList.add('primary');
     clear('wizard-warning', 'wizard-exposure', 'wizard-own-sign-in');
-    wizardStep('done');
+    wizardDoneStep();
   });
+  // Launch at login, offered pre-checked on the last screen and applied as shown: a tray app that
+  // does not start at login leaves the protected addresses dead after the next restart.
+  const wizardDoneStep = () => {
+    wizardStep('done');
+    applyWizardAutostart();
+  };
+  const applyWizardAutostart = () => call('launch_at_login_set', { on: $('wizard-autostart').checked }, $('wizard-autostart-error'));
+  $('wizard-autostart').addEventListener('change', applyWizardAutostart);
   $('wizard-copy-link').addEventListener('click', () => copyText($('wizard-url').href, $('wizard-copy-link'), $('wizard-url')));
   const openWizardApp = (event) => {
     event.preventDefault();
@@ -367,6 +375,7 @@ async function renderStatus(status) {
   const sessions = status.sessions === 0 ? 'no sessions' : status.sessions === 1 ? '1 session' : `${status.sessions} sessions`;
   $('status-detail').textContent = status.state === 'running' ? `${apps} protected · ${sessions}` : '';
   $('status-warnings').replaceChildren(...status.warnings.map((w) => el('li', { textContent: w })));
+  $('status-autostart').hidden = status.launch_at_login || status.state === 'needs_setup';
   $('status-update').hidden = !status.update_available;
   $('status-update-text').textContent = status.update_available ? `SimpleOTP ${status.update_available} is available.` : '';
   $('status-retry').hidden = status.state !== 'error';
@@ -894,6 +903,13 @@ function showUpdates() {
   $('settings-updates').scrollIntoView({ block: 'start' });
 }
 
+function setUpAutostart() {
+  $('status-autostart-on').addEventListener('click', () => busy($('status-autostart-on'), async () => {
+    await call('launch_at_login_set', { on: true }, $('status-autostart-error'));
+    refreshSection();
+  }));
+}
+
 function setUpUpdates() {
   $('settings-updates-auto').addEventListener('change', () => applySettings('updates'));
   $('updates-check').addEventListener('click', () => busy($('updates-check'), async () => {
@@ -951,6 +967,7 @@ setUpWizard();
 setUpMain();
 selectSection('status');
 setUpUpdates();
+setUpAutostart();
 render();
 listen('state-changed', () => {
   if (wizardDone) render(); // the wizard drives itself

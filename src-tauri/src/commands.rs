@@ -230,7 +230,7 @@ mod tests {
     #[test]
     fn every_command_is_generated_granted_and_registered() {
         let commands = build_rs_commands();
-        assert_eq!(commands.len(), 36, "{commands:?}");
+        assert_eq!(commands.len(), 37, "{commands:?}");
         let capability: serde_json::Value = serde_json::from_str(include_str!("../capabilities/main.json")).unwrap();
         let granted: Vec<String> = capability["permissions"]
             .as_array()
@@ -257,6 +257,12 @@ mod tests {
         assert_eq!(others, ["core:event:allow-listen", "core:event:allow-unlisten"]);
         assert_eq!(capability["windows"], serde_json::json!(["main"]));
     }
+}
+
+/// Launch at login on or off (the wizard's last screen, Status).
+#[tauri::command]
+pub fn launch_at_login_set(core: Core_<'_>, on: bool) -> Answer<()> {
+    core.set_launch_at_login(on).map_err(message)
 }
 
 #[tauri::command]

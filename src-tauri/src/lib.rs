@@ -114,6 +114,7 @@ pub fn run() {
             commands::update_install,
             commands::updates_take_focus,
             commands::open_releases_page,
+            commands::launch_at_login_set,
         ])
         .setup(move |app| {
             // macOS: no Dock icon while the app lives in the menu bar only.

@@ -215,6 +215,7 @@ impl Core {
             lan: *lock(&self.lan),
             tray_available: self.tray_available.load(std::sync::atomic::Ordering::Relaxed),
             update_available: self.update_available(),
+            launch_at_login: self.launch_at_login.is_enabled().unwrap_or(false),
         }
     }
 

@@ -126,6 +126,15 @@ impl Core {
         })
     }
 
+    /// The wizard's last screen (pre-checked) and Status's "Start at login".
+    pub fn set_launch_at_login(&self, on: bool) -> Result<()> {
+        if self.launch_at_login.is_enabled().map_err(CoreError::LaunchAtLogin)? != on {
+            self.launch_at_login.set_enabled(on).map_err(CoreError::LaunchAtLogin)?;
+            self.changed();
+        }
+        Ok(())
+    }
+
     /// The tray's check item.
     pub fn toggle_launch_at_login(&self) -> Result<bool> {
         let on = !self.launch_at_login.is_enabled().map_err(CoreError::LaunchAtLogin)?;

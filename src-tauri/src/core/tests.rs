@@ -713,6 +713,15 @@ async fn settings_change_lifetimes_listen_scope_nginx_path_and_launch_at_login()
     h.core.settings_set(SettingsView { check_updates: true, ..saved.settings.clone() }).await.unwrap();
     assert_eq!(h.config_text(), before_updates);
 
+    // The wizard's pre-checked box and Status's "Start at login" set it; Status knows.
+    assert!(!h.core.status().launch_at_login);
+    h.core.set_launch_at_login(true).unwrap();
+    assert!(h.core.status().launch_at_login && h.core.settings_get().launch_at_login);
+    h.core.set_launch_at_login(true).unwrap();
+    h.core.set_launch_at_login(false).unwrap();
+    assert!(!h.core.status().launch_at_login);
+    assert!(main_js_reads("status.launch_at_login"));
+
     assert!(h.core.toggle_launch_at_login().unwrap());
     assert!(h.core.settings_get().launch_at_login);
     h.core.shutdown().await;
@@ -838,6 +847,7 @@ fn the_window_gets_the_status_names_it_matches_on() {
         lan: false,
         tray_available: false,
         update_available: None,
+        launch_at_login: false,
     };
     assert_eq!(serde_json::to_value(&status).unwrap()["state"], "needs_setup");
     assert_eq!(serde_json::to_value(&status).unwrap()["tray_available"], false, "ui/main.js reads status.tray_available");
@@ -1288,4 +1298,9 @@ async fn update_checks_reach_settings_and_the_tray_and_survive_a_restart() {
     assert!(!h.core.take_updates_focus());
     h.core.request_updates_focus();
     assert!(h.core.take_updates_focus() && !h.core.take_updates_focus(), "asked once");
+}
+
+/// Whether ui/main.js reads a field of what it is sent (a field nobody reads is a feature nobody sees).
+fn main_js_reads(field: &str) -> bool {
+    include_str!("../../../ui/main.js").contains(field)
 }

@@ -43,6 +43,9 @@ pub struct StatusView {
     pub tray_available: bool,
     /// A newer release this copy was told of ("Update to 0.2.0…" in the tray menu).
     pub update_available: Option<String>,
+    /// Whether SimpleOTP starts at login; when not, Status says that after a restart the
+    /// protected addresses stop answering.
+    pub launch_at_login: bool,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
