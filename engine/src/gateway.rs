@@ -264,6 +264,16 @@ impl Gateway {
         lock(&self.inner.limiter).peek(ip, Instant::now())
     }
 
+    /// How many more wrong codes `ip` may send before sign-in pauses (see [`Limiter::tries_left`]).
+    pub fn tries_left(&self, ip: IpAddr) -> Option<crate::limiter::TriesLeft> {
+        lock(&self.inner.limiter).tries_left(ip, Instant::now())
+    }
+
+    /// The authenticator app's entry for this gateway's secret: issuer and account name.
+    pub fn authenticator_entry(&self) -> (String, String) {
+        self.inner.totp.read().unwrap_or_else(|p| p.into_inner()).entry()
+    }
+
     /// Verifies a code from `ip` and, if right, starts a session for the app on `app_port`.
     pub async fn login(&self, ip: IpAddr, app_port: u16, code: &str, user_agent: &str) -> LoginOutcome {
         let attempt = match lock(&self.inner.limiter).begin(ip, Instant::now(), unix_now()) {

@@ -117,6 +117,13 @@ pub struct Attempt {
     pub lockout_started: Option<Locked>,
 }
 
+/// How many more wrong codes a client may send before sign-in pauses, and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TriesLeft {
+    pub tries: u32,
+    pub pause: Duration,
+}
+
 /// A failed attempt, for "recent failed attempts" in the UI.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FailedAttempt {
@@ -316,6 +323,29 @@ impl Limiter {
         }
     }
 
+    /// How many more wrong codes `ip` may send before sign-in pauses, and for how long that pause
+    /// would be (for the login page), without spending anything. `None` while it is paused.
+    /// The shared budget counts too: when it has fewer tries left, its pause comes first.
+    pub fn tries_left(&mut self, ip: IpAddr, now: Instant) -> Option<TriesLeft> {
+        if self.peek(ip, now).is_some() {
+            return None;
+        }
+        let settings = self.settings;
+        let failures = self.clients.get(&ip).map_or(0, |r| r.consecutive_failures);
+        // The failure that reaches `ip_free_failures` starts the first pause; after that, every
+        // failure starts the next, twice as long.
+        let tries = settings.ip_free_failures.saturating_sub(failures).max(1);
+        let doublings = (failures + tries).saturating_sub(settings.ip_free_failures);
+        let pause =
+            settings.ip_base_lockout.checked_mul(1u32 << doublings.min(20)).unwrap_or(settings.ip_max_lockout).min(settings.ip_max_lockout);
+        let budget = self.tokens.floor() as u32;
+        Some(if budget < tries {
+            TriesLeft { tries: budget.max(1), pause: self.settings.global_refill }
+        } else {
+            TriesLeft { tries, pause }
+        })
+    }
+
     /// Whether `ip` would be refused right now, without spending anything (for the login page).
     pub fn peek(&mut self, ip: IpAddr, now: Instant) -> Option<Locked> {
         self.refill(now);
@@ -399,6 +429,30 @@ mod tests {
             let d = limiter.begin(a, t, 0).unwrap().lockout_started.unwrap().retry_after;
             assert!(d <= Duration::from_secs(3600));
         }
+    }
+
+    /// What the login page says after a wrong code is what the next failures will do: the
+    /// count matches the lockout that really starts, and so does the pause's length.
+    #[test]
+    fn tries_left_counts_down_to_the_pause_that_really_comes() {
+        let t0 = Instant::now();
+        let mut limiter = Limiter::new(LimiterSettings { global_burst: 1000, ..Default::default() }, t0);
+        let a = ip(1);
+        assert_eq!(limiter.tries_left(a, t0), Some(TriesLeft { tries: 5, pause: Duration::from_secs(60) }));
+        for left in (1..5).rev() {
+            assert!(limiter.begin(a, t0, 0).unwrap().lockout_started.is_none());
+            assert_eq!(limiter.tries_left(a, t0), Some(TriesLeft { tries: left, pause: Duration::from_secs(60) }));
+        }
+        assert!(limiter.begin(a, t0, 0).unwrap().lockout_started.is_some(), "the fifth failure pauses, as announced");
+        assert_eq!(limiter.tries_left(a, t0), None, "paused: no count");
+        // After the pause, one try, and the next pause is twice as long.
+        let t1 = t0 + Duration::from_secs(61);
+        assert_eq!(limiter.tries_left(a, t1), Some(TriesLeft { tries: 1, pause: Duration::from_secs(120) }));
+        assert_eq!(limiter.begin(a, t1, 0).unwrap().lockout_started.unwrap().retry_after, Duration::from_secs(120));
+
+        // A shared budget lower than the address's own count comes first.
+        let mut low = Limiter::new(LimiterSettings { global_burst: 2, ..Default::default() }, t0);
+        assert_eq!(low.tries_left(ip(7), t0), Some(TriesLeft { tries: 2, pause: LimiterSettings::default().global_refill }));
     }
 
     #[test]

@@ -154,6 +154,11 @@ impl Totp {
     }
 
     /// The code for the step containing `unix_seconds`.
+    /// The entry as the authenticator app shows it: issuer and account name.
+    pub fn entry(&self) -> (String, String) {
+        (self.inner.issuer.clone().unwrap_or_default(), self.inner.account_name.clone())
+    }
+
     pub fn code_at(&self, unix_seconds: u64) -> String {
         self.inner.generate(unix_seconds)
     }

@@ -314,6 +314,7 @@ fn login_page(gateway: &Gateway, caller: &Caller, req: &Request<Incoming>) -> Re
     };
     let action = gateway.route_prefix().route(routes::LOGIN);
     let app_name = caller.app_port.and_then(|port| gateway.app_name(port));
+    let (issuer, account) = gateway.authenticator_entry();
     let view = LoginView {
         action: &action,
         next: &next,
@@ -321,6 +322,8 @@ fn login_page(gateway: &Gateway, caller: &Caller, req: &Request<Incoming>) -> Re
         ticket: ticket.as_deref(),
         app_name: app_name.as_ref(),
         session: gateway.session_settings(),
+        entry: Some((&issuer, &account)),
+        tries_left: None,
     };
     html(StatusCode::OK, pages::login_page(&view))
 }
@@ -376,6 +379,7 @@ async fn login_submit(gateway: &Gateway, caller: &Caller, req: Request<Incoming>
     // A ticket with attempts left stays in the form for the next try.
     let ticket = ticket.filter(|t| gateway.unlock_ticket_is_valid(t));
     let app_name = gateway.app_name(app_port);
+    let (issuer, account) = gateway.authenticator_entry();
     let view = LoginView {
         action: &action,
         next: &next,
@@ -383,6 +387,9 @@ async fn login_submit(gateway: &Gateway, caller: &Caller, req: Request<Incoming>
         ticket,
         app_name: app_name.as_ref(),
         session: gateway.session_settings(),
+        entry: Some((&issuer, &account)),
+        // A ticket has its own count (said in its message); the pause does not apply to it.
+        tries_left: if ticket.is_some() { None } else { gateway.tries_left(caller.ip) },
     };
     let mut response = html(status, pages::login_page(&view));
     if let Some(seconds) = retry_after {

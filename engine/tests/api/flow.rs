@@ -125,7 +125,13 @@ async fn wrong_code_is_refused_no_faster_than_the_floor() {
     assert_eq!(response.status(), 401);
     assert!(elapsed >= Duration::from_millis(250), "a failure was answered after {elapsed:?}");
     assert!(response.headers().get("set-cookie").is_none());
-    assert!(response.text().await.unwrap().contains("That code didn"));
+    let page = response.text().await.unwrap();
+    assert!(page.contains("That code didn"));
+    // What to do next: which entry in the authenticator app, and how many tries are left.
+    assert!(page.contains("under <strong class=\"entry\">SimpleOTP</strong> ("), "{page}");
+    assert!(page.contains("4 more tries before sign-in pauses for 1 minute"), "{page}");
+    let page = app.post_code(&client(), &app.wrong_code(), "/").await.text().await.unwrap();
+    assert!(page.contains("3 more tries before sign-in pauses"), "{page}");
 }
 
 #[tokio::test]

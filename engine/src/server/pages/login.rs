@@ -5,6 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use super::{document, document_with, format_duration, format_span, html_escape, utc_moment};
 use crate::config::{AppName, SessionSettings};
+use crate::limiter::TriesLeft;
 
 /// What the login page tells the user above the code field.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,6 +110,10 @@ pub struct LoginView<'a> {
     pub app_name: Option<&'a AppName>,
     /// How long the sign-in will last, said under the button.
     pub session: SessionSettings,
+    /// The entry to take the code from, as the authenticator app shows it: issuer and account.
+    pub entry: Option<(&'a str, &'a str)>,
+    /// After a wrong code: how many more tries before sign-in pauses, and for how long.
+    pub tries_left: Option<TriesLeft>,
 }
 
 /// Everything the sign-out confirmation page shows.
@@ -120,6 +125,16 @@ pub struct LogoutView<'a> {
     pub csrf_token: &'a str,
     /// Where "Cancel" leads: an already-validated same-site path.
     pub back: &'a str,
+}
+
+/// "2 more tries before sign-in pauses for 1 min." under a wrong code: people stop guessing
+/// before the pause rather than after.
+fn tries_sentence(left: TriesLeft) -> String {
+    let pause = html_escape(&format_span(left.pause));
+    match left.tries {
+        1 => format!("<p id=\"tries-left\">One more wrong code pauses sign-in for {pause}.</p>"),
+        n => format!("<p id=\"tries-left\">{n} more tries before sign-in pauses for {pause}.</p>"),
+    }
 }
 
 /// How long a sign-in lasts, as the sentence under the login button. The idle timeout is named
@@ -154,7 +169,19 @@ pub fn login_page(view: &LoginView) -> String {
     let app = view.app_name.map(|name| html_escape(name.as_str())).unwrap_or_else(|| "the app".to_owned());
     let mut card = String::with_capacity(2048);
     let _ = writeln!(card, "<h1>{}</h1>", html_escape(&title));
-    card.push_str("<p class=\"help\" id=\"help\">Enter the 6-digit code from your authenticator app.</p>\n");
+    match view.entry {
+        // As the app lists it: "SimpleOTP (alice@laptop)".
+        Some((issuer, account)) => {
+            let _ = writeln!(
+                card,
+                "<p class=\"help\" id=\"help\">Enter the 6-digit code from your authenticator app, \
+                 under <strong class=\"entry\">{}</strong> ({}).</p>",
+                html_escape(issuer),
+                html_escape(account)
+            );
+        }
+        None => card.push_str("<p class=\"help\" id=\"help\">Enter the 6-digit code from your authenticator app.</p>\n"),
+    }
     let mut described_by = "help";
     let mut invalid = "";
     let mut head = String::new();
@@ -168,7 +195,11 @@ pub fn login_page(view: &LoginView) -> String {
             ("msg msg-info", "status")
         };
         described_by = "msg help";
-        let _ = writeln!(card, "<div class=\"{class}\" id=\"msg\" role=\"{role}\">{}</div>", message.html());
+        let tries = match (message, view.tries_left) {
+            (LoginMessage::WrongCode | LoginMessage::CodeAlreadyUsed, Some(left)) => tries_sentence(left),
+            _ => String::new(),
+        };
+        let _ = writeln!(card, "<div class=\"{class}\" id=\"msg\" role=\"{role}\">{}{tries}</div>", message.html());
         if let LoginMessage::LockedOut { retry_after, .. } = message {
             disabled = " disabled";
             autofocus = "";

@@ -17,7 +17,7 @@ fn locked(retry_after_secs: u64) -> LoginMessage {
 }
 
 fn view<'a>(action: &'a str, next: &'a str, message: Option<LoginMessage>, ticket: Option<&'a str>) -> LoginView<'a> {
-    LoginView { action, next, message, ticket, app_name: None, session: SessionSettings::default() }
+    LoginView { action, next, message, ticket, app_name: None, session: SessionSettings::default(), entry: None, tries_left: None }
 }
 
 /// The page without the login script (the one `<script>` the CSP allows, by its hash), so
@@ -311,6 +311,27 @@ fn login_page_names_the_app_and_how_long_the_sign_in_lasts() {
     let session = SessionSettings { lifetime: Duration::from_secs(8 * 3600), idle_timeout: Duration::from_secs(8 * 3600) };
     let page = login_page(&LoginView { app_name: Some(&jupyter), session, ..view("/_simpleotp/login", "/", None, None) });
     assert!(page.contains(">You stay signed in for 8 hours on this device.</p>"));
+}
+
+/// The page says which entry of the authenticator app to read (escaped: the account is the
+/// owner's text), and after a wrong code how many tries are left before the pause.
+#[test]
+fn login_page_names_the_entry_and_the_tries_left() {
+    use crate::limiter::TriesLeft;
+    let entry = Some(("SimpleOTP", "alice@<laptop>"));
+    let page = login_page(&LoginView { entry, ..view("/_simpleotp/login", "/", None, None) });
+    assert!(page.contains(r#"under <strong class="entry">SimpleOTP</strong> (alice@&lt;laptop&gt;).</p>"#), "{page}");
+    assert!(!page.contains("tries-left"));
+
+    let left = |tries| Some(TriesLeft { tries, pause: Duration::from_secs(60) });
+    let wrong =
+        |tries_left| login_page(&LoginView { entry, tries_left, ..view("/_simpleotp/login", "/", Some(LoginMessage::WrongCode), None) });
+    assert!(wrong(left(3)).contains(r#"<p id="tries-left">3 more tries before sign-in pauses for 1 minute.</p>"#));
+    assert!(wrong(left(1)).contains(r#"<p id="tries-left">One more wrong code pauses sign-in for 1 minute.</p>"#));
+    assert!(!wrong(None).contains("tries-left"), "paused, or with a ticket: no count");
+    // Not after news such as a sign-out.
+    let news = login_page(&LoginView { tries_left: left(3), ..view("/_simpleotp/login", "/", Some(LoginMessage::SignedOut), None) });
+    assert!(!news.contains("tries-left"));
 }
 
 #[test]
