@@ -36,6 +36,16 @@ pub enum GatewayEvent {
     PersistFailed(String),
 }
 
+/// The answer to "Continue" (one sign-in per device, [`Gateway::continue_session`]).
+#[derive(Debug)]
+pub enum ContinueOutcome {
+    Success(SessionToken),
+    /// The session to continue from is not live (signed out, expired, another app's port).
+    NoSession,
+    Locked(Locked),
+    NotSaved(String),
+}
+
 /// The answer to a login attempt.
 #[derive(Debug)]
 pub enum LoginOutcome {
@@ -360,6 +370,43 @@ impl Gateway {
         info!(client = %ip, app_port, "signed in");
         self.emit(GatewayEvent::SessionsChanged);
         LoginOutcome::Success(token)
+    }
+
+    /// One sign-in per device: this browser holds `from`, a live session of the app on
+    /// `from_port`, and asks for the app on `app_port` without a code. The new session is its
+    /// own, bound to `app_port` like any other; a locked-out address gets none (the limiter
+    /// decides as for a code), and the log says how the sign-in came about.
+    pub async fn continue_session(
+        &self,
+        ip: IpAddr,
+        app_port: u16,
+        from_port: u16,
+        from: &SessionToken,
+        user_agent: &str,
+    ) -> ContinueOutcome {
+        if from_port == app_port || self.app_name(app_port).is_none() || !self.is_valid_any(std::slice::from_ref(from), from_port) {
+            return ContinueOutcome::NoSession;
+        }
+        if let Some(locked) = self.peek_lockout(ip) {
+            info!(client = %ip, app_port, retry_after_secs = locked.retry_after.as_secs(), "continue refused: locked out");
+            return ContinueOutcome::Locked(locked);
+        }
+        info!(client = %ip, app_port, from_app_port = from_port, "continuing this device's session of another app");
+        match self.start_session(ip, app_port, user_agent, unix_now()).await {
+            LoginOutcome::Success(token) => ContinueOutcome::Success(token),
+            LoginOutcome::NotSaved(e) => ContinueOutcome::NotSaved(e),
+            LoginOutcome::Locked(locked) => ContinueOutcome::Locked(locked),
+            LoginOutcome::Rejected { .. } => ContinueOutcome::NoSession,
+        }
+    }
+
+    /// The first of `tokens` (port, token) that is a live session of a configured app other than
+    /// `app_port`, with that app's name: what "Continue — you are signed in to Jupyter" offers.
+    pub fn live_session_elsewhere(&self, tokens: &[(u16, SessionToken)], app_port: u16) -> Option<(u16, AppName, SessionToken)> {
+        tokens.iter().filter(|(port, _)| *port != app_port).find_map(|(port, token)| {
+            let name = self.app_name(*port)?;
+            self.is_valid_any(std::slice::from_ref(token), *port).then(|| (*port, name, token.clone()))
+        })
     }
 
     /// Checks a code against the secret and the replay guard; a right code's step becomes the

@@ -31,6 +31,9 @@ pub mod routes {
     pub const LOGIN: &str = "login";
     /// The sign-out confirmation page and form.
     pub const LOGOUT: &str = "logout";
+    /// "Continue": a session of another app on this host, held by this browser, starts one for
+    /// this app without a code (one sign-in per device).
+    pub const CONTINUE: &str = "continue";
     /// Liveness, for monitoring and `simpleotp unlock`.
     pub const HEALTH: &str = "health";
     /// The page nginx shows when the protected app does not answer.

@@ -64,6 +64,14 @@ impl SessionToken {
         let digest = Sha256::new().chain_update(b"simpleotp-csrf\0").chain_update(self.0.as_bytes()).finalize();
         URL_SAFE_NO_PAD.encode(&digest[..24])
     }
+
+    /// The form value of "Continue" (another app's login page, one sign-in per device): like
+    /// [`SessionToken::csrf_token`], for that one purpose, so the page of one app never shows the
+    /// sign-out form value of another.
+    pub fn continue_token(&self) -> String {
+        let digest = Sha256::new().chain_update(b"simpleotp-continue\0").chain_update(self.0.as_bytes()).finalize();
+        URL_SAFE_NO_PAD.encode(&digest[..24])
+    }
 }
 
 impl fmt::Debug for SessionToken {

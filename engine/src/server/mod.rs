@@ -44,14 +44,14 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::gateway::{Gateway, LoginOutcome};
+use crate::gateway::{ContinueOutcome, Gateway, LoginOutcome};
 use crate::protocol::{
     routes, session_cookie_name, APP_COOKIES_HEADER, APP_HEADER, CONTROL_NONCE_HEADER, CONTROL_PROOF_HEADER, FORWARDED_PROTO_HEADER,
     LOGIN_LOCATION_HEADER, ORIGINAL_METHOD_HEADER, ORIGINAL_UPGRADE_HEADER, ORIGINAL_URI_HEADER, PROOF_HEADER, REAL_IP_HEADER,
 };
 use crate::redirect::safe_return_path;
 use crate::session::{cookies_without_sessions, tokens_from_cookie_headers, SessionToken};
-use pages::{LoginMessage, LoginView, LogoutView};
+use pages::{ContinueOffer, LoginMessage, LoginView, LogoutView};
 /// Failed logins are answered no sooner than this after the request arrived, so that guessing
 /// is slow even before the limiter steps in, and timing says nothing about why a code failed.
 pub const FAILURE_FLOOR: Duration = Duration::from_millis(250);
@@ -145,6 +145,28 @@ impl Caller {
         }
     }
 
+    /// The session cookies this request carries for the *other* apps on this host (cookies
+    /// ignore ports, so a browser signed in to one app sends them to all): (port, token), under
+    /// the names this scheme uses (`__Host-` over https). At most 16.
+    fn other_apps_tokens(&self, headers: &HeaderMap) -> Vec<(u16, SessionToken)> {
+        let prefix = session_cookie_name(0, self.https);
+        let prefix = prefix.trim_end_matches('0');
+        let mut found = Vec::new();
+        for header in headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()) {
+            for pair in header.split(';') {
+                let Some((name, value)) = pair.trim().split_once('=') else { continue };
+                let Some(port) = name.trim().strip_prefix(prefix).and_then(|p| p.parse::<u16>().ok()) else { continue };
+                if Some(port) == self.app_port || found.len() >= 16 {
+                    continue;
+                }
+                if let Some(token) = SessionToken::parse(value.trim().trim_matches('"')) {
+                    found.push((port, token));
+                }
+            }
+        }
+        found
+    }
+
     /// Whether the request holds a live session for its app.
     fn has_session(&self, gateway: &Gateway, headers: &HeaderMap) -> bool {
         self.app_port.is_some_and(|port| gateway.is_valid_any(&self.session_tokens(headers), port))
@@ -165,6 +187,7 @@ async fn route(gateway: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> R
         (&Method::GET | &Method::HEAD, routes::LOGOUT) => logout_page(gateway, &caller, req.headers()),
         (&Method::GET | &Method::HEAD, routes::UPSTREAM_DOWN) => upstream_down(gateway, &caller),
         (&Method::POST, routes::LOGOUT) => logout_submit(gateway, &caller, req).await,
+        (&Method::POST, routes::CONTINUE) => continue_submit(gateway, &caller, req).await,
         (&Method::GET | &Method::HEAD, routes::HEALTH) => health(),
         (&Method::POST, routes::CONTROL_PROVE) => control_prove(gateway, &caller, req.headers()),
         (&Method::POST, routes::CONTROL_UNLOCK) => control_unlock(gateway, &caller, req.headers()),
@@ -315,6 +338,11 @@ fn login_page(gateway: &Gateway, caller: &Caller, req: &Request<Incoming>) -> Re
     let action = gateway.route_prefix().route(routes::LOGIN);
     let app_name = caller.app_port.and_then(|port| gateway.app_name(port));
     let (issuer, account) = gateway.authenticator_entry();
+    // Signed in to another app on this device: one click instead of a second code (which the
+    // replay guard would refuse within the same 30 s anyway).
+    let elsewhere = caller.app_port.and_then(|port| gateway.live_session_elsewhere(&caller.other_apps_tokens(req.headers()), port));
+    let continue_action = gateway.route_prefix().route(routes::CONTINUE);
+    let continue_value = elsewhere.as_ref().map(|(_, _, token)| token.continue_token());
     let view = LoginView {
         action: &action,
         next: &next,
@@ -324,6 +352,11 @@ fn login_page(gateway: &Gateway, caller: &Caller, req: &Request<Incoming>) -> Re
         session: gateway.session_settings(),
         entry: Some((&issuer, &account)),
         tries_left: None,
+        continue_offer: elsewhere.as_ref().zip(continue_value.as_deref()).map(|((_, name, _), value)| ContinueOffer {
+            app: name.as_str(),
+            action: &continue_action,
+            value,
+        }),
     };
     html(StatusCode::OK, pages::login_page(&view))
 }
@@ -388,6 +421,7 @@ async fn login_submit(gateway: &Gateway, caller: &Caller, req: Request<Incoming>
         app_name: app_name.as_ref(),
         session: gateway.session_settings(),
         entry: Some((&issuer, &account)),
+        continue_offer: None,
         // A ticket has its own count (said in its message); the pause does not apply to it.
         tries_left: if ticket.is_some() { None } else { gateway.tries_left(caller.ip) },
     };
@@ -406,6 +440,55 @@ fn logout_page(gateway: &Gateway, caller: &Caller, headers: &HeaderMap) -> Respo
     };
     let action = gateway.route_prefix().route(routes::LOGOUT);
     html(StatusCode::OK, pages::logout_page(&LogoutView { action: &action, csrf_token: &token.csrf_token(), back: "/" }))
+}
+
+/// "Continue — you are signed in to Jupyter on this device": the form's value must belong to a
+/// live session of another app that this browser sends (so another site cannot make the browser
+/// do it: it cannot read the value, and `same_origin` refuses its request anyway).
+async fn continue_submit(gateway: &Gateway, caller: &Caller, req: Request<Incoming>) -> Response<Body> {
+    if let Err(response) = same_origin(req.headers()) {
+        return response;
+    }
+    let Some(app_port) = caller.app_port else {
+        return html(
+            StatusCode::BAD_REQUEST,
+            pages::message_page("Open the app first", "Sign in from the app's own address (the one SimpleOTP protects)."),
+        );
+    };
+    let others = caller.other_apps_tokens(req.headers());
+    let user_agent = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let form = match read_form(req).await {
+        Ok(form) => form,
+        Err(response) => return response,
+    };
+    let next = safe_return_path(form_value(&form, "next").unwrap_or("/")).to_string();
+    let presented = form_value(&form, "continue").unwrap_or("");
+    let Some((from_port, from)) = others.into_iter().find(|(_, t)| bool::from(t.continue_token().as_bytes().ct_eq(presented.as_bytes())))
+    else {
+        return html(
+            StatusCode::FORBIDDEN,
+            pages::message_page("Continue refused", "This request did not come from your SimpleOTP page. Nothing was changed."),
+        );
+    };
+    let login = || {
+        let again: String = form_urlencoded::byte_serialize(next.as_bytes()).collect();
+        redirect(StatusCode::SEE_OTHER, &format!("{}?next={again}", gateway.route_prefix().route(routes::LOGIN)))
+    };
+    match gateway.continue_session(caller.ip, app_port, from_port, &from, &user_agent).await {
+        ContinueOutcome::Success(token) => {
+            let mut response = redirect(StatusCode::SEE_OTHER, &next);
+            let cookie = session_cookie(&token, app_port, gateway.session_lifetime(), caller.https);
+            response.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).expect("cookie is ASCII"));
+            response
+        }
+        // The other session ended meanwhile, or the address is locked out: the login page says
+        // what applies (the lockout, with its countdown).
+        ContinueOutcome::NoSession | ContinueOutcome::Locked(_) => login(),
+        ContinueOutcome::NotSaved(_) => html(
+            StatusCode::SERVICE_UNAVAILABLE,
+            pages::message_page("Sign-in failed", "SimpleOTP could not save it: its data folder is not writable or the disk is full."),
+        ),
+    }
 }
 
 async fn logout_submit(gateway: &Gateway, caller: &Caller, req: Request<Incoming>) -> Response<Body> {

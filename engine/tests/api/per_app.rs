@@ -225,3 +225,99 @@ async fn hsts_is_sent_for_the_https_name_only() {
     assert!(plain.starts_with("http/1.1 301") && !plain.contains("strict-transport-security"), "{plain}");
     assert!(plain.contains(&format!("location: https://{name}:{port}/notebooks/x")), "{plain}");
 }
+
+/// One sign-in per device, through the real nginx: a browser signed in to one app is offered
+/// "Continue" on another app's login page; one POST (with the page's value, from the same
+/// origin) gives it a session of its own, bound to the second app. Without the value, from
+/// another origin, after signing out of the first app, or while the address is locked out,
+/// nothing is given.
+#[tokio::test]
+async fn a_device_signed_in_to_one_app_continues_to_another_with_one_click() {
+    let app = spawn_app().await;
+    let (second_port, _config) = on_free_port("the second app", async |port| {
+        let mut config = app.config.clone();
+        let mut second = config.apps[0].clone();
+        second.name = "Grafana".parse().unwrap();
+        second.listen = format!("127.0.0.1:{port}").parse().unwrap();
+        config.apps.push(second);
+        app.handle().apply_config(&config).await.map(|_| config)
+    })
+    .await;
+    let second = format!("http://127.0.0.1:{second_port}");
+    let route = |name: &str| format!("{second}{}", app.config.route_prefix.route(name));
+
+    // A browser with no session anywhere gets the code field only.
+    let fresh = client();
+    let page = fresh.get(route("login")).send().await.unwrap().text().await.unwrap();
+    assert!(!page.contains("name=\"continue\""), "{page}");
+
+    let browser = client();
+    assert_eq!(app.login(&browser, "/").await.status(), 303);
+    let page = browser.get(format!("{}?next=/dashboards", route("login"))).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("You are signed in to <strong>Demo</strong> on this device."), "{page}");
+    let value = form_field(&page, "continue").expect("the Continue form");
+
+    // Refused: no value, a wrong one, another origin. Nothing is created.
+    for (origin, value) in [(second.as_str(), ""), (second.as_str(), "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"), ("http://evil.example", value.as_str())] {
+        let r = browser.post(route("continue")).header("origin", origin).form(&[("continue", value), ("next", "/dashboards")]).send().await.unwrap();
+        assert_eq!(r.status(), 403, "{origin} {value}");
+    }
+    assert_eq!(app.handle().gateway().sessions().len(), 1);
+
+    // One click: a session of its own, for the second app only, and back to where it was going.
+    let r = browser.post(route("continue")).header("origin", &second).form(&[("continue", value.as_str()), ("next", "/dashboards")]).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/dashboards");
+    assert!(r.headers()["set-cookie"].to_str().unwrap().starts_with(&format!("{}=", session_cookie_name(second_port, false))));
+    assert_eq!(browser.get(format!("{second}/")).send().await.unwrap().status(), 200);
+    let sessions = app.handle().gateway().sessions();
+    let mut ports: Vec<u16> = sessions.iter().map(|s| s.app_port).collect();
+    ports.sort();
+    let mut expected = vec![app.port(), second_port];
+    expected.sort();
+    assert_eq!(ports, expected, "two sessions, each bound to its app");
+    // Signed in there now: its login page goes straight on.
+    assert_eq!(browser.get(route("login")).send().await.unwrap().status(), 303);
+
+    // Signed out of the first app, a copy of the value continues nothing.
+    let other = client();
+    app.login(&other, "/").await;
+    let page = other.get(route("login")).send().await.unwrap().text().await.unwrap();
+    let stale = form_field(&page, "continue").unwrap();
+    let confirm = other.get(app.route("logout")).send().await.unwrap().text().await.unwrap();
+    let csrf = form_field(&confirm, "csrf").unwrap();
+    other.post(app.route("logout")).header("origin", &app.base).form(&[("csrf", &csrf)]).send().await.unwrap();
+    let r = other.post(route("continue")).header("origin", &second).form(&[("continue", stale.as_str()), ("next", "/")]).send().await.unwrap();
+    assert_ne!(r.status(), 303, "the signed-out session's value was refused as not from the page");
+    assert_eq!(app.handle().gateway().sessions().len(), 2);
+}
+
+/// Continuing is a sign-in like any other for the limiter: an address locked out by wrong codes
+/// is not offered it and does not get it.
+#[tokio::test]
+async fn a_locked_out_address_cannot_continue() {
+    let app = spawn_app().await;
+    let (second_port, _config) = on_free_port("the second app", async |port| {
+        let mut config = app.config.clone();
+        let mut second = config.apps[0].clone();
+        second.name = "Grafana".parse().unwrap();
+        second.listen = format!("127.0.0.1:{port}").parse().unwrap();
+        config.apps.push(second);
+        app.handle().apply_config(&config).await.map(|_| config)
+    })
+    .await;
+    let second = format!("http://127.0.0.1:{second_port}");
+    let route = |name: &str| format!("{second}{}", app.config.route_prefix.route(name));
+    let browser = client();
+    app.login(&browser, "/").await;
+    let value = form_field(&browser.get(route("login")).send().await.unwrap().text().await.unwrap(), "continue").unwrap();
+    for _ in 0..5 {
+        app.post_code(&client(), &app.wrong_code(), "/").await;
+    }
+    let page = browser.get(route("login")).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("Too many wrong codes") && !page.contains("name=\"continue\""), "{page}");
+    let r = browser.post(route("continue")).header("origin", &second).form(&[("continue", value.as_str()), ("next", "/")]).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    assert!(r.headers()["location"].to_str().unwrap().contains("/login"), "sent to the login page, which shows the lockout");
+    assert_eq!(app.handle().gateway().sessions().len(), 1);
+}

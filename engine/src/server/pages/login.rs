@@ -114,6 +114,19 @@ pub struct LoginView<'a> {
     pub entry: Option<(&'a str, &'a str)>,
     /// After a wrong code: how many more tries before sign-in pauses, and for how long.
     pub tries_left: Option<TriesLeft>,
+    /// This browser is signed in to another app on this host: continue without a code.
+    pub continue_offer: Option<ContinueOffer<'a>>,
+}
+
+/// "Continue — you are signed in to Jupyter on this device" (one sign-in per device).
+#[derive(Debug, Clone)]
+pub struct ContinueOffer<'a> {
+    /// The app this browser is signed in to.
+    pub app: &'a str,
+    /// The form's action path (`/_simpleotp/continue`).
+    pub action: &'a str,
+    /// The form value that proves the request comes from this page (derived from that session).
+    pub value: &'a str,
 }
 
 /// Everything the sign-out confirmation page shows.
@@ -210,6 +223,23 @@ pub fn login_page(view: &LoginView) -> String {
                 html_escape(&format!("{};url={}?next={again}", lockout_seconds(*retry_after), view.action))
             );
         }
+    }
+    // Offered only when the code field is usable: a lockout applies to continuing too.
+    if let (Some(offer), "") = (&view.continue_offer, disabled) {
+        let _ = write!(
+            card,
+            "<form class=\"continue\" method=\"post\" action=\"{action}\">\n\
+             <p id=\"continue-text\">You are signed in to <strong>{app}</strong> on this device.</p>\n\
+             <input type=\"hidden\" name=\"continue\" value=\"{value}\">\n\
+             <input type=\"hidden\" name=\"next\" value=\"{next}\">\n\
+             <button class=\"btn btn-primary\" id=\"continue\" type=\"submit\" aria-describedby=\"continue-text\">Continue</button>\n\
+             </form>\n<p class=\"help or\">Or type a code:</p>\n",
+            action = html_escape(offer.action),
+            app = html_escape(offer.app),
+            value = html_escape(offer.value),
+            next = html_escape(view.next),
+        );
+        autofocus = "";
     }
     let _ = write!(
         card,

@@ -17,7 +17,17 @@ fn locked(retry_after_secs: u64) -> LoginMessage {
 }
 
 fn view<'a>(action: &'a str, next: &'a str, message: Option<LoginMessage>, ticket: Option<&'a str>) -> LoginView<'a> {
-    LoginView { action, next, message, ticket, app_name: None, session: SessionSettings::default(), entry: None, tries_left: None }
+    LoginView {
+        action,
+        next,
+        message,
+        ticket,
+        app_name: None,
+        session: SessionSettings::default(),
+        entry: None,
+        tries_left: None,
+        continue_offer: None,
+    }
 }
 
 /// The page without the login script (the one `<script>` the CSP allows, by its hash), so
