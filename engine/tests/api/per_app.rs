@@ -258,14 +258,28 @@ async fn a_device_signed_in_to_one_app_continues_to_another_with_one_click() {
     let value = form_field(&page, "continue").expect("the Continue form");
 
     // Refused: no value, a wrong one, another origin. Nothing is created.
-    for (origin, value) in [(second.as_str(), ""), (second.as_str(), "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"), ("http://evil.example", value.as_str())] {
-        let r = browser.post(route("continue")).header("origin", origin).form(&[("continue", value), ("next", "/dashboards")]).send().await.unwrap();
+    for (origin, value) in
+        [(second.as_str(), ""), (second.as_str(), "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"), ("http://evil.example", value.as_str())]
+    {
+        let r = browser
+            .post(route("continue"))
+            .header("origin", origin)
+            .form(&[("continue", value), ("next", "/dashboards")])
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 403, "{origin} {value}");
     }
     assert_eq!(app.handle().gateway().sessions().len(), 1);
 
     // One click: a session of its own, for the second app only, and back to where it was going.
-    let r = browser.post(route("continue")).header("origin", &second).form(&[("continue", value.as_str()), ("next", "/dashboards")]).send().await.unwrap();
+    let r = browser
+        .post(route("continue"))
+        .header("origin", &second)
+        .form(&[("continue", value.as_str()), ("next", "/dashboards")])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 303);
     assert_eq!(r.headers()["location"], "/dashboards");
     assert!(r.headers()["set-cookie"].to_str().unwrap().starts_with(&format!("{}=", session_cookie_name(second_port, false))));
@@ -287,7 +301,8 @@ async fn a_device_signed_in_to_one_app_continues_to_another_with_one_click() {
     let confirm = other.get(app.route("logout")).send().await.unwrap().text().await.unwrap();
     let csrf = form_field(&confirm, "csrf").unwrap();
     other.post(app.route("logout")).header("origin", &app.base).form(&[("csrf", &csrf)]).send().await.unwrap();
-    let r = other.post(route("continue")).header("origin", &second).form(&[("continue", stale.as_str()), ("next", "/")]).send().await.unwrap();
+    let r =
+        other.post(route("continue")).header("origin", &second).form(&[("continue", stale.as_str()), ("next", "/")]).send().await.unwrap();
     assert_ne!(r.status(), 303, "the signed-out session's value was refused as not from the page");
     assert_eq!(app.handle().gateway().sessions().len(), 2);
 }
@@ -316,7 +331,13 @@ async fn a_locked_out_address_cannot_continue() {
     }
     let page = browser.get(route("login")).send().await.unwrap().text().await.unwrap();
     assert!(page.contains("Too many wrong codes") && !page.contains("name=\"continue\""), "{page}");
-    let r = browser.post(route("continue")).header("origin", &second).form(&[("continue", value.as_str()), ("next", "/")]).send().await.unwrap();
+    let r = browser
+        .post(route("continue"))
+        .header("origin", &second)
+        .form(&[("continue", value.as_str()), ("next", "/")])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 303);
     assert!(r.headers()["location"].to_str().unwrap().contains("/login"), "sent to the login page, which shows the lockout");
     assert_eq!(app.handle().gateway().sessions().len(), 1);
