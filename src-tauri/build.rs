@@ -38,6 +38,7 @@ const COMMANDS: &[&str] = &[
     "updates_take_focus",
     "open_releases_page",
     "launch_at_login_set",
+    "reachable_check",
 ];
 
 fn main() {

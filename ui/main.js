@@ -356,6 +356,9 @@ function selectSection(name) {
   if (name !== 'security') hideSecurityQr();
   if (name === 'settings') { renderSettings(); renderUpdates(); }
   if (name === 'apps' && !editing && !$('apps-port').value) offerFreePort('apps');
+  // Whether an app is reachable without a code, checked again as the screens that show it open
+  // (a change comes back as state-changed).
+  if (name === 'status' || name === 'apps') call('reachable_check', {});
   refreshSection();
 }
 
@@ -382,9 +385,38 @@ async function renderStatus(status) {
   $('status-pause').textContent = status.state === 'paused' ? 'Bring apps back online' : 'Take apps offline';
   $('status-pause').dataset.offline = String(status.state === 'paused');
   $('status-pause').disabled = !['running', 'paused', 'starting'].includes(status.state);
+  $('status-reachable').replaceChildren(...status.apps.filter((app) => app.reachable_without_code).map(reachableNotice));
   $('status-apps').replaceChildren(...(status.apps.length ? status.apps.map((app) => el('li', {},
-    el('div', {}, el('div', { className: 'name', textContent: app.name }), el('div', { className: 'detail', textContent: app.url })),
+    el('div', {}, el('div', { className: 'name' }, app.name, ...reachableBadge(app)), el('div', { className: 'detail', textContent: app.url })),
     openButton(app.name))) : [el('li', { className: 'muted', textContent: 'No apps yet. Add one under Apps.' })]));
+}
+
+/** The badge beside an app's name while other devices open it without a code (none otherwise). */
+function reachableBadge(app) {
+  return app.reachable_without_code ? [el('span', { className: 'badge', textContent: 'Reachable without a code' })] : [];
+}
+
+/** The port of "192.168.1.20:8888" or "[fd00::2]:8888". */
+function portOf(address) {
+  return address.slice(address.lastIndexOf(':') + 1);
+}
+
+/** Status: which address and port other devices use to skip the code, what to do, and Check again. */
+function reachableNotice(app) {
+  const at = app.reachable_without_code;
+  const port = portOf(at);
+  const again = el('button', { textContent: 'Check again', type: 'button', className: 'reachable-check' });
+  again.addEventListener('click', () => busy(again, async () => {
+    const status = await call('reachable_check', {});
+    if (status) renderStatus(status);
+  }));
+  const li = el('li', {},
+    el('div', { className: 'badge', textContent: 'Reachable without a code' }),
+    el('p', { textContent: `${app.name} itself answers at ${at}: its own port, at this computer's network address. Anyone on your network can open it there without a code. To fix it, start ${app.name} on 127.0.0.1 only (Jupyter: --ip=127.0.0.1), or block port ${port} in the firewall.` }),
+    el('p', { className: 'small', textContent: 'Checked every 30 seconds: this goes away by itself once it is fixed. A firewall rule may not show here, since this computer reaches itself past it.' }),
+    again);
+  li.dataset.name = app.name;
+  return li;
 }
 
 function openButton(name) {
@@ -402,9 +434,12 @@ function renderApps(status) {
     confirmFirst(remove, async () => {
       if (await call('app_remove', { name: app.name }, $('apps-error'))) refreshSection();
     });
+    const reachable = app.reachable_without_code
+      ? [el('div', { className: 'detail reachable', textContent: `Other devices open it at ${app.reachable_without_code} without a code (see Status).` })]
+      : [];
     const li = el('li', {},
-      el('div', {}, el('div', { className: 'name', textContent: app.name }),
-        el('div', { className: 'detail', textContent: `${app.url} → ${app.upstream}` })),
+      el('div', {}, el('div', { className: 'name' }, app.name, ...reachableBadge(app)),
+        el('div', { className: 'detail', textContent: `${app.url} → ${app.upstream}` }), ...reachable),
       el('div', { className: 'buttons' }, openButton(app.name), edit, remove));
     li.dataset.name = app.name;
     return li;
@@ -937,6 +972,8 @@ function setUpUpdates() {
   $('updates-releases').addEventListener('click', () => call('open_releases_page', {}, $('updates-problem')));
   $('status-update-show').addEventListener('click', showUpdates);
   listen('show-updates', showUpdates);
+  // The tray's "⚠ Jupyter is reachable without a code": Status says where and what to do.
+  listen('show-status', () => { if (wizardDone) selectSection('status'); });
   call('updates_take_focus', {}).then((focus) => { if (focus) showUpdates(); });
 }
 

@@ -230,7 +230,7 @@ mod tests {
     #[test]
     fn every_command_is_generated_granted_and_registered() {
         let commands = build_rs_commands();
-        assert_eq!(commands.len(), 37, "{commands:?}");
+        assert_eq!(commands.len(), 38, "{commands:?}");
         let capability: serde_json::Value = serde_json::from_str(include_str!("../capabilities/main.json")).unwrap();
         let granted: Vec<String> = capability["permissions"]
             .as_array()
@@ -289,6 +289,13 @@ pub async fn update_install(app: AppHandle, core: Core_<'_>) -> Answer<()> {
 #[tauri::command]
 pub fn updates_take_focus(core: Core_<'_>) -> bool {
     core.take_updates_focus()
+}
+
+/// Status's "Check again": whether other devices open an app without a code, checked now; the
+/// status afterwards.
+#[tauri::command]
+pub async fn reachable_check(core: Core_<'_>) -> Answer<StatusView> {
+    Ok(core.check_bypasses().await)
 }
 
 /// The releases page, for a copy that cannot install an update itself.

@@ -115,6 +115,7 @@ pub fn run() {
             commands::updates_take_focus,
             commands::open_releases_page,
             commands::launch_at_login_set,
+            commands::reachable_check,
         ])
         .setup(move |app| {
             // macOS: no Dock icon while the app lives in the menu bar only.
@@ -140,6 +141,9 @@ pub fn run() {
             let show_now = std::env::args().any(|a| a == SHOW_FLAG);
             tauri::async_runtime::spawn(forward_events(handle.clone(), core.clone()));
             updates::start(&handle, core.clone());
+            // Whether other devices open an app without a code, through its own port: checked
+            // now and every 30 seconds (core::listeners).
+            tauri::async_runtime::spawn(Core::recheck_bypasses_periodically(Arc::downgrade(&core)));
             tauri::async_runtime::spawn(quit_on_signal(handle.clone(), core.clone()));
             tauri::async_runtime::spawn(async move {
                 core.start_up().await;
@@ -332,6 +336,9 @@ pub fn open_in_browser(url: &str) -> Result<(), String> {
 const TRAY_UNLOCKED: &str = "tray-unlocked";
 /// The event that turns an open window to Settings › Updates (the tray's "Update to x.y.z…").
 const SHOW_UPDATES: &str = "show-updates";
+/// The event that turns an open window to Status (the tray's "⚠ Jupyter is reachable without a
+/// code"); a new window opens there anyway.
+const SHOW_STATUS: &str = "show-status";
 
 /// The tray menu's actions.
 pub fn on_menu(app: &AppHandle, id: &str) {
@@ -346,6 +353,10 @@ pub fn on_menu(app: &AppHandle, id: &str) {
             core.request_updates_focus();
             show_window(&app);
             let _ = app.emit_to(WINDOW, SHOW_UPDATES, ());
+        }
+        MenuAction::ShowReachable => {
+            show_window(&app);
+            let _ = app.emit_to(WINDOW, SHOW_STATUS, ());
         }
         MenuAction::OpenApp(index) => {
             if let Some(Err(e)) = app_url(index).map(|url| open_in_browser(&url)) {

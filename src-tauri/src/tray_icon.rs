@@ -227,6 +227,7 @@ mod tests {
             locked_out,
             firewall_blocked: false,
             update_available: None,
+            reachable_without_code: vec![],
         }
     }
 

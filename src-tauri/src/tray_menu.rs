@@ -8,7 +8,8 @@
 //! Nothing destructive is one click away in the menu: "Sign everyone out" lives in the window
 //! (Sessions), behind a confirmation. What the menu offers is what a glance at the tray calls
 //! for: open or copy an app's address, take the apps offline or back, and, while wrong codes
-//! have locked sign-ins, **Unlock sign-ins**.
+//! have locked sign-ins, **Unlock sign-ins**. An app that other devices open without a code
+//! (through its own port, see `core::listeners`) has a line of its own until it is fixed.
 
 use crate::core::views::Protection;
 
@@ -26,6 +27,8 @@ pub struct TrayState {
     pub firewall_blocked: bool,
     /// A newer release ("Update to 0.2.0…").
     pub update_available: Option<String>,
+    /// The apps other devices open without a code, through their own port (in config order).
+    pub reachable_without_code: Vec<String>,
 }
 
 /// The menu item ids the event handler dispatches on.
@@ -34,6 +37,8 @@ pub mod ids {
     pub const UNLOCK: &str = "unlock";
     pub const FIREWALL: &str = "firewall";
     pub const UPDATE: &str = "update";
+    /// `reachable:N`: "⚠ Jupyter is reachable without a code", the N-th such app.
+    pub const REACHABLE_PREFIX: &str = "reachable:";
     /// `app:N`: the submenu of the N-th app (by index, not name: renaming an app then changes
     /// one label in place).
     pub const APP_PREFIX: &str = "app:";
@@ -76,6 +81,8 @@ pub enum MenuAction {
     ShowWindow,
     /// The window, on Settings › Updates.
     ShowUpdate,
+    /// The window, on Status, which says where an app is reachable without a code and what to do.
+    ShowReachable,
     Unlock,
     OpenApp(usize),
     CopyAppLink(usize),
@@ -94,6 +101,9 @@ impl MenuAction {
         }
         if let Some(n) = index(ids::APP_COPY_PREFIX) {
             return Some(MenuAction::CopyAppLink(n));
+        }
+        if index(ids::REACHABLE_PREFIX).is_some() {
+            return Some(MenuAction::ShowReachable);
         }
         Some(match id {
             // The status line and About are informative; a click on them opens the window.
@@ -138,6 +148,10 @@ pub fn tray_menu(state: &TrayState) -> Vec<MenuEntry> {
     }
     if running && state.firewall_blocked {
         entries.push(MenuEntry::item(ids::FIREWALL, "Ask Windows again to let other devices in…", true));
+    }
+    // Whether protection runs or not: the app's own port answers other devices either way.
+    for (index, name) in state.reachable_without_code.iter().enumerate() {
+        entries.push(MenuEntry::item(format!("{}{index}", ids::REACHABLE_PREFIX), format!("⚠ {name} is reachable without a code"), true));
     }
     // Installing asks first, in the window, with the release notes: the item only opens it.
     if let Some(version) = &state.update_available {
@@ -218,7 +232,31 @@ mod tests {
             locked_out: false,
             firewall_blocked: false,
             update_available: None,
+            reachable_without_code: vec![],
         }
+    }
+
+    /// An app other devices open without a code has a line under the status line, whatever
+    /// protection does; a click opens the window on Status. It goes when the app is fixed.
+    #[test]
+    fn an_app_reachable_without_a_code_has_a_line_that_opens_status() {
+        let without = tray_menu(&state(Protection::Running));
+        assert!(!texts(&without).iter().any(|t| t.contains("without a code")));
+        for protection in [Protection::Running, Protection::Paused, Protection::Error] {
+            let s = TrayState { reachable_without_code: vec!["Jupyter".into()], ..state(protection) };
+            let menu = tray_menu(&s);
+            assert_eq!(menu[1], MenuEntry::item("reachable:0", "⚠ Jupyter is reachable without a code", true), "{protection:?}");
+            assert_eq!(MenuAction::parse("reachable:0"), Some(MenuAction::ShowReachable));
+            assert!(!same_shape(&without, &menu), "a line appears: the menu is rebuilt");
+        }
+        let both = tray_menu(&TrayState {
+            reachable_without_code: vec!["Jupyter".into(), "Grafana".into()],
+            locked_out: true,
+            ..state(Protection::Running)
+        });
+        let ids: Vec<_> = both.iter().take(4).map(|e| e.id().unwrap_or("---")).collect();
+        assert_eq!(ids, ["status", "unlock", "reachable:0", "reachable:1"], "after a lockout's Unlock, one line per app");
+        assert_eq!(text_and_enabled(&both[3]).0, "⚠ Grafana is reachable without a code");
     }
 
     /// A newer release shows as one item under the status line; it only opens the window (where

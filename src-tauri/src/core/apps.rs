@@ -3,8 +3,9 @@
 //!
 //! Around that, what makes the first app work in one try: a free port offered up front, a
 //! taken port answered with a free one to use instead (not nginx's bind error), a **Test** of
-//! the upstream before saving, and a warning when the app itself listens on all interfaces
-//! (`listeners`), since other devices then skip the code through its own port.
+//! the upstream before saving, and a warning when the app itself is reachable at this
+//! computer's network address (`listeners`), since other devices then skip the code through its
+//! own port.
 
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::time::Duration;
@@ -14,7 +15,7 @@ use tracing::info;
 
 use simpleotp_engine::config::{AppConfig, AppName, Config, ListenAddr, UpstreamUrl};
 
-use super::listeners::{self, Exposure};
+use super::listeners;
 use super::views::{AppInput, AppSaved, AppView, StatusView, UpstreamCheck};
 use super::{listen_ip, Core, CoreError, Result};
 use crate::sync::lock;
@@ -34,6 +35,7 @@ impl Core {
         self.apply(&edit).await?;
         drop(edit);
         info!(app = %app.name, "app added");
+        self.recheck_bypasses_soon();
         Ok(saved(&app).await)
     }
 
@@ -54,6 +56,7 @@ impl Core {
         self.apply(&edit).await?;
         drop(edit);
         info!(app = %app.name, "app changed");
+        self.recheck_bypasses_soon();
         Ok(saved(&app).await)
     }
 
@@ -67,6 +70,7 @@ impl Core {
         self.apply(&edit).await?;
         drop(edit);
         info!(app = name, "app removed");
+        self.recheck_bypasses_soon();
         Ok(self.status())
     }
 
@@ -107,7 +111,8 @@ impl Core {
             Probe::Connected => (true, format!("Something answers at {upstream}, but not with plain HTTP (is it HTTPS?).")),
             Probe::Nothing => (false, format!("Nothing answers at {upstream} — is it running?")),
         };
-        Ok(UpstreamCheck { answers, message, exposure: exposure_warning(name, &upstream) })
+        let exposure = exposure_warning(name, &upstream, &listeners::network_addresses()).await;
+        Ok(UpstreamCheck { answers, message, exposure })
     }
 
     fn listen_ip(&self) -> IpAddr {
@@ -165,8 +170,9 @@ fn is_local(upstream: &UpstreamUrl) -> bool {
     matches!(upstream.host(), "localhost" | "127.0.0.1" | "[::1]" | "0.0.0.0")
 }
 
-/// The upstream's port when it runs on this computer (then the protected app cannot use it).
-fn upstream_port_if_local(upstream: &UpstreamUrl) -> Option<u16> {
+/// The upstream's port when it runs on this computer (then the protected app cannot use it, and
+/// `listeners` checks whether other devices reach it there).
+pub(super) fn upstream_port_if_local(upstream: &UpstreamUrl) -> Option<u16> {
     is_local(upstream).then(|| upstream.port())
 }
 
@@ -196,30 +202,35 @@ fn own_sign_in_note(app: &AppConfig) -> String {
 }
 
 async fn saved(app: &AppConfig) -> AppSaved {
+    let addresses = listeners::network_addresses();
+    let reachable = match upstream_port_if_local(&app.upstream) {
+        Some(port) => listeners::reachable_at(port, &addresses, listeners::CONNECT_TIMEOUT).await,
+        None => None,
+    };
     AppSaved {
         warning: upstream_warning(&app.upstream).await,
-        exposure: exposure_warning(app.name.as_str(), &app.upstream),
+        exposure: reachable.map(|at| exposure_text(app.name.as_str(), at)),
         own_sign_in: own_sign_in_note(app),
-        app: AppView::from(app),
+        app: AppView { reachable_without_code: reachable.map(|at| at.to_string()), ..AppView::from(app) },
     }
 }
 
-/// When the app runs on this computer and listens on all interfaces, other devices reach it
-/// on its own port without a code: say so (or, where the OS does not tell, what to check).
-fn exposure_warning(name: &str, upstream: &UpstreamUrl) -> Option<String> {
+/// When the app runs on this computer and answers on its own port at one of `addresses` (this
+/// computer's network addresses), other devices reach it there without a code: say so.
+async fn exposure_warning(name: &str, upstream: &UpstreamUrl, addresses: &[IpAddr]) -> Option<String> {
     let port = upstream_port_if_local(upstream)?;
-    match listeners::exposure(port) {
-        Exposure::NotAllInterfaces => None,
-        Exposure::AllInterfaces => Some(format!(
-            "{name} itself listens on all interfaces (port {port}), so other devices can open it at this computer's address, port {port}, \
-             without a code. Start it on 127.0.0.1 only (Jupyter: --ip=127.0.0.1), or block port {port} in the firewall."
-        )),
-        Exposure::Unknown => Some(format!(
-            "Check that {name} listens on 127.0.0.1 only: if it listens on all interfaces (0.0.0.0), other devices can open it on \
-             port {port} without a code. To check, {}.",
-            listeners::how_to_check(port)
-        )),
-    }
+    let at = listeners::reachable_at(port, addresses, listeners::CONNECT_TIMEOUT).await?;
+    Some(exposure_text(name, at))
+}
+
+/// "Jupyter is reachable without a code: …", with where and what to do.
+fn exposure_text(name: &str, at: SocketAddr) -> String {
+    let port = at.port();
+    format!(
+        "{name} is reachable without a code: it answers on its own port at this computer's network address ({at}), so other \
+         devices can open it there and skip the code. Start it on 127.0.0.1 only (Jupyter: --ip=127.0.0.1), or block port {port} \
+         in the firewall."
+    )
 }
 
 /// What answered the **Test** button's request.

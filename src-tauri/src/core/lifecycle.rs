@@ -209,7 +209,11 @@ impl Core {
         StatusView {
             state,
             message,
-            apps: config.apps.iter().map(AppView::from).collect(),
+            apps: config
+                .apps
+                .iter()
+                .map(|app| AppView { reachable_without_code: self.reachable_without_code(app), ..AppView::from(app) })
+                .collect(),
             sessions: handle.map(|h| h.gateway().sessions().len()).unwrap_or(0),
             warnings,
             lan: *lock(&self.lan),
@@ -224,6 +228,7 @@ impl Core {
         let status = self.status();
         TrayState {
             protection: status.state,
+            reachable_without_code: status.apps.iter().filter(|a| a.reachable_without_code.is_some()).map(|a| a.name.clone()).collect(),
             apps: status.apps.into_iter().map(|a| (a.name, a.url)).collect(),
             active_sessions: status.sessions,
             launch_at_login: self.launch_at_login.is_enabled().unwrap_or(false),

@@ -1073,31 +1073,59 @@ async fn the_test_button_asks_the_upstream_over_http() {
     assert!(bad.user_message().contains("only http and https"), "{}", bad.user_message());
 }
 
-/// An app that itself listens on all interfaces is flagged (a real listener on 0.0.0.0, read
-/// back from /proc/net/tcp); one on 127.0.0.1 is not.
-#[cfg(target_os = "linux")]
+/// The bypass check (`listeners`), with real sockets at this machine's real network address: an
+/// app that itself listens on all interfaces is reachable there, so Test and the saved app warn,
+/// Status and the tray menu flag it (the periodic check runs right after the app is added), and
+/// once it listens on 127.0.0.1 only, the next check clears all of it. Skipped (said so) on a
+/// machine with no network address besides loopback.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_app_listening_on_all_interfaces_is_flagged() {
-    use super::listeners::{exposure, Exposure};
-    let h = Harness::new("all-interfaces");
-    let everywhere = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
-    let everywhere_port = everywhere.local_addr().unwrap().port();
-    assert_eq!(exposure(everywhere_port), Exposure::AllInterfaces);
-    let check = h.core.app_test(&input("Jupyter", &format!("http://127.0.0.1:{everywhere_port}"), 0)).await.unwrap();
-    let warning = check.exposure.expect("a warning");
-    assert!(warning.contains("Jupyter itself listens on all interfaces") && warning.contains("without a code"), "{warning}");
-
-    let local = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let local_port = local.local_addr().unwrap().port();
-    assert_eq!(exposure(local_port), Exposure::NotAllInterfaces);
-    let check = h.core.app_test(&input("Jupyter", &format!("http://127.0.0.1:{local_port}"), 0)).await.unwrap();
-    assert_eq!(check.exposure, None);
-
-    // IPv6's "all interfaces" (::) counts too, where this machine has IPv6.
-    if let Ok(v6) = std::net::TcpListener::bind("[::]:0") {
-        assert_eq!(exposure(v6.local_addr().unwrap().port()), Exposure::AllInterfaces);
+async fn an_app_reachable_without_a_code_is_flagged_until_it_listens_on_127_0_0_1_only() {
+    let addresses = listeners::network_addresses();
+    if addresses.is_empty() {
+        eprintln!("skipped: this machine has no network address besides loopback");
+        return;
     }
-    drop((everywhere, local));
+    let h = Harness::new("reachable");
+    h.set_up().await;
+    tokio::spawn(Core::recheck_bypasses_periodically(Arc::downgrade(&h.core)));
+    let everywhere = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = everywhere.local_addr().unwrap().port();
+    let upstream = format!("http://127.0.0.1:{port}");
+    let is_this_computers = |at: &str| addresses.iter().any(|ip| SocketAddr::new(*ip, port).to_string() == at);
+
+    let check = h.core.app_test(&input("Jupyter", &upstream, 0)).await.unwrap();
+    let warning = check.exposure.expect("Test warns");
+    assert!(warning.starts_with("Jupyter is reachable without a code") && warning.contains("--ip=127.0.0.1"), "{warning}");
+    assert!(addresses.iter().any(|ip| warning.contains(&SocketAddr::new(*ip, port).to_string())), "names where: {warning}");
+    let mut events = h.core.subscribe();
+    let (_, saved) = on_free_port("the app", async |p| h.core.app_add(input("Jupyter", &upstream, p)).await).await;
+    assert!(saved.exposure.is_some_and(|e| e.starts_with("Jupyter is reachable without a code")));
+    assert!(saved.app.reachable_without_code.as_deref().is_some_and(is_this_computers), "{:?}", saved.app);
+
+    // The periodic check was asked to run at once: Status and the tray follow, and are told.
+    let flagged = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Some(at) = h.core.status().apps[0].reachable_without_code.clone() {
+                return at;
+            }
+            let _ = events.recv().await;
+        }
+    })
+    .await
+    .expect("Status flags the app soon after it is added");
+    assert!(is_this_computers(&flagged), "{flagged} is not at {addresses:?}");
+    assert_eq!(h.core.tray_state().reachable_without_code, ["Jupyter"]);
+
+    // Fixed: the same app, on the same port, now on 127.0.0.1 only. "Check again" clears it.
+    drop(everywhere);
+    let local = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let status = h.core.check_bypasses().await;
+    assert_eq!(status.apps[0].reachable_without_code, None, "{status:?}");
+    assert!(h.core.tray_state().reachable_without_code.is_empty());
+    assert_eq!(h.core.app_test(&input("Jupyter", &upstream, 0)).await.unwrap().exposure, None);
+    assert!(main_js_reads("reachable_without_code"), "the window shows it");
+    drop(local);
+    h.core.shutdown().await;
 }
 
 /// The window's "how to reach me" wording follows `tray_available`: in the status, and announced

@@ -56,6 +56,9 @@ pub struct AppView {
     pub url: String,
     /// Served over HTTPS at a name of its own on this computer.
     pub own_address: bool,
+    /// Where other devices open the app itself without a code (`192.168.1.20:8888`: its own
+    /// port at this computer's network address), as of the last check (see `listeners`).
+    pub reachable_without_code: Option<String>,
 }
 
 impl From<&AppConfig> for AppView {
@@ -66,6 +69,7 @@ impl From<&AppConfig> for AppView {
             port: app.listen.socket_addr().port(),
             url: app.protected_url(),
             own_address: app.https_name.is_some(),
+            reachable_without_code: None,
         }
     }
 }
@@ -120,8 +124,8 @@ pub struct AppSaved {
     pub app: AppView,
     /// Set when nothing answers at the upstream (the app may just not be running yet).
     pub warning: Option<String>,
-    /// Set when the app itself may be reachable from other devices without a code (see
-    /// `listeners`): that it does, or, where the OS does not tell, what to check.
+    /// Set when the app itself is reachable from other devices without a code (see
+    /// `listeners`): where, and what to do about it.
     pub exposure: Option<String>,
     /// What the app asks for itself once past SimpleOTP (Jupyter's token), for the done screen.
     pub own_sign_in: String,
