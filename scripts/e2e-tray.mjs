@@ -511,7 +511,7 @@ try {
     return text && text !== 'Testing…' && text;
   });
   if (live !== 'Jupyter answers (HTTP 200).') throw new Error(`unexpected Test result ${live}`);
-  if (await shownText('#wizard-app-exposure')) throw new Error('an upstream on 127.0.0.1 was flagged as listening on all interfaces');
+  if (await shownText('#wizard-app-exposure')) throw new Error('an upstream on 127.0.0.1 was flagged as reachable without a code');
   log(`Test: "${dead}", then "${live}"`);
 
   // The port typed first is taken: 8080 where it and 8081 are free (the alternative offered is
@@ -562,7 +562,7 @@ try {
   await waitFor('status running', async () => (await tauri.text(await tauri.find('#status-text'))) === 'Protection is on');
   if (await shownText('#status-autostart')) throw new Error('Status says launch at login is off while it is on');
   await tauri.screenshots('tray-status.png');
-  const statusItem = await menuItem('Protection on · nobody signed in');
+  let statusItem = await menuItem('Protection on · nobody signed in');
   // Each app is a submenu with Open and Copy link; nothing destructive is in the menu.
   await menuItem('Jupyter');
   const openApp = await menuItem('Open');
@@ -580,7 +580,8 @@ try {
   await tauri.clickOn('.nav[data-section="apps"]');
   await tauri.visible('#apps-list li[data-name="Jupyter"]');
   // The Apps editor works like the wizard's step: a free port (not the app's), and Test. An
-  // app that itself listens on all interfaces (a server on 0.0.0.0) is flagged.
+  // app that itself listens on all interfaces (a server on 0.0.0.0) is flagged: reachable
+  // without a code at this computer's network address.
   const appsOffered = Number(await waitFor('the port offered under Apps', () => tauri.exec('return document.getElementById("apps-port").value')));
   if (!(appsOffered >= 8081) || appsOffered === protectedPort) throw new Error(`Apps offered port ${appsOffered}`);
   const everywhere = http.createServer((req, res) => res.end('open to all'));
@@ -589,11 +590,57 @@ try {
   await tauri.fill('#apps-upstream', `http://127.0.0.1:${everywhere.address().port}`);
   await tauri.clickOn('#apps-test');
   const exposure = await waitFor('the all-interfaces warning', () => shownText('#apps-exposure'));
-  if (!/Notebook itself listens on all interfaces/.test(exposure)) throw new Error(`unexpected warning ${exposure}`);
+  if (!/^Notebook is reachable without a code: .*--ip=127\.0\.0\.1/.test(exposure)) throw new Error(`unexpected warning ${exposure}`);
   if ((await shownText('#apps-test-result')) !== 'Notebook answers (HTTP 200).') throw new Error('the Apps editor Test did not answer');
   everywhere.close();
   log('the Apps editor offers a free port, and Test flags an app listening on all interfaces');
   await tauri.screenshots('tray-apps.png');
+
+  // The bypass check (#21 point 7): Jupyter itself now listens on all interfaces, as
+  // `jupyter lab --ip=0.0.0.0` would, so other devices could open it at this computer's network
+  // address without a code. Apps and Status badge it, Status says where and what to do, and the
+  // tray menu has a line that opens Status. Back on 127.0.0.1 only, Check again clears it all.
+  // (It needs a network address besides loopback, IPv4 like the stand-in's 0.0.0.0.)
+  const networkAddress = Object.values(os.networkInterfaces()).flat().find((a) => !a.internal && a.family === 'IPv4');
+  if (networkAddress) {
+    const relisten = (host) => new Promise((resolve, reject) => {
+      upstream.closeAllConnections();
+      upstream.close(() => {
+        upstream.once('error', reject);
+        upstream.listen(upstreamPort, host, () => { upstream.off('error', reject); resolve(); });
+      });
+    });
+    const trayLine = () => trayMenu().find((item) => /^\S+ Jupyter is reachable without a code$/.test(item.label ?? ''));
+    const count = (css) => tauri.exec(`return document.querySelectorAll(${JSON.stringify(css)}).length`);
+    await relisten('0.0.0.0');
+    await tauri.clickOn('.nav[data-section="apps"]'); // Apps asks for a check as it opens
+    await tauri.visible('#apps-list li[data-name="Jupyter"] .badge');
+    const appsNote = await shownText('#apps-list li[data-name="Jupyter"] .reachable');
+    if (!new RegExp(`open it at \\S+:${upstreamPort} without a code`).test(appsNote ?? '')) throw new Error(`the Apps row says ${appsNote}`);
+    // The tray menu's line opens the window on Status.
+    clickTray(await waitFor('the tray line "⚠ Jupyter is reachable without a code"', trayLine));
+    await tauri.visible('#status-reachable li[data-name="Jupyter"]');
+    const notice = await shownText('#status-reachable li[data-name="Jupyter"]');
+    if (!new RegExp(`Jupyter itself answers at \\S+:${upstreamPort}: its own port`).test(notice) || !/--ip=127\.0\.0\.1/.test(notice)) {
+      throw new Error(`the Status notice says ${notice}`);
+    }
+    if ((await count('#status-apps .badge')) !== 1) throw new Error('no badge on Jupyter\'s row in Status');
+    log(`Jupyter on 0.0.0.0 is flagged in Apps, Status and the tray (${notice.match(/answers at (\S+):/)[1]}); the tray line opens Status`);
+    await tauri.screenshots('tray-status-reachable.png');
+    // Fixed: the same port, 127.0.0.1 only.
+    await relisten('127.0.0.1');
+    await tauri.clickOn('#status-reachable .reachable-check');
+    await waitFor('the notice and badge to go', async () => (await count('#status-reachable li, #status-apps .badge')) === 0);
+    await waitFor('the tray line to go', () => !trayLine());
+    await tauri.clickOn('.nav[data-section="apps"]');
+    await tauri.visible('#apps-list li[data-name="Jupyter"]');
+    if ((await count('#apps-list .badge, #apps-list .reachable')) !== 0) throw new Error('the Apps row still has the badge');
+    // The menu was rebuilt twice (a line came and went): its status item has a new id.
+    statusItem = await menuItem('Protection on · nobody signed in');
+    log('back on 127.0.0.1 only, Check again clears Status, Apps and the tray');
+  } else {
+    log('skipped: the bypass check needs a network address besides loopback, and this machine has none');
+  }
 
   // 4. Chromium opens the protected URL: the login page, then the app after a code.
   chrome = await new WebDriver(`http://127.0.0.1:${chromePort}`).newSession({
