@@ -5,7 +5,7 @@
 //! setting off), and every error carries the line and column `toml` reports.
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -199,16 +199,36 @@ impl AppConfig {
         AppConfig { name, upstream, listen, hosts: Vec::new(), tls_verify: true, https_name: None }
     }
 
-    /// Whether nginx serves this app over HTTPS: every network-facing app, and a loopback one
-    /// with an [`AppConfig::https_name`].
+    /// Whether nginx serves this app over HTTPS on its `listen` address: every network-facing
+    /// app, and a loopback one with an [`AppConfig::https_name`]. (A network-facing app on all
+    /// interfaces is also served on loopback as [`AppConfig::on_this_computer`] says.)
     pub fn served_over_https(&self) -> bool {
         self.listen.is_network_facing() || self.own_host_name().is_some()
     }
 
     /// The app's own host name on this computer ([`AppConfig::https_name`]); `None` for an app
-    /// without one, or one that faces the network (served under the machine's names).
+    /// without one, or for the network-facing side of an app (served under the machine's names;
+    /// its loopback side, [`AppConfig::on_this_computer`], keeps the name).
     pub fn own_host_name(&self) -> Option<HostName> {
         self.https_name.clone().filter(|_| !self.listen.is_network_facing())
+    }
+
+    /// How this computer itself reaches the app: the app as it is when it listens on loopback;
+    /// for an app that listens on all interfaces (`0.0.0.0`, `::`), the same app on the loopback
+    /// address of that family and the same port, which nginx serves exactly as it would an app
+    /// on this computer only (plain HTTP, or HTTPS at its own name), while every other address
+    /// speaks TLS. So letting other devices in changes nothing on this computer: no certificate
+    /// warning, and the same session cookie (no unexpected sign-out). `None` for an app on one
+    /// specific network address, which this computer reaches there like any other device.
+    pub fn on_this_computer(&self) -> Option<AppConfig> {
+        let addr = self.listen.socket_addr();
+        let loopback = match addr.ip() {
+            ip if ip.is_loopback() => return Some(self.clone()),
+            IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            _ => return None,
+        };
+        Some(AppConfig { listen: ListenAddr(SocketAddr::new(loopback, addr.port())), ..self.clone() })
     }
 
     /// A new [`AppConfig::https_name`] for an app called `name`: `<label>-<random>.localhost`,
@@ -236,23 +256,20 @@ impl AppConfig {
         format!("{label}-{random}.localhost").parse().expect("letters, digits and inner hyphens make a host name")
     }
 
-    /// The URL a person opens on this machine to reach this app through the gateway: `http://`
-    /// for a loopback app, `https://` for a network-facing one (its port speaks TLS only;
-    /// `0.0.0.0` is opened as `localhost`). [`crate::lan::app_urls`] gives the LAN URLs too.
+    /// The URL a person opens on this machine to reach this app through the gateway: that of
+    /// [`AppConfig::on_this_computer`] (`http://127.0.0.1:8081/`, or `https://` at the app's own
+    /// name), also for an app facing other devices on all interfaces; `https://ADDRESS:PORT/` for
+    /// one on a specific network address. [`crate::lan::app_urls`] gives the LAN URLs too.
     pub fn protected_url(&self) -> String {
-        let addr = self.listen.0;
-        let host = if addr.ip().is_unspecified() {
-            "localhost".to_string()
-        } else if addr.is_ipv6() {
-            format!("[{}]", addr.ip())
-        } else {
-            addr.ip().to_string()
-        };
-        if let Some(own) = self.own_host_name() {
+        let app = self.on_this_computer();
+        let app = app.as_ref().unwrap_or(self);
+        let addr = app.listen.socket_addr();
+        if let Some(own) = app.own_host_name() {
             return format!("https://{own}:{}/", addr.port());
         }
-        let scheme = if self.listen.is_network_facing() { "https" } else { "http" };
-        format!("{scheme}://{host}:{}/", addr.port())
+        let scheme = if app.listen.is_network_facing() { "https" } else { "http" };
+        // SocketAddr's Display brackets an IPv6 address.
+        format!("{scheme}://{addr}/")
     }
 }
 
@@ -907,10 +924,12 @@ mod tests {
             let error = Config::parse(&text(bad), Path::new("c.toml")).unwrap_err().to_string();
             assert!(error.contains("must be one label followed by .localhost"), "{bad}: {error}");
         }
-        // An app facing other devices is served under the machine's names: the name is ignored.
+        // An app facing other devices is served under the machine's names there; this computer
+        // keeps opening it at its own name.
         let facing = AppConfig { listen: "0.0.0.0:8081".parse().unwrap(), ..app.clone() };
         assert_eq!(facing.own_host_name(), None);
-        assert_eq!(facing.protected_url(), "https://localhost:8081/");
+        assert_eq!(facing.on_this_computer().unwrap().own_host_name(), app.https_name);
+        assert_eq!(facing.protected_url(), "https://jupyter-k3x9q2ab.localhost:8081/");
         let twice = Config {
             apps: vec![app.clone(), AppConfig { name: "Other".parse().unwrap(), listen: "127.0.0.1:8082".parse().unwrap(), ..app.clone() }],
             ..Config::default()
@@ -976,7 +995,12 @@ listen = "127.0.0.1:8081"
         assert_eq!(c.apps[0].upstream.port(), 8888);
         assert_eq!(c.apps[0].protected_url(), "http://127.0.0.1:8081/");
         let lan = AppConfig::new("lan".parse().unwrap(), "http://127.0.0.1:1".parse().unwrap(), "0.0.0.0:8082".parse().unwrap());
-        assert_eq!(lan.protected_url(), "https://localhost:8082/", "a network-facing port speaks TLS only");
+        assert_eq!(lan.protected_url(), "http://127.0.0.1:8082/", "this computer keeps plain HTTP on loopback");
+        let lan6 = AppConfig { listen: "[::]:8082".parse().unwrap(), ..lan.clone() };
+        assert_eq!(lan6.protected_url(), "http://[::1]:8082/");
+        let one_address = AppConfig { listen: "192.168.1.20:8082".parse().unwrap(), ..lan.clone() };
+        assert!(one_address.on_this_computer().is_none());
+        assert_eq!(one_address.protected_url(), "https://192.168.1.20:8082/", "only TLS is spoken there");
         assert_eq!(c.nginx.path.as_deref(), Some(Path::new("/opt/nginx/sbin/nginx")));
     }
 

@@ -92,22 +92,27 @@ impl Reach {
     ///
     /// An app on `0.0.0.0` is reachable at every IPv4 address of the machine, one on `::` at
     /// every IPv6 one (nginx listens IPv6-only there); one on a specific address only at that.
-    /// `localhost` and loopback addresses are covered too: the port speaks TLS to every client,
-    /// this machine's browser included.
+    /// `localhost` is covered too (a name that reaches the TLS side through a hosts entry or a
+    /// tunnel still verifies); loopback itself is served without TLS, see
+    /// [`AppConfig::on_this_computer`].
     ///
-    /// Apps on this computer with [`AppConfig::https_name`] add their own host name
-    /// (`jupyter.localhost`) and their loopback address, and nothing else.
+    /// Apps reached on this computer at their own name ([`AppConfig::https_name`], also when
+    /// they face the network) add that name (`jupyter.localhost`) and their loopback address.
     pub fn of(apps: &[AppConfig], machine: &MachineNames, interfaces: &[IpAddr]) -> Option<Reach> {
         let facing: Vec<&AppConfig> = apps.iter().filter(|app| app.listen.is_network_facing()).collect();
-        let own_names: Vec<(&AppConfig, HostName)> = apps.iter().filter_map(|app| app.own_host_name().map(|name| (app, name))).collect();
+        let own_names: Vec<(AppConfig, HostName)> = apps
+            .iter()
+            .filter_map(AppConfig::on_this_computer)
+            .filter_map(|local| local.own_host_name().map(|name| (local, name)))
+            .collect();
         if facing.is_empty() && own_names.is_empty() {
             return None;
         }
         let mut names = Vec::new();
         let mut addresses = Vec::new();
-        for (app, name) in own_names {
+        for (local, name) in own_names {
             names.push(name);
-            addresses.push(app.listen.socket_addr().ip());
+            addresses.push(local.listen.socket_addr().ip());
         }
         if !facing.is_empty() {
             names.push("localhost".parse().expect("localhost is a valid host name"));
@@ -269,7 +274,7 @@ fn default_route_interfaces(route: &str, ipv6_route: &str) -> std::collections::
 
 /// The URLs a person opens for `app`: `http://127.0.0.1:PORT/` for a loopback app; for a
 /// network-facing one `https://<hostname>.local:PORT/` and `https://<address>:PORT/` for each
-/// address other devices can use.
+/// address other devices can use, then this computer's own ([`AppConfig::protected_url`]).
 pub fn app_urls(app: &AppConfig, machine: &MachineNames, interfaces: &[IpAddr]) -> Vec<String> {
     if !app.listen.is_network_facing() {
         return vec![app.protected_url()];
@@ -285,8 +290,10 @@ pub fn app_urls(app: &AppConfig, machine: &MachineNames, interfaces: &[IpAddr]) 
             });
         }
     }
-    if urls.is_empty() {
-        urls.push(app.protected_url());
+    // Last, how this computer opens it (plain HTTP on loopback for an app on all interfaces).
+    let here = app.protected_url();
+    if !urls.contains(&here) {
+        urls.push(here);
     }
     urls
 }
@@ -608,7 +615,7 @@ mod tests {
         assert_eq!(reach.lan_addresses().copied().collect::<Vec<_>>(), ips(&["10.0.0.5", "192.168.1.20"]));
         assert_eq!(
             app_urls(&jupyter, &machine, &ips(&INTERFACES)),
-            ["https://box.local:8081/", "https://10.0.0.5:8081/", "https://192.168.1.20:8081/"]
+            ["https://box.local:8081/", "https://10.0.0.5:8081/", "https://192.168.1.20:8081/", "http://127.0.0.1:8081/"]
         );
 
         let v6 = Reach::of(&[app("[::]:8083")], &machine, &ips(&INTERFACES)).unwrap();

@@ -170,7 +170,8 @@ pub fn render_snippet(prefix: &RoutePrefix, auth: &str, proof: &NginxProof, apps
     if apps.iter().any(|app| app.listen.is_network_facing()) {
         out.push_str(
             "# Apps that listen beyond loopback are served over plain HTTP here: add `ssl` to their\n\
-             # `listen` lines with your own certificate (the managed nginx does this with SimpleOTP's CA).\n\n",
+             # network `listen` lines with your own certificate (the managed nginx does this with\n\
+             # SimpleOTP's CA); their 127.0.0.1/[::1] servers stay plain HTTP for this computer.\n\n",
         );
     }
     // Another nginx, another working directory: the system's bundle by its absolute path.
@@ -225,9 +226,16 @@ fn render_http_blocks(
         );
     }
     for app in apps {
-        text.push('\n');
-        let tls = files.tls.as_ref().filter(|_| app.served_over_https());
-        render_server(&mut text, proof, prefix, app, &machine_names, tls, files.upstream_ca.as_deref());
+        // An app on all interfaces is also served on loopback as if it were on this computer
+        // only (`AppConfig::on_this_computer`). nginx binds the one wildcard socket and picks
+        // the server, and whether to speak TLS, by the address a connection arrived at, so the
+        // loopback side stays plain HTTP (or HTTPS at the app's own name) on the same port.
+        let sides = [app.on_this_computer().filter(|local| local.listen != app.listen), Some(app.clone())];
+        for side in sides.iter().flatten() {
+            text.push('\n');
+            let tls = files.tls.as_ref().filter(|_| side.served_over_https());
+            render_server(&mut text, proof, prefix, side, &machine_names, tls, files.upstream_ca.as_deref());
+        }
     }
     for line in text.lines() {
         if line.is_empty() {
@@ -757,8 +765,9 @@ mod tests {
         assert!(snippet.contains("simpleotp serve"));
         assert!(snippet.contains("worker_shutdown_timeout"), "the snippet says how to close WebSockets after a sign-out");
         assert!(snippet.contains("upstream simpleotp_auth {\n    server \"127.0.0.1:7000\";"), "{snippet}");
-        // Two apps, each with its Host allow-list's default server.
-        assert_eq!(snippet.matches("\nserver {\n").count(), 4, "{snippet}");
+        // Two apps, each with its Host allow-list's default server; Grafana's on all
+        // interfaces has its loopback side too.
+        assert_eq!(snippet.matches("\nserver {\n").count(), 6, "{snippet}");
         // Same server blocks as the managed config, modulo indentation.
         let managed = render_config("127.0.0.1:7000".parse().unwrap(), &proof(), &RoutePrefix::default(), &apps);
         let managed_server: String = managed[managed.find("    # App \"Jupyter\"").unwrap()..]
@@ -773,7 +782,10 @@ mod tests {
             snippet.contains("listen 0.0.0.0:8082 default_server;") && !snippet.contains("ssl_certificate") && !snippet.contains(" ssl;"),
             "{snippet}"
         );
-        assert!(snippet.contains("add `ssl` to their\n# `listen` lines"), "the snippet says what it leaves to its owner:\n{snippet}");
+        assert!(
+            snippet.contains("add `ssl` to their\n# network `listen` lines"),
+            "the snippet says what it leaves to its owner:\n{snippet}"
+        );
         assert!(managed.contains("listen 0.0.0.0:8082 ssl default_server;"), "{managed}");
     }
 
@@ -851,7 +863,8 @@ mod tests {
         assert!(map.find("'~^on:.'").unwrap() > map.find("'~^on:[[]'").unwrap(), "the catch-all regex must come last: {map}");
         let header = "add_header Strict-Transport-Security $simpleotp_hsts always;";
         assert!(server_block(&text, "listen 0.0.0.0:8081 ssl;").contains(header));
-        let unauthorized = &text[text.find("location @simpleotp_unauthorized {").unwrap()..];
+        let network = &text[text.find("listen 0.0.0.0:8081 ssl;").unwrap()..];
+        let unauthorized = &network[network.find("location @simpleotp_unauthorized {").unwrap()..];
         assert!(unauthorized[..unauthorized.find("}").unwrap()].contains(header), "{unauthorized}");
         assert!(!server_block(&text, "listen 0.0.0.0:8081 ssl default_server;").contains("Strict-Transport"));
         assert!(!server_block(&text, "listen 127.0.0.1:8082;").contains("Strict-Transport"));
@@ -865,6 +878,39 @@ mod tests {
         assert!(text.contains("listen 192.168.1.20:8081 ssl;"), "{text}");
         assert!(text.contains("listen [::]:8082 ssl;"), "{text}");
         assert!(config(&[app("c", "http://127.0.0.1:3", "[::1]:8083")]).contains("listen [::1]:8083;"));
+    }
+
+    /// An app on all interfaces keeps its plain-HTTP side on loopback, the same port: this
+    /// computer's browser meets no certificate and keeps its cookie (#21). Every other address
+    /// speaks TLS. An app on one specific address has no loopback side.
+    #[test]
+    fn an_app_on_all_interfaces_stays_plain_http_on_loopback() {
+        let text = config(&[app("v4", "http://127.0.0.1:1", "0.0.0.0:8081"), app("v6", "http://127.0.0.1:2", "[::]:8082")]);
+        for (network, loopback) in [("0.0.0.0:8081", "127.0.0.1:8081"), ("[::]:8082", "[::1]:8082")] {
+            assert!(text.contains(&format!("listen {network} ssl default_server;")), "{text}");
+            let local = server_block(&text, &format!("listen {loopback};"));
+            assert!(!local.contains("ssl") && !local.contains("497") && !local.contains("Strict-Transport"), "{local}");
+            assert!(local.contains("server_name localhost "), "{local}");
+            assert!(
+                server_block(&text, &format!("listen {loopback} default_server;")).contains("return 421 "),
+                "rebinding is refused there too"
+            );
+        }
+        // The same app: the auth server is told the same port on both sides.
+        let header = "proxy_set_header x-simpleotp-app 8081;";
+        let one_side = config(&[app("v4", "http://127.0.0.1:1", "127.0.0.1:8081")]).matches(header).count();
+        assert!(one_side > 0 && text.matches(header).count() >= 2 * one_side, "{text}");
+        assert!(!config(&[app("a", "http://127.0.0.1:1", "192.168.1.20:8081")]).contains("listen 127.0.0.1:8081"));
+
+        // With its own name on this computer, loopback is HTTPS under that name, as it was
+        // before the app faced the network.
+        let mut named = app("named", "http://127.0.0.1:3", "0.0.0.0:8083");
+        named.https_name = Some("named-k3x9q2ab.localhost".parse().unwrap());
+        let text = config(&[named]);
+        let local = server_block(&text, "listen 127.0.0.1:8083 ssl;");
+        assert!(local.contains("return 308 https://named-k3x9q2ab.localhost:$server_port$request_uri;"), "{local}");
+        let network = server_block(&text, "listen 0.0.0.0:8083 ssl;");
+        assert!(!network.contains("return 308"), "other devices use the machine's names: {network}");
     }
 
     /// nginx for Windows opens what its config names as UTF-8 but refuses 8.3 short names, and the
@@ -886,7 +932,9 @@ mod tests {
                 assert!(name.is_ascii() && !name.starts_with('/') && !name.contains(':') && !name.contains('~'), "{line}");
             }
         }
-        assert_eq!(files, 3 + 5 + 2 * 2 + 1, "{text}");
+        // pid, lock, log; five temp paths; certificate and key in both TLS servers; the
+        // upstream's CA bundle on both sides (network, loopback) of the app on all interfaces.
+        assert_eq!(files, 3 + 5 + 2 * 2 + 2, "{text}");
     }
 
     #[test]

@@ -207,6 +207,45 @@ fn certificate_follows_a_new_address_and_the_browser_stays_signed_in() {
     });
 }
 
+/// Letting other devices in changes nothing on this computer (#21): the app on 0.0.0.0 answers
+/// plain HTTP on loopback, the same port, through the real nginx (which picks TLS or not by the
+/// address a connection arrives at), so this computer's browser meets no certificate and signs
+/// in with the plain cookie it always had; the LAN address on that port still speaks TLS only.
+#[test]
+fn an_app_facing_the_network_stays_plain_http_on_this_computer() {
+    netns::run("https::an_app_facing_the_network_stays_plain_http_on_this_computer", || async {
+        let mut serve = Serve::start().await;
+        let port = serve.lan_port;
+        let local = format!("http://127.0.0.1:{port}");
+        assert!(serve.stdout().contains(&format!("{local}/")), "serve prints this computer's address too:\n{}", serve.stdout());
+
+        let login = curl(&[&format!("{local}/_simpleotp/login")]);
+        assert_eq!(login.status, 200, "{login:?}");
+        assert!(login.body.contains("name=\"code\""), "{}", login.body);
+        assert_eq!(login.header("strict-transport-security"), None);
+        let to_login = curl(&[&format!("{local}/notebooks/x.ipynb")]);
+        assert_eq!(to_login.status, 302, "{to_login:?}");
+        assert!(to_login.header("location").unwrap().starts_with("/_simpleotp/login"), "{to_login:?}");
+
+        let code = serve.fresh_code().await;
+        let signed_in =
+            curl(&["-H", &format!("Origin: {local}"), "--data", &format!("code={code}&next=/"), &format!("{local}/_simpleotp/login")]);
+        assert_eq!(signed_in.status, 303, "{signed_in:?}");
+        let cookie = signed_in.header("set-cookie").unwrap();
+        assert!(!cookie.starts_with("__Host-") && !cookie.contains("Secure"), "the plain cookie of this computer: {cookie}");
+        let cookie = cookie.split(';').next().unwrap();
+        let app = curl(&["-H", &format!("Cookie: {cookie}"), &format!("{local}/")]);
+        assert_eq!(app.status, 200, "{app:?}");
+
+        // The network side of the same port: TLS only, as before.
+        let ca = ca_file(&serve);
+        let over_tls = curl(&["--cacert", ca.to_str().unwrap(), &format!("https://{LAN_ADDRESS}:{port}/_simpleotp/login")]);
+        assert_eq!(over_tls.status, 200, "{over_tls:?}");
+        assert_eq!(curl(&[&format!("http://{LAN_ADDRESS}:{port}/_simpleotp/login")]).status, 301);
+        assert!(try_curl(&["--cacert", ca.to_str().unwrap(), &format!("https://127.0.0.1:{port}/")]).is_err(), "loopback speaks no TLS");
+    });
+}
+
 /// A CA key file other users can read is refused: `serve` with a network-facing app stops before
 /// anything listens, and says what to do.
 #[test]

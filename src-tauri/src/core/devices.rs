@@ -101,8 +101,9 @@ fn devices_view(config: &Config, lan: bool, store: &CaStore, home: Option<&Path>
 }
 
 fn device_app(app: &AppConfig, machine: &MachineNames, interfaces: &[std::net::IpAddr]) -> Result<DeviceAppView> {
-    // The name first (app_urls puts `<hostname>.local` before the addresses), then each address.
-    let mut urls = app_urls(app, machine, interfaces).into_iter();
+    // The name first (app_urls puts `<hostname>.local` before the addresses), then each address;
+    // not this computer's own plain-HTTP address, which other devices cannot use.
+    let mut urls = app_urls(app, machine, interfaces).into_iter().filter(|url| url.starts_with("https://"));
     let url = urls.next().unwrap_or_else(|| app.protected_url());
     Ok(DeviceAppView { name: app.name.to_string(), qr_svg: qr::svg(&url)?, url, other_urls: urls.collect() })
 }

@@ -623,7 +623,9 @@ async fn replacing_the_secret_asks_for_a_current_code_of_the_old_one_first() {
 async fn settings_change_lifetimes_listen_scope_nginx_path_and_launch_at_login() {
     let h = Harness::new("settings");
     h.set_up().await;
-    let (port, _) = on_free_port("the app", async |port| h.core.app_add(input("Jupyter", "http://127.0.0.1:8888", port)).await).await;
+    let (app, _stop_app) = upstream().await;
+    let (port, _) = on_free_port("the app", async |port| h.core.app_add(input("Jupyter", &format!("http://{app}"), port)).await).await;
+    let token = sign_in(&h.core, "127.0.0.1", port, &h.stored_code()).await;
     let before = h.core.settings_get();
     assert_eq!(
         before,
@@ -656,13 +658,18 @@ async fn settings_change_lifetimes_listen_scope_nginx_path_and_launch_at_login()
     assert_eq!(saved.settings.lifetime_secs, 3600);
     assert!(saved.settings.launch_at_login);
     assert!(h.core.tray_state().launch_at_login);
-    assert_eq!(h.core.status().apps[0].url, format!("https://localhost:{port}/"), "0.0.0.0 is opened as localhost, over HTTPS");
+    // Other devices get HTTPS; this computer keeps the same plain address and stays signed in
+    // (the same cookie: no certificate warning, no unexpected sign-out).
+    let url = format!("http://127.0.0.1:{port}/");
+    assert_eq!(h.core.status().apps[0].url, url, "this computer opens it as before");
+    assert_eq!(get(&url, Some(&token)).await.0, 200, "still signed in over plain HTTP on loopback");
+    assert_eq!(get(&url, None).await.0, 302);
     assert!(h.config_text().contains(&format!("0.0.0.0:{port}")));
     assert!(h.config_text().contains("lifetime_seconds = 3600"));
     assert_eq!(h.core.running_gateway().unwrap().session_settings().idle_timeout, Duration::from_secs(600));
     // New apps follow the scope.
     let (_, other) = on_free_port("the app", async |port| h.core.app_add(input("Other", "http://127.0.0.1:9999", port)).await).await;
-    assert!(other.app.url.starts_with("https://localhost:"), "{}", other.app.url);
+    assert!(other.app.url.starts_with("http://127.0.0.1:"), "{}", other.app.url);
 
     // Back to this computer only; an explicit nginx path restarts the gateway with it.
     let nginx = nginx::discover(None).unwrap();
@@ -982,15 +989,15 @@ async fn the_offered_port_is_8081_or_the_next_free_one() {
     assert!(std::net::TcpListener::bind(("127.0.0.1", after_app)).is_ok(), "{after_app} is free");
 }
 
-/// "Open it at: …" while the port is typed: this computer's address, or the HTTPS one when
-/// other devices may reach the apps.
+/// "Open it at: …" while the port is typed: this computer's address, the same when other
+/// devices may reach the apps too (loopback stays plain HTTP).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_address_preview_follows_the_port_and_lan_access() {
+async fn the_address_preview_follows_the_port() {
     let h = Harness::new("address-preview");
     assert_eq!(h.core.app_address(8081).unwrap(), "http://127.0.0.1:8081/");
     assert_eq!(h.core.app_address(9000).unwrap(), "http://127.0.0.1:9000/");
     *lock(&h.core.lan) = true;
-    assert_eq!(h.core.app_address(8081).unwrap(), "https://localhost:8081/");
+    assert_eq!(h.core.app_address(8081).unwrap(), "http://127.0.0.1:8081/");
 }
 
 /// A taken port is refused with a free one to use instead, which then works; a port of another

@@ -277,7 +277,7 @@ pub struct CaView {
 /// one thing each device needs.
 pub const LAN_WARNING: &str = "Your apps can now be reached from other devices on your network, over HTTPS with a certificate \
 from SimpleOTP's own certificate authority (CA). Once on each device, trust that CA (Other devices shows how: scan \
-\"Trust SimpleOTP on a phone\"), or its browser will warn.";
+\"Trust SimpleOTP on a phone\"), or its browser will warn. On this computer nothing changes: the same addresses, still signed in.";
 
 #[derive(Debug, Clone, Serialize)]
 pub struct SettingsSaved {
