@@ -817,7 +817,14 @@ function setUpMain() {
       const button = el('button', { textContent: `Sign in to ${link.app}` });
       button.addEventListener('click', () => call('open_unlock_link', { url: link.url }, $('security-unlock-error')));
       // Also as text, to paste into another browser on this computer.
-      return el('div', { className: 'unlock-link' }, button, el('code', { textContent: link.url }));
+      const parts = [button, el('code', { textContent: link.url })];
+      // A locked-out phone has no tray: it scans the same one-time link at the network address.
+      if (link.other_device_qr_svg) {
+        parts.push(el('figure', { className: 'unlock-qr' },
+          el('img', { className: 'qr', src: qrDataUrl(link.other_device_qr_svg), alt: `QR code of the one-time sign-in link to ${link.app} for a phone` }),
+          el('figcaption', { textContent: `On a phone or another device: scan this with its camera to sign in to ${link.app} there.` })));
+      }
+      return el('div', { className: 'unlock-link' }, ...parts);
     }));
     $('security-unlock-panel').hidden = false;
   }

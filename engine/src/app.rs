@@ -209,6 +209,16 @@ impl Application {
             token: crate::session::SessionToken::generate().expose().to_string(),
             pid: std::process::id(),
             app_urls: config.apps.iter().map(|app| app.protected_url().trim_end_matches('/').to_string()).collect(),
+            other_device_urls: {
+                let machine = crate::config::MachineNames::this_machine();
+                let interfaces = crate::lan::facing_addresses(config.lan.interfaces.as_deref());
+                config
+                    .apps
+                    .iter()
+                    .filter_map(|app| crate::lan::other_device_url(app, &machine, &interfaces))
+                    .map(|url| url.trim_end_matches('/').to_string())
+                    .collect()
+            },
         };
         let gateway = Gateway::new(GatewayParts {
             route_prefix: config.route_prefix.clone(),

@@ -49,6 +49,10 @@ pub struct ControlFile {
     /// slash, e.g. `http://127.0.0.1:8081` (for the unlock link). Absent in older files.
     #[serde(default)]
     pub app_urls: Vec<String>,
+    /// The same for another device, for each app it can reach ([`crate::lan::other_device_url`]),
+    /// e.g. `https://box.local:8081`: the unlock link a phone opens. Absent in older files.
+    #[serde(default)]
+    pub other_device_urls: Vec<String>,
 }
 
 /// What `control/unlock` answers: a one-time login link for the owner (see [`crate::ticket`]).
@@ -96,7 +100,7 @@ impl ControlFile {
         if !self.auth_addr.ip().is_loopback() {
             return Err(malformed(format!("the auth server's address {} is not loopback", self.auth_addr)));
         }
-        for url in &self.app_urls {
+        for url in self.app_urls.iter().chain(&self.other_device_urls) {
             if !is_plain_origin(url) {
                 return Err(malformed(format!("{url:?} is not an app address")));
             }

@@ -505,6 +505,16 @@ async fn unlock(data_dir: Option<PathBuf>) -> CliResult {
     for url in &control.app_urls {
         println!("  {url}{}", link.login_path);
     }
+    // A phone cannot open this computer's loopback address: it gets the network address, and a
+    // QR code to scan rather than a link to type.
+    if let Some(first) = control.other_device_urls.first() {
+        println!("On a phone or another device:");
+        for url in &control.other_device_urls {
+            println!("  {url}{}", link.login_path);
+        }
+        let qr = simpleotp_engine::qr::terminal(&format!("{first}{}", link.login_path)).map_err(|e| e.to_string())?;
+        println!("{qr}");
+    }
     println!("Running `simpleotp unlock` again replaces the link. Keep it to yourself.");
     Ok(())
 }

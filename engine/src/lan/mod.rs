@@ -298,6 +298,16 @@ pub fn app_urls(app: &AppConfig, machine: &MachineNames, interfaces: &[IpAddr]) 
     urls
 }
 
+/// The one URL to give another device (a phone) for `app`: its `https://<hostname>.local:PORT/`
+/// when the machine has such a name, else its first network address; `None` for an app on this
+/// computer only.
+pub fn other_device_url(app: &AppConfig, machine: &MachineNames, interfaces: &[IpAddr]) -> Option<String> {
+    if !app.listen.is_network_facing() {
+        return None;
+    }
+    app_urls(app, machine, interfaces).into_iter().find(|url| url.starts_with("https://"))
+}
+
 /// A leaf in nginx's files and what it holds.
 struct Issued {
     /// Exactly the names and addresses in the leaf: a change to anything else of the machine
@@ -621,6 +631,10 @@ mod tests {
         let v6 = Reach::of(&[app("[::]:8083")], &machine, &ips(&INTERFACES)).unwrap();
         assert_eq!(v6.addresses, ips(&["::1", "2001:db8::7"]));
         assert_eq!(app_urls(&app("[::]:8083"), &machine, &ips(&INTERFACES))[1], "https://[2001:db8::7]:8083/");
+        assert_eq!(other_device_url(&jupyter, &machine, &ips(&INTERFACES)).as_deref(), Some("https://box.local:8081/"));
+        let nameless = MachineNames::from_host_name("");
+        assert_eq!(other_device_url(&jupyter, &nameless, &ips(&INTERFACES)).as_deref(), Some("https://10.0.0.5:8081/"));
+        assert_eq!(other_device_url(&app("127.0.0.1:8082"), &machine, &ips(&INTERFACES)), None);
     }
 
     #[test]

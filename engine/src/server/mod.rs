@@ -51,7 +51,7 @@ use crate::protocol::{
 };
 use crate::redirect::safe_return_path;
 use crate::session::{cookies_without_sessions, tokens_from_cookie_headers, SessionToken};
-use pages::{ContinueOffer, LoginMessage, LoginView, LogoutView};
+use pages::{ContinueOffer, Device, LoginMessage, LoginView, LogoutView};
 /// Failed logins are answered no sooner than this after the request arrived, so that guessing
 /// is slow even before the limiter steps in, and timing says nothing about why a code failed.
 pub const FAILURE_FLOOR: Duration = Duration::from_millis(250);
@@ -330,7 +330,7 @@ fn login_page(gateway: &Gateway, caller: &Caller, req: &Request<Incoming>) -> Re
         }
         None => {
             if let Some(locked) = gateway.peek_lockout(caller.ip) {
-                message = Some(LoginMessage::locked_out(locked.retry_after));
+                message = Some(LoginMessage::locked_out(locked.retry_after, Device::of(caller.ip)));
             }
             None
         }
@@ -395,13 +395,15 @@ async fn login_submit(gateway: &Gateway, caller: &Caller, req: Request<Incoming>
         }
         LoginOutcome::Rejected { reason, lockout } => {
             let message = match (lockout, reason) {
-                (Some(locked), _) => LoginMessage::locked_out(locked.retry_after),
+                (Some(locked), _) => LoginMessage::locked_out(locked.retry_after, Device::of(caller.ip)),
                 (None, crate::totp::CodeRejected::Replayed) => LoginMessage::CodeAlreadyUsed,
                 (None, _) => LoginMessage::WrongCode,
             };
             (StatusCode::UNAUTHORIZED, message)
         }
-        LoginOutcome::Locked(locked) => (StatusCode::TOO_MANY_REQUESTS, LoginMessage::locked_out(locked.retry_after)),
+        LoginOutcome::Locked(locked) => {
+            (StatusCode::TOO_MANY_REQUESTS, LoginMessage::locked_out(locked.retry_after, Device::of(caller.ip)))
+        }
         LoginOutcome::NotSaved(_) => (StatusCode::SERVICE_UNAVAILABLE, LoginMessage::NotSaved),
     };
     tokio::time::sleep_until(started + FAILURE_FLOOR).await;

@@ -346,7 +346,8 @@ async fn login_page_names_the_app_and_passes_axe_in_every_look() {
         browser.goto(&app.url("/lab")).await.unwrap();
         let message = text_of(&browser, "#msg").await;
         assert!(message.contains("Too many wrong codes") && message.contains("Try again in"), "{message}");
-        assert!(message.contains("On the computer running SimpleOTP: tray menu → Unlock sign-ins."), "{message}");
+        // Words for this computer (the browser is on it): the tray, or the command.
+        assert!(message.contains("in SimpleOTP's tray menu choose Unlock sign-ins"), "{message}");
         assert!(message.contains("simpleotp unlock"), "{message}");
         assert!(!browser.find(Locator::Id("code")).await.unwrap().is_enabled().await.unwrap(), "{look:?}: the field is disabled");
         assert!(!browser.find(Locator::Id("submit")).await.unwrap().is_enabled().await.unwrap(), "{look:?}: the button is disabled");

@@ -243,6 +243,41 @@ fn an_app_facing_the_network_stays_plain_http_on_this_computer() {
         assert_eq!(over_tls.status, 200, "{over_tls:?}");
         assert_eq!(curl(&[&format!("http://{LAN_ADDRESS}:{port}/_simpleotp/login")]).status, 301);
         assert!(try_curl(&["--cacert", ca.to_str().unwrap(), &format!("https://127.0.0.1:{port}/")]).is_err(), "loopback speaks no TLS");
+
+        // A device on the network that guessed too often is told how to unlock from there (the
+        // tray's QR code), not to run a command it cannot run (#21 point 5).
+        let lan_login = format!("https://{LAN_ADDRESS}:{port}/_simpleotp/login");
+        let origin = format!("Origin: https://{LAN_ADDRESS}:{port}");
+        let mut locked = None;
+        for _ in 0..30 {
+            let wrong = curl(&["--cacert", ca.to_str().unwrap(), "-H", &origin, "--data", "code=000000&next=/", &lan_login]);
+            if wrong.status == 429 {
+                locked = Some(wrong);
+                break;
+            }
+        }
+        let locked = locked.expect("wrong codes from the network end in a lockout");
+        assert!(locked.body.contains("scan the QR code it shows with this device's camera"), "{}", locked.body);
+        assert!(!locked.body.contains("in a terminal"), "{}", locked.body);
+
+        // `simpleotp unlock` gives the link for such a device too, with a QR code to scan; the
+        // link opens there, over TLS, and lets this device sign in past its lockout.
+        let unlock = std::process::Command::new(env!("CARGO_BIN_EXE_simpleotp"))
+            .arg("unlock")
+            .arg("--data-dir")
+            .arg(&serve.data_dir)
+            .output()
+            .unwrap();
+        let printed = String::from_utf8_lossy(&unlock.stdout);
+        assert!(unlock.status.success(), "{printed}{}", String::from_utf8_lossy(&unlock.stderr));
+        let (_, for_devices) = printed.split_once("On a phone or another device:\n").unwrap_or_else(|| panic!("{printed}"));
+        let link = for_devices.lines().next().unwrap().trim();
+        assert!(link.starts_with("https://") && link.contains(&format!(":{port}/_simpleotp/login?ticket=")), "{printed}");
+        assert!(for_devices.contains('█') || for_devices.contains('▀'), "a QR code in the terminal:\n{printed}");
+        let by_name = format!("{}:{port}:{LAN_ADDRESS}", machine_local_name());
+        let opened = curl(&["--cacert", ca.to_str().unwrap(), "--resolve", &by_name, link]);
+        assert_eq!(opened.status, 200, "{opened:?}");
+        assert!(opened.body.contains("Unlock link accepted"), "{}", opened.body);
     });
 }
 

@@ -4,8 +4,11 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
+use simpleotp_engine::config::MachineNames;
 use simpleotp_engine::gateway::LoginOutcome;
+use simpleotp_engine::lan;
 use simpleotp_engine::limiter::{LockScope, Locked};
+use simpleotp_engine::qr;
 
 use super::views::{human_duration, FailureView, LockedClientView, SecretView, SecurityView, UnlockLinkView, UnlockView};
 use super::{Core, CoreError, CoreEvent, Result};
@@ -57,15 +60,23 @@ impl Core {
         let gateway = self.gateway().ok_or(CoreError::NotRunning("There is nothing to unlock."))?;
         let ticket = gateway.issue_unlock_ticket();
         let login_path = format!("{}?ticket={}", gateway.route_prefix().route("login"), ticket.expose());
-        let links = self
-            .config()
+        let config = self.config();
+        let machine = MachineNames::this_machine();
+        let interfaces = lan::facing_addresses(config.lan.interfaces.as_deref());
+        let links = config
             .apps
             .iter()
-            .map(|app| UnlockLinkView {
-                app: app.name.as_str().to_string(),
-                url: format!("{}{login_path}", app.protected_url().trim_end_matches('/')),
+            .map(|app| {
+                let other_device_url =
+                    lan::other_device_url(app, &machine, &interfaces).map(|url| format!("{}{login_path}", url.trim_end_matches('/')));
+                Ok(UnlockLinkView {
+                    app: app.name.as_str().to_string(),
+                    url: format!("{}{login_path}", app.protected_url().trim_end_matches('/')),
+                    other_device_qr_svg: other_device_url.as_deref().map(qr::svg).transpose()?,
+                    other_device_url,
+                })
             })
-            .collect();
+            .collect::<Result<_>>()?;
         self.changed();
         Ok(UnlockView {
             security: self.security_status(),

@@ -538,6 +538,18 @@ async fn unlock_gives_a_one_time_sign_in_link_and_does_not_refill_the_budget() {
     let ticket = link.url.strip_prefix(&prefix).unwrap();
     assert!(matches!(gateway.login_with_ticket(ip, SOME_APP_PORT, &h.stored_code(), "Owner", ticket).await, LoginOutcome::Success(_)));
     assert!(h.core.check_unlock_link(&link.url).is_err(), "used up");
+    assert_eq!((&link.other_device_url, &link.other_device_qr_svg), (&None, &None), "no other device reaches this app");
+
+    // Once other devices reach the app, a locked-out phone gets the link at the network address,
+    // as a QR code to scan (it has no tray of its own).
+    h.core.settings_set(SettingsView { lan: true, ..h.core.settings_get() }).await.unwrap();
+    let unlocked = h.core.security_unlock().unwrap();
+    let link = &unlocked.links[0];
+    let phone = link.other_device_url.as_deref().expect("a link for other devices");
+    assert!(phone.starts_with("https://") && phone.contains(&format!(":{port}/_simpleotp/login?ticket=")), "{phone}");
+    assert_eq!(phone.split_once("?ticket=").unwrap().1, link.url.split_once("?ticket=").unwrap().1, "the same one-time ticket");
+    assert!(link.other_device_qr_svg.as_deref().is_some_and(|svg| svg.starts_with("<svg")));
+    assert!(!format!("{unlocked:?}").contains(phone));
     h.core.shutdown().await;
 }
 

@@ -175,13 +175,22 @@ pub struct UnlockView {
 #[derive(Clone, Serialize, PartialEq, Eq)]
 pub struct UnlockLinkView {
     pub app: String,
+    /// The link on this computer (the window opens it).
     pub url: String,
+    /// For an app other devices reach: the same link at its network address, and as a QR code
+    /// a phone scans (a phone that is locked out cannot use this computer's tray).
+    pub other_device_url: Option<String>,
+    pub other_device_qr_svg: Option<String>,
 }
 
 impl std::fmt::Debug for UnlockLinkView {
-    /// The URL holds the ticket, which is for the owner's browser only, not for logs.
+    /// The URLs (and the QR code) hold the ticket, which is for the owner only, not for logs.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UnlockLinkView").field("app", &self.app).field("url", &"<redacted>").finish()
+        f.debug_struct("UnlockLinkView")
+            .field("app", &self.app)
+            .field("url", &"<redacted>")
+            .field("other_device_url", &self.other_device_url.as_ref().map(|_| "<redacted>"))
+            .finish()
     }
 }
 

@@ -15,8 +15,9 @@ pub enum LoginMessage {
     /// The code was right but already used (replay protection).
     CodeAlreadyUsed,
     /// Too many wrong codes from this client (or overall): the form is disabled until
-    /// `ends_at`, `retry_after` from now (see [`LoginMessage::locked_out`]).
-    LockedOut { retry_after: Duration, ends_at: SystemTime },
+    /// `ends_at`, `retry_after` from now (see [`LoginMessage::locked_out`]). How to unlock
+    /// depends on where the person is (`from`).
+    LockedOut { retry_after: Duration, ends_at: SystemTime, from: Device },
     /// The user just signed out.
     SignedOut,
     /// The session expired or was revoked.
@@ -30,11 +31,33 @@ pub enum LoginMessage {
     TicketInvalid,
 }
 
-impl LoginMessage {
-    /// A lockout that ends `retry_after` from now.
+/// Where the person reading the page is, as far as the words to unlock go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Device {
+    /// The request came from loopback: the computer running SimpleOTP, whose tray (or terminal)
+    /// is at hand.
+    ThisComputer,
+    /// A phone or another computer: it has no tray and cannot run `simpleotp unlock`.
+    Other,
+}
+
+impl Device {
+    /// Where a request from `ip` (as nginx saw it) comes from.
     #[must_use]
-    pub fn locked_out(retry_after: Duration) -> LoginMessage {
-        LoginMessage::LockedOut { retry_after, ends_at: SystemTime::now() + retry_after }
+    pub fn of(ip: std::net::IpAddr) -> Device {
+        if ip.is_loopback() {
+            Device::ThisComputer
+        } else {
+            Device::Other
+        }
+    }
+}
+
+impl LoginMessage {
+    /// A lockout that ends `retry_after` from now, told to a person on `from`.
+    #[must_use]
+    pub fn locked_out(retry_after: Duration, from: Device) -> LoginMessage {
+        LoginMessage::LockedOut { retry_after, ends_at: SystemTime::now() + retry_after, from }
     }
 
     /// Whether this reports a failed attempt (shown as an alert, field marked invalid) rather
@@ -51,19 +74,17 @@ impl LoginMessage {
                                 the newest code.</p>"
                 .to_owned(),
             Self::CodeAlreadyUsed => "<p>That code was already used. Wait for the next one.</p>".to_owned(),
-            Self::LockedOut { retry_after, ends_at } => {
+            Self::LockedOut { retry_after, ends_at, from } => {
                 // The countdown changes every second: it must not be read out each time (the
                 // message is an alert), so it is its own region that stays quiet.
                 let (datetime, shown) = utc_moment(*ends_at, *retry_after >= Duration::from_secs(20 * 3600));
                 format!(
                     "<p><strong>Too many wrong codes.</strong> Try again in <span id=\"lockout-left\" \
                      aria-live=\"off\" data-seconds=\"{seconds}\">{left}</span>, at <time id=\"lockout-end\" \
-                     datetime=\"{datetime}\">{shown}</time>. The form opens again by itself then.</p>\
-                     <p>If this is your SimpleOTP, unlock it now. On the computer running SimpleOTP: \
-                     tray menu → <strong>Unlock sign-ins</strong>. On a server: run \
-                     <code>simpleotp unlock</code>.</p>",
+                     datetime=\"{datetime}\">{shown}</time>. The form opens again by itself then.</p>{unlock}",
                     seconds = lockout_seconds(*retry_after),
                     left = html_escape(&format_duration(*retry_after)),
+                    unlock = unlock_words(*from),
                 )
             }
             Self::SignedOut => "<p>You are signed out.</p>".to_owned(),
@@ -84,6 +105,24 @@ impl LoginMessage {
                                     <strong>Unlock sign-ins</strong> (on a server: run \
                                     <code>simpleotp unlock</code> again).</p>"
                 .to_owned(),
+        }
+    }
+}
+
+/// How the owner unlocks sign-ins, in words that fit where they are: a phone has no tray and
+/// cannot run `simpleotp unlock`, but its camera can read the QR code the tray shows.
+fn unlock_words(from: Device) -> &'static str {
+    match from {
+        Device::ThisComputer => {
+            "<p>If this is your SimpleOTP, unlock it now: in SimpleOTP's tray menu choose \
+             <strong>Unlock sign-ins</strong> (where SimpleOTP runs without a tray, run \
+             <code>simpleotp unlock</code> in a terminal).</p>"
+        }
+        Device::Other => {
+            "<p>If this is your SimpleOTP, unlock it from this device: on the computer running \
+             SimpleOTP choose <strong>Unlock sign-ins</strong> in its tray menu, then scan the \
+             QR code it shows with this device's camera. (On a server, <code>simpleotp \
+             unlock</code> prints a link and a QR code to open here.)</p>"
         }
     }
 }

@@ -32,7 +32,7 @@ use sha2::{Digest, Sha256};
 
 pub(crate) use crate::html::html_escape;
 pub use ca::{ca_page, CaView};
-pub use login::{login_page, logout_page, ContinueOffer, LoginMessage, LoginView, LogoutView};
+pub use login::{login_page, logout_page, ContinueOffer, Device, LoginMessage, LoginView, LogoutView};
 
 /// The one stylesheet of every page, embedded verbatim between `<style>` and `</style>`.
 ///

@@ -13,7 +13,11 @@ fn at(unix: u64) -> SystemTime {
 }
 
 fn locked(retry_after_secs: u64) -> LoginMessage {
-    LoginMessage::LockedOut { retry_after: Duration::from_secs(retry_after_secs), ends_at: at(NOON_ISH + retry_after_secs) }
+    locked_on(retry_after_secs, Device::ThisComputer)
+}
+
+fn locked_on(retry_after_secs: u64, from: Device) -> LoginMessage {
+    LoginMessage::LockedOut { retry_after: Duration::from_secs(retry_after_secs), ends_at: at(NOON_ISH + retry_after_secs), from }
 }
 
 fn view<'a>(action: &'a str, next: &'a str, message: Option<LoginMessage>, ticket: Option<&'a str>) -> LoginView<'a> {
@@ -269,9 +273,21 @@ fn lockout_says_how_to_unlock() {
     let page = login_page(&view("/_simpleotp/login", "/", Some(locked(7470)), None));
     assert!(page.contains("Too many wrong codes."));
     assert!(page.contains(r#"Try again in <span id="lockout-left" aria-live="off" data-seconds="7471">2 h 5 min</span>"#));
-    assert!(page.contains("<code>simpleotp unlock</code>"));
-    // In words a phone user can act on: where to go, and what to pick there.
-    assert!(page.contains("On the computer running SimpleOTP: tray menu → <strong>Unlock sign-ins</strong>."));
+    // On this computer: the tray at hand (or the command, without a tray).
+    assert!(page.contains("in SimpleOTP's tray menu choose <strong>Unlock sign-ins</strong>"), "{page}");
+    assert!(page.contains("<code>simpleotp unlock</code> in a terminal"));
+    assert!(!page.contains("camera"));
+
+    // On a phone, which has neither: the tray's QR code, read with this device's camera.
+    let page = login_page(&view("/_simpleotp/login", "/", Some(locked_on(7470, Device::Other)), None));
+    assert!(
+        page.contains("unlock it from this device: on the computer running SimpleOTP choose <strong>Unlock sign-ins</strong>"),
+        "{page}"
+    );
+    assert!(page.contains("scan the QR code it shows with this device's camera"));
+    assert!(!page.contains("in a terminal"));
+    assert_eq!(Device::of("192.168.1.7".parse().unwrap()), Device::Other);
+    assert_eq!(Device::of("::1".parse().unwrap()), Device::ThisComputer);
 }
 
 #[test]
@@ -412,7 +428,7 @@ fn write_pages_for_review() {
         ("login", login(None)),
         ("login-wrong", login(Some(LoginMessage::WrongCode))),
         ("login-used", login(Some(LoginMessage::CodeAlreadyUsed))),
-        ("login-locked", login(Some(LoginMessage::locked_out(Duration::from_secs(270))))),
+        ("login-locked", login(Some(LoginMessage::locked_out(Duration::from_secs(270), Device::Other)))),
         ("login-signedout", login(Some(LoginMessage::SignedOut))),
         ("login-expired", login(Some(LoginMessage::Expired))),
         ("logout", logout_page(&LogoutView { action: "/_simpleotp/logout", csrf_token: "csrf-token", back: "/lab" })),
