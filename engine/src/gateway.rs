@@ -36,6 +36,28 @@ pub enum GatewayEvent {
     PersistFailed(String),
 }
 
+/// A step another device took towards the apps, for the tray's "Add a phone" progress: it
+/// opened the CA page (over plain HTTP, before it trusts anything), then reached the apps'
+/// HTTPS without a certificate error (the CA page's own check, [`crate::protocol::routes::TRUST_CHECK`]).
+/// The sign-in that follows is a session like any other ([`Gateway::sessions`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceStep {
+    OpenedCaPage,
+    TrustsCa,
+}
+
+/// One [`DeviceStep`], by whom (the address nginx saw) and when (Unix seconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceEvent {
+    pub ip: IpAddr,
+    pub step: DeviceStep,
+    pub at: u64,
+}
+
+/// How many [`DeviceEvent`]s are kept (the newest): enough for a few phones at once, and a
+/// bound on what anyone on the network can make the gateway remember.
+const DEVICE_EVENTS_KEPT: usize = 64;
+
 /// The answer to "Continue" (one sign-in per device, [`Gateway::continue_session`]).
 #[derive(Debug)]
 pub enum ContinueOutcome {
@@ -105,6 +127,10 @@ struct Inner {
     nginx_proof: NginxProof,
     /// Listen port → name of each protected app.
     apps: RwLock<Vec<(u16, AppName)>>,
+    /// The same, for the apps other devices reach (what the CA page links to).
+    apps_facing_network: RwLock<Vec<(u16, AppName)>>,
+    /// The newest steps other devices took ([`DeviceEvent`]), oldest first.
+    device_events: Mutex<std::collections::VecDeque<DeviceEvent>>,
     events: broadcast::Sender<GatewayEvent>,
     persist_error: Mutex<Option<String>>,
     /// Counts the moments sessions ended (sign-out, revoke, everyone signed out, new secret).
@@ -147,6 +173,11 @@ fn app_names(apps: &[AppConfig]) -> Vec<(u16, AppName)> {
     apps.iter().map(|a| (a.listen.socket_addr().port(), a.name.clone())).collect()
 }
 
+fn app_names_facing_network(apps: &[AppConfig]) -> Vec<(u16, AppName)> {
+    let facing: Vec<AppConfig> = apps.iter().filter(|a| a.listen.is_network_facing()).cloned().collect();
+    app_names(&facing)
+}
+
 /// The wall clock in milliseconds, for the limiter's snapshot (its own clock is monotonic).
 fn unix_now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
@@ -183,6 +214,8 @@ impl Gateway {
                 control_token: parts.control_token,
                 nginx_proof: parts.nginx_proof,
                 apps: RwLock::new(app_names(&parts.apps)),
+                apps_facing_network: RwLock::new(app_names_facing_network(&parts.apps)),
+                device_events: Mutex::new(std::collections::VecDeque::new()),
                 events,
                 persist_error: Mutex::new(None),
                 sessions_ended: watch::Sender::new(0),
@@ -267,6 +300,33 @@ impl Gateway {
     /// The protected apps changed (added, renamed, moved).
     pub fn set_apps(&self, apps: &[AppConfig]) {
         *self.inner.apps.write().unwrap_or_else(|p| p.into_inner()) = app_names(apps);
+        *self.inner.apps_facing_network.write().unwrap_or_else(|p| p.into_inner()) = app_names_facing_network(apps);
+    }
+
+    /// The apps other devices reach: listen port and name.
+    pub fn apps_facing_network(&self) -> Vec<(u16, AppName)> {
+        self.inner.apps_facing_network.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Notes that the device at `ip` took `step` (see [`DeviceStep`]). This computer's own
+    /// requests (loopback) are not another device and are not noted.
+    pub fn record_device_step(&self, ip: IpAddr, step: DeviceStep) {
+        if ip.is_loopback() {
+            return;
+        }
+        let mut events = lock(&self.inner.device_events);
+        let event = DeviceEvent { ip, step, at: unix_now() };
+        // A page that checks every two seconds is one event per device and step, kept fresh.
+        events.retain(|e| (e.ip, e.step) != (ip, step));
+        if events.len() >= DEVICE_EVENTS_KEPT {
+            events.pop_front();
+        }
+        events.push_back(event);
+    }
+
+    /// The steps other devices took, oldest first (see [`Gateway::record_device_step`]).
+    pub fn device_events(&self) -> Vec<DeviceEvent> {
+        lock(&self.inner.device_events).iter().copied().collect()
     }
 
     /// Whether a login from `ip` would be refused right now.

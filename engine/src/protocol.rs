@@ -53,6 +53,11 @@ pub mod routes {
     pub const CA_CERTIFICATE: &str = "ca.crt";
     /// The CA certificate in an Apple configuration profile (`application/x-apple-aspen-config`).
     pub const CA_PROFILE: &str = "ca.mobileconfig";
+    /// The CA page's check that this device trusts the CA: an empty answer over HTTPS, which
+    /// the page fetches from the app's port. Reaching it at all means the TLS handshake passed,
+    /// so the device trusts the certificate. Never served over plain HTTP (not in
+    /// [`CA_ROUTES`]), needs no session.
+    pub const TRUST_CHECK: &str = "trusted";
     /// The CA routes, which need no session (nginx serves them over plain HTTP as well).
     pub const CA_ROUTES: [&str; 3] = [CA_PAGE, CA_CERTIFICATE, CA_PROFILE];
 }

@@ -44,7 +44,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::gateway::{ContinueOutcome, Gateway, LoginOutcome};
+use crate::gateway::{ContinueOutcome, DeviceStep, Gateway, LoginOutcome};
 use crate::protocol::{
     routes, session_cookie_name, APP_COOKIES_HEADER, APP_HEADER, CONTROL_NONCE_HEADER, CONTROL_PROOF_HEADER, FORWARDED_PROTO_HEADER,
     LOGIN_LOCATION_HEADER, ORIGINAL_METHOD_HEADER, ORIGINAL_UPGRADE_HEADER, ORIGINAL_URI_HEADER, PROOF_HEADER, REAL_IP_HEADER,
@@ -192,10 +192,16 @@ async fn route(gateway: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> R
         (&Method::POST, routes::CONTROL_PROVE) => control_prove(gateway, &caller, req.headers()),
         (&Method::POST, routes::CONTROL_UNLOCK) => control_unlock(gateway, &caller, req.headers()),
         (&Method::POST, routes::CONTROL_CA_ROTATE) => control_ca_rotate(gateway, &caller, req.headers()).await,
-        (&Method::GET | &Method::HEAD, routes::CA_PAGE) => ca_page(gateway),
+        (&Method::GET | &Method::HEAD, routes::CA_PAGE) => {
+            if req.method() == Method::GET {
+                gateway.record_device_step(caller.ip, DeviceStep::OpenedCaPage);
+            }
+            ca_page(gateway)
+        }
+        (&Method::GET | &Method::HEAD, routes::TRUST_CHECK) => trust_check(gateway, &caller),
         (&Method::GET | &Method::HEAD, routes::CA_CERTIFICATE) => ca_download(gateway, CaDownload::Certificate),
         (&Method::GET | &Method::HEAD, routes::CA_PROFILE) => ca_download(gateway, CaDownload::AppleProfile),
-        (_, routes::CA_PAGE | routes::CA_CERTIFICATE | routes::CA_PROFILE) => {
+        (_, routes::CA_PAGE | routes::CA_CERTIFICATE | routes::CA_PROFILE | routes::TRUST_CHECK) => {
             let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
             response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
             response
@@ -687,18 +693,42 @@ fn form_value<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
     form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
+/// The CA page's check ([`routes::TRUST_CHECK`]): answered at all over HTTPS, the device
+/// trusts the CA; noted for the tray's progress. Empty, never cached.
+fn trust_check(gateway: &Gateway, caller: &Caller) -> Response<Body> {
+    if caller.https {
+        gateway.record_device_step(caller.ip, DeviceStep::TrustsCa);
+    }
+    let mut response = Response::new(Body::default());
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
 /// The page that helps a person trust the local CA on another device.
 fn ca_page(gateway: &Gateway) -> Response<Body> {
     let prefix = gateway.route_prefix();
     match gateway.ca_certificate() {
-        Some(certificate) => html(
-            StatusCode::OK,
-            pages::ca_page(&pages::CaView {
-                certificate: &certificate,
-                certificate_path: &prefix.route(routes::CA_CERTIFICATE),
-                profile_path: &prefix.route(routes::CA_PROFILE),
-            }),
-        ),
+        Some(certificate) => {
+            let apps = gateway.apps_facing_network();
+            let apps: Vec<(u16, &str)> = apps.iter().map(|(port, name)| (*port, name.as_str())).collect();
+            let mut response = html(
+                StatusCode::OK,
+                pages::ca_page(&pages::CaView {
+                    certificate: &certificate,
+                    certificate_path: &prefix.route(routes::CA_CERTIFICATE),
+                    profile_path: &prefix.route(routes::CA_PROFILE),
+                    trust_check_path: &prefix.route(routes::TRUST_CHECK),
+                    apps: &apps,
+                }),
+            );
+            // Its script may fetch the trust check over HTTPS (another origin than the page's
+            // plain HTTP): the one thing its policy allows beyond the others'.
+            if let Ok(value) = HeaderValue::from_str(pages::ca_page_content_security_policy()) {
+                response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, value);
+            }
+            response
+        }
         None => html(
             StatusCode::NOT_FOUND,
             pages::message_page(

@@ -281,6 +281,65 @@ fn an_app_facing_the_network_stays_plain_http_on_this_computer() {
     });
 }
 
+/// The phone in one flow (#21 point 1): the CA page, opened over plain HTTP by the one QR code,
+/// finds out by itself when the device trusts SimpleOTP's CA and then offers "Open LAN →"
+/// (only the apps other devices reach), which leads over verified HTTPS to the login page and
+/// the app. A Chromium that does not trust the CA keeps waiting (its check fails the TLS
+/// handshake); one that trusts it through NSS, as a person's device would, gets through.
+#[test]
+fn the_ca_page_notices_the_device_trusts_the_ca_and_leads_to_the_app() {
+    netns::run("https::the_ca_page_notices_the_device_trusts_the_ca_and_leads_to_the_app", || async {
+        let mut serve = Serve::start().await;
+        let local_name = machine_local_name();
+        let port = serve.lan_port;
+        let ca = ca_file(&serve);
+        let page = format!("http://{local_name}:{port}/_simpleotp/ca");
+        let shown = |browser: &fantoccini::Client, id: &'static str| {
+            let browser = browser.clone();
+            async move { browser.find(Locator::Id(id)).await.unwrap().is_displayed().await.unwrap() }
+        };
+
+        // Not trusted yet: the page says it is waiting, and goes on waiting.
+        let untrusted_home = serve.dir.path().join("untrusted-home");
+        std::fs::create_dir_all(&untrusted_home).unwrap();
+        let driver = ChromeDriver::start(&untrusted_home).await;
+        let browser = driver.session(&local_name, LAN_ADDRESS).await;
+        browser.goto(&page).await.unwrap();
+        browser.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css("#trust-waiting:not([hidden])")).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(5)).await; // a few of its checks
+        assert!(shown(&browser, "trust-waiting").await && !shown(&browser, "trust-done").await, "{}", browser.source().await.unwrap());
+        browser.close().await.unwrap();
+        drop(driver);
+
+        // Trusted: the page notices, and its button opens the app over HTTPS, no second scan.
+        let home = serve.dir.path().join("home");
+        trust_in_nss(&home, &ca);
+        let driver = ChromeDriver::start(&home).await;
+        let browser = driver.session(&local_name, LAN_ADDRESS).await;
+        browser.goto(&page).await.unwrap();
+        let open = browser
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css("#trust-done:not([hidden]) a[data-port]"))
+            .await
+            .unwrap();
+        assert_eq!(open.text().await.unwrap(), "Open LAN →");
+        assert_eq!(open.attr("href").await.unwrap().as_deref(), Some(format!("https://{local_name}:{port}/").as_str()));
+        let done_text = browser.find(Locator::Id("trust-done")).await.unwrap().text().await.unwrap();
+        assert!(!done_text.contains("Local"), "an app on this computer only is not offered to other devices: {done_text}");
+        assert!(!shown(&browser, "trust-waiting").await);
+        open.click().await.unwrap();
+        let field = match browser.wait().at_most(Duration::from_secs(15)).for_element(Locator::Id("code")).await {
+            Ok(field) => field,
+            Err(e) => panic!("no login form ({e}) at {}:\n{}", browser.current_url().await.unwrap(), browser.source().await.unwrap()),
+        };
+        field.send_keys(&serve.fresh_code().await).await.unwrap();
+        browser.wait().at_most(Duration::from_secs(15)).for_element(Locator::Id("demo-title")).await.unwrap();
+        assert_eq!(browser.current_url().await.unwrap().as_str(), format!("https://{local_name}:{port}/"));
+        browser.close().await.unwrap();
+    });
+}
+
 /// A CA key file other users can read is refused: `serve` with a network-facing app stops before
 /// anything listens, and says what to do.
 #[test]

@@ -1,6 +1,8 @@
 //! The page that helps a person trust SimpleOTP's CA on a phone or another computer.
 
-use super::{document, html_escape};
+use std::fmt::Write as _;
+
+use super::{document_with, html_escape, CA_SCRIPT};
 
 /// Everything the CA page shows.
 #[derive(Debug, Clone)]
@@ -10,6 +12,10 @@ pub struct CaView<'a> {
     pub certificate_path: &'a str,
     /// Where the Apple profile is, e.g. `"/_simpleotp/ca.mobileconfig"`.
     pub profile_path: &'a str,
+    /// The HTTPS check the page's script makes, e.g. `"/_simpleotp/trusted"`.
+    pub trust_check_path: &'a str,
+    /// The apps other devices reach (listen port, name): "Open Jupyter →" once trusted.
+    pub apps: &'a [(u16, &'a str)],
 }
 
 /// The page that helps a person trust the local CA on a phone or another computer: what it is,
@@ -22,8 +28,22 @@ pub struct CaView<'a> {
 #[must_use]
 pub fn ca_page(view: &CaView) -> String {
     let name = html_escape(view.certificate.common_name());
+    // Shown by the script once this device trusts the CA (the links get this page's host name
+    // and each app's port there); until then "waiting" says what the page is doing.
+    let mut apps = String::new();
+    for (port, app) in view.apps {
+        let _ = write!(apps, "<li><a class=\"btn btn-primary\" data-port=\"{port}\" href=\"/\">Open {} →</a></li>", html_escape(app));
+    }
+    let trust = format!(
+        "<div id=\"trust\" data-check=\"{check}\">\n\
+         <p class=\"help\" id=\"trust-waiting\" role=\"status\" hidden>Waiting for this device to trust SimpleOTP… \
+         This page notices by itself once it does.</p>\n\
+         <div id=\"trust-done\" hidden><p class=\"help\" role=\"status\"><strong>This device trusts SimpleOTP.</strong> \
+         Open your app and sign in with a code:</p>\n<ul class=\"open-apps\">{apps}</ul></div>\n</div>\n",
+        check = html_escape(view.trust_check_path),
+    );
     let card = format!(
-        "<h1>Trust SimpleOTP on this device</h1>\n\
+        "<h1>Trust SimpleOTP on this device</h1>\n{trust}\
          <p class=\"help\">Apps protected by SimpleOTP on this computer are served over HTTPS with \
          certificates from its own certificate authority, <strong>{name}</strong>. It is made for this \
          computer only: it can vouch for its websites, on its names and private network addresses, and \
@@ -76,5 +96,5 @@ pub fn ca_page(view: &CaView) -> String {
         profile = html_escape(view.profile_path),
         certificate = html_escape(view.certificate_path),
     );
-    document("Trust SimpleOTP", &card)
+    document_with("Trust SimpleOTP", "", &card, Some(CA_SCRIPT))
 }

@@ -298,7 +298,7 @@ pub fn login_page(view: &LoginView) -> String {
         ticket = view.ticket.map(|t| format!("<input type=\"hidden\" name=\"ticket\" value=\"{}\">\n", html_escape(t))).unwrap_or_default(),
         lasts = session_sentence(&view.session, &app),
     );
-    document_with(&title, &head, &card, true)
+    document_with(&title, &head, &card, Some(super::LOGIN_SCRIPT))
 }
 
 /// The sign-out confirmation: a "Sign out" button posting the hidden `csrf` field to

@@ -47,6 +47,13 @@ pub const STYLE: &str = include_str!("assets/pages.css");
 /// The CSP allows exactly these bytes (by hash), so nothing may be added around them.
 pub const LOGIN_SCRIPT: &str = include_str!("assets/login.js");
 
+/// The CA page's one script, embedded verbatim like [`LOGIN_SCRIPT`]: it finds out by itself
+/// when this device trusts SimpleOTP's CA (it fetches [`crate::protocol::routes::TRUST_CHECK`]
+/// over HTTPS from the app's port every two seconds: only a trusted certificate lets that
+/// through) and then shows "Open Jupyter →" for each app other devices reach, so nothing needs
+/// to be scanned a second time. Without it the page is what it was: the steps and downloads.
+pub const CA_SCRIPT: &str = include_str!("assets/ca.js");
+
 /// `'sha256-<base64>'` of `bytes`, as a CSP source expression.
 fn csp_hash(bytes: &str) -> String {
     let digest = Sha256::digest(bytes.as_bytes());
@@ -61,6 +68,25 @@ static CSP: LazyLock<String> = LazyLock::new(|| {
         csp_hash(LOGIN_SCRIPT)
     )
 });
+
+/// The CA page's policy: the other pages' with its own script instead of the login one, and
+/// `connect-src https:` for its trust check (which goes to the app's port over HTTPS, another
+/// origin than the page's plain HTTP; the script, allowed by hash, decides where).
+static CA_PAGE_CSP: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "default-src 'none'; style-src {}; script-src {}; connect-src https:; img-src data:; form-action 'self'; \
+         frame-ancestors 'none'; base-uri 'none'",
+        csp_hash(STYLE),
+        csp_hash(CA_SCRIPT)
+    )
+});
+
+/// The Content-Security-Policy of the CA page (see `CA_PAGE_CSP`); send it instead of
+/// [`content_security_policy`] with that page.
+#[must_use]
+pub fn ca_page_content_security_policy() -> &'static str {
+    &CA_PAGE_CSP
+}
 
 static SECURITY_HEADERS: LazyLock<Vec<(&'static str, String)>> = LazyLock::new(|| {
     vec![
@@ -175,13 +201,13 @@ const BRAND: &str = concat!(
 
 /// Wraps a card's inner HTML in a complete document. `title` is escaped; `card` is trusted.
 fn document(title: &str, card: &str) -> String {
-    document_with(title, "", card, false)
+    document_with(title, "", card, None)
 }
 
-/// [`document`] with more trusted `<head>` elements and, when `script`, [`LOGIN_SCRIPT`] at the
-/// end of the body (after the elements it looks for).
-fn document_with(title: &str, head: &str, card: &str, script: bool) -> String {
-    let mut out = String::with_capacity(STYLE.len() + LOGIN_SCRIPT.len() + card.len() + 1024);
+/// [`document`] with more trusted `<head>` elements and a `script` of ours ([`LOGIN_SCRIPT`] or
+/// [`CA_SCRIPT`]) at the end of the body (after the elements it looks for).
+fn document_with(title: &str, head: &str, card: &str, script: Option<&str>) -> String {
+    let mut out = String::with_capacity(STYLE.len() + script.map_or(0, str::len) + card.len() + 1024);
     out.push_str(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
@@ -198,9 +224,9 @@ fn document_with(title: &str, head: &str, card: &str, script: bool) -> String {
     out.push('\n');
     out.push_str(card);
     out.push_str("</main>\n");
-    if script {
+    if let Some(script) = script {
         out.push_str("<script>");
-        out.push_str(LOGIN_SCRIPT);
+        out.push_str(script);
         out.push_str("</script>\n");
     }
     out.push_str("</body>\n</html>\n");

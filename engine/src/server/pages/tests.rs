@@ -145,6 +145,35 @@ fn csp_hash_matches_the_embedded_style() {
     );
 }
 
+/// The CA page carries its own script, byte for byte what its own policy allows by hash (and
+/// `connect-src https:` for its trust check, which no other page's policy has); the apps it
+/// offers are escaped and link to their ports.
+#[test]
+fn the_ca_page_has_its_script_and_its_own_policy() {
+    let authority =
+        crate::ca::CertificateAuthority::generate(&crate::config::MachineNames::from_host_name("box"), SystemTime::now()).unwrap();
+    let certificate = authority.certificate();
+    let apps = [(8081, "Jupyter"), (8082, "<b>Lab</b>")];
+    let page = ca_page(&CaView {
+        certificate: &certificate,
+        certificate_path: "/_simpleotp/ca.crt",
+        profile_path: "/_simpleotp/ca.mobileconfig",
+        trust_check_path: "/_simpleotp/trusted",
+        apps: &apps,
+    });
+    let start = page.find("<script>").unwrap() + "<script>".len();
+    let end = page[start..].find("</script>").unwrap() + start;
+    assert_eq!(&page[start..end], CA_SCRIPT);
+    assert_eq!(page.matches("<script").count(), 1);
+    let policy = ca_page_content_security_policy();
+    assert!(policy.contains(&format!("script-src 'sha256-{}';", sha256_base64(CA_SCRIPT))), "{policy}");
+    assert!(policy.contains("connect-src https:;") && !content_security_policy().contains("connect-src"), "{policy}");
+    assert!(page.contains(r#"data-check="/_simpleotp/trusted""#));
+    assert!(page.contains(r#"data-port="8081" href="/">Open Jupyter →</a>"#), "{page}");
+    assert!(page.contains("Open &lt;b&gt;Lab&lt;/b&gt; →") && !page.contains("<b>Lab"), "{page}");
+    assert!(page.contains(r#"<div id="trust-done" hidden>"#), "shown by the script only once trusted");
+}
+
 #[test]
 fn csp_hash_matches_the_login_script_and_no_other_page_has_one() {
     let source = format!("script-src 'sha256-{}';", sha256_base64(LOGIN_SCRIPT));
