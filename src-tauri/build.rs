@@ -27,6 +27,8 @@ const COMMANDS: &[&str] = &[
     "settings_get",
     "settings_set",
     "devices",
+    "phone_flow_start",
+    "phone_progress",
     "ca_trust",
     "ca_untrust",
     "firewall_retry",

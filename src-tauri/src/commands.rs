@@ -8,8 +8,8 @@ use tauri::{AppHandle, State};
 use serde::Serialize;
 
 use crate::core::{
-    AppInput, AppSaved, Core, CoreError, DevicesView, SecretView, SecurityView, SessionView, SettingsSaved, SettingsView, StatusView,
-    UnlockView, UpdatesView, UpstreamCheck,
+    AppInput, AppSaved, Core, CoreError, DevicesView, PhoneProgressView, SecretView, SecurityView, SessionView, SettingsSaved,
+    SettingsView, StatusView, UnlockView, UpdatesView, UpstreamCheck,
 };
 
 type Core_<'a> = State<'a, Arc<Core>>;
@@ -133,6 +133,18 @@ pub fn security_unlock(core: Core_<'_>) -> Answer<UnlockView> {
     core.security_unlock().map_err(message)
 }
 
+/// "Add a phone" begins: progress counts from now.
+#[tauri::command]
+pub fn phone_flow_start(core: Core_<'_>) -> PhoneProgressView {
+    core.phone_flow_start()
+}
+
+/// How far the phone got (asked every couple of seconds while the flow shows).
+#[tauri::command]
+pub fn phone_progress(core: Core_<'_>) -> PhoneProgressView {
+    core.phone_progress()
+}
+
 /// The links of an Unlock sign-ins made in the tray menu, once (`None` when there was none).
 #[tauri::command]
 pub fn security_take_tray_unlock(core: Core_<'_>) -> Option<UnlockView> {
@@ -230,7 +242,7 @@ mod tests {
     #[test]
     fn every_command_is_generated_granted_and_registered() {
         let commands = build_rs_commands();
-        assert_eq!(commands.len(), 38, "{commands:?}");
+        assert_eq!(commands.len(), 40, "{commands:?}");
         let capability: serde_json::Value = serde_json::from_str(include_str!("../capabilities/main.json")).unwrap();
         let granted: Vec<String> = capability["permissions"]
             .as_array()

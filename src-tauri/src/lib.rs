@@ -104,6 +104,8 @@ pub fn run() {
             commands::settings_get,
             commands::settings_set,
             commands::devices,
+            commands::phone_flow_start,
+            commands::phone_progress,
             commands::ca_trust,
             commands::ca_untrust,
             commands::firewall_retry,

@@ -25,6 +25,7 @@
 //! * `sessions`: who is signed in;
 //! * `devices`: "Open on another device" (QR codes of the apps' HTTPS addresses and of the CA
 //!   page) and "Trust on this computer", which `trust` carries out in each OS's own way;
+//!   `phone`: the live progress of "Add a phone" (what another device did since the flow began);
 //! * `updates`: what Settings and the tray menu say about newer releases (Tauri's updater,
 //!   driven by [`crate::updates`], does the checking and installing);
 //! * `diagnostics`: "Copy diagnostics" (versions, paths, ports, state, recent errors; never
@@ -48,6 +49,7 @@ mod diagnostics;
 pub(crate) mod firewall;
 mod lifecycle;
 pub(crate) mod listeners;
+mod phone;
 mod security;
 mod sessions;
 mod settings;
@@ -75,8 +77,9 @@ use crate::sync::lock;
 pub use trust::{TrustError, TrustState};
 pub use updates::{AvailableUpdate, CheckReport, UpdatesView};
 pub use views::{
-    human_duration, AppInput, AppSaved, AppView, CaView, DeviceAppView, DevicesView, FailureView, LockedClientView, Protection, SecretView,
-    SecurityView, SessionView, SettingsSaved, SettingsView, StatusView, UnlockLinkView, UnlockView, UpstreamCheck, LAN_WARNING,
+    human_duration, AppInput, AppSaved, AppView, CaView, DeviceAppView, DevicesView, FailureView, LockedClientView, PhoneProgressView,
+    PhoneStep, Protection, SecretView, SecurityView, SessionView, SettingsSaved, SettingsView, StatusView, UnlockLinkView, UnlockView,
+    UpstreamCheck, LAN_WARNING,
 };
 
 /// Errors of the commands. Each message is shown to the user as it is.
@@ -256,6 +259,8 @@ pub struct Core {
     /// What Unlock sign-ins in the tray menu gave, until the window (which it opens) takes it
     /// to show the one-time links. In memory only: the links carry a ticket.
     tray_unlock: Mutex<Option<UnlockView>>,
+    /// When the window last started "Add a phone" (Unix seconds): its progress counts from then.
+    phone_flow_since: Mutex<Option<u64>>,
     /// The firewall other devices must get through (Windows Defender Firewall; nothing to do
     /// elsewhere).
     firewall: Arc<dyn firewall::Firewall>,
@@ -298,6 +303,7 @@ impl Core {
             recent_errors: Mutex::new(std::collections::VecDeque::with_capacity(diagnostics::RECENT_ERRORS)),
             tray_available: std::sync::atomic::AtomicBool::new(true),
             tray_unlock: Mutex::new(None),
+            phone_flow_since: Mutex::new(None),
             firewall,
             firewall_blocked: Mutex::new(None),
             updates: Mutex::new(updates),

@@ -153,6 +153,27 @@ pub struct SessionView {
     pub user_agent: String,
 }
 
+/// How far a phone got in "Add a phone" (see `core::phone`).
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PhoneStep {
+    /// No other device has opened the page since the flow began.
+    Waiting,
+    /// A device opened the CA page (the QR code worked).
+    OpenedPage,
+    /// A device reached the apps over HTTPS without a certificate error.
+    TrustsCa,
+    /// A device signed in to an app.
+    SignedIn,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PhoneProgressView {
+    pub step: PhoneStep,
+    /// The app the device signed in to ([`PhoneStep::SignedIn`]).
+    pub app: Option<String>,
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct SecurityView {
     pub running: bool,
