@@ -95,39 +95,30 @@ pub async fn bypasses(apps: &[AppConfig], addresses: &[IpAddr], timeout: Duratio
     found
 }
 
-/// What a check found for one [`Core`], and what its checks share.
-struct Findings {
-    core: Weak<Core>,
+/// What the checks found and what they share: a field of [`Core`] (`bypass`).
+#[derive(Default)]
+pub(super) struct Findings {
     /// Upstream port → the address:port where it answers without a code.
-    reachable: BTreeMap<u16, SocketAddr>,
+    reachable: Mutex<BTreeMap<u16, SocketAddr>>,
     /// One check at a time: a slow check begun before an app was added cannot finish after the
     /// next one and put back an answer without that app.
-    checking: Arc<tokio::sync::Mutex<()>>,
-    /// "Check again soon" (an app was added, changed or removed): wakes the periodic check.
+    checking: tokio::sync::Mutex<()>,
+    /// "Check again soon" (an app was added, changed or removed): wakes the periodic check. Its
+    /// own `Arc`, so that the periodic loop waits on it without keeping the `Core` alive.
     soon: Arc<Notify>,
 }
-
-/// The latest answer of each live [`Core`], found by the `Core` it belongs to. (The app has one
-/// `Core`; the tests run many side by side.) An entry is made by the first check or periodic
-/// loop of its `Core` and dropped once that `Core` is gone.
-static FINDINGS: Mutex<Vec<Findings>> = Mutex::new(Vec::new());
 
 impl Core {
     /// Where the app whose upstream is `app` can be opened without a code, as of the last check
     /// (`address:port`); `None` for an app on another computer or one not found reachable.
     pub(super) fn reachable_without_code(&self, app: &AppConfig) -> Option<String> {
         let port = upstream_port_if_local(&app.upstream)?;
-        let findings = lock(&FINDINGS);
-        let mine = findings.iter().find(|f| std::ptr::eq(f.core.as_ptr(), self))?;
-        mine.reachable.get(&port).map(SocketAddr::to_string)
+        lock(&self.bypass.reachable).get(&port).map(SocketAddr::to_string)
     }
 
     /// Asks the periodic check (if it runs) to check every app now rather than at its next turn.
     pub(super) fn recheck_bypasses_soon(&self) {
-        let findings = lock(&FINDINGS);
-        if let Some(mine) = findings.iter().find(|f| std::ptr::eq(f.core.as_ptr(), self)) {
-            mine.soon.notify_one();
-        }
+        self.bypass.soon.notify_one();
     }
 
     /// Checks every app now at this computer's network addresses and keeps the answer; the
@@ -140,15 +131,13 @@ impl Core {
 
     /// [`Core::check_bypasses`] at the given addresses (the tests choose them).
     pub(super) async fn check_bypasses_at(self: &Arc<Self>, addresses: &[IpAddr]) {
-        let (checking, _) = self.findings_entry();
-        let _one_at_a_time = checking.lock().await;
+        let _one_at_a_time = self.bypass.checking.lock().await;
         let apps = self.config().apps;
         let reachable = bypasses(&apps, addresses, CONNECT_TIMEOUT).await;
         let changed = {
-            let mut findings = lock(&FINDINGS);
-            let Some(mine) = findings.iter_mut().find(|f| std::ptr::eq(f.core.as_ptr(), Arc::as_ptr(self))) else { return };
-            let changed = mine.reachable != reachable;
-            mine.reachable = reachable.clone();
+            let mut mine = lock(&self.bypass.reachable);
+            let changed = *mine != reachable;
+            *mine = reachable.clone();
             changed
         };
         if changed {
@@ -168,7 +157,7 @@ impl Core {
     /// app again (see [`Core::check_bypasses`]); ends when the `Core` is dropped.
     pub async fn recheck_bypasses_periodically(core: Weak<Core>) {
         let soon = match core.upgrade() {
-            Some(core) => core.findings_entry().1,
+            Some(core) => core.bypass.soon.clone(),
             None => return,
         };
         loop {
@@ -181,25 +170,6 @@ impl Core {
                 _ = soon.notified() => {}
             }
         }
-    }
-
-    /// This `Core`'s entry in [`FINDINGS`] (made on first use; entries of dropped `Core`s are
-    /// removed then): its check lock and its "check soon" signal.
-    fn findings_entry(self: &Arc<Self>) -> (Arc<tokio::sync::Mutex<()>>, Arc<Notify>) {
-        let mut findings = lock(&FINDINGS);
-        findings.retain(|f| f.core.strong_count() > 0);
-        if let Some(mine) = findings.iter().find(|f| std::ptr::eq(f.core.as_ptr(), Arc::as_ptr(self))) {
-            return (mine.checking.clone(), mine.soon.clone());
-        }
-        let mine = Findings {
-            core: Arc::downgrade(self),
-            reachable: BTreeMap::new(),
-            checking: Arc::new(tokio::sync::Mutex::new(())),
-            soon: Arc::new(Notify::new()),
-        };
-        let entry = (mine.checking.clone(), mine.soon.clone());
-        findings.push(mine);
-        entry
     }
 }
 

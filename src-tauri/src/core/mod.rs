@@ -19,7 +19,8 @@
 //! * `wizard`: the setup wizard and replacing the secret (a new secret waits in memory until
 //!   a code from it confirms it);
 //! * `security`: the lockouts, unlock links, and the current-code gate in front of the secret;
-//! * `listeners`: whether an app itself listens on all interfaces (the OS-specific part);
+//! * `listeners`: the bypass check, whether other devices open an app through its own port
+//!   without a code (the same connection attempts on every OS; its findings live in `Core`);
 //! * `apps` and `settings`: what the user changes; both go through `config`, the one write
 //!   path of the config file (one change at a time, applied before it is saved);
 //! * `sessions`: who is signed in;
@@ -269,6 +270,8 @@ pub struct Core {
     firewall_blocked: Mutex<Option<String>>,
     /// Newer releases: the last check, an update waiting, an install under way (see `updates`).
     updates: Mutex<updates::UpdateState>,
+    /// What the bypass check last found, and its one-at-a-time lock (see `listeners`).
+    bypass: listeners::Findings,
 }
 
 impl Core {
@@ -307,6 +310,7 @@ impl Core {
             firewall,
             firewall_blocked: Mutex::new(None),
             updates: Mutex::new(updates),
+            bypass: listeners::Findings::default(),
         })
     }
 
