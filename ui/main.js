@@ -245,6 +245,8 @@ function setUpWizard() {
   $('wizard-url').addEventListener('click', openWizardApp);
   $('wizard-open').addEventListener('click', openWizardApp);
   $('wizard-finish').addEventListener('click', () => { wizardDone = true; selectSection('status'); render(); });
+  // Offered at the end: the phone is why most people want this at all.
+  $('wizard-add-phone').addEventListener('click', () => { wizardDone = true; selectSection('devices'); render(); });
 }
 
 // ---------------------------------------------------------------- the app forms (wizard and Apps)
@@ -332,6 +334,10 @@ function setUpAppForm(prefix) {
 // ---------------------------------------------------------------- main window
 
 let section = 'status';
+/** "Add a phone": its progress timer, and null until the flow starts (each time Other devices
+ * opens), then 'watching', then 'done'. */
+let phoneTimer = null;
+let phoneFlow = null;
 /** False while the wizard runs (from "needs setup" until its last step's Done). */
 let wizardDone = true;
 let editing = null; // name of the app being edited
@@ -347,6 +353,9 @@ function appInput(prefix) {
 }
 
 function selectSection(name) {
+  // "Add a phone" starts afresh each time Other devices opens.
+  stopWatchingPhone();
+  phoneFlow = null;
   section = name;
   for (const button of document.querySelectorAll('.nav')) {
     if (button.dataset.section === name) button.setAttribute('aria-current', 'page');
@@ -498,22 +507,27 @@ function renderDevicesView(view) {
   // Windows Firewall may block other devices (its prompt was declined): said first, with the way out.
   $('devices-firewall').hidden = !view.firewall_blocked;
   $('devices-firewall-text').textContent = view.firewall_blocked ?? '';
+  // Step 1, the network switch, inline; steps 2 and 3 follow once it is on.
   $('devices-off').hidden = view.lan;
+  $('devices-lan-done').hidden = !view.lan;
   $('devices-on').hidden = !view.lan;
+  $('phone-step-scan-off').hidden = view.lan;
   $('devices-apps').replaceChildren(...(view.apps.length ? view.apps.map(deviceApp)
     : [el('li', { className: 'muted', textContent: 'No apps yet. Add one under Apps.' })]));
   const ca = view.ca;
-  const page = ca?.page_url;
+  const page = view.lan ? ca?.page_url : null;
   $('devices-ca').hidden = !page;
+  $('phone-step-progress').hidden = !page;
+  if (page) watchPhone();
   if (page) {
     $('devices-ca-qr').src = qrDataUrl(ca.page_qr_svg);
     $('devices-ca-url').textContent = page;
     $('devices-ca-fingerprint').textContent = ca.fingerprint;
     $('devices-ca-sha1').textContent = ca.sha1_thumbprint.match(/.{1,4}/g).join(' ');
   }
-  show($('devices-ca-missing'), view.ca_problem ?? (page ? '' : ca
-    ? 'Add an app to get the page that offers the certificate.'
-    : 'SimpleOTP makes its certificate authority when protection runs with other devices allowed. Wait a moment, or check Status.'));
+  show($('devices-ca-missing'), view.ca_problem ?? (page || !view.lan ? '' : ca
+    ? 'Add an app to get the page that sets the phone up.'
+    : 'SimpleOTP makes its certificate when protection runs with other devices allowed. Wait a moment, or check Status.'));
   $('devices-trust-part').hidden = !ca;
   if (ca) {
     $('devices-trust-state').textContent = trustText(ca.trust) + (ca.trust.problem ? ` (${ca.trust.problem})` : '');
@@ -527,6 +541,49 @@ function renderDevicesView(view) {
 async function renderDevices() {
   const view = await call('devices', {}, $('devices-error'));
   if (view) renderDevicesView(view);
+}
+
+/** "Add a phone", step 3: what the phone did, as the gateway saw it (it opened the page, it
+ * trusts SimpleOTP, it signed in), asked every two seconds while Other devices shows the code.
+ * Progress counts from the moment the code was shown. */
+const PHONE_STEPS = ['waiting', 'opened_page', 'trusts_ca', 'signed_in'];
+function watchPhone() {
+  if (phoneFlow) return;
+  phoneFlow = 'watching';
+  const render = (progress) => {
+    if (!progress) return;
+    const reached = PHONE_STEPS.indexOf(progress.step);
+    for (const li of document.querySelectorAll('#phone-progress li')) {
+      const index = PHONE_STEPS.indexOf(li.dataset.step);
+      li.className = index <= reached ? 'done' : index === reached + 1 ? 'current' : '';
+    }
+    const app = progress.app ?? 'your app';
+    $('phone-progress-text').textContent = {
+      waiting: 'Waiting for the phone… Scan the code above with its camera.',
+      opened_page: 'The phone opened the page. Now follow its steps to trust SimpleOTP.',
+      trusts_ca: 'The phone trusts SimpleOTP. On the phone, tap Open, then type a code from the authenticator app.',
+      signed_in: `The phone is signed in to ${app}. Done.`,
+    }[progress.step];
+    if (progress.step === 'signed_in') { stopWatchingPhone(); phoneFlow = 'done'; }
+  };
+  const tick = async () => {
+    if (section !== 'devices') { stopWatchingPhone(); phoneFlow = null; return; }
+    render(await call('phone_progress', {}));
+  };
+  phoneTimer = setInterval(tick, 2000);
+  call('phone_flow_start', {}).then(render);
+}
+function stopWatchingPhone() {
+  clearInterval(phoneTimer);
+  phoneTimer = null;
+}
+
+/** Step 1 in place: other devices allowed with the Settings' own command, everything else as it is. */
+async function letOtherDevicesIn() {
+  const got = await call('settings_get', {}, $('devices-lan-error'));
+  if (!got) return;
+  const saved = await call('settings_set', { settings: { ...got.settings, lan: true } }, $('devices-lan-error'));
+  if (saved) renderDevices();
 }
 
 /** Trust or Remove: the OS asks the person, which can take a while. */
@@ -783,6 +840,7 @@ function setUpMain() {
   $('apps-cancel').addEventListener('click', stopEdit);
 
   $('devices-to-settings').addEventListener('click', () => selectSection('settings'));
+  $('devices-lan-on').addEventListener('click', () => busy($('devices-lan-on'), letOtherDevicesIn));
   $('devices-ca-copy').addEventListener('click', () => copyText($('devices-ca-url').textContent, $('devices-ca-copy'), $('devices-ca-url')));
   $('devices-trust-add').addEventListener('click', () => changeTrust($('devices-trust-add'), 'ca_trust'));
   $('devices-firewall-retry').addEventListener('click', () => retryFirewall($('devices-firewall-retry')));
