@@ -557,7 +557,12 @@ try {
   const entry = await waitFor('the autostart entry from the wizard', autostartEntry);
   log('the wizard\'s last screen turns launch at login on (pre-checked)');
   await tauri.screenshots('tray-wizard-done.png');
-  await tauri.clickOn('#wizard-finish');
+  // The last screen offers Add a phone (#21 point 1): it ends the wizard on its first step.
+  await tauri.clickOn('#wizard-add-phone');
+  await tauri.visible('#devices-lan-on');
+  if ((await tauri.text(await tauri.find('#devices-h'))) !== 'Add a phone') throw new Error('Add a phone did not open its flow');
+  log('the wizard\'s last screen offers Add a phone, which opens its first step');
+  await tauri.clickOn('.nav[data-section="status"]');
   await tauri.visible('#status-text');
   await waitFor('status running', async () => (await tauri.text(await tauri.find('#status-text'))) === 'Protection is on');
   if (await shownText('#status-autostart')) throw new Error('Status says launch at login is off while it is on');

@@ -190,7 +190,7 @@ pub async fn settings_set(core: Core_<'_>, settings: SettingsView) -> Answer<Set
     core.settings_set(settings).await.map_err(message)
 }
 
-/// "Open on another device": the apps' addresses and QR codes, and the CA card.
+/// "Other devices" (Add a phone): the apps' addresses and QR codes, and the CA card.
 #[tauri::command]
 pub async fn devices(core: Core_<'_>) -> Answer<DevicesView> {
     core.devices().await.map_err(message)

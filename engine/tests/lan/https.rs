@@ -328,6 +328,12 @@ fn the_ca_page_notices_the_device_trusts_the_ca_and_leads_to_the_app() {
         let done_text = browser.find(Locator::Id("trust-done")).await.unwrap().text().await.unwrap();
         assert!(!done_text.contains("Local"), "an app on this computer only is not offered to other devices: {done_text}");
         assert!(!shown(&browser, "trust-waiting").await);
+        if std::env::var_os("SIMPLEOTP_UPDATE_SCREENSHOTS").is_some() {
+            browser.set_window_size(390, 844).await.unwrap();
+            let png = browser.screenshot().await.unwrap();
+            std::fs::write(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots/ca-page-phone-trusted.png"), png)
+                .unwrap();
+        }
         open.click().await.unwrap();
         let field = match browser.wait().at_most(Duration::from_secs(15)).for_element(Locator::Id("code")).await {
             Ok(field) => field,

@@ -1,4 +1,4 @@
-//! "Open on another device": what a phone or another laptop needs to reach the protected apps
+//! "Other devices" (Add a phone): what a phone or another laptop needs to reach the protected apps
 //! over the network, and to trust them.
 //!
 //! * each network-facing app's address, preferring `https://<hostname>.local:PORT/` (mDNS, see

@@ -50,7 +50,7 @@ pub fn ca_page(view: &CaView) -> String {
          for nothing else. Trust it once on each device you use.</p>\n\
          <p class=\"help\" id=\"compare\"><strong>Before you trust it</strong>, compare the fingerprint \
          <strong>your device</strong> shows for the certificate it downloaded (the steps below say where) \
-         with the one the SimpleOTP app shows on the computer (<em>Open on another device</em>), or \
+         with the one the SimpleOTP app shows on the computer (<em>Other devices</em>, next to the QR code), or \
          <code>simpleotp ca export FILE</code> prints. This page cannot show it to you: someone on the \
          network could change this page and the certificate together. If they differ, do not install it.</p>\n\
          <div class=\"actions\">\n\
