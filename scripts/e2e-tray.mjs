@@ -1034,6 +1034,13 @@ try {
   await tauri.clickOn('#devices-lan-on');
   await tauri.visible('#devices-lan-done', 30000);
   if (!(await tauri.invoke('settings_get')).settings.lan) throw new Error('step 1 did not let other devices in');
+  // Per app: the Apps form shows Jupyter let in, and offers the same to a new app.
+  await tauri.clickOn('.nav[data-section="apps"]');
+  await tauri.clickOn('#apps-list li[data-name="Jupyter"] button.edit');
+  if (!(await tauri.exec('return document.getElementById("apps-other-devices").checked'))) throw new Error('the Apps form does not show Jupyter let in');
+  await tauri.clickOn('#apps-cancel');
+  if (!(await tauri.exec('return document.getElementById("apps-other-devices").checked'))) throw new Error('a new app is not offered to other devices like the others');
+  await tauri.clickOn('.nav[data-section="devices"]');
   const deviceApp = '#devices-apps li[data-name="Jupyter"]';
   await tauri.visible(`${deviceApp} img.qr`, 30000);
   const lanUrl = `https://${os.hostname().split('.')[0].toLowerCase()}.local:${protectedPort}/`;

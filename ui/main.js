@@ -344,11 +344,14 @@ let editing = null; // name of the app being edited
 
 function appInput(prefix) {
   const ownAddress = $(`${prefix}-own-address`);
+  // The wizard has no such box: its app goes where the others are (null).
+  const otherDevices = $(`${prefix}-other-devices`);
   return {
     name: $(`${prefix}-name`).value,
     upstream: $(`${prefix}-upstream`).value,
     port: Number($(`${prefix}-port`).value) || 0,
     own_address: ownAddress ? ownAddress.checked : false,
+    other_devices: otherDevices ? otherDevices.checked : null,
   };
 }
 
@@ -436,6 +439,9 @@ function openButton(name) {
 }
 
 function renderApps(status) {
+  // A new app is offered to other devices when the others are, until the box is touched.
+  const otherDevices = $('apps-other-devices');
+  if (!editing && !otherDevices.dataset.touched) otherDevices.checked = status.apps.some((app) => app.other_devices);
   $('apps-list').replaceChildren(...(status.apps.length ? status.apps.map((app) => {
     const edit = el('button', { textContent: 'Edit', type: 'button', className: 'edit' });
     edit.addEventListener('click', () => startEdit(app));
@@ -462,6 +468,7 @@ function startEdit(app) {
   $('apps-upstream').value = app.upstream;
   $('apps-port').value = app.port;
   $('apps-own-address').checked = app.own_address;
+  $('apps-other-devices').checked = app.other_devices;
   $('apps-save').textContent = 'Save changes';
   $('apps-cancel').hidden = false;
   clearAppHints('apps');
@@ -472,6 +479,7 @@ function startEdit(app) {
 function stopEdit() {
   editing = null;
   $('apps-form').reset();
+  delete $('apps-other-devices').dataset.touched;
   $('apps-form-h').textContent = 'Add an app';
   $('apps-save').textContent = 'Add app';
   $('apps-cancel').hidden = true;
@@ -840,6 +848,7 @@ function setUpMain() {
   $('apps-cancel').addEventListener('click', stopEdit);
 
   $('devices-to-settings').addEventListener('click', () => selectSection('settings'));
+  $('apps-other-devices').addEventListener('change', () => { $('apps-other-devices').dataset.touched = '1'; });
   $('devices-lan-on').addEventListener('click', () => busy($('devices-lan-on'), letOtherDevicesIn));
   $('devices-ca-copy').addEventListener('click', () => copyText($('devices-ca-url').textContent, $('devices-ca-copy'), $('devices-ca-url')));
   $('devices-trust-add').addEventListener('click', () => changeTrust($('devices-trust-add'), 'ca_trust'));

@@ -8,6 +8,7 @@
 //! own port.
 
 use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -27,20 +28,44 @@ const UPSTREAM_PROBE_TIMEOUT: Duration = Duration::from_millis(1500);
 const FIRST_OFFERED_PORT: u16 = 8081;
 
 impl Core {
-    pub async fn app_add(&self, input: AppInput) -> Result<AppSaved> {
+    pub async fn app_add(self: &Arc<Self>, input: AppInput) -> Result<AppSaved> {
         let mut edit = self.edit_config().await;
         let app = self.parse_app(&input)?;
         self.check_port_is_free(&edit.config, &app, None)?;
         edit.config.apps.push(app.clone());
-        self.apply(&edit).await?;
+        let warnings = self.apply_app_change(&edit, false).await?;
         drop(edit);
         info!(app = %app.name, "app added");
         self.recheck_bypasses_soon();
-        Ok(saved(&app).await)
+        Ok(with_warnings(saved(&app).await, warnings))
+    }
+
+    /// Applies a change of the apps (reload, or `restart` when an app moves between loopback and
+    /// the network), and keeps "other devices may connect" true to the apps: the first app that
+    /// faces the network asks Windows' firewall first and says what it means; the last one to
+    /// stop facing it forgets the firewall rule. Returns what to tell the user.
+    async fn apply_app_change(self: &Arc<Self>, edit: &super::config::ConfigEdit<'_>, restart: bool) -> Result<Vec<String>> {
+        let lan = super::listens_on_lan(&edit.config);
+        let was_lan = *lock(&self.lan);
+        let mut warnings = Vec::new();
+        if lan && !was_lan {
+            warnings.push(super::views::LAN_WARNING.to_string());
+            warnings.extend(self.open_firewall(edit.config.nginx.path.as_deref()).await);
+        }
+        if restart {
+            self.save_and_restart(edit).await?;
+        } else {
+            self.apply(edit).await?;
+        }
+        *lock(&self.lan) = lan;
+        if was_lan && !lan {
+            self.forget_firewall();
+        }
+        Ok(warnings)
     }
 
     /// Changes the app named `original` (its name may change too).
-    pub async fn app_edit(&self, original: &str, input: AppInput) -> Result<AppSaved> {
+    pub async fn app_edit(self: &Arc<Self>, original: &str, input: AppInput) -> Result<AppSaved> {
         let mut edit = self.edit_config().await;
         let app = self.parse_app(&input)?;
         self.check_port_is_free(&edit.config, &app, Some(original))?;
@@ -52,22 +77,26 @@ impl Core {
         // belong to it).
         let https_name = if input.own_address { slot.https_name.take().or(app.https_name) } else { None };
         let app = AppConfig { hosts: std::mem::take(&mut slot.hosts), tls_verify: slot.tls_verify, https_name, ..app };
+        // nginx cannot move a port it holds between 127.0.0.1 and 0.0.0.0 by reloading: letting
+        // other devices in (or out) restarts the gateway, as the Settings switch does. Sessions
+        // survive (they are in the state file).
+        let moves = slot.listen.socket_addr().ip() != app.listen.socket_addr().ip();
         *slot = app.clone();
-        self.apply(&edit).await?;
+        let warnings = self.apply_app_change(&edit, moves).await?;
         drop(edit);
         info!(app = %app.name, "app changed");
         self.recheck_bypasses_soon();
-        Ok(saved(&app).await)
+        Ok(with_warnings(saved(&app).await, warnings))
     }
 
-    pub async fn app_remove(&self, name: &str) -> Result<StatusView> {
+    pub async fn app_remove(self: &Arc<Self>, name: &str) -> Result<StatusView> {
         let mut edit = self.edit_config().await;
         let before = edit.config.apps.len();
         edit.config.apps.retain(|a| a.name.as_str() != name);
         if edit.config.apps.len() == before {
             return Err(CoreError::NoSuchApp(name.into()));
         }
-        self.apply(&edit).await?;
+        self.apply_app_change(&edit, false).await?;
         drop(edit);
         info!(app = name, "app removed");
         self.recheck_bypasses_soon();
@@ -143,7 +172,7 @@ impl Core {
         if input.port == 0 {
             return Err(CoreError::Invalid("Choose a port between 1 and 65535 for the protected app.".into()));
         }
-        let ip = self.listen_ip();
+        let ip = input.other_devices.map_or_else(|| self.listen_ip(), listen_ip);
         if upstream_port_if_local(&upstream) == Some(input.port) {
             return Err(CoreError::Invalid(format!(
                 "Port {} is the app's own port. Choose another port for the protected address (for example {}).",
@@ -199,6 +228,14 @@ fn own_sign_in_note(app: &AppConfig) -> String {
     } else {
         format!("If {} has a password of its own, it still asks for it after the code.", app.name)
     }
+}
+
+/// `saved` with `warnings` (other devices let in) before its own.
+fn with_warnings(mut saved: AppSaved, warnings: Vec<String>) -> AppSaved {
+    if !warnings.is_empty() {
+        saved.warning = Some(warnings.into_iter().chain(saved.warning.take()).collect::<Vec<_>>().join(" "));
+    }
+    saved
 }
 
 async fn saved(app: &AppConfig) -> AppSaved {

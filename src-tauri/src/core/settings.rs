@@ -80,9 +80,12 @@ impl Core {
         }
         let was_lan = std::mem::replace(&mut *lock(&self.lan), wanted.lan);
         // nginx cannot move a port it holds from 127.0.0.1 to 0.0.0.0 (or back) by reloading,
-        // and a reload keeps the old nginx binary: those two changes restart the gateway.
+        // and a reload keeps the old nginx binary: those two changes restart the gateway. (With
+        // apps let in one by one under Apps, the switch may move only some of them.)
         // Sessions survive (they are in the state file).
-        let needs_restart = config.nginx.path != old.nginx.path || wanted.lan != was_lan;
+        let moves =
+            old.apps.iter().zip(&config.apps).any(|(before, after)| before.listen.socket_addr().ip() != after.listen.socket_addr().ip());
+        let needs_restart = config.nginx.path != old.nginx.path || moves;
         if wanted.lan && !was_lan {
             warnings.push(LAN_WARNING.to_string());
         }

@@ -184,7 +184,7 @@ async fn get(url: &str, cookie: Option<&str>) -> (u16, String) {
 }
 
 fn input(name: &str, upstream: &str, port: u16) -> AppInput {
-    AppInput { name: name.into(), upstream: upstream.into(), port, own_address: false }
+    AppInput { name: name.into(), upstream: upstream.into(), port, own_address: false, other_devices: None }
 }
 
 /// The app port sessions are made for where the test has no app of its own.
@@ -999,6 +999,44 @@ async fn the_offered_port_is_8081_or_the_next_free_one() {
     let after_app = h.core.app_free_port().unwrap();
     assert_ne!(after_app, offered, "the port of an app is not offered again");
     assert!(std::net::TcpListener::bind(("127.0.0.1", after_app)).is_ok(), "{after_app} is free");
+}
+
+/// Other devices per app (#21 point 2): one app let in from the Apps form listens on all
+/// interfaces (HTTPS at this computer's network address) while the other stays on this computer
+/// only; taking it back out restarts the gateway onto loopback, and this computer stays signed
+/// in through both moves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_devices_are_chosen_per_app() {
+    let h = Harness::new("per-app-lan");
+    h.set_up().await;
+    let (up, _stop) = upstream().await;
+    let network = *listeners::network_addresses().iter().find(|ip| ip.is_ipv4()).expect("a network address besides loopback");
+    let phone_side = |port: u16| std::net::TcpStream::connect_timeout(&SocketAddr::new(network, port), Duration::from_secs(1)).is_ok();
+    let (local, _) = on_free_port("the app", async |port| h.core.app_add(input("Local", &format!("http://{up}"), port)).await).await;
+    let (shared, saved) = on_free_port("the app", async |port| {
+        h.core.app_add(AppInput { other_devices: Some(true), ..input("Shared", &format!("http://{up}"), port) }).await
+    })
+    .await;
+    assert!(saved.app.other_devices && saved.warning.as_deref().is_some_and(|w| w.contains("reached from other devices")), "{saved:?}");
+    assert!(h.config_text().contains(&format!("0.0.0.0:{shared}")) && h.config_text().contains(&format!("127.0.0.1:{local}")));
+    assert!(h.core.settings_get().lan, "Settings say other devices may connect");
+    assert!(phone_side(shared) && !phone_side(local), "only the app let in answers at {network}");
+    let token = sign_in(&h.core, "127.0.0.1", shared, &h.stored_code()).await;
+    assert_eq!(get(&format!("http://127.0.0.1:{shared}/"), Some(&token)).await.0, 200);
+    let devices = h.core.devices().await.unwrap();
+    assert_eq!(devices.apps.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(), ["Shared"], "only it is offered to phones");
+
+    let back = h
+        .core
+        .app_edit("Shared", AppInput { other_devices: Some(false), ..input("Shared", &format!("http://{up}"), shared) })
+        .await
+        .unwrap();
+    assert!(!back.app.other_devices);
+    assert!(h.config_text().contains(&format!("127.0.0.1:{shared}")), "{}", h.config_text());
+    assert!(!phone_side(shared), "moved back to this computer only");
+    assert_eq!(get(&format!("http://127.0.0.1:{shared}/"), Some(&token)).await.0, 200, "still signed in after the restart");
+    assert!(!h.core.settings_get().lan);
+    h.core.shutdown().await;
 }
 
 /// "Open it at: …" while the port is typed: this computer's address, the same when other

@@ -56,6 +56,8 @@ pub struct AppView {
     pub url: String,
     /// Served over HTTPS at a name of its own on this computer.
     pub own_address: bool,
+    /// Phones and other computers on the network can open it (it listens beyond loopback).
+    pub other_devices: bool,
     /// Where other devices open the app itself without a code (`192.168.1.20:8888`: its own
     /// port at this computer's network address), as of the last check (see `listeners`).
     pub reachable_without_code: Option<String>,
@@ -69,6 +71,7 @@ impl From<&AppConfig> for AppView {
             port: app.listen.socket_addr().port(),
             url: app.protected_url(),
             own_address: app.https_name.is_some(),
+            other_devices: app.listen.is_network_facing(),
             reachable_without_code: None,
         }
     }
@@ -117,6 +120,11 @@ pub struct AppInput {
     /// [`AppConfig::https_name`]); absent from the wizard, which leaves it off.
     #[serde(default)]
     pub own_address: bool,
+    /// "Phones and other computers on this network can open it": the app listens on all
+    /// interfaces (HTTPS there; this computer keeps its plain address). `None` (the wizard):
+    /// as the other apps do.
+    #[serde(default)]
+    pub other_devices: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize)]
