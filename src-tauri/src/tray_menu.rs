@@ -138,7 +138,7 @@ pub fn tray_menu(state: &TrayState) -> Vec<MenuEntry> {
             1 => "Protection on · 1 session".to_string(),
             n => format!("Protection on · {n} sessions"),
         },
-        Protection::Paused => "Apps offline: protection paused".to_string(),
+        Protection::Paused => "Apps offline".to_string(),
         Protection::Error => "Protection stopped: see SimpleOTP".to_string(),
     };
     let running = state.protection == Protection::Running;
@@ -404,7 +404,7 @@ mod tests {
     #[test]
     fn offline_offers_back_online_and_disables_open_but_not_copy() {
         let menu = tray_menu(&state(Protection::Paused));
-        assert_eq!(text_and_enabled(&menu[0]).0, "Apps offline: protection paused");
+        assert_eq!(text_and_enabled(&menu[0]).0, "Apps offline", "one word for it: offline, never paused");
         assert_eq!(text_and_enabled(find(&menu, "offline")), ("Bring apps back online", true));
         assert!(!text_and_enabled(find(&menu, "app-open:0")).1, "an offline app does not answer, so do not offer to open it");
         assert!(text_and_enabled(find(&menu, "app-copy:0")).1, "its link stays valid");

@@ -27,6 +27,9 @@
 
 pub(crate) mod pages;
 
+/// How the login page says a wait and a session's length; the tray app says them the same way.
+pub use pages::{format_duration, format_span};
+
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;

@@ -135,9 +135,13 @@ impl Core {
             name => name,
         };
         let (answers, message) = match probe(&upstream).await {
-            Probe::Http(status) => (true, format!("{name} answers (HTTP {status}).")),
-            Probe::Tls => (true, format!("{name} answers at {upstream} (HTTPS: the connection works; its answer is not read here).")),
-            Probe::Connected => (true, format!("Something answers at {upstream}, but not with plain HTTP (is it HTTPS?).")),
+            // The status code only when it is an error page: a working app "answered".
+            Probe::Http(status) if status < 400 => (true, format!("{name} answered: it runs there.")),
+            Probe::Http(status) => (true, format!("{name} answered, but with an error page (code {status}): check the address.")),
+            Probe::Tls => (true, format!("{name} answered at {upstream} over HTTPS (the connection works; its page is not read here).")),
+            Probe::Connected => {
+                (true, format!("Something answers at {upstream}, but not as a web page (should the address start with https://?)."))
+            }
             Probe::Nothing => (false, format!("Nothing answers at {upstream} — is it running?")),
         };
         let exposure = exposure_warning(name, &upstream, &listeners::network_addresses()).await;
@@ -265,8 +269,8 @@ fn exposure_text(name: &str, at: SocketAddr) -> String {
     let port = at.port();
     format!(
         "{name} is reachable without a code: it answers on its own port at this computer's network address ({at}), so other \
-         devices can open it there and skip the code. Start it on 127.0.0.1 only (Jupyter: --ip=127.0.0.1), or block port {port} \
-         in the firewall."
+         devices can open it there and skip the code. Start it for this computer only (on 127.0.0.1; Jupyter: --ip=127.0.0.1), or \
+         block port {port} in the firewall."
     )
 }
 

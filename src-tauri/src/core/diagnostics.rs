@@ -129,20 +129,14 @@ fn protection_words(state: Protection) -> &'static str {
         Protection::NeedsSetup => "not set up yet",
         Protection::Starting => "starting",
         Protection::Running => "on",
-        Protection::Paused => "paused (apps offline)",
+        Protection::Paused => "apps offline",
         Protection::Error => "off because of a problem",
     }
 }
 
-/// A session length as the Settings screen offers it: whole days as days ("7 days"), else as
-/// [`human_duration`] says it.
+/// A session length as the Settings screen and the login page say it: "7 days", "12 hours".
 fn lifetime_words(d: Duration) -> String {
-    let days = d.as_secs() / 86_400;
-    if days >= 1 && d.as_secs() % 86_400 == 0 {
-        format!("{days} day{}", if days == 1 { "" } else { "s" })
-    } else {
-        human_duration(d)
-    }
+    simpleotp_engine::server::format_span(d)
 }
 
 /// `nginx -v` (nginx prints it on stderr), or why it could not be run.

@@ -17,7 +17,7 @@ use simpleotp_engine::gateway::GatewayEvent;
 use simpleotp_engine::nginx::NginxStatus;
 
 use super::security::lockout_notice;
-use super::views::{AppView, Protection, StatusView};
+use super::views::{plain_words, AppView, Protection, StatusView};
 use super::{listens_on_lan, Core, CoreError, CoreEvent, Engine, Phase, Result};
 use crate::sync::lock;
 use crate::tray_menu::TrayState;
@@ -196,6 +196,7 @@ impl Core {
             }
             (Phase::Running, _) => (Protection::Running, None),
         };
+        let message = message.map(|m| plain_words(&m));
         let config = self.config();
         let mut warnings = match &phase {
             Phase::Running => self.engine.try_lock().ok().and_then(|e| e.as_ref().map(|e| e.warnings.clone())).unwrap_or_default(),
@@ -206,6 +207,7 @@ impl Core {
             warnings.push(error);
         }
         warnings.extend(self.firewall_warning());
+        let warnings = warnings.iter().map(|w| plain_words(w)).collect();
         StatusView {
             state,
             message,

@@ -78,9 +78,9 @@ use crate::sync::lock;
 pub use trust::{TrustError, TrustState};
 pub use updates::{AvailableUpdate, CheckReport, UpdatesView};
 pub use views::{
-    human_duration, AppInput, AppSaved, AppView, CaView, DeviceAppView, DevicesView, FailureView, LockedClientView, PhoneProgressView,
-    PhoneStep, Protection, SecretView, SecurityView, SessionView, SettingsSaved, SettingsView, StatusView, UnlockLinkView, UnlockView,
-    UpstreamCheck, LAN_WARNING,
+    device_name, human_duration, short_duration, AppInput, AppSaved, AppView, CaView, DeviceAppView, DevicesView, FailureView,
+    LockedClientView, PhoneProgressView, PhoneStep, Protection, SecretView, SecurityView, SessionView, SettingsSaved, SettingsView,
+    StatusView, UnlockLinkView, UnlockView, UpstreamCheck, LAN_WARNING,
 };
 
 /// Errors of the commands. Each message is shown to the user as it is.
@@ -104,9 +104,9 @@ pub enum CoreError {
     MalformedCode,
     #[error("Too many wrong codes. Try again in {0}, or press Unlock under Security.")]
     Locked(String),
-    #[error("SimpleOTP is already set up. To use a new secret, use Replace secret under Security.")]
+    #[error("SimpleOTP is already set up. To start over with a new setup key, use Replace the setup key under Security.")]
     AlreadySetUp,
-    #[error("No new secret is waiting to be confirmed; start again.")]
+    #[error("No new setup key is waiting to be confirmed; start again.")]
     NoPendingSecret,
     #[error("Protection is not running. {0}")]
     NotRunning(&'static str),
@@ -120,7 +120,9 @@ pub enum CoreError {
     LaunchAtLogin(String),
     #[error("The QR code cannot be shown ({0}); shorten the issuer or account name in the config file.")]
     Qr(#[from] simpleotp_engine::qr::QrError),
-    #[error("There is no certificate authority yet: it is made when protection runs with \"Other devices on my network\" on (Settings).")]
+    #[error(
+        "SimpleOTP's certificate is not made yet: it is made when protection runs with \"Other devices on my network\" on (Settings)."
+    )]
     NoCa,
     #[error(transparent)]
     Ca(#[from] simpleotp_engine::ca::CaError),
@@ -129,9 +131,10 @@ pub enum CoreError {
 }
 
 impl CoreError {
-    /// The message with its causes, for the UI (`cannot write …: Permission denied`).
+    /// The message with its causes, for the UI (`cannot write …: Permission denied`), in
+    /// [`plain_words`](views::plain_words): no Markdown.
     pub fn user_message(&self) -> String {
-        simpleotp_engine::error_chain(self)
+        views::plain_words(&simpleotp_engine::error_chain(self))
     }
 }
 

@@ -420,6 +420,11 @@ async fn sessions_are_listed_revoked_one_by_one_and_all_at_once() {
     assert_eq!(sessions[0].app, format!("port {SOME_APP_PORT}"), "no app listens there: the port is named");
     assert_eq!(sessions[0].user_agent, "TestBrowser/1.0");
     assert!(sessions[0].expires_at > sessions[0].created_at);
+    // Read like a device: what it is, how long it has been idle, when it ends.
+    assert_eq!(sessions[0].device, "TestBrowser/1.0");
+    assert!(!sessions[0].this_computer, "192.0.2.7 is another device");
+    assert_eq!(sessions[0].idle, "active now");
+    assert!(sessions[0].ends.starts_with("ends in ") && !sessions[0].ends.ends_with(" s"), "{}", sessions[0].ends);
     assert_eq!(h.core.status().sessions, 1);
     assert_eq!(tokio::time::timeout(Duration::from_secs(5), events.recv()).await.unwrap().unwrap(), CoreEvent::Changed);
 
@@ -665,7 +670,7 @@ async fn settings_change_lifetimes_listen_scope_nginx_path_and_launch_at_login()
         })
         .await
         .unwrap();
-    assert!(saved.warnings.iter().any(|w| w.contains("over HTTPS") && w.contains("trust that CA")), "{:?}", saved.warnings);
+    assert!(saved.warnings.iter().any(|w| w.contains("over HTTPS") && w.contains("trust SimpleOTP's certificate")), "{:?}", saved.warnings);
     assert!(saved.nginx.starts_with("Using nginx at"), "{}", saved.nginx);
     assert_eq!(saved.settings.lifetime_secs, 3600);
     assert!(saved.settings.launch_at_login);
@@ -819,13 +824,69 @@ async fn a_start_failure_shows_nginx_message_and_retry_recovers() {
     core.shutdown().await;
 }
 
+/// One format for waits, the login page's ("4 min 58 s"); `ui/main.js`'s countdown has the
+/// same rules (the e2e compares them on these values).
 #[test]
-fn durations_read_like_a_person_would_say_them() {
-    assert_eq!(human_duration(Duration::from_secs(1)), "1 second");
-    assert_eq!(human_duration(Duration::from_secs(42)), "42 seconds");
-    assert_eq!(human_duration(Duration::from_secs(60)), "1 minute");
-    assert_eq!(human_duration(Duration::from_secs(61)), "2 minutes");
-    assert_eq!(human_duration(Duration::from_secs(3 * 3600)), "3 hours");
+fn durations_read_as_the_login_page_says_them() {
+    let s = Duration::from_secs;
+    assert_eq!(human_duration(s(0)), "1 s", "never 0 s while it runs");
+    assert_eq!(human_duration(s(1)), "1 s");
+    assert_eq!(human_duration(s(58)), "58 s");
+    assert_eq!(human_duration(Duration::from_millis(57_200)), "58 s", "rounded up");
+    assert_eq!(human_duration(s(60)), "1 min");
+    assert_eq!(human_duration(s(298)), "4 min 58 s");
+    assert_eq!(human_duration(s(3600)), "1 h");
+    assert_eq!(human_duration(s(7470)), "2 h 5 min");
+    // Ages and times left, to their largest unit, rounded down.
+    assert_eq!(short_duration(s(0)), "0 s");
+    assert_eq!(short_duration(s(59)), "59 s");
+    assert_eq!(short_duration(s(119)), "1 min");
+    assert_eq!(short_duration(s(12 * 3600 + 3599)), "12 h");
+    assert_eq!(short_duration(s(86_399)), "23 h");
+    assert_eq!(short_duration(s(6 * 86_400 + 80_000)), "6 d");
+}
+
+/// What reaches the window has no Markdown, and a program's error names no temporary file that
+/// SimpleOTP made for it (see `trust::said`).
+#[test]
+fn messages_for_the_window_are_plain_words() {
+    let temp = std::env::temp_dir().join(".tmpAbC123").join("ca.pem");
+    let raw = format!("run `simpleotp ca rotate` to make a **new** CA; security failed: {}: No such file", temp.display());
+    assert_eq!(
+        views::without_temp_paths(&views::plain_words(&raw)),
+        "run simpleotp ca rotate to make a new CA; security failed: a temporary file: No such file"
+    );
+    let config = std::env::temp_dir().join("simpleotp-e2e").join("config.toml");
+    let kept = format!("cannot read {}", config.display());
+    assert_eq!(views::without_temp_paths(&kept), kept, "only the temporary files SimpleOTP makes itself are hidden");
+    let markdown = CoreError::Invalid("Use `Replace the setup key`.".into());
+    assert_eq!(markdown.user_message(), "Use Replace the setup key.", "every command's error goes through user_message");
+}
+
+/// Sessions read like devices: the browser and the system from the User-Agent, in one line.
+#[test]
+fn a_user_agent_reads_as_browser_on_system() {
+    let cases = [
+        ("Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Mobile Safari/537.36", "Chrome on Android"),
+        ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1", "Safari on iPhone"),
+        ("Mozilla/5.0 (iPad; CPU OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) CriOS/126.0 Mobile/15E148 Safari/604.1", "Chrome on iPad"),
+        ("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Safari/605.1.15", "Safari on macOS"),
+        ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36 Edg/126.0.0.0", "Edge on Windows"),
+        ("Mozilla/5.0 (X11; Linux x86_64; rv:127.0) Gecko/20100101 Firefox/127.0", "Firefox on Linux"),
+        ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/126.0.0.0 Safari/537.36", "Headless Chrome on Linux"),
+        ("Mozilla/5.0 (X11; CrOS x86_64 14541.0.0) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36", "Chrome on ChromeOS"),
+        ("Mozilla/5.0 (Linux; Android 14; SM-S918B) AppleWebKit/537.36 (KHTML, like Gecko) SamsungBrowser/25.0 Chrome/121.0.0.0 Mobile Safari/537.36", "Samsung Internet on Android"),
+        ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36 OPR/111.0.0.0", "Opera on Windows"),
+        ("curl/8.5.0", "curl"),
+        ("", "Unknown browser"),
+        ("TestBrowser/1.0", "TestBrowser/1.0"),
+        ("Mozilla/5.0 (Linux; Android 14) SomethingNew/1.0", "A browser on Android"),
+    ];
+    for (ua, expected) in cases {
+        assert_eq!(device_name(ua), expected, "{ua}");
+    }
+    let long = "x".repeat(60);
+    assert_eq!(device_name(&long), format!("{}…", "x".repeat(40)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1092,9 +1153,9 @@ async fn the_test_button_asks_the_upstream_over_http() {
     let (up, _stop) = upstream().await;
     let live = h.core.app_test(&input("Jupyter", &format!("http://{up}"), 0)).await.unwrap();
     assert!(live.answers, "{live:?}");
-    assert_eq!(live.message, "Jupyter answers (HTTP 200).");
+    assert_eq!(live.message, "Jupyter answered: it runs there.", "in plain words, no HTTP status");
 
-    // A server that redirects (as Jupyter does to its login): its status is shown as it is.
+    // A server that redirects (as Jupyter does to its login) answered too.
     let redirecting = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let redirecting_addr = redirecting.local_addr().unwrap();
     tokio::spawn(async move {
@@ -1104,7 +1165,7 @@ async fn the_test_button_asks_the_upstream_over_http() {
         let _ = stream.write_all(b"HTTP/1.1 302 Found\r\nLocation: /login\r\nContent-Length: 0\r\n\r\n").await;
     });
     let redirect = h.core.app_test(&input("Jupyter", &redirecting_addr.to_string(), 0)).await.unwrap();
-    assert_eq!(redirect.message, "Jupyter answers (HTTP 302).");
+    assert_eq!(redirect.message, "Jupyter answered: it runs there.");
 
     let dead_port = free_port();
     let dead = h.core.app_test(&input("Jupyter", &format!("http://127.0.0.1:{dead_port}"), 0)).await.unwrap();
@@ -1118,11 +1179,11 @@ async fn the_test_button_asks_the_upstream_over_http() {
         let _ = stream.write_all(b"SSH-2.0-OpenSSH_9.6\r\n").await;
     });
     let other = h.core.app_test(&input("Jupyter", &format!("http://{not_http_addr}"), 0)).await.unwrap();
-    assert!(other.message.contains("not with plain HTTP"), "{other:?}");
+    assert!(other.message.contains("not as a web page"), "{other:?}");
 
     // An https upstream: connected to, and said so (no TLS client here to read its status).
     let tls = h.core.app_test(&input("Jupyter", &format!("https://{up}"), 0)).await.unwrap();
-    assert!(tls.answers && tls.message.contains("HTTPS: the connection works"), "{tls:?}");
+    assert!(tls.answers && tls.message.contains("over HTTPS (the connection works"), "{tls:?}");
     let tls_dead = h.core.app_test(&input("Jupyter", &format!("https://127.0.0.1:{dead_port}"), 0)).await.unwrap();
     assert!(!tls_dead.answers, "{tls_dead:?}");
 

@@ -51,13 +51,13 @@ pub enum TrustError {
         "The system did not allow the change (a wrong password, or nobody to ask: is a desktop session with a polkit agent running?). {0}"
     )]
     NotAuthorized(String),
-    #[error("SimpleOTP asks for the administrator password through pkexec, which is not installed (Debian and Ubuntu: `sudo apt install pkexec`).")]
+    #[error("SimpleOTP asks for the administrator password through pkexec, which is not installed. Install the pkexec package (on Debian and Ubuntu: sudo apt install pkexec).")]
     NoPkexec,
     #[error("SimpleOTP does not know where this system keeps its trusted certificates (it knows update-ca-certificates and update-ca-trust). Add {} to them by hand.", .0.display())]
     UnknownSystemStore(PathBuf),
-    #[error("certutil is not installed, so Chromium and Firefox (which keep their own certificate lists on Linux) were not changed. Install it (Debian and Ubuntu: `sudo apt install libnss3-tools`) and press the button again.")]
+    #[error("certutil is not installed, so Chromium and Firefox (which keep their own certificate lists on Linux) were not changed. Install it (on Debian and Ubuntu: sudo apt install libnss3-tools) and press the button again.")]
     NoCertutil,
-    #[error("`{command}` failed: {detail}")]
+    #[error("Changing the trusted certificates did not work ({command}: {detail}).")]
     Command { command: String, detail: String },
     #[error("The change was made, but this computer still does not trust the certificate ({0}).")]
     NotApplied(String),
@@ -170,7 +170,7 @@ fn said(output: &Output) -> String {
     if tail.is_empty() {
         format!("exit status {}", output.status)
     } else {
-        tail.join(" ")
+        super::views::without_temp_paths(&tail.join(" "))
     }
 }
 

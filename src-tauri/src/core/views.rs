@@ -143,7 +143,7 @@ pub struct AppSaved {
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct UpstreamCheck {
     pub answers: bool,
-    /// "Jupyter answers (HTTP 302)" or "Nothing answers at … — is it running?"
+    /// "Jupyter answered: it runs there." or "Nothing answers at … — is it running?"
     pub message: String,
     /// As [`AppSaved::exposure`].
     pub exposure: Option<String>,
@@ -159,6 +159,14 @@ pub struct SessionView {
     pub expires_at: u64,
     pub client_ip: String,
     pub user_agent: String,
+    /// The browser and the system, in one line: "Chrome on Android" (see [`device_name`]).
+    pub device: String,
+    /// The browser runs on this computer (it came from a loopback address).
+    pub this_computer: bool,
+    /// "active now" or "idle 12 h" (see [`short_duration`]).
+    pub idle: String,
+    /// "ends in 6 d".
+    pub ends: String,
 }
 
 /// How far a phone got in "Add a phone" (see `core::phone`).
@@ -313,8 +321,8 @@ pub struct CaView {
 
 /// Shown when LAN access is turned on: what is true now (HTTPS from SimpleOTP's own CA) and the
 /// one thing each device needs.
-pub const LAN_WARNING: &str = "Your apps can now be reached from other devices on your network, over HTTPS with a certificate \
-from SimpleOTP's own certificate authority (CA). Once on each device, trust that CA (Other devices shows how: scan \
+pub const LAN_WARNING: &str = "Your apps can now be reached from other devices on your network, over HTTPS with SimpleOTP's \
+own certificate. Once on each device, trust SimpleOTP's certificate (Other devices shows how: scan \
 \"Trust SimpleOTP on a phone\"), or its browser will warn. On this computer nothing changes: the same addresses, still signed in.";
 
 #[derive(Debug, Clone, Serialize)]
@@ -327,18 +335,91 @@ pub struct SettingsSaved {
     pub warnings: Vec<String>,
 }
 
-/// A wait as a person would say it, rounded up to the unit ("2 minutes" for 61 seconds).
+/// A message for the window in plain words: no Markdown. The engine's messages are also the
+/// CLI's, where `simpleotp ca rotate` in backticks reads well; the window shows them as text.
+pub fn plain_words(message: &str) -> String {
+    message.replace("**", "").replace('`', "")
+}
+
+/// `text` with the paths of the temporary files SimpleOTP makes itself (`/tmp/.tmpAbC123/ca.pem`,
+/// made and removed within one action, as a program it runs may name them in its error) read as
+/// "a temporary file": they mean nothing to the reader.
+pub fn without_temp_paths(text: &str) -> String {
+    let prefix = std::env::temp_dir().join(".tmp").to_string_lossy().into_owned();
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(&prefix) {
+        out.push_str(&rest[..at]);
+        let path = &rest[at..];
+        let end = path.find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | ')' | ',' | ';')).unwrap_or(path.len());
+        // A path ends before a colon that follows it ("…/ca.pem: No such file").
+        let end = path[..end].trim_end_matches([':', '.']).len();
+        out.push_str("a temporary file");
+        rest = &path[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A wait, the way the login page says it: "58 s", "4 min 58 s", "2 h 5 min" (the engine's
+/// [`format_duration`](simpleotp_engine::server::format_duration), rounded up so that a wait is
+/// never shown shorter than it is; never "0 s" while it runs). `ui/main.js` has the same rules
+/// for its live countdown (`duration`).
 pub fn human_duration(d: Duration) -> String {
-    let secs = d.as_secs().max(1);
-    match secs {
-        s if s < 60 => format!("{s} second{}", if s == 1 { "" } else { "s" }),
-        s if s < 3600 => {
-            let m = s.div_ceil(60);
-            format!("{m} minute{}", if m == 1 { "" } else { "s" })
-        }
-        s => {
-            let h = s.div_ceil(3600);
-            format!("{h} hour{}", if h == 1 { "" } else { "s" })
-        }
+    simpleotp_engine::server::format_duration(d.max(Duration::from_secs(1)))
+}
+
+/// An age or a time left in the same units, to its largest one only and rounded down (never
+/// more than it is): "45 s", "5 min", "12 h", "6 d". For Sessions: "idle 12 h · ends in 6 d".
+pub fn short_duration(d: Duration) -> String {
+    match d.as_secs() {
+        s if s < 60 => format!("{s} s"),
+        s if s < 3600 => format!("{} min", s / 60),
+        s if s < 86_400 => format!("{} h", s / 3600),
+        s => format!("{} d", s / 86_400),
+    }
+}
+
+/// A session's browser and system from its User-Agent header, as a person names a device:
+/// "Chrome on Android", "Safari on iPhone", "Firefox on Windows"; "curl" for a program; the
+/// header itself (shortened) when nothing is recognised, "Unknown browser" when there is none.
+pub fn device_name(user_agent: &str) -> String {
+    let ua = user_agent.trim();
+    if ua.is_empty() {
+        return "Unknown browser".into();
+    }
+    // Order matters: Edge and Opera also say "Chrome/", Chrome also says "Safari/", an iPhone
+    // says "like Mac OS X" and Android says "Linux".
+    const BROWSERS: [(&str, &str); 11] = [
+        ("Edg", "Edge"),
+        ("OPR/", "Opera"),
+        ("SamsungBrowser/", "Samsung Internet"),
+        ("Firefox/", "Firefox"),
+        ("FxiOS/", "Firefox"),
+        ("CriOS/", "Chrome"),
+        ("HeadlessChrome/", "Headless Chrome"),
+        ("Chrome/", "Chrome"),
+        ("Chromium/", "Chromium"),
+        ("Safari/", "Safari"),
+        ("curl/", "curl"),
+    ];
+    const SYSTEMS: [(&str, &str); 8] = [
+        ("Android", "Android"),
+        ("iPhone", "iPhone"),
+        ("iPad", "iPad"),
+        ("CrOS", "ChromeOS"),
+        ("Windows", "Windows"),
+        ("Macintosh", "macOS"),
+        ("Mac OS X", "macOS"),
+        ("Linux", "Linux"),
+    ];
+    let browser = BROWSERS.iter().find(|(key, _)| ua.contains(key)).map(|(_, name)| *name);
+    let system = SYSTEMS.iter().find(|(key, _)| ua.contains(key)).map(|(_, name)| *name);
+    match (browser, system) {
+        (Some(browser), Some(system)) => format!("{browser} on {system}"),
+        (Some(browser), None) => browser.to_string(),
+        (None, Some(system)) => format!("A browser on {system}"),
+        (None, None) if ua.chars().count() > 40 => format!("{}…", ua.chars().take(40).collect::<String>()),
+        (None, None) => ua.to_string(),
     }
 }
