@@ -5,7 +5,7 @@
 // Run it through scripts/e2e-tray.sh, which builds the app and provides Xvfb, a D-Bus session
 // and a throw-away GNOME keyring. What it checks:
 //   wizard → the secret reaches the keychain only after a correct code → first app added →
-//   Chromium logs in through nginx → the session shows in Sessions → Revoke → Chromium is
+//   Chromium logs in through nginx → the session shows in Sessions → Sign out → Chromium is
 //   sent back to the login page … Quit, a restart as at login, and last: closing the window
 //   like a person (openbox + wmctrl) ends WebKit's processes while the app keeps protecting,
 //   and the window opens again. Screenshots go to $SCREENSHOT_DIR (docs/screenshots when
@@ -510,7 +510,7 @@ try {
     const text = await shownText('#wizard-app-test-result');
     return text && text !== 'Testing…' && text;
   });
-  if (live !== 'Jupyter answers (HTTP 200).') throw new Error(`unexpected Test result ${live}`);
+  if (live !== 'Jupyter answered: it runs there.') throw new Error(`unexpected Test result ${live}`);
   if (await shownText('#wizard-app-exposure')) throw new Error('an upstream on 127.0.0.1 was flagged as reachable without a code');
   log(`Test: "${dead}", then "${live}"`);
 
@@ -596,7 +596,7 @@ try {
   await tauri.clickOn('#apps-test');
   const exposure = await waitFor('the all-interfaces warning', () => shownText('#apps-exposure'));
   if (!/^Notebook is reachable without a code: .*--ip=127\.0\.0\.1/.test(exposure)) throw new Error(`unexpected warning ${exposure}`);
-  if ((await shownText('#apps-test-result')) !== 'Notebook answers (HTTP 200).') throw new Error('the Apps editor Test did not answer');
+  if ((await shownText('#apps-test-result')) !== 'Notebook answered: it runs there.') throw new Error('the Apps editor Test did not answer');
   everywhere.close();
   log('the Apps editor offers a free port, and Test flags an app listening on all interfaces');
   await tauri.screenshots('tray-apps.png');
@@ -707,43 +707,52 @@ try {
     break fullRun;
   }
 
-  // 5. The session shows in the Sessions list; revoking it sends Chromium back to the login page.
+  // 5. The session shows in Sessions, read like a device (#21 point 6): the browser and the
+  // system in one line, this computer marked, the app, "active now · ends in 7 d", and a Sign out
+  // of its own; signing it out sends Chromium back to the login page.
   await tauri.clickOn('.nav[data-section="sessions"]');
-  const row = await tauri.visible('#sessions-list tr.session');
-  const rowText = await tauri.text(row);
-  if (!/Chrome/.test(rowText)) throw new Error(`unexpected session row: ${rowText}`);
-  const rowApp = await tauri.text(await tauri.find('#sessions-list tr.session td.app'));
-  if (rowApp !== 'Jupyter') throw new Error(`the session should name its app, Jupyter, not ${rowApp}`);
-  // In the user's words: this computer by name, times relative, the end ahead.
-  const cell = async (css) => tauri.text(await tauri.find(`#sessions-list tr.session td.${css}`));
-  if ((await cell('client')) !== 'This computer') throw new Error(`127.0.0.1 should read "This computer", not ${await cell('client')}`);
-  if (!/^(just now|\d+ (second|minute)s? ago)$/.test(await cell('started'))) throw new Error(`Started reads ${await cell('started')}`);
-  if (!/^ends in \d+ (hours?|days?)$/.test(await cell('ends'))) throw new Error(`Ends reads ${await cell('ends')}`);
-  // The Revoke button's accessible name is its text: no aria-label or aria-labelledby overrides it.
-  const revokeAttrs = await tauri.exec(`const b = document.querySelector('#sessions-list button.revoke');
-    return [b.textContent, b.getAttribute('aria-label'), b.getAttribute('aria-labelledby')];`);
-  if (revokeAttrs[0] !== 'Revoke' || revokeAttrs[1] !== null || revokeAttrs[2] !== null) {
-    throw new Error(`the Revoke button's name differs from its text: ${JSON.stringify(revokeAttrs)}`);
+  await tauri.visible('#sessions-list li.session');
+  const part = async (css) => tauri.text(await tauri.find(`#sessions-list li.session ${css}`));
+  if (!/^(Headless )?Chrome on Linux$/.test(await part('.what'))) throw new Error(`the device line reads ${await part('.what')}`);
+  if ((await part('.badge.here')) !== 'This computer') throw new Error('the session from this computer is not marked');
+  if ((await part('.app')) !== 'Jupyter') throw new Error(`the session should name its app, Jupyter, not ${await part('.app')}`);
+  const sessionDetail = await part('.detail');
+  if (!/^Jupyter · (active now|idle \d+ (s|min)) · ends in \d+ (h|d)$/.test(sessionDetail)) throw new Error(`the session reads ${sessionDetail}`);
+  if ((await tauri.findAll('#sessions-list table, #section-sessions table')).length) throw new Error('Sessions is still a table');
+  // The Sign out button's accessible name is its text: no aria-label or aria-labelledby overrides it.
+  const signOutAttrs = await tauri.exec(`const b = document.querySelector('#sessions-list button.sign-out');
+    return [b.textContent, b.getAttribute('aria-label'), b.getAttribute('aria-labelledby'), b.getAttribute('aria-describedby')];`);
+  if (signOutAttrs[0] !== 'Sign out' || signOutAttrs[1] !== null || signOutAttrs[2] !== null || !/device/.test(signOutAttrs[3])) {
+    throw new Error(`the Sign out button's name differs from its text: ${JSON.stringify(signOutAttrs)}`);
   }
-  // The formatting itself, at fixed times.
+  if ((await shownText('#sessions-revoke-all')) !== 'Sign everyone out') throw new Error('the button for all is not "Sign everyone out"');
+  // The formatting itself, at fixed times; waits say what the login page says (the core's
+  // human_duration, the engine's format_duration: the same values as their unit tests).
   const formats = await tauri.exec(`const f = window.simpleotpFormat, now = 1_800_000_000;
     return [f.relativeTime(now - 120, now), f.relativeTime(now + 6 * 86400, now), f.relativeTime(now - 10, now),
       f.relativeTime(now - 3 * 3600, now), f.relativeTime(now - 86400, now), f.clientName('127.0.0.1'), f.clientName('::1'),
-      f.clientName('192.168.1.20'), f.clock(299), f.clock(3723)];`);
-  const expected = ['2 minutes ago', 'in 6 days', 'just now', '3 hours ago', '1 day ago', 'This computer', 'This computer',
-    '192.168.1.20', '4:59', '1:02:03'];
+      f.clientName('192.168.1.20'), f.duration(0), f.duration(57.2), f.duration(60), f.duration(298), f.duration(3600),
+      f.duration(7470), f.shortDuration(119), f.shortDuration(12 * 3600 + 3599), f.shortDuration(6 * 86400 + 80000)];`);
+  const expected = ['2 min ago', 'in 6 d', 'just now', '3 h ago', '1 d ago', 'This computer', 'This computer',
+    '192.168.1.20', '1 s', '58 s', '1 min', '4 min 58 s', '1 h', '2 h 5 min', '1 min', '12 h', '6 d'];
   if (JSON.stringify(formats) !== JSON.stringify(expected)) throw new Error(`formatting: ${JSON.stringify(formats)}, not ${JSON.stringify(expected)}`);
-  log('Sessions read in the user\'s words: This computer, relative times, "ends in …"');
+  log('Sessions read like devices: "Chrome on Linux", This computer, "Jupyter · active now · ends in …", Sign out');
   await tauri.screenshots('tray-sessions.png');
-  await tauri.clickOn('#sessions-list tr.session button.revoke');
-  await waitFor('the session to disappear', async () => (await tauri.findAll('#sessions-list tr.session')).length === 0);
+  await tauri.clickOn('#sessions-list li.session button.sign-out');
+  await waitFor('the session to disappear', async () => (await tauri.findAll('#sessions-list li.session')).length === 0);
+  // Empty: a sentence and the button that fills the list (it opens the app in the browser).
   await tauri.visible('#sessions-empty');
+  const openFirst = await waitFor('the empty state\'s button', () => shownText('#sessions-empty-actions button'));
+  if (openFirst !== 'Open Jupyter') throw new Error(`the empty Sessions offer ${openFirst}`);
+  if (!/^Nobody is signed in\./.test(await shownText('#sessions-empty-text'))) throw new Error('the empty Sessions say nothing');
+  if (await shownText('#sessions-revoke-all')) throw new Error('Sign everyone out is offered with nobody signed in');
+  await tauri.screenshots('tray-sessions-empty.png');
   await chrome.go(url);
   await chrome.visible('input#code');
   const title = await chrome.s('/title');
   if (!/Sign in/.test(title)) throw new Error(`expected the login page, got ${title}`);
-  log('after Revoke, Chromium is back at the login page');
-  if ((await menuItem('Protection on · nobody signed in')).id !== statusItem.id) throw new Error('the tray menu was rebuilt on revoke');
+  log('after Sign out, Chromium is back at the login page');
+  if ((await menuItem('Protection on · nobody signed in')).id !== statusItem.id) throw new Error('the tray menu was rebuilt on sign-out');
 
   // 6. Take apps offline from the window: the protected address stops answering; Bring apps
   // back online brings it back.
@@ -751,7 +760,7 @@ try {
   await tauri.clickOn('#status-pause');
   await waitFor('offline', async () => (await tauri.text(await tauri.find('#status-text'))).startsWith('Apps are offline'));
   if (await canConnect(protectedPort)) throw new Error('the protected port still answers while paused');
-  if ((await menuItem('Apps offline: protection paused')).id !== statusItem.id) throw new Error('the tray menu was rebuilt on pause');
+  if ((await menuItem('Apps offline')).id !== statusItem.id) throw new Error('the tray menu was rebuilt on going offline');
   await menuItem('Bring apps back online');
   if ((await tauri.text(await tauri.find('#status-pause'))) !== 'Bring apps back online') throw new Error('the window\'s button is not renamed');
   await tauri.clickOn('#status-pause');
@@ -811,7 +820,8 @@ try {
   }
   const countdown = async () => tauri.text(await tauri.visible('#security-countdown'));
   const first = await countdown();
-  if (!/^Sign-ins work again in \d+:\d\d$/.test(first)) throw new Error(`the countdown reads ${first}`);
+  // In the login page's words ("4 min 58 s"), not a clock ("4:58").
+  if (!/^Sign-ins work again in (\d+ min )?\d+ s$|^Sign-ins work again in \d+ min$/.test(first)) throw new Error(`the countdown reads ${first}`);
   await waitFor('the countdown to tick', async () => (await countdown()) !== first, 5000);
   // Wrong codes grouped by address, with a count that matches the core's list.
   const core = await tauri.invoke('security_status');
@@ -861,7 +871,7 @@ try {
   if (keychainSecret() !== stored) throw new Error('the secret changed before the new one was confirmed');
   await tauri.fill('#security-replace-code', totp(replacement));
   await tauri.clickOn('#security-replace-form button[type=submit]');
-  await waitFor('the replacement to be done', async () => /new secret is in use/.test(await tauri.text(await tauri.find('#security-replace-done'))));
+  await waitFor('the replacement to be done', async () => /new setup key is in use/.test(await tauri.text(await tauri.find('#security-replace-done'))));
   if (keychainSecret() !== replacement) throw new Error('the keychain does not hold the new secret');
   stored = replacement;
   log('replacing the secret needs a current code of the old one, then a code of the new one');
@@ -875,9 +885,9 @@ try {
   await chrome.visible('#upstream');
   await menuItem('Protection on · 1 session');
   await tauri.clickOn('.nav[data-section="sessions"]');
-  await tauri.visible('#sessions-list tr.session');
+  await tauri.visible('#sessions-list li.session');
   await tauri.clickOn('#sessions-revoke-all');
-  if ((await tauri.findAll('#sessions-list tr.session')).length !== 1) throw new Error('Sign everyone out did not ask for a confirmation');
+  if ((await tauri.findAll('#sessions-list li.session')).length !== 1) throw new Error('Sign everyone out did not ask for a confirmation');
   await tauri.clickOn('#sessions-revoke-all');
   await menuItem('Protection on · nobody signed in');
   await chrome.go(url);
@@ -1017,6 +1027,36 @@ try {
   await tauri.visible('#apps-list li[data-name="Jupyter"]');
   await menuItem('Jupyter');
   log('editing an app renames it in the list and the tray menu');
+
+  // Empty states (#21 point 6): with no app, Apps, Status and Sessions each say so beside the
+  // button that fills them; Sessions' "Add an app" opens Apps with the form ready. Then Jupyter is
+  // added again there, at the same port, for the steps that follow.
+  await tauri.clickOn('#apps-list li[data-name="Jupyter"] button.remove');
+  await tauri.clickOn('#apps-list li[data-name="Jupyter"] button.remove');
+  await tauri.visible('#apps-list li.empty button.add-app');
+  if (!/^No apps are protected yet\./.test(await shownText('#apps-list li.empty p'))) throw new Error('the empty Apps say nothing');
+  await tauri.clickOn('.nav[data-section="status"]');
+  if ((await shownText('#status-apps li.empty button')) !== 'Add an app') throw new Error('Status without apps offers no Add an app');
+  await tauri.clickOn('.nav[data-section="sessions"]');
+  await waitFor('Sessions without apps to offer Add an app', async () => (await shownText('#sessions-empty-actions button')) === 'Add an app');
+  await tauri.clickOn('#sessions-empty-actions button');
+  await tauri.visible('#apps-form');
+  if (!(await tauri.exec('return document.activeElement === document.getElementById("apps-name")'))) throw new Error('Add an app did not focus the form');
+  await tauri.screenshots('tray-apps-empty.png');
+  await tauri.fill('#apps-name', 'Jupyter');
+  await tauri.fill('#apps-upstream', `http://${upstreamAddr}`);
+  // The free port the form offers on opening may land after typing: type the port until it stays.
+  await waitFor('the port typed', async () => {
+    if ((await tauri.exec('return document.getElementById("apps-port").value')) === String(protectedPort)) return true;
+    await tauri.fill('#apps-port', String(protectedPort));
+    await new Promise((r) => setTimeout(r, 300));
+    return false;
+  });
+  await tauri.clickOn('#apps-save');
+  await tauri.visible('#apps-list li[data-name="Jupyter"]');
+  await menuItem('Jupyter');
+  await waitFor('protection at the same port again', () => canConnect(protectedPort));
+  log('no apps: Apps, Status and Sessions say so with the button that adds one, which opens the form; Jupyter added back');
 
   // 8b. Other devices. With LAN access off the screen says how to turn it on; on (the app then
   // listens on 0.0.0.0, over HTTPS), each app has a QR code of its https://<hostname>.local

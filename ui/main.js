@@ -92,20 +92,34 @@ function when(unix) {
   return new Date(unix * 1000).toLocaleString([], { dateStyle: 'medium', timeStyle: 'short' });
 }
 
-/** "2 minutes ago", "in 6 days" (or "just now"): how far `unix` is from `now`, both in seconds,
- * rounded to the largest unit as a person would say it. */
-function relativeTime(unix, now = Date.now() / 1000) {
-  const diff = unix - now;
-  const secs = Math.abs(diff);
-  if (secs < 45) return diff < 0 ? 'just now' : 'in a moment';
-  const units = [['day', 86400], ['hour', 3600], ['minute', 60]];
-  const [unit, size] = units.find(([, size]) => secs >= size * 0.95) ?? units[2];
-  const n = Math.max(1, Math.round(secs / size));
-  const amount = `${n} ${unit}${n === 1 ? '' : 's'}`;
-  return diff < 0 ? `${amount} ago` : `in ${amount}`;
+/** A wait as the login page and the tray's messages say it (src-tauri core::views::human_duration,
+ * the engine's format_duration): "58 s", "4 min 58 s", "2 h 5 min"; rounded up, never "0 s". */
+function duration(secs) {
+  const s = Math.max(1, Math.ceil(secs));
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return s % 60 ? `${Math.floor(s / 60)} min ${s % 60} s` : `${s / 60} min`;
+  const mins = Math.ceil(s / 60);
+  return mins % 60 ? `${Math.floor(mins / 60)} h ${mins % 60} min` : `${mins / 60} h`;
 }
 
-/** A `<time>` that reads relative ("2 minutes ago"), with the exact time as its tooltip. */
+/** An age or a time left in the same units, to the largest one, rounded down (core::views::
+ * short_duration): "45 s", "5 min", "12 h", "6 d". */
+function shortDuration(secs) {
+  const s = Math.max(0, Math.floor(secs));
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min`;
+  if (s < 86400) return `${Math.floor(s / 3600)} h`;
+  return `${Math.floor(s / 86400)} d`;
+}
+
+/** "2 min ago", "in 6 d" (or "just now"): how far `unix` is from `now`, both in seconds. */
+function relativeTime(unix, now = Date.now() / 1000) {
+  const diff = unix - now;
+  if (Math.abs(diff) < 60) return diff < 0 ? 'just now' : 'in a moment';
+  return diff < 0 ? `${shortDuration(-diff)} ago` : `in ${shortDuration(diff)}`;
+}
+
+/** A `<time>` that reads relative ("2 min ago"), with the exact time as its tooltip. */
 function timeCell(unix, prefix = '') {
   const t = el('time', { textContent: prefix + relativeTime(unix), title: when(unix) });
   t.dateTime = new Date(unix * 1000).toISOString();
@@ -119,30 +133,8 @@ function clientName(ip) {
   return ip;
 }
 
-/** A wait as "4:59" (or "1:02:03"), for the lockout countdown. */
-function clock(secs) {
-  const s = Math.max(0, Math.ceil(secs));
-  const [h, m, r] = [Math.floor(s / 3600), Math.floor((s % 3600) / 60), s % 60];
-  const two = (n) => String(n).padStart(2, '0');
-  return h ? `${h}:${two(m)}:${two(r)}` : `${m}:${two(r)}`;
-}
-
 // For the end-to-end test, which checks the wording the screens use.
-window.simpleotpFormat = { relativeTime, clientName, clock };
-
-/** "Chrome 156 on Linux" from a User-Agent header; the full header stays in the tooltip. */
-function describeBrowser(ua) {
-  if (!ua) return 'unknown';
-  const browsers = [['Edg/', 'Edge'], ['OPR/', 'Opera'], ['Firefox/', 'Firefox'], ['HeadlessChrome/', 'Headless Chrome'],
-    ['Chrome/', 'Chrome'], ['Version/', 'Safari'], ['curl/', 'curl']];
-  const systems = [['Android', 'Android'], ['iPhone', 'iPhone'], ['iPad', 'iPad'], ['Mac OS X', 'macOS'],
-    ['Windows', 'Windows'], ['CrOS', 'ChromeOS'], ['Linux', 'Linux']];
-  const browser = browsers.find(([key]) => ua.includes(key));
-  if (!browser) return ua.length > 40 ? ua.slice(0, 40) + '…' : ua;
-  const version = ua.split(browser[0])[1]?.match(/^\d+/)?.[0];
-  const system = systems.find(([key]) => ua.includes(key));
-  return `${browser[1]}${version ? ' ' + version : ''}${system ? ' on ' + system[1] : ''}`;
-}
+window.simpleotpFormat = { relativeTime, clientName, duration, shortDuration };
 
 function el(tag, props = {}, ...children) {
   const e = document.createElement(tag);
@@ -387,7 +379,7 @@ async function renderStatus(status) {
   $('status-text').textContent = STATE_TEXT[status.state] ?? status.state;
   show($('status-message'), status.message);
   const apps = status.apps.length === 1 ? '1 app' : `${status.apps.length} apps`;
-  const sessions = status.sessions === 0 ? 'no sessions' : status.sessions === 1 ? '1 session' : `${status.sessions} sessions`;
+  const sessions = status.sessions === 0 ? 'nobody signed in' : status.sessions === 1 ? '1 session' : `${status.sessions} sessions`;
   $('status-detail').textContent = status.state === 'running' ? `${apps} protected · ${sessions}` : '';
   $('status-warnings').replaceChildren(...status.warnings.map((w) => el('li', { textContent: w })));
   $('status-autostart').hidden = status.launch_at_login || status.state === 'needs_setup';
@@ -400,7 +392,14 @@ async function renderStatus(status) {
   $('status-reachable').replaceChildren(...status.apps.filter((app) => app.reachable_without_code).map(reachableNotice));
   $('status-apps').replaceChildren(...(status.apps.length ? status.apps.map((app) => el('li', {},
     el('div', {}, el('div', { className: 'name' }, app.name, ...reachableBadge(app)), el('div', { className: 'detail', textContent: app.url })),
-    openButton(app.name))) : [el('li', { className: 'muted', textContent: 'No apps yet. Add one under Apps.' })]));
+    openButton(app.name))) : [emptyApps()]));
+}
+
+/** The empty list of apps (Status and Apps): what to do, and the button that does it. */
+function emptyApps() {
+  return el('li', { className: 'empty' },
+    el('p', { className: 'muted', textContent: 'No apps are protected yet. Add the first one: SimpleOTP then asks for a code before it opens.' }),
+    addAppButton());
 }
 
 /** The badge beside an app's name while other devices open it without a code (none otherwise). */
@@ -424,7 +423,7 @@ function reachableNotice(app) {
   }));
   const li = el('li', {},
     el('div', { className: 'badge', textContent: 'Reachable without a code' }),
-    el('p', { textContent: `${app.name} itself answers at ${at}: its own port, at this computer's network address. Anyone on your network can open it there without a code. To fix it, start ${app.name} on 127.0.0.1 only (Jupyter: --ip=127.0.0.1), or block port ${port} in the firewall.` }),
+    el('p', { textContent: `${app.name} itself answers at ${at}: its own port, at this computer's network address. Anyone on your network can open it there without a code. To fix it, start ${app.name} for this computer only (on 127.0.0.1; Jupyter: --ip=127.0.0.1), or block port ${port} in the firewall.` }),
     el('p', { className: 'small', textContent: 'Checked every 30 seconds: this goes away by itself once it is fixed. A firewall rule may not show here, since this computer reaches itself past it.' }),
     again);
   li.dataset.name = app.name;
@@ -438,10 +437,14 @@ function openButton(name) {
   return b;
 }
 
+/** Whether some app faces other devices, as last rendered (a new app follows them). */
+let appsFaceOthers = false;
+
 function renderApps(status) {
   // A new app is offered to other devices when the others are, until the box is touched.
   const otherDevices = $('apps-other-devices');
-  if (!editing && !otherDevices.dataset.touched) otherDevices.checked = status.apps.some((app) => app.other_devices);
+  appsFaceOthers = status.apps.some((app) => app.other_devices);
+  if (!editing && !otherDevices.dataset.touched) otherDevices.checked = appsFaceOthers;
   $('apps-list').replaceChildren(...(status.apps.length ? status.apps.map((app) => {
     const edit = el('button', { textContent: 'Edit', type: 'button', className: 'edit' });
     edit.addEventListener('click', () => startEdit(app));
@@ -458,7 +461,7 @@ function renderApps(status) {
       el('div', { className: 'buttons' }, openButton(app.name), edit, remove));
     li.dataset.name = app.name;
     return li;
-  }) : [el('li', { className: 'muted', textContent: 'No apps yet.' })]));
+  }) : [emptyApps()]));
 }
 
 function startEdit(app) {
@@ -480,6 +483,8 @@ function stopEdit() {
   editing = null;
   $('apps-form').reset();
   delete $('apps-other-devices').dataset.touched;
+  // The reset unticks the box: back to following the others at once, not at the next render.
+  $('apps-other-devices').checked = appsFaceOthers;
   $('apps-form-h').textContent = 'Add an app';
   $('apps-save').textContent = 'Add app';
   $('apps-cancel').hidden = true;
@@ -622,29 +627,66 @@ async function retryFirewall(button) {
   }
 }
 
+/** Sessions, read like devices: "Chrome on Android", the app, "idle 12 h · ends in 6 d" (the core
+ * words them), most recent first, this computer marked, each with its own Sign out. */
 async function renderSessions() {
-  const sessions = await call('sessions_list', {}, $('sessions-error')) ?? [];
+  const sessions = await call('sessions_list', {}, $('sessions-error'));
+  if (!sessions) return;
   $('sessions-empty').hidden = sessions.length > 0;
-  $('sessions-revoke-all').disabled = sessions.length === 0;
+  $('sessions-revoke-all').hidden = sessions.length === 0;
+  if (!sessions.length) renderSessionsEmpty();
   $('sessions-list').replaceChildren(...sessions.map((s, i) => {
-    // Its accessible name is its text ("Revoke"); the row's app and device describe it.
-    const revoke = el('button', { textContent: 'Revoke', type: 'button', className: 'danger revoke' });
-    revoke.setAttribute('aria-describedby', `session-${i}-app session-${i}-client`);
-    revoke.addEventListener('click', () => busy(revoke, async () => {
+    // Its accessible name is its text ("Sign out"); the row's device and app describe it.
+    const signOut = el('button', { textContent: 'Sign out', type: 'button', className: 'danger sign-out' });
+    signOut.setAttribute('aria-describedby', `session-${i}-device session-${i}-detail`);
+    signOut.addEventListener('click', () => busy(signOut, async () => {
       await call('session_revoke', { id: s.id }, $('sessions-error'));
       renderSessions();
     }));
-    const tr = el('tr', { className: 'session' },
-      el('td', { className: 'app', id: `session-${i}-app`, textContent: s.app }),
-      el('td', { className: 'client', id: `session-${i}-client`, textContent: clientName(s.client_ip), title: s.client_ip }),
-      el('td', { className: 'ua', textContent: describeBrowser(s.user_agent), title: s.user_agent }),
-      el('td', { className: 'started' }, timeCell(s.created_at)),
-      el('td', { className: 'seen' }, timeCell(s.last_seen)),
-      el('td', { className: 'ends' }, timeCell(s.expires_at, 'ends ')),
-      el('td', {}, revoke));
-    tr.dataset.id = s.id;
-    return tr;
+    const where = s.this_computer
+      ? el('span', { className: 'badge here', textContent: 'This computer' })
+      : el('span', { className: 'from', textContent: ` · ${clientName(s.client_ip)}` });
+    const li = el('li', { className: 'session' },
+      el('div', {},
+        el('div', { className: 'name device', id: `session-${i}-device` },
+          el('span', { className: 'what', textContent: s.device, title: s.user_agent }), ' ', where),
+        el('div', { className: 'detail', id: `session-${i}-detail` },
+          el('span', { className: 'app', textContent: s.app }), ' · ',
+          el('span', { className: 'idle', textContent: s.idle, title: `Last active ${when(s.last_seen)}` }), ' · ',
+          el('span', { className: 'ends', textContent: s.ends, title: `Ends ${when(s.expires_at)}; signed in ${when(s.created_at)}` }))),
+      el('div', { className: 'buttons' }, signOut));
+    li.dataset.id = s.id;
+    return li;
   }));
+}
+
+/** Nobody signed in: a button per app that opens it (signing in fills the list), or, with no app
+ * yet, the way to add one. */
+async function renderSessionsEmpty() {
+  const status = await call('status', {});
+  if (!status) return;
+  const apps = status.apps.slice(0, 3);
+  $('sessions-empty-text').textContent = apps.length
+    ? 'Nobody is signed in. Open an app and type a code: this browser shows up here.'
+    : 'Nobody is signed in. Add an app first: whoever signs in to it shows up here.';
+  $('sessions-empty-actions').replaceChildren(...(apps.length
+    ? apps.map((app, i) => {
+      const b = el('button', { textContent: `Open ${app.name}`, type: 'button', className: i === 0 ? 'primary' : '' });
+      b.dataset.name = app.name;
+      b.addEventListener('click', () => call('open_app', { name: app.name }, $('sessions-error')));
+      return b;
+    })
+    : [addAppButton()]));
+}
+
+/** "Add an app": Apps, with the form's first field focused. */
+function addAppButton(label = 'Add an app') {
+  const b = el('button', { textContent: label, type: 'button', className: 'primary add-app' });
+  b.addEventListener('click', () => {
+    selectSection('apps');
+    $('apps-name').focus();
+  });
+  return b;
 }
 
 /** When the lockout shown in the banner ends (ms since the epoch), for its live countdown. */
@@ -661,7 +703,7 @@ function tickLockout() {
     return;
   }
   countdown.hidden = false;
-  countdown.textContent = `Sign-ins work again in ${clock(left)}`;
+  countdown.textContent = `Sign-ins work again in ${duration(left)}`;
 }
 setInterval(tickLockout, 1000);
 
@@ -710,7 +752,7 @@ async function renderSecurity() {
       li.dataset.count = g.count;
       return li;
     })
-    : [el('li', { className: 'muted', textContent: 'No wrong codes lately.' })]));
+    : [el('li', { className: 'muted empty', textContent: 'No wrong codes lately. A wrong code typed on a sign-in page shows here, with where it came from.' })]));
 }
 
 function hideSecurityQr() {
@@ -878,7 +920,7 @@ function setUpMain() {
     // The shared budget is not refilled (that would give a guesser more tries too): the owner
     // signs in through a one-time link instead, opened from here.
     $('security-unlock-text').textContent = unlocked.links.length
-      ? `Lockouts of single addresses are lifted. To sign in now, open a link below within ${Math.round(unlocked.expires_in_secs / 60)} minutes: it works once, for up to ${unlocked.attempts} codes, even while sign-ins are locked.`
+      ? `Lockouts of single addresses are lifted. To sign in now, open a link below within ${duration(unlocked.expires_in_secs)}: it works once, for up to ${unlocked.attempts} codes, even while sign-ins are locked.`
       : 'Lockouts of single addresses are lifted. Add an app to get a one-time sign-in link.';
     $('security-unlock-links').replaceChildren(...unlocked.links.map((link) => {
       const button = el('button', { textContent: `Sign in to ${link.app}` });
@@ -930,7 +972,7 @@ function setUpMain() {
     $('security-replace-code').value = '';
     if (signedOut === undefined) return;
     hideSecurityQr();
-    show($('security-replace-done'), `The new secret is in use. ${signedOut === 1 ? '1 session was' : `${signedOut} sessions were`} revoked.`);
+    show($('security-replace-done'), `The new setup key is in use. ${signedOut === 0 ? 'Nobody was signed in.' : signedOut === 1 ? '1 session was signed out.' : `${signedOut} sessions were signed out.`}`);
   });
   $('security-replace-cancel').addEventListener('click', () => { call('wizard_cancel', {}); hideSecurityQr(); });
 
