@@ -510,10 +510,10 @@ function deviceApp(app) {
 }
 
 function trustText(trust) {
-  if (trust.system && trust.browsers !== false) return 'This computer trusts SimpleOTP\'s certificate authority.';
-  if (trust.system) return 'The system trusts SimpleOTP\'s certificate authority; Chromium and Firefox do not yet.';
-  if (trust.browsers) return 'Chromium and Firefox trust SimpleOTP\'s certificate authority; the system does not yet.';
-  return 'This computer does not trust SimpleOTP\'s certificate authority yet: its browsers warn on the apps\' HTTPS addresses.';
+  if (trust.system && trust.browsers !== false) return 'This computer trusts SimpleOTP\'s certificate.';
+  if (trust.system) return 'The system trusts SimpleOTP\'s certificate; Chromium and Firefox do not yet.';
+  if (trust.browsers) return 'Chromium and Firefox trust SimpleOTP\'s certificate; the system does not yet.';
+  return 'This computer does not trust SimpleOTP\'s certificate yet: its browsers warn on the apps\' HTTPS addresses.';
 }
 
 function renderDevicesView(view) {

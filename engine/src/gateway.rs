@@ -334,7 +334,7 @@ impl Gateway {
         lock(&self.inner.limiter).peek(ip, Instant::now())
     }
 
-    /// How many more wrong codes `ip` may send before sign-in pauses (see [`Limiter::tries_left`]).
+    /// How many more wrong codes `ip` may send before sign-in locks (see [`Limiter::tries_left`]).
     pub fn tries_left(&self, ip: IpAddr) -> Option<crate::limiter::TriesLeft> {
         lock(&self.inner.limiter).tries_left(ip, Instant::now())
     }

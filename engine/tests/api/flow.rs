@@ -129,9 +129,9 @@ async fn wrong_code_is_refused_no_faster_than_the_floor() {
     assert!(page.contains("That code didn"));
     // What to do next: which entry in the authenticator app, and how many tries are left.
     assert!(page.contains("under <strong class=\"entry\">SimpleOTP</strong> ("), "{page}");
-    assert!(page.contains("4 more tries before sign-in pauses for 1 minute"), "{page}");
+    assert!(page.contains("4 more tries before sign-in locks for 1 minute"), "{page}");
     let page = app.post_code(&client(), &app.wrong_code(), "/").await.text().await.unwrap();
-    assert!(page.contains("3 more tries before sign-in pauses"), "{page}");
+    assert!(page.contains("3 more tries before sign-in locks"), "{page}");
 }
 
 #[tokio::test]

@@ -322,8 +322,8 @@ pub struct CaView {
 /// Shown when LAN access is turned on: what is true now (HTTPS from SimpleOTP's own CA) and the
 /// one thing each device needs.
 pub const LAN_WARNING: &str = "Your apps can now be reached from other devices on your network, over HTTPS with SimpleOTP's \
-own certificate. Once on each device, trust SimpleOTP's certificate (Other devices shows how: scan \
-\"Trust SimpleOTP on a phone\"), or its browser will warn. On this computer nothing changes: the same addresses, still signed in.";
+own certificate. Once on each device, trust SimpleOTP's certificate (Other devices › Add a phone shows \
+how), or its browser will warn. On this computer nothing changes: the same addresses, still signed in.";
 
 #[derive(Debug, Clone, Serialize)]
 pub struct SettingsSaved {

@@ -151,7 +151,7 @@ pub struct LoginView<'a> {
     pub session: SessionSettings,
     /// The entry to take the code from, as the authenticator app shows it: issuer and account.
     pub entry: Option<(&'a str, &'a str)>,
-    /// After a wrong code: how many more tries before sign-in pauses, and for how long.
+    /// After a wrong code: how many more tries before sign-in locks, and for how long.
     pub tries_left: Option<TriesLeft>,
     /// This browser is signed in to another app on this host: continue without a code.
     pub continue_offer: Option<ContinueOffer<'a>>,
@@ -179,13 +179,14 @@ pub struct LogoutView<'a> {
     pub back: &'a str,
 }
 
-/// "2 more tries before sign-in pauses for 1 min." under a wrong code: people stop guessing
+/// "2 more tries before sign-in locks for 1 min." (the tray's word: "Sign-ins locked", "Unlock
+/// sign-ins") under a wrong code: people stop guessing
 /// before the pause rather than after.
 fn tries_sentence(left: TriesLeft) -> String {
     let pause = html_escape(&format_span(left.pause));
     match left.tries {
-        1 => format!("<p id=\"tries-left\">One more wrong code pauses sign-in for {pause}.</p>"),
-        n => format!("<p id=\"tries-left\">{n} more tries before sign-in pauses for {pause}.</p>"),
+        1 => format!("<p id=\"tries-left\">One more wrong code locks sign-in for {pause}.</p>"),
+        n => format!("<p id=\"tries-left\">{n} more tries before sign-in locks for {pause}.</p>"),
     }
 }
 

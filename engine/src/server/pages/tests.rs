@@ -381,8 +381,8 @@ fn login_page_names_the_entry_and_the_tries_left() {
     let left = |tries| Some(TriesLeft { tries, pause: Duration::from_secs(60) });
     let wrong =
         |tries_left| login_page(&LoginView { entry, tries_left, ..view("/_simpleotp/login", "/", Some(LoginMessage::WrongCode), None) });
-    assert!(wrong(left(3)).contains(r#"<p id="tries-left">3 more tries before sign-in pauses for 1 minute.</p>"#));
-    assert!(wrong(left(1)).contains(r#"<p id="tries-left">One more wrong code pauses sign-in for 1 minute.</p>"#));
+    assert!(wrong(left(3)).contains(r#"<p id="tries-left">3 more tries before sign-in locks for 1 minute.</p>"#));
+    assert!(wrong(left(1)).contains(r#"<p id="tries-left">One more wrong code locks sign-in for 1 minute.</p>"#));
     assert!(!wrong(None).contains("tries-left"), "paused, or with a ticket: no count");
     // Not after news such as a sign-out.
     let news = login_page(&LoginView { tries_left: left(3), ..view("/_simpleotp/login", "/", Some(LoginMessage::SignedOut), None) });
