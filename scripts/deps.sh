@@ -11,6 +11,11 @@
 #                          rust-web-clippy), installed beside a rustup toolchain, not instead
 #   scripts/deps.sh packages  what scripts/deb-test.sh needs to read the .rpm it builds beside the
 #                          .deb (scripts/rpm-inspect.sh): rpm (rpm -qp, rpmbuild), rpm2cpio, cpio
+#   scripts/deps.sh windows   what the Windows tests under Wine need (scripts/wine-env.sh,
+#                          scripts/windows-nginx.sh): Wine, the mingw-w64 compiler, make, perl,
+#                          dpkg-dev, and a deb-src entry for Debian's pcre2 source. scripts/test
+#                          installs them here, before its background jobs start, so that two of
+#                          them never run apt at once (apt's list lock does not wait)
 #
 # Needs root or sudo. Safe to run again: it does nothing when all is installed.
 set -euo pipefail
@@ -24,7 +29,8 @@ case "${1:-}" in
     # rustup.rs): apt-get runs with --no-remove below, so it fails rather than remove it.
     cross) packages=(rustc-web cargo-web rust-web-src rust-web-clippy) ;;
     packages) packages=(rpm rpm2cpio cpio) ;;
-    *) echo "usage: $0 run|test|cross|packages" >&2; exit 2 ;;
+    windows) packages=(wine wine64 gcc-mingw-w64-x86-64 make perl dpkg-dev) ;;
+    *) echo "usage: $0 run|test|cross|packages|windows" >&2; exit 2 ;;
 esac
 
 missing=()
@@ -34,18 +40,35 @@ for package in "${packages[@]}"; do
     fi
 done
 
-if [ ${#missing[@]} -gt 0 ]; then
-    sudo=()
-    if [ "$(id -u)" -ne 0 ]; then
-        command -v sudo >/dev/null || { echo "$0: installing ${missing[*]} needs root (or sudo)" >&2; exit 1; }
-        sudo=(sudo)
+sudo=()
+if [ "$(id -u)" -ne 0 ]; then
+    sudo=(sudo)
+fi
+
+# The Windows nginx build fetches Debian's pcre2 source: a deb-src entry for the same mirror and
+# suites as the binary one (Debian 12's deb822 file), which needs the lists updated.
+update_anyway=false
+if [ "$1" = windows ] && ! grep -rqs '^Types:.*deb-src\|^deb-src ' /etc/apt/sources.list /etc/apt/sources.list.d/ \
+    && [ -f /etc/apt/sources.list.d/debian.sources ]; then
+    echo "Adding /etc/apt/sources.list.d/debian-src.sources (deb-src for Debian's pcre2 source)"
+    sed 's/^Types: deb$/Types: deb-src/' /etc/apt/sources.list.d/debian.sources \
+        | "${sudo[@]}" tee /etc/apt/sources.list.d/debian-src.sources > /dev/null
+    update_anyway=true
+fi
+
+if [ ${#missing[@]} -gt 0 ] || $update_anyway; then
+    if [ ${#sudo[@]} -gt 0 ] && ! command -v sudo >/dev/null; then
+        echo "$0: installing ${missing[*]} needs root (or sudo)" >&2
+        exit 1
     fi
-    echo "Installing: ${missing[*]}"
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "Installing: ${missing[*]}"
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends --no-remove "${missing[@]}"
 fi
 
-if [ "$1" = cross ] || [ "$1" = packages ]; then
+if [ "$1" = cross ] || [ "$1" = packages ] || [ "$1" = windows ]; then
     exit 0
 fi
 if ! command -v cargo >/dev/null; then

@@ -531,6 +531,18 @@ async fn ca_page_fits_a_phone_and_opens_its_steps() {
     let href = browser.find(Locator::Id("profile")).await.unwrap().attr("href").await.unwrap();
     assert_eq!(href.as_deref(), Some("/_simpleotp/ca.mobileconfig"));
     browser.close().await.unwrap();
+
+    // Waiting for the device to trust SimpleOTP, in every look: the page's colours, no sideways
+    // scrolling, and axe-core finds nothing serious (the LAN tests see the trusted state).
+    let axe = axe_source();
+    for look in Look::ALL {
+        let browser = driver.session_with(look, true).await;
+        browser.goto(&app.route(simpleotp_engine::protocol::routes::CA_PAGE)).await.unwrap();
+        text_of(&browser, "#trust-waiting:not([hidden])").await;
+        look.check(&browser).await;
+        assert_accessible(&browser, &axe, &format!("CA page, waiting, {look:?}")).await;
+        browser.close().await.unwrap();
+    }
 }
 
 /// Another web server on this machine (anyone's): serves `html` at every path, and keeps each
