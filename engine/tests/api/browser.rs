@@ -363,6 +363,49 @@ async fn login_page_names_the_app_and_passes_axe_in_every_look() {
 
 /// A code typed as apps show it ("123 456", or "123-456") signs in at its sixth digit, with no
 /// click; so does one pasted from the clipboard (which `maxlength="6"` used to cut to "123 45").
+/// One sign-in per device (#21 point 3) in a real browser: signed in to Jupyter, Chromium opens
+/// a second app and its login page offers "Continue" (in every look, axe-clean); one click,
+/// no code, lands on the page it asked for, with a session of its own for that app.
+#[tokio::test]
+async fn a_browser_signed_in_to_one_app_continues_to_another_with_one_click() {
+    let app = spawn_app_with(AppOptions { app_name: Some(jupyter()), ..Default::default() }).await;
+    let (second_port, _config) = simpleotp_engine::test_support::on_free_port("the second app", async |port| {
+        let mut config = app.config.clone();
+        let mut second = config.apps[0].clone();
+        second.name = "Grafana".parse().unwrap();
+        second.listen = format!("127.0.0.1:{port}").parse().unwrap();
+        config.apps.push(second);
+        app.handle().apply_config(&config).await.map(|_| config)
+    })
+    .await;
+    let second = format!("http://127.0.0.1:{second_port}/dashboards");
+    let driver = ChromeDriver::start().await;
+    let axe = axe_source();
+    for (index, look) in Look::ALL.into_iter().enumerate() {
+        let browser = driver.session_with(look, true).await;
+        browser.goto(&app.url("/lab")).await.unwrap();
+        submit_code(&browser, &app.fresh_code_waiting().await).await;
+        wait_for_the_app(&browser, "signing in to Jupyter").await;
+        browser.goto(&second).await.unwrap();
+        assert_eq!(text_of(&browser, "h1").await, "Sign in to Grafana");
+        assert_eq!(text_of(&browser, "#continue-text").await, "You are signed in to Jupyter on this device.");
+        look.check(&browser).await;
+        assert_accessible(&browser, &axe, &format!("login page with Continue, {look:?}")).await;
+        save_screenshot(&browser, &format!("login-continue-{}", look.name())).await;
+        // Once is enough to prove the click; the other looks only look.
+        if index == 0 {
+            let sessions = app.handle().gateway().sessions().len();
+            browser.find(Locator::Id("continue")).await.unwrap().click().await.unwrap();
+            wait_for_the_app(&browser, "Continue").await;
+            assert_eq!(browser.current_url().await.unwrap().as_str(), second);
+            let made = app.handle().gateway().sessions();
+            assert_eq!(made.len(), sessions + 1, "a session of its own");
+            assert!(made.iter().any(|s| s.app_port == second_port));
+        }
+        browser.close().await.unwrap();
+    }
+}
+
 #[tokio::test]
 async fn a_code_typed_or_pasted_with_a_space_submits_itself() {
     let app = spawn_app_with(AppOptions { app_name: Some(jupyter()), ..Default::default() }).await;

@@ -264,8 +264,11 @@ pub fn login_page(view: &LoginView) -> String {
             );
         }
     }
-    // Offered only when the code field is usable: a lockout applies to continuing too.
+    // Offered only when the code field is usable: a lockout applies to continuing too. Then
+    // Continue is the one primary button and Sign in the way for someone else.
+    let mut submit_class = "btn-primary";
     if let (Some(offer), "") = (&view.continue_offer, disabled) {
+        submit_class = "btn-secondary";
         let _ = write!(
             card,
             "<form class=\"continue\" method=\"post\" action=\"{action}\">\n\
@@ -291,7 +294,7 @@ pub fn login_page(view: &LoginView) -> String {
          enterkeyhint=\"go\" required{autofocus}{disabled} aria-describedby=\"{described_by}\"{invalid}>\n\
          <input type=\"hidden\" name=\"next\" value=\"{next}\">\n\
          {ticket}\
-         <button class=\"btn btn-primary\" id=\"submit\" type=\"submit\"{disabled}>Sign in</button>\n\
+         <button class=\"btn {submit_class}\" id=\"submit\" type=\"submit\"{disabled}>Sign in</button>\n\
          </form>\n\
          <p class=\"help lasts\" id=\"lasts\">{lasts}</p>\n",
         action = html_escape(view.action),
