@@ -64,5 +64,37 @@ fi
 count() { sed -n "s/.* \([0-9][0-9]*\) $1.*/\1/p" <<< "$summary"; }
 passed=$(count passed)
 failed=$(count failed)
+
+# Wine 8 sometimes fails to start a process at all on a loaded machine: CreateProcess answers
+# ERROR_INTERNAL_ERROR, "cannot run nginx (…): Internal error. (os error 1359)" (seen once in a
+# full run, beside the release build; never on Windows). A test that failed only that way runs
+# once more, alone, and the retry is said; any other failure stands.
+if [ "$status" -ne 0 ] && [ "$failed" -gt 0 ]; then
+    failed_tests=$(tr -d '\r' < "$log" | sed -n '/^failures:$/,/^test result:/s/^    \([a-z_:0-9]*\)$/\1/p' | sort -u)
+    only_wine=true
+    for name in $failed_tests; do
+        section=$(tr -d '\r' < "$log" | sed -n "/^---- $name stdout ----$/,/^---- \|^failures:$/p")
+        grep -q "(os error 1359)" <<< "$section" || only_wine=false
+    done
+    if $only_wine && [ -n "$failed_tests" ]; then
+        retried=0
+        for name in $failed_tests; do
+            echo "wine-nginx-test: $name failed because Wine could not start a process (os error 1359); running it once more" >&2
+            again="$log.again"
+            /usr/bin/cargo test -Zbuild-std=std,panic_abort --target x86_64-pc-windows-gnu -p simpleotp-engine --test api --locked \
+                -- --exact "$name" > "$again" 2>&1 || true
+            cat "$again" >> "$log"
+            if tr -d '\r' < "$again" | grep -aq '^test result: ok. 1 passed'; then
+                retried=$((retried + 1))
+            fi
+        done
+        if [ "$retried" -eq "$(wc -w <<< "$failed_tests")" ]; then
+            passed=$((passed + retried))
+            failed=0
+            status=0
+            echo "wine-nginx-test: $retried test(s) passed when run again after Wine's process-start error" >&2
+        fi
+    fi
+fi
 echo "wine-nginx-test: $((passed + failed)) nginx-facing integration tests ran as Windows programs under Wine with nginx for Windows: $passed passed, $failed failed; ${#wine_skips[@]} skipped by name (Wine refuses the SO_REUSEADDR binds of nginx -t and reloads, see the script)" >&2
 exit "$status"
