@@ -241,6 +241,29 @@ pub struct RotatedCa {
 /// Asks the gateway that uses `data_dir` to rotate its CA: it replaces the stored CA (being its
 /// only writer while it runs), issues the leaf from the new one and reloads nginx, so the old
 /// key signs nothing more. [`ControlError::NotRunning`] when no gateway uses `data_dir`.
+/// What `control/recovery-codes` answers: the new set's codes, shown once.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewRecoveryCodes {
+    pub codes: Vec<String>,
+}
+
+impl std::fmt::Debug for NewRecoveryCodes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewRecoveryCodes").field("codes", &self.codes.len()).finish()
+    }
+}
+
+/// Asks the running gateway for a new set of recovery codes (the old set stops working).
+pub async fn new_recovery_codes(data_dir: &Path) -> Result<Vec<String>, ControlError> {
+    let control = connect(data_dir).await?;
+    let answer: NewRecoveryCodes = call(&control, &control.route_prefix.route(routes::CONTROL_RECOVERY_CODES)).await?;
+    let well_formed = |code: &String| code.len() == 14 && code.bytes().all(|b| b == b'-' || b.is_ascii_alphanumeric());
+    if answer.codes.len() != crate::recovery::CODES_PER_SET || !answer.codes.iter().all(well_formed) {
+        return Err(ControlError::BadAnswer("the recovery codes have another shape".into()));
+    }
+    Ok(answer.codes)
+}
+
 pub async fn rotate_ca(data_dir: &Path) -> Result<RotatedCa, ControlError> {
     let control = connect(data_dir).await?;
     call(&control, &control.route_prefix.route(routes::CONTROL_CA_ROTATE)).await

@@ -20,6 +20,7 @@ use crate::ca::CaCertificate;
 use crate::config::{AppConfig, AppName, RoutePrefix, SessionSettings};
 use crate::limiter::{Limiter, LimiterSettings, LimiterStatus, Locked};
 use crate::protocol::NginxProof;
+use crate::recovery::{RecoveryCode, RecoveryCodes};
 use crate::session::{Lookup, SessionId, SessionInfo, SessionStore, SessionToken};
 use crate::state::{PersistedState, StateFile, StateWriteError};
 use crate::ticket::{TicketStore, UnlockTicket};
@@ -32,6 +33,8 @@ pub enum GatewayEvent {
     LockoutStarted(Locked),
     /// Sessions were created or ended.
     SessionsChanged,
+    /// Someone signed in with a recovery code; this many are left.
+    RecoveryCodeUsed { remaining: usize },
     /// The state file could not be written (the message says why and what to do).
     PersistFailed(String),
 }
@@ -115,6 +118,8 @@ struct Inner {
     limiter: Mutex<Limiter>,
     /// The owner's way past an empty budget (see [`crate::ticket`]).
     unlock_ticket: Mutex<TicketStore>,
+    /// The hashes of the unused recovery codes, once a set was made.
+    recovery: Mutex<Option<RecoveryCodes>>,
     state_file: StateFile,
     write_lock: tokio::sync::Mutex<()>,
     /// Group commit: every call to [`Gateway::persist`] takes a number; a write covers every
@@ -207,6 +212,7 @@ impl Gateway {
                     unix_now_ms(),
                 )),
                 unlock_ticket: Mutex::new(TicketStore::default()),
+                recovery: Mutex::new(parts.persisted.recovery.clone()),
                 state_file: parts.state_file,
                 write_lock: tokio::sync::Mutex::new(()),
                 persist_requests: std::sync::atomic::AtomicU64::new(0),
@@ -372,6 +378,58 @@ impl Gateway {
                 LoginOutcome::Rejected { reason, lockout: attempt.lockout_started }
             }
         }
+    }
+
+    /// A sign-in with a recovery code (see [`crate::recovery`]): the brute-force limiter counts
+    /// it exactly like a code (a wrong one is a failure, so guessing recovery codes spends the
+    /// same budget); a right one is used up, and saved as used before the session is answered.
+    pub async fn login_with_recovery_code(&self, ip: IpAddr, app_port: u16, typed: &str, user_agent: &str) -> LoginOutcome {
+        let attempt = match lock(&self.inner.limiter).begin(ip, Instant::now(), unix_now()) {
+            Ok(attempt) => attempt,
+            Err(locked) => {
+                info!(client = %ip, retry_after_secs = locked.retry_after.as_secs(), scope = ?locked.scope, "recovery code refused: locked out");
+                return LoginOutcome::Locked(locked);
+            }
+        };
+        let remaining = {
+            let mut recovery = lock(&self.inner.recovery);
+            recovery.as_mut().and_then(|set| set.use_code(typed).then(|| set.remaining()))
+        };
+        match remaining {
+            Some(remaining) => {
+                lock(&self.inner.limiter).succeeded(attempt, Instant::now());
+                warn!(client = %ip, remaining, "signed in with a recovery code");
+                self.emit(GatewayEvent::RecoveryCodeUsed { remaining });
+                self.start_session(ip, app_port, user_agent, unix_now()).await
+            }
+            None => {
+                warn!(client = %ip, "recovery code refused");
+                let _ = self.persist().await;
+                if let Some(locked) = attempt.lockout_started {
+                    warn!(client = %ip, scope = ?locked.scope, lockout_secs = locked.retry_after.as_secs(), "lockout started: someone may be guessing codes");
+                    self.emit(GatewayEvent::LockoutStarted(locked));
+                }
+                LoginOutcome::Rejected { reason: CodeRejected::Wrong, lockout: attempt.lockout_started }
+            }
+        }
+    }
+
+    /// A new set of recovery codes in place of the old one (which stops working at once), saved
+    /// before the codes are handed out: they are shown once, and only their hashes are kept.
+    pub async fn new_recovery_codes(&self) -> Result<Vec<RecoveryCode>, String> {
+        let (set, codes) = RecoveryCodes::generate(unix_now());
+        let previous = lock(&self.inner.recovery).replace(set);
+        if let Err(e) = self.persist().await {
+            *lock(&self.inner.recovery) = previous;
+            return Err(e.to_string());
+        }
+        info!(codes = codes.len(), "new recovery codes made; the old ones no longer work");
+        Ok(codes)
+    }
+
+    /// How many recovery codes are left, and when the set was made (`None`: none made yet).
+    pub fn recovery_codes_left(&self) -> Option<(usize, u64)> {
+        lock(&self.inner.recovery).as_ref().map(|set| (set.remaining(), set.created_at))
     }
 
     /// Checks a code without starting a session and without consuming it (for the tray app's
@@ -626,6 +684,7 @@ impl Gateway {
                 sessions.snapshot()
             },
             limiter: Some(lock(&self.inner.limiter).snapshot(Instant::now(), unix_now_ms())),
+            recovery: lock(&self.inner.recovery).clone(),
         };
         let file = self.inner.state_file.clone();
         let path = file.path().to_path_buf();

@@ -21,6 +21,7 @@
 //!   persistence in the data directory.
 //! * [`limiter`]: the brute-force bound: per-IP escalating lockouts and a global budget.
 //! * [`ticket`]: one-time unlock tickets that let the owner in past an empty budget.
+//! * [`recovery`]: ten one-time recovery codes for a lost phone, kept only as hashes.
 //! * [`redirect`]: validation of the "where to go after login" URL (no open redirect).
 //! * [`gateway`]: the shared state behind the server and the operations on it (log in, check,
 //!   revoke, unlock) that the server, the CLI and the tray app use.
@@ -69,6 +70,7 @@ pub mod nginx;
 pub mod os_trust;
 pub mod protocol;
 pub mod qr;
+pub mod recovery;
 pub mod redirect;
 pub mod secret;
 pub mod server;

@@ -83,11 +83,26 @@ enum Command {
         #[command(subcommand)]
         command: CaCommand,
     },
+    /// Recovery codes: ten one-time codes for signing in when the phone is lost.
+    RecoveryCodes {
+        #[command(subcommand)]
+        command: RecoveryCommand,
+    },
     /// Lift brute-force lockouts in the running gateway that uses this data directory, and print a
     /// one-time sign-in link that works even while every sign-in is locked.
     Unlock {
         #[arg(long, value_name = "PATH")]
         data_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RecoveryCommand {
+    /// Make ten new recovery codes and print them (once: only their hashes are kept). The old
+    /// ones stop working. Works through the running gateway when there is one.
+    New {
+        #[command(flatten)]
+        gateway: GatewayArgs,
     },
 }
 
@@ -152,6 +167,7 @@ fn main() -> ExitCode {
         Command::Ca { command: CaCommand::Export { file, gateway } } => ca_export(&file, gateway),
         Command::Ca { command: CaCommand::Rotate { gateway } } => ca_rotate(gateway),
         Command::Unlock { data_dir } => runtime().block_on(unlock(data_dir)),
+        Command::RecoveryCodes { command: RecoveryCommand::New { gateway } } => recovery_codes_new(gateway),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -445,6 +461,36 @@ fn ca_export(file: &Path, gateway: GatewayArgs) -> CliResult {
 /// `simpleotp ca rotate`. A gateway running on this data directory rotates its own CA (it must:
 /// it holds the key in memory, and two writers of one CA could leave a key and a certificate
 /// that do not match); with none running, the stored CA is rotated here.
+fn recovery_codes_new(gateway: GatewayArgs) -> CliResult {
+    let (_, data_dir, _) = gateway.open()?;
+    // As `ca rotate`: a running gateway keeps the set in memory and must make it itself; without
+    // one, the state file is changed here, holding the lock so that no gateway starts meanwhile.
+    let codes: Vec<String> = match InstanceLock::acquire(&data_dir, "simpleotp recovery-codes new") {
+        Ok(_lock) => {
+            let file = simpleotp_engine::state::StateFile::in_dir(&data_dir);
+            let loaded = file.load(unix_now());
+            if let Some(warning) = loaded.warning {
+                eprintln!("{warning}");
+            }
+            let (set, codes) = simpleotp_engine::recovery::RecoveryCodes::generate(unix_now());
+            file.save(&simpleotp_engine::state::PersistedState { recovery: Some(set), ..loaded.state })?;
+            codes.iter().map(|c| c.expose().to_string()).collect()
+        }
+        Err(LockError::Held { holder, .. }) => runtime()
+            .block_on(control::new_recovery_codes(&data_dir))
+            .map_err(|e| format!("no new recovery codes: the gateway ({holder}) using {} did not make them: {e}", data_dir.display()))?,
+        Err(e) => return Err(e.into()),
+    };
+    println!("Your new recovery codes (the old ones no longer work). Each works once, on the login page");
+    println!("under \"Use a recovery code\". Keep them somewhere safe, away from your phone; they are not");
+    println!("shown again:");
+    println!();
+    for pair in codes.chunks(2) {
+        println!("  {}", pair.join("    "));
+    }
+    Ok(())
+}
+
 fn ca_rotate(gateway: GatewayArgs) -> CliResult {
     let (_, data_dir, secret) = gateway.open()?;
     let store = ca::CaStore::beside(&secret, &data_dir);

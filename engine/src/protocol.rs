@@ -40,6 +40,8 @@ pub mod routes {
     pub const UPSTREAM_DOWN: &str = "upstream-down";
     /// `simpleotp unlock`'s request to a running gateway.
     pub const CONTROL_UNLOCK: &str = "control/unlock";
+    /// `simpleotp recovery-codes new`'s request to a running gateway.
+    pub const CONTROL_RECOVERY_CODES: &str = "control/recovery-codes";
     /// `simpleotp ca rotate`'s request to a running gateway.
     pub const CONTROL_CA_ROTATE: &str = "control/ca-rotate";
     /// The gateway proves it knows the control token before a client sends it anything:

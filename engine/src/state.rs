@@ -32,6 +32,10 @@ pub struct PersistedState {
     /// always did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limiter: Option<LimiterSnapshot>,
+    /// The hashes of the unused recovery codes (see [`crate::recovery`]); absent until a set is
+    /// made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<crate::recovery::RecoveryCodes>,
 }
 
 impl PersistedState {
@@ -145,7 +149,8 @@ mod tests {
                 last_attempt_unix_ms: 1_799_999_999_000,
             }],
         };
-        let state = PersistedState { version: 1, last_totp_step: Some(42), sessions: store.snapshot(), limiter: Some(limiter) };
+        let state =
+            PersistedState { version: 1, last_totp_step: Some(42), sessions: store.snapshot(), limiter: Some(limiter), recovery: None };
         file.save(&state).unwrap();
         let loaded = file.load(200);
         assert!(loaded.warning.is_none());

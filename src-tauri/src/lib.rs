@@ -250,6 +250,12 @@ async fn forward_events(app: AppHandle, core: Arc<Core>) {
                     warn!("cannot show a notification: {e}");
                 }
             }
+            Ok(CoreEvent::RecoveryCodeUsed(notice)) => {
+                update_ui(&app);
+                if let Err(e) = app.notification().builder().title("A recovery code was used").body(notice).show() {
+                    warn!("cannot show a notification: {e}");
+                }
+            }
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
         }
     }

@@ -195,6 +195,7 @@ async fn route(gateway: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> R
         (&Method::POST, routes::CONTROL_PROVE) => control_prove(gateway, &caller, req.headers()),
         (&Method::POST, routes::CONTROL_UNLOCK) => control_unlock(gateway, &caller, req.headers()),
         (&Method::POST, routes::CONTROL_CA_ROTATE) => control_ca_rotate(gateway, &caller, req.headers()).await,
+        (&Method::POST, routes::CONTROL_RECOVERY_CODES) => control_recovery_codes(gateway, &caller, req.headers()).await,
         (&Method::GET | &Method::HEAD, routes::CA_PAGE) => {
             if req.method() == Method::GET {
                 gateway.record_device_step(caller.ip, DeviceStep::OpenedCaPage);
@@ -217,6 +218,7 @@ async fn route(gateway: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> R
             | routes::HEALTH
             | routes::CONTROL_UNLOCK
             | routes::CONTROL_CA_ROTATE
+            | routes::CONTROL_RECOVERY_CODES
             | routes::CONTROL_PROVE,
         ) => {
             let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
@@ -360,6 +362,7 @@ fn login_page(gateway: &Gateway, caller: &Caller, req: &Request<Incoming>) -> Re
         app_name: app_name.as_ref(),
         session: gateway.session_settings(),
         entry: Some((&issuer, &account)),
+        recovery: gateway.recovery_codes_left().is_some_and(|(left, _)| left > 0),
         tries_left: None,
         continue_offer: elsewhere.as_ref().zip(continue_value.as_deref()).map(|((_, name, _), value)| ContinueOffer {
             app: name.as_str(),
@@ -391,9 +394,12 @@ async fn login_submit(gateway: &Gateway, caller: &Caller, req: Request<Incoming>
     };
 
     let ticket = form_value(&form, "ticket").filter(|t| !t.is_empty());
-    let outcome = match ticket {
-        Some(ticket) => gateway.login_with_ticket(caller.ip, app_port, code, &user_agent, ticket).await,
-        None => gateway.login(caller.ip, app_port, code, &user_agent).await,
+    // "Use a recovery code" posts this field instead of `code`.
+    let recovery = form_value(&form, "recovery").filter(|r| !r.trim().is_empty());
+    let outcome = match (recovery, ticket) {
+        (Some(recovery), _) => gateway.login_with_recovery_code(caller.ip, app_port, recovery, &user_agent).await,
+        (None, Some(ticket)) => gateway.login_with_ticket(caller.ip, app_port, code, &user_agent, ticket).await,
+        (None, None) => gateway.login(caller.ip, app_port, code, &user_agent).await,
     };
     let (status, message) = match outcome {
         LoginOutcome::Success(token) => {
@@ -405,6 +411,7 @@ async fn login_submit(gateway: &Gateway, caller: &Caller, req: Request<Incoming>
         LoginOutcome::Rejected { reason, lockout } => {
             let message = match (lockout, reason) {
                 (Some(locked), _) => LoginMessage::locked_out(locked.retry_after, Device::of(caller.ip)),
+                (None, _) if recovery.is_some() => LoginMessage::WrongRecoveryCode,
                 (None, crate::totp::CodeRejected::Replayed) => LoginMessage::CodeAlreadyUsed,
                 (None, _) => LoginMessage::WrongCode,
             };
@@ -432,6 +439,7 @@ async fn login_submit(gateway: &Gateway, caller: &Caller, req: Request<Incoming>
         app_name: app_name.as_ref(),
         session: gateway.session_settings(),
         entry: Some((&issuer, &account)),
+        recovery: gateway.recovery_codes_left().is_some_and(|(left, _)| left > 0),
         continue_offer: None,
         // A ticket has its own count (said in its message); the pause does not apply to it.
         tries_left: if ticket.is_some() { None } else { gateway.tries_left(caller.ip) },
@@ -587,6 +595,27 @@ fn control_unlock(gateway: &Gateway, caller: &Caller, headers: &HeaderMap) -> Re
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
+}
+
+/// `simpleotp recovery-codes new` against this gateway: a new set, saved, the codes in the
+/// answer (once; only their hashes stay).
+async fn control_recovery_codes(gateway: &Gateway, caller: &Caller, headers: &HeaderMap) -> Response<Body> {
+    if let Err(refused) = control_caller_allowed(gateway, caller, headers) {
+        return refused;
+    }
+    match gateway.new_recovery_codes().await {
+        Ok(codes) => {
+            let body = crate::control::NewRecoveryCodes { codes: codes.iter().map(|c| c.expose().to_string()).collect() };
+            let mut response = Response::new(Body::from(serde_json::to_string(&body).expect("serializes")));
+            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            response
+        }
+        Err(e) => {
+            warn!("new recovery codes could not be saved: {e}");
+            plain(StatusCode::SERVICE_UNAVAILABLE, "the new codes could not be saved (see the gateway's log), so the old ones stay")
+        }
+    }
 }
 
 /// Whether a control request comes from the owner: directly on loopback (not through nginx) with

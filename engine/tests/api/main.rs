@@ -56,6 +56,8 @@ mod privilege;
 #[cfg(unix)]
 mod properties;
 #[cfg(unix)]
+mod recovery;
+#[cfg(unix)]
 mod updates;
 mod user_paths;
 mod websockets;

@@ -682,6 +682,7 @@ fn check_state(data: &[u8]) -> Result<(), TestCaseError> {
         last_totp_step: state.last_totp_step,
         sessions: store.snapshot(),
         limiter: state.limiter.clone(),
+        recovery: state.recovery.clone(),
     };
     let reread = PersistedState::from_bytes(&serde_json::to_vec(&again).unwrap());
     prop_assert_eq!(reread.map(|s| s.sessions.len()), Ok(again.sessions.len()));

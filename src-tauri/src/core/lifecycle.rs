@@ -101,6 +101,10 @@ impl Core {
                         core.changed();
                         core.refresh_when_lockout_ends(&locked);
                     }
+                    GatewayEvent::RecoveryCodeUsed { remaining } => {
+                        let _ = core.events.send(CoreEvent::RecoveryCodeUsed(recovery_notice(remaining)));
+                        core.changed();
+                    }
                     GatewayEvent::SessionsChanged | GatewayEvent::PersistFailed(_) => core.changed(),
                 }
             }
@@ -239,4 +243,15 @@ impl Core {
             update_available: self.update_available(),
         }
     }
+}
+
+/// The desktop notification when a recovery code was used: if it was not the owner, they must
+/// act now; if it was, how many are left.
+pub(super) fn recovery_notice(remaining: usize) -> String {
+    let left = match remaining {
+        0 => "None are left: make new ones under Security.".to_string(),
+        1 => "1 is left.".to_string(),
+        n => format!("{n} are left."),
+    };
+    format!("Someone signed in with one of your recovery codes. {left} If it was not you, make new codes under Security now.")
 }

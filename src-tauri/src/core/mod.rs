@@ -178,6 +178,8 @@ pub enum CoreEvent {
     Changed,
     /// Someone is guessing codes (the message is for a desktop notification).
     LockoutStarted(String),
+    /// Someone signed in with a recovery code (the message is for a desktop notification).
+    RecoveryCodeUsed(String),
 }
 
 // The state `Core` keeps, used by several of the files below it.

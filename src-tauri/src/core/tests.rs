@@ -471,6 +471,7 @@ async fn the_qr_code_is_shown_again_only_after_a_current_code_and_guessing_locks
         match tokio::time::timeout(Duration::from_secs(5), events.recv()).await.unwrap().unwrap() {
             CoreEvent::LockoutStarted(notice) => break notice,
             CoreEvent::Changed => continue,
+            other => panic!("{other:?}"),
         }
     };
     assert!(notice.contains("wrong codes"), "{notice}");
@@ -615,6 +616,7 @@ async fn replacing_the_secret_asks_for_a_current_code_of_the_old_one_first() {
         match tokio::time::timeout(Duration::from_secs(5), events.recv()).await.unwrap().unwrap() {
             CoreEvent::LockoutStarted(notice) => break notice,
             CoreEvent::Changed => continue,
+            other => panic!("{other:?}"),
         }
     };
     assert!(notice.contains("wrong codes"), "{notice}");

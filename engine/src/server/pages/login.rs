@@ -14,6 +14,8 @@ pub enum LoginMessage {
     WrongCode,
     /// The code was right but already used (replay protection).
     CodeAlreadyUsed,
+    /// "Use a recovery code": not an unused code of the current set.
+    WrongRecoveryCode,
     /// Too many wrong codes from this client (or overall): the form is disabled until
     /// `ends_at`, `retry_after` from now (see [`LoginMessage::locked_out`]). How to unlock
     /// depends on where the person is (`from`).
@@ -64,7 +66,15 @@ impl LoginMessage {
     /// than news (shown as a status).
     #[must_use]
     pub fn is_error(&self) -> bool {
-        matches!(self, Self::WrongCode | Self::CodeAlreadyUsed | Self::LockedOut { .. } | Self::NotSaved | Self::TicketInvalid)
+        matches!(
+            self,
+            Self::WrongCode
+                | Self::CodeAlreadyUsed
+                | Self::WrongRecoveryCode
+                | Self::LockedOut { .. }
+                | Self::NotSaved
+                | Self::TicketInvalid
+        )
     }
 
     /// The message as HTML paragraphs (trusted markup; no caller-supplied text is in it).
@@ -74,6 +84,9 @@ impl LoginMessage {
                                 the newest code.</p>"
                 .to_owned(),
             Self::CodeAlreadyUsed => "<p>That code was already used. Wait for the next one.</p>".to_owned(),
+            Self::WrongRecoveryCode => "<p>That recovery code didn't work. Each one works once; check it for typos \
+                                        (it looks like <code>7kq2-m9xd-4hbn</code>).</p>"
+                .to_owned(),
             Self::LockedOut { retry_after, ends_at, from } => {
                 // The countdown changes every second: it must not be read out each time (the
                 // message is an alert), so it is its own region that stays quiet.
@@ -155,6 +168,8 @@ pub struct LoginView<'a> {
     pub tries_left: Option<TriesLeft>,
     /// This browser is signed in to another app on this host: continue without a code.
     pub continue_offer: Option<ContinueOffer<'a>>,
+    /// Recovery codes exist: "Use a recovery code" is offered under the code field.
+    pub recovery: bool,
 }
 
 /// "Continue — you are signed in to Jupyter on this device" (one sign-in per device).
@@ -296,13 +311,37 @@ pub fn login_page(view: &LoginView) -> String {
          {ticket}\
          <button class=\"btn {submit_class}\" id=\"submit\" type=\"submit\"{disabled}>Sign in</button>\n\
          </form>\n\
+         {recovery}\
          <p class=\"help lasts\" id=\"lasts\">{lasts}</p>\n",
         action = html_escape(view.action),
         next = html_escape(view.next),
+        recovery = recovery_form(view, disabled),
         ticket = view.ticket.map(|t| format!("<input type=\"hidden\" name=\"ticket\" value=\"{}\">\n", html_escape(t))).unwrap_or_default(),
         lasts = session_sentence(&view.session, &app),
     );
     document_with(&title, &head, &card, Some(super::LOGIN_SCRIPT))
+}
+
+/// "Use a recovery code" (for a lost phone): a `<details>` that opens without a script, with a
+/// form of its own posting `recovery`; open after a wrong one. Not during a lockout, which
+/// applies to recovery codes too.
+fn recovery_form(view: &LoginView, disabled: &str) -> String {
+    if !view.recovery || !disabled.is_empty() {
+        return String::new();
+    }
+    let open = if view.message == Some(LoginMessage::WrongRecoveryCode) { " open" } else { "" };
+    format!(
+        "<details class=\"recovery\" id=\"recovery\"{open}><summary>Use a recovery code</summary>\n\
+         <form method=\"post\" action=\"{action}\">\n\
+         <label for=\"recovery-code\">Recovery code</label>\n\
+         <input id=\"recovery-code\" name=\"recovery\" type=\"text\" autocomplete=\"off\" spellcheck=\"false\" \
+         autocapitalize=\"off\" placeholder=\"xxxx-xxxx-xxxx\" maxlength=\"20\" required>\n\
+         <input type=\"hidden\" name=\"next\" value=\"{next}\">\n\
+         <button class=\"btn btn-secondary\" id=\"recovery-submit\" type=\"submit\">Sign in with it</button>\n\
+         </form>\n<p class=\"help\">Each of the ten codes you saved at setup works once.</p>\n</details>\n",
+        action = html_escape(view.action),
+        next = html_escape(view.next),
+    )
 }
 
 /// The sign-out confirmation: a "Sign out" button posting the hidden `csrf` field to

@@ -31,6 +31,7 @@ fn view<'a>(action: &'a str, next: &'a str, message: Option<LoginMessage>, ticke
         entry: None,
         tries_left: None,
         continue_offer: None,
+        recovery: false,
     }
 }
 
@@ -44,6 +45,7 @@ fn all_messages() -> Vec<LoginMessage> {
     vec![
         LoginMessage::WrongCode,
         LoginMessage::CodeAlreadyUsed,
+        LoginMessage::WrongRecoveryCode,
         locked(270),
         LoginMessage::SignedOut,
         LoginMessage::Expired,
@@ -295,6 +297,19 @@ fn each_message_renders_its_text_and_role() {
         assert!(page.contains(r#"name="code""#));
         assert!(page.contains(r#"id="submit""#));
     }
+}
+
+/// "Use a recovery code" only where a set exists and the form is usable; open after a wrong one.
+#[test]
+fn the_recovery_form_is_offered_when_there_are_codes() {
+    let page = |message, recovery| login_page(&LoginView { recovery, ..view("/_simpleotp/login", "/lab", message, None) });
+    assert!(!page(None, false).contains("id=\"recovery\""));
+    let offered = page(None, true);
+    assert!(offered.contains(r#"<details class="recovery" id="recovery"><summary>Use a recovery code</summary>"#), "{offered}");
+    assert!(offered.contains(r#"name="recovery""#) && offered.contains(r#"<input type="hidden" name="next" value="/lab">"#));
+    let wrong = page(Some(LoginMessage::WrongRecoveryCode), true);
+    assert!(wrong.contains(r#"<details class="recovery" id="recovery" open>"#) && wrong.contains("That recovery code didn't work"));
+    assert!(!page(Some(locked(60)), true).contains("id=\"recovery\""), "a lockout applies to recovery codes too");
 }
 
 #[test]
