@@ -29,6 +29,7 @@ const COMMANDS: &[&str] = &[
     "devices",
     "phone_flow_start",
     "phone_progress",
+    "recovery_codes_new",
     "ca_trust",
     "ca_untrust",
     "firewall_retry",

@@ -357,7 +357,12 @@ function selectSection(name) {
     else button.removeAttribute('aria-current');
   }
   for (const s of document.querySelectorAll('.section')) s.hidden = s.id !== `section-${name}`;
-  if (name !== 'security') hideSecurityQr();
+  if (name !== 'security') {
+    hideSecurityQr();
+    // New recovery codes are shown once: gone from the page once Security is left.
+    $('security-recovery-codes').replaceChildren();
+    $('security-recovery-panel').hidden = true;
+  }
   if (name === 'settings') { renderSettings(); renderUpdates(); }
   if (name === 'apps' && !editing && !$('apps-port').value) offerFreePort('apps');
   // Whether an app is reachable without a code, checked again as the screens that show it open
@@ -722,6 +727,9 @@ function groupFailures(failures) {
 async function renderSecurity() {
   const sec = await call('security_status', {});
   if (!sec) return;
+  $('security-recovery-state').textContent = sec.recovery_left == null
+    ? 'None yet. Make ten one-time codes for the day your phone is lost, and keep them away from it.'
+    : `${sec.recovery_left} of 10 left, made ${when(sec.recovery_made_at)}. Each works once on the login page, under “Use a recovery code”.`;
   const lockout = $('security-lockout');
   let wait = 0;
   if (!sec.running) {
@@ -949,6 +957,27 @@ function setUpMain() {
     });
   });
   $('security-hide-qr').addEventListener('click', hideSecurityQr);
+  // Recovery codes: behind a current code too (whoever sees them can sign in ten times), shown
+  // once, then gone from the page.
+  $('security-recovery-form').addEventListener('submit', async (event) => {
+    event.preventDefault();
+    await busy($('security-recovery-new'), async () => {
+      const view = await call('recovery_codes_new', { code: $('security-recovery-current').value }, $('security-recovery-error'));
+      $('security-recovery-current').value = '';
+      renderSecurity();
+      if (!view) return;
+      $('security-recovery-codes').replaceChildren(...view.codes.map((c) => el('li', { className: 'fingerprint', textContent: c })));
+      $('security-recovery-panel').hidden = false;
+    });
+  });
+  $('security-recovery-copy').addEventListener('click', () => {
+    const codes = [...document.querySelectorAll('#security-recovery-codes li')].map((li) => li.textContent);
+    copyText(`SimpleOTP recovery codes (each works once):\n${codes.join('\n')}\n`, $('security-recovery-copy'), $('security-recovery-codes'));
+  });
+  $('security-recovery-done').addEventListener('click', () => {
+    $('security-recovery-codes').replaceChildren();
+    $('security-recovery-panel').hidden = true;
+  });
   // The current code of the old secret comes first (checked like "Show QR code", wrong codes
   // count toward a lockout); only then is a new secret made and shown.
   confirmFirst($('security-replace'), async () => {

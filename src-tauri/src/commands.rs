@@ -8,8 +8,8 @@ use tauri::{AppHandle, State};
 use serde::Serialize;
 
 use crate::core::{
-    AppInput, AppSaved, Core, CoreError, DevicesView, PhoneProgressView, SecretView, SecurityView, SessionView, SettingsSaved,
-    SettingsView, StatusView, UnlockView, UpdatesView, UpstreamCheck,
+    AppInput, AppSaved, Core, CoreError, DevicesView, PhoneProgressView, RecoveryCodesView, SecretView, SecurityView, SessionView,
+    SettingsSaved, SettingsView, StatusView, UnlockView, UpdatesView, UpstreamCheck,
 };
 
 type Core_<'a> = State<'a, Arc<Core>>;
@@ -133,6 +133,12 @@ pub fn security_unlock(core: Core_<'_>) -> Answer<UnlockView> {
     core.security_unlock().map_err(message)
 }
 
+/// Security › Recovery codes: a new set after a current code, shown once.
+#[tauri::command]
+pub async fn recovery_codes_new(core: Core_<'_>, code: String) -> Answer<RecoveryCodesView> {
+    core.recovery_codes_new(&code).await.map_err(message)
+}
+
 /// "Add a phone" begins: progress counts from now.
 #[tauri::command]
 pub fn phone_flow_start(core: Core_<'_>) -> PhoneProgressView {
@@ -242,7 +248,7 @@ mod tests {
     #[test]
     fn every_command_is_generated_granted_and_registered() {
         let commands = build_rs_commands();
-        assert_eq!(commands.len(), 40, "{commands:?}");
+        assert_eq!(commands.len(), 41, "{commands:?}");
         let capability: serde_json::Value = serde_json::from_str(include_str!("../capabilities/main.json")).unwrap();
         let granted: Vec<String> = capability["permissions"]
             .as_array()

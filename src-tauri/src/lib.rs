@@ -106,6 +106,7 @@ pub fn run() {
             commands::devices,
             commands::phone_flow_start,
             commands::phone_progress,
+            commands::recovery_codes_new,
             commands::ca_trust,
             commands::ca_untrust,
             commands::firewall_retry,

@@ -79,8 +79,8 @@ pub use trust::{TrustError, TrustState};
 pub use updates::{AvailableUpdate, CheckReport, UpdatesView};
 pub use views::{
     device_name, human_duration, short_duration, AppInput, AppSaved, AppView, CaView, DeviceAppView, DevicesView, FailureView,
-    LockedClientView, PhoneProgressView, PhoneStep, Protection, SecretView, SecurityView, SessionView, SettingsSaved, SettingsView,
-    StatusView, UnlockLinkView, UnlockView, UpstreamCheck, LAN_WARNING,
+    LockedClientView, PhoneProgressView, PhoneStep, Protection, RecoveryCodesView, SecretView, SecurityView, SessionView, SettingsSaved,
+    SettingsView, StatusView, UnlockLinkView, UnlockView, UpstreamCheck, LAN_WARNING,
 };
 
 /// Errors of the commands. Each message is shown to the user as it is.

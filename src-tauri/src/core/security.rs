@@ -10,7 +10,9 @@ use simpleotp_engine::lan;
 use simpleotp_engine::limiter::{LockScope, Locked};
 use simpleotp_engine::qr;
 
-use super::views::{human_duration, FailureView, LockedClientView, SecretView, SecurityView, UnlockLinkView, UnlockView};
+use super::views::{
+    human_duration, FailureView, LockedClientView, RecoveryCodesView, SecretView, SecurityView, UnlockLinkView, UnlockView,
+};
 use super::{Core, CoreError, CoreEvent, Result};
 use crate::sync::lock;
 
@@ -38,11 +40,21 @@ impl Core {
 
     pub fn security_status(&self) -> SecurityView {
         let Some(gateway) = self.gateway() else {
-            return SecurityView { running: false, everyone_locked_for_secs: None, locked_clients: vec![], recent_failures: vec![] };
+            return SecurityView {
+                running: false,
+                everyone_locked_for_secs: None,
+                locked_clients: vec![],
+                recent_failures: vec![],
+                recovery_left: None,
+                recovery_made_at: None,
+            };
         };
         let status = gateway.limiter_status();
+        let recovery = gateway.recovery_codes_left();
         SecurityView {
             running: true,
+            recovery_left: recovery.map(|(left, _)| left),
+            recovery_made_at: recovery.map(|(_, made)| made),
             everyone_locked_for_secs: status.everyone_locked_for.map(|d| d.as_secs().max(1)),
             locked_clients: status
                 .locked_clients
@@ -141,6 +153,19 @@ impl Core {
 
     /// The QR code again, for a second phone, only after a current code (which counts against
     /// the brute-force limiter like a login).
+    /// New recovery codes in place of the old ones, behind the same current-code gate as the QR
+    /// code (whoever sees them can sign in ten times).
+    pub async fn recovery_codes_new(&self, code: &str) -> Result<RecoveryCodesView> {
+        self.require_current_code(code).await?;
+        let gateway = self.gateway().ok_or(CoreError::NotRunning("Start protection first."))?;
+        let codes = gateway
+            .new_recovery_codes()
+            .await
+            .map_err(|e| CoreError::Invalid(format!("The new codes could not be saved, so the old ones still work: {e}")))?;
+        self.changed();
+        Ok(RecoveryCodesView { codes: codes.iter().map(|c| c.expose().to_string()).collect() })
+    }
+
     pub async fn security_show_qr(&self, code: &str) -> Result<SecretView> {
         self.require_current_code(code).await?;
         let secret = self.keychain(|s| s.load()).await?;

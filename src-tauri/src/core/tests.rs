@@ -506,6 +506,39 @@ async fn the_tray_sees_a_lockout_and_unlocks_it_leaving_the_links_for_the_window
     h.core.shutdown().await;
 }
 
+/// Security › Recovery codes (#22 point 3): behind a current code, ten shown once; Security
+/// counts what is left; a use raises the desktop notification with the count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovery_codes_are_made_behind_a_current_code_and_a_use_is_notified() {
+    let h = Harness::new("recovery-codes");
+    h.set_up().await;
+    assert_eq!(h.core.security_status().recovery_left, None);
+    let (now, next) = (h.stored_code(), h.code_in(30));
+    let wrong = (0..1_000_000).map(|n| format!("{n:06}")).find(|c| *c != now && *c != next).unwrap();
+    assert!(h.core.recovery_codes_new(&wrong).await.is_err(), "a wrong current code makes nothing");
+    assert_eq!(h.core.security_status().recovery_left, None);
+    let made = h.core.recovery_codes_new(&h.stored_code()).await.unwrap();
+    assert_eq!(made.codes.len(), 10);
+    assert!(!format!("{made:?}").contains(&made.codes[0]));
+    let status = h.core.security_status();
+    assert_eq!(status.recovery_left, Some(10));
+    assert!(status.recovery_made_at.is_some_and(|t| t.abs_diff(unix_now()) < 60));
+
+    let mut events = h.core.subscribe();
+    let gateway = h.core.running_gateway().unwrap();
+    let outcome = gateway.login_with_recovery_code("192.0.2.9".parse().unwrap(), SOME_APP_PORT, &made.codes[0], "Phone").await;
+    assert!(matches!(outcome, LoginOutcome::Success(_)), "{outcome:?}");
+    let notice = loop {
+        match tokio::time::timeout(Duration::from_secs(5), events.recv()).await.unwrap().unwrap() {
+            CoreEvent::RecoveryCodeUsed(notice) => break notice,
+            _ => continue,
+        }
+    };
+    assert!(notice.contains("9 are left") && notice.contains("If it was not you"), "{notice}");
+    assert_eq!(h.core.security_status().recovery_left, Some(9));
+    h.core.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unlock_gives_a_one_time_sign_in_link_and_does_not_refill_the_budget() {
     let h = Harness::new("unlock-link");

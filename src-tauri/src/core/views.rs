@@ -196,6 +196,22 @@ pub struct SecurityView {
     pub everyone_locked_for_secs: Option<u64>,
     pub locked_clients: Vec<LockedClientView>,
     pub recent_failures: Vec<FailureView>,
+    /// Unused recovery codes and when their set was made (`None`: none made yet).
+    pub recovery_left: Option<usize>,
+    pub recovery_made_at: Option<u64>,
+}
+
+/// A new set of recovery codes, shown once.
+#[derive(Clone, Serialize, PartialEq, Eq)]
+pub struct RecoveryCodesView {
+    pub codes: Vec<String>,
+}
+
+impl std::fmt::Debug for RecoveryCodesView {
+    /// The codes are for their owner's eyes, not for logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecoveryCodesView").field("codes", &self.codes.len()).finish()
+    }
 }
 
 /// What Unlock gives: the lockouts lifted, and a one-time sign-in link per app (all carrying the
