@@ -490,6 +490,11 @@ try {
     const id = await tauri.find(css);
     return (await tauri.displayed(id)) ? tauri.text(id) : null;
   };
+  /** The text of `css` when it is shown (else null), read in one step inside the page: for the
+   * lists the window draws again on every change, where an element looked up first can go stale
+   * before its text is asked for. */
+  const listText = (css) => tauri.exec(`const e = document.querySelector(arguments[0]);
+    return e && e.getClientRects().length ? e.innerText : null;`, [css]);
   const stepOf = await shownText('#wizard .step[data-step="app"] .step-of');
   if (stepOf !== 'Step 3 of 3') throw new Error(`unexpected step indicator ${stepOf}`);
   const offered = Number(await waitFor('the offered port', () => tauri.exec('return document.getElementById("wizard-app-port").value')));
@@ -620,7 +625,7 @@ try {
     await relisten('0.0.0.0');
     await tauri.clickOn('.nav[data-section="apps"]'); // Apps asks for a check as it opens
     await tauri.visible('#apps-list li[data-name="Jupyter"] .badge');
-    const appsNote = await shownText('#apps-list li[data-name="Jupyter"] .reachable');
+    const appsNote = await waitFor('the Apps row\'s note', () => listText('#apps-list li[data-name="Jupyter"] .reachable'));
     if (!new RegExp(`open it at \\S+:${upstreamPort} without a code`).test(appsNote ?? '')) throw new Error(`the Apps row says ${appsNote}`);
     // The tray menu's line opens the window on Status.
     clickTray(await waitFor('the tray line "⚠ Jupyter is reachable without a code"', trayLine));
@@ -712,11 +717,16 @@ try {
   // of its own; signing it out sends Chromium back to the login page.
   await tauri.clickOn('.nav[data-section="sessions"]');
   await tauri.visible('#sessions-list li.session');
-  const part = async (css) => tauri.text(await tauri.find(`#sessions-list li.session ${css}`));
-  if (!/^(Headless )?Chrome on Linux$/.test(await part('.what'))) throw new Error(`the device line reads ${await part('.what')}`);
-  if ((await part('.badge.here')) !== 'This computer') throw new Error('the session from this computer is not marked');
-  if ((await part('.app')) !== 'Jupyter') throw new Error(`the session should name its app, Jupyter, not ${await part('.app')}`);
-  const sessionDetail = await part('.detail');
+  // Read in one step inside the page: the list is drawn again whenever the state changes, so an
+  // element looked up first can go stale before its text is asked for.
+  const row = await waitFor('the session row', () => tauri.exec(`const li = document.querySelector('#sessions-list li.session');
+    if (!li) return null;
+    const text = (css) => li.querySelector(css)?.textContent ?? null;
+    return { what: text('.what'), here: text('.badge.here'), app: text('.app'), detail: text('.detail') };`));
+  if (!/^(Headless )?Chrome on Linux$/.test(row.what)) throw new Error(`the device line reads ${row.what}`);
+  if (row.here !== 'This computer') throw new Error('the session from this computer is not marked');
+  if (row.app !== 'Jupyter') throw new Error(`the session should name its app, Jupyter, not ${row.app}`);
+  const sessionDetail = row.detail;
   if (!/^Jupyter · (active now|idle \d+ (s|min)) · ends in \d+ (h|d)$/.test(sessionDetail)) throw new Error(`the session reads ${sessionDetail}`);
   if ((await tauri.findAll('#sessions-list table, #section-sessions table')).length) throw new Error('Sessions is still a table');
   // The Sign out button's accessible name is its text: no aria-label or aria-labelledby overrides it.
@@ -742,7 +752,7 @@ try {
   await waitFor('the session to disappear', async () => (await tauri.findAll('#sessions-list li.session')).length === 0);
   // Empty: a sentence and the button that fills the list (it opens the app in the browser).
   await tauri.visible('#sessions-empty');
-  const openFirst = await waitFor('the empty state\'s button', () => shownText('#sessions-empty-actions button'));
+  const openFirst = await waitFor('the empty state\'s button', () => listText('#sessions-empty-actions button'));
   if (openFirst !== 'Open Jupyter') throw new Error(`the empty Sessions offer ${openFirst}`);
   if (!/^Nobody is signed in\./.test(await shownText('#sessions-empty-text'))) throw new Error('the empty Sessions say nothing');
   if (await shownText('#sessions-revoke-all')) throw new Error('Sign everyone out is offered with nobody signed in');
@@ -1062,11 +1072,11 @@ try {
   await tauri.clickOn('#apps-list li[data-name="Jupyter"] button.remove');
   await tauri.clickOn('#apps-list li[data-name="Jupyter"] button.remove');
   await tauri.visible('#apps-list li.empty button.add-app');
-  if (!/^No apps are protected yet\./.test(await shownText('#apps-list li.empty p'))) throw new Error('the empty Apps say nothing');
+  await waitFor('the empty Apps to say so', async () => /^No apps are protected yet\./.test((await listText('#apps-list li.empty p')) ?? ''));
   await tauri.clickOn('.nav[data-section="status"]');
-  if ((await shownText('#status-apps li.empty button')) !== 'Add an app') throw new Error('Status without apps offers no Add an app');
+  await waitFor('Status without apps to offer Add an app', async () => (await listText('#status-apps li.empty button')) === 'Add an app');
   await tauri.clickOn('.nav[data-section="sessions"]');
-  await waitFor('Sessions without apps to offer Add an app', async () => (await shownText('#sessions-empty-actions button')) === 'Add an app');
+  await waitFor('Sessions without apps to offer Add an app', async () => (await listText('#sessions-empty-actions button')) === 'Add an app');
   await tauri.clickOn('#sessions-empty-actions button');
   await tauri.visible('#apps-form');
   if (!(await tauri.exec('return document.activeElement === document.getElementById("apps-name")'))) throw new Error('Add an app did not focus the form');
@@ -1115,7 +1125,7 @@ try {
   const deviceApp = '#devices-apps li[data-name="Jupyter"]';
   await tauri.visible(`${deviceApp} img.qr`, 30000);
   const lanUrl = `https://${os.hostname().split('.')[0].toLowerCase()}.local:${protectedPort}/`;
-  const shownUrl = await tauri.text(await tauri.find(`${deviceApp} code.address`));
+  const shownUrl = await waitFor('the app\'s address for other devices', () => listText(`${deviceApp} code.address`));
   if (shownUrl !== lanUrl) throw new Error(`Other devices shows ${shownUrl}, not ${lanUrl}`);
   /** The QR codes zbarimg reads in the window as drawn, with `css` scrolled into view (saved as
    * `file`). WebKitWebDriver's element screenshots come out black, so the window is read whole. */
