@@ -561,6 +561,11 @@ try {
   const autostartEntry = () => fs.existsSync(autostartDir) && fs.readdirSync(autostartDir).find((f) => f.endsWith('.desktop'));
   const entry = await waitFor('the autostart entry from the wizard', autostartEntry);
   log('the wizard\'s last screen turns launch at login on (pre-checked)');
+  // Recovery codes (#22 point 3) come with the setup: ten, shown on the last screen once.
+  await tauri.visible('#wizard-recovery');
+  const setupCodes = await tauri.exec('return [...document.querySelectorAll("#wizard-recovery-codes li")].map((li) => li.textContent)');
+  if (setupCodes.length !== 10 || new Set(setupCodes).size !== 10) throw new Error(`the setup's recovery codes: ${JSON.stringify(setupCodes)}`);
+  log('the wizard\'s last screen shows the ten recovery codes made at setup');
   await tauri.screenshots('tray-wizard-done.png');
   // The last screen offers Add a phone (#21 point 1): it ends the wizard on its first step.
   await tauri.clickOn('#wizard-add-phone');
@@ -908,7 +913,8 @@ try {
   // the login page's "Use a recovery code" signs Chromium in with one; Security counts what is
   // left.
   await tauri.clickOn('.nav[data-section="security"]');
-  await waitFor('no recovery codes yet', async () => /None yet/.test(await tauri.text(await tauri.find('#security-recovery-state'))));
+  await waitFor('the setup\'s ten recovery codes', async () => /^10 of 10 left/.test(await tauri.text(await tauri.find('#security-recovery-state'))));
+  if (await tauri.exec('return document.querySelectorAll("#wizard-recovery-codes li").length')) throw new Error('the setup\'s codes stayed in the page');
   // Chromium's last sign-in used the next step's code: the gate takes only a newer one, so wait
   // for the next 30 s step (codes are never taken twice, the gate included).
   await new Promise((r) => setTimeout(r, 30000 - (Date.now() % 30000) + 300));

@@ -30,6 +30,7 @@ const COMMANDS: &[&str] = &[
     "phone_flow_start",
     "phone_progress",
     "recovery_codes_new",
+    "wizard_recovery_codes",
     "ca_trust",
     "ca_untrust",
     "firewall_retry",

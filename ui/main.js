@@ -223,12 +223,22 @@ function setUpWizard() {
   });
   // Launch at login, offered pre-checked on the last screen and applied as shown: a tray app that
   // does not start at login leaves the protected addresses dead after the next restart.
-  const wizardDoneStep = () => {
+  const wizardDoneStep = async () => {
     wizardStep('done');
     applyWizardAutostart();
+    // The recovery codes made at setup: shown here once (the core hands them out only once).
+    const recovery = await call('wizard_recovery_codes', {});
+    if (recovery) {
+      $('wizard-recovery-codes').replaceChildren(...recovery.codes.map((c) => el('li', { className: 'fingerprint', textContent: c })));
+      $('wizard-recovery').hidden = false;
+    }
   };
   const applyWizardAutostart = () => call('launch_at_login_set', { on: $('wizard-autostart').checked }, $('wizard-autostart-error'));
   $('wizard-autostart').addEventListener('change', applyWizardAutostart);
+  $('wizard-recovery-copy').addEventListener('click', () => {
+    const codes = [...document.querySelectorAll('#wizard-recovery-codes li')].map((li) => li.textContent);
+    copyText(`SimpleOTP recovery codes (each works once):\n${codes.join('\n')}\n`, $('wizard-recovery-copy'), $('wizard-recovery-codes'));
+  });
   $('wizard-copy-link').addEventListener('click', () => copyText($('wizard-url').href, $('wizard-copy-link'), $('wizard-url')));
   const openWizardApp = (event) => {
     event.preventDefault();
@@ -236,9 +246,17 @@ function setUpWizard() {
   };
   $('wizard-url').addEventListener('click', openWizardApp);
   $('wizard-open').addEventListener('click', openWizardApp);
-  $('wizard-finish').addEventListener('click', () => { wizardDone = true; selectSection('status'); render(); });
+  // Leaving the wizard takes the recovery codes off the page: they were shown once.
+  const leaveWizard = (to) => {
+    $('wizard-recovery-codes').replaceChildren();
+    $('wizard-recovery').hidden = true;
+    wizardDone = true;
+    selectSection(to);
+    render();
+  };
+  $('wizard-finish').addEventListener('click', () => leaveWizard('status'));
   // Offered at the end: the phone is why most people want this at all.
-  $('wizard-add-phone').addEventListener('click', () => { wizardDone = true; selectSection('devices'); render(); });
+  $('wizard-add-phone').addEventListener('click', () => leaveWizard('devices'));
 }
 
 // ---------------------------------------------------------------- the app forms (wizard and Apps)

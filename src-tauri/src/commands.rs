@@ -133,6 +133,12 @@ pub fn security_unlock(core: Core_<'_>) -> Answer<UnlockView> {
     core.security_unlock().map_err(message)
 }
 
+/// The wizard's last screen: the recovery codes made at setup, once.
+#[tauri::command]
+pub fn wizard_recovery_codes(core: Core_<'_>) -> Option<RecoveryCodesView> {
+    core.wizard_recovery_codes()
+}
+
 /// Security › Recovery codes: a new set after a current code, shown once.
 #[tauri::command]
 pub async fn recovery_codes_new(core: Core_<'_>, code: String) -> Answer<RecoveryCodesView> {
@@ -248,7 +254,7 @@ mod tests {
     #[test]
     fn every_command_is_generated_granted_and_registered() {
         let commands = build_rs_commands();
-        assert_eq!(commands.len(), 41, "{commands:?}");
+        assert_eq!(commands.len(), 42, "{commands:?}");
         let capability: serde_json::Value = serde_json::from_str(include_str!("../capabilities/main.json")).unwrap();
         let granted: Vec<String> = capability["permissions"]
             .as_array()

@@ -107,6 +107,7 @@ pub fn run() {
             commands::phone_flow_start,
             commands::phone_progress,
             commands::recovery_codes_new,
+            commands::wizard_recovery_codes,
             commands::ca_trust,
             commands::ca_untrust,
             commands::firewall_retry,

@@ -265,6 +265,9 @@ pub struct Core {
     /// What Unlock sign-ins in the tray menu gave, until the window (which it opens) takes it
     /// to show the one-time links. In memory only: the links carry a ticket.
     tray_unlock: Mutex<Option<UnlockView>>,
+    /// The recovery codes made when the wizard's setup was confirmed, until its last screen
+    /// takes them (once: see `wizard`).
+    setup_recovery: Mutex<Option<RecoveryCodesView>>,
     /// When the window last started "Add a phone" (Unix seconds): its progress counts from then.
     phone_flow_since: Mutex<Option<u64>>,
     /// The firewall other devices must get through (Windows Defender Firewall; nothing to do
@@ -311,6 +314,7 @@ impl Core {
             recent_errors: Mutex::new(std::collections::VecDeque::with_capacity(diagnostics::RECENT_ERRORS)),
             tray_available: std::sync::atomic::AtomicBool::new(true),
             tray_unlock: Mutex::new(None),
+            setup_recovery: Mutex::new(None),
             phone_flow_since: Mutex::new(None),
             firewall,
             firewall_blocked: Mutex::new(None),

@@ -512,11 +512,17 @@ async fn the_tray_sees_a_lockout_and_unlocks_it_leaving_the_links_for_the_window
 async fn recovery_codes_are_made_behind_a_current_code_and_a_use_is_notified() {
     let h = Harness::new("recovery-codes");
     h.set_up().await;
-    assert_eq!(h.core.security_status().recovery_left, None);
+    // The setup made ten, for the wizard's last screen to show once.
+    let setup = h.core.wizard_recovery_codes().expect("codes made at setup");
+    assert_eq!(setup.codes.len(), 10);
+    assert_eq!(h.core.wizard_recovery_codes(), None, "shown once");
+    assert_eq!(h.core.security_status().recovery_left, Some(10));
     let (now, next) = (h.stored_code(), h.code_in(30));
     let wrong = (0..1_000_000).map(|n| format!("{n:06}")).find(|c| *c != now && *c != next).unwrap();
     assert!(h.core.recovery_codes_new(&wrong).await.is_err(), "a wrong current code makes nothing");
-    assert_eq!(h.core.security_status().recovery_left, None);
+    let gateway = h.core.running_gateway().unwrap();
+    let still = gateway.login_with_recovery_code("192.0.2.8".parse().unwrap(), SOME_APP_PORT, &setup.codes[1], "Phone").await;
+    assert!(matches!(still, LoginOutcome::Success(_)), "the setup's codes still work: {still:?}");
     let made = h.core.recovery_codes_new(&h.stored_code()).await.unwrap();
     assert_eq!(made.codes.len(), 10);
     assert!(!format!("{made:?}").contains(&made.codes[0]));
@@ -524,8 +530,9 @@ async fn recovery_codes_are_made_behind_a_current_code_and_a_use_is_notified() {
     assert_eq!(status.recovery_left, Some(10));
     assert!(status.recovery_made_at.is_some_and(|t| t.abs_diff(unix_now()) < 60));
 
+    let old = gateway.login_with_recovery_code("192.0.2.8".parse().unwrap(), SOME_APP_PORT, &setup.codes[2], "Phone").await;
+    assert!(matches!(old, LoginOutcome::Rejected { .. }), "the new set replaced the setup's: {old:?}");
     let mut events = h.core.subscribe();
-    let gateway = h.core.running_gateway().unwrap();
     let outcome = gateway.login_with_recovery_code("192.0.2.9".parse().unwrap(), SOME_APP_PORT, &made.codes[0], "Phone").await;
     assert!(matches!(outcome, LoginOutcome::Success(_)), "{outcome:?}");
     let notice = loop {

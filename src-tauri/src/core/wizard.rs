@@ -6,11 +6,11 @@
 
 use std::sync::Arc;
 
-use tracing::info;
+use tracing::{info, warn};
 
 use simpleotp_engine::totp::{unix_now, Totp, TotpSecret};
 
-use super::views::{SecretView, StatusView};
+use super::views::{RecoveryCodesView, SecretView, StatusView};
 use super::{Core, CoreError, Pending, Phase, Purpose, Result};
 use crate::sync::lock;
 
@@ -43,7 +43,22 @@ impl Core {
         info!("secret stored; setup complete");
         *lock(&self.phase) = Phase::Idle;
         let _ = self.start_engine().await;
+        // Recovery codes come with the setup, for the wizard's last screen to show once; if
+        // protection did not start, Security makes them later.
+        if let Some(gateway) = self.gateway() {
+            match gateway.new_recovery_codes().await {
+                Ok(codes) => {
+                    *lock(&self.setup_recovery) = Some(RecoveryCodesView { codes: codes.iter().map(|c| c.expose().to_string()).collect() });
+                }
+                Err(e) => warn!("no recovery codes at setup: {e}"),
+            }
+        }
         Ok(self.status())
+    }
+
+    /// The recovery codes made at setup, for the wizard's last screen: once, then never again.
+    pub fn wizard_recovery_codes(&self) -> Option<RecoveryCodesView> {
+        lock(&self.setup_recovery).take()
     }
 
     /// Leaves the wizard (or the replace screen) without storing anything.
