@@ -352,12 +352,9 @@ impl Gateway {
 
     /// Verifies a code from `ip` and, if right, starts a session for the app on `app_port`.
     pub async fn login(&self, ip: IpAddr, app_port: u16, code: &str, user_agent: &str) -> LoginOutcome {
-        let attempt = match lock(&self.inner.limiter).begin(ip, Instant::now(), unix_now()) {
+        let attempt = match self.begin_attempt(ip, "login refused: locked out") {
             Ok(attempt) => attempt,
-            Err(locked) => {
-                info!(client = %ip, retry_after_secs = locked.retry_after.as_secs(), scope = ?locked.scope, "login refused: locked out");
-                return LoginOutcome::Locked(locked);
-            }
+            Err(locked) => return locked,
         };
         let now = unix_now();
         let verified = self.verify_and_use_step(code, now);
@@ -368,28 +365,39 @@ impl Gateway {
             }
             Err(reason) => {
                 warn!(client = %ip, reason = ?reason, "login failed");
-                // The spent token must be on disk before the failure is answered: otherwise a
-                // crash or restart loop could hand out answers the budget never recorded.
-                let _ = self.persist().await;
-                if let Some(locked) = attempt.lockout_started {
-                    warn!(client = %ip, scope = ?locked.scope, lockout_secs = locked.retry_after.as_secs(), "lockout started: someone may be guessing codes");
-                    self.emit(GatewayEvent::LockoutStarted(locked));
-                }
-                LoginOutcome::Rejected { reason, lockout: attempt.lockout_started }
+                self.attempt_failed(ip, &attempt, reason).await
             }
         }
+    }
+
+    /// Takes one try from the brute-force budget for `ip` (codes and recovery codes alike), or
+    /// the refusal when `ip` (or everyone) is locked out, logged as `refused`.
+    fn begin_attempt(&self, ip: IpAddr, refused: &'static str) -> Result<crate::limiter::Attempt, LoginOutcome> {
+        lock(&self.inner.limiter).begin(ip, Instant::now(), unix_now()).map_err(|locked| {
+            info!(client = %ip, retry_after_secs = locked.retry_after.as_secs(), scope = ?locked.scope, "{refused}");
+            LoginOutcome::Locked(locked)
+        })
+    }
+
+    /// A wrong code or recovery code: the spent token is on disk before the failure is answered
+    /// (otherwise a crash or restart loop could hand out answers the budget never recorded), and
+    /// a lockout it started is announced.
+    async fn attempt_failed(&self, ip: IpAddr, attempt: &crate::limiter::Attempt, reason: CodeRejected) -> LoginOutcome {
+        let _ = self.persist().await;
+        if let Some(locked) = attempt.lockout_started {
+            warn!(client = %ip, scope = ?locked.scope, lockout_secs = locked.retry_after.as_secs(), "lockout started: someone may be guessing codes");
+            self.emit(GatewayEvent::LockoutStarted(locked));
+        }
+        LoginOutcome::Rejected { reason, lockout: attempt.lockout_started }
     }
 
     /// A sign-in with a recovery code (see [`crate::recovery`]): the brute-force limiter counts
     /// it exactly like a code (a wrong one is a failure, so guessing recovery codes spends the
     /// same budget); a right one is used up, and saved as used before the session is answered.
     pub async fn login_with_recovery_code(&self, ip: IpAddr, app_port: u16, typed: &str, user_agent: &str) -> LoginOutcome {
-        let attempt = match lock(&self.inner.limiter).begin(ip, Instant::now(), unix_now()) {
+        let attempt = match self.begin_attempt(ip, "recovery code refused: locked out") {
             Ok(attempt) => attempt,
-            Err(locked) => {
-                info!(client = %ip, retry_after_secs = locked.retry_after.as_secs(), scope = ?locked.scope, "recovery code refused: locked out");
-                return LoginOutcome::Locked(locked);
-            }
+            Err(locked) => return locked,
         };
         let remaining = {
             let mut recovery = lock(&self.inner.recovery);
@@ -404,12 +412,7 @@ impl Gateway {
             }
             None => {
                 warn!(client = %ip, "recovery code refused");
-                let _ = self.persist().await;
-                if let Some(locked) = attempt.lockout_started {
-                    warn!(client = %ip, scope = ?locked.scope, lockout_secs = locked.retry_after.as_secs(), "lockout started: someone may be guessing codes");
-                    self.emit(GatewayEvent::LockoutStarted(locked));
-                }
-                LoginOutcome::Rejected { reason: CodeRejected::Wrong, lockout: attempt.lockout_started }
+                self.attempt_failed(ip, &attempt, CodeRejected::Wrong).await
             }
         }
     }
