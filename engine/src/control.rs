@@ -264,6 +264,39 @@ pub async fn new_recovery_codes(data_dir: &Path) -> Result<Vec<String>, ControlE
     Ok(answer.codes)
 }
 
+/// What `control/passkey-link` answers: the path of a one-time page to add a passkey.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasskeyLink {
+    /// `<prefix>passkey/add?link=…`, to open at an app's address by name (`localhost`).
+    pub add_path: String,
+    pub expires_in_secs: u64,
+}
+
+/// A one-time link to add a passkey, from the running gateway (with the control file, for the
+/// apps' addresses).
+pub async fn passkey_link(data_dir: &Path) -> Result<(PasskeyLink, ControlFile), ControlError> {
+    let control = connect(data_dir).await?;
+    let link: PasskeyLink = call(&control, &control.route_prefix.route(routes::CONTROL_PASSKEY_LINK)).await?;
+    let token = link.add_path.strip_prefix(&format!("{}?link=", control.route_prefix.route(routes::PASSKEY_ADD)));
+    if !token.is_some_and(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')) {
+        return Err(ControlError::BadAnswer(format!("the link {:?} has another shape", link.add_path)));
+    }
+    Ok((link, control))
+}
+
+/// The running gateway's passkeys.
+pub async fn passkeys(data_dir: &Path) -> Result<Vec<crate::passkey::PasskeyInfo>, ControlError> {
+    let control = connect(data_dir).await?;
+    call(&control, &control.route_prefix.route(routes::CONTROL_PASSKEYS)).await
+}
+
+/// Removes a passkey (by id or name) from the running gateway: it stops working at once.
+pub async fn remove_passkey(data_dir: &Path, id_or_name: &str) -> Result<crate::passkey::PasskeyInfo, ControlError> {
+    let control = connect(data_dir).await?;
+    let id: String = form_urlencoded::byte_serialize(id_or_name.as_bytes()).collect();
+    call(&control, &format!("{}?id={id}", control.route_prefix.route(routes::CONTROL_PASSKEY_REMOVE))).await
+}
+
 pub async fn rotate_ca(data_dir: &Path) -> Result<RotatedCa, ControlError> {
     let control = connect(data_dir).await?;
     call(&control, &control.route_prefix.route(routes::CONTROL_CA_ROTATE)).await

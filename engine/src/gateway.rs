@@ -19,6 +19,7 @@ use tracing::{error, info, warn};
 use crate::ca::CaCertificate;
 use crate::config::{AppConfig, AppName, RoutePrefix, SessionSettings};
 use crate::limiter::{Limiter, LimiterSettings, LimiterStatus, Locked};
+use crate::passkey::{AddLink, PasskeyError, PasskeyInfo, PasskeyName, PasskeyRegistry, RelyingParty, Started};
 use crate::protocol::NginxProof;
 use crate::recovery::{RecoveryCode, RecoveryCodes};
 use crate::session::{Lookup, SessionId, SessionInfo, SessionStore, SessionToken};
@@ -35,6 +36,8 @@ pub enum GatewayEvent {
     SessionsChanged,
     /// Someone signed in with a recovery code; this many are left.
     RecoveryCodeUsed { remaining: usize },
+    /// A passkey was added, renamed or removed.
+    PasskeysChanged,
     /// The state file could not be written (the message says why and what to do).
     PersistFailed(String),
 }
@@ -120,6 +123,10 @@ struct Inner {
     unlock_ticket: Mutex<TicketStore>,
     /// The hashes of the unused recovery codes, once a set was made.
     recovery: Mutex<Option<RecoveryCodes>>,
+    /// The passkeys, the links to add one and the ceremonies in flight (see [`crate::passkey`]).
+    passkeys: Mutex<PasskeyRegistry>,
+    /// The names the apps' certificate carries: where passkeys work over HTTPS.
+    https_names: RwLock<Vec<String>>,
     state_file: StateFile,
     write_lock: tokio::sync::Mutex<()>,
     /// Group commit: every call to [`Gateway::persist`] takes a number; a write covers every
@@ -178,6 +185,13 @@ fn app_names(apps: &[AppConfig]) -> Vec<(u16, AppName)> {
     apps.iter().map(|a| (a.listen.socket_addr().port(), a.name.clone())).collect()
 }
 
+/// The names a browser may use over HTTPS to reach the apps (their certificate's names), where
+/// passkeys can work ([`RelyingParty::for_request`]).
+fn https_names(apps: &[AppConfig]) -> Vec<String> {
+    let machine = crate::config::MachineNames::this_machine();
+    crate::lan::Reach::of(apps, &machine, &[]).map(|reach| reach.names.iter().map(|n| n.as_str().to_owned()).collect()).unwrap_or_default()
+}
+
 fn app_names_facing_network(apps: &[AppConfig]) -> Vec<(u16, AppName)> {
     let facing: Vec<AppConfig> = apps.iter().filter(|a| a.listen.is_network_facing()).cloned().collect();
     app_names(&facing)
@@ -213,6 +227,8 @@ impl Gateway {
                 )),
                 unlock_ticket: Mutex::new(TicketStore::default()),
                 recovery: Mutex::new(parts.persisted.recovery.clone()),
+                passkeys: Mutex::new(PasskeyRegistry::restore(parts.persisted.passkeys.as_ref())),
+                https_names: RwLock::new(https_names(&parts.apps)),
                 state_file: parts.state_file,
                 write_lock: tokio::sync::Mutex::new(()),
                 persist_requests: std::sync::atomic::AtomicU64::new(0),
@@ -307,6 +323,7 @@ impl Gateway {
     pub fn set_apps(&self, apps: &[AppConfig]) {
         *self.inner.apps.write().unwrap_or_else(|p| p.into_inner()) = app_names(apps);
         *self.inner.apps_facing_network.write().unwrap_or_else(|p| p.into_inner()) = app_names_facing_network(apps);
+        *self.inner.https_names.write().unwrap_or_else(|p| p.into_inner()) = https_names(apps);
     }
 
     /// The apps other devices reach: listen port and name.
@@ -433,6 +450,115 @@ impl Gateway {
     /// How many recovery codes are left, and when the set was made (`None`: none made yet).
     pub fn recovery_codes_left(&self) -> Option<(usize, u64)> {
         lock(&self.inner.recovery).as_ref().map(|set| (set.remaining(), set.created_at))
+    }
+
+    /// Where passkeys work for a page the browser opened at `host` (its `Host` header) over
+    /// HTTPS or not; `Err` says why not (an IP address, a name SimpleOTP does not serve).
+    pub fn relying_party(&self, host: &str, https: bool) -> Result<RelyingParty, PasskeyError> {
+        let ports: Vec<u16> = self.inner.apps.read().unwrap_or_else(|p| p.into_inner()).iter().map(|(port, _)| *port).collect();
+        let names = self.inner.https_names.read().unwrap_or_else(|p| p.into_inner());
+        RelyingParty::for_request(host, https, &ports, &names)
+    }
+
+    /// Whether a passkey was added at this relying party (the login page's button).
+    pub fn has_passkeys_for(&self, rp: &RelyingParty) -> bool {
+        lock(&self.inner.passkeys).any_for(rp)
+    }
+
+    /// A one-time link to add a passkey (see [`crate::passkey::AddLink`]): for the owner only
+    /// (the tray, the control route) or a browser that just signed in with a code.
+    pub fn issue_passkey_link(&self) -> AddLink {
+        let link = lock(&self.inner.passkeys).issue_link(Instant::now());
+        info!("a link to add a passkey was made");
+        link
+    }
+
+    pub fn passkey_link_is_valid(&self, link: &str) -> bool {
+        lock(&self.inner.passkeys).link_is_valid(link, Instant::now())
+    }
+
+    /// The challenge for adding a passkey with a live link at `rp`.
+    pub fn start_adding_passkey(&self, link: &str, rp: &RelyingParty) -> Result<Started, PasskeyError> {
+        lock(&self.inner.passkeys).start_adding(link, rp, Instant::now())
+    }
+
+    /// Adds the passkey the browser made, saved before it is answered (a passkey the state file
+    /// does not hold would vanish at the next restart).
+    pub async fn finish_adding_passkey(
+        &self,
+        ceremony: &str,
+        name: PasskeyName,
+        credential: &webauthn_rs::prelude::RegisterPublicKeyCredential,
+    ) -> Result<PasskeyInfo, PasskeyError> {
+        let added = lock(&self.inner.passkeys).finish_adding(ceremony, name, credential, Instant::now(), unix_now());
+        let added = added.inspect_err(|e| warn!(reason = ?e, "adding a passkey failed"))?;
+        if let Err(e) = self.persist().await {
+            let _ = lock(&self.inner.passkeys).remove(&added.id);
+            return Err(PasskeyError::Refused(e.to_string()));
+        }
+        warn!(passkey = %added.name, rp_id = %added.rp_id, "a passkey was added");
+        self.emit(GatewayEvent::PasskeysChanged);
+        Ok(added)
+    }
+
+    /// The challenge for signing in with a passkey at `rp`; refused while `ip` is locked out
+    /// (a lockout stops every way in, not just codes).
+    pub fn start_passkey_sign_in(&self, ip: IpAddr, rp: &RelyingParty) -> Result<Started, PasskeyError> {
+        if let Some(locked) = self.peek_lockout(ip) {
+            return Err(PasskeyError::Refused(format!("locked out for {} s", locked.retry_after.as_secs())));
+        }
+        lock(&self.inner.passkeys).start_sign_in(rp, Instant::now())
+    }
+
+    /// A sign-in with a passkey: the limiter counts it like a code (a refused answer is a
+    /// failure); a verified one updates the passkey's counter, which is saved with the session
+    /// before the browser gets in.
+    pub async fn sign_in_with_passkey(
+        &self,
+        ip: IpAddr,
+        app_port: u16,
+        ceremony: &str,
+        credential: &webauthn_rs::prelude::PublicKeyCredential,
+        user_agent: &str,
+    ) -> LoginOutcome {
+        let attempt = match self.begin_attempt(ip, "passkey sign-in refused: locked out") {
+            Ok(attempt) => attempt,
+            Err(locked) => return locked,
+        };
+        let verified = lock(&self.inner.passkeys).finish_sign_in(ceremony, credential, Instant::now(), unix_now());
+        match verified {
+            Ok(passkey) => {
+                lock(&self.inner.limiter).succeeded(attempt, Instant::now());
+                info!(client = %ip, passkey = %passkey.name, "signed in with a passkey");
+                self.start_session(ip, app_port, user_agent, unix_now()).await
+            }
+            Err(e) => {
+                warn!(client = %ip, reason = ?e, "passkey sign-in refused");
+                self.attempt_failed(ip, &attempt, CodeRejected::Wrong).await
+            }
+        }
+    }
+
+    /// The passkeys, in the order they were added.
+    pub fn passkeys(&self) -> Vec<PasskeyInfo> {
+        lock(&self.inner.passkeys).list()
+    }
+
+    /// Renames a passkey (by id or name).
+    pub async fn rename_passkey(&self, id_or_name: &str, name: PasskeyName) -> Result<PasskeyInfo, PasskeyError> {
+        let renamed = lock(&self.inner.passkeys).rename(id_or_name, name)?;
+        self.persist().await.map_err(|e| PasskeyError::Refused(e.to_string()))?;
+        self.emit(GatewayEvent::PasskeysChanged);
+        Ok(renamed)
+    }
+
+    /// Removes a passkey (by id or name): it stops working at once; saved before answering.
+    pub async fn remove_passkey(&self, id_or_name: &str) -> Result<PasskeyInfo, PasskeyError> {
+        let removed = lock(&self.inner.passkeys).remove(id_or_name)?;
+        warn!(passkey = %removed.name, "a passkey was removed");
+        self.persist().await.map_err(|e| PasskeyError::Refused(e.to_string()))?;
+        self.emit(GatewayEvent::PasskeysChanged);
+        Ok(removed)
     }
 
     /// Checks a code without starting a session and without consuming it (for the tray app's
@@ -688,6 +814,7 @@ impl Gateway {
             },
             limiter: Some(lock(&self.inner.limiter).snapshot(Instant::now(), unix_now_ms())),
             recovery: lock(&self.inner.recovery).clone(),
+            passkeys: lock(&self.inner.passkeys).snapshot(),
         };
         let file = self.inner.state_file.clone();
         let path = file.path().to_path_buf();

@@ -21,6 +21,8 @@
 //!   persistence in the data directory.
 //! * [`limiter`]: the brute-force bound: per-IP escalating lockouts and a global budget.
 //! * [`ticket`]: one-time unlock tickets that let the owner in past an empty budget.
+//! * [`passkey`]: passkeys (WebAuthn): where they work (a name, never an IP address), the
+//!   one-time links that add one, the ceremonies, and the public keys kept.
 //! * [`recovery`]: ten one-time recovery codes for a lost phone, kept only as hashes.
 //! * [`redirect`]: validation of the "where to go after login" URL (no open redirect).
 //! * [`gateway`]: the shared state behind the server and the operations on it (log in, check,
@@ -68,6 +70,7 @@ pub mod limiter;
 pub mod logfile;
 pub mod nginx;
 pub mod os_trust;
+pub mod passkey;
 pub mod protocol;
 pub mod qr;
 pub mod recovery;

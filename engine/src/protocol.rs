@@ -60,6 +60,20 @@ pub mod routes {
     /// so the device trusts the certificate. Never served over plain HTTP (not in
     /// [`CA_ROUTES`]), needs no session.
     pub const TRUST_CHECK: &str = "trusted";
+    /// The page that adds a passkey (`?link=…`, or `?offer=1` right after a sign-in with a code).
+    pub const PASSKEY_ADD: &str = "passkey/add";
+    /// Adding a passkey: the challenge, then the browser's answer (JSON, for the page's script).
+    pub const PASSKEY_ADD_START: &str = "passkey/add/start";
+    pub const PASSKEY_ADD_FINISH: &str = "passkey/add/finish";
+    /// Signing in with a passkey: the challenge, then the browser's answer (JSON).
+    pub const PASSKEY_SIGN_IN_START: &str = "passkey/sign-in/start";
+    pub const PASSKEY_SIGN_IN_FINISH: &str = "passkey/sign-in/finish";
+    /// `simpleotp passkey add`: a one-time link to add a passkey.
+    pub const CONTROL_PASSKEY_LINK: &str = "control/passkey-link";
+    /// `simpleotp passkey list`.
+    pub const CONTROL_PASSKEYS: &str = "control/passkeys";
+    /// `simpleotp passkey remove` (`?id=` the passkey's id or name).
+    pub const CONTROL_PASSKEY_REMOVE: &str = "control/passkey-remove";
     /// The CA routes, which need no session (nginx serves them over plain HTTP as well).
     pub const CA_ROUTES: [&str; 3] = [CA_PAGE, CA_CERTIFICATE, CA_PROFILE];
 }

@@ -36,6 +36,10 @@ pub struct PersistedState {
     /// made.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery: Option<crate::recovery::RecoveryCodes>,
+    /// The passkeys' public keys, counters and names (see [`crate::passkey`]); absent until one
+    /// is added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passkeys: Option<crate::passkey::PersistedPasskeys>,
 }
 
 impl PersistedState {
@@ -150,7 +154,7 @@ mod tests {
             }],
         };
         let state =
-            PersistedState { version: 1, last_totp_step: Some(42), sessions: store.snapshot(), limiter: Some(limiter), recovery: None };
+            PersistedState { version: 1, last_totp_step: Some(42), sessions: store.snapshot(), limiter: Some(limiter), recovery: None, passkeys: None };
         file.save(&state).unwrap();
         let loaded = file.load(200);
         assert!(loaded.warning.is_none());

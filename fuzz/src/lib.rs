@@ -177,7 +177,7 @@ pub fn check_state_file(data: &[u8]) {
         assert!(again.bucket_milli_tokens <= u64::from(settings.global_burst) * 1000, "a restored bucket holds more than a full one");
     }
     // What is persisted again reads back the same.
-    let again = PersistedState { version: state.version, last_totp_step: state.last_totp_step, sessions: store.snapshot(), limiter: state.limiter.clone() };
+    let again = PersistedState { sessions: store.snapshot(), ..state.clone() };
     let bytes = serde_json::to_vec(&again).expect("state serializes");
     let reread = PersistedState::from_bytes(&bytes).expect("a saved state reads back");
     assert_eq!(reread.sessions.len(), again.sessions.len());

@@ -26,6 +26,7 @@
 //! app) is believed only with nginx's proof; see [`crate::protocol`].
 
 pub(crate) mod pages;
+mod passkey;
 
 /// How the login page says a wait and a session's length; the tray app says them the same way.
 pub use pages::{format_duration, format_span};
@@ -196,6 +197,14 @@ async fn route(gateway: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> R
         (&Method::POST, routes::CONTROL_UNLOCK) => control_unlock(gateway, &caller, req.headers()),
         (&Method::POST, routes::CONTROL_CA_ROTATE) => control_ca_rotate(gateway, &caller, req.headers()).await,
         (&Method::POST, routes::CONTROL_RECOVERY_CODES) => control_recovery_codes(gateway, &caller, req.headers()).await,
+        (&Method::POST, routes::CONTROL_PASSKEY_LINK) => control_passkey_link(gateway, &caller, req.headers()),
+        (&Method::POST, routes::CONTROL_PASSKEYS) => control_passkeys(gateway, &caller, req.headers()),
+        (&Method::POST, routes::CONTROL_PASSKEY_REMOVE) => control_passkey_remove(gateway, &caller, &req).await,
+        (&Method::GET | &Method::HEAD, routes::PASSKEY_ADD) => passkey::add_page(gateway, &caller, &req),
+        (&Method::POST, routes::PASSKEY_ADD_START) => passkey::add_start(gateway, &caller, req).await,
+        (&Method::POST, routes::PASSKEY_ADD_FINISH) => passkey::add_finish(gateway, &caller, req).await,
+        (&Method::POST, routes::PASSKEY_SIGN_IN_START) => passkey::sign_in_start(gateway, &caller, req).await,
+        (&Method::POST, routes::PASSKEY_SIGN_IN_FINISH) => passkey::sign_in_finish(gateway, &caller, req).await,
         (&Method::GET | &Method::HEAD, routes::CA_PAGE) => {
             if req.method() == Method::GET {
                 gateway.record_device_step(caller.ip, DeviceStep::OpenedCaPage);
@@ -219,6 +228,14 @@ async fn route(gateway: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> R
             | routes::CONTROL_UNLOCK
             | routes::CONTROL_CA_ROTATE
             | routes::CONTROL_RECOVERY_CODES
+            | routes::CONTROL_PASSKEY_LINK
+            | routes::CONTROL_PASSKEYS
+            | routes::CONTROL_PASSKEY_REMOVE
+            | routes::PASSKEY_ADD
+            | routes::PASSKEY_ADD_START
+            | routes::PASSKEY_ADD_FINISH
+            | routes::PASSKEY_SIGN_IN_START
+            | routes::PASSKEY_SIGN_IN_FINISH
             | routes::CONTROL_PROVE,
         ) => {
             let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
@@ -354,6 +371,8 @@ fn login_page(gateway: &Gateway, caller: &Caller, req: &Request<Incoming>) -> Re
     let elsewhere = caller.app_port.and_then(|port| gateway.live_session_elsewhere(&caller.other_apps_tokens(req.headers()), port));
     let continue_action = gateway.route_prefix().route(routes::CONTINUE);
     let continue_value = elsewhere.as_ref().map(|(_, _, token)| token.continue_token());
+    let passkey_routes = (gateway.route_prefix().route(routes::PASSKEY_SIGN_IN_START), gateway.route_prefix().route(routes::PASSKEY_SIGN_IN_FINISH));
+    let elsewhere_url = passkey_elsewhere_url(gateway, caller, req.headers(), &next);
     let view = LoginView {
         action: &action,
         next: &next,
@@ -363,6 +382,7 @@ fn login_page(gateway: &Gateway, caller: &Caller, req: &Request<Incoming>) -> Re
         session: gateway.session_settings(),
         entry: Some((&issuer, &account)),
         recovery: gateway.recovery_codes_left().is_some_and(|(left, _)| left > 0),
+        passkey: passkey_sign_in(gateway, caller, req.headers(), &passkey_routes, &elsewhere_url),
         tries_left: None,
         continue_offer: elsewhere.as_ref().zip(continue_value.as_deref()).map(|((_, name, _), value)| ContinueOffer {
             app: name.as_str(),
@@ -373,11 +393,47 @@ fn login_page(gateway: &Gateway, caller: &Caller, req: &Request<Incoming>) -> Re
     html(StatusCode::OK, pages::login_page(&view))
 }
 
+/// The login page's passkey part: the button where a passkey was added at this address; at an
+/// IP address (where browsers refuse passkeys) the address where they work, once any exists.
+fn passkey_sign_in<'a>(
+    gateway: &Gateway,
+    caller: &Caller,
+    headers: &HeaderMap,
+    routes: &'a (String, String),
+    elsewhere: &'a Option<String>,
+) -> pages::PasskeySignIn<'a> {
+    match passkey::relying_party(gateway, caller, headers) {
+        Ok(rp) if gateway.has_passkeys_for(&rp) => pages::PasskeySignIn::Offer { start: &routes.0, finish: &routes.1 },
+        Ok(_) => pages::PasskeySignIn::None,
+        Err(_) => elsewhere.as_deref().map_or(pages::PasskeySignIn::None, pages::PasskeySignIn::AtAnotherAddress),
+    }
+}
+
+/// For a login page opened at an IP address while passkeys exist: this page at the name
+/// where they work (`localhost` on this computer, the `.local` name for another device), when
+/// a passkey was added there.
+fn passkey_elsewhere_url(gateway: &Gateway, caller: &Caller, headers: &HeaderMap, next: &str) -> Option<String> {
+    let port = caller.app_port?;
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok())?;
+    let (name, _) = host.rsplit_once(':')?;
+    let ip: IpAddr = name.trim_start_matches('[').trim_end_matches(']').parse().ok()?;
+    let passkeys = gateway.passkeys();
+    let (scheme, rp_id) = if ip.is_loopback() && !caller.https {
+        ("http", "localhost".to_owned())
+    } else {
+        ("https", passkeys.iter().map(|p| p.rp_id.clone()).find(|id| id != "localhost")?)
+    };
+    passkeys.iter().any(|p| p.rp_id == rp_id).then(|| {
+        format!("{scheme}://{rp_id}:{port}{}?next={}", gateway.route_prefix().route(routes::LOGIN), encode_query(next))
+    })
+}
+
 async fn login_submit(gateway: &Gateway, caller: &Caller, req: Request<Incoming>, started: Instant) -> Response<Body> {
     if let Err(response) = same_origin(req.headers()) {
         return response;
     }
     let user_agent = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let headers = req.headers().clone();
     let form = match read_form(req).await {
         Ok(form) => form,
         Err(response) => return response,
@@ -403,9 +459,19 @@ async fn login_submit(gateway: &Gateway, caller: &Caller, req: Request<Incoming>
     };
     let (status, message) = match outcome {
         LoginOutcome::Success(token) => {
-            let mut response = redirect(StatusCode::SEE_OTHER, &next);
+            // Once per browser, where passkeys work: "Sign in with Face ID … next time?"
+            let (offer_cookies, location) = match passkey::offer_after_code(gateway, caller, &headers, &next) {
+                Some((cookies, page)) => (cookies, page),
+                None => (Vec::new(), next.clone()),
+            };
+            let mut response = redirect(StatusCode::SEE_OTHER, &location);
             let cookie = session_cookie(&token, app_port, gateway.session_lifetime(), caller.https);
             response.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).expect("cookie is ASCII"));
+            for cookie in offer_cookies {
+                if let Ok(value) = HeaderValue::from_str(&cookie) {
+                    response.headers_mut().append(header::SET_COOKIE, value);
+                }
+            }
             return response;
         }
         LoginOutcome::Rejected { reason, lockout } => {
@@ -440,6 +506,9 @@ async fn login_submit(gateway: &Gateway, caller: &Caller, req: Request<Incoming>
         session: gateway.session_settings(),
         entry: Some((&issuer, &account)),
         recovery: gateway.recovery_codes_left().is_some_and(|(left, _)| left > 0),
+        // After a failure the page is the answer to a POST: passkeys are offered on the page
+        // itself (a reload), not here.
+        passkey: pages::PasskeySignIn::None,
         continue_offer: None,
         // A ticket has its own count (said in its message); the pause does not apply to it.
         tries_left: if ticket.is_some() { None } else { gateway.tries_left(caller.ip) },
@@ -616,6 +685,51 @@ async fn control_recovery_codes(gateway: &Gateway, caller: &Caller, headers: &He
             plain(StatusCode::SERVICE_UNAVAILABLE, "the new codes could not be saved (see the gateway's log), so the old ones stay")
         }
     }
+}
+
+/// `simpleotp passkey add`: a one-time link to add a passkey (the path; the CLI puts an app's
+/// address in front).
+fn control_passkey_link(gateway: &Gateway, caller: &Caller, headers: &HeaderMap) -> Response<Body> {
+    if let Err(refused) = control_caller_allowed(gateway, caller, headers) {
+        return refused;
+    }
+    let link = gateway.issue_passkey_link();
+    let body = crate::control::PasskeyLink {
+        add_path: format!("{}?link={}", gateway.route_prefix().route(routes::PASSKEY_ADD), link.expose()),
+        expires_in_secs: crate::passkey::LINK_LIFETIME.as_secs(),
+    };
+    control_json(&serde_json::to_value(&body).expect("serializes"))
+}
+
+/// `simpleotp passkey list`.
+fn control_passkeys(gateway: &Gateway, caller: &Caller, headers: &HeaderMap) -> Response<Body> {
+    if let Err(refused) = control_caller_allowed(gateway, caller, headers) {
+        return refused;
+    }
+    control_json(&serde_json::to_value(gateway.passkeys()).expect("serializes"))
+}
+
+/// `simpleotp passkey remove ID_OR_NAME` (`?id=`).
+async fn control_passkey_remove(gateway: &Gateway, caller: &Caller, req: &Request<Incoming>) -> Response<Body> {
+    if let Err(refused) = control_caller_allowed(gateway, caller, req.headers()) {
+        return refused;
+    }
+    let id = form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()).find(|(k, _)| k == "id").map(|(_, v)| v.into_owned());
+    match gateway.remove_passkey(id.as_deref().unwrap_or("")).await {
+        Ok(removed) => control_json(&serde_json::to_value(removed).expect("serializes")),
+        Err(crate::passkey::PasskeyError::NotFound) => plain(StatusCode::NOT_FOUND, "there is no passkey with that name or id"),
+        Err(e) => {
+            warn!("removing a passkey failed: {e}");
+            plain(StatusCode::SERVICE_UNAVAILABLE, "the passkey no longer works, but the state file could not be written (see the gateway's log): it may work again after a restart")
+        }
+    }
+}
+
+fn control_json(value: &serde_json::Value) -> Response<Body> {
+    let mut response = Response::new(Body::from(value.to_string()));
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 /// Whether a control request comes from the owner: directly on loopback (not through nginx) with

@@ -683,6 +683,7 @@ fn check_state(data: &[u8]) -> Result<(), TestCaseError> {
         sessions: store.snapshot(),
         limiter: state.limiter.clone(),
         recovery: state.recovery.clone(),
+        passkeys: state.passkeys.clone(),
     };
     let reread = PersistedState::from_bytes(&serde_json::to_vec(&again).unwrap());
     prop_assert_eq!(reread.map(|s| s.sessions.len()), Ok(again.sessions.len()));

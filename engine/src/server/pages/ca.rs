@@ -96,5 +96,5 @@ pub fn ca_page(view: &CaView) -> String {
         profile = html_escape(view.profile_path),
         certificate = html_escape(view.certificate_path),
     );
-    document_with("Trust SimpleOTP", "", &card, Some(CA_SCRIPT))
+    document_with("Trust SimpleOTP", "", &card, &[CA_SCRIPT])
 }

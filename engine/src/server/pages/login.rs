@@ -170,6 +170,21 @@ pub struct LoginView<'a> {
     pub continue_offer: Option<ContinueOffer<'a>>,
     /// Recovery codes exist: "Use a recovery code" is offered under the code field.
     pub recovery: bool,
+    /// Whether "Sign in with a passkey" is offered here, or where it would be.
+    pub passkey: PasskeySignIn<'a>,
+}
+
+/// Passkeys on the login page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PasskeySignIn<'a> {
+    /// None added (or none that works anywhere): nothing is said.
+    None,
+    /// A passkey was added at this address: the button (shown by the script), and the code
+    /// field's autofill offers it where the browser can.
+    Offer { start: &'a str, finish: &'a str },
+    /// Passkeys exist, but this address is an IP address, where browsers refuse them: one line
+    /// with the address where they work.
+    AtAnotherAddress(&'a str),
 }
 
 /// "Continue — you are signed in to Jupyter on this device" (one sign-in per device).
@@ -304,22 +319,50 @@ pub fn login_page(view: &LoginView) -> String {
         "<form class=\"login\" method=\"post\" action=\"{action}\">\n\
          <label for=\"code\">Code</label>\n\
          <input class=\"code\" id=\"code\" name=\"code\" type=\"text\" inputmode=\"numeric\" \
-         autocomplete=\"one-time-code\" pattern=\" *(?:[0-9][ \\-]*){{5}}[0-9] *\" minlength=\"6\" maxlength=\"9\" \
+         autocomplete=\"{autocomplete}\" pattern=\" *(?:[0-9][ \\-]*){{5}}[0-9] *\" minlength=\"6\" maxlength=\"9\" \
          placeholder=\"······\" title=\"6 digits\" spellcheck=\"false\" autocapitalize=\"off\" \
          enterkeyhint=\"go\" required{autofocus}{disabled} aria-describedby=\"{described_by}\"{invalid}>\n\
          <input type=\"hidden\" name=\"next\" value=\"{next}\">\n\
          {ticket}\
          <button class=\"btn {submit_class}\" id=\"submit\" type=\"submit\"{disabled}>Sign in</button>\n\
          </form>\n\
+         {passkey}\
          {recovery}\
          <p class=\"help lasts\" id=\"lasts\">{lasts}</p>\n",
         action = html_escape(view.action),
         next = html_escape(view.next),
         recovery = recovery_form(view, disabled),
+        passkey = passkey_sign_in(view, disabled),
+        autocomplete = if matches!(view.passkey, PasskeySignIn::Offer { .. }) { "one-time-code webauthn" } else { "one-time-code" },
         ticket = view.ticket.map(|t| format!("<input type=\"hidden\" name=\"ticket\" value=\"{}\">\n", html_escape(t))).unwrap_or_default(),
         lasts = session_sentence(&view.session, &app),
     );
-    document_with(&title, &head, &card, Some(super::LOGIN_SCRIPT))
+    document_with(&title, &head, &card, &[super::LOGIN_SCRIPT, super::PASSKEY_SCRIPT])
+}
+
+/// "Sign in with a passkey" (hidden until the script finds WebAuthn), or where passkeys work
+/// when this is an IP address. Not during a lockout, which applies to passkeys too.
+fn passkey_sign_in(view: &LoginView, disabled: &str) -> String {
+    if !disabled.is_empty() {
+        return String::new();
+    }
+    match &view.passkey {
+        PasskeySignIn::None => String::new(),
+        PasskeySignIn::Offer { start, finish } => format!(
+            "<button class=\"btn btn-secondary passkey\" id=\"passkey-signin\" type=\"button\" hidden \
+             data-start=\"{}\" data-finish=\"{}\" data-next=\"{}\" data-autofill>Sign in with a passkey</button>\n\
+             <div class=\"msg\" id=\"passkey-msg\" hidden></div>\n",
+            html_escape(start),
+            html_escape(finish),
+            html_escape(view.next),
+        ),
+        PasskeySignIn::AtAnotherAddress(url) => format!(
+            "<p class=\"help\" id=\"passkey-where\">Passkeys work at <a href=\"{url}\">{text}</a>: browsers offer them at a name, \
+             not at an IP address.</p>\n",
+            url = html_escape(url),
+            text = html_escape(url.trim_end_matches('/')),
+        ),
+    }
 }
 
 /// "Use a recovery code" (for a lost phone): a `<details>` that opens without a script, with a

@@ -20,6 +20,7 @@
 
 mod ca;
 mod login;
+mod passkey;
 #[cfg(test)]
 mod tests;
 
@@ -32,7 +33,8 @@ use sha2::{Digest, Sha256};
 
 pub(crate) use crate::html::html_escape;
 pub use ca::{ca_page, CaView};
-pub use login::{login_page, logout_page, ContinueOffer, Device, LoginMessage, LoginView, LogoutView};
+pub use login::{login_page, logout_page, ContinueOffer, Device, LoginMessage, LoginView, LogoutView, PasskeySignIn};
+pub use passkey::{passkey_add_page, PasskeyAddView};
 
 /// The one stylesheet of every page, embedded verbatim between `<style>` and `</style>`.
 ///
@@ -54,6 +56,10 @@ pub const LOGIN_SCRIPT: &str = include_str!("assets/login.js");
 /// to be scanned a second time. Without it the page is what it was: the steps and downloads.
 pub const CA_SCRIPT: &str = include_str!("assets/ca.js");
 
+/// The passkey script of the login page and the page that adds a passkey: "Sign in with a
+/// passkey" (and the code field's autofill), "Create a passkey". Talks to this origin only.
+pub const PASSKEY_SCRIPT: &str = include_str!("assets/passkey.js");
+
 /// `'sha256-<base64>'` of `bytes`, as a CSP source expression.
 fn csp_hash(bytes: &str) -> String {
     let digest = Sha256::digest(bytes.as_bytes());
@@ -62,10 +68,11 @@ fn csp_hash(bytes: &str) -> String {
 
 static CSP: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "default-src 'none'; style-src {}; script-src {}; img-src data:; form-action 'self'; \
+        "default-src 'none'; style-src {}; script-src {} {}; connect-src 'self'; img-src data:; form-action 'self'; \
          frame-ancestors 'none'; base-uri 'none'",
         csp_hash(STYLE),
-        csp_hash(LOGIN_SCRIPT)
+        csp_hash(LOGIN_SCRIPT),
+        csp_hash(PASSKEY_SCRIPT)
     )
 });
 
@@ -101,7 +108,7 @@ static SECURITY_HEADERS: LazyLock<Vec<(&'static str, String)>> = LazyLock::new(|
 });
 
 /// The Content-Security-Policy for the pages in this module: nothing but the embedded
-/// stylesheet and the login script (each by hash) and `data:` images; forms post only to the
+/// stylesheet and the login and passkey scripts (each by hash; they may fetch from this origin) and `data:` images; forms post only to the
 /// same origin; no framing.
 #[must_use]
 pub fn content_security_policy() -> &'static str {
@@ -201,13 +208,13 @@ const BRAND: &str = concat!(
 
 /// Wraps a card's inner HTML in a complete document. `title` is escaped; `card` is trusted.
 fn document(title: &str, card: &str) -> String {
-    document_with(title, "", card, None)
+    document_with(title, "", card, &[])
 }
 
-/// [`document`] with more trusted `<head>` elements and a `script` of ours ([`LOGIN_SCRIPT`] or
-/// [`CA_SCRIPT`]) at the end of the body (after the elements it looks for).
-fn document_with(title: &str, head: &str, card: &str, script: Option<&str>) -> String {
-    let mut out = String::with_capacity(STYLE.len() + script.map_or(0, str::len) + card.len() + 1024);
+/// [`document`] with more trusted `<head>` elements and `scripts` of ours ([`LOGIN_SCRIPT`],
+/// [`PASSKEY_SCRIPT`], [`CA_SCRIPT`]) at the end of the body (after the elements they look for).
+fn document_with(title: &str, head: &str, card: &str, scripts: &[&str]) -> String {
+    let mut out = String::with_capacity(STYLE.len() + scripts.iter().map(|s| s.len()).sum::<usize>() + card.len() + 1024);
     out.push_str(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
@@ -224,7 +231,7 @@ fn document_with(title: &str, head: &str, card: &str, script: Option<&str>) -> S
     out.push('\n');
     out.push_str(card);
     out.push_str("</main>\n");
-    if let Some(script) = script {
+    for script in scripts {
         out.push_str("<script>");
         out.push_str(script);
         out.push_str("</script>\n");

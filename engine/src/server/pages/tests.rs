@@ -32,13 +32,14 @@ fn view<'a>(action: &'a str, next: &'a str, message: Option<LoginMessage>, ticke
         tries_left: None,
         continue_offer: None,
         recovery: false,
+        passkey: PasskeySignIn::None,
     }
 }
 
-/// The page without the login script (the one `<script>` the CSP allows, by its hash), so
-/// the checks for anything script-like see only the markup around it.
+/// The page without our scripts (the `<script>`s the CSP allows, by their hashes), so the
+/// checks for anything script-like see only the markup around them.
 fn without_script(page: &str) -> String {
-    page.replace(&format!("<script>{LOGIN_SCRIPT}</script>"), "")
+    page.replace(&format!("<script>{LOGIN_SCRIPT}</script>"), "").replace(&format!("<script>{PASSKEY_SCRIPT}</script>"), "")
 }
 
 fn all_messages() -> Vec<LoginMessage> {
@@ -63,9 +64,22 @@ fn all_pages(dynamic: &str) -> Vec<String> {
         .flat_map(|message| {
             let plain = view(dynamic, dynamic, message, Some(dynamic));
             let named = LoginView { app_name: Some(&jupyter), ..plain.clone() };
-            [login_page(&plain), login_page(&named)]
+            let passkey = LoginView { passkey: PasskeySignIn::Offer { start: dynamic, finish: dynamic }, ..plain.clone() };
+            let elsewhere = LoginView { passkey: PasskeySignIn::AtAnotherAddress(dynamic), ..plain.clone() };
+            [login_page(&plain), login_page(&named), login_page(&passkey), login_page(&elsewhere)]
         })
         .collect();
+    for offer in [false, true] {
+        pages.push(passkey_add_page(&PasskeyAddView {
+            offer,
+            link: Some(dynamic),
+            start: dynamic,
+            finish: dynamic,
+            next: dynamic,
+            name: dynamic,
+            rp_id: dynamic,
+        }));
+    }
     pages.push(logout_page(&LogoutView { action: dynamic, csrf_token: dynamic, back: dynamic }));
     pages.push(message_page(dynamic, dynamic));
     pages
@@ -139,10 +153,11 @@ fn csp_hash_matches_the_embedded_style() {
     assert_eq!(
         content_security_policy(),
         format!(
-            "default-src 'none'; style-src 'sha256-{}'; script-src 'sha256-{}'; img-src data:; form-action 'self'; \
-             frame-ancestors 'none'; base-uri 'none'",
+            "default-src 'none'; style-src 'sha256-{}'; script-src 'sha256-{}' 'sha256-{}'; connect-src 'self'; img-src data:; \
+             form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
             sha256_base64(STYLE),
-            sha256_base64(LOGIN_SCRIPT)
+            sha256_base64(LOGIN_SCRIPT),
+            sha256_base64(PASSKEY_SCRIPT)
         )
     );
 }
@@ -169,28 +184,105 @@ fn the_ca_page_has_its_script_and_its_own_policy() {
     assert_eq!(page.matches("<script").count(), 1);
     let policy = ca_page_content_security_policy();
     assert!(policy.contains(&format!("script-src 'sha256-{}';", sha256_base64(CA_SCRIPT))), "{policy}");
-    assert!(policy.contains("connect-src https:;") && !content_security_policy().contains("connect-src"), "{policy}");
+    assert!(policy.contains("connect-src https:;") && !content_security_policy().contains("connect-src https:"), "{policy}");
     assert!(page.contains(r#"data-check="/_simpleotp/trusted""#));
     assert!(page.contains(r#"data-port="8081" href="/">Open Jupyter →</a>"#), "{page}");
     assert!(page.contains("Open &lt;b&gt;Lab&lt;/b&gt; →") && !page.contains("<b>Lab"), "{page}");
     assert!(page.contains(r#"<div id="trust-done" hidden>"#), "shown by the script only once trusted");
 }
 
+/// The scripts of `page`, in order, exactly as embedded.
+fn scripts(page: &str) -> Vec<&str> {
+    page.match_indices("<script>")
+        .map(|(i, _)| {
+            let start = i + "<script>".len();
+            &page[start..start + page[start..].find("</script>").unwrap()]
+        })
+        .collect()
+}
+
 #[test]
-fn csp_hash_matches_the_login_script_and_no_other_page_has_one() {
-    let source = format!("script-src 'sha256-{}';", sha256_base64(LOGIN_SCRIPT));
+fn csp_hashes_match_the_login_and_passkey_scripts_and_other_pages_have_none() {
+    let source = format!("script-src 'sha256-{}' 'sha256-{}';", sha256_base64(LOGIN_SCRIPT), sha256_base64(PASSKEY_SCRIPT));
     assert!(content_security_policy().contains(&source));
     for page in all_pages("/x") {
-        let scripts = page.matches("<script").count();
+        assert_eq!(page.matches("<script").count(), scripts(&page).len());
         if page.contains("<form class=\"login\"") {
-            assert_eq!(scripts, 1, "the login page has exactly its one script");
-            let start = page.find("<script>").unwrap() + "<script>".len();
-            let end = page[start..].find("</script>").unwrap() + start;
-            assert_eq!(&page[start..end], LOGIN_SCRIPT, "byte for byte what the hash allows");
+            assert_eq!(scripts(&page), [LOGIN_SCRIPT, PASSKEY_SCRIPT], "byte for byte what the hashes allow");
+        } else if page.contains("id=\"passkey-add\"") {
+            assert_eq!(scripts(&page), [PASSKEY_SCRIPT]);
         } else {
-            assert_eq!(scripts, 0, "{page}");
+            assert!(scripts(&page).is_empty(), "{page}");
         }
     }
+}
+
+/// The passkey script talks to this origin only (the paths the page gives it) and builds no
+/// markup from what it receives.
+#[test]
+fn the_passkey_script_fetches_only_this_origin_and_writes_no_markup() {
+    let lower = PASSKEY_SCRIPT.to_ascii_lowercase();
+    for forbidden in ["http:", "https:", "xmlhttprequest", "websocket", "eval(", "innerhtml", "outerhtml", "document.write", "import("] {
+        assert!(!lower.contains(forbidden), "the passkey script has {forbidden:?}");
+    }
+    assert!(!lower.contains("</script"), "it would end its own element");
+    assert!(lower.contains("credentials: \"same-origin\""));
+}
+
+#[test]
+fn the_login_page_offers_a_passkey_where_one_works_and_says_where_otherwise() {
+    let base = view("/_simpleotp/login", "/lab", None, None);
+    let plain = without_script(&login_page(&base));
+    assert!(!plain.contains("passkey-signin") && !plain.contains("webauthn") && !plain.contains("passkey-where"));
+
+    let offer = login_page(&LoginView {
+        passkey: PasskeySignIn::Offer { start: "/_simpleotp/passkey/sign-in/start", finish: "/_simpleotp/passkey/sign-in/finish" },
+        ..base.clone()
+    });
+    let markup = without_script(&offer);
+    assert!(markup.contains(r#"id="passkey-signin" type="button" hidden data-start="/_simpleotp/passkey/sign-in/start""#), "{markup}");
+    assert!(markup.contains(r#"data-next="/lab""#));
+    assert!(markup.contains(r#"autocomplete="one-time-code webauthn""#), "the code field's autofill offers the passkey");
+    assert!(markup.contains(">Sign in with a passkey</button>"));
+
+    let elsewhere = login_page(&LoginView { passkey: PasskeySignIn::AtAnotherAddress("http://localhost:8081/x"), ..base.clone() });
+    assert!(elsewhere.contains(r#"Passkeys work at <a href="http://localhost:8081/x">http://localhost:8081/x</a>: browsers offer them at a name, not at an IP address."#), "{elsewhere}");
+    assert!(!without_script(&elsewhere).contains("passkey-signin"));
+
+    // A lockout applies to passkeys too.
+    let locked_page = login_page(&LoginView {
+        message: Some(locked(60)),
+        passkey: PasskeySignIn::Offer { start: "/s", finish: "/f" },
+        ..base
+    });
+    assert!(!without_script(&locked_page).contains("passkey-signin"));
+}
+
+#[test]
+fn the_add_page_says_where_the_passkey_works_and_offers_a_way_out() {
+    let view = PasskeyAddView {
+        offer: true,
+        link: None,
+        start: "/_simpleotp/passkey/add/start",
+        finish: "/_simpleotp/passkey/add/finish",
+        next: "/lab",
+        name: "My passkey",
+        rp_id: "localhost",
+    };
+    let offer = passkey_add_page(&view);
+    assert!(offer.contains("Sign in with Face ID, Windows Hello or your security key next time?"));
+    assert!(offer.contains("on this computer (at <strong>localhost</strong>)"), "{offer}");
+    assert!(offer.contains(r#"id="passkey-skip" href="/lab">Not now</a>"#));
+    assert!(offer.contains(r#"id="passkey-skip-unsupported" href="/lab" hidden"#), "a browser without WebAuthn goes on");
+    assert!(offer.contains(r#"data-link="""#), "the offer's link is in this browser's cookie, not the page");
+    assert!(offer.contains(r#"<div id="passkey-form" class="needs-webauthn" hidden>"#));
+
+    let owner = passkey_add_page(&PasskeyAddView { offer: false, link: Some("abc_-1"), rp_id: "box.local", ..view });
+    let owner = owner.replace(&format!("<script>{PASSKEY_SCRIPT}</script>"), "");
+    assert!(owner.contains("<h1>Add a passkey</h1>"));
+    assert!(owner.contains(r#"data-link="abc_-1""#));
+    assert!(owner.contains("at <strong>box.local</strong>. On this computer itself (at localhost) passkeys are made separately."));
+    assert!(owner.contains(">Back to the app</a>") && !owner.contains("passkey-skip-unsupported"));
 }
 
 #[test]
