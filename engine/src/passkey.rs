@@ -520,7 +520,10 @@ mod tests {
         let started = registry.start_adding(link.expose(), &rp, now).unwrap();
         assert_eq!(started.options.pointer("/publicKey/rp/id").and_then(|v| v.as_str()), Some("localhost"));
         assert_eq!(started.options.pointer("/publicKey/authenticatorSelection/residentKey").and_then(|v| v.as_str()), Some("preferred"));
-        assert_eq!(started.options.pointer("/publicKey/authenticatorSelection/userVerification").and_then(|v| v.as_str()), Some("required"));
+        assert_eq!(
+            started.options.pointer("/publicKey/authenticatorSelection/userVerification").and_then(|v| v.as_str()),
+            Some("required")
+        );
     }
 
     #[test]

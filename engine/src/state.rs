@@ -153,8 +153,14 @@ mod tests {
                 last_attempt_unix_ms: 1_799_999_999_000,
             }],
         };
-        let state =
-            PersistedState { version: 1, last_totp_step: Some(42), sessions: store.snapshot(), limiter: Some(limiter), recovery: None, passkeys: None };
+        let state = PersistedState {
+            version: 1,
+            last_totp_step: Some(42),
+            sessions: store.snapshot(),
+            limiter: Some(limiter),
+            recovery: None,
+            passkeys: None,
+        };
         file.save(&state).unwrap();
         let loaded = file.load(200);
         assert!(loaded.warning.is_none());

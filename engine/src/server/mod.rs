@@ -371,7 +371,8 @@ fn login_page(gateway: &Gateway, caller: &Caller, req: &Request<Incoming>) -> Re
     let elsewhere = caller.app_port.and_then(|port| gateway.live_session_elsewhere(&caller.other_apps_tokens(req.headers()), port));
     let continue_action = gateway.route_prefix().route(routes::CONTINUE);
     let continue_value = elsewhere.as_ref().map(|(_, _, token)| token.continue_token());
-    let passkey_routes = (gateway.route_prefix().route(routes::PASSKEY_SIGN_IN_START), gateway.route_prefix().route(routes::PASSKEY_SIGN_IN_FINISH));
+    let passkey_routes =
+        (gateway.route_prefix().route(routes::PASSKEY_SIGN_IN_START), gateway.route_prefix().route(routes::PASSKEY_SIGN_IN_FINISH));
     let elsewhere_url = passkey_elsewhere_url(gateway, caller, req.headers(), &next);
     let view = LoginView {
         action: &action,
@@ -423,9 +424,10 @@ fn passkey_elsewhere_url(gateway: &Gateway, caller: &Caller, headers: &HeaderMap
     } else {
         ("https", passkeys.iter().map(|p| p.rp_id.clone()).find(|id| id != "localhost")?)
     };
-    passkeys.iter().any(|p| p.rp_id == rp_id).then(|| {
-        format!("{scheme}://{rp_id}:{port}{}?next={}", gateway.route_prefix().route(routes::LOGIN), encode_query(next))
-    })
+    passkeys
+        .iter()
+        .any(|p| p.rp_id == rp_id)
+        .then(|| format!("{scheme}://{rp_id}:{port}{}?next={}", gateway.route_prefix().route(routes::LOGIN), encode_query(next)))
 }
 
 async fn login_submit(gateway: &Gateway, caller: &Caller, req: Request<Incoming>, started: Instant) -> Response<Body> {

@@ -261,5 +261,6 @@ async fn read_json<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Re
         Ok(collected) => collected.to_bytes(),
         Err(_) => return Err(json(StatusCode::PAYLOAD_TOO_LARGE, &serde_json::json!({ "error": "Too large." }))),
     };
-    serde_json::from_slice(&body).map_err(|_| json(StatusCode::BAD_REQUEST, &serde_json::json!({ "error": "That answer could not be read." })))
+    serde_json::from_slice(&body)
+        .map_err(|_| json(StatusCode::BAD_REQUEST, &serde_json::json!({ "error": "That answer could not be read." })))
 }

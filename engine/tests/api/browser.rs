@@ -20,13 +20,13 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use crate::helpers::*;
 
 /// A chromedriver child process, killed on drop.
-struct ChromeDriver {
-    url: String,
+pub(crate) struct ChromeDriver {
+    pub(crate) url: String,
     _child: tokio::process::Child,
 }
 
 impl ChromeDriver {
-    async fn start() -> ChromeDriver {
+    pub(crate) async fn start() -> ChromeDriver {
         ChromeDriver::start_with_home(None).await
     }
 
@@ -69,12 +69,12 @@ impl ChromeDriver {
     }
 
     /// A new headless Chromium session; `phone` emulates a phone's screen and touch.
-    async fn session(&self, phone: bool) -> Client {
+    pub(crate) async fn session(&self, phone: bool) -> Client {
         self.session_with(Look { phone, dark: false }, true).await
     }
 
     /// A new headless Chromium session in `look`, with JavaScript on or off.
-    async fn session_with(&self, look: Look, javascript: bool) -> Client {
+    pub(crate) async fn session_with(&self, look: Look, javascript: bool) -> Client {
         let phone = look.phone;
         let mut options = json!({
             "binary": "/usr/bin/chromium",
@@ -121,13 +121,13 @@ impl ChromeDriver {
 
 /// How the login page is looked at: screen width and colour scheme.
 #[derive(Debug, Clone, Copy)]
-struct Look {
-    phone: bool,
-    dark: bool,
+pub(crate) struct Look {
+    pub(crate) phone: bool,
+    pub(crate) dark: bool,
 }
 
 impl Look {
-    const ALL: [Look; 4] = [
+    pub(crate) const ALL: [Look; 4] = [
         Look { phone: false, dark: false },
         Look { phone: true, dark: false },
         Look { phone: false, dark: true },
@@ -136,13 +136,13 @@ impl Look {
 
     /// `desktop`, `phone-dark`, …: the screenshots' names (the light ones keep the names the
     /// README shows).
-    fn name(self) -> String {
+    pub(crate) fn name(self) -> String {
         format!("{}{}", if self.phone { "phone" } else { "desktop" }, if self.dark { "-dark" } else { "" })
     }
 
     /// Checks that the page is shown in this look: the colour scheme the page's stylesheet
     /// sees, and nothing wider than the screen (no sideways scrolling on a phone).
-    async fn check(self, browser: &Client) {
+    pub(crate) async fn check(self, browser: &Client) {
         let dark = browser.execute("return matchMedia('(prefers-color-scheme: dark)').matches", vec![]).await.unwrap();
         assert_eq!(dark, self.dark, "{self:?}: prefers-color-scheme");
         let background = browser.execute("return getComputedStyle(document.body).backgroundColor", vec![]).await.unwrap();
@@ -153,12 +153,12 @@ impl Look {
     }
 }
 
-fn jupyter() -> AppName {
+pub(crate) fn jupyter() -> AppName {
     "Jupyter".parse().unwrap()
 }
 
 /// axe-core's script, from the repository's `node_modules` (package.json's devDependencies).
-fn axe_source() -> String {
+pub(crate) fn axe_source() -> String {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../node_modules/axe-core/axe.min.js");
     std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("{}: {e}: run `npm ci` in the repository (scripts/deps.sh test does) for axe-core", path.display()))
@@ -166,7 +166,7 @@ fn axe_source() -> String {
 
 /// Runs axe-core (WCAG 2.x A and AA rules and best practices) on the current page and fails on
 /// any serious or critical violation, printing each with the elements it found.
-async fn assert_accessible(browser: &Client, axe: &str, what: &str) {
+pub(crate) async fn assert_accessible(browser: &Client, axe: &str, what: &str) {
     // Injected by the driver, which the page's CSP does not govern (the page itself may load
     // no script but its own).
     browser.execute(&format!("{axe}\nreturn typeof axe;"), vec![]).await.unwrap();
@@ -225,7 +225,7 @@ fn screenshot_dir() -> PathBuf {
     }
 }
 
-async fn save_screenshot(browser: &Client, name: &str) {
+pub(crate) async fn save_screenshot(browser: &Client, name: &str) {
     let png = browser.screenshot().await.unwrap();
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 1000, "not a real screenshot");
     let dir = screenshot_dir();
@@ -233,7 +233,7 @@ async fn save_screenshot(browser: &Client, name: &str) {
     std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
 }
 
-async fn text_of(browser: &Client, css: &str) -> String {
+pub(crate) async fn text_of(browser: &Client, css: &str) -> String {
     match browser.wait().for_element(Locator::Css(css)).await {
         Ok(element) => element.text().await.unwrap(),
         Err(e) => panic!("{css} not found ({e}) on {}:\n{}", browser.current_url().await.unwrap(), browser.source().await.unwrap()),
@@ -243,7 +243,7 @@ async fn text_of(browser: &Client, css: &str) -> String {
 /// Types `code`, which submits itself at the sixth digit (no click: a click could submit it a
 /// second time), then waits until the page it was typed on is gone, so that the next lookup
 /// finds the answer's elements, not the old page's (which would then go stale).
-async fn submit_code(browser: &Client, code: &str) {
+pub(crate) async fn submit_code(browser: &Client, code: &str) {
     let field = browser.wait().for_element(Locator::Id("code")).await.unwrap();
     field.send_keys(code).await.unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);

@@ -50,6 +50,8 @@ mod helpers;
 mod logfile;
 mod nginx;
 #[cfg(unix)]
+mod passkeys;
+#[cfg(unix)]
 mod per_app;
 #[cfg(unix)]
 mod privilege;

@@ -40,10 +40,7 @@ pub fn passkey_add_page(view: &PasskeyAddView) -> String {
          where each makes a passkey of its own."
             .to_owned()
     } else {
-        format!(
-            "at <strong>{}</strong>. On this computer itself (at localhost) passkeys are made separately.",
-            html_escape(view.rp_id)
-        )
+        format!("at <strong>{}</strong>. On this computer itself (at localhost) passkeys are made separately.", html_escape(view.rp_id))
     };
     let _ = writeln!(
         card,

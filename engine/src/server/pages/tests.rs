@@ -250,11 +250,8 @@ fn the_login_page_offers_a_passkey_where_one_works_and_says_where_otherwise() {
     assert!(!without_script(&elsewhere).contains("passkey-signin"));
 
     // A lockout applies to passkeys too.
-    let locked_page = login_page(&LoginView {
-        message: Some(locked(60)),
-        passkey: PasskeySignIn::Offer { start: "/s", finish: "/f" },
-        ..base
-    });
+    let locked_page =
+        login_page(&LoginView { message: Some(locked(60)), passkey: PasskeySignIn::Offer { start: "/s", finish: "/f" }, ..base });
     assert!(!without_script(&locked_page).contains("passkey-signin"));
 }
 

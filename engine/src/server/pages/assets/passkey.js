@@ -147,7 +147,11 @@
     if (PublicKeyCredential.isConditionalMediationAvailable) {
       PublicKeyCredential.isConditionalMediationAvailable().then(function (available) {
         if (available && signIn.hasAttribute("data-autofill")) {
-          ask("conditional").catch(function () {});
+          ask("conditional").catch(function (error) {
+            if (!cancelled(error)) {
+              say(signInMsg, error.message || String(error), true);
+            }
+          });
         }
       });
     }
