@@ -539,7 +539,7 @@ try {
   await tauri.screenshots('tray-wizard-port-taken.png');
   await tauri.clickOn('#wizard-app-use-port');
   const url = await waitFor('the protected URL', async () => tauri.text(await tauri.visible('#wizard-url')));
-  if (url !== `http://127.0.0.1:${protectedPort}/`) throw new Error(`unexpected protected URL ${url}`);
+  if (url !== `http://localhost:${protectedPort}/`) throw new Error(`unexpected protected URL ${url}`);
   blocker.close();
   log(`port ${takenPort} taken: "Use ${protectedPort}" saved the app there`);
   const openLabel = await shownText('#wizard-open');

@@ -257,7 +257,7 @@ impl AppConfig {
     }
 
     /// The URL a person opens on this machine to reach this app through the gateway: that of
-    /// [`AppConfig::on_this_computer`] (`http://127.0.0.1:8081/`, or `https://` at the app's own
+    /// [`AppConfig::on_this_computer`] (`http://localhost:8081/`, or `https://` at the app's own
     /// name), also for an app facing other devices on all interfaces; `https://ADDRESS:PORT/` for
     /// one on a specific network address. [`crate::lan::app_urls`] gives the LAN URLs too.
     pub fn protected_url(&self) -> String {
@@ -267,9 +267,18 @@ impl AppConfig {
         if let Some(own) = app.own_host_name() {
             return format!("https://{own}:{}/", addr.port());
         }
-        let scheme = if app.listen.is_network_facing() { "https" } else { "http" };
-        // SocketAddr's Display brackets an IPv6 address.
-        format!("{scheme}://{addr}/")
+        if app.listen.is_network_facing() {
+            // SocketAddr's Display brackets an IPv6 address.
+            return format!("https://{addr}/");
+        }
+        // By name on this computer: browsers offer passkeys only at a name, never at an IP
+        // address (see crate::passkey). `localhost` is 127.0.0.1 in every OS's hosts setup, and
+        // browsers treat it as secure over plain HTTP. An app on ::1 keeps its address, which a
+        // `localhost` that resolves to 127.0.0.1 first would not reach.
+        match addr.ip() {
+            std::net::IpAddr::V4(v4) if v4.is_loopback() && v4.octets() == [127, 0, 0, 1] => format!("http://localhost:{}/", addr.port()),
+            _ => format!("http://{addr}/"),
+        }
     }
 }
 
@@ -993,9 +1002,9 @@ listen = "127.0.0.1:8081"
         assert_eq!(c.route_prefix.as_str(), "/_gate/");
         assert_eq!(c.session.lifetime, Duration::from_secs(3600));
         assert_eq!(c.apps[0].upstream.port(), 8888);
-        assert_eq!(c.apps[0].protected_url(), "http://127.0.0.1:8081/");
+        assert_eq!(c.apps[0].protected_url(), "http://localhost:8081/");
         let lan = AppConfig::new("lan".parse().unwrap(), "http://127.0.0.1:1".parse().unwrap(), "0.0.0.0:8082".parse().unwrap());
-        assert_eq!(lan.protected_url(), "http://127.0.0.1:8082/", "this computer keeps plain HTTP on loopback");
+        assert_eq!(lan.protected_url(), "http://localhost:8082/", "this computer keeps plain HTTP on loopback");
         let lan6 = AppConfig { listen: "[::]:8082".parse().unwrap(), ..lan.clone() };
         assert_eq!(lan6.protected_url(), "http://[::1]:8082/");
         let one_address = AppConfig { listen: "192.168.1.20:8082".parse().unwrap(), ..lan.clone() };

@@ -88,6 +88,11 @@ enum Command {
         #[command(subcommand)]
         command: RecoveryCommand,
     },
+    /// Passkeys: sign in with Touch ID, Windows Hello, a security key or a phone instead of a code.
+    Passkey {
+        #[command(subcommand)]
+        command: PasskeyCommand,
+    },
     /// Lift brute-force lockouts in the running gateway that uses this data directory, and print a
     /// one-time sign-in link that works even while every sign-in is locked.
     Unlock {
@@ -101,6 +106,35 @@ enum RecoveryCommand {
     /// Make ten new recovery codes and print them (once: only their hashes are kept). The old
     /// ones stop working. Works through the running gateway when there is one.
     New {
+        #[command(flatten)]
+        gateway: GatewayArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PasskeyCommand {
+    /// Print a one-time link (it works once, for 5 minutes) that adds a passkey in the browser
+    /// that opens it, and open it in this computer's browser where there is a desktop. Needs the
+    /// running gateway.
+    Add {
+        /// The passkey's name, e.g. "MacBook Touch ID" (the page asks for it too).
+        #[arg(long)]
+        name: Option<String>,
+        /// Only print the link (and the QR code for a phone); open no browser.
+        #[arg(long)]
+        no_open: bool,
+        #[command(flatten)]
+        gateway: GatewayArgs,
+    },
+    /// List the passkeys: name, where each works, when it was added and last used.
+    List {
+        #[command(flatten)]
+        gateway: GatewayArgs,
+    },
+    /// Remove a passkey (by name or id): it stops working at once.
+    Remove {
+        #[arg(value_name = "NAME_OR_ID")]
+        passkey: String,
         #[command(flatten)]
         gateway: GatewayArgs,
     },
@@ -168,6 +202,9 @@ fn main() -> ExitCode {
         Command::Ca { command: CaCommand::Rotate { gateway } } => ca_rotate(gateway),
         Command::Unlock { data_dir } => runtime().block_on(unlock(data_dir)),
         Command::RecoveryCodes { command: RecoveryCommand::New { gateway } } => recovery_codes_new(gateway),
+        Command::Passkey { command: PasskeyCommand::Add { name, no_open, gateway } } => passkey_add(name, no_open, gateway),
+        Command::Passkey { command: PasskeyCommand::List { gateway } } => passkey_list(gateway),
+        Command::Passkey { command: PasskeyCommand::Remove { passkey, gateway } } => passkey_remove(&passkey, gateway),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -488,6 +525,108 @@ fn recovery_codes_new(gateway: GatewayArgs) -> CliResult {
     for pair in codes.chunks(2) {
         println!("  {}", pair.join("    "));
     }
+    Ok(())
+}
+
+/// `simpleotp passkey add`: the running gateway makes the one-time link (it keeps the link's
+/// hash in memory and checks the passkey the browser makes).
+fn passkey_add(name: Option<String>, no_open: bool, gateway: GatewayArgs) -> CliResult {
+    let name = name.map(|n| simpleotp_engine::passkey::PasskeyName::parse(&n)).transpose()?;
+    let (_, data_dir, _) = gateway.open()?;
+    let (link, control) = runtime().block_on(control::passkey_link(&data_dir)).map_err(|e| format!("no passkey link: {e}"))?;
+    let mut path = link.add_path.clone();
+    if let Some(name) = &name {
+        path.push_str("&name=");
+        path.extend(form_urlencoded::byte_serialize(name.as_str().as_bytes()));
+    }
+    // Passkeys work at a name: `localhost` here (the control file's app URLs say it for apps on
+    // this computer).
+    let here: Vec<&String> = control.app_urls.iter().filter(|u| u.starts_with("http://localhost:")).collect();
+    println!("Open this link to add a passkey (it works once, within {} minutes):", link.expires_in_secs / 60);
+    for url in &here {
+        println!("  {url}{path}");
+    }
+    if here.is_empty() {
+        println!("  <an app's address by name, e.g. http://localhost:PORT>{path}");
+    }
+    println!("A passkey made there works on this computer (at localhost) only.");
+    if let Some(first) = control.other_device_urls.first() {
+        println!("For a phone or another device (its passkey works at the network name), open instead:");
+        for url in &control.other_device_urls {
+            println!("  {url}{path}");
+        }
+        println!("{}", qr::terminal(&format!("{first}{path}")).map_err(|e| e.to_string())?);
+    }
+    if let (false, true, Some(url)) = (no_open, has_desktop(), here.first()) {
+        match open::that_detached(format!("{url}{path}")) {
+            Ok(()) => println!("Opened it in your browser."),
+            Err(e) => println!("(Could not open a browser: {e}. Open the link yourself.)"),
+        }
+    }
+    Ok(())
+}
+
+/// Whether a browser can be opened here: always on Windows and macOS, on Linux only in a
+/// graphical session (not over SSH on a server).
+fn has_desktop() -> bool {
+    cfg!(any(windows, target_os = "macos")) || std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some()
+}
+
+/// The passkeys from the running gateway, or from the state file when none runs (holding the
+/// data directory's lock meanwhile, as `recovery-codes new` does).
+fn with_passkeys<T>(
+    gateway: GatewayArgs,
+    what: &str,
+    offline: impl FnOnce(&mut simpleotp_engine::passkey::PasskeyRegistry) -> Result<T, Box<dyn Error>>,
+    online: impl FnOnce(&Path) -> Result<T, control::ControlError>,
+) -> Result<T, Box<dyn Error>> {
+    let (_, data_dir, _) = gateway.open()?;
+    match InstanceLock::acquire(&data_dir, what) {
+        Ok(_lock) => {
+            let file = simpleotp_engine::state::StateFile::in_dir(&data_dir);
+            let loaded = file.load(unix_now());
+            if let Some(warning) = loaded.warning {
+                eprintln!("{warning}");
+            }
+            let mut registry = simpleotp_engine::passkey::PasskeyRegistry::restore(loaded.state.passkeys.as_ref());
+            let before = registry.snapshot();
+            let answer = offline(&mut registry)?;
+            if registry.snapshot() != before {
+                file.save(&simpleotp_engine::state::PersistedState { passkeys: registry.snapshot(), ..loaded.state })?;
+            }
+            Ok(answer)
+        }
+        Err(LockError::Held { holder, .. }) => {
+            online(&data_dir).map_err(|e| format!("the gateway ({holder}) using {} did not answer: {e}", data_dir.display()).into())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn passkey_list(gateway: GatewayArgs) -> CliResult {
+    let passkeys =
+        with_passkeys(gateway, "simpleotp passkey list", |registry| Ok(registry.list()), |dir| runtime().block_on(control::passkeys(dir)))?;
+    if passkeys.is_empty() {
+        println!("No passkeys yet. `simpleotp passkey add` makes a link that adds one.");
+        return Ok(());
+    }
+    let now = unix_now();
+    let ago = |at: u64| format!("{} ago", simpleotp_engine::server::format_span(Duration::from_secs(now.saturating_sub(at))));
+    for passkey in passkeys {
+        let used = passkey.last_used_at.map_or_else(|| "never used".to_owned(), |at| format!("last used {}", ago(at)));
+        println!("{}  (works at {}; added {}, {used})  id {}", passkey.name, passkey.rp_id, ago(passkey.created_at), passkey.id);
+    }
+    Ok(())
+}
+
+fn passkey_remove(passkey: &str, gateway: GatewayArgs) -> CliResult {
+    let removed = with_passkeys(
+        gateway,
+        "simpleotp passkey remove",
+        |registry| registry.remove(passkey).map_err(|e| e.to_string().into()),
+        |dir| runtime().block_on(control::remove_passkey(dir, passkey)),
+    )?;
+    println!("Removed the passkey {} (it worked at {}); it no longer signs anyone in.", removed.name, removed.rp_id);
     Ok(())
 }
 

@@ -611,7 +611,7 @@ mod tests {
     fn loopback_apps_need_no_certificate() {
         let machine = MachineNames::from_host_name("box");
         assert_eq!(Reach::of(&[app("127.0.0.1:8081"), app("[::1]:8082")], &machine, &ips(&INTERFACES)), None);
-        assert_eq!(app_urls(&app("127.0.0.1:8081"), &machine, &ips(&INTERFACES)), ["http://127.0.0.1:8081/"]);
+        assert_eq!(app_urls(&app("127.0.0.1:8081"), &machine, &ips(&INTERFACES)), ["http://localhost:8081/"]);
     }
 
     #[test]

@@ -299,3 +299,56 @@ async fn the_offer_after_a_code_comes_once_per_browser_and_never_at_an_ip_addres
     assert_eq!(at_ip.headers()["location"], "/lab", "no passkeys at an IP address");
     assert!(!at_ip.headers().get_all("set-cookie").iter().any(|c| c.to_str().unwrap().contains("passkey")));
 }
+
+/// `simpleotp passkey add|list|remove` against the running gateway (the link opens in Chromium
+/// and adds the passkey under the name given), then without one, on the state file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_adds_lists_and_removes_passkeys() {
+    use crate::cli::{run, simpleotp, stderr, stdout};
+    let mut app = spawn_app().await;
+    let data_dir = app.data_dir.clone();
+    let cli = move |args: &[&str]| {
+        let mut command = simpleotp(args);
+        command.arg("--data-dir").arg(&data_dir);
+        tokio::task::spawn_blocking(move || run(&mut command))
+    };
+
+    let added = cli(&["passkey", "add", "--name", "Work laptop", "--no-open"]).await.unwrap();
+    assert!(added.status.success(), "{}", stderr(&added));
+    let out = stdout(&added);
+    let prefix = format!("http://localhost:{}/_simpleotp/passkey/add?link=", app.port());
+    let link = out.split_whitespace().find(|w| w.starts_with(&prefix)).unwrap_or_else(|| panic!("no link in:\n{out}"));
+    assert!(link.ends_with("&name=Work+laptop"), "{link}");
+    assert!(out.contains("works once, within 5 minutes"), "{out}");
+
+    let driver = ChromeDriver::start().await;
+    let browser = driver.session(false).await;
+    add_authenticator(&browser).await;
+    browser.goto(link).await.unwrap();
+    wait_displayed(&browser, "passkey-add").await;
+    assert_eq!(browser.find(Locator::Id("passkey-name")).await.unwrap().prop("value").await.unwrap().as_deref(), Some("Work laptop"));
+    browser.find(Locator::Id("passkey-add")).await.unwrap().click().await.unwrap();
+    wait_displayed(&browser, "passkey-done").await;
+    browser.close().await.unwrap();
+
+    let listed = cli(&["passkey", "list"]).await.unwrap();
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    let list = stdout(&listed);
+    assert!(list.contains("Work laptop  (works at localhost; added ") && list.contains("never used"), "{list}");
+
+    let unknown = cli(&["passkey", "remove", "Phone"]).await.unwrap();
+    assert!(!unknown.status.success());
+    assert!(stderr(&unknown).contains("there is no passkey with that name or id"), "{}", stderr(&unknown));
+    let removed = cli(&["passkey", "remove", "work LAPTOP"]).await.unwrap();
+    assert!(removed.status.success(), "{}", stderr(&removed));
+    assert!(stdout(&removed).contains("Removed the passkey Work laptop"));
+    assert!(app.handle().gateway().passkeys().is_empty(), "gone from the running gateway at once");
+
+    // Without a gateway: list and remove work on the state file; adding needs the gateway.
+    app.stop().await;
+    let listed = cli(&["passkey", "list"]).await.unwrap();
+    assert!(stdout(&listed).contains("No passkeys yet"), "{}", stdout(&listed));
+    let add = cli(&["passkey", "add", "--no-open"]).await.unwrap();
+    assert!(!add.status.success());
+    assert!(stderr(&add).contains("no running gateway uses the data directory"), "{}", stderr(&add));
+}

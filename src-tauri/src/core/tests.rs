@@ -245,7 +245,7 @@ async fn apps_are_added_protected_edited_and_removed_with_reloads() {
     let (up, _stop) = upstream().await;
 
     let (port, saved) = on_free_port("the app", async |port| h.core.app_add(input("Demo", &up.to_string(), port)).await).await;
-    assert_eq!(saved.app.url, format!("http://127.0.0.1:{port}/"));
+    assert_eq!(saved.app.url, format!("http://localhost:{port}/"));
     assert_eq!(saved.app.upstream, format!("http://{up}"), "a bare host:port gets http://");
     assert_eq!(saved.warning, None, "the upstream answers");
     assert!(h.config_text().contains("name = \"Demo\""));
@@ -1147,10 +1147,10 @@ async fn other_devices_are_chosen_per_app() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_address_preview_follows_the_port() {
     let h = Harness::new("address-preview");
-    assert_eq!(h.core.app_address(8081).unwrap(), "http://127.0.0.1:8081/");
+    assert_eq!(h.core.app_address(8081).unwrap(), "http://localhost:8081/");
     assert_eq!(h.core.app_address(9000).unwrap(), "http://127.0.0.1:9000/");
     *lock(&h.core.lan) = true;
-    assert_eq!(h.core.app_address(8081).unwrap(), "http://127.0.0.1:8081/");
+    assert_eq!(h.core.app_address(8081).unwrap(), "http://localhost:8081/");
 }
 
 /// A taken port is refused with a free one to use instead, which then works; a port of another
