@@ -126,6 +126,16 @@ function timeCell(unix, prefix = '') {
   return t;
 }
 
+/** "Save as a text file": the core writes the codes shown in `selector` to a new owner-only file
+ * in the Downloads folder (a webview cannot download the page's own data) and says where. */
+async function saveCodes(selector, button, savedEl) {
+  const codes = [...document.querySelectorAll(selector)].map((li) => li.textContent);
+  await busy(button, async () => {
+    const path = await call('recovery_codes_save', { codes }, savedEl);
+    if (path) show(savedEl, `Saved as ${path}. Only you can read it; print it or move the codes somewhere safe, then delete it.`);
+  });
+}
+
 /** The address a browser came from, in the user's words: this computer's own addresses read as
  * "This computer". */
 function clientName(ip) {
@@ -235,6 +245,7 @@ function setUpWizard() {
   };
   const applyWizardAutostart = () => call('launch_at_login_set', { on: $('wizard-autostart').checked }, $('wizard-autostart-error'));
   $('wizard-autostart').addEventListener('change', applyWizardAutostart);
+  $('wizard-recovery-save').addEventListener('click', () => saveCodes('#wizard-recovery-codes li', $('wizard-recovery-save'), $('wizard-recovery-saved')));
   $('wizard-recovery-copy').addEventListener('click', () => {
     const codes = [...document.querySelectorAll('#wizard-recovery-codes li')].map((li) => li.textContent);
     copyText(`SimpleOTP recovery codes (each works once):\n${codes.join('\n')}\n`, $('wizard-recovery-copy'), $('wizard-recovery-codes'));
@@ -742,9 +753,51 @@ function groupFailures(failures) {
   return [...groups.values()].sort((a, b) => b.last - a.last);
 }
 
+/** Security's passkeys: name, where each works, added and last used; Rename in place, Remove after
+ * a second click. */
+async function renderPasskeys() {
+  const passkeys = await call('passkeys_list', {});
+  if (!passkeys) return;
+  const list = $('security-passkeys');
+  if (list.querySelector('input.rename')) return; // a rename is being typed: keep it
+  list.replaceChildren(...(passkeys.length
+    ? passkeys.map((p) => {
+      const rename = el('button', { type: 'button', className: 'small', textContent: 'Rename' });
+      const remove = el('button', { type: 'button', className: 'small danger', textContent: 'Remove' });
+      const name = el('span', { className: 'name', textContent: p.name });
+      const li = el('li', { className: 'passkey' },
+        el('div', {},
+          el('div', { className: 'name' }, name, el('span', { className: 'where', textContent: ` · ${p.works_at}` })),
+          el('div', { className: 'detail' }, timeCell(p.created_at, 'added '), ' · ',
+            p.last_used_at ? timeCell(p.last_used_at, 'used ') : 'never used')),
+        el('div', { className: 'buttons' }, rename, remove));
+      li.dataset.id = p.id;
+      li.dataset.name = p.name;
+      rename.addEventListener('click', () => {
+        const field = el('input', { className: 'rename', value: p.name, maxLength: 60, ariaLabel: `New name for ${p.name}` });
+        const save = el('button', { type: 'button', className: 'small', textContent: 'Save' });
+        name.replaceWith(field);
+        rename.replaceWith(save);
+        field.focus();
+        const done = async () => {
+          const renamed = await call('passkey_rename', { id: p.id, name: field.value }, $('security-passkey-error'));
+          if (renamed) { field.remove(); await renderPasskeys(); }
+        };
+        save.addEventListener('click', done);
+        field.addEventListener('keydown', (e) => { if (e.key === 'Enter') done(); });
+      });
+      confirmFirst(remove, async () => {
+        if (await call('passkey_remove', { id: p.id }, $('security-passkey-error'))) await renderPasskeys();
+      });
+      return li;
+    })
+    : [el('li', { className: 'muted empty', textContent: 'No passkeys yet. Add one below, then choose “Sign in with a passkey” on the login page.' })]));
+}
+
 async function renderSecurity() {
   const sec = await call('security_status', {});
   if (!sec) return;
+  await renderPasskeys();
   $('security-recovery-state').textContent = sec.recovery_left == null
     ? 'None yet. Make ten one-time codes for the day your phone is lost, and keep them away from it.'
     : `${sec.recovery_left} of 10 left, made ${when(sec.recovery_made_at)}. Each works once on the login page, under “Use a recovery code”.`;
@@ -991,6 +1044,26 @@ function setUpMain() {
   $('security-recovery-copy').addEventListener('click', () => {
     const codes = [...document.querySelectorAll('#security-recovery-codes li')].map((li) => li.textContent);
     copyText(`SimpleOTP recovery codes (each works once):\n${codes.join('\n')}\n`, $('security-recovery-copy'), $('security-recovery-codes'));
+  });
+  $('security-recovery-save').addEventListener('click', () => saveCodes('#security-recovery-codes li', $('security-recovery-save'), $('security-recovery-saved')));
+  $('security-passkey-form').addEventListener('submit', async (event) => {
+    event.preventDefault();
+    await busy($('security-passkey-add'), async () => {
+      const link = await call('passkey_link', { code: $('security-passkey-current').value }, $('security-passkey-error'));
+      $('security-passkey-current').value = '';
+      if (!link) return;
+      $('security-passkey-link').textContent = link.url;
+      $('security-passkey-phone').hidden = !link.other_device_qr_svg;
+      if (link.other_device_qr_svg) $('security-passkey-qr').src = qrDataUrl(link.other_device_qr_svg);
+      $('security-passkey-panel').hidden = false;
+      await call('open_passkey_link', { url: link.url }, $('security-passkey-error'));
+    });
+  });
+  $('security-passkey-open').addEventListener('click', () => call('open_passkey_link', { url: $('security-passkey-link').textContent }, $('security-passkey-error')));
+  $('security-passkey-done').addEventListener('click', () => {
+    $('security-passkey-panel').hidden = true;
+    $('security-passkey-link').textContent = '';
+    $('security-passkey-qr').removeAttribute('src');
   });
   $('security-recovery-done').addEventListener('click', () => {
     $('security-recovery-codes').replaceChildren();

@@ -99,6 +99,34 @@ impl RecoveryCodes {
     }
 }
 
+/// The file name "Save as a text file" starts with.
+pub const CODES_FILE_NAME: &str = "SimpleOTP recovery codes";
+
+/// "Save as a text file": the codes the owner was just shown, in a new file in `dir` (their
+/// Downloads folder) that only they can read, never replacing one (`SimpleOTP recovery
+/// codes.txt`, then `… (2).txt`). Anything that is not a set of codes is refused (the window
+/// hands them back, and nothing else may be written this way). Returns the file's path.
+pub fn save_codes_file(dir: &std::path::Path, codes: &[String], made_for: &str) -> std::io::Result<std::path::PathBuf> {
+    if codes.len() != CODES_PER_SET || codes.iter().any(|c| normalize(c).is_none()) {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "these are not SimpleOTP recovery codes"));
+    }
+    let mut text = format!(
+        "SimpleOTP recovery codes for {made_for}\n\
+         Each works once, on the sign-in page under \"Use a recovery code\", when your phone is lost.\n\
+         Keep this file away from your phone (print it, or put the codes in a password manager, then delete it).\n\n"
+    );
+    for code in codes {
+        text.push_str(code);
+        text.push('\n');
+    }
+    let path = (1..1000)
+        .map(|n| if n == 1 { dir.join(format!("{CODES_FILE_NAME}.txt")) } else { dir.join(format!("{CODES_FILE_NAME} ({n}).txt")) })
+        .find(|p| !p.exists())
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::AlreadyExists, "too many saved code files"))?;
+    crate::fsutil::write_atomic(&path, text.as_bytes())?;
+    Ok(path)
+}
+
 /// What the owner typed, as the 12 characters of the alphabet, or `None` when it cannot be a
 /// code (wrong length, other characters).
 fn normalize(typed: &str) -> Option<String> {
@@ -173,6 +201,29 @@ fn from_hex(text: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_codes_file_is_private_new_each_time_and_holds_codes_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, codes) = RecoveryCodes::generate(0);
+        let codes: Vec<String> = codes.iter().map(|c| c.expose().to_string()).collect();
+        let first = save_codes_file(dir.path(), &codes, "alice@box").unwrap();
+        assert_eq!(first.file_name().unwrap(), "SimpleOTP recovery codes.txt");
+        let text = std::fs::read_to_string(&first).unwrap();
+        assert!(text.starts_with("SimpleOTP recovery codes for alice@box\n"));
+        assert!(codes.iter().all(|c| text.contains(&format!("{c}\n"))));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&first).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        let second = save_codes_file(dir.path(), &codes, "alice@box").unwrap();
+        assert_eq!(second.file_name().unwrap(), "SimpleOTP recovery codes (2).txt", "never over the first");
+        let mut other = codes.clone();
+        other[3] = "rm -rf /".into();
+        assert!(save_codes_file(dir.path(), &other, "x").is_err(), "only codes are written");
+        assert!(save_codes_file(dir.path(), &codes[..9], "x").is_err());
+    }
 
     #[test]
     fn a_set_has_ten_codes_of_sixty_random_bits_that_work_once() {

@@ -8,8 +8,8 @@ use tauri::{AppHandle, State};
 use serde::Serialize;
 
 use crate::core::{
-    AppInput, AppSaved, Core, CoreError, DevicesView, PhoneProgressView, RecoveryCodesView, SecretView, SecurityView, SessionView,
-    SettingsSaved, SettingsView, StatusView, UnlockView, UpdatesView, UpstreamCheck,
+    AppInput, AppSaved, Core, CoreError, DevicesView, PasskeyLinkView, PasskeyView, PhoneProgressView, RecoveryCodesView, SecretView,
+    SecurityView, SessionView, SettingsSaved, SettingsView, StatusView, UnlockView, UpdatesView, UpstreamCheck,
 };
 
 type Core_<'a> = State<'a, Arc<Core>>;
@@ -145,6 +145,41 @@ pub async fn recovery_codes_new(core: Core_<'_>, code: String) -> Answer<Recover
     core.recovery_codes_new(&code).await.map_err(message)
 }
 
+/// "Save as a text file": the codes the window shows, in a 0600 file in the Downloads folder;
+/// where it went.
+#[tauri::command]
+pub fn recovery_codes_save(core: Core_<'_>, codes: Vec<String>) -> Answer<String> {
+    core.save_recovery_codes(&codes).map(|path| path.display().to_string()).map_err(message)
+}
+
+#[tauri::command]
+pub fn passkeys_list(core: Core_<'_>) -> Vec<PasskeyView> {
+    core.passkeys()
+}
+
+/// "Add a passkey", behind a current code: the one-time link (and a phone's).
+#[tauri::command]
+pub async fn passkey_link(core: Core_<'_>, code: String) -> Answer<PasskeyLinkView> {
+    core.passkey_link(&code).await.map_err(message)
+}
+
+/// Opens a live link to add a passkey in the default browser (nothing else).
+#[tauri::command]
+pub fn open_passkey_link(core: Core_<'_>, url: String) -> Answer<()> {
+    core.check_passkey_link(&url).map_err(message)?;
+    crate::open_in_browser(&url)
+}
+
+#[tauri::command]
+pub async fn passkey_rename(core: Core_<'_>, id: String, name: String) -> Answer<Vec<PasskeyView>> {
+    core.passkey_rename(&id, &name).await.map_err(message)
+}
+
+#[tauri::command]
+pub async fn passkey_remove(core: Core_<'_>, id: String) -> Answer<Vec<PasskeyView>> {
+    core.passkey_remove(&id).await.map_err(message)
+}
+
 /// "Add a phone" begins: progress counts from now.
 #[tauri::command]
 pub fn phone_flow_start(core: Core_<'_>) -> PhoneProgressView {
@@ -254,7 +289,7 @@ mod tests {
     #[test]
     fn every_command_is_generated_granted_and_registered() {
         let commands = build_rs_commands();
-        assert_eq!(commands.len(), 42, "{commands:?}");
+        assert_eq!(commands.len(), 48, "{commands:?}");
         let capability: serde_json::Value = serde_json::from_str(include_str!("../capabilities/main.json")).unwrap();
         let granted: Vec<String> = capability["permissions"]
             .as_array()

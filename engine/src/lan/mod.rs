@@ -625,7 +625,7 @@ mod tests {
         assert_eq!(reach.lan_addresses().copied().collect::<Vec<_>>(), ips(&["10.0.0.5", "192.168.1.20"]));
         assert_eq!(
             app_urls(&jupyter, &machine, &ips(&INTERFACES)),
-            ["https://box.local:8081/", "https://10.0.0.5:8081/", "https://192.168.1.20:8081/", "http://127.0.0.1:8081/"]
+            ["https://box.local:8081/", "https://10.0.0.5:8081/", "https://192.168.1.20:8081/", "http://localhost:8081/"]
         );
 
         let v6 = Reach::of(&[app("[::]:8083")], &machine, &ips(&INTERFACES)).unwrap();

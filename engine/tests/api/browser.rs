@@ -210,10 +210,19 @@ fn spaced(code: &str) -> String {
     format!("{} {}", &code[..3], &code[3..])
 }
 
-/// Waits until the demo app's page is shown (the sign-in went through).
+/// Waits until the demo app's page is shown (the sign-in went through). At a name where
+/// passkeys work, the first sign-in of a browser offers one first: "Not now" goes on.
 async fn wait_for_the_app(browser: &Client, how: &str) {
-    if let Err(e) = browser.wait().at_most(Duration::from_secs(15)).for_element(Locator::Id("demo-title")).await {
-        panic!("{how}: not signed in ({e}); on {}:\n{}", browser.current_url().await.unwrap(), browser.source().await.unwrap());
+    let shown = browser.wait().at_most(Duration::from_secs(15)).for_element(Locator::Css("#demo-title, #passkey-skip")).await;
+    let shown = match shown {
+        Ok(element) => element,
+        Err(e) => panic!("{how}: not signed in ({e}); on {}:\n{}", browser.current_url().await.unwrap(), browser.source().await.unwrap()),
+    };
+    if shown.attr("id").await.unwrap().as_deref() == Some("passkey-skip") {
+        shown.click().await.unwrap();
+        if let Err(e) = browser.wait().at_most(Duration::from_secs(15)).for_element(Locator::Id("demo-title")).await {
+            panic!("{how}: \"Not now\" did not go on ({e}); on {}", browser.current_url().await.unwrap());
+        }
     }
 }
 

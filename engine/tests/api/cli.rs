@@ -298,7 +298,7 @@ fn init_and_serve_with_the_os_keychain() {
         .unwrap();
     let (running, line) = running_then_url(&mut BufReader::new(child.stdout.take().unwrap()).lines());
     assert_eq!(running, format!("SimpleOTP {} is running.", env!("CARGO_PKG_VERSION")));
-    assert!(line.starts_with("Notebook: http://127.0.0.1:"), "{line}");
+    assert!(line.starts_with("Notebook: http://localhost:"), "{line}");
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     assert!(child.wait().unwrap().success());

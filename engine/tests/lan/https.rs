@@ -37,7 +37,7 @@ fn lan_app_is_served_over_tls_that_verifies_by_address_and_local_name() {
         for url in [
             format!("https://{local_name}:{port}/"),
             format!("https://{LAN_ADDRESS}:{port}/"),
-            format!("http://127.0.0.1:{}/", serve.local_port),
+            format!("http://localhost:{}/", serve.local_port),
         ] {
             assert!(printed.contains(&url), "serve did not print {url}:\n{printed}");
         }
@@ -167,7 +167,7 @@ fn certificate_follows_a_new_address_and_the_browser_stays_signed_in() {
         };
         // The sixth digit submits the form by itself (clicking as well could send it twice).
         field.send_keys(&serve.fresh_code().await).await.unwrap();
-        browser.wait().at_most(Duration::from_secs(15)).for_element(Locator::Id("demo-title")).await.unwrap();
+        past_the_passkey_offer(&browser).await;
         assert_eq!(browser.current_url().await.unwrap().as_str(), app_url);
         let cookies = browser.get_all_cookies().await.unwrap();
         let session = cookies.iter().find(|c| c.name().starts_with("__Host-simpleotp_")).unwrap_or_else(|| panic!("{cookies:?}"));
@@ -217,7 +217,11 @@ fn an_app_facing_the_network_stays_plain_http_on_this_computer() {
         let mut serve = Serve::start().await;
         let port = serve.lan_port;
         let local = format!("http://127.0.0.1:{port}");
-        assert!(serve.stdout().contains(&format!("{local}/")), "serve prints this computer's address too:\n{}", serve.stdout());
+        assert!(
+            serve.stdout().contains(&format!("http://localhost:{port}/")),
+            "serve prints this computer's address too:\n{}",
+            serve.stdout()
+        );
 
         let login = curl(&[&format!("{local}/_simpleotp/login")]);
         assert_eq!(login.status, 200, "{login:?}");
@@ -340,7 +344,7 @@ fn the_ca_page_notices_the_device_trusts_the_ca_and_leads_to_the_app() {
             Err(e) => panic!("no login form ({e}) at {}:\n{}", browser.current_url().await.unwrap(), browser.source().await.unwrap()),
         };
         field.send_keys(&serve.fresh_code().await).await.unwrap();
-        browser.wait().at_most(Duration::from_secs(15)).for_element(Locator::Id("demo-title")).await.unwrap();
+        past_the_passkey_offer(&browser).await;
         assert_eq!(browser.current_url().await.unwrap().as_str(), format!("https://{local_name}:{port}/"));
         browser.close().await.unwrap();
     });

@@ -12,6 +12,7 @@
 //! * [`netns`]: the re-execution harness (needs root, like `unshare --net`).
 //! * [`support`]: starting `simpleotp serve`, TLS and HTTP probes with `openssl`/`curl`, chromedriver.
 //! * [`https`]: HTTPS that verifies, by address and `<hostname>.local`, and follows new addresses.
+//! * [`passkeys`]: passkeys made and used at `<hostname>.local` over verified HTTPS.
 //! * [`mdns`]: `<hostname>.local` and the apps advertised over mDNS, and withdrawn on shutdown.
 // Tests and the benchmark start their own helper programs (openssl, curl, chromedriver, wrk…) directly;
 // the product starts programs only through simpleotp_engine::child (clippy.toml).
@@ -21,4 +22,5 @@
 mod https;
 mod mdns;
 mod netns;
+mod passkeys;
 mod support;

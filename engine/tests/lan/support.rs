@@ -316,3 +316,43 @@ pub async fn wait_for_leaf_at(ca: &Path, address: &str, port: u16, within: std::
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
+
+/// A WebAuthn extension command for the session (`/session/{id}/webauthn/…`), as the api tests
+/// send it.
+#[derive(Debug)]
+struct WebAuthnCommand(serde_json::Value);
+
+impl fantoccini::wd::WebDriverCompatibleCommand for WebAuthnCommand {
+    fn endpoint(&self, base: &url::Url, session: Option<&str>) -> Result<url::Url, url::ParseError> {
+        base.join(&format!("session/{}/webauthn/authenticator", session.unwrap_or_default()))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (hyper::Method, Option<String>) {
+        (hyper::Method::POST, Some(self.0.to_string()))
+    }
+}
+
+/// chromedriver's virtual authenticator in `browser`: a platform authenticator that verifies
+/// its user and keeps discoverable credentials, as a phone's would.
+pub async fn add_virtual_authenticator(browser: &fantoccini::Client) {
+    let options = serde_json::json!({
+        "protocol": "ctap2", "transport": "internal", "hasResidentKey": true,
+        "hasUserVerification": true, "isUserVerified": true, "automaticPresenceSimulation": true,
+    });
+    browser.issue_cmd(WebAuthnCommand(options)).await.expect("chromedriver adds a virtual authenticator");
+}
+
+/// Waits for the demo app after a sign-in. At a name where passkeys work (`<hostname>.local`), a
+/// browser's first sign-in with a code offers a passkey first: "Not now" goes on to the app.
+pub async fn past_the_passkey_offer(browser: &fantoccini::Client) {
+    use fantoccini::Locator;
+    let wait = || browser.wait().at_most(Duration::from_secs(15));
+    let shown = match wait().for_element(Locator::Css("#demo-title, #passkey-skip")).await {
+        Ok(element) => element,
+        Err(e) => panic!("not signed in ({e}) at {}:\n{}", browser.current_url().await.unwrap(), browser.source().await.unwrap()),
+    };
+    if shown.attr("id").await.unwrap().as_deref() == Some("passkey-skip") {
+        shown.click().await.unwrap();
+        wait().for_element(Locator::Id("demo-title")).await.unwrap();
+    }
+}

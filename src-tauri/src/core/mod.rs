@@ -50,6 +50,7 @@ mod diagnostics;
 pub(crate) mod firewall;
 mod lifecycle;
 pub(crate) mod listeners;
+mod passkeys;
 mod phone;
 mod security;
 mod sessions;
@@ -75,6 +76,7 @@ use simpleotp_engine::totp::{CodeRejected, TotpSecret};
 use crate::paths::Paths;
 use crate::sync::lock;
 
+pub use passkeys::{PasskeyLinkView, PasskeyView};
 pub use trust::{TrustError, TrustState};
 pub use updates::{AvailableUpdate, CheckReport, UpdatesView};
 pub use views::{

@@ -166,6 +166,17 @@ impl Core {
         Ok(RecoveryCodesView { codes: codes.iter().map(|c| c.expose().to_string()).collect() })
     }
 
+    /// "Save as a text file" for the codes the window just showed: a new owner-only file in the
+    /// Downloads folder (the home folder when there is none). WebKit's webview cannot download a
+    /// page's own data, so the file is written here.
+    pub fn save_recovery_codes(&self, codes: &[String]) -> Result<std::path::PathBuf> {
+        let dirs =
+            directories::UserDirs::new().ok_or_else(|| CoreError::Invalid("This account has no home folder to save into.".into()))?;
+        let folder = dirs.download_dir().unwrap_or(dirs.home_dir()).to_path_buf();
+        simpleotp_engine::recovery::save_codes_file(&folder, codes, self.config().account().as_str())
+            .map_err(|e| CoreError::Invalid(format!("The codes could not be saved in {}: {e}", folder.display())))
+    }
+
     pub async fn security_show_qr(&self, code: &str) -> Result<SecretView> {
         self.require_current_code(code).await?;
         let secret = self.keychain(|s| s.load()).await?;

@@ -264,7 +264,7 @@ async fn apps_are_added_protected_edited_and_removed_with_reloads() {
     // Rename and move it.
     let (new_port, edited) =
         on_free_port("the moved app", async |port| h.core.app_edit("Demo", input("Demo two", &format!("http://{up}"), port)).await).await;
-    assert_eq!(edited.app.url, format!("http://127.0.0.1:{new_port}/"));
+    assert_eq!(edited.app.url, format!("http://localhost:{new_port}/"));
     // A session belongs to the app on its port: at the new port, the browser signs in again.
     assert_eq!(get(&edited.app.url, Some(&token)).await.0, 302);
     assert!(h.config_text().contains("Demo two"));
@@ -306,7 +306,7 @@ async fn an_app_gets_its_own_https_address_keeps_it_when_edited_and_gives_it_up(
     assert!(edited.app.url.starts_with(&format!("https://{name}:")), "the name stays: {}", edited.app.url);
     let (new_port, plain) =
         on_free_port("the plain app", async |port| h.core.app_edit("Demo", input("Demo", &up.to_string(), port)).await).await;
-    assert_eq!(plain.app.url, format!("http://127.0.0.1:{new_port}/"));
+    assert_eq!(plain.app.url, format!("http://localhost:{new_port}/"));
     assert!(!plain.app.own_address && !h.config_text().contains("https_name"));
     h.core.shutdown().await;
 }
@@ -344,7 +344,7 @@ async fn the_app_started_while_serve_holds_the_data_directory_says_so_and_retry_
     // "SimpleOTP x.y.z is running.", then the app's line with its address.
     let mut lines = std::io::BufRead::lines(std::io::BufReader::new(serve.stdout.take().unwrap()));
     let (running, app_line) = (lines.next().unwrap().unwrap(), lines.next().unwrap().unwrap());
-    assert!(running.starts_with("SimpleOTP ") && app_line.contains("http://127.0.0.1:"), "serve runs: {running} / {app_line}");
+    assert!(running.starts_with("SimpleOTP ") && app_line.contains("http://localhost:"), "serve runs: {running} / {app_line}");
     let serve_nginx = std::fs::read_to_string(h.dir.path().join("data/nginx/nginx.pid")).unwrap();
 
     let app = h.reopen();
@@ -546,6 +546,41 @@ async fn recovery_codes_are_made_behind_a_current_code_and_a_use_is_notified() {
     h.core.shutdown().await;
 }
 
+/// Security › Passkeys (#22 point 1): "Add a passkey" is behind a current code and gives a
+/// one-time link at localhost (passkeys need a name), which the window may open while it is
+/// live; nothing else is opened; rename and remove say what is wrong.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passkey_link_is_made_behind_a_current_code_at_localhost_and_only_it_is_opened() {
+    let h = Harness::new("passkey-link");
+    h.set_up().await;
+    assert!(h.core.passkeys().is_empty());
+    let (now, next) = (h.stored_code(), h.code_in(30));
+    let wrong = (0..1_000_000).map(|n| format!("{n:06}")).find(|c| *c != now && *c != next).unwrap();
+    assert!(matches!(h.core.passkey_link(&wrong).await, Err(CoreError::WrongCode)), "a wrong current code makes no link");
+
+    let link = h.core.passkey_link(&h.stored_code()).await.unwrap();
+    let here = h.core.status().apps[0].url.clone();
+    assert!(here.starts_with("http://localhost:"), "{here}");
+    let prefix = format!("{here}_simpleotp/passkey/add?link=");
+    assert!(link.url.starts_with(&prefix), "{}", link.url);
+    assert_eq!(link.expires_in_secs, 300);
+    assert!(!format!("{link:?}").contains(&link.url), "Debug does not show the link");
+    h.core.check_passkey_link(&link.url).unwrap();
+    let made_up = format!("{prefix}AAAA");
+    assert!(h.core.check_passkey_link(&made_up).unwrap_err().user_message().contains("used already or is more than 5 minutes old"));
+    for other in ["https://example.com/", "file:///etc/passwd", &format!("{here}_simpleotp/login?ticket=x")] {
+        assert!(h.core.check_passkey_link(other).is_err(), "{other}");
+    }
+    let gateway = h.core.running_gateway().unwrap();
+    assert!(gateway.passkey_link_is_valid(link.url.strip_prefix(&prefix).unwrap()), "the gateway knows the link");
+
+    let missing = h.core.passkey_remove("Desk key").await.unwrap_err().user_message();
+    assert!(missing.contains("no passkey with that name"), "{missing}");
+    let bad = h.core.passkey_rename("Desk key", "").await.unwrap_err().user_message();
+    assert!(bad.contains("1 to 60 characters"), "{bad}");
+    h.core.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unlock_gives_a_one_time_sign_in_link_and_does_not_refill_the_budget() {
     let h = Harness::new("unlock-link");
@@ -569,7 +604,7 @@ async fn unlock_gives_a_one_time_sign_in_link_and_does_not_refill_the_budget() {
     assert_eq!(unlocked.links.len(), 1);
     let link = &unlocked.links[0];
     assert_eq!(link.app, "Demo");
-    let prefix = format!("http://127.0.0.1:{port}/_simpleotp/login?ticket=");
+    let prefix = format!("http://localhost:{port}/_simpleotp/login?ticket=");
     assert!(link.url.starts_with(&prefix), "{}", link.url);
     assert!(!format!("{unlocked:?}").contains(&link.url), "Debug does not show the ticket");
 
@@ -719,7 +754,7 @@ async fn settings_change_lifetimes_listen_scope_nginx_path_and_launch_at_login()
     assert!(h.core.tray_state().launch_at_login);
     // Other devices get HTTPS; this computer keeps the same plain address and stays signed in
     // (the same cookie: no certificate warning, no unexpected sign-out).
-    let url = format!("http://127.0.0.1:{port}/");
+    let url = format!("http://localhost:{port}/");
     assert_eq!(h.core.status().apps[0].url, url, "this computer opens it as before");
     assert_eq!(get(&url, Some(&token)).await.0, 200, "still signed in over plain HTTP on loopback");
     assert_eq!(get(&url, None).await.0, 302);
@@ -728,7 +763,7 @@ async fn settings_change_lifetimes_listen_scope_nginx_path_and_launch_at_login()
     assert_eq!(h.core.running_gateway().unwrap().session_settings().idle_timeout, Duration::from_secs(600));
     // New apps follow the scope.
     let (_, other) = on_free_port("the app", async |port| h.core.app_add(input("Other", "http://127.0.0.1:9999", port)).await).await;
-    assert!(other.app.url.starts_with("http://127.0.0.1:"), "{}", other.app.url);
+    assert!(other.app.url.starts_with("http://localhost:"), "{}", other.app.url);
 
     // Back to this computer only; an explicit nginx path restarts the gateway with it.
     let nginx = nginx::discover(None).unwrap();
@@ -1148,7 +1183,7 @@ async fn other_devices_are_chosen_per_app() {
 async fn the_address_preview_follows_the_port() {
     let h = Harness::new("address-preview");
     assert_eq!(h.core.app_address(8081).unwrap(), "http://localhost:8081/");
-    assert_eq!(h.core.app_address(9000).unwrap(), "http://127.0.0.1:9000/");
+    assert_eq!(h.core.app_address(9000).unwrap(), "http://localhost:9000/");
     *lock(&h.core.lan) = true;
     assert_eq!(h.core.app_address(8081).unwrap(), "http://localhost:8081/");
 }
@@ -1171,7 +1206,7 @@ async fn a_taken_port_is_refused_with_a_free_alternative_that_works() {
 
     // The alternative works (the window's "Use …" button sends the same app with it).
     let saved = h.core.app_add(input("Jupyter", "http://127.0.0.1:8888", alternative)).await.unwrap();
-    assert_eq!(saved.app.url, format!("http://127.0.0.1:{alternative}/"));
+    assert_eq!(saved.app.url, format!("http://localhost:{alternative}/"));
     assert!(saved.own_sign_in.contains("Jupyter will still ask for its own token or password"), "{}", saved.own_sign_in);
 
     // Our own app's port: named, with another alternative; editing the app keeps its port.
