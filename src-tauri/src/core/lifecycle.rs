@@ -105,7 +105,7 @@ impl Core {
                         let _ = core.events.send(CoreEvent::RecoveryCodeUsed(recovery_notice(remaining)));
                         core.changed();
                     }
-                    GatewayEvent::SessionsChanged | GatewayEvent::PersistFailed(_) => core.changed(),
+                    GatewayEvent::SessionsChanged | GatewayEvent::PersistFailed(_) | GatewayEvent::AuthenticatorsChanged => core.changed(),
                 }
             }
         }));
