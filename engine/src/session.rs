@@ -146,12 +146,13 @@ pub enum SignInMethod {
 }
 
 impl SignInMethod {
-    /// In words, for lists: "Pixel", "a recovery code", "Continue"; empty when unknown.
+    /// In words, for lists ("Chrome on Android · Pixel"): the authenticator's name, "recovery
+    /// code", "Continue"; empty when unknown.
     pub fn describe(&self) -> String {
         match self {
             SignInMethod::Code { authenticator } => authenticator.clone(),
-            SignInMethod::RecoveryCode => "a recovery code".into(),
-            SignInMethod::Continued => "Continue from another app".into(),
+            SignInMethod::RecoveryCode => "recovery code".into(),
+            SignInMethod::Continued => "Continue".into(),
             SignInMethod::Unknown => String::new(),
         }
     }

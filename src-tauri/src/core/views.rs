@@ -167,8 +167,8 @@ pub struct SessionView {
     pub idle: String,
     /// "ends in 6 d".
     pub ends: String,
-    /// How it signed in: the authenticator's name ("Pixel"), "a recovery code", "Continue from
-    /// another app"; empty for sessions from before this was recorded.
+    /// How it signed in: the authenticator's name ("Pixel"), "recovery code", "Continue"; empty
+    /// for sessions from before this was recorded.
     pub signed_in_with: String,
 }
 
