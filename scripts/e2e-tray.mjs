@@ -727,10 +727,11 @@ try {
   const row = await waitFor('the session row', () => tauri.exec(`const li = document.querySelector('#sessions-list li.session');
     if (!li) return null;
     const text = (css) => li.querySelector(css)?.textContent ?? null;
-    return { what: text('.what'), here: text('.badge.here'), app: text('.app'), detail: text('.detail') };`));
+    return { what: text('.what'), with: text('.with'), here: text('.badge.here'), app: text('.app'), detail: text('.detail') };`));
   if (!/^(Headless )?Chrome on Linux$/.test(row.what)) throw new Error(`the device line reads ${row.what}`);
   if (row.here !== 'This computer') throw new Error('the session from this computer is not marked');
   if (row.app !== 'Jupyter') throw new Error(`the session should name its app, Jupyter, not ${row.app}`);
+  if (row.with !== ' · Authenticator app') throw new Error(`the session should name its authenticator app, not ${row.with}`);
   const sessionDetail = row.detail;
   if (!/^Jupyter · (active now|idle \d+ (s|min)) · ends in \d+ (h|d)$/.test(sessionDetail)) throw new Error(`the session reads ${sessionDetail}`);
   if ((await tauri.findAll('#sessions-list table, #section-sessions table')).length) throw new Error('Sessions is still a table');
@@ -797,25 +798,60 @@ try {
   // 8. Security and Settings.
   await tauri.clickOn('.nav[data-section="security"]');
   await waitFor('the lockout card', async () => (await tauri.text(await tauri.find('#security-lockout'))).length > 0);
-  // The QR code again: refused for a wrong code (which shows as a failed attempt), shown for a
-  // right one. Chromium used the current step's code, so take the next step's (±1 step is valid).
-  await tauri.fill('#security-code', wrong);
-  await tauri.clickOn('#security-show-qr');
+  // Add another authenticator (#22 point 2): refused for a wrong current code (which shows as a
+  // failed attempt), then for a right one the new app's QR code and setup key; a code of the new
+  // app adds it (only then is it in the keychain) and Security lists both. Chromium used the
+  // current step's code, so take the next step's (±1 step is valid; the gate uses none up).
+  await tauri.fill('#security-add-name', 'Pixel');
+  await tauri.fill('#security-add-current', wrong);
+  await tauri.clickOn('#security-add-begin');
   await waitFor('the refusal', async () => {
-    const id = await tauri.find('#security-qr-error');
+    const id = await tauri.find('#security-add-error');
     return (await tauri.displayed(id)) && /not right/.test(await tauri.text(id));
   });
+  if (await tauri.displayed(await tauri.find('#security-add-panel'))) throw new Error('a wrong current code showed a new QR code');
   await waitFor('the failed attempt in the list', async () => /127\.0\.0\.1/.test(await tauri.text(await tauri.find('#security-failures'))));
   await tauri.screenshots('tray-security.png');
-  await tauri.fill('#security-code', totp(stored, Date.now() / 1000 + 30));
-  await tauri.clickOn('#security-show-qr');
-  await tauri.visible('#security-qr-img');
-  const again = (await tauri.text(await tauri.find('#security-secret'))).replace(/\s/g, '');
-  if (again !== stored) throw new Error('Show QR code shows a different secret');
-  await tauri.clickOn('#security-hide-qr');
-  await waitFor('the QR code to be hidden', async () => !(await tauri.displayed(await tauri.find('#security-qr'))));
-  if (await tauri.exec('return document.getElementById("security-secret").textContent')) throw new Error('the secret stayed in the page');
-  log('the QR code is shown again only after a right code, and removed from the page after');
+  await tauri.fill('#security-add-current', totp(stored, Date.now() / 1000 + 30));
+  await tauri.clickOn('#security-add-begin');
+  await tauri.visible('#security-add-img');
+  const pixel = (await tauri.text(await tauri.find('#security-add-secret'))).replace(/\s/g, '');
+  if (!/^[A-Z2-7]{32}$/.test(pixel) || pixel === stored) throw new Error('no new setup key was shown');
+  if (keychainSecret() !== stored) throw new Error('the keychain changed before the new app\'s code');
+  await tauri.fill('#security-add-code', totp(pixel));
+  await tauri.clickOn('#security-add-confirm');
+  await waitFor('Pixel to be added', async () => /^Pixel was added/.test((await listText('#security-add-done')) ?? ''));
+  if (await tauri.exec('return document.getElementById("security-add-secret").textContent')) throw new Error('the new setup key stayed in the page');
+  const authenticators = await waitFor('both in the list', async () => {
+    const names = await tauri.exec('return [...document.querySelectorAll("#security-authenticators li .name")].map((e) => e.textContent)');
+    return names.length === 2 && names;
+  });
+  if (JSON.stringify(authenticators) !== JSON.stringify(['Authenticator app', 'Pixel'])) throw new Error(`the list: ${JSON.stringify(authenticators)}`);
+  const pixelDetail = await listText('#security-authenticators li:nth-child(2) .detail');
+  if (!/^added just now · last code just now$/.test(pixelDetail)) throw new Error(`Pixel's line reads ${pixelDetail}`);
+  const inKeychain = JSON.parse(keychainSecret());
+  if (JSON.stringify(inKeychain.a.map((entry) => entry[3])) !== JSON.stringify([stored, pixel])) throw new Error('the keychain does not hold both setup keys');
+  await tauri.exec('document.getElementById("security-authenticators").scrollIntoView({ block: "center" })');
+  await tauri.screenshots('tray-security-authenticators.png');
+  // Chromium signs in with Pixel's code (its next step's: the one that added it is used), and
+  // Sessions says so.
+  await chrome.go(url);
+  await chrome.fill('input#code', totp(pixel, Date.now() / 1000 + 30)); // submits itself
+  await chrome.visible('#upstream');
+  await tauri.clickOn('.nav[data-section="sessions"]');
+  const signedInWith = await waitFor('the session signed in with Pixel', () => listText('#sessions-list li.session .with'));
+  if (signedInWith !== ' · Pixel' && signedInWith !== '· Pixel') throw new Error(`the session reads ${signedInWith}`);
+  await tauri.invoke('sessions_revoke_all');
+  await menuItem('Protection on · nobody signed in');
+  // Remove (asks to be clicked twice): Pixel's codes stop working, the keychain holds the bare
+  // setup key again, and the only one left has no Remove.
+  await tauri.clickOn('.nav[data-section="security"]');
+  await tauri.clickOn('#security-authenticators li:nth-child(2) button.remove');
+  await tauri.clickOn('#security-authenticators li:nth-child(2) button.remove');
+  await waitFor('Pixel to be removed', async () => (await tauri.findAll('#security-authenticators li')).length === 1);
+  if ((await tauri.findAll('#security-authenticators button.remove')).length) throw new Error('the only authenticator offers Remove');
+  if (keychainSecret() !== stored) throw new Error('the keychain does not hold the first setup key alone again');
+  log('Add another authenticator: behind a current code, its own QR code, added by its own code, listed; Chromium signs in with it and Sessions names it; Remove takes it out');
 
   // Someone guesses codes in the browser: a lockout starts, a desktop notification goes out
   // (seen on the session bus), Security shows it, and Unlock lifts it.
@@ -866,7 +902,7 @@ try {
   log('guessing codes locks out with a notification; Unlock sign-ins in the tray lifts it and the window offers a one-time link');
 
   // Replace the secret: a current code of the old one comes first. A wrong one is refused and
-  // nothing new is shown; with a right one (the QR gate does not use codes up) a new secret is
+  // nothing new is shown; with a right one (the gates do not use codes up) a new secret is
   // shown, and a code of it puts it in the keychain. The button asks to be clicked twice.
   await tauri.fill('#security-replace-current', wrong);
   await tauri.clickOn('#security-replace');

@@ -661,7 +661,7 @@ async function retryFirewall(button) {
   }
 }
 
-/** Sessions, read like devices: "Chrome on Android", the app, "idle 12 h · ends in 6 d" (the core
+/** Sessions, read like devices: "Chrome on Android · Pixel" (how it signed in), the app, "idle 12 h · ends in 6 d" (the core
  * words them), most recent first, this computer marked, each with its own Sign out. */
 async function renderSessions() {
   const sessions = await call('sessions_list', {}, $('sessions-error'));
@@ -683,7 +683,9 @@ async function renderSessions() {
     const li = el('li', { className: 'session' },
       el('div', {},
         el('div', { className: 'name device', id: `session-${i}-device` },
-          el('span', { className: 'what', textContent: s.device, title: s.user_agent }), ' ', where),
+          el('span', { className: 'what', textContent: s.device, title: s.user_agent }),
+          s.signed_in_with ? el('span', { className: 'with', textContent: ` · ${s.signed_in_with}`, title: `Signed in with ${s.signed_in_with}` }) : '',
+          ' ', where),
         el('div', { className: 'detail', id: `session-${i}-detail` },
           el('span', { className: 'app', textContent: s.app }), ' · ',
           el('span', { className: 'idle', textContent: s.idle, title: `Last active ${when(s.last_seen)}` }), ' · ',
@@ -801,6 +803,7 @@ async function renderSecurity() {
   $('security-recovery-state').textContent = sec.recovery_left == null
     ? 'None yet. Make ten one-time codes for the day your phone is lost, and keep them away from it.'
     : `${sec.recovery_left} of 10 left, made ${when(sec.recovery_made_at)}. Each works once on the login page, under “Use a recovery code”.`;
+  renderAuthenticators(sec.authenticators);
   const lockout = $('security-lockout');
   let wait = 0;
   if (!sec.running) {
@@ -834,9 +837,37 @@ async function renderSecurity() {
     : [el('li', { className: 'muted empty', textContent: 'No wrong codes lately. A wrong code typed on a sign-in page shows here, with where it came from.' })]));
 }
 
+/** Security's authenticator apps: name, "added 3 d ago · last code 5 min ago", and Remove (asks
+ * again to confirm; not offered for the only one, which the core refuses to remove too). */
+function renderAuthenticators(list) {
+  $('security-authenticators').replaceChildren(...list.map((a, i) => {
+    const parts = [a.added, a.last_used].filter(Boolean).join(' · ');
+    const buttons = el('div', { className: 'buttons' });
+    if (list.length > 1) {
+      const remove = el('button', { textContent: 'Remove', type: 'button', className: 'danger remove' });
+      remove.setAttribute('aria-describedby', `authenticator-${i}-name`);
+      confirmFirst(remove, async () => {
+        clear('security-add-done');
+        if (await call('authenticator_remove', { id: a.id }, $('security-authenticators-error')) !== undefined) {
+          show($('security-add-done'), `${a.name} was removed: its codes no longer sign in. You can delete its entry in that app.`);
+        }
+        renderSecurity();
+      });
+      buttons.append(remove);
+    }
+    const li = el('li', { className: 'authenticator' },
+      el('div', {},
+        el('div', { className: 'name', id: `authenticator-${i}-name`, textContent: a.name }),
+        el('div', { className: 'detail', textContent: parts })),
+      buttons);
+    li.dataset.id = a.id;
+    return li;
+  }));
+}
+
 function hideSecurityQr() {
-  $('security-qr').hidden = true;
-  forgetSecret($('security-qr-img'), $('security-secret'));
+  $('security-add-panel').hidden = true;
+  forgetSecret($('security-add-img'), $('security-add-secret'));
   $('security-replace-panel').hidden = true;
   forgetSecret($('security-replace-img'), $('security-replace-secret'));
 }
@@ -1016,18 +1047,33 @@ function setUpMain() {
     }));
     $('security-unlock-panel').hidden = false;
   }
-  $('security-qr-form').addEventListener('submit', async (event) => {
+  $('security-add-form').addEventListener('submit', async (event) => {
     event.preventDefault();
-    await busy($('security-show-qr'), async () => {
-      const view = await call('security_show_qr', { code: $('security-code').value }, $('security-qr-error'));
-      $('security-code').value = '';
+    clear('security-add-done');
+    await busy($('security-add-begin'), async () => {
+      const view = await call('authenticator_add_begin',
+        { name: $('security-add-name').value, currentCode: $('security-add-current').value }, $('security-add-error'));
+      $('security-add-current').value = '';
       renderSecurity();
       if (!view) return;
-      showSecret(view, $('security-qr-img'), $('security-secret'));
-      $('security-qr').hidden = false;
+      showSecret(view, $('security-add-img'), $('security-add-secret'));
+      $('security-add-panel').hidden = false;
+      $('security-add-code').focus();
     });
   });
-  $('security-hide-qr').addEventListener('click', hideSecurityQr);
+  $('security-add-confirm-form').addEventListener('submit', async (event) => {
+    event.preventDefault();
+    await busy($('security-add-confirm'), async () => {
+      const added = await call('authenticator_add_confirm', { code: $('security-add-code').value }, $('security-add-error'));
+      $('security-add-code').value = '';
+      if (!added) return;
+      hideSecurityQr();
+      $('security-add-name').value = '';
+      show($('security-add-done'), `${added.name} was added: its codes sign in from now on, like those of your other apps.`);
+      renderSecurity();
+    });
+  });
+  $('security-add-cancel').addEventListener('click', () => { call('wizard_cancel', {}); hideSecurityQr(); });
   // Recovery codes: behind a current code too (whoever sees them can sign in ten times), shown
   // once, then gone from the page.
   $('security-recovery-form').addEventListener('submit', async (event) => {
@@ -1250,5 +1296,5 @@ setInterval(() => {
   if (wizardDone && section === 'sessions' && !document.hidden) renderSessions();
 }, 10000);
 document.addEventListener('keydown', (event) => {
-  if (event.key === 'Escape' && !$('security-qr').hidden) hideSecurityQr();
+  if (event.key === 'Escape' && !$('security-add-panel').hidden) { call('wizard_cancel', {}); hideSecurityQr(); }
 });

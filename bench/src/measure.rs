@@ -386,7 +386,8 @@ fn store_sessions(data_dir: &Path, port: u16, count: usize) -> BenchResult<Vec<S
     let mut tokens = Vec::with_capacity(count);
     for i in 0..count {
         let ip = std::net::IpAddr::from([10, (i >> 16) as u8, (i >> 8) as u8, i as u8]);
-        let (token, _) = store.create(port, Some(ip), "Mozilla/5.0 (X11; Linux x86_64) bench", now);
+        let (token, _) =
+            store.create(port, Some(ip), "Mozilla/5.0 (X11; Linux x86_64) bench", simpleotp_engine::session::SignInMethod::Unknown, now);
         tokens.push(token.expose().to_string());
     }
     let mut sessions = state.sessions.clone();

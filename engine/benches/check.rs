@@ -5,13 +5,15 @@
 //! `cargo bench -p simpleotp-engine --bench check`
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use simpleotp_engine::authenticator::Authenticators;
 use simpleotp_engine::config::{Account, Issuer, RoutePrefix, SessionSettings};
 use simpleotp_engine::gateway::{Gateway, GatewayParts};
 use simpleotp_engine::limiter::LimiterSettings;
 use simpleotp_engine::protocol::{session_cookie_name, NginxProof};
-use simpleotp_engine::session::{tokens_from_cookie_headers, SessionStore};
+use simpleotp_engine::secret::SecretStore;
+use simpleotp_engine::session::{tokens_from_cookie_headers, SessionStore, SignInMethod};
 use simpleotp_engine::state::{PersistedState, StateFile};
-use simpleotp_engine::totp::{unix_now, Totp, TotpSecret};
+use simpleotp_engine::totp::{unix_now, TotpSecret};
 
 /// The protected app the sessions are for.
 const APP_PORT: u16 = 8081;
@@ -22,7 +24,7 @@ fn gateway_with_sessions(count: usize, dir: &std::path::Path) -> (Gateway, Strin
     let mut store = SessionStore::new(SessionSettings::default());
     let mut cookie = String::new();
     for i in 0..count {
-        let (token, _) = store.create(APP_PORT, Some([10, 0, 0, 1].into()), "bench", now);
+        let (token, _) = store.create(APP_PORT, Some([10, 0, 0, 1].into()), "bench", SignInMethod::Unknown, now);
         if i == count / 2 {
             // Real browsers send other cookies too; the parser must skip them.
             cookie = format!("_xsrf=2|abc|def; {}={}; theme=dark", session_cookie_name(APP_PORT, false), token.expose());
@@ -30,7 +32,10 @@ fn gateway_with_sessions(count: usize, dir: &std::path::Path) -> (Gateway, Strin
     }
     let gateway = Gateway::new(GatewayParts {
         route_prefix: RoutePrefix::default(),
-        totp: Totp::new(&TotpSecret::generate(), &Issuer::parse("bench").unwrap(), &Account::parse("bench").unwrap()),
+        authenticators: Authenticators::single(TotpSecret::generate()),
+        secret_store: SecretStore::file(dir.join("secret")),
+        issuer: Issuer::parse("bench").unwrap(),
+        account: Account::parse("bench").unwrap(),
         session_settings: SessionSettings::default(),
         limiter_settings: LimiterSettings::default(),
         state_file: StateFile::in_dir(dir),

@@ -31,7 +31,7 @@ use crate::nginx::{self, Nginx, NginxError, NginxLayout};
 use crate::protocol::NginxProof;
 use crate::secret::{SecretError, SecretStore};
 use crate::state::StateFile;
-use crate::totp::{unix_now, Totp};
+use crate::totp::unix_now;
 
 /// How often expired sessions are purged and changed sessions written to disk. Logins and
 /// `last seen` updates only mark the state dirty; this loop writes it, off the request path.
@@ -172,14 +172,12 @@ impl Application {
         let ca_store_for_rotation = ca_store.clone();
         // The keychain may block on D-Bus or an unlock prompt: keep it off the async threads.
         let store = secret.clone();
-        let secret = tokio::task::spawn_blocking(move || store.load()).await.map_err(StartError::SecretTask)?;
-        let secret = match secret {
-            Ok(secret) => secret,
+        let authenticators = tokio::task::spawn_blocking(move || store.load_authenticators()).await.map_err(StartError::SecretTask)?;
+        let authenticators = match authenticators {
+            Ok(authenticators) => authenticators,
             Err(SecretError::NotFound { location }) => return Err(StartError::NoSecret { location }),
             Err(e) => return Err(StartError::Secret(e)),
         };
-        let totp = Totp::new(&secret, &config.issuer(), &config.account());
-        drop(secret);
 
         let auth_addr = match (&mode, config.auth_listen) {
             (_, Some(addr)) => addr,
@@ -222,7 +220,10 @@ impl Application {
         };
         let gateway = Gateway::new(GatewayParts {
             route_prefix: config.route_prefix.clone(),
-            totp,
+            authenticators,
+            secret_store: secret,
+            issuer: config.issuer(),
+            account: config.account(),
             session_settings: config.session,
             limiter_settings: limiter,
             state_file,

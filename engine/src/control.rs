@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::authenticator::{AuthenticatorInfo, AuthenticatorName};
 use crate::config::RoutePrefix;
 use crate::protocol::routes;
 
@@ -154,7 +155,7 @@ async fn connect(data_dir: &Path) -> Result<ControlFile, ControlError> {
     let nonce: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
     let url = format!("http://{}", control.auth_addr);
     let prove = control.route_prefix.route(routes::CONTROL_PROVE);
-    let answer = request(control.auth_addr, "POST", &prove, &[(crate::protocol::CONTROL_NONCE_HEADER, &nonce)])
+    let answer = request(control.auth_addr, "POST", &prove, &[(crate::protocol::CONTROL_NONCE_HEADER, &nonce)], b"")
         .await
         .map_err(|detail| ControlError::Unreachable { url: url.clone(), detail })?;
     let expected = crate::protocol::control_proof(&control.token, &nonce);
@@ -172,7 +173,7 @@ async fn connect(data_dir: &Path) -> Result<ControlFile, ControlError> {
 pub async fn unlock(data_dir: &Path) -> Result<(UnlockLink, ControlFile), ControlError> {
     let control = connect(data_dir).await?;
     let path = control.route_prefix.route(routes::CONTROL_UNLOCK);
-    let link: UnlockLink = call(&control, &path).await?;
+    let link: UnlockLink = call(&control, &path, None).await?;
     // The link is printed for the person to open: only `<prefix>login?ticket=<token>`.
     let ticket = link.login_path.strip_prefix(&format!("{}?ticket=", control.route_prefix.route(routes::LOGIN)));
     if !ticket.is_some_and(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')) {
@@ -181,10 +182,22 @@ pub async fn unlock(data_dir: &Path) -> Result<(UnlockLink, ControlFile), Contro
     Ok((link, control))
 }
 
-/// A control route of the proven gateway, with the token; its JSON answer.
-async fn call<T: serde::de::DeserializeOwned>(control: &ControlFile, path: &str) -> Result<T, ControlError> {
+/// The largest request body a control route takes (and a client sends).
+pub const MAX_CONTROL_BODY: usize = 4 * 1024;
+
+/// A control route of the proven gateway, with the token and, for routes that take one, a JSON
+/// body (at most [`MAX_CONTROL_BODY`] bytes); its JSON answer.
+async fn call<T: serde::de::DeserializeOwned>(control: &ControlFile, path: &str, body: Option<&[u8]>) -> Result<T, ControlError> {
     let bearer = format!("Bearer {}", control.token);
-    match request(control.auth_addr, "POST", path, &[("Authorization", &bearer)]).await {
+    let mut headers = vec![("Authorization", bearer.as_str())];
+    if body.is_some() {
+        headers.push(("Content-Type", "application/json"));
+    }
+    let body = body.unwrap_or_default();
+    if body.len() > MAX_CONTROL_BODY {
+        return Err(ControlError::BadAnswer(format!("the request is larger than {MAX_CONTROL_BODY} bytes")));
+    }
+    match request(control.auth_addr, "POST", path, &headers, body).await {
         Ok(answer) if answer.status == 200 => serde_json::from_str::<T>(&answer.body)
             .map_err(|e| ControlError::Refused(format!("unexpected answer ({e}); is the running gateway an older version? Restart it."))),
         Ok(answer) => Err(ControlError::Refused(format!("HTTP {}: {}", answer.status, answer.body.trim()))),
@@ -210,12 +223,14 @@ impl Answer {
 
 /// A minimal HTTP/1.1 request on loopback; enough for the control routes, and it keeps an HTTP
 /// client library out of the engine.
-async fn request(addr: std::net::SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Result<Answer, String> {
+async fn request(addr: std::net::SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<Answer, String> {
     let exchange = async {
         let mut stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
         let extra: String = headers.iter().map(|(name, value)| format!("{name}: {value}\r\n")).collect();
-        let head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Content-Length: 0\r\nConnection: close\r\n\r\n");
+        let head =
+            format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n", body.len());
         stream.write_all(head.as_bytes()).await.map_err(|e| e.to_string())?;
+        stream.write_all(body).await.map_err(|e| e.to_string())?;
         let mut response = Vec::new();
         stream.take(64 * 1024).read_to_end(&mut response).await.map_err(|e| e.to_string())?;
         let text = String::from_utf8_lossy(&response);
@@ -256,7 +271,7 @@ impl std::fmt::Debug for NewRecoveryCodes {
 /// Asks the running gateway for a new set of recovery codes (the old set stops working).
 pub async fn new_recovery_codes(data_dir: &Path) -> Result<Vec<String>, ControlError> {
     let control = connect(data_dir).await?;
-    let answer: NewRecoveryCodes = call(&control, &control.route_prefix.route(routes::CONTROL_RECOVERY_CODES)).await?;
+    let answer: NewRecoveryCodes = call(&control, &control.route_prefix.route(routes::CONTROL_RECOVERY_CODES), None).await?;
     let well_formed = |code: &String| code.len() == 14 && code.bytes().all(|b| b == b'-' || b.is_ascii_alphanumeric());
     if answer.codes.len() != crate::recovery::CODES_PER_SET || !answer.codes.iter().all(well_formed) {
         return Err(ControlError::BadAnswer("the recovery codes have another shape".into()));
@@ -276,7 +291,7 @@ pub struct PasskeyLink {
 /// apps' addresses).
 pub async fn passkey_link(data_dir: &Path) -> Result<(PasskeyLink, ControlFile), ControlError> {
     let control = connect(data_dir).await?;
-    let link: PasskeyLink = call(&control, &control.route_prefix.route(routes::CONTROL_PASSKEY_LINK)).await?;
+    let link: PasskeyLink = call(&control, &control.route_prefix.route(routes::CONTROL_PASSKEY_LINK), None).await?;
     let token = link.add_path.strip_prefix(&format!("{}?link=", control.route_prefix.route(routes::PASSKEY_ADD)));
     if !token.is_some_and(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')) {
         return Err(ControlError::BadAnswer(format!("the link {:?} has another shape", link.add_path)));
@@ -287,19 +302,78 @@ pub async fn passkey_link(data_dir: &Path) -> Result<(PasskeyLink, ControlFile),
 /// The running gateway's passkeys.
 pub async fn passkeys(data_dir: &Path) -> Result<Vec<crate::passkey::PasskeyInfo>, ControlError> {
     let control = connect(data_dir).await?;
-    call(&control, &control.route_prefix.route(routes::CONTROL_PASSKEYS)).await
+    call(&control, &control.route_prefix.route(routes::CONTROL_PASSKEYS), None).await
 }
 
 /// Removes a passkey (by id or name) from the running gateway: it stops working at once.
 pub async fn remove_passkey(data_dir: &Path, id_or_name: &str) -> Result<crate::passkey::PasskeyInfo, ControlError> {
     let control = connect(data_dir).await?;
     let id: String = form_urlencoded::byte_serialize(id_or_name.as_bytes()).collect();
-    call(&control, &format!("{}?id={id}", control.route_prefix.route(routes::CONTROL_PASSKEY_REMOVE))).await
+    call(&control, &format!("{}?id={id}", control.route_prefix.route(routes::CONTROL_PASSKEY_REMOVE)), None).await
 }
 
 pub async fn rotate_ca(data_dir: &Path) -> Result<RotatedCa, ControlError> {
     let control = connect(data_dir).await?;
-    call(&control, &control.route_prefix.route(routes::CONTROL_CA_ROTATE)).await
+    call(&control, &control.route_prefix.route(routes::CONTROL_CA_ROTATE), None).await
+}
+
+/// What `control/authenticator-add` takes: the new authenticator's name, the secret the CLI
+/// made and showed, and the code the new app made from it (see
+/// [`crate::authenticator::PendingAuthenticator::confirm`]). Wiped when dropped; `Debug` shows
+/// the name only.
+#[derive(Serialize, Deserialize)]
+pub struct AddAuthenticator {
+    pub name: String,
+    /// Base32.
+    pub secret: String,
+    pub code: String,
+}
+
+impl std::fmt::Debug for AddAuthenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AddAuthenticator").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+impl Drop for AddAuthenticator {
+    fn drop(&mut self) {
+        use zeroize::Zeroize as _;
+        self.secret.zeroize();
+        self.code.zeroize();
+    }
+}
+
+/// What `control/authenticator-remove` takes: the authenticator's id or name.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RemoveAuthenticator {
+    pub which: String,
+}
+
+/// The running gateway's authenticators (never their secrets).
+pub async fn authenticators(data_dir: &Path) -> Result<Vec<AuthenticatorInfo>, ControlError> {
+    let control = connect(data_dir).await?;
+    call(&control, &control.route_prefix.route(routes::CONTROL_AUTHENTICATORS), None).await
+}
+
+/// Asks the running gateway to add an authenticator: it checks `code` against `secret` (the one
+/// rule for adding), writes the secret store and uses it from then on.
+pub async fn add_authenticator(
+    data_dir: &Path,
+    name: &AuthenticatorName,
+    secret: &crate::totp::TotpSecret,
+    code: &str,
+) -> Result<AuthenticatorInfo, ControlError> {
+    let control = connect(data_dir).await?;
+    let body = AddAuthenticator { name: name.to_string(), secret: secret.to_base32(), code: code.to_string() };
+    let body = zeroize::Zeroizing::new(serde_json::to_vec(&body).expect("serializes"));
+    call(&control, &control.route_prefix.route(routes::CONTROL_AUTHENTICATOR_ADD), Some(&body)).await
+}
+
+/// Asks the running gateway to remove the authenticator `which` (its id or name).
+pub async fn remove_authenticator(data_dir: &Path, which: &str) -> Result<AuthenticatorInfo, ControlError> {
+    let control = connect(data_dir).await?;
+    let body = serde_json::to_vec(&RemoveAuthenticator { which: which.to_string() }).expect("serializes");
+    call(&control, &control.route_prefix.route(routes::CONTROL_AUTHENTICATOR_REMOVE), Some(&body)).await
 }
 
 #[cfg(test)]

@@ -16,13 +16,15 @@ use subtle::ConstantTimeEq;
 use tokio::sync::{broadcast, watch};
 use tracing::{error, info, warn};
 
+use crate::authenticator::{Authenticator, AuthenticatorError, AuthenticatorInfo, Authenticators, PendingAuthenticator};
 use crate::ca::CaCertificate;
-use crate::config::{AppConfig, AppName, RoutePrefix, SessionSettings};
+use crate::config::{Account, AppConfig, AppName, Issuer, RoutePrefix, SessionSettings};
 use crate::limiter::{Limiter, LimiterSettings, LimiterStatus, Locked};
 use crate::passkey::{AddLink, PasskeyError, PasskeyInfo, PasskeyName, PasskeyRegistry, RelyingParty, Started};
 use crate::protocol::NginxProof;
 use crate::recovery::{RecoveryCode, RecoveryCodes};
-use crate::session::{Lookup, SessionId, SessionInfo, SessionStore, SessionToken};
+use crate::secret::SecretStore;
+use crate::session::{Lookup, SessionId, SessionInfo, SessionStore, SessionToken, SignInMethod};
 use crate::state::{PersistedState, StateFile, StateWriteError};
 use crate::ticket::{TicketStore, UnlockTicket};
 use crate::totp::{unix_now, CodeRejected, Totp};
@@ -40,6 +42,8 @@ pub enum GatewayEvent {
     PasskeysChanged,
     /// The state file could not be written (the message says why and what to do).
     PersistFailed(String),
+    /// An authenticator was added or removed.
+    AuthenticatorsChanged,
 }
 
 /// A step another device took towards the apps, for the tray's "Add a phone" progress: it
@@ -89,10 +93,51 @@ pub enum LoginOutcome {
     NotSaved(String),
 }
 
+/// Why an authenticator was not added ([`Gateway::add_authenticator`]).
+#[derive(Debug)]
+pub enum AddAuthenticatorError {
+    /// The code is not the new app's: the pending authenticator comes back, to try again.
+    Code(CodeRejected, PendingAuthenticator),
+    /// The set refuses it (name taken, too many).
+    Refused(AuthenticatorError),
+    /// The secret store could not be written: nothing changed. The message says what to do.
+    NotSaved(String),
+}
+
+impl std::fmt::Display for AddAuthenticatorError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AddAuthenticatorError::Code(CodeRejected::Malformed, _) => f.write_str("a code is six digits; type the one the new app shows"),
+            AddAuthenticatorError::Code(CodeRejected::Wrong | CodeRejected::Replayed, _) => f.write_str(
+                "that is not the new app's code: check that you scanned the new QR code (or typed the new setup key) and type the code it shows now",
+            ),
+            AddAuthenticatorError::Refused(e) => write!(f, "{e}"),
+            AddAuthenticatorError::NotSaved(e) => f.write_str(e),
+        }
+    }
+}
+
+impl std::error::Error for AddAuthenticatorError {}
+
+/// Why an authenticator was not removed ([`Gateway::remove_authenticator`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RemoveAuthenticatorError {
+    #[error("{0}")]
+    Refused(AuthenticatorError),
+    #[error("{0}")]
+    NotSaved(String),
+}
+
 /// What [`Gateway::new`] needs.
 pub struct GatewayParts {
     pub route_prefix: RoutePrefix,
-    pub totp: Totp,
+    /// The authenticator apps whose codes sign in, as loaded from `secret_store`.
+    pub authenticators: Authenticators,
+    /// Where the authenticators are kept: adding or removing one writes it.
+    pub secret_store: SecretStore,
+    /// The entry authenticator apps show (issuer and account), for QR codes and the login page.
+    pub issuer: Issuer,
+    pub account: Account,
     pub session_settings: SessionSettings,
     pub limiter_settings: LimiterSettings,
     pub state_file: StateFile,
@@ -113,11 +158,17 @@ pub struct Gateway {
 
 struct Inner {
     route_prefix: RoutePrefix,
-    totp: RwLock<Totp>,
+    /// The authenticators whose codes sign in, each with its `Totp` (same order).
+    authenticators: RwLock<InUse>,
+    secret_store: SecretStore,
+    issuer: Issuer,
+    account: Account,
+    /// Held while the secret store is written, so two changes never interleave.
+    authenticators_write: tokio::sync::Mutex<()>,
     sessions: Mutex<SessionStore>,
-    /// The newest TOTP step used by a login. Held while a code is verified, so two requests
-    /// carrying the same code cannot both get in.
-    last_step: Mutex<Option<u64>>,
+    /// Per authenticator id: the newest TOTP step of its codes a login used. Held while a code
+    /// is verified, so two requests carrying the same code cannot both get in.
+    last_steps: Mutex<std::collections::BTreeMap<String, u64>>,
     limiter: Mutex<Limiter>,
     /// The owner's way past an empty budget (see [`crate::ticket`]).
     unlock_ticket: Mutex<TicketStore>,
@@ -156,6 +207,47 @@ struct Inner {
     /// knows the CA store, the leaf and nginx). Held while a rotation runs, so two rotations
     /// never write the CA at once.
     ca_rotation: tokio::sync::Mutex<Option<CaRotation>>,
+}
+
+/// The authenticators in use and their `Totp`s (index for index).
+struct InUse {
+    set: Authenticators,
+    totps: Vec<Totp>,
+}
+
+impl InUse {
+    fn new(set: Authenticators, issuer: &Issuer, account: &Account) -> InUse {
+        let totps = set.iter().map(|a| Totp::new(&a.secret, issuer, account)).collect();
+        InUse { set, totps }
+    }
+
+    fn each(&self) -> impl Iterator<Item = (&Authenticator, &Totp)> {
+        self.set.iter().zip(&self.totps)
+    }
+}
+
+/// Checks `code` against every authenticator (all of them, always, so the time taken does not
+/// say which one matched), each against its own replay guard. The first that accepts it, with
+/// the matched step; otherwise the most telling refusal (a right code replayed says so).
+fn verify_any<'a>(
+    in_use: &'a InUse,
+    last_steps: &std::collections::BTreeMap<String, u64>,
+    code: &str,
+    now: u64,
+) -> Result<(&'a Authenticator, u64), CodeRejected> {
+    let mut accepted = None;
+    let mut refusal = CodeRejected::Wrong;
+    for (authenticator, totp) in in_use.each() {
+        let floor = replay_floor(last_steps.get(authenticator.id.as_str()).copied(), now);
+        match totp.verify(code, now, floor) {
+            Ok(step) => {
+                accepted.get_or_insert((authenticator, step));
+            }
+            Err(reason @ (CodeRejected::Replayed | CodeRejected::Malformed)) => refusal = reason,
+            Err(CodeRejected::Wrong) => {}
+        }
+    }
+    accepted.ok_or(refusal)
 }
 
 /// Replaces the running gateway's CA (and the leaf nginx presents); the answer for
@@ -212,13 +304,25 @@ impl Gateway {
     pub fn new(parts: GatewayParts) -> Gateway {
         let now = unix_now();
         let sessions = SessionStore::from_sessions(parts.session_settings, parts.persisted.sessions, now);
+        // Each authenticator's replay guard. A file from a version with one secret has one step:
+        // it belonged to the first authenticator. Steps of authenticators no longer in the set
+        // (removed by the CLI while no gateway ran) are dropped.
+        let mut last_steps = parts.persisted.last_totp_steps;
+        if let Some(step) = parts.persisted.last_totp_step {
+            last_steps.entry(parts.authenticators.first().id.to_string()).or_insert(step);
+        }
+        last_steps.retain(|id, _| parts.authenticators.iter().any(|a| a.id.as_str() == id));
         let (events, _) = broadcast::channel(64);
         Gateway {
             inner: Arc::new(Inner {
                 route_prefix: parts.route_prefix,
-                totp: RwLock::new(parts.totp),
+                authenticators: RwLock::new(InUse::new(parts.authenticators, &parts.issuer, &parts.account)),
+                secret_store: parts.secret_store,
+                issuer: parts.issuer,
+                account: parts.account,
+                authenticators_write: tokio::sync::Mutex::new(()),
                 sessions: Mutex::new(sessions),
-                last_step: Mutex::new(parts.persisted.last_totp_step),
+                last_steps: Mutex::new(last_steps),
                 limiter: Mutex::new(Limiter::restore_or_new(
                     parts.limiter_settings,
                     parts.persisted.limiter.as_ref(),
@@ -362,9 +466,80 @@ impl Gateway {
         lock(&self.inner.limiter).tries_left(ip, Instant::now())
     }
 
-    /// The authenticator app's entry for this gateway's secret: issuer and account name.
+    /// The authenticator app's entry for this gateway's secrets: issuer and account name.
     pub fn authenticator_entry(&self) -> (String, String) {
-        self.inner.totp.read().unwrap_or_else(|p| p.into_inner()).entry()
+        (self.inner.issuer.to_string(), self.inner.account.to_string())
+    }
+
+    /// The entry's labels, for a new authenticator's QR code.
+    pub fn issuer_and_account(&self) -> (Issuer, Account) {
+        (self.inner.issuer.clone(), self.inner.account.clone())
+    }
+
+    fn in_use(&self) -> std::sync::RwLockReadGuard<'_, InUse> {
+        self.inner.authenticators.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The authenticators in use, oldest first, with when a code of each was last accepted.
+    pub fn authenticators(&self) -> Vec<AuthenticatorInfo> {
+        let steps = lock(&self.inner.last_steps).clone();
+        self.in_use()
+            .set
+            .iter()
+            .map(|a| AuthenticatorInfo {
+                last_used_at: steps.get(a.id.as_str()).map(|step| step.saturating_mul(crate::totp::STEP_SECONDS)),
+                ..a.info()
+            })
+            .collect()
+    }
+
+    /// Adds an authenticator through the one rule ([`PendingAuthenticator::confirm`]): a code of
+    /// the new secret. The secret store is written first; only then do its codes sign in, and
+    /// the confirming code's step is its replay guard. If the store cannot be written, nothing
+    /// changes.
+    pub async fn add_authenticator(&self, pending: PendingAuthenticator, code: &str) -> Result<AuthenticatorInfo, AddAuthenticatorError> {
+        let _writing = self.inner.authenticators_write.lock().await;
+        let (added, step) = pending
+            .confirm(code, unix_now(), &self.inner.issuer, &self.inner.account)
+            .map_err(|(pending, reason)| AddAuthenticatorError::Code(reason, pending))?;
+        let set = self.in_use().set.with_added(added).map_err(AddAuthenticatorError::Refused)?;
+        let info = set.iter().last().expect("just added").info();
+        self.write_authenticators(&set).await.map_err(AddAuthenticatorError::NotSaved)?;
+        lock(&self.inner.last_steps).insert(info.id.clone(), step);
+        *self.inner.authenticators.write().unwrap_or_else(|p| p.into_inner()) = InUse::new(set, &self.inner.issuer, &self.inner.account);
+        let _ = self.persist().await;
+        info!(id = %info.id, name = %info.name, "authenticator added");
+        self.emit(GatewayEvent::AuthenticatorsChanged);
+        Ok(info)
+    }
+
+    /// Removes the authenticator `id_or_name` (its id, or its name in any case): its codes fail
+    /// from the moment the secret store no longer holds it. Never the last one. If the store
+    /// cannot be written, nothing changes.
+    pub async fn remove_authenticator(&self, id_or_name: &str) -> Result<AuthenticatorInfo, RemoveAuthenticatorError> {
+        let _writing = self.inner.authenticators_write.lock().await;
+        let (set, removed) = self.in_use().set.without(id_or_name).map_err(RemoveAuthenticatorError::Refused)?;
+        self.write_authenticators(&set).await.map_err(RemoveAuthenticatorError::NotSaved)?;
+        *self.inner.authenticators.write().unwrap_or_else(|p| p.into_inner()) = InUse::new(set, &self.inner.issuer, &self.inner.account);
+        lock(&self.inner.last_steps).remove(removed.id.as_str());
+        let _ = self.persist().await;
+        info!(id = %removed.id, name = %removed.name, "authenticator removed");
+        self.emit(GatewayEvent::AuthenticatorsChanged);
+        Ok(removed.info())
+    }
+
+    /// Writes `set` to the secret store (off the async threads: the keychain may block).
+    async fn write_authenticators(&self, set: &Authenticators) -> Result<(), String> {
+        let (store, set) = (self.inner.secret_store.clone(), set.clone());
+        let written = tokio::task::spawn_blocking(move || store.store_authenticators(&set)).await;
+        match written {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                warn!("the authenticators could not be saved: {e}");
+                Err(format!("nothing was changed: the authenticators could not be saved in {}: {e}", self.inner.secret_store.describe()))
+            }
+            Err(e) => Err(format!("nothing was changed: saving the authenticators failed ({e})")),
+        }
     }
 
     /// Verifies a code from `ip` and, if right, starts a session for the app on `app_port`.
@@ -376,9 +551,9 @@ impl Gateway {
         let now = unix_now();
         let verified = self.verify_and_use_step(code, now);
         match verified {
-            Ok(_) => {
+            Ok(signed_in_with) => {
                 lock(&self.inner.limiter).succeeded(attempt, Instant::now());
-                self.start_session(ip, app_port, user_agent, now).await
+                self.start_session(ip, app_port, user_agent, signed_in_with, now).await
             }
             Err(reason) => {
                 warn!(client = %ip, reason = ?reason, "login failed");
@@ -425,7 +600,7 @@ impl Gateway {
                 lock(&self.inner.limiter).succeeded(attempt, Instant::now());
                 warn!(client = %ip, remaining, "signed in with a recovery code");
                 self.emit(GatewayEvent::RecoveryCodeUsed { remaining });
-                self.start_session(ip, app_port, user_agent, unix_now()).await
+                self.start_session(ip, app_port, user_agent, SignInMethod::RecoveryCode, unix_now()).await
             }
             None => {
                 warn!(client = %ip, "recovery code refused");
@@ -530,7 +705,8 @@ impl Gateway {
             Ok(passkey) => {
                 lock(&self.inner.limiter).succeeded(attempt, Instant::now());
                 info!(client = %ip, passkey = %passkey.name, "signed in with a passkey");
-                self.start_session(ip, app_port, user_agent, unix_now()).await
+                let method = SignInMethod::Passkey { name: passkey.name.to_string() };
+                self.start_session(ip, app_port, user_agent, method, unix_now()).await
             }
             Err(e) => {
                 warn!(client = %ip, reason = ?e, "passkey sign-in refused");
@@ -561,13 +737,17 @@ impl Gateway {
         Ok(removed)
     }
 
-    /// Checks a code without starting a session and without consuming it (for the tray app's
-    /// "show the QR code again" gate). It still goes through the limiter.
+    /// Checks a code of any authenticator without starting a session and without consuming it
+    /// (for the tray app's gates: adding an authenticator, new recovery codes, a new setup key).
+    /// It still goes through the limiter.
     pub fn verify_code(&self, ip: IpAddr, code: &str) -> Result<(), LoginOutcome> {
         let attempt = lock(&self.inner.limiter).begin(ip, Instant::now(), unix_now()).map_err(LoginOutcome::Locked)?;
         let now = unix_now();
-        let last = replay_floor(*lock(&self.inner.last_step), now);
-        let result = self.inner.totp.read().unwrap_or_else(|p| p.into_inner()).verify(code, now, last);
+        let result = {
+            let in_use = self.in_use();
+            let steps = lock(&self.inner.last_steps);
+            verify_any(&in_use, &steps, code, now).map(|_| ())
+        };
         match result {
             Ok(_) => {
                 lock(&self.inner.limiter).succeeded(attempt, Instant::now());
@@ -592,10 +772,10 @@ impl Gateway {
         let now = unix_now();
         let verified = self.verify_and_use_step(code, now);
         match verified {
-            Ok(_) => {
+            Ok(signed_in_with) => {
                 lock(&self.inner.unlock_ticket).used_up();
                 info!(client = %ip, "right code with an unlock ticket");
-                self.start_session(ip, app_port, user_agent, now).await
+                self.start_session(ip, app_port, user_agent, signed_in_with, now).await
             }
             Err(reason) => {
                 warn!(client = %ip, reason = ?reason, "login with an unlock ticket failed");
@@ -607,8 +787,8 @@ impl Gateway {
     /// A right code's session for the app on `app_port`. The code's step must be on disk before
     /// the browser gets in: otherwise a restart would forget it and the same code would open a
     /// second session. So a failed write refuses the sign-in.
-    async fn start_session(&self, ip: IpAddr, app_port: u16, user_agent: &str, now: u64) -> LoginOutcome {
-        let (token, _) = lock(&self.inner.sessions).create(app_port, Some(ip), user_agent, now);
+    async fn start_session(&self, ip: IpAddr, app_port: u16, user_agent: &str, signed_in_with: SignInMethod, now: u64) -> LoginOutcome {
+        let (token, _) = lock(&self.inner.sessions).create(app_port, Some(ip), user_agent, signed_in_with, now);
         if let Err(e) = self.persist().await {
             lock(&self.inner.sessions).revoke_token(&token);
             warn!(client = %ip, "sign-in refused: the state file could not be written");
@@ -639,7 +819,7 @@ impl Gateway {
             return ContinueOutcome::Locked(locked);
         }
         info!(client = %ip, app_port, from_app_port = from_port, "continuing this device's session of another app");
-        match self.start_session(ip, app_port, user_agent, unix_now()).await {
+        match self.start_session(ip, app_port, user_agent, SignInMethod::Continued, unix_now()).await {
             LoginOutcome::Success(token) => ContinueOutcome::Success(token),
             LoginOutcome::NotSaved(e) => ContinueOutcome::NotSaved(e),
             LoginOutcome::Locked(locked) => ContinueOutcome::Locked(locked),
@@ -656,16 +836,15 @@ impl Gateway {
         })
     }
 
-    /// Checks a code against the secret and the replay guard; a right code's step becomes the
-    /// newest used (under the lock, so two requests with one code cannot both pass).
-    fn verify_and_use_step(&self, code: &str, now: u64) -> Result<u64, CodeRejected> {
-        let totp = self.inner.totp.read().unwrap_or_else(|p| p.into_inner());
-        let mut last_step = lock(&self.inner.last_step);
-        let result = totp.verify(code, now, replay_floor(*last_step, now));
-        if let Ok(step) = result {
-            *last_step = Some(step);
-        }
-        result
+    /// Checks a code against every authenticator, each with its own replay guard; a right
+    /// code's step becomes the newest used of the authenticator it came from (under the lock, so
+    /// two requests with one code cannot both pass). Returns how the session signs in.
+    fn verify_and_use_step(&self, code: &str, now: u64) -> Result<SignInMethod, CodeRejected> {
+        let in_use = self.in_use();
+        let mut last_steps = lock(&self.inner.last_steps);
+        let (authenticator, step) = verify_any(&in_use, &last_steps, code, now)?;
+        last_steps.insert(authenticator.id.to_string(), step);
+        Ok(SignInMethod::Code { authenticator: authenticator.name.to_string() })
     }
 
     /// Whether `ticket` is a live unlock ticket (for the login page; spends nothing).
@@ -730,17 +909,18 @@ impl Gateway {
         removed
     }
 
-    /// Uses a new secret from now on: everyone is signed out and the replay counter restarts.
-    pub async fn replace_totp(&self, totp: Totp) {
-        *self.inner.totp.write().unwrap_or_else(|p| p.into_inner()) = totp;
-        *lock(&self.inner.last_step) = None;
+    /// Uses these authenticators from now on, in place of all others (a new setup key, which
+    /// the caller already stored): everyone is signed out and the replay guards restart.
+    pub async fn replace_authenticators(&self, set: Authenticators) {
+        {
+            let _writing = self.inner.authenticators_write.lock().await;
+            *self.inner.authenticators.write().unwrap_or_else(|p| p.into_inner()) =
+                InUse::new(set, &self.inner.issuer, &self.inner.account);
+            lock(&self.inner.last_steps).clear();
+        }
         self.revoke_all().await;
         let _ = self.persist().await;
-    }
-
-    /// The `otpauth://` URI of the current secret (only for screens that already verified a code).
-    pub fn otpauth_uri(&self) -> String {
-        self.inner.totp.read().unwrap_or_else(|p| p.into_inner()).otpauth_uri()
+        self.emit(GatewayEvent::AuthenticatorsChanged);
     }
 
     /// The owner lifts the per-address lockouts. The global budget is not refilled (that would
@@ -806,7 +986,8 @@ impl Gateway {
         let covers = self.inner.persist_requests.load(SeqCst);
         let state = PersistedState {
             version: 1,
-            last_totp_step: *lock(&self.inner.last_step),
+            last_totp_step: None,
+            last_totp_steps: lock(&self.inner.last_steps).clone(),
             sessions: {
                 let mut sessions = lock(&self.inner.sessions);
                 sessions.take_dirty();

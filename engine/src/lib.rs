@@ -13,7 +13,10 @@
 //! * [`config_edit`]: saving the configuration into the user's own file in place (comments and
 //!   order kept), refused when the file changed on disk since it was loaded.
 //! * [`totp`]: the secret, code verification (RFC 6238, ±1 step, no replay) and `otpauth://` URIs.
-//! * [`secret`]: where the secret lives: the OS keychain through `keyring`, or a 0600 file.
+//! * [`authenticator`]: several authenticator apps, each a named secret with its own id; the
+//!   set's encoding in the secret store (a bare secret for the one setup made), and the one
+//!   confirm-a-code rule for adding one ([`authenticator::PendingAuthenticator::confirm`]).
+//! * [`secret`]: where the secrets live: the OS keychain through `keyring`, or a 0600 file.
 //! * [`ca`]: the local certificate authority for HTTPS on the local network: made for this
 //!   machine's websites only (X.509 name constraints, EKU serverAuth), its key kept beside the
 //!   secret, the leaf certificates it issues for nginx, and the CAs it replaced.
@@ -55,6 +58,7 @@
 //! and the server's HTML pages are internal.
 
 pub mod app;
+pub mod authenticator;
 pub mod ca;
 pub mod child;
 pub mod config;

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use simpleotp_engine::app::{Application, NginxMode, Settings};
+use simpleotp_engine::authenticator::{AuthenticatorInfo, AuthenticatorName, Authenticators, PendingAuthenticator};
 use simpleotp_engine::config::{Account, AppConfig, Config, Issuer, ListenAddr, MachineNames};
 use simpleotp_engine::instance::{InstanceLock, LockError};
 use simpleotp_engine::secret::SecretStore;
@@ -88,6 +89,12 @@ enum Command {
         #[command(subcommand)]
         command: RecoveryCommand,
     },
+    /// Authenticator apps: add another one (a second phone, a password manager), list them,
+    /// remove one. Each has its own setup key; a code from any of them signs in.
+    Authenticator {
+        #[command(subcommand)]
+        command: AuthenticatorCommand,
+    },
     /// Passkeys: sign in with Touch ID, Windows Hello, a security key or a phone instead of a code.
     Passkey {
         #[command(subcommand)]
@@ -106,6 +113,33 @@ enum RecoveryCommand {
     /// Make ten new recovery codes and print them (once: only their hashes are kept). The old
     /// ones stop working. Works through the running gateway when there is one.
     New {
+        #[command(flatten)]
+        gateway: GatewayArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuthenticatorCommand {
+    /// Add an authenticator app: shows a new QR code and setup key, asks for the code the new
+    /// app then shows, and adds it once that code is right. Works through the running gateway
+    /// when there is one.
+    Add {
+        /// What to call it, e.g. "Pixel" or "1Password" (up to 40 characters).
+        #[arg(long)]
+        name: AuthenticatorName,
+        #[command(flatten)]
+        gateway: GatewayArgs,
+    },
+    /// List the authenticator apps (name, id, when added); never their setup keys.
+    List {
+        #[command(flatten)]
+        gateway: GatewayArgs,
+    },
+    /// Remove an authenticator app: its codes stop working at once. The last one stays.
+    Remove {
+        /// Its name or id, as `simpleotp authenticator list` shows them.
+        #[arg(value_name = "NAME_OR_ID")]
+        which: String,
         #[command(flatten)]
         gateway: GatewayArgs,
     },
@@ -205,6 +239,9 @@ fn main() -> ExitCode {
         Command::Passkey { command: PasskeyCommand::Add { name, no_open, gateway } } => passkey_add(name, no_open, gateway),
         Command::Passkey { command: PasskeyCommand::List { gateway } } => passkey_list(gateway),
         Command::Passkey { command: PasskeyCommand::Remove { passkey, gateway } } => passkey_remove(&passkey, gateway),
+        Command::Authenticator { command: AuthenticatorCommand::Add { name, gateway } } => authenticator_add(name, gateway),
+        Command::Authenticator { command: AuthenticatorCommand::List { gateway } } => authenticator_list(gateway),
+        Command::Authenticator { command: AuthenticatorCommand::Remove { which, gateway } } => authenticator_remove(&which, gateway),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -526,6 +563,178 @@ fn recovery_codes_new(gateway: GatewayArgs) -> CliResult {
         println!("  {}", pair.join("    "));
     }
     Ok(())
+}
+
+/// Whether `simpleotp authenticator …` goes through a running gateway (which holds the set in
+/// memory and must change it itself) or, holding the data directory's lock so that none starts
+/// meanwhile, works on the secret store directly.
+enum Reach {
+    Gateway(String),
+    Direct(#[allow(dead_code)] InstanceLock),
+}
+
+fn reach(data_dir: &Path, program: &'static str) -> Result<Reach, Box<dyn Error>> {
+    match InstanceLock::acquire(data_dir, program) {
+        Ok(lock) => Ok(Reach::Direct(lock)),
+        Err(LockError::Held { holder, .. }) => Ok(Reach::Gateway(holder)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The stored set, for the commands that work without a gateway.
+fn stored_authenticators(store: &SecretStore) -> Result<Authenticators, Box<dyn Error>> {
+    match store.load_authenticators() {
+        Ok(set) => Ok(set),
+        Err(simpleotp_engine::secret::SecretError::NotFound { location }) => Err(format!(
+            "no authenticator is set up yet in {location}: run `simpleotp init` first (with the same --secret-file, if you use one)"
+        )
+        .into()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `simpleotp authenticator add --name NAME`: a new secret shown as a QR code and a setup key; a
+/// code from the new app (read from stdin, so it can be piped) confirms it through the one rule
+/// for adding (`PendingAuthenticator::confirm`), then it is added, through the running gateway
+/// when there is one.
+fn authenticator_add(name: AuthenticatorName, gateway: GatewayArgs) -> CliResult {
+    let (config, data_dir, store) = gateway.open()?;
+    let (issuer, account) = (config.issuer(), config.account());
+    let reach = reach(&data_dir, "simpleotp authenticator add")?;
+    // The name is checked before anything is shown: a taken name would waste a scan.
+    let existing: Vec<AuthenticatorInfo> = match &reach {
+        Reach::Gateway(holder) => runtime()
+            .block_on(control::authenticators(&data_dir))
+            .map_err(|e| format!("the gateway ({holder}) using {} did not answer: {e}", data_dir.display()))?,
+        Reach::Direct(_) => stored_authenticators(&store)?.infos(),
+    };
+    if existing.iter().any(|a| a.name.to_lowercase() == name.as_str().to_lowercase()) {
+        return Err(format!(
+            "an authenticator named {:?} exists already; choose another name (`simpleotp authenticator list`)",
+            name.as_str()
+        )
+        .into());
+    }
+    if existing.len() >= simpleotp_engine::authenticator::MAX_AUTHENTICATORS {
+        return Err(simpleotp_engine::authenticator::AuthenticatorError::TooMany.into());
+    }
+    let pending = PendingAuthenticator::new(name.clone());
+    let uri = pending.totp(&issuer, &account).otpauth_uri();
+    println!("Scan this QR code with the new authenticator app ({name}):");
+    println!();
+    println!("{}", qr::terminal(&uri)?);
+    println!("Or enter this setup key by hand: {}", pending.secret().to_grouped_base32());
+    println!("(issuer {issuer}, account {account}, 6 digits, every 30 seconds)");
+    println!();
+    let mut pending = pending;
+    let confirmed = loop {
+        print!("Type the code the new app shows: ");
+        std::io::Write::flush(&mut std::io::stdout())?;
+        let mut line = zeroize::Zeroizing::new(String::new());
+        if std::io::stdin().read_line(&mut line)? == 0 {
+            return Err("no code was typed: nothing was added".into());
+        }
+        let code = zeroize::Zeroizing::new(line.trim().to_string());
+        // The same rule the gateway applies (which checks it again): here, so that a mistyped
+        // code can be typed again.
+        match pending.clone().confirm(&code, unix_now(), &issuer, &account) {
+            Ok(confirmed) => break (confirmed, code),
+            Err((again, reason)) => {
+                println!(
+                    "{}",
+                    match reason {
+                        simpleotp_engine::totp::CodeRejected::Malformed => "A code is six digits. Try again (Ctrl-C stops).",
+                        _ => "That is not the new app's code. Check that you scanned this QR code, and type the code it shows now (Ctrl-C stops).",
+                    }
+                );
+                pending = again;
+            }
+        }
+    };
+    let ((added, step), code) = confirmed;
+    let info = match reach {
+        Reach::Gateway(holder) => runtime()
+            .block_on(control::add_authenticator(&data_dir, &added.name, &added.secret, &code))
+            .map_err(|e| format!("the authenticator was not added: the gateway ({holder}) using {} did not: {e}", data_dir.display()))?,
+        Reach::Direct(_lock) => {
+            let set = stored_authenticators(&store)?.with_added(added)?;
+            let info = set.iter().last().expect("just added").info();
+            store.store_authenticators(&set).map_err(|e| format!("the authenticator was not added (nothing changed): {e}"))?;
+            // The confirming code is its replay guard, as the gateway does it.
+            let file = simpleotp_engine::state::StateFile::in_dir(&data_dir);
+            if data_dir.is_dir() {
+                let loaded = file.load(unix_now());
+                let mut state = loaded.state;
+                state.last_totp_steps.insert(info.id.clone(), step);
+                if let Err(e) = file.save(&state) {
+                    eprintln!("note: {e}");
+                }
+            }
+            info
+        }
+    };
+    println!();
+    println!("Added {:?} (id {}). Its codes sign in from now on, like those of your other authenticator apps.", info.name, info.id);
+    Ok(())
+}
+
+/// `simpleotp authenticator list`.
+fn authenticator_list(gateway: GatewayArgs) -> CliResult {
+    let (_, data_dir, store) = gateway.open()?;
+    let list = match reach(&data_dir, "simpleotp authenticator list")? {
+        Reach::Gateway(holder) => runtime()
+            .block_on(control::authenticators(&data_dir))
+            .map_err(|e| format!("the gateway ({holder}) using {} did not answer: {e}", data_dir.display()))?,
+        Reach::Direct(_lock) => {
+            let steps = if data_dir.is_dir() {
+                simpleotp_engine::state::StateFile::in_dir(&data_dir).load(unix_now()).state.last_totp_steps
+            } else {
+                Default::default()
+            };
+            stored_authenticators(&store)?
+                .infos()
+                .into_iter()
+                .map(|a| AuthenticatorInfo { last_used_at: steps.get(&a.id).map(|s| s * 30), ..a })
+                .collect()
+        }
+    };
+    let width = list.iter().map(|a| a.name.chars().count()).max().unwrap_or(4).max(4);
+    println!("{:width$}  {:8}  {:20}  LAST CODE", "NAME", "ID", "ADDED");
+    for a in &list {
+        println!(
+            "{:width$}  {:8}  {:20}  {}",
+            a.name,
+            a.id,
+            a.added_at.map(utc_time).unwrap_or_else(|| "at setup".into()),
+            a.last_used_at.map(utc_time).unwrap_or_else(|| "-".into())
+        );
+    }
+    Ok(())
+}
+
+/// `simpleotp authenticator remove NAME_OR_ID`.
+fn authenticator_remove(which: &str, gateway: GatewayArgs) -> CliResult {
+    let (_, data_dir, store) = gateway.open()?;
+    let removed = match reach(&data_dir, "simpleotp authenticator remove")? {
+        Reach::Gateway(holder) => runtime()
+            .block_on(control::remove_authenticator(&data_dir, which))
+            .map_err(|e| format!("nothing was removed: the gateway ({holder}) using {} did not: {e}", data_dir.display()))?,
+        Reach::Direct(_lock) => {
+            let (set, removed) = stored_authenticators(&store)?.without(which)?;
+            store.store_authenticators(&set).map_err(|e| format!("nothing was removed: {e}"))?;
+            removed.info()
+        }
+    };
+    println!("Removed {:?} (id {}): its codes no longer sign in. You can delete its entry in that app.", removed.name, removed.id);
+    Ok(())
+}
+
+/// `2026-05-01 12:00 UTC`.
+fn utc_time(unix: u64) -> String {
+    match time::OffsetDateTime::from_unix_timestamp(unix.min(i64::MAX as u64) as i64) {
+        Ok(t) => format!("{:04}-{:02}-{:02} {:02}:{:02} UTC", t.year(), u8::from(t.month()), t.day(), t.hour(), t.minute()),
+        Err(_) => "?".into(),
+    }
 }
 
 /// `simpleotp passkey add`: the running gateway makes the one-time link (it keeps the link's

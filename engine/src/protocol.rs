@@ -42,6 +42,12 @@ pub mod routes {
     pub const CONTROL_UNLOCK: &str = "control/unlock";
     /// `simpleotp recovery-codes new`'s request to a running gateway.
     pub const CONTROL_RECOVERY_CODES: &str = "control/recovery-codes";
+    /// `simpleotp authenticator list`'s request to a running gateway.
+    pub const CONTROL_AUTHENTICATORS: &str = "control/authenticators";
+    /// `simpleotp authenticator add`'s request (a JSON body: name, secret, code).
+    pub const CONTROL_AUTHENTICATOR_ADD: &str = "control/authenticator-add";
+    /// `simpleotp authenticator remove`'s request (a JSON body: which).
+    pub const CONTROL_AUTHENTICATOR_REMOVE: &str = "control/authenticator-remove";
     /// `simpleotp ca rotate`'s request to a running gateway.
     pub const CONTROL_CA_ROTATE: &str = "control/ca-rotate";
     /// The gateway proves it knows the control token before a client sends it anything:

@@ -1,5 +1,9 @@
 //! Where the TOTP secret lives: the OS keychain (the default), or a private file.
 //!
+//! With several authenticator apps the same entry (or file) holds all of them, so there is one
+//! place that holds secrets: the bare base32 secret while there is only the one setup made, a
+//! small JSON document otherwise (see [`crate::authenticator`]).
+//!
 //! The keychain is the default because it keeps the secret encrypted at rest and out of backups
 //! of the config directory; it is reached through the `keyring` crate (macOS Keychain, Windows
 //! Credential Manager, the freedesktop Secret Service on Linux). The tray app reads the same entry
@@ -33,6 +37,7 @@ use std::path::{Path, PathBuf};
 
 use zeroize::{Zeroize, Zeroizing};
 
+use crate::authenticator::Authenticators;
 use crate::totp::TotpSecret;
 
 /// Keychain service name, shared with the tray app.
@@ -108,9 +113,10 @@ impl SecretStore {
         }
     }
 
-    /// Reads the secret. [`SecretError::NotFound`] when nothing is stored. Blocking (see the
+    /// Reads the authenticators (see [`crate::authenticator`] for the encoding; a bare secret is
+    /// one authenticator). [`SecretError::NotFound`] when nothing is stored. Blocking (see the
     /// module docs).
-    pub fn load(&self) -> Result<TotpSecret, SecretError> {
+    pub fn load_authenticators(&self) -> Result<Authenticators, SecretError> {
         let text = match self {
             SecretStore::Keychain { .. } => {
                 let entry = self.entry()?;
@@ -118,25 +124,32 @@ impl SecretStore {
             }
             SecretStore::File(path) => read_private_file(path, self)?,
         };
-        TotpSecret::from_base32(text.trim()).map_err(|e| SecretError::Corrupt {
+        Authenticators::decode(&text).map_err(|reason| SecretError::Corrupt {
             location: self.describe(),
-            // `SecretFormatError` names the problem, never the input.
-            reason: e.to_string(),
+            // `decode` names the problem, never the input.
+            reason,
         })
+    }
+
+    /// The first authenticator's secret (for tests that check what setup stored).
+    #[cfg(any(test, feature = "test-support"))]
+    pub fn load(&self) -> Result<TotpSecret, SecretError> {
+        self.load_authenticators().map(|set| set.first().secret.clone())
     }
 
     /// Whether a secret is stored. An unreadable (corrupt) one counts as stored, so that
     /// [`store`](Self::store) without `overwrite` never silently replaces it.
     pub fn exists(&self) -> Result<bool, SecretError> {
-        match self.load() {
+        match self.load_authenticators() {
             Ok(_) | Err(SecretError::Corrupt { .. }) => Ok(true),
             Err(SecretError::NotFound { .. }) => Ok(false),
             Err(e) => Err(e),
         }
     }
 
-    /// Saves `secret`. Unless `overwrite`, fails with [`SecretError::AlreadyExists`] when one is
-    /// already stored: replacing it silently would lock the user out of their authenticator app.
+    /// Saves `secret` as the only authenticator (the set setup makes, stored as the bare secret).
+    /// Unless `overwrite`, fails with [`SecretError::AlreadyExists`] when one is already stored:
+    /// replacing it silently would lock the user out of their authenticator app.
     ///
     /// The check and the write are two steps (the keychain has no "create if absent"); this is
     /// run by a person setting up, not concurrently, so the gap does not matter.
@@ -144,7 +157,13 @@ impl SecretStore {
         if !overwrite && self.exists()? {
             return Err(SecretError::AlreadyExists { location: self.describe() });
         }
-        let encoded = Zeroizing::new(secret.to_base32());
+        self.store_authenticators(&Authenticators::single(secret.clone()))
+    }
+
+    /// Writes the whole set of authenticators in place of what is stored (adding or removing one:
+    /// the caller read the set, changed it and writes it back, see [`crate::gateway`]).
+    pub fn store_authenticators(&self, set: &Authenticators) -> Result<(), SecretError> {
+        let encoded = set.encode();
         match self {
             SecretStore::Keychain { .. } => {
                 let entry = self.entry()?;

@@ -127,6 +127,39 @@ impl From<&str> for SessionId {
     }
 }
 
+/// How a session's browser signed in, for the lists that show sessions ("Chrome on Android ·
+/// Pixel"). Stored with the session; sessions from before it was recorded read as `Unknown`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SignInMethod {
+    /// A code from an authenticator app: its name at sign-in (a later rename or removal does not
+    /// change what happened).
+    Code { authenticator: String },
+    /// A one-time recovery code (see [`crate::recovery`]).
+    RecoveryCode,
+    /// "Continue": this device's live session of another app (one sign-in per device).
+    Continued,
+    /// A passkey (see [`crate::passkey`]): its name at sign-in.
+    Passkey { name: String },
+    /// Signed in before the method was recorded.
+    #[default]
+    Unknown,
+}
+
+impl SignInMethod {
+    /// In words, for lists ("Chrome on Android · Pixel"): the authenticator's name, "recovery
+    /// code", "passkey MacBook Touch ID", "Continue"; empty when unknown.
+    pub fn describe(&self) -> String {
+        match self {
+            SignInMethod::Code { authenticator } => authenticator.clone(),
+            SignInMethod::RecoveryCode => "recovery code".into(),
+            SignInMethod::Passkey { name } => format!("passkey {name}"),
+            SignInMethod::Continued => "Continue".into(),
+            SignInMethod::Unknown => String::new(),
+        }
+    }
+}
+
 /// One session as stored and as listed. Times are Unix seconds (wall clock: they must mean the
 /// same after a restart).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -142,6 +175,9 @@ pub struct Session {
     /// dropped at load, because nobody can tell which app they were for.
     #[serde(default)]
     pub app_port: Option<u16>,
+    /// How the browser signed in; absent in state files written before it was recorded.
+    #[serde(default)]
+    pub signed_in_with: SignInMethod,
 }
 
 /// What the UI shows about a session: everything but the token hash.
@@ -155,6 +191,7 @@ pub struct SessionInfo {
     pub user_agent: String,
     /// The app (listen port) this session opens.
     pub app_port: u16,
+    pub signed_in_with: SignInMethod,
 }
 
 /// The result of looking a token up.
@@ -202,7 +239,14 @@ impl SessionStore {
 
     /// Starts a session and returns the token for the cookie. The token is fresh at every
     /// login, so a token planted before login (session fixation) is never upgraded.
-    pub fn create(&mut self, app_port: u16, client_ip: Option<IpAddr>, user_agent: &str, now: u64) -> (SessionToken, SessionInfo) {
+    pub fn create(
+        &mut self,
+        app_port: u16,
+        client_ip: Option<IpAddr>,
+        user_agent: &str,
+        signed_in_with: SignInMethod,
+        now: u64,
+    ) -> (SessionToken, SessionInfo) {
         let token = SessionToken::generate();
         let user_agent: String = user_agent.chars().filter(|c| !c.is_control()).take(MAX_USER_AGENT).collect();
         let session = Session {
@@ -213,6 +257,7 @@ impl SessionStore {
             client_ip,
             user_agent,
             app_port: Some(app_port),
+            signed_in_with,
         };
         let info = self.info(&session);
         self.sessions.insert(session.token_hash, session);
@@ -321,6 +366,7 @@ impl SessionStore {
             client_ip: s.client_ip,
             user_agent: s.user_agent.clone(),
             app_port: s.app_port.unwrap_or_default(),
+            signed_in_with: s.signed_in_with.clone(),
         }
     }
 }
@@ -411,7 +457,7 @@ mod tests {
     #[test]
     fn store_keeps_only_hashes() {
         let mut store = SessionStore::new(settings());
-        let (token, _) = store.create(APP, None, "ua", 10);
+        let (token, _) = store.create(APP, None, "ua", SignInMethod::Unknown, 10);
         let json = serde_json::to_string(&store.snapshot()).unwrap();
         assert!(!json.contains(token.expose()));
         assert_eq!(store.touch(&token, APP, 11), Lookup::Valid);
@@ -420,7 +466,7 @@ mod tests {
     #[test]
     fn idle_timeout_and_lifetime_end_sessions() {
         let mut store = SessionStore::new(settings());
-        let (token, _) = store.create(APP, None, "ua", 0);
+        let (token, _) = store.create(APP, None, "ua", SignInMethod::Unknown, 0);
         // Used every 90 s: stays alive through idle timeouts until the absolute lifetime.
         let mut t = 0;
         while t + 90 < 1000 {
@@ -430,7 +476,7 @@ mod tests {
         assert_eq!(store.touch(&token, APP, 1000), Lookup::Expired);
         assert_eq!(store.touch(&token, APP, 1001), Lookup::Unknown);
 
-        let (idle, _) = store.create(APP, None, "ua", 2000);
+        let (idle, _) = store.create(APP, None, "ua", SignInMethod::Unknown, 2000);
         assert_eq!(store.touch(&idle, APP, 2099), Lookup::Valid);
         // last_seen moved at 2099 (≥ 30 s later), so idle counts from there.
         assert_eq!(store.touch(&idle, APP, 2198), Lookup::Valid);
@@ -440,7 +486,7 @@ mod tests {
     #[test]
     fn clock_going_back_keeps_sessions_valid() {
         let mut store = SessionStore::new(settings());
-        let (token, _) = store.create(APP, None, "ua", 5000);
+        let (token, _) = store.create(APP, None, "ua", SignInMethod::Unknown, 5000);
         assert_eq!(store.touch(&token, APP, 4000), Lookup::Valid);
         // …and forward past the lifetime ends them.
         assert_eq!(store.touch(&token, APP, 7000), Lookup::Expired);
@@ -449,9 +495,9 @@ mod tests {
     #[test]
     fn revoke_one_and_all() {
         let mut store = SessionStore::new(settings());
-        let (a, info_a) = store.create(APP, "127.0.0.1".parse().ok(), "A", 1);
-        let (b, _) = store.create(APP, None, "B", 2);
-        let (c, _) = store.create(APP, None, "C", 3);
+        let (a, info_a) = store.create(APP, "127.0.0.1".parse().ok(), "A", SignInMethod::Unknown, 1);
+        let (b, _) = store.create(APP, None, "B", SignInMethod::Unknown, 2);
+        let (c, _) = store.create(APP, None, "C", SignInMethod::Unknown, 3);
         assert!(store.revoke(&info_a.id));
         assert!(!store.revoke(&info_a.id));
         assert_eq!(store.touch(&a, APP, 4), Lookup::Unknown);
@@ -463,7 +509,7 @@ mod tests {
     #[test]
     fn list_shows_metadata_but_no_hash() {
         let mut store = SessionStore::new(settings());
-        store.create(APP, "10.0.0.7".parse().ok(), "Mozilla/5.0\r\nX: y", 1);
+        store.create(APP, "10.0.0.7".parse().ok(), "Mozilla/5.0\r\nX: y", SignInMethod::Unknown, 1);
         let list = store.list(2);
         assert_eq!(list.len(), 1);
         assert_eq!(list[0].client_ip, "10.0.0.7".parse().ok());
@@ -474,7 +520,7 @@ mod tests {
     #[test]
     fn dirty_tracking_skips_frequent_touches() {
         let mut store = SessionStore::new(settings());
-        let (token, _) = store.create(APP, None, "ua", 0);
+        let (token, _) = store.create(APP, None, "ua", SignInMethod::Unknown, 0);
         assert!(store.take_dirty());
         store.touch(&token, APP, 5);
         assert!(!store.take_dirty(), "a touch within the granularity is not worth a write");
@@ -485,8 +531,8 @@ mod tests {
     #[test]
     fn reload_drops_expired_sessions() {
         let mut store = SessionStore::new(settings());
-        let (old, _) = store.create(APP, None, "ua", 0);
-        let (fresh, _) = store.create(APP, None, "ua", 950);
+        let (old, _) = store.create(APP, None, "ua", SignInMethod::Unknown, 0);
+        let (fresh, _) = store.create(APP, None, "ua", SignInMethod::Unknown, 950);
         let restored = SessionStore::from_sessions(settings(), store.snapshot(), 1001);
         assert_eq!(restored.len(), 1);
         assert!(restored.is_valid(&fresh, APP, 1001));
@@ -516,7 +562,7 @@ mod tests {
     #[test]
     fn a_session_opens_only_the_app_it_was_made_for() {
         let mut store = SessionStore::new(settings());
-        let (token, info) = store.create(APP, None, "ua", 10);
+        let (token, info) = store.create(APP, None, "ua", SignInMethod::Unknown, 10);
         assert_eq!(info.app_port, APP);
         assert_eq!(store.touch(&token, 8082, 11), Lookup::Unknown);
         assert!(!store.is_valid(&token, 8082, 11));
@@ -526,7 +572,7 @@ mod tests {
     #[test]
     fn sessions_from_before_apps_had_their_own_are_dropped_at_load() {
         let mut store = SessionStore::new(settings());
-        let (token, _) = store.create(APP, None, "ua", 10);
+        let (token, _) = store.create(APP, None, "ua", SignInMethod::Unknown, 10);
         let mut old = store.snapshot();
         old[0].app_port = None;
         let restored = SessionStore::from_sessions(settings(), old, 11);

@@ -1,4 +1,4 @@
-//! The persisted state: sessions, the last accepted TOTP step and the attempt budget
+//! The persisted state: sessions, the last accepted TOTP step of each authenticator and the attempt budget
 //! ([`crate::limiter::LimiterSnapshot`]), in `state.json` in the data directory.
 //!
 //! One file, written whole and atomically (see [`crate::fsutil::write_atomic`]) with 0600
@@ -24,8 +24,15 @@ pub const STATE_FILE_NAME: &str = "state.json";
 #[serde(deny_unknown_fields)]
 pub struct PersistedState {
     pub version: u32,
-    /// The newest TOTP step a login used; codes of this step or older are refused.
+    /// Written by versions with a single authenticator: the newest TOTP step a login used. It
+    /// belonged to the first authenticator; the gateway moves it into
+    /// [`PersistedState::last_totp_steps`] at start and never writes it again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_totp_step: Option<u64>,
+    /// Per authenticator id (see [`crate::authenticator`]): the newest TOTP step a code of that
+    /// authenticator was accepted for; its codes of this step or older are refused.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub last_totp_steps: std::collections::BTreeMap<String, u64>,
     pub sessions: Vec<Session>,
     /// The brute-force budget and per-address lockouts. Absent in files written before it was
     /// saved (same format version: old files stay readable); then the bucket starts full, as it
@@ -135,14 +142,14 @@ impl StateFile {
 mod tests {
     use super::*;
     use crate::config::SessionSettings;
-    use crate::session::SessionStore;
+    use crate::session::{SessionStore, SignInMethod};
 
     #[test]
     fn round_trip() {
         let dir = tempfile::tempdir().unwrap();
         let file = StateFile::in_dir(dir.path());
         let mut store = SessionStore::new(SessionSettings::default());
-        store.create(8081, "127.0.0.1".parse().ok(), "ua", 100);
+        store.create(8081, "127.0.0.1".parse().ok(), "ua", SignInMethod::Code { authenticator: "Pixel".into() }, 100);
         let limiter = crate::limiter::LimiterSnapshot {
             saved_at_unix_ms: 1_800_000_000_000,
             bucket_milli_tokens: 2_500,
@@ -155,7 +162,8 @@ mod tests {
         };
         let state = PersistedState {
             version: 1,
-            last_totp_step: Some(42),
+            last_totp_step: None,
+            last_totp_steps: [("first".to_string(), 42), ("k3x9q2ab".to_string(), 41)].into(),
             sessions: store.snapshot(),
             limiter: Some(limiter),
             recovery: None,
@@ -178,12 +186,35 @@ mod tests {
         assert_eq!(loaded.state.limiter, None);
     }
 
+    /// A file from before several authenticators: its single replay step and its sessions (which
+    /// did not record how they signed in) still load.
+    #[test]
+    fn a_file_from_before_several_authenticators_still_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = StateFile::in_dir(dir.path());
+        let hash = "A".repeat(43);
+        let old = format!(
+            r#"{{"version":1,"last_totp_step":9,"sessions":[{{"id":"s1","token_hash":"{hash}","created_at":1,"last_seen":1,"client_ip":null,"user_agent":"ua","app_port":8081}}]}}"#
+        );
+        std::fs::write(file.path(), old).unwrap();
+        let loaded = file.load(5);
+        assert!(loaded.warning.is_none(), "{:?}", loaded.warning);
+        assert_eq!((loaded.state.last_totp_step, loaded.state.last_totp_steps.len()), (Some(9), 0));
+        assert_eq!(loaded.state.sessions[0].signed_in_with, SignInMethod::Unknown);
+        // Written again, the old field is gone once the steps moved (the gateway moves them).
+        let moved = PersistedState { last_totp_step: None, last_totp_steps: [("first".into(), 9)].into(), ..loaded.state };
+        file.save(&moved).unwrap();
+        let text = std::fs::read_to_string(file.path()).unwrap();
+        assert!(!text.contains("last_totp_step\"") && text.contains(r#""last_totp_steps":{"first":9}"#), "{text}");
+        assert!(text.contains(r#""signed_in_with":{"kind":"unknown"}"#), "{text}");
+    }
+
     #[test]
     fn missing_file_is_empty_state() {
         let dir = tempfile::tempdir().unwrap();
         let loaded = StateFile::in_dir(dir.path()).load(1);
         assert!(loaded.warning.is_none());
-        assert!(loaded.state.sessions.is_empty() && loaded.state.last_totp_step.is_none());
+        assert!(loaded.state.sessions.is_empty() && loaded.state.last_totp_steps.is_empty());
     }
 
     #[test]

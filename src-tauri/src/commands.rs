@@ -8,8 +8,9 @@ use tauri::{AppHandle, State};
 use serde::Serialize;
 
 use crate::core::{
-    AppInput, AppSaved, Core, CoreError, DevicesView, PasskeyLinkView, PasskeyView, PhoneProgressView, RecoveryCodesView, SecretView,
-    SecurityView, SessionView, SettingsSaved, SettingsView, StatusView, UnlockView, UpdatesView, UpstreamCheck,
+    AppInput, AppSaved, AuthenticatorView, Core, CoreError, DevicesView, PasskeyLinkView, PasskeyView, PhoneProgressView,
+    RecoveryCodesView, SecretView, SecurityView, SessionView, SettingsSaved, SettingsView, StatusView, UnlockView, UpdatesView,
+    UpstreamCheck,
 };
 
 type Core_<'a> = State<'a, Arc<Core>>;
@@ -206,9 +207,22 @@ pub fn open_unlock_link(core: Core_<'_>, url: String) -> Answer<()> {
     crate::open_in_browser(&url)
 }
 
+/// Security › Add another authenticator: its name and a current code from an app in use; the
+/// new app's QR code and setup key.
 #[tauri::command]
-pub async fn security_show_qr(core: Core_<'_>, code: String) -> Answer<SecretView> {
-    core.security_show_qr(&code).await.map_err(message)
+pub async fn authenticator_add_begin(core: Core_<'_>, name: String, current_code: String) -> Answer<SecretView> {
+    core.authenticator_add_begin(&name, &current_code).await.map_err(message)
+}
+
+/// The code the new app shows: the authenticator is added once it is right.
+#[tauri::command]
+pub async fn authenticator_add_confirm(core: Core_<'_>, code: String) -> Answer<AuthenticatorView> {
+    core.authenticator_add_confirm(&code).await.map_err(message)
+}
+
+#[tauri::command]
+pub async fn authenticator_remove(core: Core_<'_>, id: String) -> Answer<()> {
+    core.authenticator_remove(&id).await.map_err(message)
 }
 
 /// `current_code`: a code of the secret in use; the new one is made only after it.
@@ -289,7 +303,7 @@ mod tests {
     #[test]
     fn every_command_is_generated_granted_and_registered() {
         let commands = build_rs_commands();
-        assert_eq!(commands.len(), 48, "{commands:?}");
+        assert_eq!(commands.len(), 50, "{commands:?}");
         let capability: serde_json::Value = serde_json::from_str(include_str!("../capabilities/main.json")).unwrap();
         let granted: Vec<String> = capability["permissions"]
             .as_array()

@@ -659,7 +659,10 @@ mod tests {
         use crate::config::{Account, Issuer};
         crate::gateway::Gateway::new(crate::gateway::GatewayParts {
             route_prefix: Default::default(),
-            totp: crate::totp::Totp::new(&crate::totp::TotpSecret::generate(), &Issuer::parse("t").unwrap(), &Account::parse("t").unwrap()),
+            authenticators: crate::authenticator::Authenticators::single(crate::totp::TotpSecret::generate()),
+            secret_store: crate::secret::SecretStore::file(dir.join("secret")),
+            issuer: Issuer::parse("t").unwrap(),
+            account: Account::parse("t").unwrap(),
             session_settings: Default::default(),
             limiter_settings: Default::default(),
             state_file: crate::state::StateFile::in_dir(dir),

@@ -205,6 +205,9 @@ async fn route(gateway: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> R
         (&Method::POST, routes::PASSKEY_ADD_FINISH) => passkey::add_finish(gateway, &caller, req).await,
         (&Method::POST, routes::PASSKEY_SIGN_IN_START) => passkey::sign_in_start(gateway, &caller, req).await,
         (&Method::POST, routes::PASSKEY_SIGN_IN_FINISH) => passkey::sign_in_finish(gateway, &caller, req).await,
+        (&Method::POST, routes::CONTROL_AUTHENTICATORS) => control_authenticators(gateway, &caller, req.headers()),
+        (&Method::POST, routes::CONTROL_AUTHENTICATOR_ADD) => control_authenticator_add(gateway, &caller, req).await,
+        (&Method::POST, routes::CONTROL_AUTHENTICATOR_REMOVE) => control_authenticator_remove(gateway, &caller, req).await,
         (&Method::GET | &Method::HEAD, routes::CA_PAGE) => {
             if req.method() == Method::GET {
                 gateway.record_device_step(caller.ip, DeviceStep::OpenedCaPage);
@@ -236,6 +239,9 @@ async fn route(gateway: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> R
             | routes::PASSKEY_ADD_FINISH
             | routes::PASSKEY_SIGN_IN_START
             | routes::PASSKEY_SIGN_IN_FINISH
+            | routes::CONTROL_AUTHENTICATORS
+            | routes::CONTROL_AUTHENTICATOR_ADD
+            | routes::CONTROL_AUTHENTICATOR_REMOVE
             | routes::CONTROL_PROVE,
         ) => {
             let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
@@ -727,11 +733,74 @@ async fn control_passkey_remove(gateway: &Gateway, caller: &Caller, req: &Reques
     }
 }
 
-fn control_json(value: &serde_json::Value) -> Response<Body> {
-    let mut response = Response::new(Body::from(value.to_string()));
+/// A control route's JSON answer (never cached).
+fn control_json(body: &impl serde::Serialize) -> Response<Body> {
+    let mut response = Response::new(Body::from(serde_json::to_string(body).expect("serializes")));
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
+}
+
+/// A control route's JSON body, at most [`crate::control::MAX_CONTROL_BODY`] bytes.
+#[allow(clippy::result_large_err)] // the refusal is the response itself
+async fn control_body<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Result<T, Response<Body>> {
+    let body = match Limited::new(req.into_body(), crate::control::MAX_CONTROL_BODY).collect().await {
+        Ok(collected) => zeroize::Zeroizing::new(collected.to_bytes().to_vec()),
+        Err(_) => return Err(plain(StatusCode::PAYLOAD_TOO_LARGE, "the request is too large")),
+    };
+    // The error's kind only: serde_json's message may quote the body (a secret, a code).
+    serde_json::from_slice(&body)
+        .map_err(|e| plain(StatusCode::BAD_REQUEST, format!("the request is not valid JSON ({:?} error)", e.classify())))
+}
+
+/// `simpleotp authenticator list` against this gateway: names, ids, times; never a secret.
+fn control_authenticators(gateway: &Gateway, caller: &Caller, headers: &HeaderMap) -> Response<Body> {
+    if let Err(refused) = control_caller_allowed(gateway, caller, headers) {
+        return refused;
+    }
+    control_json(&gateway.authenticators())
+}
+
+/// `simpleotp authenticator add` against this gateway: the CLI made the secret and showed it;
+/// the code from the new app confirms it here, through the one rule for adding.
+async fn control_authenticator_add(gateway: &Gateway, caller: &Caller, req: Request<Incoming>) -> Response<Body> {
+    if let Err(refused) = control_caller_allowed(gateway, caller, req.headers()) {
+        return refused;
+    }
+    let add: crate::control::AddAuthenticator = match control_body(req).await {
+        Ok(add) => add,
+        Err(refused) => return refused,
+    };
+    let name = match crate::authenticator::AuthenticatorName::parse(&add.name) {
+        Ok(name) => name,
+        Err(e) => return plain(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let secret = match crate::totp::TotpSecret::from_base32(&add.secret) {
+        Ok(secret) => secret,
+        Err(e) => return plain(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let pending = crate::authenticator::PendingAuthenticator::from_parts(name, secret);
+    match gateway.add_authenticator(pending, &add.code).await {
+        Ok(info) => control_json(&info),
+        Err(e @ crate::gateway::AddAuthenticatorError::NotSaved(_)) => plain(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        Err(e) => plain(StatusCode::CONFLICT, e.to_string()),
+    }
+}
+
+/// `simpleotp authenticator remove` against this gateway: its codes fail from now on.
+async fn control_authenticator_remove(gateway: &Gateway, caller: &Caller, req: Request<Incoming>) -> Response<Body> {
+    if let Err(refused) = control_caller_allowed(gateway, caller, req.headers()) {
+        return refused;
+    }
+    let remove: crate::control::RemoveAuthenticator = match control_body(req).await {
+        Ok(remove) => remove,
+        Err(refused) => return refused,
+    };
+    match gateway.remove_authenticator(&remove.which).await {
+        Ok(info) => control_json(&info),
+        Err(e @ crate::gateway::RemoveAuthenticatorError::NotSaved(_)) => plain(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        Err(e) => plain(StatusCode::CONFLICT, e.to_string()),
+    }
 }
 
 /// Whether a control request comes from the owner: directly on loopback (not through nginx) with
@@ -954,8 +1023,8 @@ fn redirect(status: StatusCode, location: &str) -> Response<Body> {
     response
 }
 
-fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
-    let mut response = Response::new(Body::from(text));
+fn plain(status: StatusCode, text: impl Into<Body>) -> Response<Body> {
+    let mut response = Response::new(text.into());
     *response.status_mut() = status;
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     response

@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use simpleotp_engine::protocol::session_cookie_name;
-use simpleotp_engine::session::SessionStore;
+use simpleotp_engine::session::{SessionStore, SignInMethod};
 use simpleotp_engine::state::{PersistedState, StateFile};
 use simpleotp_engine::totp::unix_now;
 
@@ -241,7 +241,8 @@ fn populate(data_dir: &Path, port: u16, count: usize, keep: usize) -> Vec<String
     let now = unix_now();
     let mut tokens = Vec::new();
     for i in 0..count {
-        let (token, _) = store.create(port, Some([10, 0, (i >> 8) as u8, i as u8].into()), "Mozilla/5.0 fault test", now);
+        let (token, _) =
+            store.create(port, Some([10, 0, (i >> 8) as u8, i as u8].into()), "Mozilla/5.0 fault test", SignInMethod::Unknown, now);
         if i < keep {
             tokens.push(token.expose().to_string());
         }

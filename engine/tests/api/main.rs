@@ -8,6 +8,8 @@
 //! which moves to a new port if another program takes the first one.
 //!
 //! * [`attacks`]: the attack battery (redirects, injection, cookies, CSRF, slow clients, ...).
+//! * [`authenticators`]: several authenticator apps: `simpleotp authenticator add|list|remove`
+//!   with and without a gateway, a guard per app, a removed one fails, old files load.
 //! * [`helpers`]: `spawn_app()` and friends; ports, the demo upstream and `wait_until` come from
 //!   `simpleotp_engine::test_support` (the `test-support` feature), shared with the tray's tests.
 //! * [`budget`]: the attempt budget across restarts, and unlock's one-time sign-in link.
@@ -34,6 +36,8 @@
 #![allow(clippy::disallowed_methods)]
 
 mod attacks;
+#[cfg(unix)]
+mod authenticators;
 #[cfg(unix)]
 mod browser;
 #[cfg(unix)]

@@ -680,6 +680,7 @@ fn check_state(data: &[u8]) -> Result<(), TestCaseError> {
     let again = PersistedState {
         version: state.version,
         last_totp_step: state.last_totp_step,
+        last_totp_steps: state.last_totp_steps.clone(),
         sessions: store.snapshot(),
         limiter: state.limiter.clone(),
         recovery: state.recovery.clone(),

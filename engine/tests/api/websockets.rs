@@ -20,7 +20,8 @@ use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use simpleotp_engine::totp::{Totp, TotpSecret};
+use simpleotp_engine::authenticator::Authenticators;
+use simpleotp_engine::totp::TotpSecret;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -205,8 +206,7 @@ async fn signing_everyone_out_closes_the_websocket() {
 #[tokio::test]
 async fn a_new_secret_closes_the_websocket() {
     ending_the_session_closes_its_websocket("new secret", async |app: &TestApp, _: &Browser| {
-        let totp = Totp::new(&TotpSecret::generate(), &app.config.issuer(), &app.config.account());
-        app.handle().gateway().replace_totp(totp).await;
+        app.handle().gateway().replace_authenticators(Authenticators::single(TotpSecret::generate())).await;
     })
     .await;
 }

@@ -105,7 +105,10 @@ impl Core {
                         let _ = core.events.send(CoreEvent::RecoveryCodeUsed(recovery_notice(remaining)));
                         core.changed();
                     }
-                    GatewayEvent::SessionsChanged | GatewayEvent::PasskeysChanged | GatewayEvent::PersistFailed(_) => core.changed(),
+                    GatewayEvent::SessionsChanged
+                    | GatewayEvent::PasskeysChanged
+                    | GatewayEvent::PersistFailed(_)
+                    | GatewayEvent::AuthenticatorsChanged => core.changed(),
                 }
             }
         }));

@@ -44,6 +44,7 @@
 //! Replacing it also needs a current code of the old one first (the same gate).
 
 mod apps;
+mod authenticators;
 mod config;
 mod devices;
 mod diagnostics;
@@ -80,9 +81,9 @@ pub use passkeys::{PasskeyLinkView, PasskeyView};
 pub use trust::{TrustError, TrustState};
 pub use updates::{AvailableUpdate, CheckReport, UpdatesView};
 pub use views::{
-    device_name, human_duration, short_duration, AppInput, AppSaved, AppView, CaView, DeviceAppView, DevicesView, FailureView,
-    LockedClientView, PhoneProgressView, PhoneStep, Protection, RecoveryCodesView, SecretView, SecurityView, SessionView, SettingsSaved,
-    SettingsView, StatusView, UnlockLinkView, UnlockView, UpstreamCheck, LAN_WARNING,
+    device_name, human_duration, short_duration, AppInput, AppSaved, AppView, AuthenticatorView, CaView, DeviceAppView, DevicesView,
+    FailureView, LockedClientView, PhoneProgressView, PhoneStep, Protection, RecoveryCodesView, SecretView, SecurityView, SessionView,
+    SettingsSaved, SettingsView, StatusView, UnlockLinkView, UnlockView, UpstreamCheck, LAN_WARNING,
 };
 
 /// Errors of the commands. Each message is shown to the user as it is.
@@ -258,6 +259,9 @@ pub struct Core {
     /// A clone of the running gateway's handle for the quick, synchronous reads.
     handle: Mutex<Option<GatewayHandle>>,
     pending: Mutex<Option<Pending>>,
+    /// An authenticator shown on screen (Security's "Add another authenticator") but not yet
+    /// confirmed with a code from the new app (see `authenticators`).
+    adding: Mutex<Option<simpleotp_engine::authenticator::PendingAuthenticator>>,
     events: broadcast::Sender<CoreEvent>,
     /// The last error messages protection failed with, for "Copy diagnostics" (when, message).
     recent_errors: Mutex<std::collections::VecDeque<(u64, String)>>,
@@ -312,6 +316,7 @@ impl Core {
             engine: tokio::sync::Mutex::new(None),
             handle: Mutex::new(None),
             pending: Mutex::new(None),
+            adding: Mutex::new(None),
             events,
             recent_errors: Mutex::new(std::collections::VecDeque::with_capacity(diagnostics::RECENT_ERRORS)),
             tray_available: std::sync::atomic::AtomicBool::new(true),

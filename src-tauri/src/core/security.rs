@@ -10,13 +10,12 @@ use simpleotp_engine::lan;
 use simpleotp_engine::limiter::{LockScope, Locked};
 use simpleotp_engine::qr;
 
-use super::views::{
-    human_duration, FailureView, LockedClientView, RecoveryCodesView, SecretView, SecurityView, UnlockLinkView, UnlockView,
-};
+use super::views::{human_duration, FailureView, LockedClientView, RecoveryCodesView, SecurityView, UnlockLinkView, UnlockView};
 use super::{Core, CoreError, CoreEvent, Result};
 use crate::sync::lock;
 
-/// The address the desktop user's own attempts count against in the limiter (show QR again).
+/// The address the desktop user's own attempts count against in the limiter (the current-code
+/// gates).
 const DESKTOP_IP: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 impl Core {
@@ -47,6 +46,7 @@ impl Core {
                 recent_failures: vec![],
                 recovery_left: None,
                 recovery_made_at: None,
+                authenticators: vec![],
             };
         };
         let status = gateway.limiter_status();
@@ -55,6 +55,7 @@ impl Core {
             running: true,
             recovery_left: recovery.map(|(left, _)| left),
             recovery_made_at: recovery.map(|(_, made)| made),
+            authenticators: super::authenticators::views(&gateway),
             everyone_locked_for_secs: status.everyone_locked_for.map(|d| d.as_secs().max(1)),
             locked_clients: status
                 .locked_clients
@@ -131,8 +132,8 @@ impl Core {
     /// The gate in front of everything that shows or replaces the secret: a current code of the
     /// secret in use. The running gateway checks it through its brute-force limiter like a
     /// login (a wrong code is a failed attempt from this computer and counts toward a lockout)
-    /// without consuming it. Someone at an unlocked desktop must not be able to read the secret
-    /// (show the QR code again) or swap in their own (replace) without the owner's phone.
+    /// without consuming it. Someone at an unlocked desktop must not be able to add their own
+    /// authenticator or swap in their own setup key (replace) without the owner's phone.
     pub(super) async fn require_current_code(&self, code: &str) -> Result<()> {
         let gateway = self.gateway().ok_or(CoreError::NotRunning("Bring apps back online first."))?;
         match gateway.verify_code(DESKTOP_IP, code) {
@@ -151,10 +152,8 @@ impl Core {
         }
     }
 
-    /// The QR code again, for a second phone, only after a current code (which counts against
-    /// the brute-force limiter like a login).
-    /// New recovery codes in place of the old ones, behind the same current-code gate as the QR
-    /// code (whoever sees them can sign in ten times).
+    /// New recovery codes in place of the old ones, behind the same current-code gate as adding
+    /// an authenticator (whoever sees them can sign in ten times).
     pub async fn recovery_codes_new(&self, code: &str) -> Result<RecoveryCodesView> {
         self.require_current_code(code).await?;
         let gateway = self.gateway().ok_or(CoreError::NotRunning("Start protection first."))?;
@@ -175,12 +174,6 @@ impl Core {
         let folder = dirs.download_dir().unwrap_or(dirs.home_dir()).to_path_buf();
         simpleotp_engine::recovery::save_codes_file(&folder, codes, self.config().account().as_str())
             .map_err(|e| CoreError::Invalid(format!("The codes could not be saved in {}: {e}", folder.display())))
-    }
-
-    pub async fn security_show_qr(&self, code: &str) -> Result<SecretView> {
-        self.require_current_code(code).await?;
-        let secret = self.keychain(|s| s.load()).await?;
-        Ok(SecretView::new(&secret, &self.config())?)
     }
 }
 

@@ -29,6 +29,7 @@ impl Core {
                     idle: if idle < 60 { "active now".into() } else { format!("idle {}", short_duration(Duration::from_secs(idle))) },
                     ends: format!("ends in {}", short_duration(Duration::from_secs(s.expires_at.saturating_sub(now)))),
                     user_agent: s.user_agent,
+                    signed_in_with: s.signed_in_with.describe(),
                 }
             })
             .collect();

@@ -443,28 +443,84 @@ async fn sessions_are_listed_revoked_one_by_one_and_all_at_once() {
     h.core.shutdown().await;
 }
 
+/// Security › Add another authenticator (#22 point 2): a name and a current code from the app in
+/// use first (the limiter counts wrong ones, and guessing locks out), then the new app's QR code;
+/// only its own code adds it. Both apps' codes then sign in and the session says which one; a
+/// removed one's codes fail at once; the last one stays.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_qr_code_is_shown_again_only_after_a_current_code_and_guessing_locks_out() {
-    let h = Harness::new("show-qr");
+async fn another_authenticator_is_added_behind_a_current_code_confirmed_by_its_own_and_removable() {
+    let h = Harness::new("add-authenticator");
+    h.set_up().await;
+    let first = h.store.load().unwrap().to_base32();
+    let listed = h.core.security_status().authenticators;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!((listed[0].name.as_str(), listed[0].added.as_str()), ("Authenticator app", "added at setup"));
+
+    // A bad or taken name, or a wrong current code: refused before any new secret exists.
+    assert!(matches!(h.core.authenticator_add_begin("  ", &h.stored_code()).await, Err(CoreError::Invalid(_))));
+    let taken = h.core.authenticator_add_begin("authenticator APP", &h.stored_code()).await.unwrap_err();
+    assert!(taken.user_message().contains("exists already"), "{}", taken.user_message());
+    assert!(matches!(h.core.authenticator_add_begin("Pixel", &h.wrong_code()).await, Err(CoreError::WrongCode)));
+    assert!(matches!(h.core.authenticator_add_confirm("123456").await, Err(CoreError::NoPendingSecret)));
+
+    let view = h.core.authenticator_add_begin("Pixel", &h.stored_code()).await.unwrap();
+    assert!(view.qr_svg.starts_with("<svg"));
+    assert_ne!(view.secret_groups.concat(), first);
+    assert!(!format!("{view:?}").contains(&view.secret_groups[0]), "Debug never prints the secret");
+    // The first app's code does not confirm the new one; it stays to be tried again.
+    assert!(matches!(h.core.authenticator_add_confirm(&h.stored_code()).await, Err(CoreError::WrongCode)));
+    assert_eq!(h.store.load_authenticators().unwrap().len(), 1, "nothing stored before it is confirmed");
+    let added = h.core.authenticator_add_confirm(&h.code_for(&view)).await.unwrap();
+    assert_eq!(added.name, "Pixel");
+    assert!(added.added == "added just now" && added.last_used.as_deref() == Some("last code just now"), "{added:?}");
+    let stored = h.store.load_authenticators().unwrap();
+    assert_eq!(stored.len(), 2);
+    assert_eq!(stored.first().secret.to_base32(), first, "the first one is unchanged");
+    assert_eq!(stored.find("Pixel").unwrap().secret.to_base32(), view.secret_groups.concat());
+    assert_eq!(h.core.security_status().authenticators.len(), 2);
+
+    // Both sign in (Pixel's confirming code is used: its next step's code), and say which.
+    let pixel_in = |seconds: u64| {
+        let secret = TotpSecret::from_base32(&view.secret_groups.concat()).unwrap();
+        Totp::new(&secret, &view.issuer.parse().unwrap(), &view.account.parse().unwrap()).code_at(unix_now() + seconds)
+    };
+    let gateway = h.core.running_gateway().unwrap();
+    let replayed = gateway.login("192.0.2.20".parse().unwrap(), SOME_APP_PORT, &h.code_for(&view), "B").await;
+    assert!(matches!(replayed, LoginOutcome::Rejected { reason: CodeRejected::Replayed, .. }), "{replayed:?}");
+    sign_in(&h.core, "192.0.2.20", SOME_APP_PORT, &pixel_in(30)).await;
+    sign_in(&h.core, "192.0.2.21", SOME_APP_PORT, &h.stored_code()).await;
+    let mut with: Vec<String> = h.core.sessions_list().into_iter().map(|s| s.signed_in_with).collect();
+    with.sort();
+    assert_eq!(with, ["Authenticator app", "Pixel"]);
+
+    // Removed: Pixel's codes fail at once; the last one stays.
+    h.core.authenticator_remove(&added.id).await.unwrap();
+    assert_eq!(h.store.load_authenticators().unwrap().len(), 1);
+    assert_eq!(h.core.security_status().authenticators.len(), 1);
+    let refused = gateway.login("192.0.2.22".parse().unwrap(), SOME_APP_PORT, &pixel_in(0), "B").await;
+    assert!(matches!(refused, LoginOutcome::Rejected { reason: CodeRejected::Wrong, .. }), "{refused:?}");
+    let last = h.core.authenticator_remove("first").await.unwrap_err();
+    assert!(last.user_message().contains("only authenticator"), "{}", last.user_message());
+    assert_eq!(h.store.load().unwrap().to_base32(), first);
+    h.core.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guessing_at_the_current_code_gate_locks_out() {
+    let h = Harness::new("gate-lockout");
     h.set_up().await;
     let mut events = h.core.subscribe();
-    let stored = h.store.load().unwrap().to_grouped_base32();
-
-    let view = h.core.security_show_qr(&h.stored_code()).await.unwrap();
-    assert_eq!(view.secret_groups.join(" "), stored);
-    assert!(view.qr_svg.starts_with("<svg"));
-    assert!(!format!("{view:?}").contains(&view.secret_groups[0]), "Debug never prints the secret");
 
     // Wrong codes: refused, recorded, and the fifth starts a lockout (with a notice).
     for _ in 0..5 {
-        assert!(matches!(h.core.security_show_qr("000000").await, Err(CoreError::WrongCode) | Ok(_)));
+        assert!(matches!(h.core.authenticator_add_begin("Pixel", "000000").await, Err(CoreError::WrongCode) | Ok(_)));
     }
     let security = h.core.security_status();
     assert!(security.running);
     assert!(security.recent_failures.len() >= 5);
     assert_eq!(security.recent_failures[0].ip, "127.0.0.1");
     assert_eq!(security.locked_clients.len(), 1, "{security:?}");
-    let err = h.core.security_show_qr(&h.stored_code()).await.unwrap_err();
+    let err = h.core.authenticator_add_begin("Pixel", &h.stored_code()).await.unwrap_err();
     assert!(matches!(err, CoreError::Locked(_)), "{err:?}");
     assert!(err.user_message().contains("press Unlock"));
     let notice = loop {
@@ -479,7 +535,9 @@ async fn the_qr_code_is_shown_again_only_after_a_current_code_and_guessing_locks
     let security = h.core.security_unlock().unwrap().security;
     assert!(security.locked_clients.is_empty());
     assert!(security.everyone_locked_for_secs.is_none());
-    h.core.security_show_qr(&h.stored_code()).await.unwrap();
+    h.core.authenticator_add_begin("Pixel", &h.stored_code()).await.unwrap();
+    h.core.wizard_cancel();
+    assert!(matches!(h.core.authenticator_add_confirm("123456").await, Err(CoreError::NoPendingSecret)), "Cancel forgets it");
     h.core.shutdown().await;
 }
 
@@ -492,7 +550,7 @@ async fn the_tray_sees_a_lockout_and_unlocks_it_leaving_the_links_for_the_window
     assert!(!h.core.tray_state().locked_out);
     assert!(h.core.take_tray_unlock().is_none());
     for _ in 0..5 {
-        let _ = h.core.security_show_qr("000000").await;
+        let _ = h.core.authenticator_add_begin("Pixel", "000000").await;
     }
     assert!(h.core.tray_state().locked_out, "{:?}", h.core.security_status());
     assert_eq!(crate::tray_icon::icon_for(&h.core.tray_state()), crate::tray_icon::TrayIconKind::LockedOut);
@@ -652,8 +710,9 @@ async fn replacing_the_secret_needs_a_code_from_the_new_one_and_signs_everyone_o
     assert_eq!(h.core.secret_replace_confirm(&h.code_for(&view)).await.unwrap(), 1);
     assert_eq!(h.store.load().unwrap().to_base32(), view.secret_groups.concat());
     assert!(h.core.sessions_list().is_empty());
-    // The running gateway uses the new secret at once.
-    h.core.security_show_qr(&h.code_for(&view)).await.unwrap();
+    // The running gateway uses the new secret at once (the gate accepts its code).
+    h.core.authenticator_add_begin("Pixel", &h.code_for(&view)).await.unwrap();
+    h.core.wizard_cancel();
     assert!(matches!(h.core.secret_replace_confirm(&h.code_for(&view)).await, Err(CoreError::NoPendingSecret)));
     h.core.shutdown().await;
 }
@@ -697,7 +756,7 @@ async fn replacing_the_secret_asks_for_a_current_code_of_the_old_one_first() {
     assert!(notice.contains("wrong codes"), "{notice}");
     let err = h.core.secret_replace_begin(&h.stored_code()).await.unwrap_err();
     assert!(matches!(err, CoreError::Locked(_)), "{err:?}");
-    assert!(matches!(h.core.security_show_qr(&h.stored_code()).await, Err(CoreError::Locked(_))));
+    assert!(matches!(h.core.authenticator_add_begin("Pixel", &h.stored_code()).await, Err(CoreError::Locked(_))));
     assert_eq!(h.store.load().unwrap().to_base32(), old);
     // The old secret still opens the gateway (from another address, which is not locked).
     sign_in(&h.core, "192.0.2.10", SOME_APP_PORT, &h.stored_code()).await;

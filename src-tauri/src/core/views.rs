@@ -167,6 +167,9 @@ pub struct SessionView {
     pub idle: String,
     /// "ends in 6 d".
     pub ends: String,
+    /// How it signed in: the authenticator's name ("Pixel"), "recovery code", "Continue"; empty
+    /// for sessions from before this was recorded.
+    pub signed_in_with: String,
 }
 
 /// How far a phone got in "Add a phone" (see `core::phone`).
@@ -199,6 +202,19 @@ pub struct SecurityView {
     /// Unused recovery codes and when their set was made (`None`: none made yet).
     pub recovery_left: Option<usize>,
     pub recovery_made_at: Option<u64>,
+    /// The authenticator apps whose codes sign in, oldest first.
+    pub authenticators: Vec<AuthenticatorView>,
+}
+
+/// One authenticator app, as Security lists it: never its secret.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct AuthenticatorView {
+    pub id: String,
+    pub name: String,
+    /// "added 3 d ago", or "added at setup".
+    pub added: String,
+    /// "last code 5 min ago" (a sign-in, or the code that added it), when one was used.
+    pub last_used: Option<String>,
 }
 
 /// A new set of recovery codes, shown once.

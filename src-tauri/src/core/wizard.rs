@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use tracing::{info, warn};
 
+use simpleotp_engine::authenticator::Authenticators;
 use simpleotp_engine::totp::{unix_now, Totp, TotpSecret};
 
 use super::views::{RecoveryCodesView, SecretView, StatusView};
@@ -61,9 +62,11 @@ impl Core {
         lock(&self.setup_recovery).take()
     }
 
-    /// Leaves the wizard (or the replace screen) without storing anything.
+    /// Leaves the wizard (or the replace screen, or adding an authenticator) without storing
+    /// anything.
     pub fn wizard_cancel(&self) {
         *lock(&self.pending) = None;
+        *lock(&self.adding) = None;
     }
 
     fn take_pending_if_code_matches(&self, purpose: Purpose, code: &str) -> Result<TotpSecret> {
@@ -91,17 +94,17 @@ impl Core {
         Ok(view)
     }
 
-    /// A code from the new secret confirms it: it replaces the old one in the keychain and in
-    /// the running gateway, which signs everyone out.
+    /// A code from the new secret confirms it: it replaces every authenticator in the keychain
+    /// and in the running gateway (it becomes the only one, as at setup), which signs everyone
+    /// out.
     pub async fn secret_replace_confirm(&self, code: &str) -> Result<usize> {
         let secret = self.take_pending_if_code_matches(Purpose::Replace, code)?;
-        let config = self.config();
-        let totp = Totp::new(&secret, &config.issuer(), &config.account());
+        let set = Authenticators::single(secret.clone());
         self.keychain(move |s| s.store(&secret, true)).await?;
         let signed_out = match self.gateway() {
             Some(gateway) => {
                 let count = gateway.sessions().len();
-                gateway.replace_totp(totp).await;
+                gateway.replace_authenticators(set).await;
                 count
             }
             None => 0,
