@@ -46,6 +46,7 @@ const UPDATE_TO = process.env.SIMPLEOTP_E2E_UPDATE_TO;
 delete process.env.GTK_THEME;
 if (!APP) throw new Error('set SIMPLEOTP_APP_BIN (scripts/e2e-tray.sh does)');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'simpleotp-e2e-'));
+const openedUrls = path.join(tmp, 'opened-urls');
 // docs/screenshots when refreshing them, else a temporary directory (taken all the same).
 const SHOTS = process.env.SCREENSHOT_DIR || path.join(tmp, 'screenshots');
 fs.mkdirSync(SHOTS, { recursive: true });
@@ -428,7 +429,12 @@ try {
 
   const home = path.join(tmp, 'home');
   fs.mkdirSync(home);
+  // The browser the window opens links in (xdg-open runs $BROWSER where there is no desktop):
+  // a stand-in that writes down each URL, so the test can open it in Chromium.
+  const browserStandIn = path.join(tmp, 'browser-stand-in.sh');
+  fs.writeFileSync(browserStandIn, `#!/bin/sh\nprintf '%s\\n' "$1" >> '${openedUrls}'\n`, { mode: 0o755 });
   const appEnv = {
+    BROWSER: browserStandIn,
     SIMPLEOTP_UPDATE_URL: process.env.SIMPLEOTP_E2E_UPDATE_URL || `http://127.0.0.1:${releases.address().port}/latest.json`,
     HOME: home,
     XDG_CONFIG_HOME: path.join(home, '.config'),
@@ -670,8 +676,11 @@ try {
   await chrome.visible('input#code');
   // The login page submits itself at the sixth digit (a click as well could send it twice).
   await chrome.fill('input#code', totp(stored));
+  // At localhost (a name: passkeys work there) a browser's first sign-in with a code offers a
+  // passkey, once; "Not now" goes on to the app.
+  await chrome.clickOn('#passkey-skip');
   await chrome.visible('#upstream');
-  log('Chromium signed in and sees the upstream app');
+  log('Chromium signed in (past the one-time passkey offer) and sees the upstream app');
   const signedIn = await menuItem('Protection on · 1 session');
   if (signedIn.id !== statusItem.id) throw new Error('the tray menu was rebuilt instead of updated in place');
   log('the tray menu follows the session count, updated in place');
@@ -962,6 +971,16 @@ try {
   if (recoveryCodes.length !== 10 || !recoveryCodes.every((c) => codeShape.test(c))) throw new Error(`the recovery codes: ${JSON.stringify(recoveryCodes)}`);
   await tauri.exec('document.getElementById("security-recovery-panel").scrollIntoView({ block: "center" })');
   await tauri.screenshots('tray-security-recovery.png');
+  // "Save as a text file": a new file only the owner can read (in Downloads, or the home folder
+  // when there is none, as in this test's fresh home).
+  await tauri.clickOn('#security-recovery-save');
+  const savedSays = await waitFor('where the codes were saved', () => shownText('#security-recovery-saved'));
+  const savedPath = /^Saved as (.+\.txt)\. /.exec(savedSays)?.[1];
+  if (!savedPath || !savedPath.startsWith(home)) throw new Error(`Save as a text file says ${savedSays}`);
+  const savedText = fs.readFileSync(savedPath, 'utf8');
+  if (!recoveryCodes.every((c) => savedText.includes(`${c}\n`))) throw new Error('the saved file lacks codes');
+  if ((fs.statSync(savedPath).mode & 0o777) !== 0o600) throw new Error(`the saved file's mode is ${(fs.statSync(savedPath).mode & 0o777).toString(8)}`);
+  log('recovery codes: Save as a text file wrote them to', savedPath, '(0600)');
   await tauri.clickOn('#security-recovery-done');
   if (await tauri.exec('return document.querySelectorAll("#security-recovery-codes li").length')) throw new Error('the codes stayed in the page');
   await chrome.go(url);
@@ -973,6 +992,50 @@ try {
   await tauri.invoke('sessions_revoke_all');
   await menuItem('Protection on · nobody signed in');
   log('recovery codes: made in Security behind a current code, shown once; one signs Chromium in on the login page, and 9 are left');
+
+  // Passkeys (#22 point 1): Security's "Add a passkey", behind a current code (the recovery
+  // gate's, not used up by the gate), opens a one-time link at localhost in the browser: the
+  // window asks the OS (xdg-open, which runs $BROWSER: here a stand-in that notes the URL), and
+  // Chromium opens that URL with chromedriver's virtual authenticator standing in for Touch ID.
+  // The list shows the passkey; Chromium signs in with it; Sessions names it; Remove ends it.
+  await chrome.s('/webauthn/authenticator', 'POST', {
+    protocol: 'ctap2', transport: 'internal', hasResidentKey: true, hasUserVerification: true, isUserVerified: true, automaticPresenceSimulation: true,
+  });
+  await tauri.clickOn('.nav[data-section="security"]');
+  if (!/No passkeys yet/.test(await listText('#security-passkeys li'))) throw new Error('a passkey before any was added');
+  await tauri.fill('#security-passkey-current', totp(stored, Date.now() / 1000 + 30));
+  await tauri.clickOn('#security-passkey-add');
+  await tauri.visible('#security-passkey-panel');
+  const passkeyLink = await tauri.text(await tauri.find('#security-passkey-link'));
+  if (!passkeyLink.startsWith(`http://localhost:${protectedPort}/_simpleotp/passkey/add?link=`)) throw new Error(`the passkey link ${passkeyLink}`);
+  const askedToOpen = await waitFor('the window to open the link in the browser', () => fs.existsSync(openedUrls) && fs.readFileSync(openedUrls, 'utf8').trim().split('\n').pop());
+  if (askedToOpen !== passkeyLink) throw new Error(`the browser was asked to open ${askedToOpen}`);
+  await chrome.go(askedToOpen);
+  await chrome.fill('#passkey-name', 'Laptop');
+  await chrome.clickOn('#passkey-add');
+  await chrome.visible('#passkey-done');
+  await waitFor('the passkey in Security', async () => /^Laptop · this computer/.test((await listText('#security-passkeys li.passkey')) ?? ''));
+  await tauri.clickOn('#security-passkey-done');
+  await tauri.exec('document.getElementById("security-passkeys").scrollIntoView({ block: "center" })');
+  await tauri.screenshots('tray-security-passkeys.png');
+  // The login page offers it: its field's autofill (which this virtual authenticator answers by
+  // itself) or the button signs Chromium in without a code.
+  await chrome.go(url);
+  await waitFor('Chromium signed in with the passkey', async () => {
+    if (await chrome.exec('return !!document.getElementById("upstream")')) return true;
+    await chrome.exec('const b = document.getElementById("passkey-signin"); if (b && !b.hidden && !b.disabled) b.click();');
+    return false;
+  });
+  await tauri.clickOn('.nav[data-section="sessions"]');
+  const viaPasskey = await waitFor('the session signed in with the passkey', () => listText('#sessions-list li.session .with'));
+  if (!/passkey Laptop/.test(viaPasskey)) throw new Error(`the session reads ${viaPasskey}`);
+  await tauri.invoke('sessions_revoke_all');
+  await menuItem('Protection on · nobody signed in');
+  await tauri.clickOn('.nav[data-section="security"]');
+  await tauri.clickOn('#security-passkeys li.passkey button.danger');
+  await tauri.clickOn('#security-passkeys li.passkey button.danger');
+  await waitFor('the passkey to be removed', async () => /No passkeys yet/.test((await listText('#security-passkeys li')) ?? ''));
+  log('passkeys: Add a passkey behind a current code opens a one-time link (the browser asked by the window); Chromium makes one, Security lists it, Chromium signs in with it, Sessions names it, Remove takes it out');
   await tauri.clickOn('.nav[data-section="settings"]');
   await waitFor('the nginx line', async () => (await tauri.text(await tauri.find('#settings-nginx-found'))).startsWith('Using nginx'));
   await tauri.screenshots('tray-settings.png');

@@ -33,7 +33,7 @@ if ! $build_only; then
     packages+=(
         xvfb xauth dbus-daemon gnome-keyring libsecret-tools xsettingsd
         webkit2gtk-driver chromium chromium-driver nginx openbox wmctrl
-        zbar-tools openssl xclip trayer xdotool scrot
+        zbar-tools openssl xclip trayer xdotool scrot xdg-utils
     )
 fi
 

@@ -616,8 +616,11 @@ async fn a_passkey_link_is_made_behind_a_current_code_at_localhost_and_only_it_i
     let wrong = (0..1_000_000).map(|n| format!("{n:06}")).find(|c| *c != now && *c != next).unwrap();
     assert!(matches!(h.core.passkey_link(&wrong).await, Err(CoreError::WrongCode)), "a wrong current code makes no link");
 
+    let no_app = h.core.passkey_link(&h.stored_code()).await.unwrap_err().user_message();
+    assert!(no_app.contains("need an app on this computer"), "{no_app}");
+    let (_, saved) = on_free_port("the app", async |port| h.core.app_add(input("Demo", "http://127.0.0.1:9999", port)).await).await;
     let link = h.core.passkey_link(&h.stored_code()).await.unwrap();
-    let here = h.core.status().apps[0].url.clone();
+    let here = saved.app.url.clone();
     assert!(here.starts_with("http://localhost:"), "{here}");
     let prefix = format!("{here}_simpleotp/passkey/add?link=");
     assert!(link.url.starts_with(&prefix), "{}", link.url);
