@@ -429,12 +429,18 @@ try {
 
   const home = path.join(tmp, 'home');
   fs.mkdirSync(home);
-  // The browser the window opens links in (xdg-open runs $BROWSER where there is no desktop):
-  // a stand-in that writes down each URL, so the test can open it in Chromium.
+  // The default browser, as a desktop records it (mimeapps.list naming a .desktop file, which
+  // xdg-open follows): a stand-in that writes down each URL it is given, so the test can open
+  // it in Chromium.
   const browserStandIn = path.join(tmp, 'browser-stand-in.sh');
   fs.writeFileSync(browserStandIn, `#!/bin/sh\nprintf '%s\\n' "$1" >> '${openedUrls}'\n`, { mode: 0o755 });
+  fs.mkdirSync(path.join(home, '.config'), { recursive: true });
+  fs.mkdirSync(path.join(home, '.local/share/applications'), { recursive: true });
+  fs.writeFileSync(path.join(home, '.config/mimeapps.list'),
+    '[Default Applications]\nx-scheme-handler/http=simpleotp-e2e-browser.desktop\nx-scheme-handler/https=simpleotp-e2e-browser.desktop\n');
+  fs.writeFileSync(path.join(home, '.local/share/applications/simpleotp-e2e-browser.desktop'),
+    `[Desktop Entry]\nType=Application\nName=Browser stand-in\nExec=${browserStandIn} %u\n`);
   const appEnv = {
-    BROWSER: browserStandIn,
     SIMPLEOTP_UPDATE_URL: process.env.SIMPLEOTP_E2E_UPDATE_URL || `http://127.0.0.1:${releases.address().port}/latest.json`,
     HOME: home,
     XDG_CONFIG_HOME: path.join(home, '.config'),
@@ -533,7 +539,7 @@ try {
   const takenPort = blocker.address().port;
   await tauri.fill('#wizard-app-port', String(takenPort));
   await waitFor('the address to follow the port', async () =>
-    (await shownText('#wizard-app-address'))?.endsWith(`http://127.0.0.1:${takenPort}/`));
+    (await shownText('#wizard-app-address'))?.endsWith(`http://localhost:${takenPort}/`));
   await tauri.screenshots('tray-wizard-app.png');
   await tauri.clickOn('#wizard-add-app');
   const refusal = await waitFor('the taken-port message', () => shownText('#wizard-app-error'));
@@ -995,7 +1001,7 @@ try {
 
   // Passkeys (#22 point 1): Security's "Add a passkey", behind a current code (the recovery
   // gate's, not used up by the gate), opens a one-time link at localhost in the browser: the
-  // window asks the OS (xdg-open, which runs $BROWSER: here a stand-in that notes the URL), and
+  // window asks the OS (xdg-open, which runs the default browser: here a stand-in that notes the URL), and
   // Chromium opens that URL with chromedriver's virtual authenticator standing in for Touch ID.
   // The list shows the passkey; Chromium signs in with it; Sessions names it; Remove ends it.
   await chrome.s('/webauthn/authenticator', 'POST', {
