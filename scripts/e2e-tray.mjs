@@ -1038,10 +1038,14 @@ try {
   await tauri.invoke('sessions_revoke_all');
   await menuItem('Protection on · nobody signed in');
   await tauri.clickOn('.nav[data-section="security"]');
+  // Rename in place: the field takes the row's name; Enter saves.
+  await tauri.clickOn('#security-passkeys li.passkey .buttons button:not(.danger)');
+  await tauri.fill('#security-passkeys li.passkey input.rename', 'Work laptop\uE007');
+  await waitFor('the passkey renamed', async () => /^Work laptop · this computer/.test((await listText('#security-passkeys li.passkey')) ?? ''));
   await tauri.clickOn('#security-passkeys li.passkey button.danger');
   await tauri.clickOn('#security-passkeys li.passkey button.danger');
   await waitFor('the passkey to be removed', async () => /No passkeys yet/.test((await listText('#security-passkeys li')) ?? ''));
-  log('passkeys: Add a passkey behind a current code opens a one-time link (the browser asked by the window); Chromium makes one, Security lists it, Chromium signs in with it, Sessions names it, Remove takes it out');
+  log('passkeys: Add a passkey behind a current code opens a one-time link (the browser asked by the window); Chromium makes one, Security lists it, Chromium signs in with it, Sessions names it, Rename and Remove');
   await tauri.clickOn('.nav[data-section="settings"]');
   await waitFor('the nginx line', async () => (await tauri.text(await tauri.find('#settings-nginx-found'))).startsWith('Using nginx'));
   await tauri.screenshots('tray-settings.png');

@@ -357,7 +357,7 @@ impl RotatingFile {
 /// No regular expressions: a few passes over runs of characters.
 ///
 /// * `key=value` and JSON `"key":"value"` for `token`, `ticket`, `secret`, `code`, `otp`,
-///   `password`, `proof`, `session` and cookies named `simpleotp_*` (`__Host-simpleotp_*`):
+///   `password`, `proof`, `session`, `link` (a passkey link), `ceremony` and cookies named `simpleotp_*` (`__Host-simpleotp_*`):
 ///   the value.
 /// * 6–8 digits right after a word like `code`, `codes`, `otp` or `totp` (`code: 123456`,
 ///   `wrong code 12345678`).
@@ -376,7 +376,7 @@ pub fn scrub(text: &str) -> String {
 }
 
 /// Keys whose value is never logged.
-const SECRET_KEYS: [&str; 8] = ["token", "ticket", "secret", "code", "otp", "password", "proof", "session"];
+const SECRET_KEYS: [&str; 10] = ["token", "ticket", "secret", "code", "otp", "password", "proof", "session", "link", "ceremony"];
 
 fn is_key_char(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_' || b == b'-'
@@ -722,6 +722,10 @@ mod tests {
             (
                 format!("request: \"GET /_simpleotp/login?ticket=abc-def_1&next=%2F HTTP/1.1\", token={token}"),
                 "request: \"GET /_simpleotp/login?ticket=[hidden]&next=%2F HTTP/1.1\", token=[hidden]",
+            ),
+            (
+                "request: \"GET /_simpleotp/passkey/add?link=abc-def_1&name=Desk HTTP/1.1\", \"ceremony\":\"xyz\"".to_owned(),
+                "request: \"GET /_simpleotp/passkey/add?link=[hidden]&name=Desk HTTP/1.1\", \"ceremony\":\"[hidden]\"",
             ),
             // A bare random token anywhere, and a password in a URL.
             (format!("session {token} revoked"), "session [hidden] revoked"),

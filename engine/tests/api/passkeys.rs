@@ -235,6 +235,15 @@ async fn a_one_time_link_adds_one_passkey_and_a_cloned_authenticator_is_refused(
     assert_eq!(prefilled.as_deref(), Some("YubiKey"), "the name given with the link");
     create_passkey(&browser, "Desk key").await;
     assert_eq!(app.handle().gateway().passkeys().len(), 1);
+    let renamed = app
+        .handle()
+        .gateway()
+        .rename_passkey("desk KEY", simpleotp_engine::passkey::PasskeyName::parse("Desk YubiKey").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(renamed.name.as_str(), "Desk YubiKey", "found by its name, whatever the case");
+    app.handle().gateway().rename_passkey(&renamed.id, simpleotp_engine::passkey::PasskeyName::parse("Desk key").unwrap()).await.unwrap();
+    assert_eq!(app.handle().gateway().passkeys()[0].name.as_str(), "Desk key", "and by its id");
     assert!(app.handle().gateway().sessions().is_empty(), "adding a passkey signs nobody in");
 
     // Used once: the same link again is refused, and says what to do.
