@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use simpleotp_engine::config::AppName;
 use webauthn_rs::prelude::Url;
 
-use crate::browser::{save_screenshot, submit_code, text_of, ChromeDriver};
+use crate::browser::{assert_accessible, axe_source, save_screenshot, submit_code, text_of, ChromeDriver};
 use crate::helpers::*;
 
 /// A WebAuthn extension command for this session (`/session/{id}/webauthn/…`).
@@ -127,6 +127,7 @@ async fn a_passkey_offered_after_a_code_signs_in_next_time_survives_a_restart_an
     assert_eq!(text_of(&browser, "h1").await, "Sign in with Face ID, Windows Hello or your security key next time?");
     assert!(text_of(&browser, "#passkey-help").await.contains("on this computer (at localhost)"));
     save_screenshot(&browser, "passkey-offer").await;
+    assert_accessible(&browser, &axe_source(), "the passkey offer").await;
     create_passkey(&browser, "Laptop Touch ID").await;
     assert!(text_of(&browser, "#passkey-done").await.contains("Laptop Touch ID"));
     browser.find(Locator::Id("passkey-continue")).await.unwrap().click().await.unwrap();
@@ -147,6 +148,7 @@ async fn a_passkey_offered_after_a_code_signs_in_next_time_survives_a_restart_an
     browser.goto(&wanted).await.unwrap();
     wait_displayed(&browser, "passkey-signin").await;
     save_screenshot(&browser, "login-passkey").await;
+    assert_accessible(&browser, &axe_source(), "the login page with a passkey").await;
     set_user_verified(&browser, &authenticator, true).await;
     browser.find(Locator::Id("passkey-signin")).await.unwrap().click().await.unwrap();
     browser.wait().for_element(Locator::Id("demo-title")).await.unwrap();

@@ -377,7 +377,7 @@ fn recovery_form(view: &LoginView, disabled: &str) -> String {
         "<details class=\"recovery\" id=\"recovery\"{open}><summary>Use a recovery code</summary>\n\
          <form method=\"post\" action=\"{action}\">\n\
          <label for=\"recovery-code\">Recovery code</label>\n\
-         <input id=\"recovery-code\" name=\"recovery\" type=\"text\" autocomplete=\"off\" spellcheck=\"false\" \
+         <input class=\"text-field\" id=\"recovery-code\" name=\"recovery\" type=\"text\" autocomplete=\"off\" spellcheck=\"false\" \
          autocapitalize=\"off\" placeholder=\"xxxx-xxxx-xxxx\" maxlength=\"20\" required>\n\
          <input type=\"hidden\" name=\"next\" value=\"{next}\">\n\
          <button class=\"btn btn-secondary\" id=\"recovery-submit\" type=\"submit\">Sign in with it</button>\n\

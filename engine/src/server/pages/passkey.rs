@@ -52,7 +52,7 @@ pub fn passkey_add_page(view: &PasskeyAddView) -> String {
         card,
         "<div id=\"passkey-form\" class=\"needs-webauthn\" hidden>\n\
          <label for=\"passkey-name\">Name</label>\n\
-         <input id=\"passkey-name\" type=\"text\" value=\"{name}\" maxlength=\"60\" required spellcheck=\"false\" \
+         <input class=\"text-field\" id=\"passkey-name\" type=\"text\" value=\"{name}\" maxlength=\"60\" required spellcheck=\"false\" \
          autocomplete=\"off\" aria-describedby=\"passkey-help\">\n\
          <button class=\"btn btn-primary\" id=\"passkey-add\" type=\"button\" data-start=\"{start}\" data-finish=\"{finish}\" \
          data-link=\"{link}\">Create a passkey</button>\n\
