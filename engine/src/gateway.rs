@@ -669,7 +669,7 @@ impl Gateway {
         let added = added.inspect_err(|e| warn!(reason = ?e, "adding a passkey failed"))?;
         if let Err(e) = self.persist().await {
             let _ = lock(&self.inner.passkeys).remove(&added.id);
-            return Err(PasskeyError::Refused(e.to_string()));
+            return Err(PasskeyError::NotSaved(e.to_string()));
         }
         warn!(passkey = %added.name, rp_id = %added.rp_id, "a passkey was added");
         self.emit(GatewayEvent::PasskeysChanged);
@@ -680,7 +680,7 @@ impl Gateway {
     /// (a lockout stops every way in, not just codes).
     pub fn start_passkey_sign_in(&self, ip: IpAddr, rp: &RelyingParty) -> Result<Started, PasskeyError> {
         if let Some(locked) = self.peek_lockout(ip) {
-            return Err(PasskeyError::Refused(format!("locked out for {} s", locked.retry_after.as_secs())));
+            return Err(PasskeyError::Locked(crate::server::format_duration(locked.retry_after)));
         }
         lock(&self.inner.passkeys).start_sign_in(rp, Instant::now())
     }
@@ -723,7 +723,7 @@ impl Gateway {
     /// Renames a passkey (by id or name).
     pub async fn rename_passkey(&self, id_or_name: &str, name: PasskeyName) -> Result<PasskeyInfo, PasskeyError> {
         let renamed = lock(&self.inner.passkeys).rename(id_or_name, name)?;
-        self.persist().await.map_err(|e| PasskeyError::Refused(e.to_string()))?;
+        self.persist().await.map_err(|e| PasskeyError::NotSaved(e.to_string()))?;
         self.emit(GatewayEvent::PasskeysChanged);
         Ok(renamed)
     }
@@ -732,7 +732,7 @@ impl Gateway {
     pub async fn remove_passkey(&self, id_or_name: &str) -> Result<PasskeyInfo, PasskeyError> {
         let removed = lock(&self.inner.passkeys).remove(id_or_name)?;
         warn!(passkey = %removed.name, "a passkey was removed");
-        self.persist().await.map_err(|e| PasskeyError::Refused(e.to_string()))?;
+        self.persist().await.map_err(|e| PasskeyError::NotSaved(e.to_string()))?;
         self.emit(GatewayEvent::PasskeysChanged);
         Ok(removed)
     }

@@ -115,6 +115,11 @@ pub enum PasskeyError {
     NotFound,
     #[error("passkeys need a name, not an IP address: {0}")]
     NotHere(String),
+    #[error("sign-in is locked for {0}: too many failed tries")]
+    Locked(String),
+    /// The state file could not be written: nothing changed (the detail is for the log).
+    #[error("SimpleOTP could not save this (its state file could not be written), so nothing changed; the computer's owner sees why in SimpleOTP")]
+    NotSaved(String),
     /// The browser's answer did not verify (wrong origin, no user verification, a counter that
     /// went back, an unknown or removed passkey, a bad signature). The detail is for the log.
     #[error("the passkey was not accepted")]

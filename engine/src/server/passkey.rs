@@ -228,6 +228,11 @@ fn error(e: &PasskeyError) -> Response<Body> {
             StatusCode::UNAUTHORIZED
         }
         PasskeyError::NoPasskeys | PasskeyError::NotFound => StatusCode::NOT_FOUND,
+        PasskeyError::Locked(_) => StatusCode::TOO_MANY_REQUESTS,
+        PasskeyError::NotSaved(detail) => {
+            warn!(reason = %detail, "a passkey change could not be saved");
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         _ => StatusCode::BAD_REQUEST,
     };
     json(status, &serde_json::json!({ "error": capitalise(&e.to_string()) }))

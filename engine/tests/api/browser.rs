@@ -193,7 +193,7 @@ pub(crate) async fn assert_accessible(browser: &Client, axe: &str, what: &str) {
 }
 
 /// Wrong codes over HTTP from this machine (the browser's address too) until it is locked out.
-async fn lock_out(app: &TestApp) {
+pub(crate) async fn lock_out(app: &TestApp) {
     let client = reqwest::Client::new();
     let ip = "127.0.0.1".parse().unwrap();
     for _ in 0..20 {

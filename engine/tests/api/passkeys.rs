@@ -172,21 +172,23 @@ async fn a_passkey_offered_after_a_code_signs_in_next_time_survives_a_restart_an
     set_user_verified(&browser, &authenticator, false).await;
     sign_out(&browser).await;
 
+    // A page that tells the authenticator not to verify its user (someone's tampered copy of
+    // the script): the fingerprint-less answer comes back without the user-verified flag, and
+    // the gateway refuses it (user verification is required), counted like a wrong code.
+    browser.goto(&wanted).await.unwrap();
+    wait_displayed(&browser, "passkey-signin").await;
+    assert_eq!(browser.execute_async(START_CEREMONY, vec![]).await.unwrap(), true);
+    browser.execute("window.discourageVerification = true;", vec![]).await.unwrap();
+    let answer = browser.execute_async(ANSWER_STARTED_CEREMONY, vec![]).await.unwrap();
+    assert_eq!(answer["status"], 401, "an answer without user verification: {answer}");
+    assert!(gateway.sessions().is_empty());
+    assert_eq!(gateway.limiter_status().recent_failures.len(), 1, "counted like a wrong code");
+
     // Removed while a sign-in is under way: the answer that comes back is refused, and the
     // refusal counts like a wrong code.
     browser.goto(&wanted).await.unwrap();
     wait_displayed(&browser, "passkey-signin").await;
-    let started = browser
-        .execute_async(
-            "const done = arguments[arguments.length - 1];
-             const button = document.getElementById('passkey-signin');
-             fetch(button.dataset.start, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{}' })
-               .then(r => r.json()).then(s => { window.started = s; done(s.ceremony.length > 0); });",
-            vec![],
-        )
-        .await
-        .unwrap();
-    assert_eq!(started, true);
+    assert_eq!(browser.execute_async(START_CEREMONY, vec![]).await.unwrap(), true);
     gateway.remove_passkey("Laptop Touch ID").await.unwrap();
     set_user_verified(&browser, &authenticator, true).await;
     let answer = browser.execute_async(ANSWER_STARTED_CEREMONY, vec![]).await.unwrap();
@@ -194,7 +196,7 @@ async fn a_passkey_offered_after_a_code_signs_in_next_time_survives_a_restart_an
     assert!(answer["body"].as_str().unwrap().contains("not accepted"), "{answer}");
     assert!(gateway.sessions().is_empty());
     let failures = gateway.limiter_status().recent_failures;
-    assert_eq!(failures.len(), 1, "the refused passkey counts like a wrong code: {failures:?}");
+    assert_eq!(failures.len(), 2, "the refused passkey counts like a wrong code: {failures:?}");
 
     // With none left here, the login page has codes only.
     browser.goto(&wanted).await.unwrap();
@@ -202,6 +204,13 @@ async fn a_passkey_offered_after_a_code_signs_in_next_time_survives_a_restart_an
     assert!(browser.find(Locator::Id("passkey-signin")).await.is_err());
     browser.close().await.unwrap();
 }
+
+/// Starts a sign-in ceremony as the login page's script does and keeps it in `window.started`.
+const START_CEREMONY: &str = "
+    const done = arguments[arguments.length - 1];
+    const button = document.getElementById('passkey-signin');
+    fetch(button.dataset.start, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{}' })
+      .then(r => r.json()).then(s => { window.started = s; done(s.ceremony.length > 0); });";
 
 /// Answers the ceremony `window.started` holds with the authenticator and posts the answer as
 /// the page's script would; resolves to the gateway's status and body.
@@ -212,6 +221,7 @@ const ANSWER_STARTED_CEREMONY: &str = "
     const options = window.started.options;
     options.publicKey.challenge = b(options.publicKey.challenge);
     options.publicKey.allowCredentials.forEach(c => { c.id = b(c.id); });
+    if (window.discourageVerification) options.publicKey.userVerification = 'discouraged';
     navigator.credentials.get(options).then(c => fetch(document.getElementById('passkey-signin').dataset.finish, {
         method: 'POST', headers: { 'Content-Type': 'application/json' },
         body: JSON.stringify({ ceremony: window.started.ceremony, next: '/', credential: {
@@ -362,4 +372,23 @@ async fn the_cli_adds_lists_and_removes_passkeys() {
     let add = cli(&["passkey", "add", "--no-open"]).await.unwrap();
     assert!(!add.status.success());
     assert!(stderr(&add).contains("no running gateway uses the data directory"), "{}", stderr(&add));
+}
+
+/// A lockout stops every way in: a passkey ceremony is refused while the address is locked out,
+/// with the time left (the login page hides the button then; a script that asks anyway is told).
+#[tokio::test]
+async fn a_lockout_refuses_passkey_ceremonies_too() {
+    let app = spawn_app().await;
+    crate::browser::lock_out(&app).await;
+    let answer = client()
+        .post(app.route("passkey/sign-in/start"))
+        .header("host", format!("localhost:{}", app.port()))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 429);
+    let body = answer.text().await.unwrap();
+    assert!(body.contains("Sign-in is locked for ") && body.contains("too many failed tries"), "{body}");
 }
