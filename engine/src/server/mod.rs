@@ -202,7 +202,7 @@ async fn route(gateway: &Gateway, peer: SocketAddr, req: Request<Incoming>) -> R
         (&Method::POST, routes::CONTROL_PASSKEY_REMOVE) => control_passkey_remove(gateway, &caller, &req).await,
         (&Method::GET | &Method::HEAD, routes::PASSKEY_ADD) => passkey::add_page(gateway, &caller, &req),
         (&Method::POST, routes::PASSKEY_ADD_START) => passkey::add_start(gateway, &caller, req).await,
-        (&Method::POST, routes::PASSKEY_ADD_FINISH) => passkey::add_finish(gateway, &caller, req).await,
+        (&Method::POST, routes::PASSKEY_ADD_FINISH) => passkey::add_finish(gateway, req).await,
         (&Method::POST, routes::PASSKEY_SIGN_IN_START) => passkey::sign_in_start(gateway, &caller, req).await,
         (&Method::POST, routes::PASSKEY_SIGN_IN_FINISH) => passkey::sign_in_finish(gateway, &caller, req).await,
         (&Method::POST, routes::CONTROL_AUTHENTICATORS) => control_authenticators(gateway, &caller, req.headers()),

@@ -2,9 +2,12 @@
 //! as JSON for the pages' script (`start` hands out a challenge, `finish` checks the answer).
 //!
 //! Every POST here is same-origin only, like the forms. The link that allows adding a passkey
-//! comes in the URL (the owner's one-time link) or, for the offer right after a sign-in with a
-//! code, in a short-lived cookie only that browser holds ([`LINK_COOKIE`]); the offer is made
-//! once per browser ([`ASKED_COOKIE`]).
+//! is always in the page's URL: the owner's one-time link, or, for the offer right after a
+//! sign-in with a code, the page the sign-in redirects to. Never in a cookie: cookies ignore
+//! ports, so any program listening on another port of `localhost` would receive it (see
+//! SECURITY.md, "Sessions and other programs on the same host") and could add a passkey of its
+//! own; a URL goes only to our origin, and the page sends no `Referer`. The offer is made once
+//! per browser ([`ASKED_COOKIE`], which says nothing but "asked").
 
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -15,12 +18,10 @@ use tracing::warn;
 
 use super::{html, pages, redirect, same_origin, session_cookie, Body, Caller};
 use crate::gateway::{Gateway, LoginOutcome};
-use crate::passkey::{PasskeyError, PasskeyName, RelyingParty, LINK_LIFETIME};
+use crate::passkey::{PasskeyError, PasskeyName, RelyingParty};
 use crate::protocol::routes;
 use crate::redirect::safe_return_path;
 
-/// Holds the link made for the offer after a code (HttpOnly, this prefix only, 5 minutes).
-pub const LINK_COOKIE: &str = "simpleotp_passkey_link";
 /// Set when a browser was offered a passkey: the offer is made once per browser.
 pub const ASKED_COOKIE: &str = "simpleotp_passkey_asked";
 /// A WebAuthn answer is a few kilobytes at most (nginx allows 16 KiB on these routes).
@@ -50,20 +51,17 @@ pub(super) fn relying_party(gateway: &Gateway, caller: &Caller, headers: &Header
 }
 
 /// After a sign-in with a code: when this browser was never asked and passkeys work at this
-/// address, the cookies that make the offer (a fresh link for this browser, "asked") and the
-/// page to go to instead of `next`.
+/// address, the cookie that says it was asked and the page to go to instead of `next` (with a
+/// fresh one-time link in its URL).
 pub(super) fn offer_after_code(gateway: &Gateway, caller: &Caller, headers: &HeaderMap, next: &str) -> Option<(Vec<String>, String)> {
     if cookie(headers, ASKED_COOKIE).is_some() || relying_party(gateway, caller, headers).is_err() {
         return None;
     }
     let link = gateway.issue_passkey_link();
     let secure = if caller.https { "; Secure" } else { "" };
-    let prefix = gateway.route_prefix().as_str().to_owned();
-    let cookies = vec![
-        format!("{LINK_COOKIE}={}; HttpOnly; SameSite=Strict; Path={prefix}; Max-Age={}{secure}", link.expose(), LINK_LIFETIME.as_secs()),
-        format!("{ASKED_COOKIE}=1; HttpOnly; SameSite=Lax; Path=/; Max-Age=31536000{secure}"),
-    ];
-    let page = format!("{}?offer=1&next={}", gateway.route_prefix().route(routes::PASSKEY_ADD), super::encode_query(next));
+    let cookies = vec![format!("{ASKED_COOKIE}=1; HttpOnly; SameSite=Lax; Path=/; Max-Age=31536000{secure}")];
+    let page =
+        format!("{}?offer=1&link={}&next={}", gateway.route_prefix().route(routes::PASSKEY_ADD), link.expose(), super::encode_query(next));
     Some((cookies, page))
 }
 
@@ -82,34 +80,27 @@ pub(super) fn add_page(gateway: &Gateway, caller: &Caller, req: &Request<Incomin
             _ => {}
         }
     }
-    let from_cookie = link.is_none();
-    let presented = link.clone().or_else(|| cookie(req.headers(), LINK_COOKIE).map(str::to_owned));
-    if offer && presented.as_deref().is_none_or(|l| !gateway.passkey_link_is_valid(l)) {
+    if offer && link.as_deref().is_none_or(|l| !gateway.passkey_link_is_valid(l)) {
         // The offer is only worth making while it can be taken up.
         return redirect(StatusCode::SEE_OTHER, &next);
     }
-    if !presented.as_deref().is_some_and(|l| gateway.passkey_link_is_valid(l)) {
+    let Some(link) = link.filter(|l| gateway.passkey_link_is_valid(l)) else {
         return html(
             StatusCode::GONE,
             pages::message_page("This link no longer works", &capitalise(&PasskeyError::LinkInvalid.to_string())),
         );
-    }
+    };
     let rp = match relying_party(gateway, caller, req.headers()) {
         Ok(rp) => rp,
         Err(e) => return html(StatusCode::BAD_REQUEST, pages::message_page("Passkeys do not work here", &capitalise(&e.to_string()))),
     };
     let start = gateway.route_prefix().route(routes::PASSKEY_ADD_START);
     let finish = gateway.route_prefix().route(routes::PASSKEY_ADD_FINISH);
-    let view = pages::PasskeyAddView {
-        offer,
-        link: if from_cookie { None } else { link.as_deref() },
-        start: &start,
-        finish: &finish,
-        next: &next,
-        name: &name,
-        rp_id: rp.id(),
-    };
-    html(StatusCode::OK, pages::passkey_add_page(&view))
+    let view = pages::PasskeyAddView { offer, link: &link, start: &start, finish: &finish, next: &next, name: &name, rp_id: rp.id() };
+    let mut response = html(StatusCode::OK, pages::passkey_add_page(&view));
+    // The link is in this page's URL: no Referer carries it on (to the app, on "Continue").
+    response.headers_mut().insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    response
 }
 
 fn capitalise(text: &str) -> String {
@@ -119,7 +110,6 @@ fn capitalise(text: &str) -> String {
 
 #[derive(Deserialize)]
 struct AddStart {
-    #[serde(default)]
     link: String,
 }
 
@@ -144,16 +134,14 @@ pub(super) async fn add_start(gateway: &Gateway, caller: &Caller, req: Request<I
         Ok(body) => body,
         Err(response) => return response,
     };
-    let link = if body.link.is_empty() { cookie(&headers, LINK_COOKIE).unwrap_or("").to_owned() } else { body.link };
-    let started = relying_party(gateway, caller, &headers).and_then(|rp| gateway.start_adding_passkey(&link, &rp));
+    let started = relying_party(gateway, caller, &headers).and_then(|rp| gateway.start_adding_passkey(&body.link, &rp));
     match started {
         Ok(started) => json(StatusCode::OK, &serde_json::json!({ "ceremony": started.ceremony, "options": started.options })),
         Err(e) => error(&e),
     }
 }
 
-pub(super) async fn add_finish(gateway: &Gateway, caller: &Caller, req: Request<Incoming>) -> Response<Body> {
-    let secure = if caller.https { "; Secure" } else { "" };
+pub(super) async fn add_finish(gateway: &Gateway, req: Request<Incoming>) -> Response<Body> {
     let body: AddFinish = match read_json(req).await {
         Ok(body) => body,
         Err(response) => return response,
@@ -163,14 +151,7 @@ pub(super) async fn add_finish(gateway: &Gateway, caller: &Caller, req: Request<
         Err(e) => return error(&e),
     };
     match gateway.finish_adding_passkey(&body.ceremony, name, &body.credential).await {
-        Ok(added) => {
-            let mut response = json(StatusCode::OK, &serde_json::json!({ "name": added.name, "rp_id": added.rp_id }));
-            let spent = format!("{LINK_COOKIE}=; HttpOnly; SameSite=Strict; Path={}; Max-Age=0{secure}", gateway.route_prefix().as_str());
-            if let Ok(value) = HeaderValue::from_str(&spent) {
-                response.headers_mut().append(header::SET_COOKIE, value);
-            }
-            response
-        }
+        Ok(added) => json(StatusCode::OK, &serde_json::json!({ "name": added.name, "rp_id": added.rp_id })),
         Err(e) => error(&e),
     }
 }

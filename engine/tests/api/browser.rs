@@ -599,12 +599,12 @@ async fn ca_page_fits_a_phone_and_opens_its_steps() {
 
 /// Another web server on this machine (anyone's): serves `html` at every path, and keeps each
 /// request's head (lower-cased) for the test to read.
-struct PageServer {
-    addr: std::net::SocketAddr,
-    heard: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+pub(crate) struct PageServer {
+    pub(crate) addr: std::net::SocketAddr,
+    pub(crate) heard: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
-async fn serve_page(html: String) -> PageServer {
+pub(crate) async fn serve_page(html: String) -> PageServer {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -735,7 +735,7 @@ async fn an_app_at_its_own_name_keeps_its_cookie_from_every_other_port() {
     wait_for_the_app(&browser, "signing in at the app's own name").await;
     assert_eq!(text_of(&browser, "#path").await, "/notebooks/a.ipynb");
     let cookies = browser.get_all_cookies().await.unwrap();
-    let session = cookies.iter().find(|c| c.name().contains("simpleotp_")).expect("a session cookie");
+    let session = cookies.iter().find(|c| c.name().starts_with("__Host-simpleotp_")).expect("a session cookie");
     assert_eq!(session.name(), format!("__Host-simpleotp_{port}"));
     assert_eq!(session.secure(), Some(true));
 

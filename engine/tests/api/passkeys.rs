@@ -126,6 +126,18 @@ async fn a_passkey_offered_after_a_code_signs_in_next_time_survives_a_restart_an
     assert_eq!(browser.current_url().await.unwrap().path(), "/_simpleotp/passkey/add");
     assert_eq!(text_of(&browser, "h1").await, "Sign in with Face ID, Windows Hello or your security key next time?");
     assert!(text_of(&browser, "#passkey-help").await.contains("on this computer (at localhost)"));
+    // Its link is in this page's URL only: another program's server on another port of
+    // localhost, which gets every cookie of localhost, gets no link.
+    let offer_url = browser.current_url().await.unwrap();
+    let link = offer_url.query_pairs().find(|(k, _)| k == "link").map(|(_, v)| v.into_owned()).expect("the link in the URL");
+    let other = crate::browser::serve_page("<!doctype html><title>other</title><p id=other>another server".into()).await;
+    browser.goto(&format!("http://localhost:{}/", other.addr.port())).await.unwrap();
+    browser.wait().for_element(Locator::Id("other")).await.unwrap();
+    let heard = other.heard.lock().unwrap().join("\n");
+    assert!(heard.contains("simpleotp_passkey_asked"), "the check can see cookies: {heard}");
+    assert!(!heard.contains(&link.to_lowercase()), "another port received the passkey link:\n{heard}");
+    browser.goto(offer_url.as_str()).await.unwrap();
+    wait_displayed(&browser, "passkey-add").await;
     save_screenshot(&browser, "passkey-offer").await;
     assert_accessible(&browser, &axe_source(), "the passkey offer").await;
     create_passkey(&browser, "Laptop Touch ID").await;
@@ -286,7 +298,7 @@ async fn a_one_time_link_adds_one_passkey_and_a_cloned_authenticator_is_refused(
 }
 
 /// The offer to add a passkey after a code: once per browser, only where passkeys work, and
-/// its link only in that browser's cookie.
+/// its link only in the page's URL (never a cookie, which other ports would receive).
 #[tokio::test]
 async fn the_offer_after_a_code_comes_once_per_browser_and_never_at_an_ip_address() {
     let app = spawn_app().await;
@@ -302,15 +314,17 @@ async fn the_offer_after_a_code_comes_once_per_browser_and_never_at_an_ip_addres
 
     let first = post(app.fresh_code(), false).await.unwrap();
     assert_eq!(first.status(), 303);
-    assert_eq!(first.headers()["location"], "/_simpleotp/passkey/add?offer=1&next=%2Flab");
+    let offer = first.headers()["location"].to_str().unwrap().to_owned();
+    assert!(offer.starts_with("/_simpleotp/passkey/add?offer=1&link=") && offer.ends_with("&next=%2Flab"), "{offer}");
     let cookies: Vec<&str> = first.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap()).collect();
-    assert!(
-        cookies
-            .iter()
-            .any(|c| c.starts_with("simpleotp_passkey_link=") && c.contains("HttpOnly; SameSite=Strict; Path=/_simpleotp/; Max-Age=300")),
-        "{cookies:?}"
-    );
     assert!(cookies.iter().any(|c| c.starts_with("simpleotp_passkey_asked=1; HttpOnly")), "{cookies:?}");
+    // The link is never in a cookie: cookies ignore ports, so every server on localhost would get it.
+    let link = offer.split("link=").nth(1).unwrap().split('&').next().unwrap();
+    assert!(cookies.iter().all(|c| !c.contains(link)), "{cookies:?}");
+    let page = client.get(app.url(&offer)).header("host", &localhost).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.headers()["referrer-policy"], "no-referrer", "no Referer carries the link on");
+    assert!(page.text().await.unwrap().contains(&format!("data-link=\"{link}\"")));
 
     let again = post(app.fresh_code(), true).await.unwrap();
     assert_eq!(again.headers()["location"], "/lab", "asked once per browser");

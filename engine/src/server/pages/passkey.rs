@@ -11,9 +11,8 @@ pub struct PasskeyAddView<'a> {
     /// Offered after a sign-in with a code ("… next time?", with "Not now"), rather than opened
     /// from a link the owner asked for.
     pub offer: bool,
-    /// The link's secret when it came in the URL; `None` when this browser holds it in a cookie
-    /// (the offer after a code).
-    pub link: Option<&'a str>,
+    /// The one-time link's secret (from this page's URL), for the script to send back.
+    pub link: &'a str,
     /// The ceremony routes the script posts to.
     pub start: &'a str,
     pub finish: &'a str,
@@ -61,7 +60,7 @@ pub fn passkey_add_page(view: &PasskeyAddView) -> String {
         name = html_escape(view.name),
         start = html_escape(view.start),
         finish = html_escape(view.finish),
-        link = html_escape(view.link.unwrap_or("")),
+        link = html_escape(view.link),
     );
     if view.offer {
         let _ = writeln!(card, "<p><a class=\"btn btn-secondary\" id=\"passkey-skip\" href=\"{next}\">Not now</a></p>");

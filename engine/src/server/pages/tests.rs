@@ -72,7 +72,7 @@ fn all_pages(dynamic: &str) -> Vec<String> {
     for offer in [false, true] {
         pages.push(passkey_add_page(&PasskeyAddView {
             offer,
-            link: Some(dynamic),
+            link: dynamic,
             start: dynamic,
             finish: dynamic,
             next: dynamic,
@@ -259,7 +259,7 @@ fn the_login_page_offers_a_passkey_where_one_works_and_says_where_otherwise() {
 fn the_add_page_says_where_the_passkey_works_and_offers_a_way_out() {
     let view = PasskeyAddView {
         offer: true,
-        link: None,
+        link: "offer_1",
         start: "/_simpleotp/passkey/add/start",
         finish: "/_simpleotp/passkey/add/finish",
         next: "/lab",
@@ -271,10 +271,10 @@ fn the_add_page_says_where_the_passkey_works_and_offers_a_way_out() {
     assert!(offer.contains("on this computer (at <strong>localhost</strong>)"), "{offer}");
     assert!(offer.contains(r#"id="passkey-skip" href="/lab">Not now</a>"#));
     assert!(offer.contains(r#"id="passkey-skip-unsupported" href="/lab" hidden"#), "a browser without WebAuthn goes on");
-    assert!(offer.contains(r#"data-link="""#), "the offer's link is in this browser's cookie, not the page");
+    assert!(offer.contains(r#"data-link="offer_1""#), "the link from the page's own URL");
     assert!(offer.contains(r#"<div id="passkey-form" class="needs-webauthn" hidden>"#));
 
-    let owner = passkey_add_page(&PasskeyAddView { offer: false, link: Some("abc_-1"), rp_id: "box.local", ..view });
+    let owner = passkey_add_page(&PasskeyAddView { offer: false, link: "abc_-1", rp_id: "box.local", ..view });
     let owner = owner.replace(&format!("<script>{PASSKEY_SCRIPT}</script>"), "");
     assert!(owner.contains("<h1>Add a passkey</h1>"));
     assert!(owner.contains(r#"data-link="abc_-1""#));
