@@ -860,9 +860,10 @@ try {
   await menuItem('Protection on · nobody signed in');
   // Remove (asks to be clicked twice): Pixel's codes stop working, the keychain holds the bare
   // setup key again, and the only one left has no Remove.
+  // (Pressed inside the page, twice in one step: the list is drawn anew on every change, and a
+  // button looked up before a redraw is gone by the time it is clicked.)
   await tauri.clickOn('.nav[data-section="security"]');
-  await tauri.clickOn('#security-authenticators li:nth-child(2) button.remove');
-  await tauri.clickOn('#security-authenticators li:nth-child(2) button.remove');
+  await waitFor('Remove beside Pixel', () => tauri.exec('const b = document.querySelector("#security-authenticators li:nth-child(2) button.remove"); if (b) { b.click(); b.click(); } return !!b;'));
   await waitFor('Pixel to be removed', async () => (await tauri.findAll('#security-authenticators li')).length === 1);
   if ((await tauri.findAll('#security-authenticators button.remove')).length) throw new Error('the only authenticator offers Remove');
   if (keychainSecret() !== stored) throw new Error('the keychain does not hold the first setup key alone again');
@@ -1038,12 +1039,14 @@ try {
   await tauri.invoke('sessions_revoke_all');
   await menuItem('Protection on · nobody signed in');
   await tauri.clickOn('.nav[data-section="security"]');
-  // Rename in place: the field takes the row's name; Enter saves.
-  await tauri.clickOn('#security-passkeys li.passkey .buttons button:not(.danger)');
+  // Rename in place: the field takes the row's name; Enter saves. The list is drawn anew on
+  // every change (a session ending, say), so its buttons are pressed inside the page, in one
+  // step; while a name is being typed the list is left alone.
+  await waitFor('the Rename button', () => tauri.exec('const b = document.querySelector("#security-passkeys li.passkey .buttons button:not(.danger)"); if (b) b.click(); return !!b;'));
   await tauri.fill('#security-passkeys li.passkey input.rename', 'Work laptop\uE007');
   await waitFor('the passkey renamed', async () => /^Work laptop · this computer/.test((await listText('#security-passkeys li.passkey')) ?? ''));
-  await tauri.clickOn('#security-passkeys li.passkey button.danger');
-  await tauri.clickOn('#security-passkeys li.passkey button.danger');
+  // Remove asks for a second click on the same button.
+  await tauri.exec('const b = document.querySelector("#security-passkeys li.passkey button.danger"); b.click(); b.click();');
   await waitFor('the passkey to be removed', async () => /No passkeys yet/.test((await listText('#security-passkeys li')) ?? ''));
   log('passkeys: Add a passkey behind a current code opens a one-time link (the browser asked by the window); Chromium makes one, Security lists it, Chromium signs in with it, Sessions names it, Rename and Remove');
   await tauri.clickOn('.nav[data-section="settings"]');
