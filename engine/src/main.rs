@@ -539,8 +539,8 @@ fn recovery_codes_new(gateway: GatewayArgs) -> CliResult {
     let (_, data_dir, _) = gateway.open()?;
     // As `ca rotate`: a running gateway keeps the set in memory and must make it itself; without
     // one, the state file is changed here, holding the lock so that no gateway starts meanwhile.
-    let codes: Vec<String> = match InstanceLock::acquire(&data_dir, "simpleotp recovery-codes new") {
-        Ok(_lock) => {
+    let codes: Vec<String> = match reach(&data_dir, "simpleotp recovery-codes new")? {
+        Reach::Direct(_lock) => {
             let file = simpleotp_engine::state::StateFile::in_dir(&data_dir);
             let loaded = file.load(unix_now());
             if let Some(warning) = loaded.warning {
@@ -550,10 +550,9 @@ fn recovery_codes_new(gateway: GatewayArgs) -> CliResult {
             file.save(&simpleotp_engine::state::PersistedState { recovery: Some(set), ..loaded.state })?;
             codes.iter().map(|c| c.expose().to_string()).collect()
         }
-        Err(LockError::Held { holder, .. }) => runtime()
+        Reach::Gateway(holder) => runtime()
             .block_on(control::new_recovery_codes(&data_dir))
             .map_err(|e| format!("no new recovery codes: the gateway ({holder}) using {} did not make them: {e}", data_dir.display()))?,
-        Err(e) => return Err(e.into()),
     };
     println!("Your new recovery codes (the old ones no longer work). Each works once, on the login page");
     println!("under \"Use a recovery code\". Keep them somewhere safe, away from your phone; they are not");
@@ -565,9 +564,10 @@ fn recovery_codes_new(gateway: GatewayArgs) -> CliResult {
     Ok(())
 }
 
-/// Whether `simpleotp authenticator …` goes through a running gateway (which holds the set in
-/// memory and must change it itself) or, holding the data directory's lock so that none starts
-/// meanwhile, works on the secret store directly.
+/// Whether a command that changes what a gateway holds (`authenticator …`, `passkey list|remove`,
+/// `recovery-codes new`) goes through the running gateway (which holds it in memory and must
+/// change it itself) or, holding the data directory's lock so that none starts meanwhile, works
+/// on the secret store or the state file directly.
 enum Reach {
     Gateway(String),
     Direct(#[allow(dead_code)] InstanceLock),
@@ -785,13 +785,13 @@ fn has_desktop() -> bool {
 /// data directory's lock meanwhile, as `recovery-codes new` does).
 fn with_passkeys<T>(
     gateway: GatewayArgs,
-    what: &str,
+    what: &'static str,
     offline: impl FnOnce(&mut simpleotp_engine::passkey::PasskeyRegistry) -> Result<T, Box<dyn Error>>,
     online: impl FnOnce(&Path) -> Result<T, control::ControlError>,
 ) -> Result<T, Box<dyn Error>> {
     let (_, data_dir, _) = gateway.open()?;
-    match InstanceLock::acquire(&data_dir, what) {
-        Ok(_lock) => {
+    match reach(&data_dir, what)? {
+        Reach::Direct(_lock) => {
             let file = simpleotp_engine::state::StateFile::in_dir(&data_dir);
             let loaded = file.load(unix_now());
             if let Some(warning) = loaded.warning {
@@ -805,10 +805,9 @@ fn with_passkeys<T>(
             }
             Ok(answer)
         }
-        Err(LockError::Held { holder, .. }) => {
+        Reach::Gateway(holder) => {
             online(&data_dir).map_err(|e| format!("the gateway ({holder}) using {} did not answer: {e}", data_dir.display()).into())
         }
-        Err(e) => Err(e.into()),
     }
 }
 
