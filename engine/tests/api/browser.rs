@@ -378,15 +378,7 @@ async fn login_page_names_the_app_and_passes_axe_in_every_look() {
 #[tokio::test]
 async fn a_browser_signed_in_to_one_app_continues_to_another_with_one_click() {
     let app = spawn_app_with(AppOptions { app_name: Some(jupyter()), ..Default::default() }).await;
-    let (second_port, _config) = simpleotp_engine::test_support::on_free_port("the second app", async |port| {
-        let mut config = app.config.clone();
-        let mut second = config.apps[0].clone();
-        second.name = "Grafana".parse().unwrap();
-        second.listen = format!("127.0.0.1:{port}").parse().unwrap();
-        config.apps.push(second);
-        app.handle().apply_config(&config).await.map(|_| config)
-    })
-    .await;
+    let (second_port, _config) = app.add_app("Grafana").await;
     let second = format!("http://127.0.0.1:{second_port}/dashboards");
     let driver = ChromeDriver::start().await;
     let axe = axe_source();

@@ -280,15 +280,7 @@ async fn config_change_applies_with_a_reload() {
     let app = spawn_app().await;
     let nginx = app.handle().nginx().unwrap();
     let pid = nginx.pid().unwrap();
-    let (_, config) = on_free_port("the second app (a reload)", async |port| {
-        let mut config = app.config.clone();
-        let mut second = config.apps[0].clone();
-        second.name = "Second".parse().unwrap();
-        second.listen = format!("127.0.0.1:{port}").parse().unwrap();
-        config.apps.push(second);
-        app.handle().apply_config(&config).await.map(|_| config)
-    })
-    .await;
+    let (_, config) = app.add_app("Second").await;
     let second_url = config.apps[1].protected_url();
     assert_eq!(nginx.pid(), Some(pid), "a reload keeps the master");
     assert_eq!(client().get(&second_url).send().await.unwrap().status(), 302);

@@ -168,6 +168,20 @@ impl TestApp {
         }
     }
 
+    /// Adds an app named `name` in front of the same upstream, on a free port of 127.0.0.1, to
+    /// the running gateway (nginx reloads): its port and the configuration now in force.
+    pub async fn add_app(&self, name: &str) -> (u16, Config) {
+        simpleotp_engine::test_support::on_free_port(&format!("the app {name}"), async |port| {
+            let mut config = self.config.clone();
+            let mut added = config.apps[0].clone();
+            added.name = name.parse().unwrap();
+            added.listen = format!("127.0.0.1:{port}").parse().unwrap();
+            config.apps.push(added);
+            self.handle().apply_config(&config).await.map(|_| config)
+        })
+        .await
+    }
+
     /// The protected app's listen port.
     pub fn port(&self) -> u16 {
         self.config.apps[0].listen.socket_addr().port()

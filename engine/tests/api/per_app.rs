@@ -68,15 +68,7 @@ async fn a_session_opens_only_its_own_app_and_no_app_sees_a_token() {
     let upstream = RecordingUpstream::start().await;
     let app = spawn_app_with(AppOptions { upstream: Some(upstream.addr), ..Default::default() }).await;
     // A second app on another port of the same host, behind the same gateway.
-    let (second_port, _config) = on_free_port("the second app", async |port| {
-        let mut config = app.config.clone();
-        let mut second = config.apps[0].clone();
-        second.name = "Second".parse().unwrap();
-        second.listen = format!("127.0.0.1:{port}").parse().unwrap();
-        config.apps.push(second);
-        app.handle().apply_config(&config).await.map(|_| config)
-    })
-    .await;
+    let (second_port, _config) = app.add_app("Second").await;
     let second_base = format!("http://127.0.0.1:{second_port}");
 
     let browser = client();
@@ -234,15 +226,7 @@ async fn hsts_is_sent_for_the_https_name_only() {
 #[tokio::test]
 async fn a_device_signed_in_to_one_app_continues_to_another_with_one_click() {
     let app = spawn_app().await;
-    let (second_port, _config) = on_free_port("the second app", async |port| {
-        let mut config = app.config.clone();
-        let mut second = config.apps[0].clone();
-        second.name = "Grafana".parse().unwrap();
-        second.listen = format!("127.0.0.1:{port}").parse().unwrap();
-        config.apps.push(second);
-        app.handle().apply_config(&config).await.map(|_| config)
-    })
-    .await;
+    let (second_port, _config) = app.add_app("Grafana").await;
     let second = format!("http://127.0.0.1:{second_port}");
     let route = |name: &str| format!("{second}{}", app.config.route_prefix.route(name));
 
@@ -312,15 +296,7 @@ async fn a_device_signed_in_to_one_app_continues_to_another_with_one_click() {
 #[tokio::test]
 async fn a_locked_out_address_cannot_continue() {
     let app = spawn_app().await;
-    let (second_port, _config) = on_free_port("the second app", async |port| {
-        let mut config = app.config.clone();
-        let mut second = config.apps[0].clone();
-        second.name = "Grafana".parse().unwrap();
-        second.listen = format!("127.0.0.1:{port}").parse().unwrap();
-        config.apps.push(second);
-        app.handle().apply_config(&config).await.map(|_| config)
-    })
-    .await;
+    let (second_port, _config) = app.add_app("Grafana").await;
     let second = format!("http://127.0.0.1:{second_port}");
     let route = |name: &str| format!("{second}{}", app.config.route_prefix.route(name));
     let browser = client();

@@ -66,15 +66,7 @@ async fn under_zoe_mueller_a_config_change_reloads_and_a_sign_out_recycles_the_w
     // A config change: nginx tests the new config in that folder and reloads it.
     let nginx = app.handle().nginx().unwrap();
     let pid = nginx.pid().unwrap();
-    let (_, config) = on_free_port("a second app (a reload)", async |port| {
-        let mut config = app.config.clone();
-        let mut second = config.apps[0].clone();
-        second.name = "Second".parse().unwrap();
-        second.listen = format!("127.0.0.1:{port}").parse().unwrap();
-        config.apps.push(second);
-        app.handle().apply_config(&config).await.map(|_| config)
-    })
-    .await;
+    let (_, config) = app.add_app("Second").await;
     assert_eq!(nginx.pid(), Some(pid), "a reload keeps the master");
     assert_eq!(client().get(config.apps[1].protected_url()).send().await.unwrap().status(), 302);
 
