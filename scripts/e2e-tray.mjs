@@ -579,6 +579,11 @@ try {
   if (setupCodes.length !== 10 || new Set(setupCodes).size !== 10) throw new Error(`the setup's recovery codes: ${JSON.stringify(setupCodes)}`);
   log('the wizard\'s last screen shows the ten recovery codes made at setup');
   await tauri.screenshots('tray-wizard-done.png');
+  // "Save as a text file" there too: a new 0600 file (Security's later one does not replace it).
+  await tauri.clickOn('#wizard-recovery-save');
+  const setupSaved = /^Saved as (.+\.txt)\. /.exec(await waitFor('where the setup codes were saved', () => shownText('#wizard-recovery-saved')))?.[1];
+  if (!setupSaved || !setupCodes.every((c) => fs.readFileSync(setupSaved, 'utf8').includes(`${c}\n`))) throw new Error(`the setup's codes were not saved (${setupSaved})`);
+  if ((fs.statSync(setupSaved).mode & 0o777) !== 0o600) throw new Error('the saved setup codes can be read by others');
   // The last screen offers Add a phone (#21 point 1): it ends the wizard on its first step.
   await tauri.clickOn('#wizard-add-phone');
   await tauri.visible('#devices-lan-on');
@@ -983,7 +988,8 @@ try {
   await tauri.clickOn('#security-recovery-save');
   const savedSays = await waitFor('where the codes were saved', () => shownText('#security-recovery-saved'));
   const savedPath = /^Saved as (.+\.txt)\. /.exec(savedSays)?.[1];
-  if (!savedPath || !savedPath.startsWith(home)) throw new Error(`Save as a text file says ${savedSays}`);
+  if (!savedPath || !savedPath.startsWith(home) || savedPath === setupSaved) throw new Error(`Save as a text file says ${savedSays}`);
+  if (!fs.readFileSync(setupSaved, 'utf8').includes(`${setupCodes[0]}\n`)) throw new Error('the setup\'s saved codes were replaced');
   const savedText = fs.readFileSync(savedPath, 'utf8');
   if (!recoveryCodes.every((c) => savedText.includes(`${c}\n`))) throw new Error('the saved file lacks codes');
   if ((fs.statSync(savedPath).mode & 0o777) !== 0o600) throw new Error(`the saved file's mode is ${(fs.statSync(savedPath).mode & 0o777).toString(8)}`);
@@ -1247,18 +1253,29 @@ try {
   if (shownUrl !== lanUrl) throw new Error(`Other devices shows ${shownUrl}, not ${lanUrl}`);
   /** The QR codes zbarimg reads in the window as drawn, with `css` scrolled into view (saved as
    * `file`). WebKitWebDriver's element screenshots come out black, so the window is read whole. */
-  const readQr = async (css, file) => {
-    await tauri.visible(css);
-    await tauri.exec('document.querySelector(arguments[0]).scrollIntoView({ block: "center" })', [css]);
-    await tauri.look(); // two animation frames: the scroll is painted
-    await tauri.screenshot(file, tmp);
-    return execFileSync('zbarimg', ['--raw', '-q', path.join(tmp, file)], { encoding: 'utf8' }).trim().split('\n');
+  /** Up to three looks, until one reads `wanted` (a prefix): the window redraws its lists when
+   * something changes, and a redraw between the scroll and the screenshot once left the code
+   * out of view. */
+  const readQr = async (css, file, wanted) => {
+    let scanned = [];
+    for (let look = 0; look < 3 && !scanned.some((text) => text.startsWith(wanted)); look++) {
+      await tauri.visible(css);
+      await tauri.exec('document.querySelector(arguments[0]).scrollIntoView({ block: "center" })', [css]);
+      await tauri.look(); // two animation frames: the scroll is painted
+      await tauri.screenshot(file, tmp);
+      try {
+        scanned = execFileSync('zbarimg', ['--raw', '-q', path.join(tmp, file)], { encoding: 'utf8' }).trim().split('\n');
+      } catch {
+        scanned = []; // zbarimg exits non-zero when it finds no code
+      }
+    }
+    return scanned;
   };
-  const scanned = await readQr(`${deviceApp} img.qr`, 'devices-app-qr.png');
+  const scanned = await readQr(`${deviceApp} img.qr`, 'devices-app-qr.png', lanUrl);
   if (!scanned.includes(lanUrl)) throw new Error(`the QR codes read ${JSON.stringify(scanned)}, none ${lanUrl}`);
   const caPage = `http://${os.hostname().split('.')[0].toLowerCase()}.local:${protectedPort}/_simpleotp/ca`;
   await waitFor('the CA card', async () => (await tauri.text(await tauri.find('#devices-ca-url'))) === caPage, 30000);
-  const caScanned = await readQr('#devices-ca-qr', 'devices-ca-qr.png');
+  const caScanned = await readQr('#devices-ca-qr', 'devices-ca-qr.png', caPage);
   if (!caScanned.includes(caPage)) throw new Error(`the QR codes read ${JSON.stringify(caScanned)}, none ${caPage}`);
   const fingerprint = await tauri.text(await tauri.find('#devices-ca-fingerprint'));
   const caFile = path.join(appEnv.SIMPLEOTP_DATA_DIR, 'ca-certificate.pem');
@@ -1373,7 +1390,7 @@ try {
   const phoneQr = '#security-unlock-links .unlock-qr img.qr';
   await tauri.visible(phoneQr);
   const phoneLink = `https://${os.hostname().split('.')[0].toLowerCase()}.local:${protectedPort}/_simpleotp/login?ticket=`;
-  const unlockScanned = await readQr(phoneQr, 'security-unlock-qr.png');
+  const unlockScanned = await readQr(phoneQr, 'security-unlock-qr.png', phoneLink);
   if (!unlockScanned.some((text) => text.startsWith(phoneLink))) throw new Error(`the unlock QR reads ${JSON.stringify(unlockScanned)}, not ${phoneLink}…`);
   await tauri.screenshots('tray-security-unlock-phone.png');
   log('a locked-out phone is told to scan the tray\'s QR code; Unlock shows the one-time link as a QR code for the phone');
