@@ -113,7 +113,8 @@ pub enum PasskeyError {
     TooMany,
     #[error("there is no passkey with that name or id")]
     NotFound,
-    #[error("passkeys need a name, not an IP address: {0}")]
+    /// Passkeys do not work at the address the browser used; the reason, in words.
+    #[error("passkeys do not work here: {0}")]
     NotHere(String),
     #[error("sign-in is locked for {0}: too many failed tries")]
     Locked(String),
@@ -200,7 +201,7 @@ impl RelyingParty {
         let (name, port) = split_host_port(host).ok_or_else(|| PasskeyError::NotHere("this address is not one SimpleOTP serves".into()))?;
         let name = name.to_ascii_lowercase();
         if name.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>().is_ok() {
-            return Err(PasskeyError::NotHere("browsers do not offer passkeys at an IP address".into()));
+            return Err(PasskeyError::NotHere("browsers offer them at a name, not at an IP address".into()));
         }
         let known = if https { https_names.iter().any(|n| n.eq_ignore_ascii_case(&name)) } else { name == "localhost" };
         if !known || !app_ports.contains(&port) {
