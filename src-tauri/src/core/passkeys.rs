@@ -91,12 +91,8 @@ impl Core {
     /// The window may open only a live link of ours (not arbitrary URLs).
     pub fn check_passkey_link(&self, url: &str) -> Result<()> {
         let gateway = self.gateway().ok_or(CoreError::NotRunning("Add the passkey again once it runs."))?;
-        let add = gateway.route_prefix().route(simpleotp_engine::protocol::routes::PASSKEY_ADD);
         let link = self
-            .config()
-            .apps
-            .iter()
-            .find_map(|app| url.strip_prefix(&format!("{}{add}?link=", app.protected_url().trim_end_matches('/'))))
+            .secret_of_our_link(url, &gateway.route_prefix().route(simpleotp_engine::protocol::routes::PASSKEY_ADD), "link")
             .ok_or_else(|| CoreError::Invalid("That is not a SimpleOTP link to add a passkey.".into()))?;
         if !gateway.passkey_link_is_valid(link) {
             return Err(passkey_error(PasskeyError::LinkInvalid));

@@ -116,17 +116,20 @@ impl Core {
     /// a live ticket: the window may open those, not arbitrary URLs.
     pub fn check_unlock_link(&self, url: &str) -> Result<()> {
         let gateway = self.gateway().ok_or(CoreError::NotRunning("Unlock again once it runs."))?;
-        let login = gateway.route_prefix().route("login");
         let ticket = self
-            .config()
-            .apps
-            .iter()
-            .find_map(|app| url.strip_prefix(&format!("{}{login}?ticket=", app.protected_url().trim_end_matches('/'))))
+            .secret_of_our_link(url, &gateway.route_prefix().route("login"), "ticket")
             .ok_or_else(|| CoreError::Invalid("That is not a SimpleOTP sign-in link.".into()))?;
         if !gateway.unlock_ticket_is_valid(ticket) {
             return Err(CoreError::Invalid("This sign-in link has expired or was used. Press Unlock again for a new one.".into()));
         }
         Ok(())
+    }
+
+    /// The one-time secret in `url` when it is a link of ours: a configured app's address
+    /// (as this computer opens it), `route`, then `?key=` and the secret. The window opens only
+    /// such links, never arbitrary URLs.
+    pub(super) fn secret_of_our_link<'u>(&self, url: &'u str, route: &str, key: &str) -> Option<&'u str> {
+        self.config().apps.iter().find_map(|app| url.strip_prefix(&format!("{}{route}?{key}=", app.protected_url().trim_end_matches('/'))))
     }
 
     /// The gate in front of everything that shows or replaces the secret: a current code of the
