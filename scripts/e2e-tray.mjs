@@ -507,6 +507,12 @@ try {
    * before its text is asked for. */
   const listText = (css) => tauri.exec(`const e = document.querySelector(arguments[0]);
     return e && e.getClientRects().length ? e.innerText : null;`, [css]);
+  /** Presses a button of a list the window redraws on every change, inside the page in one step
+   * (`times` clicks: 2 for the buttons that ask to be clicked again): a button looked up first
+   * can be gone by the time WebDriver clicks it. */
+  const pressInList = (css, times = 1) => waitFor(`${css} to press`, () => tauri.exec(`const b = document.querySelector(arguments[0]);
+    if (b) for (let i = 0; i < arguments[1]; i++) b.click();
+    return !!b;`, [css, times]));
   const stepOf = await shownText('#wizard .step[data-step="app"] .step-of');
   if (stepOf !== 'Step 3 of 3') throw new Error(`unexpected step indicator ${stepOf}`);
   const offered = Number(await waitFor('the offered port', () => tauri.exec('return document.getElementById("wizard-app-port").value')));
@@ -774,7 +780,7 @@ try {
   if (JSON.stringify(formats) !== JSON.stringify(expected)) throw new Error(`formatting: ${JSON.stringify(formats)}, not ${JSON.stringify(expected)}`);
   log('Sessions read like devices: "Chrome on Linux", This computer, "Jupyter · active now · ends in …", Sign out');
   await tauri.screenshots('tray-sessions.png');
-  await tauri.clickOn('#sessions-list li.session button.sign-out');
+  await pressInList('#sessions-list li.session button.sign-out');
   await waitFor('the session to disappear', async () => (await tauri.findAll('#sessions-list li.session')).length === 0);
   // Empty: a sentence and the button that fills the list (it opens the app in the browser).
   await tauri.visible('#sessions-empty');
@@ -1173,7 +1179,7 @@ try {
   // submenu's label cannot change in place, see tray_menu::same_shape).
   await menuItem('Jupyter');
   await tauri.clickOn('.nav[data-section="apps"]');
-  await tauri.clickOn('#apps-list li[data-name="Jupyter"] button.edit');
+  await pressInList('#apps-list li[data-name="Jupyter"] button.edit');
   await tauri.fill('#apps-name', 'JupyterLab');
   await tauri.clickOn('#apps-save');
   await tauri.visible('#apps-list li[data-name="JupyterLab"]');
@@ -1183,7 +1189,7 @@ try {
   await menuItem('JupyterLab');
   if (trayMenu().some((item) => item.label === 'Jupyter')) throw new Error('the old name stayed in the tray menu');
   // And back, for the screenshots that follow.
-  await tauri.clickOn('#apps-list li[data-name="JupyterLab"] button.edit');
+  await pressInList('#apps-list li[data-name="JupyterLab"] button.edit');
   await tauri.fill('#apps-name', 'Jupyter');
   await tauri.clickOn('#apps-save');
   await tauri.visible('#apps-list li[data-name="Jupyter"]');
@@ -1193,8 +1199,7 @@ try {
   // Empty states (#21 point 6): with no app, Apps, Status and Sessions each say so beside the
   // button that fills them; Sessions' "Add an app" opens Apps with the form ready. Then Jupyter is
   // added again there, at the same port, for the steps that follow.
-  await tauri.clickOn('#apps-list li[data-name="Jupyter"] button.remove');
-  await tauri.clickOn('#apps-list li[data-name="Jupyter"] button.remove');
+  await pressInList('#apps-list li[data-name="Jupyter"] button.remove', 2);
   await tauri.visible('#apps-list li.empty button.add-app');
   await waitFor('the empty Apps to say so', async () => /^No apps are protected yet\./.test((await listText('#apps-list li.empty p')) ?? ''));
   await tauri.clickOn('.nav[data-section="status"]');
@@ -1241,7 +1246,7 @@ try {
   if (!(await tauri.invoke('settings_get')).settings.lan) throw new Error('step 1 did not let other devices in');
   // Per app: the Apps form shows Jupyter let in, and offers the same to a new app.
   await tauri.clickOn('.nav[data-section="apps"]');
-  await tauri.clickOn('#apps-list li[data-name="Jupyter"] button.edit');
+  await pressInList('#apps-list li[data-name="Jupyter"] button.edit');
   if (!(await tauri.exec('return document.getElementById("apps-other-devices").checked'))) throw new Error('the Apps form does not show Jupyter let in');
   await tauri.clickOn('#apps-cancel');
   if (!(await tauri.exec('return document.getElementById("apps-other-devices").checked'))) throw new Error('a new app is not offered to other devices like the others');
